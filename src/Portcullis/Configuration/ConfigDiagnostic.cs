@@ -1,0 +1,55 @@
+namespace Portcullis.Configuration;
+
+public enum DiagnosticSeverity
+{
+    Error,
+    Warning,
+}
+
+/// <summary>One problem found in a config file, pointing at file:line:column with a hint on how to fix it.</summary>
+public sealed record ConfigDiagnostic(
+    string File,
+    int Line,
+    int Column,
+    string Message,
+    string? Hint = null,
+    DiagnosticSeverity Severity = DiagnosticSeverity.Error)
+{
+    public override string ToString()
+    {
+        var severity = Severity == DiagnosticSeverity.Error ? "error" : "warning";
+        var text = $"{File}:{Line}:{Column}: {severity}: {Message}";
+        return Hint is null ? text : $"{text}\n  hint: {Hint}";
+    }
+}
+
+/// <summary>Thrown when a configuration cannot be used; carries every diagnostic found.</summary>
+public sealed class ConfigException(IReadOnlyList<ConfigDiagnostic> diagnostics)
+    : Exception(diagnostics.Count == 0 ? "invalid configuration" : string.Join(Environment.NewLine, diagnostics))
+{
+    public IReadOnlyList<ConfigDiagnostic> Diagnostics { get; } = diagnostics;
+}
+
+/// <summary>Where each config path (e.g. routes[0].match.path) was written.</summary>
+public sealed class SourceLocations(string file)
+{
+    private readonly Dictionary<string, (int Line, int Column)> _positions = new(StringComparer.Ordinal);
+
+    public string File { get; } = file;
+
+    internal void Add(string path, int line, int column) => _positions.TryAdd(path, (line, column));
+
+    /// <summary>Position of the path, or of its nearest written ancestor.</summary>
+    public (int Line, int Column) Of(string path)
+    {
+        while (true)
+        {
+            if (_positions.TryGetValue(path, out var pos)) return pos;
+            var cut = Math.Max(path.LastIndexOf('.'), path.LastIndexOf('['));
+            if (cut <= 0) return _positions.TryGetValue("", out var root) ? root : (1, 1);
+            path = path[..cut];
+        }
+    }
+
+    public bool Has(string path) => _positions.ContainsKey(path);
+}

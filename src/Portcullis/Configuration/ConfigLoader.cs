@@ -1,0 +1,47 @@
+namespace Portcullis.Configuration;
+
+/// <summary>A config file read and bound to the model, with the positions of everything in it.</summary>
+public sealed record LoadedConfig(string Path, PortcullisConfig Config, SourceLocations Locations, string Text)
+{
+    public string BaseDirectory => System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path)) ?? ".";
+
+    public string Resolve(string relative) => System.IO.Path.GetFullPath(relative, BaseDirectory);
+}
+
+public static class ConfigLoader
+{
+    /// <summary>Reads and binds a config file. Returns null with diagnostics when it cannot be read or parsed.</summary>
+    public static LoadedConfig? Load(string path, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            diagnostics.Add(new ConfigDiagnostic(path, 1, 1, $"cannot read the configuration file: {Describe(ex)}", "check the path and its permissions"));
+            return null;
+        }
+
+        return Parse(path, text, environment, diagnostics);
+    }
+
+    public static LoadedConfig? Parse(string path, string text, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics)
+    {
+        var locations = new SourceLocations(path);
+        var before = diagnostics.Count;
+        var binder = new YamlConfigBinder(path, environment, diagnostics, locations);
+        var config = binder.BindDocument<PortcullisConfig>(text);
+        if (config is null) return null;
+        return new LoadedConfig(path, config, locations, text);
+    }
+
+    internal static string Describe(Exception ex) => ex switch
+    {
+        FileNotFoundException => "file not found",
+        DirectoryNotFoundException => "directory not found",
+        UnauthorizedAccessException => "permission denied",
+        _ => ex.Message,
+    };
+}

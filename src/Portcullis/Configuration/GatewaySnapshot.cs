@@ -1,0 +1,137 @@
+using System.Collections.Frozen;
+using System.Net;
+using Portcullis.Routing;
+using Yarp.ReverseProxy.Configuration;
+
+namespace Portcullis.Configuration;
+
+/// <summary>
+/// One immutable, compiled configuration. The request path reads exactly one of these per request;
+/// a reload builds a new one off the request path and swaps a single reference.
+/// </summary>
+public sealed class GatewaySnapshot
+{
+    internal GatewaySnapshot(
+        LoadedConfig source,
+        long generation,
+        DateTimeOffset loadedAt,
+        string fingerprint,
+        IReadOnlyList<string> files,
+        FrozenDictionary<string, CompiledRoute> routes,
+        FrozenDictionary<string, CompiledCluster> clusters,
+        FrozenDictionary<string, CompiledMap> maps,
+        IReadOnlyList<RouteConfig> proxyRoutes,
+        IReadOnlyList<ClusterConfig> proxyClusters,
+        IReadOnlyList<IPNetwork> trustedProxies,
+        IReadOnlyList<ListenerBinding> listeners)
+    {
+        Source = source;
+        Generation = generation;
+        LoadedAt = loadedAt;
+        Fingerprint = fingerprint;
+        Files = files;
+        Routes = routes;
+        Clusters = clusters;
+        Maps = maps;
+        ProxyRoutes = proxyRoutes;
+        ProxyClusters = proxyClusters;
+        TrustedProxies = [.. trustedProxies];
+        Listeners = listeners;
+    }
+
+    public LoadedConfig Source { get; }
+
+    public PortcullisConfig Config => Source.Config;
+
+    public long Generation { get; }
+
+    public DateTimeOffset LoadedAt { get; }
+
+    /// <summary>SHA-256 over the config file and every file it references.</summary>
+    public string Fingerprint { get; }
+
+    /// <summary>The config file and every file it references (watched for changes).</summary>
+    public IReadOnlyList<string> Files { get; }
+
+    internal FrozenDictionary<string, CompiledRoute> Routes { get; }
+
+    internal FrozenDictionary<string, CompiledCluster> Clusters { get; }
+
+    internal FrozenDictionary<string, CompiledMap> Maps { get; }
+
+    public IReadOnlyList<RouteConfig> ProxyRoutes { get; }
+
+    public IReadOnlyList<ClusterConfig> ProxyClusters { get; }
+
+    internal IPNetwork[] TrustedProxies { get; }
+
+    public IReadOnlyList<ListenerBinding> Listeners { get; }
+
+    internal bool IsTrustedProxy(IPAddress? address)
+    {
+        if (address is null || TrustedProxies.Length == 0) return false;
+        if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
+        foreach (var network in TrustedProxies)
+        {
+            if (network.Contains(address)) return true;
+        }
+
+        return false;
+    }
+}
+
+public sealed record ListenerBinding(string Name, ListenAddress Address, ListenerProtocols Protocols, bool Admin);
+
+internal enum RouteAction
+{
+    Proxy,
+    Redirect,
+    Respond,
+}
+
+/// <summary>A route's gateway-side behaviour; matching itself is done by YARP's routing.</summary>
+internal sealed class CompiledRoute
+{
+    public required string Name { get; init; }
+
+    public required RouteAction Action { get; init; }
+
+    /// <summary>Set when the cluster is chosen per request by a map lookup.</summary>
+    public ValueTemplate? ClusterTemplate { get; init; }
+
+    public string? StaticCluster { get; init; }
+
+    public (string Name, ValueTemplate Value)[] SetHeaders { get; init; } = [];
+
+    public string[] RemoveHeaders { get; init; } = [];
+
+    public RedirectOptions? Redirect { get; init; }
+
+    public int FixedStatus { get; init; }
+
+    public byte[] FixedBody { get; init; } = [];
+
+    public string FixedContentType { get; init; } = "";
+
+    public KeyValuePair<string, string>[] FixedHeaders { get; init; } = [];
+
+    public bool HasRequestWork => ClusterTemplate is not null || SetHeaders.Length > 0 || RemoveHeaders.Length > 0;
+}
+
+/// <summary>A cluster's gateway-side settings (YARP holds destinations and health state).</summary>
+internal sealed class CompiledCluster
+{
+    public required string Name { get; init; }
+
+    public int Retries { get; init; }
+
+    public int UnhealthyThreshold { get; init; } = 2;
+
+    public int HealthyThreshold { get; init; } = 1;
+
+    public int PassiveFailures { get; init; } = 3;
+
+    public TimeSpan PassiveReactivation { get; init; } = TimeSpan.FromSeconds(30);
+
+    public FrozenSet<int> FailureStatusCodes { get; init; } = FrozenSet<int>.Empty;
+}

@@ -1,0 +1,329 @@
+using System.ComponentModel;
+
+namespace Portcullis.Configuration;
+
+/// <summary>The whole gateway configuration: one YAML file (plus the files it names).</summary>
+public sealed record PortcullisConfig
+{
+    [Description("Addresses the gateway listens on. Exactly one may be the admin listener.")]
+    public IReadOnlyList<ListenerOptions> Listeners { get; init; } = [];
+
+    [Description("Server-wide request limits (Kestrel). Safe defaults apply when omitted.")]
+    public LimitsOptions Limits { get; init; } = new();
+
+    [Description("Peers (IP addresses or CIDR ranges) whose X-Forwarded-* / Forwarded headers are trusted and extended; from anyone else they are replaced.")]
+    public IReadOnlyList<string> TrustedProxies { get; init; } = [];
+
+    [Description("Named lookup tables (HAProxy-style map files) used by ${map:NAME(SOURCE)} in route templates.")]
+    public IReadOnlyDictionary<string, MapOptions> Maps { get; init; } = new Dictionary<string, MapOptions>();
+
+    [Description("Routes, matched first to last in file order unless `order` says otherwise.")]
+    public IReadOnlyList<RouteOptions> Routes { get; init; } = [];
+
+    [Description("Named groups of upstream destinations with load balancing and health checks.")]
+    public IReadOnlyDictionary<string, ClusterOptions> Clusters { get; init; } = new Dictionary<string, ClusterOptions>();
+}
+
+public enum ListenerProtocols
+{
+    Http1,
+    Http2,
+    Http1AndHttp2,
+}
+
+public sealed record ListenerOptions
+{
+    [Description("Unique listener name, used in logs and the admin API.")]
+    public string Name { get; init; } = "";
+
+    [Description("host:port to bind, e.g. 127.0.0.1:8080, [::1]:8080, *:8080 or 0.0.0.0:8080.")]
+    public string Address { get; init; } = "";
+
+    [Description("http1, http2 (cleartext h2c with prior knowledge) or http1AndHttp2 (default; HTTP/2 needs TLS ALPN, so cleartext connections speak HTTP/1.1).")]
+    public ListenerProtocols Protocols { get; init; } = ListenerProtocols.Http1AndHttp2;
+
+    [Description("Serve the admin API (health, config, clusters, reload, drain) on this listener instead of routes. Keep it on loopback.")]
+    public bool Admin { get; init; }
+}
+
+public sealed record LimitsOptions
+{
+    [Description("Largest total size of request headers; larger requests get 431. Default 32KiB.")]
+    public ByteSize MaxRequestHeadersSize { get; init; } = ByteSize.FromKiB(32);
+
+    [Description("Most request headers allowed; more get 431. Default 100.")]
+    public int MaxRequestHeaderCount { get; init; } = 100;
+
+    [Description("Longest request line (method, URL, version); longer gets 414. Default 8KiB.")]
+    public ByteSize MaxRequestLineSize { get; init; } = ByteSize.FromKiB(8);
+
+    [Description("Largest request body; larger gets 413. Default 10MiB.")]
+    public ByteSize MaxRequestBodySize { get; init; } = ByteSize.FromMiB(10);
+
+    [Description("Time a client has to send all request headers. Default 15s.")]
+    public TimeSpan RequestHeadersTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    [Description("Idle time before a keep-alive connection is closed. Default 120s.")]
+    public TimeSpan KeepAliveTimeout { get; init; } = TimeSpan.FromSeconds(120);
+
+    [Description("Most concurrent client connections across all listeners; 0 means unlimited. Default 10000.")]
+    public int MaxConnections { get; init; } = 10_000;
+
+    [Description("Slowest acceptable request body upload in bytes per second (after the grace period); slower clients are disconnected. Default 240.")]
+    public int MinRequestBodyDataRate { get; init; } = 240;
+
+    [Description("Grace period before the minimum body data rate applies. Default 5s.")]
+    public TimeSpan MinRequestBodyDataRateGracePeriod { get; init; } = TimeSpan.FromSeconds(5);
+
+    [Description("Time in-flight requests get to finish when the gateway stops. Default 30s.")]
+    public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}
+
+public enum MapKind
+{
+    Exact,
+    Prefix,
+    Regex,
+}
+
+public sealed record MapOptions
+{
+    [Description("Path of a map file: one `key value` pair per line, `#` starts a comment. Relative to the config file. Reloaded when it changes.")]
+    public string? File { get; init; }
+
+    [Description("Entries given inline instead of (or in addition to, after) the file.")]
+    public IReadOnlyDictionary<string, string> Entries { get; init; } = new Dictionary<string, string>();
+
+    [Description("How keys match: exact (default), prefix (longest matching prefix wins) or regex (first matching line wins).")]
+    public MapKind Kind { get; init; } = MapKind.Exact;
+
+    [Description("Compare keys case-insensitively. Default false.")]
+    public bool IgnoreCase { get; init; }
+
+    [Description("Value used when no key matches (or the source is absent). Without it the lookup yields nothing.")]
+    public string? Default { get; init; }
+}
+
+public sealed record RouteOptions
+{
+    [Description("Unique route name, used in logs, metrics and the admin API.")]
+    public string Name { get; init; } = "";
+
+    [Description("Precedence: lower first; routes with the same order keep file order. Default 0.")]
+    public int Order { get; init; }
+
+    [Description("What requests this route takes. All given conditions must hold.")]
+    public RouteMatchOptions Match { get; init; } = new();
+
+    [Description("Cluster to proxy to. May contain ${map:NAME(SOURCE[,SOURCE...])} lookups, e.g. \"orders-${map:versions(header:Api-Version,segment:1)}\".")]
+    public string? Cluster { get; init; }
+
+    [Description("Answer with a redirect instead of proxying.")]
+    public RedirectOptions? Redirect { get; init; }
+
+    [Description("Answer with a fixed response instead of proxying.")]
+    public FixedResponseOptions? Respond { get; init; }
+
+    [Description("Request headers to set (values may contain ${map:...} lookups) or remove before proxying.")]
+    public RequestHeadersOptions RequestHeaders { get; init; } = new();
+
+    [Description("Remove this prefix from the path before proxying, e.g. /api.")]
+    public string? StripPrefix { get; init; }
+}
+
+public enum HeaderMatchMode
+{
+    Exact,
+    Prefix,
+    Contains,
+    Present,
+    Absent,
+}
+
+public sealed record RouteMatchOptions
+{
+    [Description("Host names (port optional); `*.example.com` matches any subdomain. Any host when empty.")]
+    public IReadOnlyList<string> Hosts { get; init; } = [];
+
+    [Description("Path template, e.g. /orders/{id} or /orders/{**rest} (ASP.NET route template syntax).")]
+    public string? Path { get; init; }
+
+    [Description("Path prefix, e.g. /orders matches /orders and /orders/anything. Exclusive with `path`.")]
+    public string? PathPrefix { get; init; }
+
+    [Description("HTTP methods; any when empty.")]
+    public IReadOnlyList<string> Methods { get; init; } = [];
+
+    [Description("Header conditions; all must hold.")]
+    public IReadOnlyList<HeaderMatchOptions> Headers { get; init; } = [];
+
+    [Description("Query parameter conditions; all must hold.")]
+    public IReadOnlyList<QueryMatchOptions> Query { get; init; } = [];
+}
+
+public sealed record HeaderMatchOptions
+{
+    [Description("Header name.")]
+    public string Name { get; init; } = "";
+
+    [Description("Accepted values (any one). Not used by present/absent.")]
+    public IReadOnlyList<string> Values { get; init; } = [];
+
+    [Description("exact (default), prefix, contains, present or absent. Values compare case-insensitively.")]
+    public HeaderMatchMode Mode { get; init; } = HeaderMatchMode.Exact;
+}
+
+public sealed record QueryMatchOptions
+{
+    [Description("Query parameter name.")]
+    public string Name { get; init; } = "";
+
+    [Description("Accepted values (any one). Not used by present.")]
+    public IReadOnlyList<string> Values { get; init; } = [];
+
+    [Description("exact (default), prefix, contains or present. Values compare case-insensitively.")]
+    public HeaderMatchMode Mode { get; init; } = HeaderMatchMode.Exact;
+}
+
+public sealed record RedirectOptions
+{
+    [Description("Target URL (absolute, or a path on the same host).")]
+    public string Url { get; init; } = "";
+
+    [Description("301, 302 (default), 303, 307 or 308.")]
+    public int Status { get; init; } = 302;
+
+    [Description("Append the request's path and query to the target URL. Default false.")]
+    public bool AppendPath { get; init; }
+}
+
+public sealed record FixedResponseOptions
+{
+    [Description("Status code. Default 200.")]
+    public int Status { get; init; } = 200;
+
+    [Description("Response body. Default empty.")]
+    public string Body { get; init; } = "";
+
+    [Description("Content-Type of the body. Default text/plain; charset=utf-8.")]
+    public string ContentType { get; init; } = "text/plain; charset=utf-8";
+
+    [Description("Extra response headers.")]
+    public IReadOnlyDictionary<string, string> Headers { get; init; } = new Dictionary<string, string>();
+}
+
+public sealed record RequestHeadersOptions
+{
+    [Description("Headers to set on the upstream request; values may contain ${map:...} lookups. A lookup that yields nothing leaves the header unset.")]
+    public IReadOnlyDictionary<string, string> Set { get; init; } = new Dictionary<string, string>();
+
+    [Description("Headers to remove from the upstream request.")]
+    public IReadOnlyList<string> Remove { get; init; } = [];
+}
+
+public enum LoadBalancingPolicy
+{
+    RoundRobin,
+    LeastRequests,
+    PowerOfTwoChoices,
+    Random,
+    First,
+}
+
+public enum UpstreamHttpVersion
+{
+    Http1,
+    Http2,
+}
+
+public sealed record ClusterOptions
+{
+    [Description("Upstream addresses, e.g. http://10.0.0.5:8080. A plain string or { name, address, health }.")]
+    public IReadOnlyList<DestinationOptions> Destinations { get; init; } = [];
+
+    [Description("roundRobin (default), leastRequests, powerOfTwoChoices, random or first (the first healthy destination in list order).")]
+    public LoadBalancingPolicy LoadBalancing { get; init; } = LoadBalancingPolicy.RoundRobin;
+
+    [Description("Active and passive health checks.")]
+    public HealthCheckOptions HealthCheck { get; init; } = new();
+
+    [Description("Upstream timeouts.")]
+    public ClusterTimeoutOptions Timeouts { get; init; } = new();
+
+    [Description("How many other destinations an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) is retried on when connecting fails. Default 2; 0 disables.")]
+    public int Retries { get; init; } = 2;
+
+    [Description("HTTP version toward the upstream: http1 (default) or http2 (h2c with prior knowledge over cleartext, ALPN over TLS).")]
+    public UpstreamHttpVersion HttpVersion { get; init; } = UpstreamHttpVersion.Http1;
+
+    [Description("Most connections per destination; 0 means unlimited. Default 0.")]
+    public int MaxConnectionsPerDestination { get; init; }
+}
+
+[ScalarShorthand(nameof(Address))]
+public sealed record DestinationOptions
+{
+    [Description("Destination name; defaults to d1, d2, ... by position.")]
+    public string? Name { get; init; }
+
+    [Description("Absolute http:// or https:// URL of the destination.")]
+    public string Address { get; init; } = "";
+
+    [Description("Address used by active health checks instead of `address`.")]
+    public string? Health { get; init; }
+}
+
+public sealed record HealthCheckOptions
+{
+    [Description("Probe every destination periodically.")]
+    public ActiveHealthCheckOptions? Active { get; init; }
+
+    [Description("Eject a destination after consecutive proxying failures.")]
+    public PassiveHealthCheckOptions? Passive { get; init; }
+}
+
+public sealed record ActiveHealthCheckOptions
+{
+    [Description("Path probed with GET; a 2xx answer is healthy. Default /healthz.")]
+    public string Path { get; init; } = "/healthz";
+
+    [Description("Time between probes. Default 5s.")]
+    public TimeSpan Interval { get; init; } = TimeSpan.FromSeconds(5);
+
+    [Description("Probe timeout. Default 2s.")]
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(2);
+
+    [Description("Consecutive failed probes that mark a destination unhealthy. Default 2.")]
+    public int UnhealthyThreshold { get; init; } = 2;
+
+    [Description("Consecutive good probes that bring an unhealthy destination back. Default 1.")]
+    public int HealthyThreshold { get; init; } = 1;
+}
+
+public sealed record PassiveHealthCheckOptions
+{
+    [Description("Consecutive failed proxied requests (connection errors, timeouts, and 5xx when `statusCodes` include them) that eject a destination. Default 3.")]
+    public int Failures { get; init; } = 3;
+
+    [Description("How long an ejected destination stays out before it gets traffic again. Default 30s.")]
+    public TimeSpan Reactivation { get; init; } = TimeSpan.FromSeconds(30);
+
+    [Description("Upstream response status codes that also count as failures, e.g. [502, 503, 504]. Default none.")]
+    public IReadOnlyList<int> StatusCodes { get; init; } = [];
+}
+
+public sealed record ClusterTimeoutOptions
+{
+    [Description("Time to establish a connection to a destination. Default 5s.")]
+    public TimeSpan Connect { get; init; } = TimeSpan.FromSeconds(5);
+
+    [Description("Longest the upstream may stay silent (no response headers or body data) before the request fails with 504. Default 100s.")]
+    public TimeSpan Request { get; init; } = TimeSpan.FromSeconds(100);
+}
+
+/// <summary>Lets a list item be written as a plain string that sets the named property.</summary>
+[AttributeUsage(AttributeTargets.Class)]
+public sealed class ScalarShorthandAttribute(string propertyName) : Attribute
+{
+    public string PropertyName { get; } = propertyName;
+}

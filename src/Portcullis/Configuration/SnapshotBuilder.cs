@@ -1,0 +1,669 @@
+using System.Collections.Frozen;
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using Portcullis.Routing;
+using Yarp.ReverseProxy.Configuration;
+using YarpHeaderMatchMode = Yarp.ReverseProxy.Configuration.HeaderMatchMode;
+
+namespace Portcullis.Configuration;
+
+public sealed record BuildResult(GatewaySnapshot? Snapshot, IReadOnlyList<ConfigDiagnostic> Diagnostics)
+{
+    public bool Succeeded => Snapshot is not null;
+
+    public IEnumerable<ConfigDiagnostic> Errors => Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error);
+}
+
+/// <summary>
+/// Reads, validates and compiles a config file into a <see cref="GatewaySnapshot"/>. Every problem is
+/// collected (with file:line:column and a hint) before deciding; one error rejects the whole file.
+/// </summary>
+public sealed class SnapshotBuilder
+{
+    internal const string ConnectTimeoutMetadata = "Portcullis.ConnectTimeout";
+    internal const string ActiveHealthPolicy = "Portcullis.Thresholds";
+    internal const string PassiveHealthPolicy = "Portcullis.ConsecutiveFailures";
+    internal const string AvailableDestinationsPolicy = "Portcullis.HealthyNotDrained";
+
+    private static readonly string[] KnownMethods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
+
+    private readonly Func<string, string?> _environment;
+    private readonly IConfigValidator? _proxyValidator;
+    private readonly TimeProvider _time;
+
+    public SnapshotBuilder(Func<string, string?>? environment = null, IConfigValidator? proxyValidator = null, TimeProvider? time = null)
+    {
+        _environment = environment ?? Environment.GetEnvironmentVariable;
+        _proxyValidator = proxyValidator;
+        _time = time ?? TimeProvider.System;
+    }
+
+    public BuildResult Build(string path, long generation = 1)
+    {
+        var diagnostics = new List<ConfigDiagnostic>();
+        var loaded = ConfigLoader.Load(path, _environment, diagnostics);
+        return loaded is null ? new BuildResult(null, diagnostics) : Compile(loaded, generation, diagnostics);
+    }
+
+    public BuildResult Compile(LoadedConfig loaded, long generation, List<ConfigDiagnostic> diagnostics)
+    {
+        var context = new Context(loaded, diagnostics);
+        var files = new List<string> { Path.GetFullPath(loaded.Path) };
+        var fileContents = new List<string> { loaded.Text };
+
+        var listeners = ValidateListeners(context);
+        var trusted = ValidateTrustedProxies(context);
+        ValidateLimits(context);
+        var maps = CompileMaps(context, files, fileContents);
+        var clusters = CompileClusters(context);
+        var routes = CompileRoutes(context, maps, clusters);
+
+        if (_proxyValidator is not null && !context.HasErrors)
+        {
+            ValidateWithProxy(context, routes.Proxy, clusters.Proxy);
+        }
+
+        if (context.HasErrors)
+        {
+            return new BuildResult(null, diagnostics);
+        }
+
+        var fingerprint = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join("\0", fileContents))));
+        var snapshot = new GatewaySnapshot(
+            loaded,
+            generation,
+            _time.GetUtcNow(),
+            fingerprint,
+            files,
+            routes.Compiled.ToFrozenDictionary(r => r.Name, StringComparer.Ordinal),
+            clusters.Compiled.ToFrozenDictionary(c => c.Name, StringComparer.Ordinal),
+            maps.ToFrozenDictionary(StringComparer.Ordinal),
+            routes.Proxy,
+            clusters.Proxy,
+            trusted,
+            listeners);
+        return new BuildResult(snapshot, diagnostics);
+    }
+
+    private sealed class Context(LoadedConfig loaded, List<ConfigDiagnostic> diagnostics)
+    {
+        public LoadedConfig Loaded { get; } = loaded;
+
+        public PortcullisConfig Config => Loaded.Config;
+
+        public bool HasErrors => diagnostics.Any(d => d.Severity == DiagnosticSeverity.Error);
+
+        public void Error(string path, string message, string? hint = null)
+        {
+            var (line, column) = Loaded.Locations.Of(path);
+            diagnostics.Add(new ConfigDiagnostic(Loaded.Path, line, column, message, hint));
+        }
+
+        public void Warning(string path, string message, string? hint = null)
+        {
+            var (line, column) = Loaded.Locations.Of(path);
+            diagnostics.Add(new ConfigDiagnostic(Loaded.Path, line, column, message, hint, DiagnosticSeverity.Warning));
+        }
+
+        public void Add(ConfigDiagnostic diagnostic) => diagnostics.Add(diagnostic);
+    }
+
+    private static List<ListenerBinding> ValidateListeners(Context context)
+    {
+        var result = new List<ListenerBinding>();
+        var listeners = context.Config.Listeners;
+        if (listeners.Count == 0)
+        {
+            context.Error("listeners", "no listeners are configured", "add one, e.g. listeners: [{ name: public, address: 127.0.0.1:8080 }]");
+            return result;
+        }
+
+        var names = new Dictionary<string, int>(StringComparer.Ordinal);
+        var admins = 0;
+        for (var i = 0; i < listeners.Count; i++)
+        {
+            var listener = listeners[i];
+            var path = $"listeners[{i}]";
+            if (string.IsNullOrWhiteSpace(listener.Name))
+            {
+                context.Error(path, "listener has no name", "add name: public");
+            }
+            else if (names.TryGetValue(listener.Name, out var first))
+            {
+                context.Error(path + ".name", $"duplicate listener name '{listener.Name}' (first at listeners[{first}])", "give each listener its own name");
+            }
+            else
+            {
+                names[listener.Name] = i;
+            }
+
+            if (listener.Admin && ++admins > 1)
+            {
+                context.Error(path + ".admin", "more than one admin listener", "keep admin: true on one listener");
+            }
+
+            if (!ListenAddress.TryParse(listener.Address, out var address, out var error))
+            {
+                context.Error(path + ".address", $"bad listener address: {error}", "write host:port, e.g. 127.0.0.1:8080 or *:8080");
+                continue;
+            }
+
+            foreach (var other in result)
+            {
+                if (other.Address.ConflictsWith(address))
+                {
+                    context.Error(path + ".address", $"address {listener.Address} conflicts with listener '{other.Name}' ({other.Address})", "use another port");
+                }
+            }
+
+            if (listener.Admin && !address.IsLoopback)
+            {
+                context.Warning(path + ".address", "the admin listener is reachable from other hosts and has no authentication yet", "bind it to 127.0.0.1");
+            }
+
+            result.Add(new ListenerBinding(listener.Name, address, listener.Protocols, listener.Admin));
+        }
+
+        if (result.Count > 0 && result.All(l => l.Admin))
+        {
+            context.Error("listeners", "only an admin listener is configured; routes need a non-admin listener");
+        }
+
+        return result;
+    }
+
+    private static List<IPNetwork> ValidateTrustedProxies(Context context)
+    {
+        var result = new List<IPNetwork>();
+        for (var i = 0; i < context.Config.TrustedProxies.Count; i++)
+        {
+            var text = context.Config.TrustedProxies[i];
+            if (IPNetwork.TryParse(text, out var network))
+            {
+                result.Add(network);
+            }
+            else if (IPAddress.TryParse(text, out var ip))
+            {
+                result.Add(new IPNetwork(ip, ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128));
+            }
+            else
+            {
+                context.Error($"trustedProxies[{i}]", $"'{text}' is not an IP address or CIDR range", "write 10.0.0.7 or 10.0.0.0/8");
+            }
+        }
+
+        return result;
+    }
+
+    private static void ValidateLimits(Context context)
+    {
+        var limits = context.Config.Limits;
+        void Positive(long value, string key, string example)
+        {
+            if (value <= 0) context.Error("limits." + key, $"limits.{key} must be greater than zero", $"e.g. {key}: {example}");
+        }
+
+        Positive(limits.MaxRequestHeadersSize.Bytes, "maxRequestHeadersSize", "32KiB");
+        Positive(limits.MaxRequestHeaderCount, "maxRequestHeaderCount", "100");
+        Positive(limits.MaxRequestLineSize.Bytes, "maxRequestLineSize", "8KiB");
+        Positive(limits.MaxRequestBodySize.Bytes, "maxRequestBodySize", "10MiB");
+        Positive(limits.RequestHeadersTimeout.Ticks, "requestHeadersTimeout", "15s");
+        Positive(limits.KeepAliveTimeout.Ticks, "keepAliveTimeout", "120s");
+        if (limits.MaxConnections < 0) context.Error("limits.maxConnections", "limits.maxConnections cannot be negative", "0 means unlimited");
+        if (limits.MinRequestBodyDataRate < 0) context.Error("limits.minRequestBodyDataRate", "limits.minRequestBodyDataRate cannot be negative", "0 disables the check");
+    }
+
+    private static Dictionary<string, CompiledMap> CompileMaps(Context context, List<string> files, List<string> fileContents)
+    {
+        var maps = new Dictionary<string, CompiledMap>(StringComparer.Ordinal);
+        foreach (var (name, options) in context.Config.Maps)
+        {
+            var path = "maps." + name;
+            var entries = new List<MapEntry>();
+            var before = new List<ConfigDiagnostic>();
+            if (options.File is null && options.Entries.Count == 0)
+            {
+                context.Error(path, $"map '{name}' has neither a file nor entries", "add file: maps/" + name + ".map");
+            }
+
+            if (options.File is not null)
+            {
+                var full = context.Loaded.Resolve(options.File);
+                files.Add(full);
+                try
+                {
+                    var text = File.ReadAllText(full);
+                    fileContents.Add(text);
+                    entries.AddRange(MapFileParser.Parse(text, full, options.Kind, options.IgnoreCase, before));
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    context.Error(path + ".file", $"cannot read map file '{options.File}' ({full}): {ConfigLoader.Describe(ex)}", "paths are relative to the config file");
+                }
+            }
+
+            var inline = string.Join("\n", options.Entries.Select(e => e.Key + " " + e.Value));
+            var inlineDiagnostics = new List<ConfigDiagnostic>();
+            var inlineEntries = MapFileParser.Parse(inline, context.Loaded.Path, options.Kind, options.IgnoreCase, inlineDiagnostics);
+            foreach (var d in inlineDiagnostics) context.Error(path + ".entries", d.Message, d.Hint);
+            foreach (var entry in inlineEntries)
+            {
+                if (entries.Any(e => string.Equals(e.Key, entry.Key, options.IgnoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal)))
+                {
+                    context.Error(path + ".entries." + entry.Key, $"map key '{entry.Key}' is in both the file and entries", "keep one");
+                    continue;
+                }
+
+                entries.Add(entry);
+            }
+
+            foreach (var d in before) context.Add(d);
+            maps[name] = new CompiledMap(name, options.Kind, options.IgnoreCase, options.Default, entries);
+        }
+
+        return maps;
+    }
+
+    private sealed record ClusterBuild(List<CompiledCluster> Compiled, List<ClusterConfig> Proxy);
+
+    private static ClusterBuild CompileClusters(Context context)
+    {
+        var compiled = new List<CompiledCluster>();
+        var proxy = new List<ClusterConfig>();
+        foreach (var (name, options) in context.Config.Clusters)
+        {
+            var path = "clusters." + name;
+            if (options.Destinations.Count == 0)
+            {
+                context.Error(path, $"cluster '{name}' has no destinations", "add destinations: [http://127.0.0.1:5001]");
+            }
+
+            var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
+            for (var i = 0; i < options.Destinations.Count; i++)
+            {
+                var destination = options.Destinations[i];
+                var destinationPath = $"{path}.destinations[{i}]";
+                var destinationName = string.IsNullOrWhiteSpace(destination.Name) ? "d" + (i + 1).ToString(CultureInfo.InvariantCulture) : destination.Name;
+                if (!IsHttpUrl(destination.Address))
+                {
+                    context.Error(destination.Name is null && !context.Loaded.Locations.Has(destinationPath + ".address") ? destinationPath : destinationPath + ".address",
+                        $"destination address '{destination.Address}' is not an absolute http:// or https:// URL", "e.g. http://10.0.0.5:8080");
+                }
+
+                if (destination.Health is not null && !IsHttpUrl(destination.Health))
+                {
+                    context.Error(destinationPath + ".health", $"health address '{destination.Health}' is not an absolute http:// or https:// URL");
+                }
+
+                if (!destinations.TryAdd(destinationName, new DestinationConfig { Address = destination.Address, Health = destination.Health }))
+                {
+                    context.Error(destinationPath, $"duplicate destination name '{destinationName}' in cluster '{name}'", "give each destination its own name");
+                }
+            }
+
+            var active = options.HealthCheck.Active;
+            if (active is not null)
+            {
+                var activePath = path + ".healthCheck.active";
+                if (active.Interval <= TimeSpan.Zero) context.Error(activePath + ".interval", "interval must be greater than zero", "e.g. interval: 5s");
+                if (active.Timeout <= TimeSpan.Zero) context.Error(activePath + ".timeout", "timeout must be greater than zero", "e.g. timeout: 2s");
+                else if (active.Timeout > active.Interval) context.Warning(activePath + ".timeout", "probe timeout is longer than the interval", "keep timeout below interval");
+                if (!active.Path.StartsWith('/')) context.Error(activePath + ".path", $"health check path '{active.Path}' must start with '/'");
+                if (active.UnhealthyThreshold < 1) context.Error(activePath + ".unhealthyThreshold", "unhealthyThreshold must be at least 1");
+                if (active.HealthyThreshold < 1) context.Error(activePath + ".healthyThreshold", "healthyThreshold must be at least 1");
+            }
+
+            var passive = options.HealthCheck.Passive;
+            if (passive is not null)
+            {
+                var passivePath = path + ".healthCheck.passive";
+                if (passive.Failures < 1) context.Error(passivePath + ".failures", "failures must be at least 1");
+                if (passive.Reactivation <= TimeSpan.Zero) context.Error(passivePath + ".reactivation", "reactivation must be greater than zero", "e.g. reactivation: 30s");
+                foreach (var code in passive.StatusCodes)
+                {
+                    if (code is < 500 or > 599) context.Error(passivePath + ".statusCodes", $"status code {code} is not a 5xx code", "only upstream 5xx answers can count as failures");
+                }
+            }
+
+            if (options.Timeouts.Connect <= TimeSpan.Zero) context.Error(path + ".timeouts.connect", "connect timeout must be greater than zero", "e.g. connect: 5s");
+            if (options.Timeouts.Request <= TimeSpan.Zero) context.Error(path + ".timeouts.request", "request timeout must be greater than zero", "e.g. request: 100s");
+            if (options.Retries < 0) context.Error(path + ".retries", "retries cannot be negative", "0 disables retries");
+            if (options.MaxConnectionsPerDestination < 0) context.Error(path + ".maxConnectionsPerDestination", "maxConnectionsPerDestination cannot be negative", "0 means unlimited");
+
+            compiled.Add(new CompiledCluster
+            {
+                Name = name,
+                Retries = options.Retries,
+                UnhealthyThreshold = active?.UnhealthyThreshold ?? 2,
+                HealthyThreshold = active?.HealthyThreshold ?? 1,
+                PassiveFailures = passive?.Failures ?? 3,
+                PassiveReactivation = passive?.Reactivation ?? TimeSpan.FromSeconds(30),
+                FailureStatusCodes = (passive?.StatusCodes ?? []).ToFrozenSet(),
+            });
+
+            proxy.Add(new ClusterConfig
+            {
+                ClusterId = name,
+                LoadBalancingPolicy = options.LoadBalancing switch
+                {
+                    LoadBalancingPolicy.RoundRobin => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.RoundRobin,
+                    LoadBalancingPolicy.LeastRequests => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.LeastRequests,
+                    LoadBalancingPolicy.PowerOfTwoChoices => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.PowerOfTwoChoices,
+                    LoadBalancingPolicy.Random => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.Random,
+                    _ => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.FirstAlphabetical,
+                },
+                Destinations = destinations,
+                HealthCheck = new HealthCheckConfig
+                {
+                    AvailableDestinationsPolicy = AvailableDestinationsPolicy,
+                    Active = active is null ? null : new ActiveHealthCheckConfig
+                    {
+                        Enabled = true,
+                        Interval = active.Interval,
+                        Timeout = active.Timeout,
+                        Path = active.Path,
+                        Policy = ActiveHealthPolicy,
+                    },
+                    Passive = passive is null ? null : new PassiveHealthCheckConfig
+                    {
+                        Enabled = true,
+                        Policy = PassiveHealthPolicy,
+                        ReactivationPeriod = passive.Reactivation,
+                    },
+                },
+                HttpClient = new HttpClientConfig
+                {
+                    MaxConnectionsPerServer = options.MaxConnectionsPerDestination > 0 ? options.MaxConnectionsPerDestination : null,
+                    EnableMultipleHttp2Connections = true,
+                },
+                HttpRequest = new Yarp.ReverseProxy.Forwarder.ForwarderRequestConfig
+                {
+                    ActivityTimeout = options.Timeouts.Request,
+                    Version = options.HttpVersion == UpstreamHttpVersion.Http2 ? HttpVersion.Version20 : HttpVersion.Version11,
+                    VersionPolicy = options.HttpVersion == UpstreamHttpVersion.Http2 ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
+                },
+                Metadata = new Dictionary<string, string>
+                {
+                    [ConnectTimeoutMetadata] = options.Timeouts.Connect.TotalMilliseconds.ToString(CultureInfo.InvariantCulture),
+                },
+            });
+        }
+
+        return new ClusterBuild(compiled, proxy);
+    }
+
+    private sealed record RouteBuild(List<CompiledRoute> Compiled, List<RouteConfig> Proxy);
+
+    private static RouteBuild CompileRoutes(Context context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters)
+    {
+        var compiled = new List<CompiledRoute>();
+        var proxy = new List<RouteConfig>();
+        var routes = context.Config.Routes;
+        if (routes.Count == 0)
+        {
+            context.Warning("routes", "no routes are configured; every request will get 404");
+        }
+
+        var clusterNames = clusters.Compiled.Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
+        var names = new Dictionary<string, int>(StringComparer.Ordinal);
+        // Precedence: lower `order` first, then file order. YARP gets a distinct Order per route so
+        // ASP.NET routing never sees two equally ranked candidates.
+        var ranked = routes.Select((route, index) => (route, index)).OrderBy(r => r.route.Order).ThenBy(r => r.index).ToList();
+        for (var rank = 0; rank < ranked.Count; rank++)
+        {
+            var (route, i) = ranked[rank];
+            var path = $"routes[{i}]";
+            if (string.IsNullOrWhiteSpace(route.Name))
+            {
+                context.Error(path, "route has no name", "add name: orders");
+                continue;
+            }
+
+            if (names.TryGetValue(route.Name, out var first))
+            {
+                context.Error(path + ".name", $"duplicate route name '{route.Name}' (first at routes[{first}])", "give each route its own name");
+                continue;
+            }
+
+            names[route.Name] = i;
+            var actions = (route.Cluster is not null ? 1 : 0) + (route.Redirect is not null ? 1 : 0) + (route.Respond is not null ? 1 : 0);
+            if (actions != 1)
+            {
+                context.Error(path, $"route '{route.Name}' must have exactly one of cluster, redirect or respond (it has {actions})", "to proxy, add cluster: NAME");
+                continue;
+            }
+
+            var match = CompileMatch(context, route.Match, path + ".match");
+            ValueTemplate? clusterTemplate = null;
+            string? staticCluster = null;
+            if (route.Cluster is not null)
+            {
+                var template = ValueTemplate.Parse(route.Cluster, out var error);
+                if (template is null)
+                {
+                    context.Error(path + ".cluster", $"bad cluster template: {error}");
+                }
+                else if (template.IsLiteral)
+                {
+                    staticCluster = route.Cluster;
+                    if (!clusterNames.Contains(route.Cluster))
+                    {
+                        var suggestion = YamlConfigBinder.Suggest(route.Cluster, clusterNames);
+                        context.Error(path + ".cluster", $"route '{route.Name}' names unknown cluster '{route.Cluster}'",
+                            suggestion is not null ? $"did you mean '{suggestion}'?" : "define it under clusters:");
+                    }
+                }
+                else
+                {
+                    clusterTemplate = template;
+                    BindTemplate(context, template, maps, path + ".cluster");
+                    if (template.MapNames.All(maps.ContainsKey))
+                    {
+                        foreach (var candidate in template.PossibleValues())
+                        {
+                            if (!clusterNames.Contains(candidate))
+                            {
+                                context.Error(path + ".cluster", $"route '{route.Name}' can resolve to unknown cluster '{candidate}' (from map {string.Join(", ", template.MapNames)})", "define that cluster, or fix the map value");
+                            }
+                        }
+                    }
+                }
+            }
+
+            var setHeaders = new List<(string, ValueTemplate)>();
+            foreach (var (header, value) in route.RequestHeaders.Set)
+            {
+                var template = ValueTemplate.Parse(value, out var error);
+                if (template is null)
+                {
+                    context.Error($"{path}.requestHeaders.set.{header}", $"bad header template: {error}");
+                    continue;
+                }
+
+                BindTemplate(context, template, maps, $"{path}.requestHeaders.set.{header}");
+                setHeaders.Add((header, template));
+            }
+
+            if (route.Redirect is { } redirect)
+            {
+                if (redirect.Status is not (301 or 302 or 303 or 307 or 308)) context.Error(path + ".redirect.status", $"redirect status {redirect.Status} is not 301, 302, 303, 307 or 308");
+                if (!(redirect.Url.StartsWith('/') || IsHttpUrl(redirect.Url))) context.Error(path + ".redirect.url", $"redirect url '{redirect.Url}' is neither an absolute http(s) URL nor a path");
+            }
+
+            if (route.Respond is { } respond && respond.Status is < 200 or > 599)
+            {
+                context.Error(path + ".respond.status", $"status {respond.Status} is not between 200 and 599");
+            }
+
+            if (route.StripPrefix is { } strip && (!strip.StartsWith('/') || strip.EndsWith('/')))
+            {
+                context.Error(path + ".stripPrefix", $"stripPrefix '{strip}' must start with '/' and not end with '/'", "e.g. stripPrefix: /api");
+            }
+
+            compiled.Add(new CompiledRoute
+            {
+                Name = route.Name,
+                Action = route.Redirect is not null ? RouteAction.Redirect : route.Respond is not null ? RouteAction.Respond : RouteAction.Proxy,
+                ClusterTemplate = clusterTemplate,
+                StaticCluster = staticCluster,
+                SetHeaders = [.. setHeaders],
+                RemoveHeaders = [.. route.RequestHeaders.Remove],
+                Redirect = route.Redirect,
+                FixedStatus = route.Respond?.Status ?? 0,
+                FixedBody = Encoding.UTF8.GetBytes(route.Respond?.Body ?? ""),
+                FixedContentType = route.Respond?.ContentType ?? "",
+                FixedHeaders = route.Respond is null ? [] : [.. route.Respond.Headers],
+            });
+
+            proxy.Add(new RouteConfig
+            {
+                RouteId = route.Name,
+                Order = rank,
+                ClusterId = staticCluster,
+                Match = match,
+                Transforms = route.StripPrefix is null ? null : [new Dictionary<string, string> { ["PathRemovePrefix"] = route.StripPrefix }],
+            });
+        }
+
+        return new RouteBuild(compiled, proxy);
+    }
+
+    private static void BindTemplate(Context context, ValueTemplate template, Dictionary<string, CompiledMap> maps, string path)
+    {
+        foreach (var missing in template.Bind(maps))
+        {
+            var suggestion = YamlConfigBinder.Suggest(missing, maps.Keys);
+            context.Error(path, $"unknown map '{missing}'", suggestion is not null ? $"did you mean '{suggestion}'?" : "define it under maps:");
+        }
+    }
+
+    private static RouteMatch CompileMatch(Context context, RouteMatchOptions match, string path)
+    {
+        if (match.Path is not null && match.PathPrefix is not null)
+        {
+            context.Error(path + ".pathPrefix", "path and pathPrefix cannot both be set", "use one of them");
+        }
+
+        string routePath;
+        if (match.PathPrefix is { } prefix)
+        {
+            if (!prefix.StartsWith('/')) context.Error(path + ".pathPrefix", $"pathPrefix '{prefix}' must start with '/'");
+            routePath = prefix.TrimEnd('/') + "/{**portcullis_rest}";
+        }
+        else if (match.Path is { } template)
+        {
+            if (!template.StartsWith('/')) context.Error(path + ".path", $"path '{template}' must start with '/'");
+            routePath = template;
+        }
+        else
+        {
+            routePath = "/{**portcullis_rest}";
+        }
+
+        for (var i = 0; i < match.Hosts.Count; i++)
+        {
+            var host = match.Hosts[i];
+            if (host.Length == 0 || host.Contains('/') || (host.Contains('*') && !host.StartsWith("*.", StringComparison.Ordinal)))
+            {
+                context.Error($"{path}.hosts[{i}]", $"'{host}' is not a host name", "write api.example.com, *.example.com or api.example.com:8443");
+            }
+        }
+
+        var methods = new List<string>();
+        for (var i = 0; i < match.Methods.Count; i++)
+        {
+            var method = match.Methods[i].ToUpperInvariant();
+            if (!KnownMethods.Contains(method))
+            {
+                var suggestion = YamlConfigBinder.Suggest(method, KnownMethods);
+                context.Error($"{path}.methods[{i}]", $"'{match.Methods[i]}' is not an HTTP method", suggestion is not null ? $"did you mean '{suggestion}'?" : null);
+            }
+
+            methods.Add(method);
+        }
+
+        var headers = new List<RouteHeader>();
+        for (var i = 0; i < match.Headers.Count; i++)
+        {
+            var header = match.Headers[i];
+            var headerPath = $"{path}.headers[{i}]";
+            if (string.IsNullOrWhiteSpace(header.Name)) context.Error(headerPath, "header condition has no name");
+            var needsValues = header.Mode is not (Configuration.HeaderMatchMode.Present or Configuration.HeaderMatchMode.Absent);
+            if (needsValues && header.Values.Count == 0) context.Error(headerPath, $"header condition on '{header.Name}' needs values for mode {header.Mode.ToString().ToLowerInvariant()}", "add values: [...] or use mode: present");
+            headers.Add(new RouteHeader
+            {
+                Name = header.Name,
+                Values = needsValues ? [.. header.Values] : null,
+                Mode = header.Mode switch
+                {
+                    Configuration.HeaderMatchMode.Exact => YarpHeaderMatchMode.ExactHeader,
+                    Configuration.HeaderMatchMode.Prefix => YarpHeaderMatchMode.HeaderPrefix,
+                    Configuration.HeaderMatchMode.Contains => YarpHeaderMatchMode.Contains,
+                    Configuration.HeaderMatchMode.Present => YarpHeaderMatchMode.Exists,
+                    _ => YarpHeaderMatchMode.NotExists,
+                },
+            });
+        }
+
+        var query = new List<RouteQueryParameter>();
+        for (var i = 0; i < match.Query.Count; i++)
+        {
+            var parameter = match.Query[i];
+            var queryPath = $"{path}.query[{i}]";
+            if (string.IsNullOrWhiteSpace(parameter.Name)) context.Error(queryPath, "query condition has no name");
+            if (parameter.Mode == Configuration.HeaderMatchMode.Absent) context.Error(queryPath + ".mode", "query conditions support exact, prefix, contains and present");
+            var needsValues = parameter.Mode != Configuration.HeaderMatchMode.Present;
+            if (needsValues && parameter.Values.Count == 0) context.Error(queryPath, $"query condition on '{parameter.Name}' needs values", "add values: [...] or use mode: present");
+            query.Add(new RouteQueryParameter
+            {
+                Name = parameter.Name,
+                Values = needsValues ? [.. parameter.Values] : null,
+                Mode = parameter.Mode switch
+                {
+                    Configuration.HeaderMatchMode.Exact => QueryParameterMatchMode.Exact,
+                    Configuration.HeaderMatchMode.Prefix => QueryParameterMatchMode.Prefix,
+                    Configuration.HeaderMatchMode.Contains => QueryParameterMatchMode.Contains,
+                    _ => QueryParameterMatchMode.Exists,
+                },
+            });
+        }
+
+        return new RouteMatch
+        {
+            Path = routePath,
+            Hosts = match.Hosts.Count > 0 ? [.. match.Hosts] : null,
+            Methods = methods.Count > 0 ? methods : null,
+            Headers = headers.Count > 0 ? headers : null,
+            QueryParameters = query.Count > 0 ? query : null,
+        };
+    }
+
+    private void ValidateWithProxy(Context context, List<RouteConfig> routes, List<ClusterConfig> clusters)
+    {
+        // YARP checks what only it knows (route template syntax, policy names); map its findings back
+        // to our lines so a reload never reaches YARP with something it would reject.
+        for (var i = 0; i < routes.Count; i++)
+        {
+            var errors = _proxyValidator!.ValidateRouteAsync(routes[i]).AsTask().GetAwaiter().GetResult();
+            var index = context.Config.Routes.Select((r, n) => (r, n)).First(x => x.r.Name == routes[i].RouteId).n;
+            foreach (var error in errors)
+            {
+                context.Error($"routes[{index}].match", $"route '{routes[i].RouteId}': {error.Message}");
+            }
+        }
+
+        foreach (var cluster in clusters)
+        {
+            var errors = _proxyValidator!.ValidateClusterAsync(cluster).AsTask().GetAwaiter().GetResult();
+            foreach (var error in errors)
+            {
+                context.Error("clusters." + cluster.ClusterId, $"cluster '{cluster.ClusterId}': {error.Message}");
+            }
+        }
+    }
+
+    private static bool IsHttpUrl(string text) =>
+        Uri.TryCreate(text, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps) && uri.Host.Length > 0;
+}

@@ -1,0 +1,352 @@
+using System.Collections;
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+using System.Text.RegularExpressions;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace Portcullis.Configuration;
+
+/// <summary>
+/// Binds a YamlDotNet node tree to the config records, collecting every problem (unknown keys with a
+/// "did you mean", wrong types, bad durations/sizes, unset variables) with its line and column instead
+/// of stopping at the first. Positions are kept per config path for the semantic validator.
+/// </summary>
+internal sealed partial class YamlConfigBinder
+{
+    private readonly string _file;
+    private readonly Func<string, string?> _environment;
+    private readonly List<ConfigDiagnostic> _diagnostics;
+    private readonly SourceLocations _locations;
+    private readonly Dictionary<Type, Dictionary<string, PropertyInfo>> _propertyCache = [];
+
+    public YamlConfigBinder(string file, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics, SourceLocations locations)
+    {
+        _file = file;
+        _environment = environment;
+        _diagnostics = diagnostics;
+        _locations = locations;
+    }
+
+    public static string KeyName(PropertyInfo property) =>
+        char.ToLowerInvariant(property.Name[0]) + property.Name[1..];
+
+    /// <summary>Parses YAML text and binds it; returns null when the document cannot be parsed at all.</summary>
+    public T? BindDocument<T>(string yaml) where T : class, new()
+    {
+        var stream = new YamlStream();
+        try
+        {
+            stream.Load(new StringReader(yaml));
+        }
+        catch (YamlException ex)
+        {
+            var message = ex.InnerException?.Message ?? ex.Message;
+            // YamlDotNet prefixes messages with its own (Line: .., Col: ..) text; we print our own.
+            message = PositionPrefix().Replace(message, "").Trim();
+            Error(ex.Start.Line, ex.Start.Column, $"malformed YAML: {message}", "check indentation, quoting and that every key is followed by ': '");
+            return null;
+        }
+
+        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlScalarNode { Value: null or "" })
+        {
+            _locations.Add("", 1, 1);
+            Error(1, 1, "the configuration file is empty", "start from examples/quickstart/portcullis.yaml");
+            return null;
+        }
+
+        if (stream.Documents.Count > 1)
+        {
+            var second = stream.Documents[1].RootNode;
+            Error(second.Start.Line, second.Start.Column, "only one YAML document is allowed", "remove the '---' separator");
+        }
+
+        return Bind(stream.Documents[0].RootNode, typeof(T), "") as T;
+    }
+
+    private object? Bind(YamlNode node, Type type, string path)
+    {
+        _locations.Add(path, (int)node.Start.Line, (int)node.Start.Column);
+        var underlying = Nullable.GetUnderlyingType(type);
+        if (underlying is not null) type = underlying;
+
+        if (node is YamlScalarNode scalar && IsNull(scalar))
+        {
+            return null;
+        }
+
+        if (type == typeof(string)) return ReadScalar(node, path, "a string", s => (true, s, null));
+        if (type == typeof(int)) return ReadScalar(node, path, "an integer", s => int.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var v) ? (true, v, null) : (false, null, "not an integer"));
+        if (type == typeof(long)) return ReadScalar(node, path, "an integer", s => long.TryParse(s, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var v) ? (true, v, null) : (false, null, "not an integer"));
+        if (type == typeof(double)) return ReadScalar(node, path, "a number", s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) ? (true, v, null) : (false, null, "not a number"));
+        if (type == typeof(bool)) return ReadScalar(node, path, "true or false", ParseBool);
+        if (type == typeof(TimeSpan)) return ReadScalar(node, path, "a duration such as 250ms, 5s, 1m or 2h", s => DurationFormat.TryParse(s, out var v, out var e) ? (true, v, null) : (false, null, $"bad duration '{s}': {e}"));
+        if (type == typeof(ByteSize)) return ReadScalar(node, path, "a size such as 512, 32KiB or 10MiB", s => ByteSize.TryParse(s, out var v, out var e) ? (true, v, null) : (false, null, $"bad size '{s}': {e}"));
+        if (type.IsEnum) return ReadScalar(node, path, "one of " + string.Join(", ", EnumNames(type)), s => ParseEnum(type, s));
+
+        if (type.IsGenericType)
+        {
+            var definition = type.GetGenericTypeDefinition();
+            if (definition == typeof(IReadOnlyList<>) || definition == typeof(List<>))
+            {
+                return BindList(node, type.GetGenericArguments()[0], path);
+            }
+
+            if (definition == typeof(IReadOnlyDictionary<,>) || definition == typeof(Dictionary<,>))
+            {
+                return BindDictionary(node, type.GetGenericArguments()[1], path);
+            }
+        }
+
+        if (type.IsClass)
+        {
+            return BindObject(node, type, path);
+        }
+
+        throw new NotSupportedException($"config type {type} is not bindable");
+    }
+
+    private object? BindObject(YamlNode node, Type type, string path)
+    {
+        if (node is YamlScalarNode scalar && type.GetCustomAttribute<ScalarShorthandAttribute>() is { } shorthand)
+        {
+            var instanceFromScalar = Activator.CreateInstance(type)!;
+            var property = type.GetProperty(shorthand.PropertyName)!;
+            var value = Bind(scalar, property.PropertyType, path + "." + KeyName(property));
+            if (value is not null) property.SetValue(instanceFromScalar, value);
+            return instanceFromScalar;
+        }
+
+        if (node is not YamlMappingNode mapping)
+        {
+            TypeError(node, path, "a mapping (key: value lines)");
+            return null;
+        }
+
+        var properties = PropertiesOf(type);
+        var instance = Activator.CreateInstance(type)!;
+        foreach (var (keyNode, valueNode) in mapping.Children)
+        {
+            if (keyNode is not YamlScalarNode { Value: { } key })
+            {
+                Error(keyNode.Start.Line, keyNode.Start.Column, "a key must be a plain name", null);
+                continue;
+            }
+
+            var childPath = path.Length == 0 ? key : path + "." + key;
+            if (!properties.TryGetValue(key, out var property))
+            {
+                var suggestion = Suggest(key, properties.Keys);
+                var hint = suggestion is not null
+                    ? $"did you mean '{suggestion}'?"
+                    : "allowed keys here: " + string.Join(", ", properties.Keys);
+                Error(keyNode.Start.Line, keyNode.Start.Column, $"unknown key '{key}'" + (path.Length == 0 ? "" : $" in {path}"), hint);
+                continue;
+            }
+
+            var value = Bind(valueNode, property.PropertyType, childPath);
+            if (value is not null) property.SetValue(instance, value);
+        }
+
+        return instance;
+    }
+
+    private object? BindList(YamlNode node, Type itemType, string path)
+    {
+        var list = (IList)Activator.CreateInstance(typeof(List<>).MakeGenericType(itemType))!;
+        if (node is YamlSequenceNode sequence)
+        {
+            var i = 0;
+            foreach (var child in sequence.Children)
+            {
+                var item = Bind(child, itemType, $"{path}[{i}]");
+                if (item is not null) list.Add(item);
+                i++;
+            }
+
+            return list;
+        }
+
+        // A single scalar stands for a one-item list (hosts: api.example.com).
+        if (node is YamlScalarNode && (itemType == typeof(string) || itemType.IsValueType || itemType.GetCustomAttribute<ScalarShorthandAttribute>() is not null))
+        {
+            var item = Bind(node, itemType, $"{path}[0]");
+            if (item is not null) list.Add(item);
+            return list;
+        }
+
+        TypeError(node, path, "a list");
+        return null;
+    }
+
+    private object? BindDictionary(YamlNode node, Type valueType, string path)
+    {
+        if (node is not YamlMappingNode mapping)
+        {
+            TypeError(node, path, "a mapping of names to values");
+            return null;
+        }
+
+        var dictionary = (IDictionary)Activator.CreateInstance(typeof(Dictionary<,>).MakeGenericType(typeof(string), valueType), StringComparer.Ordinal)!;
+        foreach (var (keyNode, valueNode) in mapping.Children)
+        {
+            if (keyNode is not YamlScalarNode { Value: { } key } || key.Length == 0)
+            {
+                Error(keyNode.Start.Line, keyNode.Start.Column, "a name must be a non-empty plain string", null);
+                continue;
+            }
+
+            var childPath = path + "." + key;
+            _locations.Add(childPath + "#key", (int)keyNode.Start.Line, (int)keyNode.Start.Column);
+            var value = Bind(valueNode, valueType, childPath);
+            if (value is null && valueType.IsClass && valueType != typeof(string))
+            {
+                value = Activator.CreateInstance(valueType);
+            }
+
+            if (value is not null) dictionary[key] = value;
+        }
+
+        return dictionary;
+    }
+
+    private object? ReadScalar(YamlNode node, string path, string expected, Func<string, (bool Ok, object? Value, string? Error)> parse)
+    {
+        if (node is not YamlScalarNode scalar)
+        {
+            TypeError(node, path, expected);
+            return null;
+        }
+
+        var text = Substitute(scalar);
+        if (text is null) return null;
+        var (ok, value, error) = parse(text);
+        if (!ok)
+        {
+            Error(node.Start.Line, node.Start.Column, $"{Describe(path)}: {error ?? "bad value"}", $"expected {expected}");
+            return null;
+        }
+
+        return value;
+    }
+
+    /// <summary>Applies ${VAR} and ${VAR:-default}; $${ writes a literal ${. ${map:...} is left for route templates.</summary>
+    private string? Substitute(YamlScalarNode scalar)
+    {
+        var value = scalar.Value ?? "";
+        if (!value.Contains('$', StringComparison.Ordinal)) return value;
+        var failed = false;
+        var result = EnvironmentReference().Replace(value, match =>
+        {
+            if (match.Value == "$${") return "${";
+            var name = match.Groups["name"].Value;
+            var variable = _environment(name);
+            if (!string.IsNullOrEmpty(variable)) return variable;
+            if (match.Groups["default"].Success) return match.Groups["default"].Value;
+            if (variable is not null) return variable;
+            failed = true;
+            Error(scalar.Start.Line, scalar.Start.Column + match.Index, $"environment variable '{name}' is not set", $"set {name}, or give a default with ${{{name}:-value}}");
+            return "";
+        });
+        return failed ? null : result;
+    }
+
+    private static (bool, object?, string?) ParseBool(string s) => s.ToLowerInvariant() switch
+    {
+        "true" or "yes" or "on" => (true, true, null),
+        "false" or "no" or "off" => (true, false, null),
+        _ => (false, null, $"'{s}' is not true or false"),
+    };
+
+    private static (bool, object?, string?) ParseEnum(Type type, string s)
+    {
+        foreach (var name in Enum.GetNames(type))
+        {
+            if (string.Equals(name, s, StringComparison.OrdinalIgnoreCase)) return (true, Enum.Parse(type, name), null);
+        }
+
+        var suggestion = Suggest(s, EnumNames(type));
+        return (false, null, $"'{s}' is not allowed" + (suggestion is null ? "" : $" (did you mean '{suggestion}'?)"));
+    }
+
+    public static IEnumerable<string> EnumNames(Type type) =>
+        Enum.GetNames(type).Select(n => char.ToLowerInvariant(n[0]) + n[1..]);
+
+    private static bool IsNull(YamlScalarNode scalar) =>
+        scalar.Style == ScalarStyle.Plain && (scalar.Value is null or "" or "~" or "null" or "Null" or "NULL");
+
+    private Dictionary<string, PropertyInfo> PropertiesOf(Type type)
+    {
+        if (!_propertyCache.TryGetValue(type, out var map))
+        {
+            map = type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+                .Where(p => p.CanWrite)
+                .ToDictionary(KeyName, StringComparer.Ordinal);
+            _propertyCache[type] = map;
+        }
+
+        return map;
+    }
+
+    private void TypeError(YamlNode node, string path, string expected)
+    {
+        var found = node switch
+        {
+            YamlMappingNode => "a mapping",
+            YamlSequenceNode => "a list",
+            YamlScalarNode s => $"'{s.Value}'",
+            _ => "something else",
+        };
+        Error(node.Start.Line, node.Start.Column, $"{Describe(path)}: expected {expected}, found {found}", null);
+    }
+
+    private static string Describe(string path) => path.Length == 0 ? "document" : path;
+
+    private void Error(long line, long column, string message, string? hint) =>
+        _diagnostics.Add(new ConfigDiagnostic(_file, (int)line, (int)column, message, hint));
+
+    /// <summary>The closest candidate within a small edit distance, for "did you mean".</summary>
+    public static string? Suggest(string input, IEnumerable<string> candidates)
+    {
+        string? best = null;
+        var bestDistance = int.MaxValue;
+        foreach (var candidate in candidates)
+        {
+            var distance = EditDistance(input.ToLowerInvariant(), candidate.ToLowerInvariant());
+            if (distance < bestDistance)
+            {
+                bestDistance = distance;
+                best = candidate;
+            }
+        }
+
+        return best is not null && bestDistance <= Math.Max(2, input.Length / 3) ? best : null;
+    }
+
+    private static int EditDistance(string a, string b)
+    {
+        var previous = new int[b.Length + 1];
+        var current = new int[b.Length + 1];
+        for (var j = 0; j <= b.Length; j++) previous[j] = j;
+        for (var i = 1; i <= a.Length; i++)
+        {
+            current[0] = i;
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var cost = a[i - 1] == b[j - 1] ? 0 : 1;
+                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + cost);
+            }
+
+            (previous, current) = (current, previous);
+        }
+
+        return previous[b.Length];
+    }
+
+    [GeneratedRegex(@"\$\$\{|\$\{(?<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?<default>[^}]*))?\}")]
+    private static partial Regex EnvironmentReference();
+
+    [GeneratedRegex(@"^\(Line: \d+, Col: \d+, Idx: \d+\) - \(Line: \d+, Col: \d+, Idx: \d+\):")]
+    private static partial Regex PositionPrefix();
+}
