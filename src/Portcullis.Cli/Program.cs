@@ -1,1 +1,3 @@
-System.Console.WriteLine("x");
+using Portcullis.Cli;
+
+return await PortcullisCli.RunAsync(args);

@@ -39,8 +39,8 @@ public sealed record ListenerOptions
     [Description("host:port to bind, e.g. 127.0.0.1:8080, [::1]:8080, *:8080 or 0.0.0.0:8080.")]
     public string Address { get; init; } = "";
 
-    [Description("http1, http2 (cleartext h2c with prior knowledge) or http1AndHttp2 (default; HTTP/2 needs TLS ALPN, so cleartext connections speak HTTP/1.1).")]
-    public ListenerProtocols Protocols { get; init; } = ListenerProtocols.Http1AndHttp2;
+    [Description("http1 (default), http2 (cleartext h2c with prior knowledge) or http1AndHttp2 (both, negotiated by TLS ALPN; without TLS connections speak HTTP/1.1).")]
+    public ListenerProtocols Protocols { get; init; } = ListenerProtocols.Http1;
 
     [Description("Serve the admin API (health, config, clusters, reload, drain) on this listener instead of routes. Keep it on loopback.")]
     public bool Admin { get; init; }

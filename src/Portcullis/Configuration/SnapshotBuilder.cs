@@ -521,7 +521,9 @@ public sealed class SnapshotBuilder
             {
                 RouteId = route.Name,
                 Order = rank,
-                ClusterId = staticCluster,
+                // YARP needs a cluster to start its pipeline; a map-driven route starts on its first
+                // possible cluster and RouteActionMiddleware reassigns it per request.
+                ClusterId = staticCluster ?? clusterTemplate?.PossibleValues().FirstOrDefault(clusterNames.Contains),
                 Match = match,
                 Transforms = route.StripPrefix is null ? null : [new Dictionary<string, string> { ["PathRemovePrefix"] = route.StripPrefix }],
             });

@@ -18,7 +18,7 @@ internal sealed class CompiledMap
         Name = name;
         Kind = kind;
         Default = defaultValue;
-        EntryCount = entries.Count;
+        EntryCount = (Entries = [.. entries]).Count;
         _comparison = ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
         var comparer = ignoreCase ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
         var exact = new Dictionary<string, string>(comparer);
@@ -55,6 +55,9 @@ internal sealed class CompiledMap
     public string? Default { get; }
 
     public int EntryCount { get; }
+
+    /// <summary>The entries in file order (used by config diffs).</summary>
+    internal IReadOnlyList<MapEntry> Entries { get; }
 
     /// <summary>Every value the map can yield, default included (used to check cluster templates).</summary>
     public IReadOnlyList<string> Values { get; }

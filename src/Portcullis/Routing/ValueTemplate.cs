@@ -119,7 +119,7 @@ internal sealed class ValueTemplate
     {
         _parts = parts;
         Text = text;
-        IsLiteral = parts.All(p => p.Map is null);
+        IsLiteral = parts.All(p => p.MapName is null);
     }
 
     public string Text { get; }

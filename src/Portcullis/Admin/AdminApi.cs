@@ -1,0 +1,205 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Portcullis.Clusters;
+using Portcullis.Configuration;
+using Portcullis.Hosting;
+using Portcullis.Problems;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace Portcullis.Admin;
+
+/// <summary>
+/// The admin listener's API: health, readiness, effective config (secrets redacted), clusters and
+/// their destinations' health, reload, and draining destinations.
+/// </summary>
+internal sealed partial class AdminApi(
+    SnapshotStore store,
+    ConfigReloader reloader,
+    IProxyStateLookup proxyState,
+    IClusterDestinationsUpdater destinationsUpdater,
+    DrainRegistry drains,
+    IHostApplicationLifetime lifetime,
+    ILogger<AdminApi> logger)
+{
+    private static readonly JsonWriterOptions WriterOptions = new() { Indented = true };
+
+    public Task HandleAsync(HttpContext context)
+    {
+        var method = context.Request.Method;
+        var path = context.Request.Path.Value ?? "/";
+        var segments = path.Trim('/').Split('/');
+        var isGet = HttpMethods.IsGet(method) || HttpMethods.IsHead(method);
+        var isPost = HttpMethods.IsPost(method);
+
+        switch (path)
+        {
+            case "/healthz" when isGet:
+                return Text(context, 200, "ok\n");
+            case "/readyz" when isGet:
+                return Ready(context);
+            case "/admin/config" when isGet:
+                return Config(context);
+            case "/admin/clusters" when isGet:
+                return Clusters(context);
+            case "/admin/reload" when isPost:
+                return Reload(context);
+            case "/admin/reload" when isGet:
+                return Json(context, 200, w => WriteReload(w, reloader.LastResult));
+        }
+
+        // /admin/clusters/{cluster}/destinations/{destination}/drain|undrain
+        if (isPost && segments is ["admin", "clusters", var cluster, "destinations", var destination, ("drain" or "undrain") and var action])
+        {
+            return Drain(context, Uri.UnescapeDataString(cluster), Uri.UnescapeDataString(destination), action == "drain");
+        }
+
+        return ProblemWriter.WriteAsync(context, 404, "Not found", "No admin endpoint has this method and path.", "admin.not-found");
+    }
+
+    private Task Ready(HttpContext context)
+    {
+        var stopping = lifetime.ApplicationStopping.IsCancellationRequested;
+        var snapshot = store.Current;
+        return Json(context, stopping ? 503 : 200, w =>
+        {
+            w.WriteString("status", stopping ? "stopping" : "ready");
+            w.WriteNumber("generation", snapshot.Generation);
+            w.WriteString("loadedAt", snapshot.LoadedAt);
+        });
+    }
+
+    private Task Config(HttpContext context)
+    {
+        var snapshot = store.Current;
+        return Json(context, 200, w =>
+        {
+            w.WriteNumber("generation", snapshot.Generation);
+            w.WriteString("file", snapshot.Source.Path);
+            w.WriteString("fingerprint", snapshot.Fingerprint);
+            w.WriteString("loadedAt", snapshot.LoadedAt);
+            w.WritePropertyName("config");
+            ConfigJson.ToElement(snapshot.Config).WriteTo(w);
+        });
+    }
+
+    private Task Clusters(HttpContext context) => Json(context, 200, w =>
+    {
+        w.WriteNumber("generation", store.Current.Generation);
+        w.WriteStartArray("clusters");
+        foreach (var cluster in proxyState.GetClusters().OrderBy(c => c.ClusterId, StringComparer.Ordinal))
+        {
+            var available = cluster.DestinationsState.AvailableDestinations;
+            w.WriteStartObject();
+            w.WriteString("name", cluster.ClusterId);
+            w.WriteString("loadBalancing", cluster.Model.Config.LoadBalancingPolicy);
+            w.WriteNumber("availableDestinations", available.Count);
+            w.WriteStartArray("destinations");
+            foreach (var destination in cluster.Destinations.Values.OrderBy(d => d.DestinationId, StringComparer.Ordinal))
+            {
+                w.WriteStartObject();
+                w.WriteString("name", destination.DestinationId);
+                w.WriteString("address", destination.Model.Config.Address);
+                w.WriteString("active", HealthName(destination.Health.Active));
+                w.WriteString("passive", HealthName(destination.Health.Passive));
+                w.WriteBoolean("drained", drains.IsDrained(cluster.ClusterId, destination.DestinationId));
+                w.WriteBoolean("available", available.Contains(destination));
+                w.WriteNumber("inFlight", destination.ConcurrentRequestCount);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+    });
+
+    private async Task Reload(HttpContext context)
+    {
+        var result = await reloader.ReloadAsync("admin API", context.RequestAborted);
+        await Json(context, result.Applied ? 200 : 422, w => WriteReload(w, result));
+    }
+
+    private Task Drain(HttpContext context, string clusterName, string destinationName, bool drain)
+    {
+        if (!proxyState.TryGetCluster(clusterName, out var cluster))
+        {
+            return ProblemWriter.WriteAsync(context, 404, "Unknown cluster", $"There is no cluster '{clusterName}'.", "admin.unknown-cluster");
+        }
+
+        if (!cluster.Destinations.ContainsKey(destinationName))
+        {
+            return ProblemWriter.WriteAsync(context, 404, "Unknown destination", $"Cluster '{clusterName}' has no destination '{destinationName}'.", "admin.unknown-destination");
+        }
+
+        drains.Set(clusterName, destinationName, drain);
+        destinationsUpdater.UpdateAvailableDestinations(cluster);
+        Log.Drained(logger, drain ? "drained" : "undrained", clusterName, destinationName);
+        return Json(context, 200, w =>
+        {
+            w.WriteString("cluster", clusterName);
+            w.WriteString("destination", destinationName);
+            w.WriteBoolean("drained", drain);
+            w.WriteNumber("inFlight", cluster.Destinations[destinationName].ConcurrentRequestCount);
+        });
+    }
+
+    private static void WriteReload(Utf8JsonWriter w, ReloadResult result)
+    {
+        w.WriteBoolean("applied", result.Applied);
+        w.WriteBoolean("changed", result.Changed);
+        w.WriteNumber("generation", result.Generation);
+        w.WriteString("trigger", result.Trigger);
+        w.WriteString("at", result.At);
+        w.WriteStartArray("errors");
+        foreach (var d in result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error)) w.WriteStringValue(d.ToString());
+        w.WriteEndArray();
+        w.WriteStartArray("warnings");
+        foreach (var d in result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Warning)) w.WriteStringValue(d.ToString());
+        w.WriteEndArray();
+        w.WriteStartArray("restartRequired");
+        foreach (var item in result.RestartRequired) w.WriteStringValue(item);
+        w.WriteEndArray();
+    }
+
+    private static string HealthName(DestinationHealth health) => health switch
+    {
+        DestinationHealth.Healthy => "healthy",
+        DestinationHealth.Unhealthy => "unhealthy",
+        _ => "unknown",
+    };
+
+    private static Task Text(HttpContext context, int status, string text)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "text/plain; charset=utf-8";
+        return context.Response.WriteAsync(text);
+    }
+
+    private static async Task Json(HttpContext context, int status, Action<Utf8JsonWriter> body)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json; charset=utf-8";
+        context.Response.Headers.CacheControl = "no-store";
+        using var buffer = new MemoryStream();
+        await using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            writer.WriteStartObject();
+            body(writer);
+            writer.WriteEndObject();
+        }
+
+        buffer.WriteByte((byte)'\n');
+        await context.Response.Body.WriteAsync(buffer.GetBuffer().AsMemory(0, (int)buffer.Length));
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(3001, LogLevel.Information, "Admin: {Action} destination {Destination} of cluster {Cluster}")]
+        public static partial void Drained(ILogger logger, string action, string cluster, string destination);
+    }
+}

@@ -1,0 +1,21 @@
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Portcullis.Configuration;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Portcullis.Clusters;
+
+/// <summary>YARP's client factory plus the per-cluster connect timeout (YARP does not expose one).</summary>
+internal sealed class ConnectTimeoutHttpClientFactory(ILogger<ForwarderHttpClientFactory> logger) : ForwarderHttpClientFactory(logger)
+{
+    protected override void ConfigureHandler(ForwarderHttpClientContext context, SocketsHttpHandler handler)
+    {
+        base.ConfigureHandler(context, handler);
+        if (context.NewMetadata is { } metadata
+            && metadata.TryGetValue(SnapshotBuilder.ConnectTimeoutMetadata, out var text)
+            && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var milliseconds))
+        {
+            handler.ConnectTimeout = TimeSpan.FromMilliseconds(milliseconds);
+        }
+    }
+}

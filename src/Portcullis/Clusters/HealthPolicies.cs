@@ -1,0 +1,144 @@
+using System.Collections.Frozen;
+using System.Runtime.CompilerServices;
+using Microsoft.AspNetCore.Http;
+using Portcullis.Configuration;
+using Yarp.ReverseProxy.Configuration;
+using Portcullis.Hosting;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace Portcullis.Clusters;
+
+/// <summary>
+/// Active health with both thresholds (YARP's built-in policy only has the unhealthy one): N failed
+/// probes eject a destination, M good probes in a row bring it back.
+/// </summary>
+internal sealed class ThresholdActiveHealthPolicy(IDestinationHealthUpdater healthUpdater, SnapshotStore snapshots) : IActiveHealthCheckPolicy
+{
+    private readonly ConditionalWeakTable<DestinationState, ProbeCounters> _counters = new();
+
+    public string Name => SnapshotBuilder.ActiveHealthPolicy;
+
+    public void ProbingCompleted(ClusterState cluster, IReadOnlyList<DestinationProbingResult> probingResults)
+    {
+        if (probingResults.Count == 0) return;
+        snapshots.Current.Clusters.TryGetValue(cluster.ClusterId, out var settings);
+        var unhealthyThreshold = settings?.UnhealthyThreshold ?? 2;
+        var healthyThreshold = settings?.HealthyThreshold ?? 1;
+        var updates = new NewActiveDestinationHealth[probingResults.Count];
+        for (var i = 0; i < probingResults.Count; i++)
+        {
+            var result = probingResults[i];
+            var destination = result.Destination;
+            var counters = _counters.GetOrCreateValue(destination);
+            var previous = destination.Health.Active;
+            DestinationHealth next;
+            lock (counters)
+            {
+                if (result.Response is { IsSuccessStatusCode: true })
+                {
+                    counters.Failures = 0;
+                    counters.Successes++;
+                    next = previous == DestinationHealth.Unhealthy && counters.Successes < healthyThreshold ? DestinationHealth.Unhealthy : DestinationHealth.Healthy;
+                }
+                else
+                {
+                    counters.Successes = 0;
+                    counters.Failures++;
+                    next = counters.Failures >= unhealthyThreshold ? DestinationHealth.Unhealthy : previous;
+                }
+            }
+
+            updates[i] = new NewActiveDestinationHealth(destination, next);
+        }
+
+        healthUpdater.SetActive(cluster, updates);
+    }
+
+    private sealed class ProbeCounters
+    {
+        public int Failures;
+        public int Successes;
+    }
+}
+
+/// <summary>
+/// Passive health like Envoy's outlier detection: N consecutive failed requests (transport errors, and
+/// the configured 5xx codes) eject a destination for the reactivation period.
+/// </summary>
+internal sealed class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater healthUpdater, SnapshotStore snapshots) : IPassiveHealthCheckPolicy
+{
+    private readonly ConditionalWeakTable<DestinationState, StrongBox<int>> _failures = new();
+
+    public string Name => SnapshotBuilder.PassiveHealthPolicy;
+
+    public void RequestProxied(HttpContext context, ClusterState cluster, DestinationState destination)
+    {
+        snapshots.Current.Clusters.TryGetValue(cluster.ClusterId, out var settings);
+        var failed = context.Features.Get<IForwarderErrorFeature>() is not null
+            || (settings is not null && settings.FailureStatusCodes.Count > 0 && settings.FailureStatusCodes.Contains(context.Response.StatusCode));
+        var counter = _failures.GetOrCreateValue(destination);
+        if (!failed)
+        {
+            if (Volatile.Read(ref counter.Value) != 0) Interlocked.Exchange(ref counter.Value, 0);
+            return;
+        }
+
+        var count = Interlocked.Increment(ref counter.Value);
+        var threshold = settings?.PassiveFailures ?? 3;
+        if (count >= threshold)
+        {
+            Interlocked.Exchange(ref counter.Value, 0);
+            healthUpdater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, settings?.PassiveReactivation ?? TimeSpan.FromSeconds(30));
+        }
+    }
+}
+
+/// <summary>Destinations an operator drained through the admin API; survives reloads.</summary>
+public sealed class DrainRegistry
+{
+    private volatile FrozenSet<(string Cluster, string Destination)> _drained = FrozenSet<(string, string)>.Empty;
+    private readonly Lock _writeLock = new();
+
+    public bool IsDrained(string cluster, string destination) => _drained.Count > 0 && _drained.Contains((cluster, destination));
+
+    public IReadOnlyCollection<(string Cluster, string Destination)> Drained => _drained;
+
+    public bool Set(string cluster, string destination, bool drained)
+    {
+        lock (_writeLock)
+        {
+            var set = _drained.ToHashSet();
+            var changed = drained ? set.Add((cluster, destination)) : set.Remove((cluster, destination));
+            _drained = set.ToFrozenSet();
+            return changed;
+        }
+    }
+}
+
+/// <summary>Healthy-or-unknown destinations, minus drained ones (YARP's default, plus draining).</summary>
+internal sealed class HealthyNotDrainedPolicy(DrainRegistry drains) : IAvailableDestinationsPolicy
+{
+    public string Name => SnapshotBuilder.AvailableDestinationsPolicy;
+
+    public IReadOnlyList<DestinationState> GetAvailalableDestinations(ClusterConfig config, IReadOnlyList<DestinationState> allDestinations)
+    {
+        var activeEnabled = config.HealthCheck?.Active?.Enabled ?? false;
+        var passiveEnabled = config.HealthCheck?.Passive?.Enabled ?? false;
+        List<DestinationState>? available = null;
+        for (var i = 0; i < allDestinations.Count; i++)
+        {
+            var destination = allDestinations[i];
+            var usable = !drains.IsDrained(config.ClusterId, destination.DestinationId)
+                && (!activeEnabled || destination.Health.Active != DestinationHealth.Unhealthy)
+                && (!passiveEnabled || destination.Health.Passive != DestinationHealth.Unhealthy);
+            if (usable)
+            {
+                (available ??= new List<DestinationState>(allDestinations.Count)).Add(destination);
+            }
+        }
+
+        return available is null ? [] : available.Count == allDestinations.Count ? allDestinations : available;
+    }
+}

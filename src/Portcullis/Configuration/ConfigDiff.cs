@@ -1,0 +1,606 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using System.Text.RegularExpressions;
+
+namespace Portcullis.Configuration;
+
+public enum ChangeKind
+{
+    Added,
+    Removed,
+    Changed,
+}
+
+/// <summary>
+/// One thing a reload would add, remove or change. <see cref="Section"/> is listener, route, cluster,
+/// destination, map, limits or trustedProxies (or the JSON name of a newer top-level section).
+/// A destination's <see cref="Name"/> is "cluster/destination". <see cref="Details"/> are the rendered
+/// lines under the item (field changes as <c>path: old → new</c>, member changes as <c>+ ...</c>);
+/// they never contain a secret value.
+/// </summary>
+public sealed record ConfigChange(ChangeKind Kind, string Section, string Name, IReadOnlyList<string> Details)
+{
+    /// <summary>Listeners and limits are bound by Kestrel at startup; a reload cannot apply them.</summary>
+    public bool RestartRequired => Section is ConfigDiff.ListenerSection or ConfigDiff.LimitsSection;
+
+    /// <summary>For a destination: the cluster it belongs to (its own name follows "cluster/").</summary>
+    internal string? Cluster { get; init; }
+}
+
+/// <summary>The changes between two snapshots, sorted by section, kind (added, removed, changed) and name.</summary>
+public sealed record ConfigDiffResult(IReadOnlyList<ConfigChange> Changes)
+{
+    public bool HasChanges => Changes.Count > 0;
+
+    /// <summary>Some change (listeners, limits) only takes effect after a restart.</summary>
+    public bool RestartRequired => Changes.Any(c => c.RestartRequired);
+
+    /// <summary>
+    /// Renders the plan: one <c>+</c>/<c>-</c>/<c>~</c> line per item with indented details (destinations
+    /// under their cluster), or "No changes.", then "N to add, M to change, K to remove.". Every line,
+    /// the last included, ends with '\n'.
+    /// </summary>
+    public string Format()
+    {
+        var text = new StringBuilder();
+        if (Changes.Count == 0)
+        {
+            text.Append("No changes.\n");
+        }
+        else
+        {
+            // Destinations are shown inside their cluster's block; a cluster that only changes in its
+            // destinations still gets a "~ cluster" header.
+            var destinations = Changes
+                .Where(c => c.Section == ConfigDiff.DestinationSection)
+                .GroupBy(ClusterOf, StringComparer.Ordinal)
+                .ToDictionary(g => g.Key, g => g.OrderBy(c => c, ConfigDiff.Order).ToList(), StringComparer.Ordinal);
+            var blocks = Changes.Where(c => c.Section != ConfigDiff.DestinationSection).ToList();
+            foreach (var cluster in destinations.Keys)
+            {
+                if (!blocks.Any(c => c.Section == ConfigDiff.ClusterSection && c.Name == cluster))
+                {
+                    blocks.Add(new ConfigChange(ChangeKind.Changed, ConfigDiff.ClusterSection, cluster, []));
+                }
+            }
+
+            foreach (var change in blocks.OrderBy(c => c, ConfigDiff.Order))
+            {
+                text.Append(Sigil(change.Kind)).Append(' ').Append(change.Section);
+                if (change.Name != change.Section) text.Append(' ').Append(change.Name);
+                if (change.RestartRequired) text.Append(" (restart required)");
+                text.Append('\n');
+                if (change.Section == ConfigDiff.ClusterSection && destinations.TryGetValue(change.Name, out var members))
+                {
+                    foreach (var destination in members)
+                    {
+                        var name = destination.Name[(ClusterOf(destination).Length + 1)..];
+                        if (destination.Kind == ChangeKind.Changed)
+                        {
+                            text.Append("    ~ destination ").Append(name).Append('\n');
+                            foreach (var detail in destination.Details) text.Append("        ").Append(detail).Append('\n');
+                        }
+                        else
+                        {
+                            text.Append("    ").Append(ConfigDiff.DestinationLine(destination.Kind, name, destination.Details)).Append('\n');
+                        }
+                    }
+                }
+
+                foreach (var detail in change.Details) text.Append("    ").Append(detail).Append('\n');
+            }
+        }
+
+        text.Append(CultureInfo.InvariantCulture,
+            $"{Changes.Count(c => c.Kind == ChangeKind.Added)} to add, {Changes.Count(c => c.Kind == ChangeKind.Changed)} to change, {Changes.Count(c => c.Kind == ChangeKind.Removed)} to remove.\n");
+        return text.ToString();
+    }
+
+    public override string ToString() => Format();
+
+    internal static char Sigil(ChangeKind kind) => kind switch
+    {
+        ChangeKind.Added => '+',
+        ChangeKind.Removed => '-',
+        _ => '~',
+    };
+
+    private static string ClusterOf(ConfigChange destination)
+    {
+        if (destination.Cluster is not null) return destination.Cluster;
+        var slash = destination.Name.IndexOf('/');
+        return slash < 0 ? "" : destination.Name[..slash];
+    }
+}
+
+/// <summary>
+/// What a reload from <c>before</c> to <c>after</c> would change, like <c>terraform plan</c>. Items are
+/// matched by name and compared field by field through the JSON form of the config
+/// (<see cref="ConfigJson"/>), so new model fields show up without changes here. Values are printed
+/// from the redacted form only: a changed secret shows as "(sensitive value changed)". Map entries are
+/// compared as compiled (file and inline), so a changed map file shows even when the config is unchanged.
+/// </summary>
+public static partial class ConfigDiff
+{
+    internal const string ListenerSection = "listener";
+    internal const string RouteSection = "route";
+    internal const string ClusterSection = "cluster";
+    internal const string DestinationSection = "destination";
+    internal const string MapSection = "map";
+    internal const string LimitsSection = "limits";
+    internal const string TrustedProxiesSection = "trustedProxies";
+
+    private const string None = "(none)";
+    private const string Arrow = " → ";
+
+    // Output order: what a reader checks first.
+    private static readonly string[] SectionOrder =
+        [RouteSection, ClusterSection, DestinationSection, MapSection, ListenerSection, LimitsSection, TrustedProxiesSection];
+
+    // Unredacted twin of ConfigJson.Options: used only to detect that a secret changed, never printed.
+    private static readonly JsonSerializerOptions RawOptions = CreateRawOptions();
+
+    private static readonly JsonSerializerOptions TextOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    internal static IComparer<ConfigChange> Order { get; } = Comparer<ConfigChange>.Create((x, y) =>
+    {
+        var result = SectionRank(x.Section).CompareTo(SectionRank(y.Section));
+        if (result == 0) result = string.CompareOrdinal(x.Section, y.Section);
+        if (result == 0) result = x.Kind.CompareTo(y.Kind);
+        if (result == 0) result = string.CompareOrdinal(x.Name, y.Name);
+        return result;
+    });
+
+    public static ConfigDiffResult Compare(GatewaySnapshot before, GatewaySnapshot after)
+    {
+        ArgumentNullException.ThrowIfNull(before);
+        ArgumentNullException.ThrowIfNull(after);
+        var a = Node.Of(before.Config);
+        var b = Node.Of(after.Config);
+        var changes = new List<ConfigChange>();
+        foreach (var key in Keys(a, b))
+        {
+            var x = a.Property(key);
+            var y = b.Property(key);
+            switch (key)
+            {
+                case "listeners":
+                    CompareNamedList(changes, ListenerSection, x, y);
+                    break;
+                case "routes":
+                    CompareRoutes(changes, before, after, x, y);
+                    break;
+                case "clusters":
+                    CompareClusters(changes, x, y);
+                    break;
+                case "maps":
+                    CompareMaps(changes, before, after, x, y);
+                    break;
+                case "trustedProxies":
+                    CompareTrustedProxies(changes, x, y);
+                    break;
+                default:
+                    // limits, and any newer top-level section: one item, compared field by field.
+                    var details = new List<string>();
+                    if (x is { Kind: JsonValueKind.Object } && y is { Kind: JsonValueKind.Object })
+                    {
+                        DiffFields(x, y, details);
+                    }
+                    else
+                    {
+                        Diff(key, x, y, details);
+                    }
+
+                    if (details.Count > 0) changes.Add(new ConfigChange(ChangeKind.Changed, Section(key), Section(key), details));
+                    break;
+            }
+        }
+
+        changes.Sort(Order);
+        return new ConfigDiffResult(changes);
+    }
+
+    private static string Section(string key) => key == "limits" ? LimitsSection : key;
+
+    private static int SectionRank(string section)
+    {
+        var index = Array.IndexOf(SectionOrder, section);
+        return index < 0 ? SectionOrder.Length : index;
+    }
+
+    private static void CompareNamedList(List<ConfigChange> changes, string section, Node? before, Node? after)
+    {
+        var x = ByName(before);
+        var y = ByName(after);
+        foreach (var name in x.Keys.Union(y.Keys))
+        {
+            var inBefore = x.TryGetValue(name, out var a);
+            var inAfter = y.TryGetValue(name, out var b);
+            if (!inBefore) changes.Add(new ConfigChange(ChangeKind.Added, section, name, []));
+            else if (!inAfter) changes.Add(new ConfigChange(ChangeKind.Removed, section, name, []));
+            else
+            {
+                var details = new List<string>();
+                DiffFields(a, b, details, "name");
+                if (details.Count > 0) changes.Add(new ConfigChange(ChangeKind.Changed, section, name, details));
+            }
+        }
+    }
+
+    private static void CompareRoutes(List<ConfigChange> changes, GatewaySnapshot before, GatewaySnapshot after, Node? x, Node? y)
+    {
+        var a = ByName(x);
+        var b = ByName(y);
+
+        // Precedence: a route that moved relative to the other surviving routes (not merely shifted by an
+        // insertion or removal) is reported with its position in the effective match order.
+        var rankBefore = Ranks(before);
+        var rankAfter = Ranks(after);
+        var common = a.Keys.Where(b.ContainsKey).Where(n => rankBefore.ContainsKey(n) && rankAfter.ContainsKey(n))
+            .OrderBy(n => rankBefore[n]).ToList();
+        var stayed = LongestIncreasing(common.Select(n => rankAfter[n]).ToList()).Select(i => common[i]).ToHashSet(StringComparer.Ordinal);
+
+        foreach (var name in a.Keys.Union(b.Keys))
+        {
+            var inBefore = a.TryGetValue(name, out var route);
+            var inAfter = b.TryGetValue(name, out var next);
+            if (!inBefore) changes.Add(new ConfigChange(ChangeKind.Added, RouteSection, name, []));
+            else if (!inAfter) changes.Add(new ConfigChange(ChangeKind.Removed, RouteSection, name, []));
+            else
+            {
+                var details = new List<string>();
+                DiffFields(route, next, details, "name");
+                if (rankBefore.ContainsKey(name) && rankAfter.ContainsKey(name) && !stayed.Contains(name))
+                {
+                    details.Add(string.Create(CultureInfo.InvariantCulture, $"position: {rankBefore[name] + 1}{Arrow}{rankAfter[name] + 1}"));
+                }
+
+                if (details.Count > 0) changes.Add(new ConfigChange(ChangeKind.Changed, RouteSection, name, details));
+            }
+        }
+    }
+
+    private static Dictionary<string, int> Ranks(GatewaySnapshot snapshot)
+    {
+        var ranks = new Dictionary<string, int>(StringComparer.Ordinal);
+        var index = 0;
+        foreach (var route in snapshot.ProxyRoutes.OrderBy(r => r.Order ?? 0))
+        {
+            ranks.TryAdd(route.RouteId, index++);
+        }
+
+        return ranks;
+    }
+
+    /// <summary>Indexes of one longest strictly increasing subsequence (patience sorting).</summary>
+    private static List<int> LongestIncreasing(List<int> values)
+    {
+        var tails = new List<int>();
+        var previous = new int[values.Count];
+        for (var i = 0; i < values.Count; i++)
+        {
+            int lo = 0, hi = tails.Count;
+            while (lo < hi)
+            {
+                var mid = (lo + hi) / 2;
+                if (values[tails[mid]] < values[i]) lo = mid + 1;
+                else hi = mid;
+            }
+
+            previous[i] = lo > 0 ? tails[lo - 1] : -1;
+            if (lo == tails.Count) tails.Add(i);
+            else tails[lo] = i;
+        }
+
+        var result = new List<int>();
+        for (var i = tails.Count > 0 ? tails[^1] : -1; i >= 0; i = previous[i]) result.Add(i);
+        result.Reverse();
+        return result;
+    }
+
+    private static void CompareClusters(List<ConfigChange> changes, Node? x, Node? y)
+    {
+        foreach (var name in Keys(x, y))
+        {
+            var a = x?.Property(name);
+            var b = y?.Property(name);
+            if (a is null || b is null)
+            {
+                var kind = a is null ? ChangeKind.Added : ChangeKind.Removed;
+                var members = Destinations((a ?? b)!.Value)
+                    .OrderBy(d => d.Key, StringComparer.Ordinal)
+                    .Select(d => DestinationLine(kind, d.Key, Describe(d.Value)))
+                    .ToList();
+                changes.Add(new ConfigChange(kind, ClusterSection, name, members));
+                continue;
+            }
+
+            var details = new List<string>();
+            DiffFields(a, b, details, "destinations");
+            if (details.Count > 0) changes.Add(new ConfigChange(ChangeKind.Changed, ClusterSection, name, details));
+
+            var before = Destinations(a.Value);
+            var after = Destinations(b.Value);
+            foreach (var destination in before.Keys.Union(after.Keys))
+            {
+                var inBefore = before.TryGetValue(destination, out var d1);
+                var inAfter = after.TryGetValue(destination, out var d2);
+                var id = name + "/" + destination;
+                if (!inBefore) changes.Add(new ConfigChange(ChangeKind.Added, DestinationSection, id, Describe(d2)) { Cluster = name });
+                else if (!inAfter) changes.Add(new ConfigChange(ChangeKind.Removed, DestinationSection, id, Describe(d1)) { Cluster = name });
+                else
+                {
+                    var fields = new List<string>();
+                    DiffFields(d1, d2, fields, "name");
+                    if (fields.Count > 0) changes.Add(new ConfigChange(ChangeKind.Changed, DestinationSection, id, fields) { Cluster = name });
+                }
+            }
+        }
+    }
+
+    /// <summary>Destinations by effective name: their own, or d1, d2, ... by position (as the snapshot names them).</summary>
+    private static Dictionary<string, Node> Destinations(Node cluster)
+    {
+        var result = new Dictionary<string, Node>(StringComparer.Ordinal);
+        if (cluster.Property("destinations") is not { Kind: JsonValueKind.Array } list) return result;
+        var i = 0;
+        foreach (var item in list.Items())
+        {
+            i++;
+            var own = item.Kind == JsonValueKind.Object ? item.Property("name") : null;
+            var name = own is { Kind: JsonValueKind.String } n && !string.IsNullOrWhiteSpace(n.Shown.GetString())
+                ? n.Shown.GetString()!
+                : "d" + i.ToString(CultureInfo.InvariantCulture);
+            result.TryAdd(name, item);
+        }
+
+        return result;
+    }
+
+    /// <summary>The address (unquoted), then any other set field as <c>key: value</c>.</summary>
+    private static List<string> Describe(Node destination)
+    {
+        var result = new List<string>();
+        if (destination.Kind != JsonValueKind.Object)
+        {
+            result.Add(Render(destination, quote: false));
+            return result;
+        }
+
+        if (destination.Property("address") is { } address) result.Add(Render(address, quote: false));
+        foreach (var key in Keys(destination, null))
+        {
+            if (key is "name" or "address") continue;
+            result.Add(key + ": " + Render(destination.Property(key)!.Value, quote: true));
+        }
+
+        return result;
+    }
+
+    internal static string DestinationLine(ChangeKind kind, string name, IReadOnlyList<string> details) =>
+        details.Count == 0
+            ? $"{ConfigDiffResult.Sigil(kind)} destination {name}"
+            : $"{ConfigDiffResult.Sigil(kind)} destination {name} ({string.Join(", ", details)})";
+
+    private static void CompareMaps(List<ConfigChange> changes, GatewaySnapshot before, GatewaySnapshot after, Node? x, Node? y)
+    {
+        foreach (var name in Keys(x, y))
+        {
+            var a = x?.Property(name);
+            var b = y?.Property(name);
+            if (a is null || b is null)
+            {
+                changes.Add(new ConfigChange(a is null ? ChangeKind.Added : ChangeKind.Removed, MapSection, name, []));
+                continue;
+            }
+
+            // Entries are compared as compiled (map file plus inline), not as written in the config.
+            var details = new List<string>();
+            if (before.Maps.TryGetValue(name, out var oldMap) && after.Maps.TryGetValue(name, out var newMap))
+            {
+                var oldEntries = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var entry in oldMap.Entries) oldEntries.TryAdd(entry.Key, entry.Value);
+                var newEntries = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var entry in newMap.Entries) newEntries.TryAdd(entry.Key, entry.Value);
+
+                details.AddRange(newEntries.Keys.Where(k => !oldEntries.ContainsKey(k)).Order(StringComparer.Ordinal)
+                    .Select(k => $"+ {k}{Arrow}{newEntries[k]}"));
+                details.AddRange(oldEntries.Keys.Where(k => !newEntries.ContainsKey(k)).Order(StringComparer.Ordinal)
+                    .Select(k => $"- {k}{Arrow}{oldEntries[k]}"));
+                details.AddRange(oldEntries.Keys.Where(k => newEntries.TryGetValue(k, out var v) && v != oldEntries[k]).Order(StringComparer.Ordinal)
+                    .Select(k => $"~ {k}: {oldEntries[k]}{Arrow}{newEntries[k]}"));
+
+                if (newMap.Kind == MapKind.Regex)
+                {
+                    var oldOrder = oldMap.Entries.Select(e => e.Key).Where(newEntries.ContainsKey);
+                    var newOrder = newMap.Entries.Select(e => e.Key).Where(oldEntries.ContainsKey);
+                    if (!oldOrder.SequenceEqual(newOrder, StringComparer.Ordinal)) details.Add("~ entry order changed (first match wins)");
+                }
+            }
+
+            DiffFields(a, b, details, "entries");
+            if (details.Count > 0) changes.Add(new ConfigChange(ChangeKind.Changed, MapSection, name, details));
+        }
+    }
+
+    private static void CompareTrustedProxies(List<ConfigChange> changes, Node? x, Node? y)
+    {
+        // A set: order does not matter.
+        static SortedSet<string> Entries(Node? node) => node is { Kind: JsonValueKind.Array } list
+            ? new SortedSet<string>(list.Items().Select(n => Render(n, quote: false)), StringComparer.Ordinal)
+            : new SortedSet<string>(StringComparer.Ordinal);
+
+        var before = Entries(x);
+        var after = Entries(y);
+        var details = after.Except(before).Select(p => "+ " + p).Concat(before.Except(after).Select(p => "- " + p)).ToList();
+        if (details.Count > 0) changes.Add(new ConfigChange(ChangeKind.Changed, TrustedProxiesSection, TrustedProxiesSection, details));
+    }
+
+    private static Dictionary<string, Node> ByName(Node? list)
+    {
+        var result = new Dictionary<string, Node>(StringComparer.Ordinal);
+        if (list is not { Kind: JsonValueKind.Array } array) return result;
+        foreach (var item in array.Items())
+        {
+            if (item.Kind == JsonValueKind.Object && item.Property("name") is { Kind: JsonValueKind.String } name)
+            {
+                result.TryAdd(name.Shown.GetString() ?? "", item);
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>Union of both objects' property names, sorted ordinally.</summary>
+    private static List<string> Keys(Node? a, Node? b)
+    {
+        var keys = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var node in new[] { a, b })
+        {
+            if (node is { Kind: JsonValueKind.Object } o)
+            {
+                foreach (var property in o.Raw.EnumerateObject()) keys.Add(property.Name);
+            }
+        }
+
+        return [.. keys];
+    }
+
+    private static void DiffFields(Node? a, Node? b, List<string> details, params string[] skip)
+    {
+        foreach (var key in Keys(a, b))
+        {
+            if (skip.Contains(key)) continue;
+            Diff(Child("", key), a?.Property(key), b?.Property(key), details);
+        }
+    }
+
+    private static void Diff(string path, Node? a, Node? b, List<string> details)
+    {
+        if (a is null && b is null) return;
+        if (a is { } x && b is { } y)
+        {
+            if (JsonElement.DeepEquals(x.Raw, y.Raw)) return;
+            if (!x.IsRedacted && !y.IsRedacted)
+            {
+                if (x.Kind == JsonValueKind.Object && y.Kind == JsonValueKind.Object)
+                {
+                    foreach (var key in Keys(x, y)) Diff(Child(path, key), x.Property(key), y.Property(key), details);
+                    return;
+                }
+
+                if (x.Kind == JsonValueKind.Array && y.Kind == JsonValueKind.Array && x.Raw.GetArrayLength() == y.Raw.GetArrayLength()
+                    && x.Items().Concat(y.Items()).All(n => n.Kind == JsonValueKind.Object))
+                {
+                    var i = 0;
+                    foreach (var (p, q) in x.Items().Zip(y.Items()))
+                    {
+                        Diff(path + "[" + (i++).ToString(CultureInfo.InvariantCulture) + "]", p, q, details);
+                    }
+
+                    return;
+                }
+            }
+
+            var left = Render(x, quote: true);
+            var right = Render(y, quote: true);
+            // Equal renderings of different values: a secret (or something containing one) changed.
+            details.Add(left == right ? $"{path}: (sensitive value changed)" : $"{path}: {left}{Arrow}{right}");
+            return;
+        }
+
+        details.Add($"{path}: {(a is { } before ? Render(before, quote: true) : None)}{Arrow}{(b is { } after ? Render(after, quote: true) : None)}");
+    }
+
+    private static string Child(string path, string key)
+    {
+        var segment = SimpleKey().IsMatch(key) ? key : "[" + JsonSerializer.Serialize(key, TextOptions) + "]";
+        return path.Length == 0 || segment[0] == '[' ? path + segment : path + "." + segment;
+    }
+
+    /// <summary>Compact JSON of the redacted form; redacted values print as &lt;redacted&gt;.</summary>
+    private static string Render(Node node, bool quote)
+    {
+        var text = new StringBuilder();
+        Write(node.Shown, text, quote);
+        return text.ToString();
+    }
+
+    private static void Write(JsonElement element, StringBuilder text, bool quote)
+    {
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.String:
+                var value = element.GetString()!;
+                text.Append(value == ConfigJson.Redacted ? ConfigJson.Redacted : quote ? JsonSerializer.Serialize(value, TextOptions) : value);
+                break;
+            case JsonValueKind.Object:
+                text.Append('{');
+                var first = true;
+                foreach (var property in element.EnumerateObject())
+                {
+                    if (!first) text.Append(',');
+                    first = false;
+                    text.Append(JsonSerializer.Serialize(property.Name, TextOptions)).Append(':');
+                    Write(property.Value, text, quote: true);
+                }
+
+                text.Append('}');
+                break;
+            case JsonValueKind.Array:
+                text.Append('[');
+                var firstItem = true;
+                foreach (var item in element.EnumerateArray())
+                {
+                    if (!firstItem) text.Append(',');
+                    firstItem = false;
+                    Write(item, text, quote: true);
+                }
+
+                text.Append(']');
+                break;
+            default:
+                text.Append(element.GetRawText());
+                break;
+        }
+    }
+
+    private static JsonSerializerOptions CreateRawOptions()
+    {
+        var options = new JsonSerializerOptions(ConfigJson.Options) { TypeInfoResolver = new DefaultJsonTypeInfoResolver() };
+        options.MakeReadOnly();
+        return options;
+    }
+
+    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_-]*$")]
+    private static partial Regex SimpleKey();
+
+    /// <summary>
+    /// The same place in the unredacted form (compared, never printed) and the redacted form (printed).
+    /// Both are serialized from one config, so they have the same shape except where a secret was redacted.
+    /// </summary>
+    private readonly record struct Node(JsonElement Raw, JsonElement Shown)
+    {
+        public static Node Of(PortcullisConfig config) =>
+            new(JsonSerializer.SerializeToElement(config, RawOptions), ConfigJson.ToElement(config));
+
+        public JsonValueKind Kind => Raw.ValueKind;
+
+        public bool IsRedacted => Shown.ValueKind == JsonValueKind.String && Shown.GetString() == ConfigJson.Redacted && Raw.ValueKind != JsonValueKind.Undefined;
+
+        public Node? Property(string name) =>
+            Raw.ValueKind == JsonValueKind.Object && Shown.ValueKind == JsonValueKind.Object
+            && Raw.TryGetProperty(name, out var raw) && Shown.TryGetProperty(name, out var shown)
+                ? new Node(raw, shown)
+                : null;
+
+        public IEnumerable<Node> Items()
+        {
+            if (Raw.ValueKind != JsonValueKind.Array || Shown.ValueKind != JsonValueKind.Array) yield break;
+            foreach (var (raw, shown) in Raw.EnumerateArray().Zip(Shown.EnumerateArray())) yield return new Node(raw, shown);
+        }
+    }
+}

@@ -1,0 +1,222 @@
+using System.Collections.Frozen;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Portcullis.Configuration;
+
+namespace Portcullis.Hosting;
+
+/// <summary>What a reload attempt did.</summary>
+public sealed record ReloadResult(
+    bool Applied,
+    bool Changed,
+    long Generation,
+    string Trigger,
+    DateTimeOffset At,
+    IReadOnlyList<ConfigDiagnostic> Diagnostics,
+    IReadOnlyList<string> RestartRequired);
+
+/// <summary>
+/// Reloads the configuration on file change, SIGHUP or request: builds and validates a new snapshot off
+/// the request path, and swaps it in only when it is valid (last known good otherwise).
+/// </summary>
+public sealed partial class ConfigReloader : IHostedService, IDisposable
+{
+    private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(150);
+    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(2);
+
+    private readonly SnapshotStore _store;
+    private readonly SnapshotBuilder _builder;
+    private readonly ILogger<ConfigReloader> _logger;
+    private readonly TimeProvider _time;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly Lock _watchLock = new();
+    private readonly List<FileSystemWatcher> _watchers = [];
+    private FrozenSet<string> _watchedFiles = FrozenSet<string>.Empty;
+    private Dictionary<string, (DateTime, long)> _fileStamps = [];
+    private ITimer? _debounceTimer;
+    private ITimer? _pollTimer;
+    private PosixSignalRegistration? _sighup;
+    private bool _disposed;
+
+    public ConfigReloader(SnapshotStore store, SnapshotBuilder builder, ILogger<ConfigReloader> logger, TimeProvider time)
+    {
+        _store = store;
+        _builder = builder;
+        _logger = logger;
+        _time = time;
+        LastResult = new ReloadResult(true, true, store.Current.Generation, "startup", store.Current.LoadedAt, [], []);
+    }
+
+    public ReloadResult LastResult { get; private set; }
+
+    public string ConfigPath => _store.Current.Source.Path;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        Watch(_store.Current);
+        _pollTimer = _time.CreateTimer(_ => PollFiles(), null, PollInterval, PollInterval);
+        try
+        {
+            _sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+            {
+                context.Cancel = true;
+                _ = ReloadAsync("SIGHUP", CancellationToken.None);
+            });
+        }
+        catch (PlatformNotSupportedException)
+        {
+            // Windows has no SIGHUP; file watching and the admin endpoint still reload.
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        Dispose();
+        return Task.CompletedTask;
+    }
+
+    public async Task<ReloadResult> ReloadAsync(string trigger, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var current = _store.Current;
+            var build = await Task.Run(() => _builder.Build(current.Source.Path, current.Generation + 1), cancellationToken).ConfigureAwait(false);
+            var now = _time.GetUtcNow();
+            if (build.Snapshot is not { } next)
+            {
+                var errors = build.Errors.ToList();
+                Log.ReloadRejected(_logger, trigger, errors.Count, current.Generation);
+                foreach (var error in errors) Log.ConfigError(_logger, error.ToString());
+                LastResult = new ReloadResult(false, false, current.Generation, trigger, now, build.Diagnostics, []);
+                return LastResult;
+            }
+
+            if (next.Fingerprint == current.Fingerprint)
+            {
+                LastResult = new ReloadResult(true, false, current.Generation, trigger, now, build.Diagnostics, []);
+                return LastResult;
+            }
+
+            var restart = new List<string>();
+            if (!current.Listeners.SequenceEqual(next.Listeners)) restart.Add("listeners");
+            if (current.Config.Limits != next.Config.Limits) restart.Add("limits");
+            foreach (var item in restart) Log.RestartRequired(_logger, item);
+
+            _store.Swap(next);
+            Watch(next);
+            Log.ReloadApplied(_logger, trigger, next.Generation, next.Routes.Count, next.Clusters.Count);
+            LastResult = new ReloadResult(true, true, next.Generation, trigger, now, build.Diagnostics, restart);
+            return LastResult;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private void Watch(GatewaySnapshot snapshot)
+    {
+        lock (_watchLock)
+        {
+            if (_disposed) return;
+            var files = snapshot.Files.Select(Path.GetFullPath).ToFrozenSet(StringComparer.Ordinal);
+            _fileStamps = files.ToDictionary(f => f, Stamp, StringComparer.Ordinal);
+            if (files.SetEquals(_watchedFiles)) return;
+            _watchedFiles = files;
+            foreach (var watcher in _watchers) watcher.Dispose();
+            _watchers.Clear();
+            foreach (var directory in files.Select(Path.GetDirectoryName).Distinct())
+            {
+                if (directory is null || !Directory.Exists(directory)) continue;
+                var watcher = new FileSystemWatcher(directory)
+                {
+                    NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
+                };
+                watcher.Changed += OnFileEvent;
+                watcher.Created += OnFileEvent;
+                watcher.Deleted += OnFileEvent;
+                watcher.Renamed += OnFileEvent;
+                watcher.EnableRaisingEvents = true;
+                _watchers.Add(watcher);
+            }
+        }
+    }
+
+    private void OnFileEvent(object sender, FileSystemEventArgs e)
+    {
+        var hit = _watchedFiles.Contains(e.FullPath) || (e is RenamedEventArgs r && _watchedFiles.Contains(r.OldFullPath));
+        if (hit) ScheduleReload();
+    }
+
+    // Watchers miss some replacements (symlink swaps as in Kubernetes ConfigMaps); a cheap stat poll catches them.
+    private void PollFiles()
+    {
+        Dictionary<string, (DateTime, long)> stamps;
+        lock (_watchLock) stamps = _fileStamps;
+        foreach (var (file, stamp) in stamps)
+        {
+            if (Stamp(file) != stamp)
+            {
+                ScheduleReload();
+                return;
+            }
+        }
+    }
+
+    private void ScheduleReload()
+    {
+        lock (_watchLock)
+        {
+            if (_disposed) return;
+            // Editors write in several steps; wait for the burst to end, then reload once.
+            _debounceTimer?.Dispose();
+            _debounceTimer = _time.CreateTimer(_ => _ = ReloadAsync("file change", CancellationToken.None), null, Debounce, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private static (DateTime, long) Stamp(string file)
+    {
+        try
+        {
+            var info = new FileInfo(file);
+            return info.Exists ? (info.LastWriteTimeUtc, info.Length) : default;
+        }
+        catch (IOException)
+        {
+            return default;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_watchLock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var watcher in _watchers) watcher.Dispose();
+            _watchers.Clear();
+            _debounceTimer?.Dispose();
+            _pollTimer?.Dispose();
+            _sighup?.Dispose();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(1001, LogLevel.Information, "Configuration reloaded ({Trigger}): generation {Generation}, {Routes} routes, {Clusters} clusters")]
+        public static partial void ReloadApplied(ILogger logger, string trigger, long generation, int routes, int clusters);
+
+        [LoggerMessage(1002, LogLevel.Error, "Configuration reload ({Trigger}) rejected with {Errors} error(s); generation {Generation} keeps serving")]
+        public static partial void ReloadRejected(ILogger logger, string trigger, int errors, long generation);
+
+        [LoggerMessage(1003, LogLevel.Error, "{Diagnostic}")]
+        public static partial void ConfigError(ILogger logger, string diagnostic);
+
+        [LoggerMessage(1004, LogLevel.Warning, "Changes to {Section} take effect only after a restart")]
+        public static partial void RestartRequired(ILogger logger, string section);
+    }
+}

@@ -1,0 +1,130 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Portcullis.Admin;
+using Portcullis.Clusters;
+using Portcullis.Configuration;
+using Portcullis.Hosting;
+using Portcullis.Listeners;
+using Portcullis.Problems;
+using Portcullis.Routing;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Health;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>How the host runs the gateway.</summary>
+public sealed class PortcullisOptions
+{
+    /// <summary>The YAML configuration file.</summary>
+    public string ConfigPath { get; set; } = "portcullis.yaml";
+
+    /// <summary>Bind Kestrel to the configured listeners and limits (turn off when the host binds its own).</summary>
+    public bool ConfigureKestrel { get; set; } = true;
+
+    /// <summary>Where ${VAR} values come from; the process environment by default.</summary>
+    public Func<string, string?>? Environment { get; set; }
+}
+
+public static class PortcullisServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers the gateway and loads its configuration; an invalid file throws a <see cref="ConfigException"/>
+    /// carrying every error. Includes hot reload, YARP with Portcullis's health, drain and
+    /// retry policies, the admin API, and (by default) Kestrel listeners from the config file.
+    /// </summary>
+    public static IServiceCollection AddPortcullis(this IServiceCollection services, Action<PortcullisOptions> configure)
+    {
+        var options = new PortcullisOptions();
+        configure(options);
+        services.AddSingleton(options);
+        services.TryAddSingleton(TimeProvider.System);
+
+        // Load now: an invalid file stops the host before anything listens (never half-configured).
+        var store = new SnapshotStore();
+        using (var validation = new ServiceCollection().AddLogging().AddPortcullisProxy().BuildServiceProvider())
+        {
+            var result = new SnapshotBuilder(options.Environment, validation.GetRequiredService<IConfigValidator>()).Build(options.ConfigPath);
+            if (result.Snapshot is null) throw new ConfigException(result.Diagnostics);
+            store.Initialize(result.Snapshot, result.Diagnostics);
+        }
+
+        services.AddSingleton(store);
+        services.AddSingleton(sp => new SnapshotBuilder(options.Environment, sp.GetRequiredService<IConfigValidator>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<ConfigReloader>();
+        services.AddHostedService(sp => sp.GetRequiredService<ConfigReloader>());
+        services.AddSingleton<AdminListenerFilter>();
+        services.AddSingleton<AdminApi>();
+        services.AddPortcullisProxy();
+
+        if (options.ConfigureKestrel)
+        {
+            services.AddSingleton<KestrelSetup>();
+            services.AddSingleton<IConfigureOptions<KestrelServerOptions>>(sp => sp.GetRequiredService<KestrelSetup>());
+            services.AddSingleton<IConfigureOptions<HostOptions>>(sp => sp.GetRequiredService<KestrelSetup>());
+        }
+
+        return services;
+    }
+
+    /// <summary>
+    /// YARP plus Portcullis's policies (health thresholds, passive ejection, draining, connect timeout,
+    /// forwarded headers) and the snapshot store they read. Also used on its own by `portcullis validate`
+    /// so that YARP's validator knows our policy names.
+    /// </summary>
+    internal static IServiceCollection AddPortcullisProxy(this IServiceCollection services)
+    {
+        services.TryAddSingleton<SnapshotStore>();
+        services.TryAddSingleton<IProxyConfigProvider>(sp => sp.GetRequiredService<SnapshotStore>());
+        services.TryAddSingleton<DrainRegistry>();
+        services.AddReverseProxy().AddTransforms(context =>
+        {
+            context.UseDefaultForwarders = false;
+            context.RequestTransforms.Add(new ForwardedHeadersTransform());
+        });
+        services.Replace(ServiceDescriptor.Singleton<IForwarderHttpClientFactory, ConnectTimeoutHttpClientFactory>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IActiveHealthCheckPolicy, ThresholdActiveHealthPolicy>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IPassiveHealthCheckPolicy, ConsecutiveFailuresPassivePolicy>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IAvailableDestinationsPolicy, HealthyNotDrainedPolicy>());
+        return services;
+    }
+
+    /// <summary>
+    /// Adds the gateway's request pipeline: admin API on the admin listener, limits, routing (YARP),
+    /// map-driven cluster choice, retries, load balancing and passive health, and a problem+json 404.
+    /// 
+    /// </summary>
+    public static WebApplication UsePortcullis(this WebApplication app)
+    {
+        if (app.Services.GetService<PortcullisOptions>() is null)
+        {
+            throw new InvalidOperationException("Portcullis services are missing: call builder.Services.AddPortcullis(...) before app.UsePortcullis().");
+        }
+
+        app.UseMiddleware<GatewayMiddleware>();
+        app.UseRouting();
+        app.UseMiddleware<RouteResponseMiddleware>();
+        app.MapReverseProxy(pipeline =>
+        {
+            pipeline.UseMiddleware<RouteActionMiddleware>();
+            pipeline.UseSessionAffinity();
+            pipeline.UseMiddleware<RetryMiddleware>();
+            pipeline.UseLoadBalancing();
+            pipeline.UsePassiveHealthChecks();
+        });
+        app.MapFallback("{**path}", NoRoute);
+        return app;
+    }
+
+    private static Task NoRoute(HttpContext context)
+    {
+        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = "route.unmatched";
+        return ProblemWriter.WriteAsync(context, StatusCodes.Status404NotFound, "No route", "No route matches this request.", "route.unmatched");
+    }
+}

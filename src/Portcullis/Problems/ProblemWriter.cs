@@ -1,0 +1,34 @@
+using System.Text;
+using System.Text.Encodings.Web;
+using Microsoft.AspNetCore.Http;
+
+namespace Portcullis.Problems;
+
+/// <summary>Writes RFC 9457 problem+json answers. Never includes exception text or internals.</summary>
+internal static class ProblemWriter
+{
+    public const string ContentType = "application/problem+json";
+
+    public static Task WriteAsync(HttpContext context, int status, string title, string detail, string reason)
+    {
+        var response = context.Response;
+        if (response.HasStarted) return Task.CompletedTask;
+        response.StatusCode = status;
+        response.ContentType = ContentType;
+        response.Headers.CacheControl = "no-store";
+        var requestId = context.TraceIdentifier;
+        var json = new StringBuilder(192)
+            .Append("{\"type\":\"about:blank\",\"title\":\"").Append(Escape(title))
+            .Append("\",\"status\":").Append(status)
+            .Append(",\"detail\":\"").Append(Escape(detail))
+            .Append("\",\"reason\":\"").Append(Escape(reason))
+            .Append("\",\"requestId\":\"").Append(Escape(requestId))
+            .Append("\"}")
+            .ToString();
+        var bytes = Encoding.UTF8.GetBytes(json);
+        response.ContentLength = bytes.Length;
+        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(bytes).AsTask();
+    }
+
+    private static string Escape(string value) => JavaScriptEncoder.Default.Encode(value);
+}

@@ -1,0 +1,116 @@
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Portcullis.Configuration;
+using Portcullis.Hosting;
+using Portcullis.Problems;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Model;
+
+namespace Portcullis.Routing;
+
+/// <summary>
+/// Runs between routing and the matched endpoint: answers redirect and fixed-response routes itself
+/// (YARP would answer a route without a cluster with a bare 503).
+/// </summary>
+internal sealed class RouteResponseMiddleware(RequestDelegate next)
+{
+    public Task InvokeAsync(HttpContext context)
+    {
+        var gateway = context.Features.Get<GatewayFeature>();
+        var routeModel = context.GetEndpoint()?.Metadata.GetMetadata<RouteModel>();
+        if (gateway is null || routeModel is null) return next(context);
+
+        var routeId = routeModel.Config.RouteId;
+        gateway.RouteName = routeId;
+        if (!gateway.Snapshot.Routes.TryGetValue(routeId, out var route)) return next(context);
+        return route.Action switch
+        {
+            RouteAction.Redirect => Redirect(context, route.Redirect!),
+            RouteAction.Respond => Respond(context, route),
+            _ => next(context),
+        };
+    }
+
+    private static Task Redirect(HttpContext context, RedirectOptions redirect)
+    {
+        var location = redirect.Url;
+        if (redirect.AppendPath)
+        {
+            location = location.TrimEnd('/') + context.Request.PathBase + context.Request.Path + context.Request.QueryString;
+        }
+
+        context.Response.StatusCode = redirect.Status;
+        context.Response.Headers.Location = location;
+        context.Response.ContentLength = 0;
+        return Task.CompletedTask;
+    }
+
+    private static Task Respond(HttpContext context, CompiledRoute route)
+    {
+        var response = context.Response;
+        response.StatusCode = route.FixedStatus;
+        foreach (var (name, value) in route.FixedHeaders) response.Headers[name] = value;
+        if (route.FixedBody.Length == 0)
+        {
+            response.ContentLength = 0;
+            return Task.CompletedTask;
+        }
+
+        response.ContentType = route.FixedContentType;
+        response.ContentLength = route.FixedBody.Length;
+        return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(route.FixedBody).AsTask();
+    }
+}
+
+/// <summary>
+/// Runs first in YARP's pipeline: chooses the cluster of map-driven routes and applies the route's
+/// request header edits.
+/// </summary>
+internal sealed class RouteActionMiddleware(RequestDelegate next, IProxyStateLookup proxyState)
+{
+    public Task InvokeAsync(HttpContext context)
+    {
+        var gateway = context.Features.GetRequiredFeature<GatewayFeature>();
+        var proxy = context.GetReverseProxyFeature();
+
+        // Between a snapshot swap and YARP applying it, a route may be unknown to the snapshot: proxy as YARP says.
+        if (!gateway.Snapshot.Routes.TryGetValue(proxy.Route.Config.RouteId, out var route))
+        {
+            return Proxy(context, gateway, proxy);
+        }
+
+        if (route.ClusterTemplate is { } template)
+        {
+            var clusterName = template.Evaluate(context.Request);
+            if (clusterName is null || !proxyState.TryGetCluster(clusterName, out var cluster))
+            {
+                gateway.Reason = "route.cluster-unresolved";
+                return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "No upstream for this request",
+                    "The route's map lookup did not select a cluster.", gateway.Reason);
+            }
+
+            if (!ReferenceEquals(cluster.Model, proxy.Cluster)) context.ReassignProxyRequest(cluster);
+        }
+
+        if (route.RemoveHeaders.Length > 0 || route.SetHeaders.Length > 0)
+        {
+            var headers = context.Request.Headers;
+            foreach (var name in route.RemoveHeaders) headers.Remove(name);
+            foreach (var (name, value) in route.SetHeaders)
+            {
+                var text = value.Evaluate(context.Request);
+                if (text is null) headers.Remove(name);
+                else headers[name] = text;
+            }
+        }
+
+        return Proxy(context, gateway, context.GetReverseProxyFeature());
+    }
+
+    private Task Proxy(HttpContext context, GatewayFeature gateway, IReverseProxyFeature proxy)
+    {
+        gateway.ClusterName = proxy.Cluster.Config.ClusterId;
+        return next(context);
+    }
+}
