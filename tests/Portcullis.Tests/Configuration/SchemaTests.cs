@@ -19,6 +19,14 @@ public sealed class SchemaTests
         $"Regenerate it by running the test with the environment variable {UpdateVariable}=1 set, e.g. "
         + $"`{UpdateVariable}=1 dotnet test tests/Portcullis.Tests --filter FullyQualifiedName~SchemaTests`, then review and commit the diff.";
 
+    private const string KeyTableHeader = "| Key | Type | Default | Description |";
+
+    // Variables the examples in configuration.md use without a fallback.
+    private static readonly Dictionary<string, string> DocEnvironment = new(StringComparer.Ordinal)
+    {
+        ["ORDERS_URL"] = "http://10.0.0.5:8080",
+    };
+
     private static readonly string RepoRoot = FindRepoRoot();
     private static readonly string SchemaPath = Path.Combine(RepoRoot, "docs", "portcullis.schema.json");
     private static readonly string DocsPath = Path.Combine(RepoRoot, "docs", "configuration.md");
@@ -189,23 +197,50 @@ public sealed class SchemaTests
     [Fact]
     public void DocsStateTheModelDefaults()
     {
-        var rows = DocRows().ToDictionary(r => r.Path, r => r.Default, StringComparer.Ordinal);
+        var rows = DocRows().ToLookup(r => r.Path, r => r.Default, StringComparer.Ordinal);
         var wrong = new List<string>();
         foreach (var (path, property) in ModelKeys())
         {
             var declaring = property.DeclaringType!;
             var value = property.GetValue(Activator.CreateInstance(declaring));
-            if (value is null or "" || (value is System.Collections.IEnumerable && value is not string)) continue;
-            if (!rows.TryGetValue(path, out var cell)) continue; // reported by DocsDescribeEveryKeyOfTheModel
-
-            var documented = Regex.Match(cell, "`([^`]*)`") is { Success: true } m ? m.Groups[1].Value : null;
-            if (documented is null || !SameValue(value, documented))
+            if (value is not (string { Length: > 0 } or bool or int or long or TimeSpan or ByteSize or Enum)) continue;
+            foreach (var cell in rows[path]) // a missing row is reported by DocsDescribeEveryKeyOfTheModel
             {
-                wrong.Add($"{path}: model default is {Format(value)}, docs say {cell.Trim()}");
+                var documented = Regex.Match(cell, "`([^`]*)`") is { Success: true } m ? m.Groups[1].Value : null;
+                if (documented is null || !SameValue(value, documented))
+                {
+                    wrong.Add($"{path}: model default is {Format(value)}, docs say {cell.Trim()}");
+                }
             }
         }
 
         Assert.True(wrong.Count == 0, "docs/configuration.md states wrong defaults:\n  " + string.Join("\n  ", wrong));
+    }
+
+    [Fact]
+    public void DocExamplesAreValid()
+    {
+        var problems = new List<string>();
+        var blocks = DocYamlBlocks().ToList();
+        foreach (var (line, yaml, complete) in blocks)
+        {
+            // A block of comments only (the editor modeline) is not a document.
+            if (yaml.Split('\n').All(l => l.TrimStart().Length == 0 || l.TrimStart().StartsWith('#'))) continue;
+
+            var diagnostics = new List<ConfigDiagnostic>();
+            var path = Path.Combine(Path.GetTempPath(), $"configuration.md-line-{line}.yaml");
+            var loaded = ConfigLoader.Parse(path, yaml, name => DocEnvironment.GetValueOrDefault(name), diagnostics);
+            if (loaded is not null && complete)
+            {
+                new SnapshotBuilder(name => DocEnvironment.GetValueOrDefault(name)).Compile(loaded, 1, diagnostics);
+            }
+
+            problems.AddRange(diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error || complete)
+                .Select(d => $"example at configuration.md line {line}: {d}"));
+        }
+
+        Assert.Contains(blocks, b => b.Complete);
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
     }
 
     /// <summary>Every key a config file may contain, as a path: routes[].match.hosts, clusters.&lt;name&gt;.retries.</summary>
@@ -261,13 +296,41 @@ public sealed class SchemaTests
         if (schema["additionalProperties"] is JsonObject values) CollectSchemaKeys(values, path + ".<name>", keys);
     }
 
-    /// <summary>Reference-table rows of configuration.md: | `KEY` | type | default | description |.</summary>
+    /// <summary>Rows of the reference tables (those headed | Key | Type | Default | Description |) in configuration.md.</summary>
     private static IEnumerable<(string Path, string Default)> DocRows()
     {
+        var inTable = false;
         foreach (var line in File.ReadLines(DocsPath))
         {
-            var match = Regex.Match(line, @"^\| `(?<path>[A-Za-z][^`]*)` \|(?<type>[^|]*)\|(?<default>[^|]*)\|");
-            if (match.Success) yield return (match.Groups["path"].Value, match.Groups["default"].Value);
+            if (line.StartsWith(KeyTableHeader, StringComparison.Ordinal))
+            {
+                inTable = true;
+                continue;
+            }
+
+            if (!line.StartsWith('|'))
+            {
+                inTable = false;
+                continue;
+            }
+
+            var match = Regex.Match(line, @"^\| `(?<path>[^`]+)` \|(?<type>[^|]*)\|(?<default>[^|]*)\|");
+            if (inTable && match.Success) yield return (match.Groups["path"].Value, match.Groups["default"].Value);
+        }
+    }
+
+    /// <summary>The ```yaml blocks of configuration.md, with whether an HTML comment marks them as complete.</summary>
+    private static IEnumerable<(int Line, string Yaml, bool Complete)> DocYamlBlocks()
+    {
+        var lines = File.ReadAllLines(DocsPath);
+        for (var i = 0; i < lines.Length; i++)
+        {
+            if (lines[i].Trim() != "```yaml") continue;
+            var start = i;
+            var complete = i > 0 && lines[i - 1].Trim() == "<!-- validated: complete -->";
+            var body = new List<string>();
+            for (i++; i < lines.Length && lines[i].Trim() != "```"; i++) body.Add(lines[i]);
+            yield return (start + 1, string.Join("\n", body) + "\n", complete);
         }
     }
 

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every Portcullis test. Installs what the tests need when it is missing (Debian/Ubuntu, as root
+# or with sudo): today only the .NET SDK is required; later capabilities add their servers here.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+# (Future: redis-server for traffic control, chromium for browser flows.)
+if ((${#need_apt[@]})); then
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! command -v dotnet >/dev/null; then
+  echo "error: the .NET 10 SDK is required (https://dot.net)" >&2
+  exit 1
+fi
+
+dotnet test Portcullis.sln -c Release --nologo "$@"
