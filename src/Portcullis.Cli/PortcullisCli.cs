@@ -111,7 +111,7 @@ public static class PortcullisCli
             return Invalid;
         }
 
-        var changes = ConfigDiffPending.Compare(current.Snapshot!, next.Snapshot!);
+        var changes = ConfigDiff.Compare(current.Snapshot!, next.Snapshot!);
         output.Write(changes.Format());
         return exitCode && changes.HasChanges ? Changes : Ok;
     }

@@ -78,7 +78,7 @@ internal sealed partial class AdminApi(
         return Json(context, 200, w =>
         {
             w.WriteNumber("generation", snapshot.Generation);
-            w.WriteString("file", snapshot.Source.Path);
+            w.WriteString("file", Path.GetFullPath(snapshot.Source.Path));
             w.WriteString("fingerprint", snapshot.Fingerprint);
             w.WriteString("loadedAt", snapshot.LoadedAt);
             w.WritePropertyName("config");

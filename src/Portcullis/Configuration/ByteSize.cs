@@ -97,23 +97,31 @@ public static class DurationFormat
             var unitStart = i;
             while (i < s.Length && char.IsAsciiLetter(s[i])) i++;
             var unit = s[unitStart..i];
-            TimeSpan part;
-            switch (unit)
+            try
             {
-                case "ms": part = TimeSpan.FromMilliseconds(number); break;
-                case "s": part = TimeSpan.FromSeconds(number); break;
-                case "m": part = TimeSpan.FromMinutes(number); break;
-                case "h": part = TimeSpan.FromHours(number); break;
-                case "d": part = TimeSpan.FromDays(number); break;
-                case "":
-                    error = "missing unit";
-                    return false;
-                default:
-                    error = $"unknown unit '{unit}'";
-                    return false;
-            }
+                TimeSpan part;
+                switch (unit)
+                {
+                    case "ms": part = TimeSpan.FromMilliseconds(number); break;
+                    case "s": part = TimeSpan.FromSeconds(number); break;
+                    case "m": part = TimeSpan.FromMinutes(number); break;
+                    case "h": part = TimeSpan.FromHours(number); break;
+                    case "d": part = TimeSpan.FromDays(number); break;
+                    case "":
+                        error = "missing unit";
+                        return false;
+                    default:
+                        error = $"unknown unit '{unit}'";
+                        return false;
+                }
 
-            total += part;
+                total = checked(total + part);
+            }
+            catch (OverflowException)
+            {
+                error = "duration too large";
+                return false;
+            }
         }
 
         value = total;

@@ -129,6 +129,9 @@ public sealed record RouteOptions
 
     [Description("Remove this prefix from the path before proxying, e.g. /api.")]
     public string? StripPrefix { get; init; }
+
+    [Description("Send the client's Host header to the upstream instead of the destination's host. Default false (the original host is always in X-Forwarded-Host).")]
+    public bool PreserveHost { get; init; }
 }
 
 public enum HeaderMatchMode
@@ -173,6 +176,14 @@ public sealed record HeaderMatchOptions
     public HeaderMatchMode Mode { get; init; } = HeaderMatchMode.Exact;
 }
 
+public enum QueryMatchMode
+{
+    Exact,
+    Prefix,
+    Contains,
+    Present,
+}
+
 public sealed record QueryMatchOptions
 {
     [Description("Query parameter name.")]
@@ -182,7 +193,7 @@ public sealed record QueryMatchOptions
     public IReadOnlyList<string> Values { get; init; } = [];
 
     [Description("exact (default), prefix, contains or present. Values compare case-insensitively.")]
-    public HeaderMatchMode Mode { get; init; } = HeaderMatchMode.Exact;
+    public QueryMatchMode Mode { get; init; } = QueryMatchMode.Exact;
 }
 
 public sealed record RedirectOptions
@@ -241,7 +252,7 @@ public sealed record ClusterOptions
     [Description("Upstream addresses, e.g. http://10.0.0.5:8080. A plain string or { name, address, health }.")]
     public IReadOnlyList<DestinationOptions> Destinations { get; init; } = [];
 
-    [Description("roundRobin (default), leastRequests, powerOfTwoChoices, random or first (the first healthy destination in list order).")]
+    [Description("roundRobin (default), leastRequests, powerOfTwoChoices, random or first (the available destination whose name sorts first, case-insensitively; default names are d1, d2, ...).")]
     public LoadBalancingPolicy LoadBalancing { get; init; } = LoadBalancingPolicy.RoundRobin;
 
     [Description("Active and passive health checks.")]

@@ -213,6 +213,12 @@ public sealed class SnapshotBuilder
         Positive(limits.KeepAliveTimeout.Ticks, "keepAliveTimeout", "120s");
         if (limits.MaxConnections < 0) context.Error("limits.maxConnections", "limits.maxConnections cannot be negative", "0 means unlimited");
         if (limits.MinRequestBodyDataRate < 0) context.Error("limits.minRequestBodyDataRate", "limits.minRequestBodyDataRate cannot be negative", "0 disables the check");
+        if (limits.MinRequestBodyDataRate > 0 && limits.MinRequestBodyDataRateGracePeriod <= TimeSpan.FromSeconds(1))
+        {
+            context.Error("limits.minRequestBodyDataRateGracePeriod", "limits.minRequestBodyDataRateGracePeriod must be longer than 1s", "e.g. minRequestBodyDataRateGracePeriod: 5s");
+        }
+
+        if (limits.ShutdownTimeout < TimeSpan.Zero) context.Error("limits.shutdownTimeout", "limits.shutdownTimeout cannot be negative");
     }
 
     private static Dictionary<string, CompiledMap> CompileMaps(Context context, List<string> files, List<string> fileContents)
@@ -244,19 +250,25 @@ public sealed class SnapshotBuilder
                 }
             }
 
-            var inline = string.Join("\n", options.Entries.Select(e => e.Key + " " + e.Value));
-            var inlineDiagnostics = new List<ConfigDiagnostic>();
-            var inlineEntries = MapFileParser.Parse(inline, context.Loaded.Path, options.Kind, options.IgnoreCase, inlineDiagnostics);
-            foreach (var d in inlineDiagnostics) context.Error(path + ".entries", d.Message, d.Hint);
-            foreach (var entry in inlineEntries)
+            var comparison = options.IgnoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+            foreach (var (key, value) in options.Entries)
             {
-                if (entries.Any(e => string.Equals(e.Key, entry.Key, options.IgnoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal)))
+                var entryPath = path + ".entries." + key;
+                if (entries.Any(e => string.Equals(e.Key, key, comparison)))
                 {
-                    context.Error(path + ".entries." + entry.Key, $"map key '{entry.Key}' is in both the file and entries", "keep one");
+                    context.Error(entryPath, $"map key '{key}' is in both the file and entries", "keep one");
                     continue;
                 }
 
-                entries.Add(entry);
+                System.Text.RegularExpressions.Regex? pattern = null;
+                if (options.Kind == MapKind.Regex && (pattern = MapFileParser.CompilePattern(key, options.IgnoreCase, out var error)) is null)
+                {
+                    context.Error(entryPath, error!, "backreferences and lookarounds are not supported");
+                    continue;
+                }
+
+                var (line, _) = context.Loaded.Locations.Of(entryPath);
+                entries.Add(new MapEntry(key, value, line, pattern));
             }
 
             foreach (var d in before) context.Add(d);
@@ -525,11 +537,19 @@ public sealed class SnapshotBuilder
                 // possible cluster and RouteActionMiddleware reassigns it per request.
                 ClusterId = staticCluster ?? clusterTemplate?.PossibleValues().FirstOrDefault(clusterNames.Contains),
                 Match = match,
-                Transforms = route.StripPrefix is null ? null : [new Dictionary<string, string> { ["PathRemovePrefix"] = route.StripPrefix }],
+                Transforms = RouteTransforms(route),
             });
         }
 
         return new RouteBuild(compiled, proxy);
+    }
+
+    private static List<Dictionary<string, string>>? RouteTransforms(RouteOptions route)
+    {
+        var transforms = new List<Dictionary<string, string>>();
+        if (route.StripPrefix is not null) transforms.Add(new() { ["PathRemovePrefix"] = route.StripPrefix });
+        if (route.PreserveHost) transforms.Add(new() { ["RequestHeaderOriginalHost"] = "true" });
+        return transforms.Count > 0 ? transforms : null;
     }
 
     private static void BindTemplate(Context context, ValueTemplate template, Dictionary<string, CompiledMap> maps, string path)
@@ -615,8 +635,7 @@ public sealed class SnapshotBuilder
             var parameter = match.Query[i];
             var queryPath = $"{path}.query[{i}]";
             if (string.IsNullOrWhiteSpace(parameter.Name)) context.Error(queryPath, "query condition has no name");
-            if (parameter.Mode == Configuration.HeaderMatchMode.Absent) context.Error(queryPath + ".mode", "query conditions support exact, prefix, contains and present");
-            var needsValues = parameter.Mode != Configuration.HeaderMatchMode.Present;
+            var needsValues = parameter.Mode != QueryMatchMode.Present;
             if (needsValues && parameter.Values.Count == 0) context.Error(queryPath, $"query condition on '{parameter.Name}' needs values", "add values: [...] or use mode: present");
             query.Add(new RouteQueryParameter
             {
@@ -624,9 +643,9 @@ public sealed class SnapshotBuilder
                 Values = needsValues ? [.. parameter.Values] : null,
                 Mode = parameter.Mode switch
                 {
-                    Configuration.HeaderMatchMode.Exact => QueryParameterMatchMode.Exact,
-                    Configuration.HeaderMatchMode.Prefix => QueryParameterMatchMode.Prefix,
-                    Configuration.HeaderMatchMode.Contains => QueryParameterMatchMode.Contains,
+                    QueryMatchMode.Exact => QueryParameterMatchMode.Exact,
+                    QueryMatchMode.Prefix => QueryParameterMatchMode.Prefix,
+                    QueryMatchMode.Contains => QueryParameterMatchMode.Contains,
                     _ => QueryParameterMatchMode.Exists,
                 },
             });

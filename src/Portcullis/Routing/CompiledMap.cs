@@ -127,15 +127,10 @@ internal static class MapFileParser
             Regex? pattern = null;
             if (kind == MapKind.Regex)
             {
-                try
+                pattern = CompilePattern(key, ignoreCase, out var error);
+                if (pattern is null)
                 {
-                    // Non-backtracking: a pattern in a map file can never make a request hang.
-                    var options = RegexOptions.CultureInvariant | RegexOptions.NonBacktracking | (ignoreCase ? RegexOptions.IgnoreCase : 0);
-                    pattern = new Regex(key, options);
-                }
-                catch (Exception ex) when (ex is ArgumentException or NotSupportedException)
-                {
-                    diagnostics.Add(new ConfigDiagnostic(file, lineNumber, start + 1, $"bad regular expression '{key}': {ex.Message}", "backreferences and lookarounds are not supported"));
+                    diagnostics.Add(new ConfigDiagnostic(file, lineNumber, start + 1, error!, "backreferences and lookarounds are not supported"));
                     continue;
                 }
             }
@@ -144,5 +139,21 @@ internal static class MapFileParser
         }
 
         return entries;
+    }
+
+    /// <summary>Compiles a map key as a non-backtracking regex, so a pattern can never make a request hang.</summary>
+    public static Regex? CompilePattern(string key, bool ignoreCase, out string? error)
+    {
+        try
+        {
+            var options = RegexOptions.CultureInvariant | RegexOptions.NonBacktracking | (ignoreCase ? RegexOptions.IgnoreCase : 0);
+            error = null;
+            return new Regex(key, options);
+        }
+        catch (Exception ex) when (ex is ArgumentException or NotSupportedException)
+        {
+            error = $"bad regular expression '{key}': {ex.Message}";
+            return null;
+        }
     }
 }
