@@ -107,6 +107,9 @@ public static class DurationFormat
                     case "m": part = TimeSpan.FromMinutes(number); break;
                     case "h": part = TimeSpan.FromHours(number); break;
                     case "d": part = TimeSpan.FromDays(number); break;
+                    case "" when i < s.Length && char.IsWhiteSpace(s[i]):
+                        error = "no space is allowed between a number and its unit";
+                        return false;
                     case "":
                         error = "missing unit";
                         return false;

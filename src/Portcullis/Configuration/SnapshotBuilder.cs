@@ -260,10 +260,16 @@ public sealed class SnapshotBuilder
                     continue;
                 }
 
-                System.Text.RegularExpressions.Regex? pattern = null;
-                if (options.Kind == MapKind.Regex && (pattern = MapFileParser.CompilePattern(key, options.IgnoreCase, out var error)) is null)
+                if (string.IsNullOrWhiteSpace(value))
                 {
-                    context.Error(entryPath, error!, "backreferences and lookarounds are not supported");
+                    context.Error(entryPath + "#key", $"map entry '{key}' has no value", $"write {key}: VALUE");
+                    continue;
+                }
+
+                System.Text.RegularExpressions.Regex? pattern = null;
+                if (options.Kind == MapKind.Regex && (pattern = MapFileParser.CompilePattern(key, options.IgnoreCase, out var error, out var hint)) is null)
+                {
+                    context.Error(entryPath + "#key", error!, hint);
                     continue;
                 }
 

@@ -36,16 +36,14 @@ internal sealed partial class YamlConfigBinder
     public T? BindDocument<T>(string yaml) where T : class, new()
     {
         var stream = new YamlStream();
+        var parser = new Parser(new StringReader(yaml));
         try
         {
-            stream.Load(new StringReader(yaml));
+            stream.Load(parser);
         }
-        catch (YamlException ex)
+        catch (Exception ex) when (ex is YamlException or InvalidOperationException)
         {
-            var message = ex.InnerException?.Message ?? ex.Message;
-            // YamlDotNet prefixes messages with its own (Line: .., Col: ..) text; we print our own.
-            message = PositionPrefix().Replace(message, "").Trim();
-            Error(ex.Start.Line, ex.Start.Column, $"malformed YAML: {message}", "check indentation, quoting and that every key is followed by ': '");
+            ReportMalformed(yaml, ex, parser);
             return null;
         }
 
@@ -63,6 +61,44 @@ internal sealed partial class YamlConfigBinder
         }
 
         return Bind(stream.Documents[0].RootNode, typeof(T), "") as T;
+    }
+
+    private void ReportMalformed(string yaml, Exception ex, Parser parser)
+    {
+        const string hint = "check indentation, quoting and that every key is followed by ': '";
+        var lines = yaml.Split('\n');
+
+        // YamlDotNet positions these at the enclosing node; point at the real culprit instead.
+        for (var i = 0; i < lines.Length; i++)
+        {
+            var indent = lines[i].Length - lines[i].TrimStart(' ', '\t').Length;
+            var tab = lines[i].IndexOf('\t', 0, indent);
+            if (tab >= 0)
+            {
+                Error(i + 1, tab + 1, "malformed YAML: a tab is used for indentation", "indent with spaces only");
+                return;
+            }
+        }
+
+        if (ex is AnchorNotFoundException)
+        {
+            for (var i = 0; i < lines.Length; i++)
+            {
+                var match = UnquotedAlias().Match(lines[i]);
+                if (match.Success)
+                {
+                    var star = match.Groups["alias"].Index;
+                    Error(i + 1, star + 1, $"malformed YAML: '{match.Groups["alias"].Value.TrimEnd()}' is read as a YAML alias", $"quote it: \"{match.Groups["alias"].Value.TrimEnd()}\"");
+                    return;
+                }
+            }
+        }
+
+        var message = ex.InnerException?.Message ?? ex.Message;
+        // YamlDotNet prefixes messages with its own (Line: .., Col: ..) text; we print our own.
+        message = PositionPrefix().Replace(message, "").Trim();
+        var mark = ex is YamlException yamlException ? yamlException.Start : parser.Current?.Start ?? Mark.Empty;
+        Error(Math.Max(1, mark.Line), Math.Max(1, mark.Column), $"malformed YAML: {message}", hint);
     }
 
     private object? Bind(YamlNode node, Type type, string path)
@@ -200,7 +236,11 @@ internal sealed partial class YamlConfigBinder
             var childPath = path + "." + key;
             _locations.Add(childPath + "#key", (int)keyNode.Start.Line, (int)keyNode.Start.Column);
             var value = Bind(valueNode, valueType, childPath);
-            if (value is null && valueType.IsClass && valueType != typeof(string))
+            if (value is null && valueType == typeof(string) && valueNode is YamlScalarNode)
+            {
+                value = "";
+            }
+            else if (value is null && valueType.IsClass)
             {
                 value = Activator.CreateInstance(valueType);
             }
@@ -246,7 +286,9 @@ internal sealed partial class YamlConfigBinder
             if (match.Groups["default"].Success) return match.Groups["default"].Value;
             if (variable is not null) return variable;
             failed = true;
-            Error(scalar.Start.Line, scalar.Start.Column + match.Index, $"environment variable '{name}' is not set", $"set {name}, or give a default with ${{{name}:-value}}");
+            var quote = scalar.Style is ScalarStyle.SingleQuoted or ScalarStyle.DoubleQuoted ? 1 : 0;
+            var column = scalar.Style is ScalarStyle.Literal or ScalarStyle.Folded ? scalar.Start.Column : scalar.Start.Column + quote + match.Index;
+            Error(scalar.Start.Line, column, $"environment variable '{name}' is not set", $"set {name}, or give a default with ${{{name}:-value}}");
             return "";
         });
         return failed ? null : result;
@@ -346,6 +388,9 @@ internal sealed partial class YamlConfigBinder
 
     [GeneratedRegex(@"\$\$\{|\$\{(?<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?<default>[^}]*))?\}")]
     private static partial Regex EnvironmentReference();
+
+    [GeneratedRegex(@"(?:^|[:\-\[,]\s*)(?<alias>\*[^\s,\]\}]*)")]
+    private static partial Regex UnquotedAlias();
 
     [GeneratedRegex(@"^\(Line: \d+, Col: \d+, Idx: \d+\) - \(Line: \d+, Col: \d+, Idx: \d+\):")]
     private static partial Regex PositionPrefix();

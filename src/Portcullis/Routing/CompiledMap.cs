@@ -127,10 +127,10 @@ internal static class MapFileParser
             Regex? pattern = null;
             if (kind == MapKind.Regex)
             {
-                pattern = CompilePattern(key, ignoreCase, out var error);
+                pattern = CompilePattern(key, ignoreCase, out var error, out var hint);
                 if (pattern is null)
                 {
-                    diagnostics.Add(new ConfigDiagnostic(file, lineNumber, start + 1, error!, "backreferences and lookarounds are not supported"));
+                    diagnostics.Add(new ConfigDiagnostic(file, lineNumber, start + 1, error!, hint));
                     continue;
                 }
             }
@@ -142,17 +142,19 @@ internal static class MapFileParser
     }
 
     /// <summary>Compiles a map key as a non-backtracking regex, so a pattern can never make a request hang.</summary>
-    public static Regex? CompilePattern(string key, bool ignoreCase, out string? error)
+    public static Regex? CompilePattern(string key, bool ignoreCase, out string? error, out string? hint)
     {
+        error = null;
+        hint = null;
         try
         {
             var options = RegexOptions.CultureInvariant | RegexOptions.NonBacktracking | (ignoreCase ? RegexOptions.IgnoreCase : 0);
-            error = null;
             return new Regex(key, options);
         }
         catch (Exception ex) when (ex is ArgumentException or NotSupportedException)
         {
             error = $"bad regular expression '{key}': {ex.Message}";
+            hint = ex is NotSupportedException ? "backreferences and lookarounds are not supported" : "check the pattern's syntax";
             return null;
         }
     }
