@@ -23,8 +23,12 @@ public sealed class GatewaySnapshot
         IReadOnlyList<RouteConfig> proxyRoutes,
         IReadOnlyList<ClusterConfig> proxyClusters,
         IReadOnlyList<IPNetwork> trustedProxies,
-        IReadOnlyList<ListenerBinding> listeners)
+        IReadOnlyList<ListenerBinding> listeners,
+        IReadOnlyList<Identity.CompiledIssuer> issuers,
+        Identity.CompiledApiKeys? apiKeys)
     {
+        Issuers = issuers;
+        ApiKeys = apiKeys;
         Source = source;
         Generation = generation;
         LoadedAt = loadedAt;
@@ -66,6 +70,10 @@ public sealed class GatewaySnapshot
     internal IPNetwork[] TrustedProxies { get; }
 
     public IReadOnlyList<ListenerBinding> Listeners { get; }
+
+    internal IReadOnlyList<Identity.CompiledIssuer> Issuers { get; }
+
+    internal Identity.CompiledApiKeys? ApiKeys { get; }
 
     internal bool IsTrustedProxy(IPAddress? address)
     {
@@ -114,6 +122,9 @@ internal sealed class CompiledRoute
     public string FixedContentType { get; init; } = "";
 
     public KeyValuePair<string, string>[] FixedHeaders { get; init; } = [];
+
+    /// <summary>Null for public routes.</summary>
+    public Identity.CompiledRouteAuth? Auth { get; init; }
 
     public bool HasRequestWork => ClusterTemplate is not null || SetHeaders.Length > 0 || RemoveHeaders.Length > 0;
 }

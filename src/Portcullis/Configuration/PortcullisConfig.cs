@@ -14,6 +14,9 @@ public sealed record PortcullisConfig
     [Description("Peers (IP addresses or CIDR ranges) whose X-Forwarded-* / Forwarded headers are trusted and extended; from anyone else they are replaced.")]
     public IReadOnlyList<string> TrustedProxies { get; init; } = [];
 
+    [Description("Token issuers, API keys and the identity headers sent upstream.")]
+    public IdentityOptions Identity { get; init; } = new();
+
     [Description("Named lookup tables (HAProxy-style map files) used by ${map:NAME(SOURCE)} in route templates.")]
     public IReadOnlyDictionary<string, MapOptions> Maps { get; init; } = new Dictionary<string, MapOptions>();
 
@@ -129,6 +132,9 @@ public sealed record RouteOptions
 
     [Description("Remove this prefix from the path before proxying, e.g. /api.")]
     public string? StripPrefix { get; init; }
+
+    [Description("Who may call this route. Without it the route is public; with it, everything not allowed is denied.")]
+    public RouteAuthOptions? Auth { get; init; }
 
     [Description("Send the client's Host header to the upstream instead of the destination's host. Default false (the original host is always in X-Forwarded-Host).")]
     public bool PreserveHost { get; init; }

@@ -58,7 +58,8 @@ public sealed class SnapshotBuilder
         ValidateLimits(context);
         var maps = CompileMaps(context, files, fileContents);
         var clusters = CompileClusters(context);
-        var routes = CompileRoutes(context, maps, clusters);
+        var (issuers, apiKeys) = CompileIdentity(context, files, fileContents);
+        var routes = CompileRoutes(context, maps, clusters, issuers, apiKeys);
 
         if (_proxyValidator is not null && !context.HasErrors)
         {
@@ -83,7 +84,9 @@ public sealed class SnapshotBuilder
             routes.Proxy,
             clusters.Proxy,
             trusted,
-            listeners);
+            listeners,
+            [.. issuers.Values],
+            apiKeys);
         return new BuildResult(snapshot, diagnostics);
     }
 
@@ -414,7 +417,206 @@ public sealed class SnapshotBuilder
 
     private sealed record RouteBuild(List<CompiledRoute> Compiled, List<RouteConfig> Proxy);
 
-    private static RouteBuild CompileRoutes(Context context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters)
+    private static readonly string[] SafeAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
+    private static readonly string[] SharedSecretAlgorithms = ["HS256", "HS384", "HS512"];
+
+    private (Dictionary<string, Identity.CompiledIssuer>, Identity.CompiledApiKeys?) CompileIdentity(Context context, List<string> files, List<string> fileContents)
+    {
+        var identity = context.Config.Identity;
+        var issuers = new Dictionary<string, Identity.CompiledIssuer>(StringComparer.Ordinal);
+        for (var i = 0; i < identity.Issuers.Count; i++)
+        {
+            var issuer = identity.Issuers[i];
+            var path = $"identity.issuers[{i}]";
+            if (string.IsNullOrWhiteSpace(issuer.Name))
+            {
+                context.Error(path, "issuer has no name", "add name: corp");
+                continue;
+            }
+
+            if (issuers.ContainsKey(issuer.Name))
+            {
+                context.Error(path + ".name", $"duplicate issuer name '{issuer.Name}'", "give each issuer its own name");
+                continue;
+            }
+
+            var sources = (issuer.Authority is null ? 0 : 1) + (issuer.JwksUri is null ? 0 : 1) + (issuer.JwksFile is null ? 0 : 1);
+            var hasSecret = issuer.SharedSecretEnv is not null;
+            if (sources != 1 && !(sources == 0 && hasSecret))
+            {
+                context.Error(path, $"issuer '{issuer.Name}' needs exactly one of authority, jwksUri or jwksFile (it has {sources})", "e.g. authority: https://login.example.com/");
+            }
+
+            if (issuer.Authority is not null && !IsHttpUrl(issuer.Authority)) context.Error(path + ".authority", $"authority '{issuer.Authority}' is not an absolute http(s) URL");
+            if (issuer.JwksUri is not null && !IsHttpUrl(issuer.JwksUri)) context.Error(path + ".jwksUri", $"jwksUri '{issuer.JwksUri}' is not an absolute http(s) URL");
+            string? jwksFile = null;
+            if (issuer.JwksFile is not null)
+            {
+                jwksFile = context.Loaded.Resolve(issuer.JwksFile);
+                if (!File.Exists(jwksFile)) context.Error(path + ".jwksFile", $"cannot read JWKS file '{issuer.JwksFile}' ({jwksFile}): file not found", "paths are relative to the config file");
+                else files.Add(jwksFile);
+            }
+
+            if (issuer.JwksUri is not null && issuer.Issuer is null && issuer.Authority is null)
+            {
+                context.Error(path, $"issuer '{issuer.Name}' with a jwksUri needs `issuer:` (the expected iss claim)");
+            }
+
+            if (issuer.Audiences.Count == 0)
+            {
+                context.Warning(path, $"issuer '{issuer.Name}' accepts tokens for any audience", "add audiences: [your-api]");
+            }
+
+            var algorithms = new List<string>();
+            for (var a = 0; a < issuer.Algorithms.Count; a++)
+            {
+                var algorithm = issuer.Algorithms[a];
+                if (SafeAlgorithms.Contains(algorithm)) algorithms.Add(algorithm);
+                else if (SharedSecretAlgorithms.Contains(algorithm))
+                {
+                    if (hasSecret) algorithms.Add(algorithm);
+                    else context.Error($"{path}.algorithms[{a}]", $"{algorithm} needs sharedSecretEnv", "HMAC algorithms are accepted only with an explicitly configured shared secret");
+                }
+                else if (string.Equals(algorithm, "none", StringComparison.OrdinalIgnoreCase))
+                {
+                    context.Error($"{path}.algorithms[{a}]", "the 'none' algorithm is never accepted");
+                }
+                else
+                {
+                    var suggestion = YamlConfigBinder.Suggest(algorithm, SafeAlgorithms.Concat(SharedSecretAlgorithms));
+                    context.Error($"{path}.algorithms[{a}]", $"unknown algorithm '{algorithm}'", suggestion is null ? null : $"did you mean '{suggestion}'?");
+                }
+            }
+
+            Microsoft.IdentityModel.Tokens.SecurityKey? sharedKey = null;
+            if (issuer.SharedSecretEnv is { } secretEnv)
+            {
+                var secret = _environment(secretEnv);
+                if (string.IsNullOrEmpty(secret)) context.Error(path + ".sharedSecretEnv", $"environment variable '{secretEnv}' is not set");
+                else if (Encoding.UTF8.GetByteCount(secret) < 32) context.Error(path + ".sharedSecretEnv", "the shared secret is shorter than 32 bytes");
+                else sharedKey = new Microsoft.IdentityModel.Tokens.SymmetricSecurityKey(Encoding.UTF8.GetBytes(secret));
+            }
+
+            var keys = issuer.Keys;
+            if (keys.RefreshInterval <= TimeSpan.Zero) context.Error(path + ".keys.refreshInterval", "refreshInterval must be greater than zero");
+            if (keys.Timeout <= TimeSpan.Zero) context.Error(path + ".keys.timeout", "timeout must be greater than zero");
+            if (keys.StaleFor < TimeSpan.Zero) context.Error(path + ".keys.staleFor", "staleFor cannot be negative");
+            issuers[issuer.Name] = new Identity.CompiledIssuer
+            {
+                Name = issuer.Name,
+                KeySource = new Identity.IssuerKeySource(issuer.Name, issuer.Authority, issuer.JwksUri, jwksFile,
+                    keys.RefreshInterval > TimeSpan.Zero ? keys.RefreshInterval : TimeSpan.FromMinutes(10), keys.UnknownKidRefreshInterval, keys.StaleFor, keys.Timeout),
+                ConfiguredIssuer = issuer.Issuer,
+                Audiences = [.. issuer.Audiences],
+                Algorithms = [.. algorithms],
+                ClockSkew = issuer.ClockSkew,
+                RequiredClaims = [.. issuer.RequiredClaims],
+                RequireAccessTokenType = issuer.RequireAccessTokenType,
+                Claims = issuer.Claims,
+                SharedKey = sharedKey,
+            };
+        }
+
+        Identity.CompiledApiKeys? apiKeys = null;
+        if (identity.ApiKeys is { } apiKeyOptions)
+        {
+            var full = context.Loaded.Resolve(apiKeyOptions.File);
+            files.Add(full);
+            var keyDiagnostics = new List<ConfigDiagnostic>();
+            Identity.ApiKeyFile? keyFile = null;
+            if (!File.Exists(full))
+            {
+                context.Error("identity.apiKeys.file", $"cannot read API key file '{apiKeyOptions.File}' ({full}): file not found", "create it with `portcullis keys create --file " + apiKeyOptions.File + " --consumer NAME`");
+            }
+            else
+            {
+                var text = File.ReadAllText(full);
+                fileContents.Add(text);
+                var locations = new SourceLocations(full);
+                keyFile = text.Trim().Length == 0
+                    ? new Identity.ApiKeyFile()
+                    : new YamlConfigBinder(full, _ => null, keyDiagnostics, locations).BindDocument<Identity.ApiKeyFile>(text);
+                foreach (var d in keyDiagnostics) context.Add(d);
+                if (keyFile is not null)
+                {
+                    apiKeys = Identity.CompiledApiKeys.Compile(apiKeyOptions, keyFile, (keyPath, message) =>
+                    {
+                        var (line, column) = locations.Of(keyPath);
+                        context.Add(new ConfigDiagnostic(full, line, column, message));
+                    });
+                }
+            }
+        }
+
+        return (issuers, apiKeys);
+    }
+
+    private static Identity.CompiledRouteAuth? CompileAuth(Context context, RouteAuthOptions? auth, string path, Dictionary<string, Identity.CompiledIssuer> issuers, Identity.CompiledApiKeys? apiKeys)
+    {
+        if (auth is null) return null;
+        if (auth.Anonymous)
+        {
+            if (auth.Issuers.Count > 0 || auth.ApiKey || auth.Scopes.Count > 0 || auth.Groups.Count > 0 || auth.Claims.Count > 0 || auth.Consumers.Count > 0)
+            {
+                context.Error(path + ".anonymous", "an anonymous route cannot also require credentials", "remove anonymous: true, or the other rules");
+            }
+
+            return new Identity.CompiledRouteAuth { Anonymous = true };
+        }
+
+        var routeIssuers = new List<Identity.CompiledIssuer>();
+        for (var i = 0; i < auth.Issuers.Count; i++)
+        {
+            if (issuers.TryGetValue(auth.Issuers[i], out var issuer)) routeIssuers.Add(issuer);
+            else
+            {
+                var suggestion = YamlConfigBinder.Suggest(auth.Issuers[i], issuers.Keys);
+                context.Error($"{path}.issuers[{i}]", $"unknown issuer '{auth.Issuers[i]}'", suggestion is not null ? $"did you mean '{suggestion}'?" : "define it under identity.issuers");
+            }
+        }
+
+        if (auth.ApiKey && apiKeys is null) context.Error(path + ".apiKey", "apiKey: true needs identity.apiKeys", "add identity: { apiKeys: { file: keys.yaml } }");
+        if (auth.Issuers.Count == 0 && !auth.ApiKey) context.Error(path, "auth accepts no credential", "add issuers: [NAME], apiKey: true, or anonymous: true");
+
+        return new Identity.CompiledRouteAuth
+        {
+            Issuers = [.. routeIssuers],
+            ApiKey = auth.ApiKey,
+            Scopes = [.. auth.Scopes],
+            Groups = auth.Groups.ToFrozenSet(StringComparer.Ordinal),
+            Consumers = auth.Consumers.ToFrozenSet(StringComparer.Ordinal),
+            Rule = auth.Claims.Count == 0 ? null : new Identity.ClaimRule { All = [.. auth.Claims.Select((r, i) => CompileRule(context, r, $"{path}.claims[{i}]"))] },
+            ForwardCredentials = auth.ForwardCredentials,
+        };
+    }
+
+    private static Identity.ClaimRule CompileRule(Context context, ClaimRuleOptions rule, string path)
+    {
+        var tests = (rule.Is is null ? 0 : 1) + (rule.OneOf is null ? 0 : 1) + (rule.Contains is null ? 0 : 1) + (rule.Regex is null ? 0 : 1) + (rule.Exists is null ? 0 : 1);
+        if (rule.Claim is null && rule.Any is null && rule.All is null) context.Error(path, "claim rule names no claim and has no any/all", "e.g. { claim: tier, is: premium }");
+        if (rule.Claim is not null && tests == 0) context.Error(path, $"claim rule on '{rule.Claim}' tests nothing", "add is, oneOf, contains, regex or exists");
+        if (rule.Claim is null && tests > 0) context.Error(path, "claim rule tests a value but names no claim", "add claim: NAME");
+        System.Text.RegularExpressions.Regex? pattern = null;
+        if (rule.Regex is not null)
+        {
+            pattern = MapFileParser.CompilePattern(rule.Regex, false, out var error, out var hint);
+            if (pattern is null) context.Error(path + ".regex", error!, hint);
+        }
+
+        return new Identity.ClaimRule
+        {
+            Claim = rule.Claim,
+            Is = rule.Is,
+            OneOf = rule.OneOf?.ToFrozenSet(StringComparer.Ordinal),
+            Contains = rule.Contains,
+            Pattern = pattern,
+            Exists = rule.Exists,
+            Any = rule.Any?.Select((r, i) => CompileRule(context, r, $"{path}.any[{i}]")).ToArray(),
+            All = rule.All?.Select((r, i) => CompileRule(context, r, $"{path}.all[{i}]")).ToArray(),
+        };
+    }
+
+    private static RouteBuild CompileRoutes(Context context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Dictionary<string, Identity.CompiledIssuer> issuers, Identity.CompiledApiKeys? apiKeys)
     {
         var compiled = new List<CompiledRoute>();
         var proxy = new List<RouteConfig>();
@@ -523,6 +725,7 @@ public sealed class SnapshotBuilder
             compiled.Add(new CompiledRoute
             {
                 Name = route.Name,
+                Auth = CompileAuth(context, route.Auth, path + ".auth", issuers, apiKeys),
                 Action = route.Redirect is not null ? RouteAction.Redirect : route.Respond is not null ? RouteAction.Respond : RouteAction.Proxy,
                 ClusterTemplate = clusterTemplate,
                 StaticCluster = staticCluster,

@@ -119,6 +119,7 @@ internal sealed partial class YamlConfigBinder
         if (type == typeof(bool)) return ReadScalar(node, path, "true or false", ParseBool);
         if (type == typeof(TimeSpan)) return ReadScalar(node, path, "a duration such as 250ms, 5s, 1m or 2h", s => DurationFormat.TryParse(s, out var v, out var e) ? (true, v, null) : (false, null, $"bad duration '{s}': {e}"));
         if (type == typeof(ByteSize)) return ReadScalar(node, path, "a size such as 512, 32KiB or 10MiB", s => ByteSize.TryParse(s, out var v, out var e) ? (true, v, null) : (false, null, $"bad size '{s}': {e}"));
+        if (type == typeof(DateTimeOffset)) return ReadScalar(node, path, "a date and time such as 2026-12-31T23:59:59Z", s => DateTimeOffset.TryParse(s, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var v) ? (true, v, null) : (false, null, $"'{s}' is not a date and time"));
         if (type.IsEnum) return ReadScalar(node, path, "one of " + string.Join(", ", EnumNames(type)), s => ParseEnum(type, s));
 
         if (type.IsGenericType)

@@ -10,6 +10,7 @@ using Portcullis.Admin;
 using Portcullis.Clusters;
 using Portcullis.Configuration;
 using Portcullis.Hosting;
+using Portcullis.Identity;
 using Portcullis.Listeners;
 using Portcullis.Problems;
 using Portcullis.Routing;
@@ -63,6 +64,15 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton<AdminApi>();
         services.AddPortcullisProxy();
 
+        services.AddHttpClient(IssuerRegistry.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false });
+        services.AddSingleton<IssuerRegistry>();
+        services.AddSingleton(sp => new JwtAuthenticator(
+            sp.GetRequiredService<IssuerRegistry>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<JwtAuthenticator>>(),
+            store.Current.Config.Identity.TokenCacheSize));
+
         if (options.ConfigureKestrel)
         {
             services.AddSingleton<KestrelSetup>();
@@ -97,8 +107,8 @@ public static class PortcullisServiceCollectionExtensions
 
     /// <summary>
     /// Adds the gateway's request pipeline: admin API on the admin listener, limits, routing (YARP),
-    /// map-driven cluster choice, retries, load balancing and passive health, and a problem+json 404.
-    /// 
+    /// identity and authorization, map-driven cluster choice, retries, load balancing and passive health,
+    /// and a problem+json 404.
     /// </summary>
     public static WebApplication UsePortcullis(this WebApplication app)
     {
@@ -107,8 +117,16 @@ public static class PortcullisServiceCollectionExtensions
             throw new InvalidOperationException("Portcullis services are missing: call builder.Services.AddPortcullis(...) before app.UsePortcullis().");
         }
 
+        var store = app.Services.GetRequiredService<SnapshotStore>();
         app.UseMiddleware<GatewayMiddleware>();
+
+        // Issuers' key caches follow the snapshot; a new issuer starts fetching before its routes go live.
+        var issuers = app.Services.GetRequiredService<IssuerRegistry>();
+        issuers.Sync(store.Current.Issuers.Select(i => i.KeySource));
+        store.Swapping += next => issuers.Sync(next.Issuers.Select(i => i.KeySource));
+
         app.UseRouting();
+        app.UseMiddleware<IdentityMiddleware>();
         app.UseMiddleware<RouteResponseMiddleware>();
         app.MapReverseProxy(pipeline =>
         {

@@ -34,6 +34,9 @@ public sealed class SnapshotStore : IProxyConfigProvider
         _current = initial;
     }
 
+    /// <summary>Raised before a new snapshot is put in place (prepare runtime state it needs).</summary>
+    public event Action<GatewaySnapshot>? Swapping;
+
     /// <summary>Raised after a new snapshot is in place.</summary>
     public event Action<GatewaySnapshot>? Swapped;
 
@@ -41,6 +44,7 @@ public sealed class SnapshotStore : IProxyConfigProvider
 
     internal void Swap(GatewaySnapshot next)
     {
+        Swapping?.Invoke(next);
         var previous = _proxyConfig!;
         _current = next;
         _proxyConfig = new ProxyConfigSnapshot(next);

@@ -11,12 +11,15 @@ internal enum RequestSourceKind
     Host,
     Path,
     Method,
+    Claim,
+    Consumer,
+    ConsumerGroup,
 }
 
 /// <summary>A part of the request a map is looked up with: header:NAME, query:NAME, segment:N (1-based), host, path, method.</summary>
 internal readonly record struct RequestSource(RequestSourceKind Kind, string Name, int Index)
 {
-    public const string Syntax = "header:NAME, query:NAME, segment:N (1-based path segment), host, path or method";
+    public const string Syntax = "header:NAME, query:NAME, segment:N (1-based path segment), host, path, method, claim:NAME, consumer or consumerGroup";
 
     public static bool TryParse(string text, out RequestSource source, out string? error)
     {
@@ -45,9 +48,15 @@ internal readonly record struct RequestSource(RequestSourceKind Kind, string Nam
             case "method" when argument.Length == 0:
                 source = new RequestSource(RequestSourceKind.Method, "", 0);
                 return true;
-            case "claim":
-                error = "claim sources need identity, which this version does not have yet";
-                return false;
+            case "claim" when argument.Length > 0:
+                source = new RequestSource(RequestSourceKind.Claim, argument, 0);
+                return true;
+            case "consumer" when argument.Length == 0:
+                source = new RequestSource(RequestSourceKind.Consumer, "", 0);
+                return true;
+            case "consumerGroup" when argument.Length == 0:
+                source = new RequestSource(RequestSourceKind.ConsumerGroup, "", 0);
+                return true;
             default:
                 error = $"unknown request source '{text}'";
                 return false;
@@ -72,6 +81,13 @@ internal readonly record struct RequestSource(RequestSourceKind Kind, string Nam
                 return request.Path.Value.AsSpan();
             case RequestSourceKind.Method:
                 return request.Method.AsSpan();
+            case RequestSourceKind.Claim:
+                var caller = request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.Caller;
+                return caller is not null && caller.Claims.TryGetValue(Name, out var values) && values.Length > 0 ? values[0].AsSpan() : default;
+            case RequestSourceKind.Consumer:
+                return (request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.Caller?.Consumer).AsSpan();
+            case RequestSourceKind.ConsumerGroup:
+                return (request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.Caller?.ConsumerGroup).AsSpan();
             default:
                 return default;
         }
@@ -103,6 +119,8 @@ internal readonly record struct RequestSource(RequestSourceKind Kind, string Nam
         RequestSourceKind.Header => "header:" + Name,
         RequestSourceKind.Query => "query:" + Name,
         RequestSourceKind.Segment => "segment:" + Index.ToString(CultureInfo.InvariantCulture),
+        RequestSourceKind.Claim => "claim:" + Name,
+        RequestSourceKind.ConsumerGroup => "consumerGroup",
         _ => Kind.ToString().ToLowerInvariant(),
     };
 }

@@ -1,0 +1,183 @@
+using System.Buffers.Binary;
+using System.Collections.Frozen;
+using System.ComponentModel;
+using System.Security.Cryptography;
+using System.Text;
+using Portcullis.Configuration;
+
+namespace Portcullis.Identity;
+
+/// <summary>The API key file: consumers and the SHA-256 hashes of their keys. Never a plain secret.</summary>
+public sealed record ApiKeyFile
+{
+    [Description("Consumers by id.")]
+    public IReadOnlyDictionary<string, ApiKeyConsumer> Consumers { get; init; } = new Dictionary<string, ApiKeyConsumer>();
+}
+
+public sealed record ApiKeyConsumer
+{
+    [Description("Display name.")]
+    public string? Name { get; init; }
+
+    [Description("Consumer group (tier), e.g. premium.")]
+    public string? Group { get; init; }
+
+    [Description("Scopes granted to this consumer's keys.")]
+    public IReadOnlyList<string> Scopes { get; init; } = [];
+
+    [Description("Keys; several may be valid at once so a key rotates with overlap.")]
+    public IReadOnlyList<ApiKeyRecord> Keys { get; init; } = [];
+}
+
+public sealed record ApiKeyRecord
+{
+    [Description("Public key id (the part of the key before the secret), for logs and revocation.")]
+    public string Id { get; init; } = "";
+
+    [Description("Hex SHA-256 of the whole key.")]
+    public string Sha256 { get; init; } = "";
+
+    [Description("When the key was created.")]
+    public DateTimeOffset? Created { get; init; }
+
+    [Description("Not valid before this time.")]
+    public DateTimeOffset? NotBefore { get; init; }
+
+    [Description("Not valid from this time on.")]
+    public DateTimeOffset? Expires { get; init; }
+
+    [Description("Revoked keys are kept for the record but never accepted.")]
+    public bool Revoked { get; init; }
+}
+
+/// <summary>32 bytes of SHA-256 as a value, so lookups need no string or array.</summary>
+internal readonly record struct KeyHash(ulong A, ulong B, ulong C, ulong D)
+{
+    public static KeyHash Of(ReadOnlySpan<byte> hash) => new(
+        BinaryPrimitives.ReadUInt64BigEndian(hash),
+        BinaryPrimitives.ReadUInt64BigEndian(hash[8..]),
+        BinaryPrimitives.ReadUInt64BigEndian(hash[16..]),
+        BinaryPrimitives.ReadUInt64BigEndian(hash[24..]));
+
+    /// <summary>Hashes a presented key without allocating (keys longer than 512 chars are not keys).</summary>
+    public static bool TryCompute(ReadOnlySpan<char> key, out KeyHash hash)
+    {
+        hash = default;
+        if (key.IsEmpty || key.Length > 512) return false;
+        Span<byte> utf8 = stackalloc byte[1536];
+        var length = Encoding.UTF8.GetBytes(key, utf8);
+        Span<byte> digest = stackalloc byte[32];
+        SHA256.HashData(utf8[..length], digest);
+        hash = Of(digest);
+        return true;
+    }
+}
+
+internal sealed record ApiKeyEntry(string KeyId, string Consumer, DateTimeOffset? NotBefore, DateTimeOffset? Expires, CallerIdentity Identity);
+
+/// <summary>API keys compiled into the snapshot: a frozen table from key hash to consumer.</summary>
+internal sealed class CompiledApiKeys
+{
+    public CompiledApiKeys(string header, string? queryParameter, FrozenDictionary<KeyHash, ApiKeyEntry> keys)
+    {
+        Header = header;
+        QueryParameter = queryParameter;
+        Keys = keys;
+    }
+
+    public string Header { get; }
+
+    public string? QueryParameter { get; }
+
+    public FrozenDictionary<KeyHash, ApiKeyEntry> Keys { get; }
+
+    public AuthDecision Authenticate(ReadOnlySpan<char> presented, DateTimeOffset now)
+    {
+        if (!KeyHash.TryCompute(presented, out var hash) || !Keys.TryGetValue(hash, out var entry))
+        {
+            return AuthDecision.Unauthenticated("apikey.unknown", "The API key is not valid.", true);
+        }
+
+        if (entry.NotBefore is { } notBefore && now < notBefore) return AuthDecision.Unauthenticated("apikey.not-yet-valid", "The API key is not valid yet.", true);
+        if (entry.Expires is { } expires && now >= expires) return AuthDecision.Unauthenticated("apikey.expired", "The API key has expired.", true);
+        return AuthDecision.Allow(entry.Identity, "apikey.valid");
+    }
+
+    public static CompiledApiKeys Compile(ApiKeyOptions options, ApiKeyFile file, Action<string, string> error)
+    {
+        var keys = new Dictionary<KeyHash, ApiKeyEntry>();
+        foreach (var (consumerId, consumer) in file.Consumers)
+        {
+            var identity = new CallerIdentity
+            {
+                Kind = CredentialKind.ApiKey,
+                Source = "apikey",
+                Subject = consumerId,
+                Consumer = consumerId,
+                ConsumerGroup = consumer.Group,
+                Scopes = consumer.Scopes.ToFrozenSet(StringComparer.Ordinal),
+                Claims = new Dictionary<string, string[]>
+                {
+                    ["sub"] = [consumerId],
+                    ["consumer"] = [consumerId],
+                    ["group"] = consumer.Group is null ? [] : [consumer.Group],
+                    ["scope"] = [.. consumer.Scopes],
+                }.ToFrozenDictionary(StringComparer.Ordinal),
+            };
+            for (var i = 0; i < consumer.Keys.Count; i++)
+            {
+                var record = consumer.Keys[i];
+                var path = $"consumers.{consumerId}.keys[{i}]";
+                if (record.Revoked) continue;
+                if (record.Sha256.Length != 64 || !IsHex(record.Sha256))
+                {
+                    error(path + ".sha256", $"key '{record.Id}' of consumer '{consumerId}' has no valid SHA-256 hash (64 hex digits)");
+                    continue;
+                }
+
+                var hash = KeyHash.Of(Convert.FromHexString(record.Sha256));
+                var keyIdentity = new CallerIdentity
+                {
+                    Kind = identity.Kind,
+                    Source = identity.Source,
+                    Subject = identity.Subject,
+                    Consumer = identity.Consumer,
+                    ConsumerGroup = identity.ConsumerGroup,
+                    Scopes = identity.Scopes,
+                    Claims = identity.Claims,
+                    KeyId = record.Id,
+                    Expires = record.Expires ?? DateTimeOffset.MaxValue,
+                };
+                if (!keys.TryAdd(hash, new ApiKeyEntry(record.Id, consumerId, record.NotBefore, record.Expires, keyIdentity)))
+                {
+                    error(path + ".sha256", $"key '{record.Id}' of consumer '{consumerId}' duplicates another key");
+                }
+            }
+        }
+
+        return new CompiledApiKeys(options.Header, options.QueryParameter, keys.ToFrozenDictionary());
+    }
+
+    private static bool IsHex(string text)
+    {
+        foreach (var c in text)
+        {
+            if (!char.IsAsciiHexDigit(c)) return false;
+        }
+
+        return true;
+    }
+}
+
+/// <summary>Creates keys: `pck_{id}_{secret}` with 256 random bits; only the hash is stored.</summary>
+public static class ApiKeyGenerator
+{
+    public static (string Key, ApiKeyRecord Record) Create(DateTimeOffset now, DateTimeOffset? notBefore = null, DateTimeOffset? expires = null)
+    {
+        var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
+        var secret = System.Buffers.Text.Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
+        var key = $"pck_{id}_{secret}";
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
+        return (key, new ApiKeyRecord { Id = id, Sha256 = hash, Created = now, NotBefore = notBefore, Expires = expires });
+    }
+}

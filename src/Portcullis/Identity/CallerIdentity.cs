@@ -1,0 +1,61 @@
+using System.Collections.Frozen;
+
+namespace Portcullis.Identity;
+
+internal enum CredentialKind
+{
+    None,
+    Jwt,
+    ApiKey,
+}
+
+/// <summary>Who is calling, as proven by a token or an API key. Immutable; cached with the token.</summary>
+internal sealed class CallerIdentity
+{
+    public required CredentialKind Kind { get; init; }
+
+    /// <summary>Issuer name (JWT) or "apikey".</summary>
+    public required string Source { get; init; }
+
+    public string? Subject { get; init; }
+
+    public string? Consumer { get; init; }
+
+    public string? ConsumerGroup { get; init; }
+
+    public string[] Groups { get; init; } = [];
+
+    public FrozenSet<string> Scopes { get; init; } = FrozenSet<string>.Empty;
+
+    /// <summary>Every claim as strings (arrays flattened), for rules and map lookups.</summary>
+    public FrozenDictionary<string, string[]> Claims { get; init; } = FrozenDictionary<string, string[]>.Empty;
+
+    /// <summary>Key id for API keys (never the secret).</summary>
+    public string? KeyId { get; init; }
+
+    public DateTimeOffset Expires { get; init; } = DateTimeOffset.MaxValue;
+
+    /// <summary>Pre-joined header values, built once per identity rather than per request.</summary>
+    public string GroupsHeader => _groupsHeader ??= string.Join(",", Groups);
+
+    public string ScopesHeader => _scopesHeader ??= string.Join(" ", Scopes.Order(StringComparer.Ordinal));
+
+    private string? _groupsHeader;
+    private string? _scopesHeader;
+}
+
+/// <summary>The outcome of authenticating and authorizing one request, with a reason code for logs and metrics.</summary>
+internal readonly record struct AuthDecision(int Status, string Reason, CallerIdentity? Identity, string? Detail = null, string? ChallengeError = null, string? RequiredScope = null)
+{
+    public bool Allowed => Status == 0;
+
+    public static AuthDecision Allow(CallerIdentity? identity, string reason) => new(0, reason, identity);
+
+    public static AuthDecision Unauthenticated(string reason, string detail, bool tokenPresented) =>
+        new(401, reason, null, detail, tokenPresented ? "invalid_token" : null);
+
+    public static AuthDecision Forbidden(string reason, string detail, CallerIdentity identity, string? scope = null) =>
+        new(403, reason, identity, detail, scope is null ? null : "insufficient_scope", scope);
+
+    public static AuthDecision Unavailable(string reason, string detail) => new(503, reason, null, detail);
+}

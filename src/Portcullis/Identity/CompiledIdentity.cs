@@ -1,0 +1,116 @@
+using System.Collections.Frozen;
+using System.Text.RegularExpressions;
+using Microsoft.IdentityModel.Tokens;
+using Portcullis.Configuration;
+
+namespace Portcullis.Identity;
+
+/// <summary>An issuer's validation settings, compiled once per snapshot.</summary>
+internal sealed class CompiledIssuer
+{
+    public required string Name { get; init; }
+
+    public required IssuerKeySource KeySource { get; init; }
+
+    /// <summary>Expected `iss`; when null, the discovery document's issuer (else the authority) is expected.</summary>
+    public string? ConfiguredIssuer { get; init; }
+
+    public string[] Audiences { get; init; } = [];
+
+    public string[] Algorithms { get; init; } = [];
+
+    public TimeSpan ClockSkew { get; init; }
+
+    public string[] RequiredClaims { get; init; } = [];
+
+    public bool RequireAccessTokenType { get; init; }
+
+    public required ClaimMappingOptions Claims { get; init; }
+
+    public SecurityKey? SharedKey { get; init; }
+
+    public string? ExpectedIssuer(IssuerKeySet? keys) => ConfiguredIssuer ?? keys?.DiscoveredIssuer ?? KeySource.Authority;
+
+    public bool Matches(string iss, IssuerKeySet? keys)
+    {
+        var expected = ExpectedIssuer(keys);
+        if (expected is null) return false;
+        return string.Equals(iss, expected, StringComparison.Ordinal)
+            || (KeySource.Authority is not null && ConfiguredIssuer is null && string.Equals(iss.TrimEnd('/'), expected.TrimEnd('/'), StringComparison.Ordinal));
+    }
+}
+
+/// <summary>A route's access rule, compiled: deny by default once a route has `auth`.</summary>
+internal sealed class CompiledRouteAuth
+{
+    public bool Anonymous { get; init; }
+
+    public CompiledIssuer[] Issuers { get; init; } = [];
+
+    public bool ApiKey { get; init; }
+
+    public string[] Scopes { get; init; } = [];
+
+    public FrozenSet<string> Groups { get; init; } = FrozenSet<string>.Empty;
+
+    public FrozenSet<string> Consumers { get; init; } = FrozenSet<string>.Empty;
+
+    public ClaimRule? Rule { get; init; }
+
+    public bool ForwardCredentials { get; init; }
+
+    public bool AcceptsJwt => Issuers.Length > 0;
+}
+
+/// <summary>A claim rule tree: leaves test one claim, `Any` / `All` combine.</summary>
+internal sealed class ClaimRule
+{
+    public string? Claim { get; init; }
+
+    public string? Is { get; init; }
+
+    public FrozenSet<string>? OneOf { get; init; }
+
+    public string? Contains { get; init; }
+
+    public Regex? Pattern { get; init; }
+
+    public bool? Exists { get; init; }
+
+    public ClaimRule[]? Any { get; init; }
+
+    public ClaimRule[]? All { get; init; }
+
+    public bool Evaluate(CallerIdentity identity)
+    {
+        if (All is not null)
+        {
+            foreach (var rule in All) if (!rule.Evaluate(identity)) return false;
+        }
+
+        if (Any is not null)
+        {
+            var any = false;
+            foreach (var rule in Any)
+            {
+                if (rule.Evaluate(identity))
+                {
+                    any = true;
+                    break;
+                }
+            }
+
+            if (!any) return false;
+        }
+
+        if (Claim is null) return true;
+        var present = identity.Claims.TryGetValue(Claim, out var values) && values.Length > 0;
+        if (Exists is { } exists && exists != present) return false;
+        if (!present) return Is is null && OneOf is null && Contains is null && Pattern is null;
+        if (Is is not null && Array.IndexOf(values!, Is) < 0) return false;
+        if (OneOf is not null && !values!.Any(OneOf.Contains)) return false;
+        if (Contains is not null && !values!.Any(v => v.Contains(Contains, StringComparison.Ordinal))) return false;
+        if (Pattern is not null && !values!.Any(v => Pattern.IsMatch(v))) return false;
+        return true;
+    }
+}

@@ -1,0 +1,177 @@
+using System.Text;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Primitives;
+using Portcullis.Configuration;
+using Portcullis.Hosting;
+using Portcullis.Problems;
+using Yarp.ReverseProxy.Model;
+
+namespace Portcullis.Identity;
+
+/// <summary>
+/// Identity and authorization, after routing chose a route: removes identity headers a client sent,
+/// authenticates (JWT or API key) and authorizes routes with `auth` (deny by default), and tells the
+/// upstream who called through identity headers. Public routes pass with only the header scrub.
+/// </summary>
+internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator jwt, TimeProvider time)
+{
+    private const string Realm = "portcullis";
+
+    public Task InvokeAsync(HttpContext context)
+    {
+        var gateway = context.Features.Get<GatewayFeature>();
+        if (gateway is null) return next(context);
+        var snapshot = gateway.Snapshot;
+        var names = snapshot.Config.Identity.Headers;
+        var headers = context.Request.Headers;
+
+        // A client can never assert an identity: inbound copies of our identity headers always go.
+        headers.Remove(names.Consumer);
+        headers.Remove(names.ConsumerGroup);
+        headers.Remove(names.Subject);
+        headers.Remove(names.Groups);
+        headers.Remove(names.Scopes);
+        // Rewrite headers some servers honour as the "real" URL: never from clients.
+        headers.Remove("X-Original-URL");
+        headers.Remove("X-Rewrite-URL");
+
+        var routeModel = context.GetEndpoint()?.Metadata.GetMetadata<RouteModel>();
+        if (routeModel is null || !snapshot.Routes.TryGetValue(routeModel.Config.RouteId, out var route) || route.Auth is not { } auth || auth.Anonymous)
+        {
+            return next(context);
+        }
+
+        var pending = AuthenticateAsync(context, auth, snapshot);
+        if (pending.IsCompletedSuccessfully) return Continue(context, gateway, auth, snapshot, pending.Result);
+        return ContinueAsync(context, gateway, auth, snapshot, pending);
+    }
+
+    private async Task ContinueAsync(HttpContext context, GatewayFeature gateway, CompiledRouteAuth auth, GatewaySnapshot snapshot, ValueTask<AuthDecision> pending)
+    {
+        var decision = await pending;
+        await Continue(context, gateway, auth, snapshot, decision);
+    }
+
+    private Task Continue(HttpContext context, GatewayFeature gateway, CompiledRouteAuth auth, GatewaySnapshot snapshot, AuthDecision decision)
+    {
+        if (decision.Allowed) decision = Authorize(auth, decision);
+        gateway.AuthReason = decision.Reason;
+        if (!decision.Allowed) return Deny(context, decision);
+
+        var identity = decision.Identity!;
+        gateway.Caller = identity;
+        var headers = context.Request.Headers;
+        var names = snapshot.Config.Identity.Headers;
+        if (!auth.ForwardCredentials)
+        {
+            headers.Authorization = StringValues.Empty;
+            headers.Remove("Authorization");
+            if (snapshot.ApiKeys is { } keys) headers.Remove(keys.Header);
+        }
+
+        if (identity.Consumer is not null) headers[names.Consumer] = identity.Consumer;
+        if (identity.ConsumerGroup is not null) headers[names.ConsumerGroup] = identity.ConsumerGroup;
+        if (identity.Subject is not null) headers[names.Subject] = identity.Subject;
+        if (identity.Groups.Length > 0) headers[names.Groups] = identity.GroupsHeader;
+        if (identity.Scopes.Count > 0) headers[names.Scopes] = identity.ScopesHeader;
+        return next(context);
+    }
+
+    private ValueTask<AuthDecision> AuthenticateAsync(HttpContext context, CompiledRouteAuth auth, GatewaySnapshot snapshot)
+    {
+        var request = context.Request;
+        var authorization = request.Headers.Authorization;
+        if (authorization.Count > 1)
+        {
+            return ValueTask.FromResult(AuthDecision.Unauthenticated("auth.ambiguous", "Send exactly one Authorization header.", true));
+        }
+
+        if (auth.AcceptsJwt && authorization.Count == 1)
+        {
+            var value = authorization[0]!;
+            if (value.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
+            {
+                return jwt.AuthenticateAsync(value, auth, (int)Math.Min(int.MaxValue, snapshot.Config.Identity.MaxTokenSize.Bytes));
+            }
+        }
+
+        if (auth.ApiKey && snapshot.ApiKeys is { } keys)
+        {
+            var presented = request.Headers[keys.Header];
+            if (presented.Count > 1)
+            {
+                return ValueTask.FromResult(AuthDecision.Unauthenticated("apikey.ambiguous", "Send exactly one API key.", true));
+            }
+
+            if (presented.Count == 1) return ValueTask.FromResult(keys.Authenticate(presented[0], time.GetUtcNow()));
+            if (keys.QueryParameter is { } parameter && request.Query[parameter] is { Count: 1 } fromQuery)
+            {
+                return ValueTask.FromResult(keys.Authenticate(fromQuery[0], time.GetUtcNow()));
+            }
+        }
+
+        return ValueTask.FromResult(AuthDecision.Unauthenticated("auth.missing", "This route needs credentials.", authorization.Count > 0));
+    }
+
+    private static AuthDecision Authorize(CompiledRouteAuth auth, AuthDecision decision)
+    {
+        var identity = decision.Identity!;
+        foreach (var scope in auth.Scopes)
+        {
+            if (!identity.Scopes.Contains(scope))
+            {
+                return AuthDecision.Forbidden("authz.scope", "The caller lacks a required scope.", identity, string.Join(' ', auth.Scopes));
+            }
+        }
+
+        if (auth.Groups.Count > 0)
+        {
+            var member = false;
+            foreach (var group in identity.Groups)
+            {
+                if (auth.Groups.Contains(group))
+                {
+                    member = true;
+                    break;
+                }
+            }
+
+            if (!member) return AuthDecision.Forbidden("authz.group", "The caller is not in an allowed group.", identity);
+        }
+
+        if (auth.Consumers.Count > 0 && (identity.Consumer is null || !auth.Consumers.Contains(identity.Consumer)))
+        {
+            return AuthDecision.Forbidden("authz.consumer", "This consumer may not use this route.", identity);
+        }
+
+        if (auth.Rule is { } rule && !rule.Evaluate(identity))
+        {
+            return AuthDecision.Forbidden("authz.claims", "The caller's claims do not satisfy this route's rules.", identity);
+        }
+
+        return decision;
+    }
+
+    private static Task Deny(HttpContext context, AuthDecision decision)
+    {
+        var response = context.Response;
+        switch (decision.Status)
+        {
+            case 401:
+                var challenge = new StringBuilder("Bearer realm=\"").Append(Realm).Append('"');
+                if (decision.ChallengeError is { } error) challenge.Append(", error=\"").Append(error).Append('"');
+                response.Headers.WWWAuthenticate = challenge.ToString();
+                return ProblemWriter.WriteAsync(context, 401, "Unauthorized", decision.Detail ?? "Credentials are missing or invalid.", decision.Reason);
+            case 403:
+                if (decision.ChallengeError is not null)
+                {
+                    response.Headers.WWWAuthenticate = $"Bearer realm=\"{Realm}\", error=\"insufficient_scope\", scope=\"{decision.RequiredScope}\"";
+                }
+
+                return ProblemWriter.WriteAsync(context, 403, "Forbidden", decision.Detail ?? "Access denied.", decision.Reason);
+            default:
+                response.Headers.RetryAfter = "5";
+                return ProblemWriter.WriteAsync(context, 503, "Identity provider unavailable", decision.Detail ?? "Credentials cannot be checked right now.", decision.Reason);
+        }
+    }
+}

@@ -1,0 +1,232 @@
+using System.Collections.Frozen;
+using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
+using Microsoft.IdentityModel.Protocols;
+using Microsoft.IdentityModel.Protocols.OpenIdConnect;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Portcullis.Identity;
+
+/// <summary>Where an issuer's keys come from, compiled from its options.</summary>
+internal sealed record IssuerKeySource(string Name, string? Authority, string? JwksUri, string? JwksFile, TimeSpan RefreshInterval, TimeSpan UnknownKidRefreshInterval, TimeSpan StaleFor, TimeSpan Timeout);
+
+/// <summary>One fetched set of verification keys.</summary>
+internal sealed class IssuerKeySet(FrozenDictionary<string, SecurityKey> byKid, SecurityKey[] all, string? discoveredIssuer, DateTimeOffset fetchedAt)
+{
+    public FrozenDictionary<string, SecurityKey> ByKid { get; } = byKid;
+
+    public SecurityKey[] All { get; } = all;
+
+    public string? DiscoveredIssuer { get; } = discoveredIssuer;
+
+    public DateTimeOffset FetchedAt { get; } = fetchedAt;
+}
+
+internal enum KeyAvailability
+{
+    /// <summary>Keys fetched within the refresh interval (or still inside the stale window).</summary>
+    Available,
+
+    /// <summary>Never fetched yet: the issuer's routes answer 503 until keys arrive.</summary>
+    NotYetLoaded,
+
+    /// <summary>The provider has been unreachable for longer than the stale window: fail closed.</summary>
+    Expired,
+}
+
+/// <summary>
+/// An issuer's discovery document and JWKS, fetched and refreshed in the background and never on the
+/// request path. An unknown kid triggers at most one refresh per interval; when the provider is down
+/// the last keys keep serving for a bounded stale window, then the issuer fails closed.
+/// </summary>
+internal sealed partial class IssuerKeyCache : IDisposable
+{
+    private readonly HttpClient _http;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ITimer _timer;
+    private volatile IssuerKeySet? _keys;
+    private int _refreshing;
+    private long _lastOnDemandTicks = long.MinValue;
+    private long _fetches;
+    private long _failures;
+    private bool _failing;
+
+    public IssuerKeyCache(IssuerKeySource source, HttpClient http, TimeProvider time, ILogger logger)
+    {
+        Source = source;
+        _http = http;
+        _time = time;
+        _logger = logger;
+        _timer = time.CreateTimer(_ => TriggerRefresh(), null, TimeSpan.Zero, source.RefreshInterval);
+    }
+
+    public IssuerKeySource Source { get; }
+
+    public IssuerKeySet? Keys => _keys;
+
+    public long Fetches => Interlocked.Read(ref _fetches);
+
+    public long Failures => Interlocked.Read(ref _failures);
+
+    public KeyAvailability Availability
+    {
+        get
+        {
+            var keys = _keys;
+            if (keys is null) return KeyAvailability.NotYetLoaded;
+            return _time.GetUtcNow() - keys.FetchedAt > Source.StaleFor + Source.RefreshInterval ? KeyAvailability.Expired : KeyAvailability.Available;
+        }
+    }
+
+    /// <summary>A token named a kid we do not know: maybe the provider rotated. Refresh, but not more than once per interval.</summary>
+    public void OnUnknownKid()
+    {
+        var now = _time.GetTimestamp();
+        var last = Interlocked.Read(ref _lastOnDemandTicks);
+        if (last != long.MinValue && _time.GetElapsedTime(last, now) < Source.UnknownKidRefreshInterval) return;
+        if (Interlocked.CompareExchange(ref _lastOnDemandTicks, now, last) != last) return;
+        Log.UnknownKidRefresh(_logger, Source.Name);
+        TriggerRefresh();
+    }
+
+    /// <summary>Starts a refresh unless one is running (one request in flight per issuer).</summary>
+    public void TriggerRefresh()
+    {
+        if (Interlocked.CompareExchange(ref _refreshing, 1, 0) != 0) return;
+        _ = RefreshAsync();
+    }
+
+    /// <summary>Waits for keys to be loaded (start-up, tests).</summary>
+    public async Task<bool> WaitForKeysAsync(TimeSpan timeout)
+    {
+        var deadline = _time.GetUtcNow() + timeout;
+        while (_keys is null && _time.GetUtcNow() < deadline) await Task.Delay(20).ConfigureAwait(false);
+        return _keys is not null;
+    }
+
+    private async Task RefreshAsync()
+    {
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            timeout.CancelAfter(Source.Timeout);
+            var keys = await FetchAsync(timeout.Token).ConfigureAwait(false);
+            Interlocked.Increment(ref _fetches);
+            _keys = keys;
+            if (_failing)
+            {
+                _failing = false;
+                Log.Recovered(_logger, Source.Name, keys.All.Length);
+            }
+            else
+            {
+                Log.Fetched(_logger, Source.Name, keys.All.Length);
+            }
+        }
+        catch (Exception ex) when (ex is not ObjectDisposedException && !_stopping.IsCancellationRequested)
+        {
+            Interlocked.Increment(ref _failures);
+            if (!_failing)
+            {
+                _failing = true;
+                Log.FetchFailed(_logger, Source.Name, _keys is null ? "no keys yet" : $"serving keys fetched at {_keys.FetchedAt:O}", ex.GetType().Name + ": " + ex.Message);
+            }
+
+            // Retry sooner than the regular interval while failing.
+            _ = RetrySoonAsync();
+        }
+        finally
+        {
+            Volatile.Write(ref _refreshing, 0);
+        }
+    }
+
+    private async Task RetrySoonAsync()
+    {
+        try
+        {
+            var delay = Source.RefreshInterval < TimeSpan.FromSeconds(5) ? Source.RefreshInterval : TimeSpan.FromSeconds(5);
+            await Task.Delay(delay, _time, _stopping.Token).ConfigureAwait(false);
+            TriggerRefresh();
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task<IssuerKeySet> FetchAsync(CancellationToken cancellationToken)
+    {
+        string? issuer = null;
+        JsonWebKeySet set;
+        if (Source.JwksFile is { } file)
+        {
+            set = new JsonWebKeySet(await File.ReadAllTextAsync(file, cancellationToken).ConfigureAwait(false));
+        }
+        else
+        {
+            var retriever = new HttpDocumentRetriever(_http) { RequireHttps = false };
+            if (Source.Authority is { } authority)
+            {
+                var address = authority.TrimEnd('/') + "/.well-known/openid-configuration";
+                var configuration = await OpenIdConnectConfigurationRetriever.GetAsync(address, retriever, cancellationToken).ConfigureAwait(false);
+                issuer = configuration.Issuer;
+                set = configuration.JsonWebKeySet ?? throw new InvalidOperationException("the discovery document has no jwks_uri keys");
+            }
+            else
+            {
+                set = new JsonWebKeySet(await retriever.GetDocumentAsync(Source.JwksUri!, cancellationToken).ConfigureAwait(false));
+            }
+        }
+
+        var byKid = new Dictionary<string, SecurityKey>(StringComparer.Ordinal);
+        var all = new List<SecurityKey>();
+        foreach (var key in set.Keys)
+        {
+            if (!IsUsableSigningKey(key)) continue;
+            all.Add(key);
+            if (!string.IsNullOrEmpty(key.Kid)) byKid.TryAdd(key.Kid, key);
+        }
+
+        return new IssuerKeySet(byKid.ToFrozenDictionary(StringComparer.Ordinal), [.. all], issuer, _time.GetUtcNow());
+    }
+
+    /// <summary>Only asymmetric signature keys of safe size: no `oct`, no `use: enc`, no RSA under 2048 bits.</summary>
+    internal static bool IsUsableSigningKey(JsonWebKey key)
+    {
+        if (!string.IsNullOrEmpty(key.Use) && !string.Equals(key.Use, "sig", StringComparison.Ordinal)) return false;
+        switch (key.Kty)
+        {
+            case JsonWebAlgorithmsKeyTypes.RSA:
+                if (string.IsNullOrEmpty(key.N)) return false;
+                return Base64UrlEncoder.DecodeBytes(key.N).Length * 8 >= 2048;
+            case JsonWebAlgorithmsKeyTypes.EllipticCurve:
+                return key.Crv is JsonWebKeyECTypes.P256 or JsonWebKeyECTypes.P384 or JsonWebKeyECTypes.P521;
+            default:
+                return false;
+        }
+    }
+
+    public void Dispose()
+    {
+        _stopping.Cancel();
+        _timer.Dispose();
+        _stopping.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(4001, LogLevel.Information, "Issuer {Issuer}: fetched {Count} signing keys")]
+        public static partial void Fetched(ILogger logger, string issuer, int count);
+
+        [LoggerMessage(4002, LogLevel.Warning, "Issuer {Issuer}: fetching keys failed ({State}): {Error}")]
+        public static partial void FetchFailed(ILogger logger, string issuer, string state, string error);
+
+        [LoggerMessage(4003, LogLevel.Information, "Issuer {Issuer}: key fetch recovered, {Count} signing keys")]
+        public static partial void Recovered(ILogger logger, string issuer, int count);
+
+        [LoggerMessage(4004, LogLevel.Information, "Issuer {Issuer}: token with an unknown kid, refreshing keys")]
+        public static partial void UnknownKidRefresh(ILogger logger, string issuer);
+    }
+}

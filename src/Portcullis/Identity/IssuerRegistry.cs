@@ -1,0 +1,66 @@
+using System.Collections.Frozen;
+using Microsoft.Extensions.Logging;
+
+namespace Portcullis.Identity;
+
+/// <summary>
+/// Keeps one key cache per issuer across reloads: an issuer whose key source did not change keeps its
+/// cache (and its keys); new issuers start fetching; removed ones stop.
+/// </summary>
+internal sealed class IssuerRegistry : IDisposable
+{
+    private readonly IHttpClientFactory _httpClients;
+    private readonly TimeProvider _time;
+    private readonly ILoggerFactory _loggers;
+    private readonly Lock _lock = new();
+    private volatile FrozenDictionary<string, IssuerKeyCache> _caches = FrozenDictionary<string, IssuerKeyCache>.Empty;
+
+    public IssuerRegistry(IHttpClientFactory httpClients, TimeProvider time, ILoggerFactory loggers)
+    {
+        _httpClients = httpClients;
+        _time = time;
+        _loggers = loggers;
+    }
+
+    public const string HttpClientName = "Portcullis.Identity";
+
+    public IReadOnlyDictionary<string, IssuerKeyCache> Caches => _caches;
+
+    public IssuerKeyCache? Get(string issuerName) => _caches.GetValueOrDefault(issuerName);
+
+    /// <summary>Brings the caches in line with a new snapshot's issuers.</summary>
+    public void Sync(IEnumerable<IssuerKeySource> sources)
+    {
+        lock (_lock)
+        {
+            var next = new Dictionary<string, IssuerKeyCache>(StringComparer.Ordinal);
+            var current = _caches;
+            foreach (var source in sources)
+            {
+                if (current.TryGetValue(source.Name, out var existing) && existing.Source == source)
+                {
+                    next[source.Name] = existing;
+                    continue;
+                }
+
+                var logger = _loggers.CreateLogger("Portcullis.Identity.IssuerKeyCache");
+                next[source.Name] = new IssuerKeyCache(source, _httpClients.CreateClient(HttpClientName), _time, logger);
+            }
+
+            _caches = next.ToFrozenDictionary(StringComparer.Ordinal);
+            foreach (var (name, cache) in current)
+            {
+                if (!next.TryGetValue(name, out var kept) || !ReferenceEquals(kept, cache)) cache.Dispose();
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            foreach (var cache in _caches.Values) cache.Dispose();
+            _caches = FrozenDictionary<string, IssuerKeyCache>.Empty;
+        }
+    }
+}

@@ -1,0 +1,256 @@
+using System.Collections.Frozen;
+using System.Text.Json;
+using BitFaster.Caching;
+using BitFaster.Caching.Lru;
+using Microsoft.Extensions.Logging;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Portcullis.Identity;
+
+/// <summary>
+/// Validates bearer JWTs with Microsoft.IdentityModel against an issuer's cached keys. A validated token
+/// is remembered (keyed by the Authorization header value, bounded, expiring no later than the token)
+/// so a repeat costs a dictionary lookup instead of a signature check.
+/// </summary>
+internal sealed partial class JwtAuthenticator
+{
+    private static readonly JsonDocumentOptions StrictJson = new() { AllowDuplicateProperties = false, MaxDepth = 16 };
+    private static readonly string[] AccessTokenTypes = ["at+jwt", "application/at+jwt"];
+
+    private readonly IssuerRegistry _issuers;
+    private readonly TimeProvider _time;
+    private readonly ILogger<JwtAuthenticator> _logger;
+    private readonly JsonWebTokenHandler _handler = new() { MapInboundClaims = false };
+    private readonly ICache<string, CallerIdentity> _validated;
+
+    public JwtAuthenticator(IssuerRegistry issuers, TimeProvider time, ILogger<JwtAuthenticator> logger, int cacheSize = 10_000)
+    {
+        _issuers = issuers;
+        _time = time;
+        _logger = logger;
+        _validated = new ConcurrentLruBuilder<string, CallerIdentity>()
+            .WithCapacity(Math.Max(16, cacheSize))
+            .WithExpireAfter(new TokenExpiry(time))
+            .Build();
+    }
+
+    /// <summary>Authenticates "Bearer …" against the route's issuers.</summary>
+    public ValueTask<AuthDecision> AuthenticateAsync(string authorization, CompiledRouteAuth auth, int maxTokenBytes)
+    {
+        if (_validated.TryGet(authorization, out var cached) && cached.Expires > _time.GetUtcNow())
+        {
+            foreach (var issuer in auth.Issuers)
+            {
+                if (string.Equals(issuer.Name, cached.Source, StringComparison.Ordinal)) return ValueTask.FromResult(AuthDecision.Allow(cached, "jwt.cached"));
+            }
+
+            return ValueTask.FromResult(AuthDecision.Unauthenticated("jwt.issuer-not-allowed", "Tokens from this issuer are not accepted here.", true));
+        }
+
+        return ValidateAsync(authorization, auth, maxTokenBytes);
+    }
+
+    private async ValueTask<AuthDecision> ValidateAsync(string authorization, CompiledRouteAuth auth, int maxTokenBytes)
+    {
+        var token = authorization.AsSpan(7).Trim().ToString();
+        if (token.Length == 0) return Invalid("jwt.missing", "The bearer token is empty.");
+        if (token.Length > maxTokenBytes) return Invalid("jwt.too-large", "The bearer token is too large.");
+
+        JsonWebToken jwt;
+        try
+        {
+            jwt = _handler.ReadJsonWebToken(token);
+        }
+        catch (Exception ex) when (ex is ArgumentException or SecurityTokenException or FormatException or JsonException)
+        {
+            return Invalid("jwt.malformed", "The bearer token is not a well-formed JWT.");
+        }
+
+        if (jwt.IsEncrypted) return Invalid("jwt.encrypted", "Encrypted tokens are not accepted.");
+        if (jwt.TryGetHeaderValue<object>("crit", out _)) return Invalid("jwt.crit-unsupported", "The token requires extensions this gateway does not support.");
+        if (!HasUniqueMembers(jwt)) return Invalid("jwt.malformed", "The bearer token is not a well-formed JWT.");
+
+        CompiledIssuer? issuer = null;
+        IssuerKeyCache? cache = null;
+        var iss = jwt.Issuer;
+        foreach (var candidate in auth.Issuers)
+        {
+            var candidateCache = _issuers.Get(candidate.Name);
+            if (candidate.Matches(iss, candidateCache?.Keys))
+            {
+                issuer = candidate;
+                cache = candidateCache;
+                break;
+            }
+        }
+
+        if (issuer is null || (cache is null && issuer.SharedKey is null))
+        {
+            return Invalid("jwt.issuer", "The token's issuer is not accepted here.");
+        }
+
+        if (issuer.SharedKey is null)
+        {
+            switch (cache!.Availability)
+            {
+                case KeyAvailability.NotYetLoaded:
+                    return AuthDecision.Unavailable("jwt.keys-loading", "The token issuer's keys are not loaded yet.");
+                case KeyAvailability.Expired:
+                    return AuthDecision.Unavailable("jwt.keys-expired", "The token issuer's keys could not be refreshed.");
+            }
+        }
+
+        var keys = cache?.Keys;
+        var kid = jwt.Kid;
+        if (issuer.SharedKey is null && !string.IsNullOrEmpty(kid) && (keys is null || !keys.ByKid.ContainsKey(kid)))
+        {
+            cache!.OnUnknownKid();
+            return Invalid("jwt.unknown-kid", "The token was signed with an unknown key.");
+        }
+
+        var parameters = new TokenValidationParameters
+        {
+            ValidateIssuer = false, // matched above against the configured or discovered issuer
+            ValidAudiences = issuer.Audiences,
+            ValidateAudience = issuer.Audiences.Length > 0,
+            ValidAlgorithms = issuer.Algorithms,
+            ClockSkew = issuer.ClockSkew,
+            RequireExpirationTime = Array.IndexOf(issuer.RequiredClaims, "exp") >= 0,
+            RequireSignedTokens = true,
+            ValidTypes = issuer.RequireAccessTokenType ? AccessTokenTypes : null,
+            IssuerSigningKeyResolver = (_, _, keyId, _) => ResolveKeys(issuer, keys, keyId),
+            LifetimeValidator = (notBefore, expires, _, p) => ValidateLifetime(notBefore, expires, p),
+        };
+
+        var result = await _handler.ValidateTokenAsync(jwt, parameters).ConfigureAwait(false);
+        if (!result.IsValid)
+        {
+            var reason = Reason(result.Exception);
+            Log.Rejected(_logger, issuer.Name, reason);
+            return Invalid(reason, "The bearer token is not valid.");
+        }
+
+        foreach (var claim in issuer.RequiredClaims)
+        {
+            if (!jwt.TryGetPayloadValue<object>(claim, out _)) return Invalid("jwt.missing-claim", "The bearer token lacks a required claim.");
+        }
+
+        var identity = BuildIdentity(issuer, jwt);
+        _validated.AddOrUpdate(authorization, identity);
+        return AuthDecision.Allow(identity, "jwt.valid");
+    }
+
+    // Lifetime against our TimeProvider, so tests control time.
+    private bool ValidateLifetime(DateTime? notBefore, DateTime? expires, TokenValidationParameters parameters)
+    {
+        var now = _time.GetUtcNow().UtcDateTime;
+        if (expires is null && parameters.RequireExpirationTime) throw new SecurityTokenNoExpirationException("no exp");
+        if (notBefore is { } nbf && nbf > now + parameters.ClockSkew) throw new SecurityTokenNotYetValidException("nbf in the future");
+        if (expires is { } exp && exp < now - parameters.ClockSkew) throw new SecurityTokenExpiredException("expired");
+        return true;
+    }
+
+    private static IEnumerable<SecurityKey> ResolveKeys(CompiledIssuer issuer, IssuerKeySet? keys, string? kid)
+    {
+        if (issuer.SharedKey is not null) return [issuer.SharedKey];
+        if (keys is null) return [];
+        if (!string.IsNullOrEmpty(kid)) return keys.ByKid.TryGetValue(kid, out var key) ? [key] : [];
+        return keys.All;
+    }
+
+    private static AuthDecision Invalid(string reason, string detail) => AuthDecision.Unauthenticated(reason, detail, true);
+
+    private static string Reason(Exception? exception) => exception switch
+    {
+        SecurityTokenExpiredException => "jwt.expired",
+        SecurityTokenNotYetValidException => "jwt.not-yet-valid",
+        SecurityTokenInvalidAudienceException => "jwt.audience",
+        SecurityTokenInvalidIssuerException => "jwt.issuer",
+        SecurityTokenNoExpirationException => "jwt.missing-exp",
+        SecurityTokenInvalidAlgorithmException => "jwt.algorithm",
+        SecurityTokenInvalidTypeException => "jwt.type",
+        SecurityTokenSignatureKeyNotFoundException => "jwt.unknown-kid",
+        SecurityTokenInvalidSignatureException => "jwt.signature",
+        SecurityTokenInvalidLifetimeException => "jwt.lifetime",
+        _ => "jwt.invalid",
+    };
+
+    /// <summary>Rejects headers or payloads with duplicate JSON members (parsers disagree on which wins).</summary>
+    private static bool HasUniqueMembers(JsonWebToken jwt)
+    {
+        try
+        {
+            using (JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(jwt.EncodedHeader), StrictJson))
+            using (JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(jwt.EncodedPayload), StrictJson))
+            {
+                return true;
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or FormatException or ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    private CallerIdentity BuildIdentity(CompiledIssuer issuer, JsonWebToken jwt)
+    {
+        var claims = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        foreach (var claim in jwt.Claims)
+        {
+            if (!claims.TryGetValue(claim.Type, out var list)) claims[claim.Type] = list = [];
+            list.Add(claim.Value);
+        }
+
+        var frozen = claims.ToFrozenDictionary(c => c.Key, c => c.Value.ToArray(), StringComparer.Ordinal);
+        string? First(string name) => frozen.TryGetValue(name, out var v) && v.Length > 0 ? v[0] : null;
+
+        var scopes = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var scopeClaim in issuer.Claims.Scopes)
+        {
+            if (!frozen.TryGetValue(scopeClaim, out var values)) continue;
+            foreach (var value in values) scopes.UnionWith(value.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        }
+
+        string? consumer = null;
+        foreach (var consumerClaim in issuer.Claims.Consumer)
+        {
+            consumer = First(consumerClaim);
+            if (consumer is not null) break;
+        }
+
+        var expires = jwt.ValidTo == DateTime.MinValue ? _time.GetUtcNow().AddMinutes(5) : new DateTimeOffset(jwt.ValidTo, TimeSpan.Zero);
+        return new CallerIdentity
+        {
+            Kind = CredentialKind.Jwt,
+            Source = issuer.Name,
+            Subject = First(issuer.Claims.Subject),
+            Consumer = consumer,
+            ConsumerGroup = issuer.Claims.ConsumerGroup is { } groupClaim ? First(groupClaim) : null,
+            Groups = frozen.TryGetValue(issuer.Claims.Groups, out var groups) ? groups : [],
+            Scopes = scopes.ToFrozenSet(StringComparer.Ordinal),
+            Claims = frozen,
+            Expires = expires,
+        };
+    }
+
+    /// <summary>Cache entries live until the token expires (a hit re-checks against TimeProvider too).</summary>
+    private sealed class TokenExpiry(TimeProvider time) : IExpiryCalculator<string, CallerIdentity>
+    {
+        public Duration GetExpireAfterCreate(string key, CallerIdentity value)
+        {
+            var remaining = value.Expires - time.GetUtcNow();
+            return Duration.FromTimeSpan(remaining < TimeSpan.Zero ? TimeSpan.Zero : remaining > TimeSpan.FromHours(24) ? TimeSpan.FromHours(24) : remaining);
+        }
+
+        public Duration GetExpireAfterRead(string key, CallerIdentity value, Duration current) => current;
+
+        public Duration GetExpireAfterUpdate(string key, CallerIdentity value, Duration current) => GetExpireAfterCreate(key, value);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(4101, LogLevel.Debug, "Token from issuer {Issuer} rejected: {Reason}")]
+        public static partial void Rejected(ILogger logger, string issuer, string reason);
+    }
+}
