@@ -54,7 +54,7 @@ internal sealed partial class AdminApi(
         // /admin/clusters/{cluster}/destinations/{destination}/drain|undrain
         if (isPost && segments is ["admin", "clusters", var cluster, "destinations", var destination, ("drain" or "undrain") and var action])
         {
-            return Drain(context, Uri.UnescapeDataString(cluster), Uri.UnescapeDataString(destination), action == "drain");
+            return Drain(context, cluster, destination, action == "drain");
         }
 
         return ProblemWriter.WriteAsync(context, 404, "Not found", "No admin endpoint has this method and path.", "admin.not-found");

@@ -67,7 +67,7 @@ internal sealed class ThresholdActiveHealthPolicy(IDestinationHealthUpdater heal
 /// Passive health like Envoy's outlier detection: N consecutive failed requests (transport errors, and
 /// the configured 5xx codes) eject a destination for the reactivation period.
 /// </summary>
-internal sealed class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater healthUpdater, SnapshotStore snapshots) : IPassiveHealthCheckPolicy
+internal sealed class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater healthUpdater, IClusterDestinationsUpdater destinationsUpdater, SnapshotStore snapshots) : IPassiveHealthCheckPolicy
 {
     private readonly ConditionalWeakTable<DestinationState, StrongBox<int>> _failures = new();
 
@@ -76,8 +76,20 @@ internal sealed class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater
     public void RequestProxied(HttpContext context, ClusterState cluster, DestinationState destination)
     {
         snapshots.Current.Clusters.TryGetValue(cluster.ClusterId, out var settings);
-        var failed = context.Features.Get<IForwarderErrorFeature>() is not null
-            || (settings is not null && settings.FailureStatusCodes.Count > 0 && settings.FailureStatusCodes.Contains(context.Response.StatusCode));
+        var error = context.Features.Get<IForwarderErrorFeature>();
+        bool failed;
+        if (error is not null)
+        {
+            // A client that gave up or sent a broken body says nothing about the destination: neither
+            // a failure nor a success.
+            if (!IsDestinationFailure(error.Error)) return;
+            failed = true;
+        }
+        else
+        {
+            failed = settings is not null && settings.FailureStatusCodes.Count > 0 && settings.FailureStatusCodes.Contains(context.Response.StatusCode);
+        }
+
         var counter = _failures.GetOrCreateValue(destination);
         if (!failed)
         {
@@ -91,8 +103,20 @@ internal sealed class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater
         {
             Interlocked.Exchange(ref counter.Value, 0);
             healthUpdater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, settings?.PassiveReactivation ?? TimeSpan.FromSeconds(30));
+
+            // YARP recomputes the available destinations on the thread pool after SetPassive; do it now
+            // too so that the very next request already skips the ejected destination.
+            destinationsUpdater.UpdateAvailableDestinations(cluster);
         }
     }
+
+    /// <summary>Connect/send/receive failures and timeouts on the destination's side.</summary>
+    private static bool IsDestinationFailure(ForwarderError error) => error is ForwarderError.Request
+        or ForwarderError.RequestTimedOut
+        or ForwarderError.RequestBodyDestination
+        or ForwarderError.ResponseBodyDestination
+        or ForwarderError.UpgradeRequestDestination
+        or ForwarderError.UpgradeResponseDestination;
 }
 
 /// <summary>Destinations an operator drained through the admin API; survives reloads.</summary>

@@ -8,8 +8,8 @@ namespace Portcullis.Clusters;
 
 /// <summary>
 /// Retries an idempotent request on another available destination when connecting to the chosen one
-/// failed (YARP has no retries, microsoft/reverse-proxy#56). A connect failure happens before any of
-/// the request body is read, so the request can be sent again unchanged.
+/// failed or timed out (YARP has no retries, microsoft/reverse-proxy#56). A connect failure happens
+/// before any of the request body is read, so the request can be sent again unchanged.
 /// </summary>
 internal sealed partial class RetryMiddleware(RequestDelegate next, ILogger<RetryMiddleware> logger)
 {
@@ -65,9 +65,15 @@ internal sealed partial class RetryMiddleware(RequestDelegate next, ILogger<Retr
         }
     }
 
-    private static bool IsConnectFailure(IForwarderErrorFeature error) =>
-        error.Error == ForwarderError.Request
-        && error.Exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError };
+    // Refused/reset/unreachable while connecting, or no connection within `timeouts.connect`
+    // (SocketsHttpHandler reports that as an OperationCanceledException wrapping a TimeoutException,
+    // which YARP turns into RequestTimedOut). Either way nothing reached the destination.
+    private static bool IsConnectFailure(IForwarderErrorFeature error) => error switch
+    {
+        { Error: ForwarderError.Request, Exception: HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError } } => true,
+        { Error: ForwarderError.RequestTimedOut, Exception: OperationCanceledException { InnerException: TimeoutException } } => true,
+        _ => false,
+    };
 
     private static bool IsIdempotent(string method) =>
         HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method)
