@@ -22,6 +22,7 @@ internal sealed partial class AdminApi(
     IProxyStateLookup proxyState,
     IClusterDestinationsUpdater destinationsUpdater,
     DrainRegistry drains,
+    Identity.IssuerRegistry issuers,
     IHostApplicationLifetime lifetime,
     ILogger<AdminApi> logger)
 {
@@ -64,11 +65,36 @@ internal sealed partial class AdminApi(
     {
         var stopping = lifetime.ApplicationStopping.IsCancellationRequested;
         var snapshot = store.Current;
+        var degraded = issuers.Caches.Values.Any(c => c.Availability != Identity.KeyAvailability.Available);
+        // Degraded is still ready: only routes of an issuer without keys answer 503, the rest serve.
         return Json(context, stopping ? 503 : 200, w =>
         {
-            w.WriteString("status", stopping ? "stopping" : "ready");
+            w.WriteString("status", stopping ? "stopping" : degraded ? "degraded" : "ready");
             w.WriteNumber("generation", snapshot.Generation);
             w.WriteString("loadedAt", snapshot.LoadedAt);
+            w.WriteStartArray("issuers");
+            foreach (var (name, cache) in issuers.Caches.OrderBy(c => c.Key, StringComparer.Ordinal))
+            {
+                w.WriteStartObject();
+                w.WriteString("name", name);
+                w.WriteString("keys", cache.Availability switch
+                {
+                    Identity.KeyAvailability.Available => "available",
+                    Identity.KeyAvailability.NotYetLoaded => "not loaded yet: the provider has not answered",
+                    _ => "expired: the provider has been unreachable longer than staleFor",
+                });
+                if (cache.Keys is { } keys)
+                {
+                    w.WriteString("fetchedAt", keys.FetchedAt);
+                    w.WriteNumber("keyCount", keys.All.Length);
+                }
+
+                w.WriteNumber("fetches", cache.Fetches);
+                w.WriteNumber("failures", cache.Failures);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
         });
     }
 
