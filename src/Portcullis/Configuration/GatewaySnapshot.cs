@@ -28,6 +28,7 @@ public sealed class GatewaySnapshot
         Identity.CompiledApiKeys? apiKeys)
     {
         Issuers = issuers;
+        Assertion = source.Config.Identity.Assertion is { } a ? new(a.Header, a.Issuer, a.Lifetime, a.RotateEvery) : null;
         ApiKeys = apiKeys;
         Source = source;
         Generation = generation;
@@ -74,6 +75,9 @@ public sealed class GatewaySnapshot
     internal IReadOnlyList<Identity.CompiledIssuer> Issuers { get; }
 
     internal Identity.CompiledApiKeys? ApiKeys { get; }
+
+    /// <summary>Null when identity.assertion is not configured.</summary>
+    internal Identity.AssertionSettings? Assertion { get; }
 
     internal bool IsTrustedProxy(IPAddress? address)
     {

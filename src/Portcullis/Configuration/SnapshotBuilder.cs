@@ -59,7 +59,8 @@ public sealed class SnapshotBuilder
         var maps = CompileMaps(context, files, fileContents);
         var clusters = CompileClusters(context);
         var (issuers, apiKeys) = CompileIdentity(context, files, fileContents);
-        var routes = CompileRoutes(context, maps, clusters, issuers, apiKeys);
+        var introspectors = CompileIntrospection(context, files, fileContents);
+        var routes = CompileRoutes(context, maps, clusters, issuers, introspectors, apiKeys);
 
         if (_proxyValidator is not null && !context.HasErrors)
         {
@@ -533,7 +534,7 @@ public sealed class SnapshotBuilder
                 var text = File.ReadAllText(full);
                 fileContents.Add(text);
                 var locations = new SourceLocations(full);
-                keyFile = text.Trim().Length == 0
+                keyFile = text.Split('\n').All(line => line.Trim().Length == 0 || line.TrimStart().StartsWith('#'))
                     ? new Identity.ApiKeyFile()
                     : new YamlConfigBinder(full, _ => null, keyDiagnostics, locations).BindDocument<Identity.ApiKeyFile>(text);
                 foreach (var d in keyDiagnostics) context.Add(d);
@@ -551,12 +552,123 @@ public sealed class SnapshotBuilder
         return (issuers, apiKeys);
     }
 
-    private static Identity.CompiledRouteAuth? CompileAuth(Context context, RouteAuthOptions? auth, string path, Dictionary<string, Identity.CompiledIssuer> issuers, Identity.CompiledApiKeys? apiKeys)
+    private Dictionary<string, Identity.CompiledIntrospector> CompileIntrospection(Context context, List<string> files, List<string> fileContents)
+    {
+        var result = new Dictionary<string, Identity.CompiledIntrospector>(StringComparer.Ordinal);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var all = context.Config.Identity.Introspection;
+        for (var i = 0; i < all.Count; i++)
+        {
+            var options = all[i];
+            var path = $"identity.introspection[{i}]";
+            if (string.IsNullOrWhiteSpace(options.Name))
+            {
+                context.Error(path, "introspector has no name", "add name: corp-introspection");
+                continue;
+            }
+
+            if (!seen.Add(options.Name))
+            {
+                context.Error(path + ".name", $"duplicate introspector name '{options.Name}'", "give each introspector its own name");
+                continue;
+            }
+
+            var ok = true;
+            Uri? endpoint = null;
+            if (string.IsNullOrWhiteSpace(options.Endpoint))
+            {
+                context.Error(path, $"introspector '{options.Name}' has no endpoint", "add endpoint: https://login.example.com/oauth2/introspect");
+                ok = false;
+            }
+            else if (!IsHttpUrl(options.Endpoint) || !Uri.TryCreate(options.Endpoint, UriKind.Absolute, out endpoint))
+            {
+                context.Error(path + ".endpoint", $"introspection endpoint '{options.Endpoint}' is not an absolute http(s) URL", "e.g. endpoint: https://login.example.com/oauth2/introspect");
+                ok = false;
+            }
+            else if (endpoint.Scheme == Uri.UriSchemeHttp && !endpoint.IsLoopback)
+            {
+                context.Warning(path + ".endpoint", $"introspector '{options.Name}' sends its client secret and tokens over plain http", "use an https:// endpoint");
+            }
+
+            if (string.IsNullOrWhiteSpace(options.ClientId))
+            {
+                context.Error(path, $"introspector '{options.Name}' has no clientId", "add clientId: the gateway's client id at the provider");
+                ok = false;
+            }
+
+            string? secret = null;
+            if (options.ClientSecretEnv is not null && options.ClientSecretFile is not null)
+            {
+                context.Error(path + ".clientSecretFile", $"introspector '{options.Name}' has both clientSecretEnv and clientSecretFile", "keep one");
+                ok = false;
+            }
+            else if (options.ClientSecretEnv is { } secretEnv)
+            {
+                secret = _environment(secretEnv);
+                if (string.IsNullOrEmpty(secret))
+                {
+                    context.Error(path + ".clientSecretEnv", $"environment variable '{secretEnv}' is not set", "set it to the client secret before starting the gateway");
+                    ok = false;
+                }
+            }
+            else if (options.ClientSecretFile is { } secretFile)
+            {
+                var full = context.Loaded.Resolve(secretFile);
+                try
+                {
+                    secret = File.ReadAllText(full).TrimEnd('\r', '\n');
+                    files.Add(full);
+                    // The fingerprint changes with the secret (so a rotated secret reloads) without holding it.
+                    fileContents.Add("secret:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret))));
+                    if (secret.Length == 0)
+                    {
+                        context.Error(path + ".clientSecretFile", $"client secret file '{secretFile}' ({full}) is empty");
+                        ok = false;
+                    }
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    context.Error(path + ".clientSecretFile", $"cannot read client secret file '{secretFile}' ({full}): {ConfigLoader.Describe(ex)}", "paths are relative to the config file");
+                    ok = false;
+                }
+            }
+            else
+            {
+                context.Error(path, $"introspector '{options.Name}' has no client secret", "add clientSecretEnv: VARIABLE (or clientSecretFile: PATH)");
+                ok = false;
+            }
+
+            if (options.CacheTtl < TimeSpan.Zero) context.Error(path + ".cacheTtl", "cacheTtl cannot be negative", "0 disables caching of active answers");
+            if (options.NegativeTtl < TimeSpan.Zero) context.Error(path + ".negativeTtl", "negativeTtl cannot be negative", "0 disables caching of inactive answers");
+            if (options.Timeout <= TimeSpan.Zero) context.Error(path + ".timeout", "timeout must be greater than zero", "e.g. timeout: 5s");
+            if (!ok) continue;
+
+            var claims = options.Claims;
+            var scope = string.Join("\n", options.Name, endpoint!.AbsoluteUri, options.ClientId, claims.Subject, string.Join(',', claims.Consumer),
+                claims.ConsumerGroup ?? "", claims.Groups, string.Join(',', claims.Scopes));
+            result[options.Name] = new Identity.CompiledIntrospector
+            {
+                Name = options.Name,
+                Endpoint = endpoint,
+                ClientId = options.ClientId,
+                BasicCredentials = "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.EscapeDataString(options.ClientId) + ":" + Uri.EscapeDataString(secret!))),
+                CacheTtl = options.CacheTtl,
+                NegativeTtl = options.NegativeTtl,
+                Timeout = options.Timeout,
+                Claims = claims,
+                CacheScope = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(scope)))[..16],
+            };
+        }
+
+        return result;
+    }
+
+    private static Identity.CompiledRouteAuth? CompileAuth(Context context, RouteAuthOptions? auth, string path, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, string defaultAudience)
     {
         if (auth is null) return null;
         if (auth.Anonymous)
         {
-            if (auth.Issuers.Count > 0 || auth.ApiKey || auth.Scopes.Count > 0 || auth.Groups.Count > 0 || auth.Claims.Count > 0 || auth.Consumers.Count > 0)
+            if (auth.Issuers.Count > 0 || auth.Introspection.Count > 0 || auth.ApiKey || auth.Scopes.Count > 0 || auth.Groups.Count > 0 || auth.Claims.Count > 0 || auth.Consumers.Count > 0)
             {
                 context.Error(path + ".anonymous", "an anonymous route cannot also require credentials", "remove anonymous: true, or the other rules");
             }
@@ -575,18 +687,33 @@ public sealed class SnapshotBuilder
             }
         }
 
+        var routeIntrospectors = new List<Identity.CompiledIntrospector>();
+        for (var i = 0; i < auth.Introspection.Count; i++)
+        {
+            if (introspectors.TryGetValue(auth.Introspection[i], out var introspector)) routeIntrospectors.Add(introspector);
+            else
+            {
+                var known = context.Config.Identity.Introspection.Select(o => o.Name).Where(n => !string.IsNullOrWhiteSpace(n)).ToList();
+                if (known.Contains(auth.Introspection[i], StringComparer.Ordinal)) continue; // invalid itself; reported there
+                var suggestion = YamlConfigBinder.Suggest(auth.Introspection[i], known);
+                context.Error($"{path}.introspection[{i}]", $"unknown introspector '{auth.Introspection[i]}'", suggestion is not null ? $"did you mean '{suggestion}'?" : "define it under identity.introspection");
+            }
+        }
+
         if (auth.ApiKey && apiKeys is null) context.Error(path + ".apiKey", "apiKey: true needs identity.apiKeys", "add identity: { apiKeys: { file: keys.yaml } }");
-        if (auth.Issuers.Count == 0 && !auth.ApiKey) context.Error(path, "auth accepts no credential", "add issuers: [NAME], apiKey: true, or anonymous: true");
+        if (auth.Issuers.Count == 0 && auth.Introspection.Count == 0 && !auth.ApiKey) context.Error(path, "auth accepts no credential", "add issuers: [NAME], introspection: [NAME], apiKey: true, or anonymous: true");
 
         return new Identity.CompiledRouteAuth
         {
             Issuers = [.. routeIssuers],
+            Introspectors = [.. routeIntrospectors],
             ApiKey = auth.ApiKey,
             Scopes = [.. auth.Scopes],
             Groups = auth.Groups.ToFrozenSet(StringComparer.Ordinal),
             Consumers = auth.Consumers.ToFrozenSet(StringComparer.Ordinal),
             Rule = auth.Claims.Count == 0 ? null : new Identity.ClaimRule { All = [.. auth.Claims.Select((r, i) => CompileRule(context, r, $"{path}.claims[{i}]"))] },
             ForwardCredentials = auth.ForwardCredentials,
+            AssertionAudience = auth.AssertionAudience ?? defaultAudience,
         };
     }
 
@@ -616,7 +743,7 @@ public sealed class SnapshotBuilder
         };
     }
 
-    private static RouteBuild CompileRoutes(Context context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Dictionary<string, Identity.CompiledIssuer> issuers, Identity.CompiledApiKeys? apiKeys)
+    private static RouteBuild CompileRoutes(Context context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys)
     {
         var compiled = new List<CompiledRoute>();
         var proxy = new List<RouteConfig>();
@@ -725,7 +852,7 @@ public sealed class SnapshotBuilder
             compiled.Add(new CompiledRoute
             {
                 Name = route.Name,
-                Auth = CompileAuth(context, route.Auth, path + ".auth", issuers, apiKeys),
+                Auth = CompileAuth(context, route.Auth, path + ".auth", issuers, introspectors, apiKeys, staticCluster ?? route.Name),
                 Action = route.Redirect is not null ? RouteAction.Redirect : route.Respond is not null ? RouteAction.Respond : RouteAction.Proxy,
                 ClusterTemplate = clusterTemplate,
                 StaticCluster = staticCluster,

@@ -67,11 +67,13 @@ public static class PortcullisServiceCollectionExtensions
         services.AddHttpClient(IssuerRegistry.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false });
         services.AddSingleton<IssuerRegistry>();
+        services.AddSingleton(sp => new AssertionSigner(sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton(sp => new JwtAuthenticator(
             sp.GetRequiredService<IssuerRegistry>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<JwtAuthenticator>>(),
             store.Current.Config.Identity.TokenCacheSize));
+        services.AddSingleton(sp => new TokenIntrospector(sp.GetRequiredService<IHttpClientFactory>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<TokenIntrospector>>(), store.Current.Config.Identity.TokenCacheSize));
 
         if (options.ConfigureKestrel)
         {
@@ -119,6 +121,7 @@ public static class PortcullisServiceCollectionExtensions
 
         var store = app.Services.GetRequiredService<SnapshotStore>();
         app.UseMiddleware<GatewayMiddleware>();
+        app.UseMiddleware<PathNormalizationMiddleware>(); // one canonical path for routing, auth and the upstream
 
         // Issuers' key caches follow the snapshot; a new issuer starts fetching before its routes go live.
         var issuers = app.Services.GetRequiredService<IssuerRegistry>();

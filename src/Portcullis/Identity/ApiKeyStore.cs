@@ -48,6 +48,39 @@ public sealed record ApiKeyRecord
 
     [Description("Revoked keys are kept for the record but never accepted.")]
     public bool Revoked { get; init; }
+
+    /// <summary>The key's state at <paramref name="now"/>, by the same rules the gateway applies.</summary>
+    public ApiKeyState StateAt(DateTimeOffset now) => ApiKeyStates.Of(Revoked, NotBefore, Expires, now);
+}
+
+/// <summary>Whether a key is accepted at a given time; revoked wins over expired, expired over not yet valid.</summary>
+public enum ApiKeyState
+{
+    Valid,
+    NotYetValid,
+    Expired,
+    Revoked,
+}
+
+public static class ApiKeyStates
+{
+    /// <summary>Valid from notBefore (inclusive) until expires (exclusive), unless revoked.</summary>
+    public static ApiKeyState Of(bool revoked, DateTimeOffset? notBefore, DateTimeOffset? expires, DateTimeOffset now)
+    {
+        if (revoked) return ApiKeyState.Revoked;
+        if (expires is { } end && now >= end) return ApiKeyState.Expired;
+        if (notBefore is { } start && now < start) return ApiKeyState.NotYetValid;
+        return ApiKeyState.Valid;
+    }
+
+    /// <summary>The name `portcullis keys list` prints: valid, not-yet-valid, expired, revoked.</summary>
+    public static string Name(this ApiKeyState state) => state switch
+    {
+        ApiKeyState.Valid => "valid",
+        ApiKeyState.NotYetValid => "not-yet-valid",
+        ApiKeyState.Expired => "expired",
+        _ => "revoked",
+    };
 }
 
 /// <summary>32 bytes of SHA-256 as a value, so lookups need no string or array.</summary>
@@ -73,7 +106,7 @@ internal readonly record struct KeyHash(ulong A, ulong B, ulong C, ulong D)
     }
 }
 
-internal sealed record ApiKeyEntry(string KeyId, string Consumer, DateTimeOffset? NotBefore, DateTimeOffset? Expires, CallerIdentity Identity);
+internal sealed record ApiKeyEntry(string KeyId, string Consumer, DateTimeOffset? NotBefore, DateTimeOffset? Expires, CallerIdentity Identity, bool Revoked = false);
 
 /// <summary>API keys compiled into the snapshot: a frozen table from key hash to consumer.</summary>
 internal sealed class CompiledApiKeys
@@ -98,9 +131,13 @@ internal sealed class CompiledApiKeys
             return AuthDecision.Unauthenticated("apikey.unknown", "The API key is not valid.", true);
         }
 
-        if (entry.NotBefore is { } notBefore && now < notBefore) return AuthDecision.Unauthenticated("apikey.not-yet-valid", "The API key is not valid yet.", true);
-        if (entry.Expires is { } expires && now >= expires) return AuthDecision.Unauthenticated("apikey.expired", "The API key has expired.", true);
-        return AuthDecision.Allow(entry.Identity, "apikey.valid");
+        return ApiKeyStates.Of(entry.Revoked, entry.NotBefore, entry.Expires, now) switch
+        {
+            ApiKeyState.Revoked => AuthDecision.Unauthenticated("apikey.revoked", "The API key has been revoked.", true),
+            ApiKeyState.Expired => AuthDecision.Unauthenticated("apikey.expired", "The API key has expired.", true),
+            ApiKeyState.NotYetValid => AuthDecision.Unauthenticated("apikey.not-yet-valid", "The API key is not valid yet.", true),
+            _ => AuthDecision.Allow(entry.Identity, "apikey.valid"),
+        };
     }
 
     public static CompiledApiKeys Compile(ApiKeyOptions options, ApiKeyFile file, Action<string, string> error)
@@ -115,6 +152,8 @@ internal sealed class CompiledApiKeys
                 Subject = consumerId,
                 Consumer = consumerId,
                 ConsumerGroup = consumer.Group,
+                // A key's consumer group is its only group, so routes' `groups:` rules apply to keys too.
+                Groups = consumer.Group is null ? [] : [consumer.Group],
                 Scopes = consumer.Scopes.ToFrozenSet(StringComparer.Ordinal),
                 Claims = new Dictionary<string, string[]>
                 {
@@ -128,7 +167,6 @@ internal sealed class CompiledApiKeys
             {
                 var record = consumer.Keys[i];
                 var path = $"consumers.{consumerId}.keys[{i}]";
-                if (record.Revoked) continue;
                 if (record.Sha256.Length != 64 || !IsHex(record.Sha256))
                 {
                     error(path + ".sha256", $"key '{record.Id}' of consumer '{consumerId}' has no valid SHA-256 hash (64 hex digits)");
@@ -143,15 +181,22 @@ internal sealed class CompiledApiKeys
                     Subject = identity.Subject,
                     Consumer = identity.Consumer,
                     ConsumerGroup = identity.ConsumerGroup,
+                    Groups = identity.Groups,
                     Scopes = identity.Scopes,
                     Claims = identity.Claims,
                     KeyId = record.Id,
                     Expires = record.Expires ?? DateTimeOffset.MaxValue,
                 };
-                if (!keys.TryAdd(hash, new ApiKeyEntry(record.Id, consumerId, record.NotBefore, record.Expires, keyIdentity)))
+                // Revoked keys stay in the table so their use is logged as apikey.revoked, not apikey.unknown.
+                var entry = new ApiKeyEntry(record.Id, consumerId, record.NotBefore, record.Expires, keyIdentity, record.Revoked);
+                if (keys.TryGetValue(hash, out var other))
                 {
-                    error(path + ".sha256", $"key '{record.Id}' of consumer '{consumerId}' duplicates another key");
+                    // The same key listed twice: refusing the file is safer than guessing which record counts.
+                    error(path + ".sha256", $"key '{record.Id}' of consumer '{consumerId}' duplicates key '{other.KeyId}' of consumer '{other.Consumer}'");
+                    continue;
                 }
+
+                keys.Add(hash, entry);
             }
         }
 
@@ -172,12 +217,16 @@ internal sealed class CompiledApiKeys
 /// <summary>Creates keys: `pck_{id}_{secret}` with 256 random bits; only the hash is stored.</summary>
 public static class ApiKeyGenerator
 {
+    public const string Prefix = "pck_";
+
     public static (string Key, ApiKeyRecord Record) Create(DateTimeOffset now, DateTimeOffset? notBefore = null, DateTimeOffset? expires = null)
     {
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
         var secret = System.Buffers.Text.Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
-        var key = $"pck_{id}_{secret}";
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
-        return (key, new ApiKeyRecord { Id = id, Sha256 = hash, Created = now, NotBefore = notBefore, Expires = expires });
+        var key = $"{Prefix}{id}_{secret}";
+        return (key, new ApiKeyRecord { Id = id, Sha256 = HashHex(key), Created = now, NotBefore = notBefore, Expires = expires });
     }
+
+    /// <summary>Lower-case hex SHA-256 of the key's UTF-8 bytes: what the key file stores.</summary>
+    public static string HashHex(string key) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
 }

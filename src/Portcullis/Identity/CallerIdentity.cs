@@ -7,6 +7,9 @@ internal enum CredentialKind
     None,
     Jwt,
     ApiKey,
+
+    /// <summary>An opaque bearer token found active by an introspection endpoint (RFC 7662).</summary>
+    Introspection,
 }
 
 /// <summary>Who is calling, as proven by a token or an API key. Immutable; cached with the token.</summary>
@@ -14,7 +17,7 @@ internal sealed class CallerIdentity
 {
     public required CredentialKind Kind { get; init; }
 
-    /// <summary>Issuer name (JWT) or "apikey".</summary>
+    /// <summary>Issuer name (JWT), introspector name (introspection) or "apikey".</summary>
     public required string Source { get; init; }
 
     public string? Subject { get; init; }

@@ -40,12 +40,41 @@ internal sealed class CompiledIssuer
     }
 }
 
+/// <summary>An introspection endpoint (RFC 7662) and how its answers are cached and mapped, compiled once per snapshot.</summary>
+internal sealed class CompiledIntrospector
+{
+    public required string Name { get; init; }
+
+    public required Uri Endpoint { get; init; }
+
+    public required string ClientId { get; init; }
+
+    /// <summary>"Basic base64(urlencode(id):urlencode(secret))" (RFC 7662 §2.1, RFC 6749 §2.3.1), built once.</summary>
+    public required string BasicCredentials { get; init; }
+
+    public TimeSpan CacheTtl { get; init; } = TimeSpan.FromSeconds(60);
+
+    public TimeSpan NegativeTtl { get; init; } = TimeSpan.FromSeconds(10);
+
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    public required ClaimMappingOptions Claims { get; init; }
+
+    /// <summary>
+    /// Identifies what a cached answer depends on (name, endpoint, client id, claim mapping) but not the
+    /// secret: a reload that changes any of these stops reusing earlier answers.
+    /// </summary>
+    public required string CacheScope { get; init; }
+}
+
 /// <summary>A route's access rule, compiled: deny by default once a route has `auth`.</summary>
 internal sealed class CompiledRouteAuth
 {
     public bool Anonymous { get; init; }
 
     public CompiledIssuer[] Issuers { get; init; } = [];
+
+    public CompiledIntrospector[] Introspectors { get; init; } = [];
 
     public bool ApiKey { get; init; }
 
@@ -59,7 +88,12 @@ internal sealed class CompiledRouteAuth
 
     public bool ForwardCredentials { get; init; }
 
+    /// <summary>Audience of the identity assertion (route's assertionAudience, else its cluster, else its name).</summary>
+    public string AssertionAudience { get; init; } = "";
+
     public bool AcceptsJwt => Issuers.Length > 0;
+
+    public bool AcceptsIntrospection => Introspectors.Length > 0;
 }
 
 /// <summary>A claim rule tree: leaves test one claim, `Any` / `All` combine.</summary>

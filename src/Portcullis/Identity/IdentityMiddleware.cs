@@ -1,5 +1,6 @@
 using System.Text;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Extensions;
 using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
 using Portcullis.Hosting;
@@ -10,10 +11,10 @@ namespace Portcullis.Identity;
 
 /// <summary>
 /// Identity and authorization, after routing chose a route: removes identity headers a client sent,
-/// authenticates (JWT or API key) and authorizes routes with `auth` (deny by default), and tells the
+/// authenticates (JWT, opaque token by introspection, or API key) and authorizes routes with `auth` (deny by default), and tells the
 /// upstream who called through identity headers. Public routes pass with only the header scrub.
 /// </summary>
-internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator jwt, TimeProvider time)
+internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator jwt, AssertionSigner signer, TokenIntrospector introspector, TimeProvider time)
 {
     private const string Realm = "portcullis";
 
@@ -31,6 +32,16 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         headers.Remove(names.Subject);
         headers.Remove(names.Groups);
         headers.Remove(names.Scopes);
+        var assertion = snapshot.Config.Identity.Assertion;
+        if (assertion is not null)
+        {
+            headers.Remove(assertion.Header);
+            if (HttpMethods.IsGet(context.Request.Method) && context.Request.Path.Equals(assertion.JwksPath, StringComparison.Ordinal))
+            {
+                return ServeJwks(context);
+            }
+        }
+
         // Rewrite headers some servers honour as the "real" URL: never from clients.
         headers.Remove("X-Original-URL");
         headers.Remove("X-Rewrite-URL");
@@ -64,9 +75,21 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         var names = snapshot.Config.Identity.Headers;
         if (!auth.ForwardCredentials)
         {
-            headers.Authorization = StringValues.Empty;
             headers.Remove("Authorization");
-            if (snapshot.ApiKeys is { } keys) headers.Remove(keys.Header);
+            if (snapshot.ApiKeys is { } keys)
+            {
+                headers.Remove(keys.Header);
+                if (keys.QueryParameter is { } parameter && context.Request.Query.ContainsKey(parameter))
+                {
+                    // A key accepted from the query string must not travel on to the upstream (or its logs).
+                    context.Request.QueryString = WithoutParameter(context.Request.Query, parameter);
+                }
+            }
+        }
+
+        if (snapshot.Assertion is { } assertion)
+        {
+            headers[assertion.Header] = signer.Sign(identity, auth.AssertionAudience, assertion);
         }
 
         if (identity.Consumer is not null) headers[names.Consumer] = identity.Consumer;
@@ -75,6 +98,25 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         if (identity.Groups.Length > 0) headers[names.Groups] = identity.GroupsHeader;
         if (identity.Scopes.Count > 0) headers[names.Scopes] = identity.ScopesHeader;
         return next(context);
+    }
+
+    private Task ServeJwks(HttpContext context)
+    {
+        context.Response.ContentType = "application/jwk-set+json";
+        context.Response.Headers.CacheControl = "public, max-age=300";
+        return context.Response.WriteAsync(signer.JwksJson());
+    }
+
+    private static QueryString WithoutParameter(IQueryCollection query, string parameter)
+    {
+        var builder = new QueryBuilder();
+        foreach (var (name, values) in query)
+        {
+            if (string.Equals(name, parameter, StringComparison.Ordinal)) continue;
+            foreach (var value in values) builder.Add(name, value ?? "");
+        }
+
+        return builder.ToQueryString();
     }
 
     private ValueTask<AuthDecision> AuthenticateAsync(HttpContext context, CompiledRouteAuth auth, GatewaySnapshot snapshot)
@@ -86,12 +128,20 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             return ValueTask.FromResult(AuthDecision.Unauthenticated("auth.ambiguous", "Send exactly one Authorization header.", true));
         }
 
-        if (auth.AcceptsJwt && authorization.Count == 1)
+        if ((auth.AcceptsJwt || auth.AcceptsIntrospection) && authorization.Count == 1)
         {
             var value = authorization[0]!;
             if (value.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
             {
-                return jwt.AuthenticateAsync(value, auth, (int)Math.Min(int.MaxValue, snapshot.Config.Identity.MaxTokenSize.Bytes));
+                var maxTokenBytes = (int)Math.Min(int.MaxValue, snapshot.Config.Identity.MaxTokenSize.Bytes);
+                // A JWT (header.payload.signature) goes to the issuers; an opaque token to introspection.
+                // A route with only one of the two sends every bearer token there.
+                if (auth.AcceptsIntrospection && (!auth.AcceptsJwt || !LooksLikeJwt(value)))
+                {
+                    return introspector.AuthenticateAsync(value, auth, maxTokenBytes);
+                }
+
+                return jwt.AuthenticateAsync(value, auth, maxTokenBytes);
             }
         }
 
@@ -112,6 +162,8 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
 
         return ValueTask.FromResult(AuthDecision.Unauthenticated("auth.missing", "This route needs credentials.", authorization.Count > 0));
     }
+
+    private static bool LooksLikeJwt(string authorization) => authorization.AsSpan(7).Count('.') >= 2;
 
     private static AuthDecision Authorize(CompiledRouteAuth auth, AuthDecision decision)
     {

@@ -8,6 +8,9 @@ public sealed record IdentityOptions
     [Description("Trusted JWT issuers (OIDC providers or local key files).")]
     public IReadOnlyList<IssuerOptions> Issuers { get; init; } = [];
 
+    [Description("OAuth 2.0 token introspection endpoints (RFC 7662) for opaque access tokens.")]
+    public IReadOnlyList<IntrospectionOptions> Introspection { get; init; } = [];
+
     [Description("API keys: where clients send them and where the gateway keeps their hashes.")]
     public ApiKeyOptions? ApiKeys { get; init; }
 
@@ -16,6 +19,9 @@ public sealed record IdentityOptions
 
     [Description("Largest bearer token accepted; larger ones are refused before any parsing. Default 16KiB.")]
     public ByteSize MaxTokenSize { get; init; } = ByteSize.FromKiB(16);
+
+    [Description("A gateway-signed, short-lived JWT telling upstreams who called (ES256, with kid); its public keys are served as a JWKS.")]
+    public AssertionOptions? Assertion { get; init; }
 
     [Description("Validated tokens remembered (by hash) so a repeat skips the signature check; entries expire no later than the token. Default 10000.")]
     public int TokenCacheSize { get; init; } = 10_000;
@@ -64,6 +70,37 @@ public sealed record IssuerOptions
     public KeyRefreshOptions Keys { get; init; } = new();
 }
 
+public sealed record IntrospectionOptions
+{
+    [Description("Introspector name used by routes' auth rules (auth.introspection).")]
+    public string Name { get; init; } = "";
+
+    [Description("The provider's introspection endpoint (RFC 7662), an absolute http(s) URL.")]
+    public string Endpoint { get; init; } = "";
+
+    [Description("Client id the gateway authenticates with at the endpoint (HTTP Basic).")]
+    public string ClientId { get; init; } = "";
+
+    [Description("Environment variable holding the client secret (never written in the file).")]
+    [Secret]
+    public string? ClientSecretEnv { get; init; }
+
+    [Description("File holding the client secret (trailing newline ignored), relative to the config file.")]
+    public string? ClientSecretFile { get; init; }
+
+    [Description("How long an active answer is reused; never beyond the token's exp. Default 60s.")]
+    public TimeSpan CacheTtl { get; init; } = TimeSpan.FromSeconds(60);
+
+    [Description("How long an inactive answer (unknown, expired or revoked token) is reused. Default 10s.")]
+    public TimeSpan NegativeTtl { get; init; } = TimeSpan.FromSeconds(10);
+
+    [Description("Timeout of one introspection call; on timeout or error the request gets 503. Default 5s.")]
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    [Description("Which claims of the introspection answer carry the subject, consumer, consumer group, groups and scopes.")]
+    public ClaimMappingOptions Claims { get; init; } = new();
+}
+
 public sealed record ClaimMappingOptions
 {
     [Description("Claim with the subject. Default sub.")]
@@ -90,7 +127,7 @@ public sealed record KeyRefreshOptions
     [Description("A token with an unknown kid triggers at most one refresh per this interval. Default 30s.")]
     public TimeSpan UnknownKidRefreshInterval { get; init; } = TimeSpan.FromSeconds(30);
 
-    [Description("When the provider is unreachable, cached keys keep serving this long after the last successful fetch; then the issuer fails closed. Default 1h.")]
+    [Description("When the provider is unreachable, cached keys keep serving until refreshInterval + staleFor after the last successful fetch; then the issuer fails closed (503). Default 1h.")]
     public TimeSpan StaleFor { get; init; } = TimeSpan.FromHours(1);
 
     [Description("Timeout of one fetch. Default 5s.")]
@@ -136,6 +173,9 @@ public sealed record RouteAuthOptions
     [Description("Issuers whose tokens are accepted (any one).")]
     public IReadOnlyList<string> Issuers { get; init; } = [];
 
+    [Description("Introspectors (identity.introspection names) that check opaque bearer tokens (any one).")]
+    public IReadOnlyList<string> Introspection { get; init; } = [];
+
     [Description("Accept API keys.")]
     public bool ApiKey { get; init; }
 
@@ -150,6 +190,9 @@ public sealed record RouteAuthOptions
 
     [Description("Claim rules: all listed must hold. Each names a claim and one of is, oneOf, contains, regex, exists; `any` / `all` nest rules.")]
     public IReadOnlyList<ClaimRuleOptions> Claims { get; init; } = [];
+
+    [Description("Audience (`aud`) of the identity assertion sent upstream on this route. Default: the route's cluster name.")]
+    public string? AssertionAudience { get; init; }
 
     [Description("Keep the inbound Authorization / API key header when proxying. Default false (stripped).")]
     public bool ForwardCredentials { get; init; }
@@ -180,4 +223,22 @@ public sealed record ClaimRuleOptions
 
     [Description("All of these rules hold.")]
     public IReadOnlyList<ClaimRuleOptions>? All { get; init; }
+}
+
+public sealed record AssertionOptions
+{
+    [Description("Request header carrying the assertion. Default X-Portcullis-Assertion. Inbound copies are always removed.")]
+    public string Header { get; init; } = "X-Portcullis-Assertion";
+
+    [Description("`iss` of the assertion. Default portcullis.")]
+    public string Issuer { get; init; } = "portcullis";
+
+    [Description("Lifetime of one assertion (never beyond the caller's token). Default 60s.")]
+    public TimeSpan Lifetime { get; init; } = TimeSpan.FromSeconds(60);
+
+    [Description("Signing keys rotate this often; the previous key stays published for one more period. Default 24h.")]
+    public TimeSpan RotateEvery { get; init; } = TimeSpan.FromHours(24);
+
+    [Description("Path on the route listeners where the assertion's public keys are served as a JWKS. Default /.well-known/portcullis/jwks.json.")]
+    public string JwksPath { get; init; } = "/.well-known/portcullis/jwks.json";
 }

@@ -48,17 +48,21 @@ internal sealed partial class IssuerKeyCache : IDisposable
     private readonly ITimer _timer;
     private volatile IssuerKeySet? _keys;
     private int _refreshing;
+    private int _retryScheduled;
     private long _lastOnDemandTicks = long.MinValue;
     private long _fetches;
     private long _failures;
     private bool _failing;
 
-    public IssuerKeyCache(IssuerKeySource source, HttpClient http, TimeProvider time, ILogger logger)
+    /// <param name="seed">Keys already fetched from the same place (a reload that only changed timings): they
+    /// keep serving, with their original fetch time, until the first fetch of this cache replaces them.</param>
+    public IssuerKeyCache(IssuerKeySource source, HttpClient http, TimeProvider time, ILogger logger, IssuerKeySet? seed = null)
     {
         Source = source;
         _http = http;
         _time = time;
         _logger = logger;
+        _keys = seed;
         _timer = time.CreateTimer(_ => TriggerRefresh(), null, TimeSpan.Zero, source.RefreshInterval);
     }
 
@@ -86,16 +90,27 @@ internal sealed partial class IssuerKeyCache : IDisposable
         var now = _time.GetTimestamp();
         var last = Interlocked.Read(ref _lastOnDemandTicks);
         if (last != long.MinValue && _time.GetElapsedTime(last, now) < Source.UnknownKidRefreshInterval) return;
+
+        // A fetch already running (background or retry) may or may not bring this kid; do not spend the
+        // on-demand slot on it, or a rotation seen during a background fetch would wait a whole interval.
+        if (Volatile.Read(ref _refreshing) != 0) return;
         if (Interlocked.CompareExchange(ref _lastOnDemandTicks, now, last) != last) return;
+        if (!TriggerRefresh())
+        {
+            // Lost a race with another fetch starting: give the slot back.
+            Interlocked.CompareExchange(ref _lastOnDemandTicks, last, now);
+            return;
+        }
+
         Log.UnknownKidRefresh(_logger, Source.Name);
-        TriggerRefresh();
     }
 
-    /// <summary>Starts a refresh unless one is running (one request in flight per issuer).</summary>
-    public void TriggerRefresh()
+    /// <summary>Starts a refresh unless one is running (one request in flight per issuer). True when it started one.</summary>
+    public bool TriggerRefresh()
     {
-        if (Interlocked.CompareExchange(ref _refreshing, 1, 0) != 0) return;
+        if (Interlocked.CompareExchange(ref _refreshing, 1, 0) != 0) return false;
         _ = RefreshAsync();
+        return true;
     }
 
     /// <summary>Waits for keys to be loaded (start-up, tests).</summary>
@@ -143,17 +158,27 @@ internal sealed partial class IssuerKeyCache : IDisposable
         }
     }
 
+    // At most one pending retry: every failed fetch (timer, on-demand or retry) asks for one, and without
+    // this each timer tick during an outage would start another retry chain that never ends until the
+    // provider returns, so the fetch rate against a down provider would grow without bound.
     private async Task RetrySoonAsync()
     {
+        if (Interlocked.Exchange(ref _retryScheduled, 1) != 0) return;
         try
         {
             var delay = Source.RefreshInterval < TimeSpan.FromSeconds(5) ? Source.RefreshInterval : TimeSpan.FromSeconds(5);
             await Task.Delay(delay, _time, _stopping.Token).ConfigureAwait(false);
-            TriggerRefresh();
         }
         catch (OperationCanceledException)
         {
+            return;
         }
+        finally
+        {
+            Volatile.Write(ref _retryScheduled, 0);
+        }
+
+        TriggerRefresh();
     }
 
     private async Task<IssuerKeySet> FetchAsync(CancellationToken cancellationToken)
@@ -210,9 +235,9 @@ internal sealed partial class IssuerKeyCache : IDisposable
 
     public void Dispose()
     {
+        // _stopping is cancelled, not disposed: a fetch or retry still running reads its token.
         _stopping.Cancel();
         _timer.Dispose();
-        _stopping.Dispose();
     }
 
     private static partial class Log

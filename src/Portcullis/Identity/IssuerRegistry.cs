@@ -37,14 +37,25 @@ internal sealed class IssuerRegistry : IDisposable
             var current = _caches;
             foreach (var source in sources)
             {
-                if (current.TryGetValue(source.Name, out var existing) && existing.Source == source)
+                IssuerKeySet? seed = null;
+                if (current.TryGetValue(source.Name, out var existing))
                 {
-                    next[source.Name] = existing;
-                    continue;
+                    if (existing.Source == source)
+                    {
+                        next[source.Name] = existing;
+
+                        // A reload may have been caused by the JWKS file changing: read it again now.
+                        if (source.JwksFile is not null) existing.TriggerRefresh();
+                        continue;
+                    }
+
+                    // Only timings changed: keep serving the keys we have (with their age) instead of
+                    // answering 503 until the new cache's first fetch, or until the provider returns.
+                    if (SameLocation(existing.Source, source)) seed = existing.Keys;
                 }
 
                 var logger = _loggers.CreateLogger("Portcullis.Identity.IssuerKeyCache");
-                next[source.Name] = new IssuerKeyCache(source, _httpClients.CreateClient(HttpClientName), _time, logger);
+                next[source.Name] = new IssuerKeyCache(source, _httpClients.CreateClient(HttpClientName), _time, logger, seed);
             }
 
             _caches = next.ToFrozenDictionary(StringComparer.Ordinal);
@@ -54,6 +65,11 @@ internal sealed class IssuerRegistry : IDisposable
             }
         }
     }
+
+    private static bool SameLocation(IssuerKeySource a, IssuerKeySource b) =>
+        string.Equals(a.Authority, b.Authority, StringComparison.Ordinal)
+        && string.Equals(a.JwksUri, b.JwksUri, StringComparison.Ordinal)
+        && string.Equals(a.JwksFile, b.JwksFile, StringComparison.Ordinal);
 
     public void Dispose()
     {

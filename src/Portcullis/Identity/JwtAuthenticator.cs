@@ -1,4 +1,6 @@
 using System.Collections.Frozen;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 using System.Text.Json;
 using BitFaster.Caching;
 using BitFaster.Caching.Lru;
@@ -10,8 +12,10 @@ namespace Portcullis.Identity;
 
 /// <summary>
 /// Validates bearer JWTs with Microsoft.IdentityModel against an issuer's cached keys. A validated token
-/// is remembered (keyed by the Authorization header value, bounded, expiring no later than the token)
-/// so a repeat costs a dictionary lookup instead of a signature check.
+/// is remembered (keyed by the SHA-256 of the token, bounded, expiring no later than the token) so a
+/// repeat costs a hash and a dictionary lookup instead of a signature check. A remembered token is only
+/// honoured for the very issuer settings it was validated with (a reload re-validates it), while that
+/// issuer's keys are fresh or inside the stale window, and while its key is still published.
 /// </summary>
 internal sealed partial class JwtAuthenticator
 {
@@ -22,14 +26,14 @@ internal sealed partial class JwtAuthenticator
     private readonly TimeProvider _time;
     private readonly ILogger<JwtAuthenticator> _logger;
     private readonly JsonWebTokenHandler _handler = new() { MapInboundClaims = false };
-    private readonly ICache<string, CallerIdentity> _validated;
+    private readonly ICache<TokenHash, Validated> _validated;
 
     public JwtAuthenticator(IssuerRegistry issuers, TimeProvider time, ILogger<JwtAuthenticator> logger, int cacheSize = 10_000)
     {
         _issuers = issuers;
         _time = time;
         _logger = logger;
-        _validated = new ConcurrentLruBuilder<string, CallerIdentity>()
+        _validated = new ConcurrentLruBuilder<TokenHash, Validated>()
             .WithCapacity(Math.Max(16, cacheSize))
             .WithExpireAfter(new TokenExpiry(time))
             .Build();
@@ -38,25 +42,36 @@ internal sealed partial class JwtAuthenticator
     /// <summary>Authenticates "Bearer …" against the route's issuers.</summary>
     public ValueTask<AuthDecision> AuthenticateAsync(string authorization, CompiledRouteAuth auth, int maxTokenBytes)
     {
-        if (_validated.TryGet(authorization, out var cached) && cached.Expires > _time.GetUtcNow())
-        {
-            foreach (var issuer in auth.Issuers)
-            {
-                if (string.Equals(issuer.Name, cached.Source, StringComparison.Ordinal)) return ValueTask.FromResult(AuthDecision.Allow(cached, "jwt.cached"));
-            }
+        var span = authorization.AsSpan(7).Trim();
+        if (span.Length == 0) return ValueTask.FromResult(Invalid("jwt.missing", "The bearer token is empty."));
+        if (span.Length > maxTokenBytes) return ValueTask.FromResult(Invalid("jwt.too-large", "The bearer token is too large."));
 
-            return ValueTask.FromResult(AuthDecision.Unauthenticated("jwt.issuer-not-allowed", "Tokens from this issuer are not accepted here.", true));
+        var hash = TokenHash.Of(span);
+        if (_validated.TryGet(hash, out var cached) && cached.Identity.Expires > _time.GetUtcNow() && IsStillTrusted(cached, auth))
+        {
+            return ValueTask.FromResult(AuthDecision.Allow(cached.Identity, "jwt.cached"));
         }
 
-        return ValidateAsync(authorization, auth, maxTokenBytes);
+        // Not remembered, or remembered for other issuer settings (another issuer entry with the same iss,
+        // or a snapshot before a reload), or its keys are no longer trusted: validate in full.
+        return ValidateAsync(span.ToString(), hash, auth);
     }
 
-    private async ValueTask<AuthDecision> ValidateAsync(string authorization, CompiledRouteAuth auth, int maxTokenBytes)
+    private bool IsStillTrusted(Validated cached, CompiledRouteAuth auth)
     {
-        var token = authorization.AsSpan(7).Trim().ToString();
-        if (token.Length == 0) return Invalid("jwt.missing", "The bearer token is empty.");
-        if (token.Length > maxTokenBytes) return Invalid("jwt.too-large", "The bearer token is too large.");
+        foreach (var issuer in auth.Issuers)
+        {
+            if (!ReferenceEquals(issuer, cached.Issuer)) continue;
+            if (issuer.SharedKey is not null) return true;
+            if (_issuers.Get(issuer.Name) is not { Availability: KeyAvailability.Available, Keys: { } keys }) return false;
+            return cached.Kid is null || keys.ByKid.ContainsKey(cached.Kid);
+        }
 
+        return false;
+    }
+
+    private async ValueTask<AuthDecision> ValidateAsync(string token, TokenHash hash, CompiledRouteAuth auth)
+    {
         JsonWebToken jwt;
         try
         {
@@ -137,7 +152,7 @@ internal sealed partial class JwtAuthenticator
         }
 
         var identity = BuildIdentity(issuer, jwt);
-        _validated.AddOrUpdate(authorization, identity);
+        _validated.AddOrUpdate(hash, new Validated(identity, issuer, string.IsNullOrEmpty(kid) ? null : kid));
         return AuthDecision.Allow(identity, "jwt.valid");
     }
 
@@ -234,18 +249,33 @@ internal sealed partial class JwtAuthenticator
         };
     }
 
-    /// <summary>Cache entries live until the token expires (a hit re-checks against TimeProvider too).</summary>
-    private sealed class TokenExpiry(TimeProvider time) : IExpiryCalculator<string, CallerIdentity>
+    /// <summary>SHA-256 of the token's UTF-16 code units: the cache holds 32 bytes per token, never the token.</summary>
+    private readonly record struct TokenHash(ulong A, ulong B, ulong C, ulong D)
     {
-        public Duration GetExpireAfterCreate(string key, CallerIdentity value)
+        public static TokenHash Of(ReadOnlySpan<char> token)
         {
-            var remaining = value.Expires - time.GetUtcNow();
+            Span<byte> digest = stackalloc byte[32];
+            SHA256.HashData(MemoryMarshal.AsBytes(token), digest);
+            var words = MemoryMarshal.Cast<byte, ulong>(digest);
+            return new TokenHash(words[0], words[1], words[2], words[3]);
+        }
+    }
+
+    /// <summary>A validated token: who it proved, with which issuer settings, signed by which key.</summary>
+    private sealed record Validated(CallerIdentity Identity, CompiledIssuer Issuer, string? Kid);
+
+    /// <summary>Cache entries live until the token expires (a hit re-checks against TimeProvider too).</summary>
+    private sealed class TokenExpiry(TimeProvider time) : IExpiryCalculator<TokenHash, Validated>
+    {
+        public Duration GetExpireAfterCreate(TokenHash key, Validated value)
+        {
+            var remaining = value.Identity.Expires - time.GetUtcNow();
             return Duration.FromTimeSpan(remaining < TimeSpan.Zero ? TimeSpan.Zero : remaining > TimeSpan.FromHours(24) ? TimeSpan.FromHours(24) : remaining);
         }
 
-        public Duration GetExpireAfterRead(string key, CallerIdentity value, Duration current) => current;
+        public Duration GetExpireAfterRead(TokenHash key, Validated value, Duration current) => current;
 
-        public Duration GetExpireAfterUpdate(string key, CallerIdentity value, Duration current) => GetExpireAfterCreate(key, value);
+        public Duration GetExpireAfterUpdate(TokenHash key, Validated value, Duration current) => GetExpireAfterCreate(key, value);
     }
 
     private static partial class Log

@@ -26,6 +26,7 @@ public sealed class JwtRouteTests : IAsyncLifetime
                   issuer: {{Issuer}}
                   audiences: [orders-api]
                   claims: { consumerGroup: tier }
+              assertion: { lifetime: 30s }
             routes:
               - name: public
                 match: { pathPrefix: /public }
@@ -97,6 +98,39 @@ public sealed class JwtRouteTests : IAsyncLifetime
         Assert.Equal("orders.read orders.write", seen.Header("X-Scopes"));
         Assert.Null(seen.Header("Authorization"));
         Assert.Null(seen.Header("X-Original-URL"));
+    }
+
+    [Fact]
+    public async Task Assertion_VerifiesAgainstTheGatewaysJwks_AndCarriesTheCaller()
+    {
+        var token = _tokens.Create(new Dictionary<string, object> { ["sub"] = "alice", ["client_id"] = "shop", ["scope"] = "orders.read", ["tier"] = "gold" });
+        using var response = await SendAsync("/orders/1", token, r => r.Headers.TryAddWithoutValidation("X-Portcullis-Assertion", "forged"));
+        var seen = await UpstreamAnswer.ReadAsync(response);
+        var assertion = seen.Header("X-Portcullis-Assertion");
+        Assert.NotNull(assertion);
+        Assert.NotEqual("forged", assertion);
+
+        var jwks = new Microsoft.IdentityModel.Tokens.JsonWebKeySet(await _gateway.Client.GetStringAsync("/.well-known/portcullis/jwks.json"));
+        var handler = new Microsoft.IdentityModel.JsonWebTokens.JsonWebTokenHandler();
+        var result = await handler.ValidateTokenAsync(assertion, new Microsoft.IdentityModel.Tokens.TokenValidationParameters
+        {
+            ValidIssuer = "portcullis",
+            ValidAudience = "orders",
+            IssuerSigningKeys = jwks.GetSigningKeys(),
+            ValidAlgorithms = ["ES256"],
+        });
+        Assert.True(result.IsValid, result.Exception?.Message);
+        var jwt = (Microsoft.IdentityModel.JsonWebTokens.JsonWebToken)result.SecurityToken;
+        Assert.False(string.IsNullOrEmpty(jwt.Kid));
+        Assert.Contains(jwks.Keys, k => k.Kid == jwt.Kid);
+        Assert.Equal("alice", jwt.Subject);
+        Assert.Equal("shop", jwt.GetClaim("consumer").Value);
+        Assert.Equal("gold", jwt.GetClaim("consumer_group").Value);
+        Assert.True(jwt.ValidTo <= DateTime.UtcNow.AddSeconds(31));
+
+        // Same caller, same audience: the assertion is reused rather than signed again.
+        using var again = await SendAsync("/orders/2", token);
+        Assert.Equal(assertion, (await UpstreamAnswer.ReadAsync(again)).Header("X-Portcullis-Assertion"));
     }
 
     [Fact]

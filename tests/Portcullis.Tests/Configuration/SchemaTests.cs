@@ -244,19 +244,21 @@ public sealed class SchemaTests
     }
 
     /// <summary>Every key a config file may contain, as a path: routes[].match.hosts, clusters.&lt;name&gt;.retries.</summary>
-    internal static IEnumerable<(string Path, PropertyInfo Property)> ModelKeys() => ModelKeys(typeof(PortcullisConfig), "");
+    internal static IEnumerable<(string Path, PropertyInfo Property)> ModelKeys() => ModelKeys(typeof(PortcullisConfig), "", []);
 
-    private static IEnumerable<(string Path, PropertyInfo Property)> ModelKeys(Type type, string prefix)
+    // Recursive types (claim rules nest `any` / `all`) are walked once along each path.
+    private static IEnumerable<(string Path, PropertyInfo Property)> ModelKeys(Type type, string prefix, HashSet<Type> ancestors)
     {
+        ancestors = [.. ancestors, type];
         foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite))
         {
             var path = prefix.Length == 0 ? YamlConfigBinder.KeyName(property) : prefix + "." + YamlConfigBinder.KeyName(property);
             yield return (path, property);
 
             var (child, suffix) = Unwrap(property.PropertyType);
-            if (child.IsClass && child != typeof(string) && child.Namespace == typeof(PortcullisConfig).Namespace)
+            if (child.IsClass && child != typeof(string) && child.Namespace == typeof(PortcullisConfig).Namespace && !ancestors.Contains(child))
             {
-                foreach (var nested in ModelKeys(child, path + suffix)) yield return nested;
+                foreach (var nested in ModelKeys(child, path + suffix, ancestors)) yield return nested;
             }
         }
     }

@@ -255,7 +255,7 @@ public sealed class ValidatorTests : IDisposable
 
         AssertAt(errors[1], 11, 1);
         Assert.Equal("unknown key 'foobar'", errors[1].Message);
-        Assert.Equal("allowed keys here: listeners, limits, trustedProxies, maps, routes, clusters", errors[1].Hint);
+        Assert.Equal("allowed keys here: listeners, limits, trustedProxies, identity, maps, routes, clusters", errors[1].Hint);
     }
 
     [Fact]
