@@ -35,7 +35,7 @@ public static class ConfigSchema
     // Schema keywords are written in this order; anything else follows alphabetically.
     private static readonly string[] KeywordOrder =
     [
-        "$schema", "$id", "title", "description", "type", "enum", "const", "pattern", "minimum", "maximum",
+        "$schema", "$id", "$ref", "title", "description", "type", "enum", "const", "pattern", "minimum", "maximum",
         "default", "examples", "oneOf", "anyOf", "allOf", "properties", "additionalProperties", "items", "required",
     ];
 
@@ -100,8 +100,10 @@ public static class ConfigSchema
             foreach (var name in Enum.GetNames(type)) names.Add(CamelCase(name));
             result = new JsonObject { ["type"] = "string", ["enum"] = names };
         }
-        else if (typeInfo.Kind == JsonTypeInfoKind.Object && result is JsonObject objectSchema)
+        else if (typeInfo.Kind == JsonTypeInfoKind.Object && result is JsonObject objectSchema && !objectSchema.ContainsKey("$ref"))
         {
+            // Not on a $ref to a recursive type (claim rules nest `any` / `all`): in draft 2020-12,
+            // additionalProperties only sees properties declared beside it, so there it would reject every key.
             objectSchema["additionalProperties"] = false;
             if (type.GetCustomAttribute<ScalarShorthandAttribute>() is { } shorthand)
             {

@@ -67,6 +67,7 @@ public static class PortcullisServiceCollectionExtensions
         services.AddHttpClient(IssuerRegistry.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false });
         services.AddSingleton<IssuerRegistry>();
+        services.AddHostedService<IssuerStartup>();
         services.AddSingleton(sp => new AssertionSigner(sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton(sp => new JwtAuthenticator(
             sp.GetRequiredService<IssuerRegistry>(),

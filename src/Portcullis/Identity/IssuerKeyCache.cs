@@ -48,6 +48,10 @@ internal sealed partial class IssuerKeyCache : IDisposable
     private readonly ITimer _timer;
     private volatile IssuerKeySet? _keys;
     private int _refreshing;
+    private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes when the first fetch has succeeded or failed (start-up waits for it, briefly).</summary>
+    public Task FirstAttempt => _firstAttempt.Task;
     private int _retryScheduled;
     private long _lastOnDemandTicks = long.MinValue;
     private long _fetches;
@@ -155,6 +159,7 @@ internal sealed partial class IssuerKeyCache : IDisposable
         finally
         {
             Volatile.Write(ref _refreshing, 0);
+            _firstAttempt.TrySetResult();
         }
     }
 

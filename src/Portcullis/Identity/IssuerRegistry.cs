@@ -80,3 +80,21 @@ internal sealed class IssuerRegistry : IDisposable
         }
     }
 }
+
+/// <summary>
+/// Before the listeners open, give every issuer one chance to fetch its keys (as Envoy does for JWKS),
+/// so the first requests are not refused while keys load; an unreachable issuer does not block start-up.
+/// </summary>
+internal sealed class IssuerStartup(IssuerRegistry registry) : Microsoft.Extensions.Hosting.IHostedService
+{
+    private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(5);
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var attempts = registry.Caches.Values.Select(c => c.FirstAttempt).ToArray();
+        if (attempts.Length == 0) return;
+        await Task.WhenAny(Task.WhenAll(attempts), Task.Delay(MaxWait, cancellationToken)).ConfigureAwait(false);
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

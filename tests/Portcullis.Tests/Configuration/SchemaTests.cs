@@ -110,6 +110,40 @@ public sealed class SchemaTests
         }
     }
 
+    [Fact]
+    public void ReferencesToRecursiveTypesAreNotClosedWhereTheyAreUsed()
+    {
+        // Claim rules nest (`any` / `all`), so the exporter writes a $ref. In draft 2020-12 an
+        // additionalProperties: false beside a $ref sees no properties beside it and rejects every key.
+        var references = new List<string>();
+        Walk(JsonNode.Parse(ConfigSchema.Generate())!, "#");
+        Assert.Contains(references, r => r.Contains("/claims/", StringComparison.Ordinal) && r.EndsWith("/items", StringComparison.Ordinal));
+
+        void Walk(JsonNode node, string pointer)
+        {
+            if (node is JsonObject obj)
+            {
+                if (obj["$ref"] is JsonValue target)
+                {
+                    references.Add(pointer);
+                    Assert.False(obj.ContainsKey("additionalProperties"), $"{pointer} closes its $ref {target}");
+                }
+
+                foreach (var (key, child) in obj)
+                {
+                    if (child is not null) Walk(child, pointer + "/" + key);
+                }
+            }
+            else if (node is JsonArray array)
+            {
+                for (var i = 0; i < array.Count; i++)
+                {
+                    if (array[i] is { } child) Walk(child, pointer + "/" + i.ToString(CultureInfo.InvariantCulture));
+                }
+            }
+        }
+    }
+
     [Theory]
     [InlineData("250ms")]
     [InlineData("5s")]
