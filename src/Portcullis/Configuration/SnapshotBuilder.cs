@@ -455,12 +455,17 @@ public sealed class SnapshotBuilder
             {
                 jwksFile = context.Loaded.Resolve(issuer.JwksFile);
                 if (!File.Exists(jwksFile)) context.Error(path + ".jwksFile", $"cannot read JWKS file '{issuer.JwksFile}' ({jwksFile}): file not found", "paths are relative to the config file");
-                else files.Add(jwksFile);
+                else
+                {
+                    files.Add(jwksFile);
+                    // In the fingerprint, so editing the key file reloads (and re-reads) the issuer's keys.
+                    fileContents.Add(File.ReadAllText(jwksFile));
+                }
             }
 
-            if (issuer.JwksUri is not null && issuer.Issuer is null && issuer.Authority is null)
+            if (issuer.Issuer is null && issuer.Authority is null)
             {
-                context.Error(path, $"issuer '{issuer.Name}' with a jwksUri needs `issuer:` (the expected iss claim)");
+                context.Error(path, $"issuer '{issuer.Name}' needs `issuer:` (the expected iss claim): only discovery through `authority` can supply it", "e.g. issuer: https://login.example.com/");
             }
 
             if (issuer.Audiences.Count == 0)
@@ -517,6 +522,17 @@ public sealed class SnapshotBuilder
                 SharedKey = sharedKey,
             };
         }
+
+        if (identity.Assertion is { } assertion)
+        {
+            if (assertion.Lifetime <= TimeSpan.Zero) context.Error("identity.assertion.lifetime", "the assertion lifetime must be greater than zero", "e.g. lifetime: 60s");
+            if (assertion.RotateEvery <= assertion.Lifetime) context.Error("identity.assertion.rotateEvery", "rotateEvery must be longer than the assertion lifetime", "e.g. rotateEvery: 24h");
+            if (!assertion.JwksPath.StartsWith('/')) context.Error("identity.assertion.jwksPath", $"jwksPath '{assertion.JwksPath}' must start with '/'");
+            if (string.IsNullOrWhiteSpace(assertion.Header)) context.Error("identity.assertion.header", "the assertion header name is empty");
+        }
+
+        if (identity.MaxTokenSize.Bytes < 1024) context.Error("identity.maxTokenSize", "identity.maxTokenSize must be at least 1KiB", "default 16KiB");
+        if (identity.TokenCacheSize < 0) context.Error("identity.tokenCacheSize", "identity.tokenCacheSize cannot be negative");
 
         Identity.CompiledApiKeys? apiKeys = null;
         if (identity.ApiKeys is { } apiKeyOptions)

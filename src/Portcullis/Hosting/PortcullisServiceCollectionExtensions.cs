@@ -126,8 +126,11 @@ public static class PortcullisServiceCollectionExtensions
 
         // Issuers' key caches follow the snapshot; a new issuer starts fetching before its routes go live.
         var issuers = app.Services.GetRequiredService<IssuerRegistry>();
-        issuers.Sync(store.Current.Issuers.Select(i => i.KeySource));
-        store.Swapping += next => issuers.Sync(next.Issuers.Select(i => i.KeySource));
+        // Issuers verified only with a shared secret have no keys to fetch.
+        static IEnumerable<IssuerKeySource> Fetched(GatewaySnapshot snapshot) =>
+            snapshot.Issuers.Select(i => i.KeySource).Where(k => k.Authority is not null || k.JwksUri is not null || k.JwksFile is not null);
+        issuers.Sync(Fetched(store.Current));
+        store.Swapping += next => issuers.Sync(Fetched(next));
 
         app.UseRouting();
         app.UseMiddleware<IdentityMiddleware>();

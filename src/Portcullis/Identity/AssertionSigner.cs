@@ -120,8 +120,8 @@ internal sealed class AssertionSigner : IDisposable
             if (now - ring.Current.Created < settings.RotateEvery) return ring;
             // The previous key stays published for one more period: longer than any assertion lives.
             var next = new KeyRing(NewKey(now), ring.Current);
+            // The key that drops out is left to the GC: a concurrent JwksJson() may still be reading it.
             _ring = next;
-            ring.Previous?.Ecdsa.Dispose();
             return next;
         }
     }

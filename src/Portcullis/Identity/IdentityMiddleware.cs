@@ -79,10 +79,10 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             if (snapshot.ApiKeys is { } keys)
             {
                 headers.Remove(keys.Header);
-                if (keys.QueryParameter is { } parameter && context.Request.Query.ContainsKey(parameter))
+                if (keys.QueryParameter is { } parameter && context.Request.QueryString.HasValue)
                 {
                     // A key accepted from the query string must not travel on to the upstream (or its logs).
-                    context.Request.QueryString = WithoutParameter(context.Request.Query, parameter);
+                    context.Request.QueryString = WithoutParameter(context.Request.QueryString, parameter);
                 }
             }
         }
@@ -107,16 +107,17 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         return context.Response.WriteAsync(signer.JwksJson());
     }
 
-    private static QueryString WithoutParameter(IQueryCollection query, string parameter)
+    // Drops one parameter (any case, as the lookup matched it) and keeps the rest byte for byte.
+    private static QueryString WithoutParameter(QueryString query, string parameter)
     {
-        var builder = new QueryBuilder();
-        foreach (var (name, values) in query)
+        var kept = new List<string>();
+        foreach (var pair in (query.Value ?? "").TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries))
         {
-            if (string.Equals(name, parameter, StringComparison.Ordinal)) continue;
-            foreach (var value in values) builder.Add(name, value ?? "");
+            var name = Uri.UnescapeDataString(pair.Split('=', 2)[0].Replace('+', ' '));
+            if (!string.Equals(name, parameter, StringComparison.OrdinalIgnoreCase)) kept.Add(pair);
         }
 
-        return builder.ToQueryString();
+        return kept.Count == 0 ? QueryString.Empty : new QueryString("?" + string.Join('&', kept));
     }
 
     private ValueTask<AuthDecision> AuthenticateAsync(HttpContext context, CompiledRouteAuth auth, GatewaySnapshot snapshot)
