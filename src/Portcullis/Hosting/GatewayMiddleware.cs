@@ -51,18 +51,19 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         if (context.Response.HasStarted) return;
         if (context.Features.Get<IForwarderErrorFeature>() is not { } error) return;
 
-        var (status, title, reason) = error.Error switch
+        const string upstreamFailed = "The gateway could not get an answer from the upstream.";
+        var (status, title, reason, detail) = error.Error switch
         {
-            ForwarderError.NoAvailableDestinations => (503, "No healthy upstream", "upstream.unavailable"),
-            ForwarderError.RequestTimedOut => (504, "Upstream timed out", "upstream.timeout"),
-            ForwarderError.RequestCanceled => (499, "Client closed the request", "client.canceled"),
-            ForwarderError.RequestBodyClient when ClientStatus(error.Exception) == StatusCodes.Status413PayloadTooLarge => (413, "Request body too large", "request.body-too-large"),
-            ForwarderError.RequestBodyClient when ClientStatus(error.Exception) == StatusCodes.Status408RequestTimeout => (408, "Request body too slow", "request.body-timeout"),
-            ForwarderError.RequestBodyClient => (400, "Bad request body", "request.body-invalid"),
-            _ => (502, "Bad gateway", "upstream.error"),
+            ForwarderError.NoAvailableDestinations => (503, "No healthy upstream", "upstream.unavailable", "No destination of this route's cluster is healthy and undrained."),
+            ForwarderError.RequestTimedOut => (504, "Upstream timed out", "upstream.timeout", upstreamFailed),
+            ForwarderError.RequestCanceled => (499, "Client closed the request", "client.canceled", "The client went away before the answer."),
+            ForwarderError.RequestBodyClient when ClientStatus(error.Exception) == StatusCodes.Status413PayloadTooLarge => (413, "Request body too large", "request.body-too-large", "The request body is larger than the gateway accepts."),
+            ForwarderError.RequestBodyClient when ClientStatus(error.Exception) == StatusCodes.Status408RequestTimeout => (408, "Request body too slow", "request.body-timeout", "The request body arrived more slowly than the gateway accepts."),
+            ForwarderError.RequestBodyClient => (400, "Bad request body", "request.body-invalid", "The request body could not be read."),
+            _ => (502, "Bad gateway", "upstream.error", upstreamFailed),
         };
         gateway.Reason = reason;
-        await ProblemWriter.WriteAsync(context, status, title, "The gateway could not get an answer from the upstream.", reason);
+        await ProblemWriter.WriteAsync(context, status, title, detail, reason);
     }
 
     // The status Kestrel gave a client error while the body was read: 413 over the size limit, 408 below the minimum data rate.
