@@ -129,6 +129,8 @@ public static class PortcullisCli
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
         builder.Logging.AddFilter("Yarp", LogLevel.Warning);
         builder.Logging.AddFilter("Microsoft.AspNetCore.DataProtection", LogLevel.Error);
+        // Start-up failures are reported below as one line; the host's own log would add a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         try
         {
             builder.Services.AddPortcullis(options => options.ConfigPath = path);
@@ -146,10 +148,11 @@ public static class PortcullisCli
         {
             await app.StartAsync(cancellationToken);
         }
-        catch (IOException ex)
+        catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // Address in use and the like: say which, without a stack trace.
-            await errors.WriteLineAsync($"error: cannot listen: {ex.Message}");
+            await errors.WriteLineAsync(ex is IOException ? $"error: cannot listen: {ex.Message}" : $"error: cannot start: {ex.Message}");
+            await app.DisposeAsync();
             return Invalid;
         }
 

@@ -210,6 +210,9 @@ public sealed class SnapshotBuilder
         }
 
         Positive(limits.MaxRequestHeadersSize.Bytes, "maxRequestHeadersSize", "32KiB");
+        if (limits.MaxRequestHeadersSize.Bytes > 16L << 20) context.Error("limits.maxRequestHeadersSize", "limits.maxRequestHeadersSize is above 16MiB", "request headers of that size are an attack, not a request; 32KiB to 64KiB is typical");
+        if (limits.MaxRequestLineSize.Bytes > 16L << 20) context.Error("limits.maxRequestLineSize", "limits.maxRequestLineSize is above 16MiB", "8KiB to 64KiB is typical");
+        if (limits.MaxRequestHeaderCount > 10_000) context.Error("limits.maxRequestHeaderCount", "limits.maxRequestHeaderCount is above 10000", "100 to 200 is typical");
         Positive(limits.MaxRequestHeaderCount, "maxRequestHeaderCount", "100");
         Positive(limits.MaxRequestLineSize.Bytes, "maxRequestLineSize", "8KiB");
         Positive(limits.MaxRequestBodySize.Bytes, "maxRequestBodySize", "10MiB");

@@ -29,6 +29,7 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
     private readonly SnapshotBuilder _builder;
     private readonly ILogger<ConfigReloader> _logger;
     private readonly TimeProvider _time;
+    private readonly GatewaySnapshot _running;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Lock _watchLock = new();
     private readonly List<FileSystemWatcher> _watchers = [];
@@ -45,6 +46,9 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         _builder = builder;
         _logger = logger;
         _time = time;
+        // Listeners and Kestrel's limits are set up from the snapshot the gateway started with; they stay
+        // that way until a restart, however many reloads happen in between.
+        _running = store.Current;
         LastResult = new ReloadResult(true, true, store.Current.Generation, "startup", store.Current.LoadedAt, [], []);
     }
 
@@ -84,30 +88,51 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         try
         {
             var current = _store.Current;
-            var build = await Task.Run(() => _builder.Build(current.Source.Path, current.Generation + 1), cancellationToken).ConfigureAwait(false);
+            // Stamped before reading: a file changed while it is being read still differs at the next poll.
+            var stamps = StampAll(current.Files);
+            BuildResult build;
+            try
+            {
+                build = await Task.Run(() => _builder.Build(current.Source.Path, current.Generation + 1), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // A bug in loading must not lose the reload silently (a file-change reload has nobody to
+                // throw to) nor take the gateway down: reject it like any invalid file.
+                Log.ReloadFailed(_logger, trigger, ex);
+                build = new BuildResult(null, [new ConfigDiagnostic(current.Source.Path, 1, 1,
+                    $"the configuration could not be loaded: {ex.GetType().Name}: {ex.Message}",
+                    "this is a bug in Portcullis; please report it with the file. The previous configuration keeps serving")]);
+            }
+
             var now = _time.GetUtcNow();
             if (build.Snapshot is not { } next)
             {
                 var errors = build.Errors.ToList();
                 Log.ReloadRejected(_logger, trigger, errors.Count, current.Generation);
                 foreach (var error in errors) Log.ConfigError(_logger, error.ToString());
+                // Remember what was rejected, so the stat poll does not reject the same files every interval.
+                RememberStamps(stamps);
                 LastResult = new ReloadResult(false, false, current.Generation, trigger, now, build.Diagnostics, []);
                 return LastResult;
             }
 
+            // Relative to what the gateway runs with, not to the previous snapshot: a listener change stays
+            // pending (and reported) until a restart, and undoing it needs none.
+            var restart = new List<string>();
+            if (!_running.Listeners.SequenceEqual(next.Listeners)) restart.Add("listeners");
+            if (_running.Config.Limits != next.Config.Limits) restart.Add("limits");
+
             if (next.Fingerprint == current.Fingerprint)
             {
-                LastResult = new ReloadResult(true, false, current.Generation, trigger, now, build.Diagnostics, []);
+                RememberStamps(stamps);
+                LastResult = new ReloadResult(true, false, current.Generation, trigger, now, build.Diagnostics, restart);
                 return LastResult;
             }
 
-            var restart = new List<string>();
-            if (!current.Listeners.SequenceEqual(next.Listeners)) restart.Add("listeners");
-            if (current.Config.Limits != next.Config.Limits) restart.Add("limits");
             foreach (var item in restart) Log.RestartRequired(_logger, item);
-
             _store.Swap(next);
-            Watch(next);
+            Watch(next, stamps);
             Log.ReloadApplied(_logger, trigger, next.Generation, next.Routes.Count, next.Clusters.Count);
             LastResult = new ReloadResult(true, true, next.Generation, trigger, now, build.Diagnostics, restart);
             return LastResult;
@@ -118,13 +143,31 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         }
     }
 
-    private void Watch(GatewaySnapshot snapshot)
+    private static Dictionary<string, (DateTime, long)> StampAll(IEnumerable<string> files) =>
+        files.Select(Path.GetFullPath).Distinct(StringComparer.Ordinal).ToDictionary(f => f, Stamp, StringComparer.Ordinal);
+
+    private void RememberStamps(Dictionary<string, (DateTime, long)> stamps)
+    {
+        lock (_watchLock)
+        {
+            // Only for the files still watched; a file not stamped keeps its previous stamp.
+            var updated = new Dictionary<string, (DateTime, long)>(_fileStamps, StringComparer.Ordinal);
+            foreach (var (file, stamp) in stamps)
+            {
+                if (updated.ContainsKey(file)) updated[file] = stamp;
+            }
+
+            _fileStamps = updated;
+        }
+    }
+
+    private void Watch(GatewaySnapshot snapshot, Dictionary<string, (DateTime, long)>? stamps = null)
     {
         lock (_watchLock)
         {
             if (_disposed) return;
             var files = snapshot.Files.Select(Path.GetFullPath).ToFrozenSet(StringComparer.Ordinal);
-            _fileStamps = files.ToDictionary(f => f, Stamp, StringComparer.Ordinal);
+            _fileStamps = files.ToDictionary(f => f, f => stamps is not null && stamps.TryGetValue(f, out var s) ? s : Stamp(f), StringComparer.Ordinal);
             if (files.SetEquals(_watchedFiles)) return;
             _watchedFiles = files;
             foreach (var watcher in _watchers) watcher.Dispose();
@@ -218,5 +261,8 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
 
         [LoggerMessage(1004, LogLevel.Warning, "Changes to {Section} take effect only after a restart")]
         public static partial void RestartRequired(ILogger logger, string section);
+
+        [LoggerMessage(1005, LogLevel.Error, "Configuration reload ({Trigger}) failed unexpectedly; the previous configuration keeps serving")]
+        public static partial void ReloadFailed(ILogger logger, string trigger, Exception exception);
     }
 }

@@ -24,8 +24,8 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         context.Features.Set(gateway);
 
         var limits = snapshot.Config.Limits;
-        var headers = context.Request.Headers;
-        if (headers.Count > limits.MaxRequestHeaderCount || HeadersSize(headers) > limits.MaxRequestHeadersSize.Bytes)
+        var (headerCount, headersSize) = Measure(context.Request.Headers);
+        if (headerCount > limits.MaxRequestHeaderCount || headersSize > limits.MaxRequestHeadersSize.Bytes)
         {
             gateway.Reason = "request.headers-too-large";
             context.Response.Headers.Connection = "close";
@@ -51,39 +51,47 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         if (context.Response.HasStarted) return;
         if (context.Features.Get<IForwarderErrorFeature>() is not { } error) return;
 
-        var (status, title, reason) = error.Error switch
+        const string upstreamFailed = "The gateway could not get an answer from the upstream.";
+        var (status, title, reason, detail) = error.Error switch
         {
-            ForwarderError.NoAvailableDestinations => (503, "No healthy upstream", "upstream.unavailable"),
-            ForwarderError.RequestTimedOut => (504, "Upstream timed out", "upstream.timeout"),
-            ForwarderError.RequestCanceled => (499, "Client closed the request", "client.canceled"),
-            ForwarderError.RequestBodyClient when IsTooLarge(error.Exception) => (413, "Request body too large", "request.body-too-large"),
-            ForwarderError.RequestBodyClient => (400, "Bad request body", "request.body-invalid"),
-            _ => (502, "Bad gateway", "upstream.error"),
+            ForwarderError.NoAvailableDestinations => (503, "No healthy upstream", "upstream.unavailable", "No destination of this route's cluster is healthy and undrained."),
+            ForwarderError.RequestTimedOut => (504, "Upstream timed out", "upstream.timeout", upstreamFailed),
+            ForwarderError.RequestCanceled => (499, "Client closed the request", "client.canceled", "The client went away before the answer."),
+            ForwarderError.RequestBodyClient when ClientStatus(error.Exception) == StatusCodes.Status413PayloadTooLarge => (413, "Request body too large", "request.body-too-large", "The request body is larger than the gateway accepts."),
+            ForwarderError.RequestBodyClient when ClientStatus(error.Exception) == StatusCodes.Status408RequestTimeout => (408, "Request body too slow", "request.body-timeout", "The request body arrived more slowly than the gateway accepts."),
+            ForwarderError.RequestBodyClient => (400, "Bad request body", "request.body-invalid", "The request body could not be read."),
+            _ => (502, "Bad gateway", "upstream.error", upstreamFailed),
         };
         gateway.Reason = reason;
-        await ProblemWriter.WriteAsync(context, status, title, "The gateway could not get an answer from the upstream.", reason);
+        await ProblemWriter.WriteAsync(context, status, title, detail, reason);
     }
 
-    private static bool IsTooLarge(Exception? exception)
+    // The status Kestrel gave a client error while the body was read: 413 over the size limit, 408 below the minimum data rate.
+    private static int? ClientStatus(Exception? exception)
     {
         for (var e = exception; e is not null; e = e.InnerException)
         {
-            if (e is BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge }) return true;
+            if (e is BadHttpRequestException bad) return bad.StatusCode;
         }
 
-        return false;
+        return null;
     }
 
-    // Counted the way Kestrel counts its limit: name and value lengths.
-    private static long HeadersSize(IHeaderDictionary headers)
+    // Counted the way Kestrel counts its limits: every header line (repeated names included, which the
+    // dictionary merges into one entry with several values) and the name and value lengths of each.
+    private static (int Count, long Size) Measure(IHeaderDictionary headers)
     {
-        long total = 0;
+        var count = 0;
+        long size = 0;
         foreach (var header in headers)
         {
-            total += header.Key.Length;
-            foreach (var value in header.Value) total += value?.Length ?? 0;
+            var values = header.Value;
+            var lines = Math.Max(1, values.Count);
+            count += lines;
+            size += (long)header.Key.Length * lines;
+            foreach (var value in values) size += value?.Length ?? 0;
         }
 
-        return total;
+        return (count, size);
     }
 }

@@ -23,6 +23,12 @@ public sealed class SnapshotStore : IProxyConfigProvider
 
     public GatewaySnapshot Current => _current ?? throw new InvalidOperationException("The gateway configuration is not loaded yet: call app.UsePortcullis().");
 
+    /// <summary>
+    /// The snapshot before <see cref="Current"/> (null until the first reload). While a reload is being
+    /// applied, a request may hold one of the two while YARP already (or still) runs the other.
+    /// </summary>
+    public GatewaySnapshot? Previous { get; private set; }
+
     /// <summary>Warnings found when the first configuration was loaded.</summary>
     public IReadOnlyList<ConfigDiagnostic> StartupDiagnostics { get; private set; } = [];
 
@@ -46,6 +52,7 @@ public sealed class SnapshotStore : IProxyConfigProvider
     {
         Swapping?.Invoke(next);
         var previous = _proxyConfig!;
+        Previous = _current;
         _current = next;
         _proxyConfig = new ProxyConfigSnapshot(next);
         previous.SignalChange();

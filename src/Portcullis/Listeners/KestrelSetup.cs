@@ -18,9 +18,13 @@ internal sealed class KestrelSetup(SnapshotStore store) : IConfigureOptions<Kest
 
         // Kestrel's limits are the hard backstop, set above the configured ones so that the gateway
         // itself answers requests between the two with a problem+json body.
-        options.Limits.MaxRequestHeadersTotalSize = (int)Math.Min(int.MaxValue / 2, limits.MaxRequestHeadersSize.Bytes * 2);
-        options.Limits.MaxRequestHeaderCount = limits.MaxRequestHeaderCount * 2;
-        options.Limits.MaxRequestLineSize = (int)Math.Min(int.MaxValue, limits.MaxRequestLineSize.Bytes);
+        // Saturating: a huge configured value must not overflow into a negative one Kestrel throws on at startup.
+        options.Limits.MaxRequestHeadersTotalSize = Backstop(limits.MaxRequestHeadersSize.Bytes);
+        options.Limits.MaxRequestHeaderCount = Backstop(limits.MaxRequestHeaderCount);
+        options.Limits.MaxRequestLineSize = (int)Math.Clamp(limits.MaxRequestLineSize.Bytes, 1, int.MaxValue);
+        // Kestrel refuses to start when its read buffer cannot hold a whole request line or header block.
+        var buffer = Math.Max(options.Limits.MaxRequestLineSize, options.Limits.MaxRequestHeadersTotalSize);
+        if (options.Limits.MaxRequestBufferSize is { } size && size < buffer) options.Limits.MaxRequestBufferSize = buffer;
         options.Limits.MaxRequestBodySize = limits.MaxRequestBodySize.Bytes;
         options.Limits.RequestHeadersTimeout = limits.RequestHeadersTimeout;
         options.Limits.KeepAliveTimeout = limits.KeepAliveTimeout;
@@ -29,7 +33,7 @@ internal sealed class KestrelSetup(SnapshotStore store) : IConfigureOptions<Kest
         options.Limits.MinRequestBodyDataRate = limits.MinRequestBodyDataRate > 0
             ? new MinDataRate(limits.MinRequestBodyDataRate, limits.MinRequestBodyDataRateGracePeriod)
             : null;
-        options.Limits.Http2.MaxRequestHeaderFieldSize = (int)Math.Min(int.MaxValue / 2, limits.MaxRequestHeadersSize.Bytes * 2);
+        options.Limits.Http2.MaxRequestHeaderFieldSize = Backstop(limits.MaxRequestHeadersSize.Bytes);
 
         foreach (var listener in snapshot.Listeners)
         {
@@ -46,6 +50,9 @@ internal sealed class KestrelSetup(SnapshotStore store) : IConfigureOptions<Kest
             else options.Listen(new IPEndPoint(address.Ip, address.Port), configure);
         }
     }
+
+    /// <summary>Twice the configured limit, kept within 1..int.MaxValue/2.</summary>
+    private static int Backstop(long configured) => (int)Math.Clamp(configured, 1, int.MaxValue / 4) * 2;
 
     public void Configure(HostOptions options) => options.ShutdownTimeout = store.Current.Config.Limits.ShutdownTimeout;
 }

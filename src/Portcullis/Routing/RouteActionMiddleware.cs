@@ -67,7 +67,7 @@ internal sealed class RouteResponseMiddleware(RequestDelegate next)
 /// Runs first in YARP's pipeline: chooses the cluster of map-driven routes and applies the route's
 /// request header edits.
 /// </summary>
-internal sealed class RouteActionMiddleware(RequestDelegate next, IProxyStateLookup proxyState)
+internal sealed class RouteActionMiddleware(RequestDelegate next, IProxyStateLookup proxyState, SnapshotStore store)
 {
     public Task InvokeAsync(HttpContext context)
     {
@@ -83,7 +83,8 @@ internal sealed class RouteActionMiddleware(RequestDelegate next, IProxyStateLoo
         if (route.ClusterTemplate is { } template)
         {
             var clusterName = template.Evaluate(context.Request);
-            if (clusterName is null || !proxyState.TryGetCluster(clusterName, out var cluster))
+            if ((clusterName is null || !proxyState.TryGetCluster(clusterName, out var cluster))
+                && !TryResolveAcrossReload(context, gateway.Snapshot, proxy.Route.Config.RouteId, out cluster))
             {
                 gateway.Reason = "route.cluster-unresolved";
                 return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "No upstream for this request",
@@ -106,6 +107,25 @@ internal sealed class RouteActionMiddleware(RequestDelegate next, IProxyStateLoo
         }
 
         return Proxy(context, gateway, context.GetReverseProxyFeature());
+    }
+
+    // A reload landed between taking this request's snapshot and resolving its cluster, so YARP runs the
+    // snapshot before or after ours. YARP adds a reload's new clusters before it removes the old ones, so
+    // one candidate exists at any instant; ours comes again last because YARP may move on while we look.
+    private bool TryResolveAcrossReload(HttpContext context, GatewaySnapshot own, string routeId, out ClusterState cluster)
+    {
+        foreach (var snapshot in (ReadOnlySpan<GatewaySnapshot?>)[store.Current, store.Previous, own])
+        {
+            if (snapshot is not null && snapshot.Routes.TryGetValue(routeId, out var route)
+                && route.ClusterTemplate?.Evaluate(context.Request) is { } name
+                && proxyState.TryGetCluster(name, out cluster!))
+            {
+                return true;
+            }
+        }
+
+        cluster = null!;
+        return false;
     }
 
     private Task Proxy(HttpContext context, GatewayFeature gateway, IReverseProxyFeature proxy)

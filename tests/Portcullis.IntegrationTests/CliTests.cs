@@ -1,0 +1,490 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Portcullis.Cli;
+using Portcullis.IntegrationTests.Infrastructure;
+
+namespace Portcullis.IntegrationTests;
+
+public sealed class CliTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("portcullis-cli-").FullName;
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    // ---- in-process ----
+
+    [Fact]
+    public async Task Validate_ValidConfig_Returns0AndOk()
+    {
+        var path = Write("valid.yaml", ValidConfig(Ports.GetFree(), "v1"));
+
+        var (code, stdout, stderr) = await RunCliAsync("validate", "-c", path);
+
+        Assert.Equal(PortcullisCli.Ok, code);
+        Assert.Contains("OK", stdout, StringComparison.Ordinal);
+        Assert.Contains(path, stdout, StringComparison.Ordinal);
+        Assert.Equal("", stderr);
+    }
+
+    [Fact]
+    public async Task Validate_InvalidConfig_Returns1WithFileLineColumnAndNoStackTrace()
+    {
+        var path = Write("invalid.yaml", """
+            listeners:
+              - { name: public, address: "127.0.0.1:18080" }
+            limits:
+              maxRequestHeaderCount: -1
+            routes:
+              - name: orders
+                match: { pathPrefix: /orders }
+                cluster: nowhere
+            """);
+
+        var (code, stdout, stderr) = await RunCliAsync("validate", "--config", path);
+
+        Assert.Equal(PortcullisCli.Invalid, code);
+        var errors = ErrorLines(stderr, path);
+        Assert.True(errors.Count >= 2, $"expected an error per problem, got:\n{stderr}");
+        Assert.Contains(errors, e => e.Line == 4 && e.Message.Contains("maxRequestHeaderCount", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Line == 8 && e.Message.Contains("nowhere", StringComparison.Ordinal));
+        Assert.DoesNotContain("OK", stdout, StringComparison.Ordinal);
+        AssertNoStackTrace(stdout + stderr);
+    }
+
+    [Theory]
+    [InlineData("syntax", "routes: [ { name: a, cluster: b }\nclusters: {\n")]
+    [InlineData("type", "limits:\n  maxRequestBodySize: lots\n")]
+    [InlineData("unknown key", "listeners:\n  - { name: p, address: \"127.0.0.1:18080\", protocol: http2 }\n")]
+    [InlineData("tab", "listeners:\n\t- name: p\n")]
+    public async Task Validate_BrokenYaml_Returns1WithFileLineColumnAndNoStackTrace(string kind, string yaml)
+    {
+        var path = Write($"broken-{kind.Replace(' ', '-')}.yaml", yaml);
+
+        var (code, stdout, stderr) = await RunCliAsync("validate", "-c", path);
+
+        Assert.Equal(PortcullisCli.Invalid, code);
+        Assert.NotEmpty(ErrorLines(stderr, path));
+        AssertNoStackTrace(stdout + stderr);
+    }
+
+    [Fact]
+    public async Task Validate_MissingFile_Returns1WithoutStackTrace()
+    {
+        var path = Path.Combine(_directory, "does-not-exist.yaml");
+
+        var (code, stdout, stderr) = await RunCliAsync("validate", "-c", path);
+
+        Assert.Equal(PortcullisCli.Invalid, code);
+        Assert.Contains(path, stderr, StringComparison.Ordinal);
+        AssertNoStackTrace(stdout + stderr);
+    }
+
+    [Theory]
+    [InlineData("frobnicate")]
+    [InlineData("validate")]
+    [InlineData("validate", "-c")]
+    [InlineData("run")]
+    [InlineData("diff", "-c", "a.yaml")]
+    [InlineData("validate", "-c", "a.yaml", "--bogus")]
+    [InlineData("echo")]
+    [InlineData("echo", "--port", "abc")]
+    public async Task UsageErrors_Return2WithoutStackTrace(params string[] args)
+    {
+        var (code, stdout, stderr) = await RunCliAsync(args);
+
+        Assert.Equal(PortcullisCli.Usage, code);
+        Assert.NotEqual("", stderr);
+        AssertNoStackTrace(stdout + stderr);
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("-1")]
+    [InlineData("70000")]
+    public async Task Echo_BadPort_Returns2(string port)
+    {
+        var (code, stdout, stderr) = await RunCliAsync("echo", "--port", port);
+
+        Assert.Equal(PortcullisCli.Usage, code);
+        Assert.Contains("port", stderr, StringComparison.OrdinalIgnoreCase);
+        AssertNoStackTrace(stdout + stderr);
+    }
+
+    [Fact]
+    public async Task Echo_BadAddress_Returns2()
+    {
+        var (code, stdout, stderr) = await RunCliAsync("echo", "--port", "8080", "--address", "not-an-ip");
+
+        Assert.Equal(PortcullisCli.Usage, code);
+        Assert.Contains("not-an-ip", stderr, StringComparison.Ordinal);
+        AssertNoStackTrace(stdout + stderr);
+    }
+
+    [Fact]
+    public async Task Echo_PortInUse_Returns1WithoutStackTrace()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+
+        var (code, stdout, stderr) = await RunCliAsync("echo", "--port", port.ToString());
+
+        Assert.Equal(PortcullisCli.Invalid, code);
+        Assert.Contains(port.ToString(), stderr, StringComparison.Ordinal);
+        AssertNoStackTrace(stdout + stderr);
+    }
+
+    [Fact]
+    public async Task Schema_PrintsJsonSchema()
+    {
+        var (code, stdout, _) = await RunCliAsync("schema");
+
+        Assert.Equal(PortcullisCli.Ok, code);
+        using var schema = JsonDocument.Parse(stdout);
+        var properties = schema.RootElement.GetProperty("properties");
+        foreach (var key in new[] { "listeners", "limits", "trustedProxies", "maps", "routes", "clusters" })
+        {
+            Assert.True(properties.TryGetProperty(key, out _), $"schema lacks '{key}'");
+        }
+    }
+
+    [Fact]
+    public async Task Diff_ExitCode_Returns3WhenFilesDiffer_And0WhenEqual()
+    {
+        var port = Ports.GetFree();
+        var a = Write("a.yaml", ValidConfig(port, "v1"));
+        var same = Write("same.yaml", ValidConfig(port, "v1"));
+        var b = Write("b.yaml", ValidConfig(port, "v2") + "\n" + """
+              - name: extra
+                match: { path: /extra }
+                respond: { status: 204 }
+            """);
+
+        var (changed, changedOut, changedErr) = await RunCliAsync("diff", "-c", a, b, "--exit-code");
+        Assert.Equal(PortcullisCli.Changes, changed);
+        Assert.Contains("extra", changedOut, StringComparison.Ordinal);
+        Assert.Contains("hello", changedOut, StringComparison.Ordinal);
+        AssertNoStackTrace(changedOut + changedErr);
+
+        var (equal, equalOut, _) = await RunCliAsync("diff", "-c", a, same, "--exit-code");
+        Assert.Equal(PortcullisCli.Ok, equal);
+        Assert.Contains("No changes", equalOut, StringComparison.Ordinal);
+
+        // Without --exit-code, changes are not a failure.
+        var (plain, _, _) = await RunCliAsync("diff", "-c", a, b);
+        Assert.Equal(PortcullisCli.Ok, plain);
+    }
+
+    [Fact]
+    public async Task Diff_InvalidSide_Returns1WithoutStackTrace()
+    {
+        var a = Write("diff-a.yaml", ValidConfig(Ports.GetFree(), "v1"));
+        var broken = Write("diff-broken.yaml", "routes:\n  - { name: r, cluster: missing }\n");
+
+        var (code, stdout, stderr) = await RunCliAsync("diff", "-c", a, broken, "--exit-code");
+
+        Assert.Equal(PortcullisCli.Invalid, code);
+        Assert.NotEmpty(ErrorLines(stderr, broken));
+        AssertNoStackTrace(stdout + stderr);
+    }
+
+    [Fact]
+    public async Task Run_InvalidConfig_InProcess_Returns1WithoutStackTrace()
+    {
+        var path = Write("run-invalid.yaml", "routes:\n  - { name: r, cluster: missing }\n");
+
+        var (code, stdout, stderr) = await RunCliAsync("run", "-c", path);
+
+        Assert.Equal(PortcullisCli.Invalid, code);
+        Assert.NotEmpty(ErrorLines(stderr, path));
+        AssertNoStackTrace(stdout + stderr);
+    }
+
+    // ---- the real executable ----
+
+    [Fact]
+    public async Task Process_Run_ServesFixedResponse_ReloadsOnSighup_KeepsLastGoodConfig()
+    {
+        var port = Ports.GetFree();
+
+        // The config path is a symlink into another directory, and the edit keeps the file's size and mtime:
+        // file watching and stat polling cannot see it, so only SIGHUP can make the gateway pick it up.
+        var realDirectory = Directory.CreateDirectory(Path.Combine(_directory, "real")).FullName;
+        var linkDirectory = Directory.CreateDirectory(Path.Combine(_directory, "etc")).FullName;
+        var target = Path.Combine(realDirectory, "portcullis.yaml");
+        await File.WriteAllTextAsync(target, ValidConfig(port, "v1"));
+        var configPath = Path.Combine(linkDirectory, "portcullis.yaml");
+        File.CreateSymbolicLink(configPath, target);
+
+        using var gateway = CliProcess.Start("run", "-c", configPath);
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(5) };
+        await gateway.WaitForOutputAsync("serving", TimeSpan.FromSeconds(20));
+
+        using (var first = await client.GetAsync("/hello"))
+        {
+            Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+            Assert.Equal("v1", await first.Content.ReadAsStringAsync());
+            Assert.Equal("yes", first.Headers.GetValues("X-Fixed").Single());
+        }
+
+        await RewriteKeepingStampAsync(target, ValidConfig(port, "v2"));
+        gateway.Signal("HUP");
+        await gateway.WaitForOutputAsync("Configuration reloaded (SIGHUP)", TimeSpan.FromSeconds(10));
+        Assert.Equal("v2", await client.GetStringAsync("/hello"));
+
+        // A broken file on SIGHUP is rejected: the last good configuration keeps serving.
+        await RewriteKeepingStampAsync(target, ValidConfig(port, "v3").Replace("status: 200", "status: 999", StringComparison.Ordinal));
+        gateway.Signal("HUP");
+        await gateway.WaitForOutputAsync("rejected", TimeSpan.FromSeconds(10));
+        Assert.Equal("v2", await client.GetStringAsync("/hello"));
+        Assert.False(gateway.HasExited);
+
+        // SIGTERM stops it cleanly.
+        gateway.Signal("TERM");
+        Assert.True(await gateway.WaitForExitAsync(TimeSpan.FromSeconds(15)), "did not stop on SIGTERM");
+        Assert.Equal(0, gateway.ExitCode);
+        AssertNoStackTrace(gateway.Stdout + gateway.Stderr);
+    }
+
+    [Fact]
+    public async Task Process_Run_BrokenConfig_Exits1WithErrorsAndNoStackTrace()
+    {
+        var path = Write("broken-run.yaml", $$"""
+            listeners:
+              - { name: public, address: "127.0.0.1:{{Ports.GetFree()}}" }
+            routes:
+              - { name: r, match: { path: /x }, cluster: ghost }
+            limits:
+              maxRequestBodySize: lots
+            """);
+
+        using var gateway = CliProcess.Start("run", "-c", path);
+        Assert.True(await gateway.WaitForExitAsync(TimeSpan.FromSeconds(20)), "run with a broken config must exit");
+
+        Assert.Equal(PortcullisCli.Invalid, gateway.ExitCode);
+        var errors = ErrorLines(gateway.Stderr, path);
+        Assert.Contains(errors, e => e.Line == 4);
+        Assert.Contains(errors, e => e.Line == 6);
+        AssertNoStackTrace(gateway.Stdout + gateway.Stderr);
+    }
+
+    [Fact]
+    public async Task Process_Run_ListenerPortInUse_Exits1WithoutStackTrace()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((IPEndPoint)taken.LocalEndpoint).Port;
+        var path = Write("busy.yaml", ValidConfig(port, "v1"));
+
+        using var gateway = CliProcess.Start("run", "-c", path);
+        Assert.True(await gateway.WaitForExitAsync(TimeSpan.FromSeconds(20)), "run on a busy port must exit");
+
+        Assert.Equal(PortcullisCli.Invalid, gateway.ExitCode);
+        Assert.Contains(port.ToString(), gateway.Stderr, StringComparison.Ordinal);
+        AssertNoStackTrace(gateway.Stdout + gateway.Stderr);
+    }
+
+    // ---- helpers ----
+
+    private static string ValidConfig(int port, string body) => $$"""
+        listeners:
+          - { name: public, address: "127.0.0.1:{{port}}" }
+        routes:
+          - name: hello
+            match: { path: /hello }
+            respond: { status: 200, body: "{{body}}", headers: { X-Fixed: "yes" } }
+        """;
+
+    /// <summary>Rewrites a file in place with content of the same length and restores its modification time.</summary>
+    private static async Task RewriteKeepingStampAsync(string path, string content)
+    {
+        var stamp = File.GetLastWriteTimeUtc(path);
+        var length = new FileInfo(path).Length;
+        var bytes = Encoding.UTF8.GetBytes(content);
+        Assert.True(bytes.Length <= length, "the replacement must not be longer");
+        var padded = new byte[length];
+        Array.Fill(padded, (byte)'\n');
+        bytes.CopyTo(padded, 0);
+        await File.WriteAllBytesAsync(path, padded);
+        File.SetLastWriteTimeUtc(path, stamp);
+    }
+
+    private string Write(string name, string content)
+    {
+        var path = Path.Combine(_directory, name);
+        File.WriteAllText(path, content);
+        return path;
+    }
+
+    private static async Task<(int Code, string Stdout, string Stderr)> RunCliAsync(params string[] args)
+    {
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var code = await PortcullisCli.RunAsync(args, stdout, stderr, timeout.Token);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private static readonly Regex ErrorLine = new(@"^(?<file>.+):(?<line>\d+):(?<column>\d+): error: (?<message>.+)$", RegexOptions.Multiline);
+
+    private static List<(int Line, int Column, string Message)> ErrorLines(string stderr, string path) =>
+        ErrorLine.Matches(stderr.ReplaceLineEndings("\n"))
+            .Where(m => m.Groups["file"].Value == path)
+            .Select(m => (int.Parse(m.Groups["line"].Value), int.Parse(m.Groups["column"].Value), m.Groups["message"].Value))
+            .Where(e => e.Item1 >= 1 && e.Item2 >= 1)
+            .ToList();
+
+    private static void AssertNoStackTrace(string text)
+    {
+        Assert.DoesNotContain("   at ", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", text, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("Exception:", text, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>The built `portcullis` executable (portcullis.dll next to the tests) as a child process; killed on Dispose.</summary>
+internal sealed class CliProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _stdout = new();
+    private readonly StringBuilder _stderr = new();
+    private readonly Lock _lock = new();
+    private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private CliProcess(Process process)
+    {
+        _process = process;
+    }
+
+    public string Stdout
+    {
+        get
+        {
+            lock (_lock) return _stdout.ToString();
+        }
+    }
+
+    public string Stderr
+    {
+        get
+        {
+            lock (_lock) return _stderr.ToString();
+        }
+    }
+
+    public bool HasExited => _process.HasExited;
+
+    public int ExitCode => _process.ExitCode;
+
+    public static CliProcess Start(params string[] args)
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "portcullis.dll");
+        Assert.True(File.Exists(dll), $"{dll} is missing: the test project must reference Portcullis.Cli");
+        var start = new ProcessStartInfo(DotnetHost())
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            WorkingDirectory = AppContext.BaseDirectory,
+        };
+        start.ArgumentList.Add(dll);
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        start.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        start.Environment["DOTNET_NOLOGO"] = "1";
+
+        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
+        var cli = new CliProcess(process);
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (cli._lock) cli._stdout.AppendLine(e.Data);
+        };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (cli._lock) cli._stderr.AppendLine(e.Data);
+        };
+        process.Exited += (_, _) => cli._exited.TrySetResult();
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return cli;
+    }
+
+    public async Task WaitForOutputAsync(string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!Stdout.Contains(text, StringComparison.Ordinal))
+        {
+            if (_process.HasExited)
+            {
+                await WaitForExitAsync(TimeSpan.FromSeconds(2));
+                throw new InvalidOperationException($"portcullis exited with {_process.ExitCode} before printing '{text}'.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
+            }
+
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"portcullis did not print '{text}'.\nstdout:\n{Stdout}\nstderr:\n{Stderr}");
+            await Task.Delay(25);
+        }
+    }
+
+    /// <summary>True when the process exited (and its output was drained) within <paramref name="timeout"/>.</summary>
+    public async Task<bool> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+            return true;
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Sends a POSIX signal (HUP, TERM, ...) with kill(1).</summary>
+    public void Signal(string signal)
+    {
+        var start = new ProcessStartInfo("kill") { UseShellExecute = false };
+        start.ArgumentList.Add("-" + signal);
+        start.ArgumentList.Add(_process.Id.ToString());
+        using var kill = Process.Start(start)!;
+        kill.WaitForExit(5000);
+        Assert.Equal(0, kill.ExitCode);
+    }
+
+    private static string DotnetHost()
+    {
+        if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host)) return host;
+        if (Environment.ProcessPath is { } self && Path.GetFileNameWithoutExtension(self) == "dotnet") return self;
+        return "dotnet";
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+            _process.WaitForExit(5000);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+
+        _process.Dispose();
+    }
+}
