@@ -719,7 +719,7 @@ public sealed class SnapshotBuilder
             }
         }
 
-        if (auth.ApiKey && apiKeys is null) context.Error(path + ".apiKey", "apiKey: true needs identity.apiKeys", "add identity: { apiKeys: { file: keys.yaml } }");
+        if (auth.ApiKey && context.Config.Identity.ApiKeys is null) context.Error(path + ".apiKey", "apiKey: true needs identity.apiKeys", "add identity: { apiKeys: { file: keys.yaml } }");
         if (auth.Issuers.Count == 0 && auth.Introspection.Count == 0 && !auth.ApiKey) context.Error(path, "auth accepts no credential", "add issuers: [NAME], introspection: [NAME], apiKey: true, or anonymous: true");
 
         return new Identity.CompiledRouteAuth

@@ -230,12 +230,29 @@ internal sealed partial class IssuerKeyCache : IDisposable
         {
             case JsonWebAlgorithmsKeyTypes.RSA:
                 if (string.IsNullOrEmpty(key.N)) return false;
-                return Base64UrlEncoder.DecodeBytes(key.N).Length * 8 >= 2048;
+                try
+                {
+                    return ModulusBits(Base64UrlEncoder.DecodeBytes(key.N)) >= 2048;
+                }
+                catch (Exception ex) when (ex is FormatException or ArgumentException)
+                {
+                    return false;
+                }
+
             case JsonWebAlgorithmsKeyTypes.EllipticCurve:
                 return key.Crv is JsonWebKeyECTypes.P256 or JsonWebKeyECTypes.P384 or JsonWebKeyECTypes.P521;
             default:
                 return false;
         }
+    }
+
+    /// <summary>The modulus size in bits: leading zero bytes (and bits) do not count, or a 1024-bit key padded
+    /// with zeros to 256 bytes would pass for 2048 bits (RSA libraries ignore the padding and verify with it).</summary>
+    private static int ModulusBits(ReadOnlySpan<byte> modulus)
+    {
+        var first = modulus.IndexOfAnyExcept((byte)0);
+        if (first < 0) return 0;
+        return ((modulus.Length - first - 1) * 8) + (32 - System.Numerics.BitOperations.LeadingZeroCount((uint)modulus[first]));
     }
 
     public void Dispose()

@@ -142,6 +142,11 @@ internal sealed partial class JwtAuthenticator
         if (!result.IsValid)
         {
             var reason = Reason(result.Exception);
+
+            // An unknown kid never gets here (refused above). IdentityModel reports "no key verified it" as
+            // key-not-found when the token has no kid (every key is tried) or the issuer's shared secret has
+            // none to match: either way it is a bad signature.
+            if (reason == "jwt.unknown-kid") reason = "jwt.signature";
             Log.Rejected(_logger, issuer.Name, reason);
             return Invalid(reason, "The bearer token is not valid.");
         }
