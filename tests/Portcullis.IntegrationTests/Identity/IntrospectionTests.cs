@@ -38,8 +38,13 @@ public sealed class IntrospectionTests : IAsyncLifetime
                   clientSecretEnv: {{SecretVariable}}
                   cacheTtl: 60s
                   negativeTtl: 10s
-                  timeout: 1s
+                  timeout: 5s
                   claims: { consumerGroup: tier }
+                - name: idp-fast-timeout
+                  endpoint: {{_idp.IntrospectionEndpoint}}
+                  clientId: {{_idp.IntrospectionClientId}}
+                  clientSecretEnv: {{SecretVariable}}
+                  timeout: 1s
                 - name: idp-short
                   endpoint: {{_idp.IntrospectionEndpoint}}
                   clientId: {{_idp.IntrospectionClientId}}
@@ -54,6 +59,10 @@ public sealed class IntrospectionTests : IAsyncLifetime
               - name: orders
                 match: { pathPrefix: /orders }
                 auth: { introspection: [idp], scopes: [orders.read] }
+                cluster: orders
+              - name: fast-timeout
+                match: { pathPrefix: /fast }
+                auth: { introspection: [idp-fast-timeout] }
                 cluster: orders
               - name: write
                 match: { pathPrefix: /write }
@@ -268,7 +277,7 @@ public sealed class IntrospectionTests : IAsyncLifetime
         var token = await OpaqueTokenAsync();
         _idp.ResponseDelay = TimeSpan.FromSeconds(3);
         var clock = Stopwatch.StartNew();
-        using (var response = await SendAsync("/orders/1", token))
+        using (var response = await SendAsync("/fast/1", token))
         {
             await AssertProblemAsync(response, HttpStatusCode.ServiceUnavailable, "introspection.unavailable");
         }
