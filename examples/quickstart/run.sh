@@ -14,6 +14,10 @@ trap cleanup EXIT INT TERM
 "$bin" echo --port "${ECHO_PORT_2:-5002}" --name orders-v1-b >/dev/null & pids+=($!)
 "$bin" echo --port "${ECHO_PORT_3:-5003}" --name orders-v2 >/dev/null & pids+=($!)
 
+# A demo API key in a temporary key file (the gateway reads it through QUICKSTART_KEYS).
+export QUICKSTART_KEYS="$(mktemp -d)/keys.yaml"
+demo_key=$("$bin" keys create --file "$QUICKSTART_KEYS" --consumer demo --group trial --scopes reports.read --expires 1d 2>/dev/null | sed -n 's/^key: //p')
+
 gw="http://127.0.0.1:${GATEWAY_PORT:-8080}"
 admin="http://127.0.0.1:${ADMIN_PORT:-9901}"
 cat <<TRY
@@ -21,6 +25,8 @@ Try:
   curl $gw/orders/42                       # round robin over orders-v1-a / orders-v1-b
   curl -H 'Api-Version: 2' $gw/orders/42   # map file sends version 2 to orders-v2
   curl $gw/v2/orders/42                    # same, chosen by the path segment
+  curl -H 'X-Api-Key: $demo_key' $gw/reports/1   # API key → consumer headers + signed assertion
+  curl $gw/reports/1                       # 401 problem+json
   curl $admin/admin/clusters               # destinations and their health
   edit examples/quickstart/versions.map    # takes effect without a restart
 TRY
