@@ -452,6 +452,14 @@ public sealed class SnapshotBuilder
             }
 
             if (issuer.Authority is not null && !IsHttpUrl(issuer.Authority)) context.Error(path + ".authority", $"authority '{issuer.Authority}' is not an absolute http(s) URL");
+            foreach (var (key, url) in new[] { ("authority", issuer.Authority), ("jwksUri", issuer.JwksUri) })
+            {
+                // Keys fetched over plain HTTP from another host can be swapped in transit: warn, as for introspection.
+                if (url is not null && Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp && !uri.IsLoopback)
+                {
+                    context.Warning($"{path}.{key}", $"issuer '{issuer.Name}' fetches its keys over plain http from {uri.Host}", "use https:// so keys cannot be replaced in transit");
+                }
+            }
             if (issuer.JwksUri is not null && !IsHttpUrl(issuer.JwksUri)) context.Error(path + ".jwksUri", $"jwksUri '{issuer.JwksUri}' is not an absolute http(s) URL");
             string? jwksFile = null;
             if (issuer.JwksFile is not null)

@@ -254,18 +254,6 @@ internal sealed partial class JwtAuthenticator
         };
     }
 
-    /// <summary>SHA-256 of the token's UTF-16 code units: the cache holds 32 bytes per token, never the token.</summary>
-    private readonly record struct TokenHash(ulong A, ulong B, ulong C, ulong D)
-    {
-        public static TokenHash Of(ReadOnlySpan<char> token)
-        {
-            Span<byte> digest = stackalloc byte[32];
-            SHA256.HashData(MemoryMarshal.AsBytes(token), digest);
-            var words = MemoryMarshal.Cast<byte, ulong>(digest);
-            return new TokenHash(words[0], words[1], words[2], words[3]);
-        }
-    }
-
     /// <summary>A validated token: who it proved, with which issuer settings, signed by which key.</summary>
     private sealed record Validated(CallerIdentity Identity, CompiledIssuer Issuer, string? Kid);
 

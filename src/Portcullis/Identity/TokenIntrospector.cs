@@ -13,7 +13,7 @@ namespace Portcullis.Identity;
 /// <summary>
 /// Checks opaque bearer tokens at OAuth 2.0 introspection endpoints (RFC 7662). The gateway authenticates
 /// to the endpoint with HTTP Basic (RFC 7662 §2.1, credentials encoded per RFC 6749 §2.3.1). Answers are
-/// remembered in a bounded cache keyed by introspector and Authorization header value: active ones until
+/// remembered in a bounded cache keyed by introspector and the SHA-256 of the token (never the token itself): active ones until
 /// min(exp, now + cacheTtl), inactive ones for negativeTtl. Concurrent requests carrying the same token
 /// share one call (single flight). An endpoint that errors or times out yields 503, never a 500, and is
 /// never cached.
@@ -27,15 +27,15 @@ internal sealed partial class TokenIntrospector
     private readonly IHttpClientFactory _httpClients;
     private readonly TimeProvider _time;
     private readonly ILogger<TokenIntrospector> _logger;
-    private readonly ICache<(string Scope, string Authorization), IntrospectionResult> _answers;
-    private readonly ConcurrentDictionary<(string Scope, string Authorization), Lazy<Task<IntrospectionResult>>> _inFlight = new();
+    private readonly ICache<(string Scope, TokenHash Token), IntrospectionResult> _answers;
+    private readonly ConcurrentDictionary<(string Scope, TokenHash Token), Lazy<Task<IntrospectionResult>>> _inFlight = new();
 
     public TokenIntrospector(IHttpClientFactory httpClients, TimeProvider time, ILogger<TokenIntrospector> logger, int cacheSize = 10_000)
     {
         _httpClients = httpClients;
         _time = time;
         _logger = logger;
-        _answers = new ConcurrentLruBuilder<(string Scope, string Authorization), IntrospectionResult>()
+        _answers = new ConcurrentLruBuilder<(string Scope, TokenHash Token), IntrospectionResult>()
             .WithCapacity(Math.Max(16, cacheSize))
             .WithExpireAfter(new AnswerExpiry(time))
             .Build();
@@ -50,12 +50,13 @@ internal sealed partial class TokenIntrospector
         if (!IsBearerToken(token)) return ValueTask.FromResult(Invalid("introspection.malformed", "The bearer token is malformed."));
 
         var now = _time.GetUtcNow();
+        var hash = TokenHash.Of(token);
         var introspectors = auth.Introspectors;
         for (var i = 0; i < introspectors.Length; i++)
         {
-            if (!_answers.TryGet((introspectors[i].CacheScope, authorization), out var cached) || cached.CachedUntil <= now)
+            if (!_answers.TryGet((introspectors[i].CacheScope, hash), out var cached) || cached.CachedUntil <= now)
             {
-                return AuthenticateSlowAsync(authorization, token.ToString(), introspectors, i);
+                return AuthenticateSlowAsync(hash, token.ToString(), introspectors, i);
             }
 
             if (cached.Identity is { } identity) return ValueTask.FromResult(AuthDecision.Allow(identity, "introspection.cached"));
@@ -64,12 +65,12 @@ internal sealed partial class TokenIntrospector
         return ValueTask.FromResult(Inactive());
     }
 
-    private async ValueTask<AuthDecision> AuthenticateSlowAsync(string authorization, string token, CompiledIntrospector[] introspectors, int start)
+    private async ValueTask<AuthDecision> AuthenticateSlowAsync(TokenHash hash, string token, CompiledIntrospector[] introspectors, int start)
     {
         var unavailable = false;
         for (var i = start; i < introspectors.Length; i++)
         {
-            var result = await IntrospectAsync(introspectors[i], authorization, token).ConfigureAwait(false);
+            var result = await IntrospectAsync(introspectors[i], hash, token).ConfigureAwait(false);
             if (result.Identity is { } identity) return AuthDecision.Allow(identity, result.Fresh ? "introspection.active" : "introspection.cached");
             unavailable |= result.Failed;
         }
@@ -81,9 +82,9 @@ internal sealed partial class TokenIntrospector
     }
 
     /// <summary>The cached answer, or the answer of the one call in flight for this token (starting it if needed).</summary>
-    private async Task<IntrospectionResult> IntrospectAsync(CompiledIntrospector introspector, string authorization, string token)
+    private async Task<IntrospectionResult> IntrospectAsync(CompiledIntrospector introspector, TokenHash hash, string token)
     {
-        var key = (introspector.CacheScope, authorization);
+        var key = (introspector.CacheScope, hash);
         if (TryGetFresh(key, out var cached)) return cached;
 
         var flight = _inFlight.GetOrAdd(key, static (key, state) => new Lazy<Task<IntrospectionResult>>(
@@ -99,7 +100,7 @@ internal sealed partial class TokenIntrospector
         }
     }
 
-    private bool TryGetFresh((string, string) key, out IntrospectionResult result)
+    private bool TryGetFresh((string, TokenHash) key, out IntrospectionResult result)
     {
         if (_answers.TryGet(key, out var cached) && cached.CachedUntil > _time.GetUtcNow())
         {
@@ -111,7 +112,7 @@ internal sealed partial class TokenIntrospector
         return false;
     }
 
-    private async Task<IntrospectionResult> FetchAsync((string, string) key, CompiledIntrospector introspector, string token)
+    private async Task<IntrospectionResult> FetchAsync((string, TokenHash) key, CompiledIntrospector introspector, string token)
     {
         // A flight that finished just before this one started has already cached the answer.
         if (TryGetFresh(key, out var cached)) return cached;
@@ -350,17 +351,17 @@ internal sealed partial class TokenIntrospector
     }
 
     /// <summary>Entries live until their answer's bound (a hit re-checks against TimeProvider too).</summary>
-    private sealed class AnswerExpiry(TimeProvider time) : IExpiryCalculator<(string Scope, string Authorization), IntrospectionResult>
+    private sealed class AnswerExpiry(TimeProvider time) : IExpiryCalculator<(string Scope, TokenHash Token), IntrospectionResult>
     {
-        public Duration GetExpireAfterCreate((string Scope, string Authorization) key, IntrospectionResult value)
+        public Duration GetExpireAfterCreate((string Scope, TokenHash Token) key, IntrospectionResult value)
         {
             var remaining = value.CachedUntil - time.GetUtcNow();
             return Duration.FromTimeSpan(remaining < TimeSpan.Zero ? TimeSpan.Zero : remaining > TimeSpan.FromHours(24) ? TimeSpan.FromHours(24) : remaining);
         }
 
-        public Duration GetExpireAfterRead((string Scope, string Authorization) key, IntrospectionResult value, Duration current) => current;
+        public Duration GetExpireAfterRead((string Scope, TokenHash Token) key, IntrospectionResult value, Duration current) => current;
 
-        public Duration GetExpireAfterUpdate((string Scope, string Authorization) key, IntrospectionResult value, Duration current) => GetExpireAfterCreate(key, value);
+        public Duration GetExpireAfterUpdate((string Scope, TokenHash Token) key, IntrospectionResult value, Duration current) => GetExpireAfterCreate(key, value);
     }
 
     private static partial class Log
