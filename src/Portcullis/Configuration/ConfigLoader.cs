@@ -30,7 +30,6 @@ public static class ConfigLoader
     public static LoadedConfig? Parse(string path, string text, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics)
     {
         var locations = new SourceLocations(path);
-        var before = diagnostics.Count;
         var binder = new YamlConfigBinder(path, environment, diagnostics, locations);
         var config = binder.BindDocument<PortcullisConfig>(text);
         if (config is null) return null;

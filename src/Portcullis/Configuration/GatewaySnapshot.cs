@@ -130,7 +130,6 @@ internal sealed class CompiledRoute
     /// <summary>Null for public routes.</summary>
     public Identity.CompiledRouteAuth? Auth { get; init; }
 
-    public bool HasRequestWork => ClusterTemplate is not null || SetHeaders.Length > 0 || RemoveHeaders.Length > 0;
 }
 
 /// <summary>A cluster's gateway-side settings (YARP holds destinations and health state).</summary>

@@ -14,6 +14,24 @@ public sealed class GatewayFeature
 
     public string? RouteName { get; internal set; }
 
+    private CompiledRoute? _route;
+    private bool _routeResolved;
+
+    /// <summary>
+    /// The snapshot's compiled form of the route routing matched, looked up once per request and shared
+    /// by every stage (identity, redirect/fixed answers, cluster choice). Null when no route matched, or
+    /// when YARP still runs a route this request's snapshot no longer has (mid-reload).
+    /// </summary>
+    internal CompiledRoute? ResolveRoute(Microsoft.AspNetCore.Http.HttpContext context)
+    {
+        if (_routeResolved) return _route;
+        _routeResolved = true;
+        var routeId = Microsoft.AspNetCore.Http.EndpointHttpContextExtensions.GetEndpoint(context)?.Metadata.GetMetadata<Yarp.ReverseProxy.Model.RouteModel>()?.Config.RouteId;
+        if (routeId is null) return null;
+        RouteName = routeId;
+        return _route = Snapshot.Routes.GetValueOrDefault(routeId);
+    }
+
     public string? ClusterName { get; internal set; }
 
     /// <summary>Upstream attempts made (1 + retries).</summary>

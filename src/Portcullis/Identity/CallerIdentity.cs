@@ -38,6 +38,39 @@ internal sealed class CallerIdentity
 
     public DateTimeOffset Expires { get; init; } = DateTimeOffset.MaxValue;
 
+    /// <summary>Maps claims to an identity with an issuer's or introspector's claim mapping.</summary>
+    public static CallerIdentity FromClaims(CredentialKind kind, string source, Configuration.ClaimMappingOptions mapping, FrozenDictionary<string, string[]> claims, DateTimeOffset expires)
+    {
+        string? First(string name) => claims.TryGetValue(name, out var v) && v.Length > 0 ? v[0] : null;
+
+        var scopes = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var scopeClaim in mapping.Scopes)
+        {
+            if (!claims.TryGetValue(scopeClaim, out var values)) continue;
+            foreach (var value in values) scopes.UnionWith(value.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        }
+
+        string? consumer = null;
+        foreach (var consumerClaim in mapping.Consumer)
+        {
+            consumer = First(consumerClaim);
+            if (consumer is not null) break;
+        }
+
+        return new CallerIdentity
+        {
+            Kind = kind,
+            Source = source,
+            Subject = First(mapping.Subject),
+            Consumer = consumer,
+            ConsumerGroup = mapping.ConsumerGroup is { } groupClaim ? First(groupClaim) : null,
+            Groups = claims.TryGetValue(mapping.Groups, out var groups) ? groups : [],
+            Scopes = scopes.ToFrozenSet(StringComparer.Ordinal),
+            Claims = claims,
+            Expires = expires,
+        };
+    }
+
     /// <summary>Pre-joined header values, built once per identity rather than per request.</summary>
     public string GroupsHeader => _groupsHeader ??= string.Join(",", Groups);
 

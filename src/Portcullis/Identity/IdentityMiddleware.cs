@@ -46,8 +46,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         headers.Remove("X-Original-URL");
         headers.Remove("X-Rewrite-URL");
 
-        var routeModel = context.GetEndpoint()?.Metadata.GetMetadata<RouteModel>();
-        if (routeModel is null || !snapshot.Routes.TryGetValue(routeModel.Config.RouteId, out var route) || route.Auth is not { } auth || auth.Anonymous)
+        if (gateway.ResolveRoute(context) is not { Auth: { Anonymous: false } auth })
         {
             return next(context);
         }

@@ -223,35 +223,8 @@ internal sealed partial class JwtAuthenticator
         }
 
         var frozen = claims.ToFrozenDictionary(c => c.Key, c => c.Value.ToArray(), StringComparer.Ordinal);
-        string? First(string name) => frozen.TryGetValue(name, out var v) && v.Length > 0 ? v[0] : null;
-
-        var scopes = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var scopeClaim in issuer.Claims.Scopes)
-        {
-            if (!frozen.TryGetValue(scopeClaim, out var values)) continue;
-            foreach (var value in values) scopes.UnionWith(value.Split(' ', StringSplitOptions.RemoveEmptyEntries));
-        }
-
-        string? consumer = null;
-        foreach (var consumerClaim in issuer.Claims.Consumer)
-        {
-            consumer = First(consumerClaim);
-            if (consumer is not null) break;
-        }
-
         var expires = jwt.ValidTo == DateTime.MinValue ? _time.GetUtcNow().AddMinutes(5) : new DateTimeOffset(jwt.ValidTo, TimeSpan.Zero);
-        return new CallerIdentity
-        {
-            Kind = CredentialKind.Jwt,
-            Source = issuer.Name,
-            Subject = First(issuer.Claims.Subject),
-            Consumer = consumer,
-            ConsumerGroup = issuer.Claims.ConsumerGroup is { } groupClaim ? First(groupClaim) : null,
-            Groups = frozen.TryGetValue(issuer.Claims.Groups, out var groups) ? groups : [],
-            Scopes = scopes.ToFrozenSet(StringComparer.Ordinal),
-            Claims = frozen,
-            Expires = expires,
-        };
+        return CallerIdentity.FromClaims(CredentialKind.Jwt, issuer.Name, issuer.Claims, frozen, expires);
     }
 
     /// <summary>A validated token: who it proved, with which issuer settings, signed by which key.</summary>

@@ -287,38 +287,8 @@ internal sealed partial class TokenIntrospector
         }
     }
 
-    private static CallerIdentity BuildIdentity(CompiledIntrospector introspector, FrozenDictionary<string, string[]> claims, DateTimeOffset expires)
-    {
-        var mapping = introspector.Claims;
-        string? First(string name) => claims.TryGetValue(name, out var v) && v.Length > 0 ? v[0] : null;
-
-        var scopes = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var scopeClaim in mapping.Scopes)
-        {
-            if (!claims.TryGetValue(scopeClaim, out var values)) continue;
-            foreach (var value in values) scopes.UnionWith(value.Split(' ', StringSplitOptions.RemoveEmptyEntries));
-        }
-
-        string? consumer = null;
-        foreach (var consumerClaim in mapping.Consumer)
-        {
-            consumer = First(consumerClaim);
-            if (consumer is not null) break;
-        }
-
-        return new CallerIdentity
-        {
-            Kind = CredentialKind.Introspection,
-            Source = introspector.Name,
-            Subject = First(mapping.Subject),
-            Consumer = consumer,
-            ConsumerGroup = mapping.ConsumerGroup is { } groupClaim ? First(groupClaim) : null,
-            Groups = claims.TryGetValue(mapping.Groups, out var groups) ? groups : [],
-            Scopes = scopes.ToFrozenSet(StringComparer.Ordinal),
-            Claims = claims,
-            Expires = expires,
-        };
-    }
+    private static CallerIdentity BuildIdentity(CompiledIntrospector introspector, FrozenDictionary<string, string[]> claims, DateTimeOffset expires) =>
+        CallerIdentity.FromClaims(CredentialKind.Introspection, introspector.Name, introspector.Claims, claims, expires);
 
     /// <summary>RFC 6750 b64token: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", then any "=".</summary>
     private static bool IsBearerToken(ReadOnlySpan<char> token)

@@ -17,13 +17,7 @@ internal sealed class RouteResponseMiddleware(RequestDelegate next)
 {
     public Task InvokeAsync(HttpContext context)
     {
-        var gateway = context.Features.Get<GatewayFeature>();
-        var routeModel = context.GetEndpoint()?.Metadata.GetMetadata<RouteModel>();
-        if (gateway is null || routeModel is null) return next(context);
-
-        var routeId = routeModel.Config.RouteId;
-        gateway.RouteName = routeId;
-        if (!gateway.Snapshot.Routes.TryGetValue(routeId, out var route)) return next(context);
+        if (context.Features.Get<GatewayFeature>()?.ResolveRoute(context) is not { } route) return next(context);
         return route.Action switch
         {
             RouteAction.Redirect => Redirect(context, route.Redirect!),
@@ -75,7 +69,7 @@ internal sealed class RouteActionMiddleware(RequestDelegate next, IProxyStateLoo
         var proxy = context.GetReverseProxyFeature();
 
         // Between a snapshot swap and YARP applying it, a route may be unknown to the snapshot: proxy as YARP says.
-        if (!gateway.Snapshot.Routes.TryGetValue(proxy.Route.Config.RouteId, out var route))
+        if (gateway.ResolveRoute(context) is not { } route)
         {
             return Proxy(context, gateway, proxy);
         }
