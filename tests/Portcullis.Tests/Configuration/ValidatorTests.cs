@@ -7,15 +7,9 @@ namespace Portcullis.Tests.Configuration;
 /// with <see cref="SnapshotBuilder"/>; each test pins the exact 1-based line:column (as an editor shows
 /// it) of the offending token, and the message and hint.
 /// </summary>
-public sealed class ValidatorTests : IDisposable
+public sealed class ValidatorTests() : ConfigBuildTestBase("portcullis-validator-")
 {
-    private readonly DirectoryInfo _directory = Directory.CreateTempSubdirectory("portcullis-validator-");
-    private readonly Dictionary<string, string> _environment = new(StringComparer.Ordinal);
     private readonly List<string> _environmentLookups = [];
-
-    public void Dispose() => _directory.Delete(recursive: true);
-
-    private string ConfigPath => Path.Combine(_directory.FullName, "portcullis.yaml");
 
     // ---------------------------------------------------------------- valid
 
@@ -1107,15 +1101,8 @@ public sealed class ValidatorTests : IDisposable
             cluster: orders
         """;
 
-    private string WriteFile(string relativePath, string text)
-    {
-        var full = Path.Combine(_directory.FullName, relativePath);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        File.WriteAllText(full, text);
-        return full;
-    }
-
-    private BuildResult Build(string yaml)
+    // Also records which variables were looked up.
+    protected override BuildResult Build(string yaml)
     {
         WriteFile("portcullis.yaml", yaml);
         var builder = new SnapshotBuilder(environment: name =>
@@ -1125,24 +1112,4 @@ public sealed class ValidatorTests : IDisposable
         });
         return builder.Build(ConfigPath);
     }
-
-    private void AssertAt(ConfigDiagnostic diagnostic, int line, int column, string? file = null) =>
-        Assert.Equal((file ?? ConfigPath, line, column), (diagnostic.File, diagnostic.Line, diagnostic.Column));
-
-    private static ConfigDiagnostic SingleError(BuildResult result)
-    {
-        Assert.False(result.Succeeded, "expected the build to fail");
-        var errors = result.Errors.ToList();
-        Assert.True(errors.Count == 1, $"expected exactly one error, got {errors.Count}:\n{Dump(result)}");
-        return errors[0];
-    }
-
-    private static ConfigDiagnostic ErrorContaining(BuildResult result, string text)
-    {
-        var matches = result.Errors.Where(e => e.Message.Contains(text, StringComparison.Ordinal)).ToList();
-        Assert.True(matches.Count == 1, $"expected one error containing '{text}', got {matches.Count}:\n{Dump(result)}");
-        return matches[0];
-    }
-
-    private static string Dump(BuildResult result) => string.Join("\n", result.Diagnostics);
 }

@@ -6,17 +6,16 @@ namespace Portcullis.Tests.Identity;
 /// identity.issuers, identity.apiKeys and routes' auth: what compiles, and each configuration error pinned
 /// to its 1-based line:column (as an editor shows it) with message and hint.
 /// </summary>
-public sealed class IdentityConfigTests : IDisposable
+public sealed class IdentityConfigTests : ConfigBuildTestBase
 {
     private const string Secret = "0123456789abcdef0123456789abcdef";
-    private readonly DirectoryInfo _directory = Directory.CreateTempSubdirectory("portcullis-identity-");
-    private readonly Dictionary<string, string> _environment = new(StringComparer.Ordinal) { ["CORP_SECRET"] = Secret };
 
-    public IdentityConfigTests() => WriteFile("jwks.json", """{"keys":[]}""");
-
-    public void Dispose() => _directory.Delete(recursive: true);
-
-    private string ConfigPath => Path.Combine(_directory.FullName, "portcullis.yaml");
+    public IdentityConfigTests()
+        : base("portcullis-identity-")
+    {
+        _environment["CORP_SECRET"] = Secret;
+        WriteFile("jwks.json", """{"keys":[]}""");
+    }
 
     // Lines 1-6; what follows starts on line 7.
     private const string Head = """
@@ -369,31 +368,4 @@ public sealed class IdentityConfigTests : IDisposable
         Assert.StartsWith("cannot read API key file 'keys.yaml' (", error.Message, StringComparison.Ordinal);
     }
 
-    private string WriteFile(string relativePath, string text)
-    {
-        var full = Path.Combine(_directory.FullName, relativePath);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        File.WriteAllText(full, text);
-        return full;
-    }
-
-    private BuildResult Build(string yaml)
-    {
-        WriteFile("portcullis.yaml", yaml);
-        return new SnapshotBuilder(environment: name => _environment.GetValueOrDefault(name)).Build(ConfigPath);
-    }
-
-    private void AssertAt(ConfigDiagnostic diagnostic, int line, int column) =>
-        Assert.True((ConfigPath, line, column) == (diagnostic.File, diagnostic.Line, diagnostic.Column),
-            $"expected {line}:{column}, got {diagnostic.Line}:{diagnostic.Column}: {diagnostic}");
-
-    private static ConfigDiagnostic SingleError(BuildResult result)
-    {
-        Assert.False(result.Succeeded, "expected the build to fail");
-        var errors = result.Errors.ToList();
-        Assert.True(errors.Count == 1, $"expected exactly one error, got {errors.Count}:\n{Dump(result)}");
-        return errors[0];
-    }
-
-    private static string Dump(BuildResult result) => string.Join("\n", result.Diagnostics);
 }

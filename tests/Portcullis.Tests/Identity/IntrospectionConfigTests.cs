@@ -7,14 +7,13 @@ namespace Portcullis.Tests.Identity;
 /// identity.introspection and routes' auth.introspection: what compiles, and each configuration error
 /// pinned to its 1-based line:column with message and hint.
 /// </summary>
-public sealed class IntrospectionConfigTests : IDisposable
+public sealed class IntrospectionConfigTests : ConfigBuildTestBase
 {
-    private readonly DirectoryInfo _directory = Directory.CreateTempSubdirectory("portcullis-introspection-");
-    private readonly Dictionary<string, string> _environment = new(StringComparer.Ordinal) { ["INTROSPECTION_SECRET"] = "s3cr:t +/é" };
-
-    public void Dispose() => _directory.Delete(recursive: true);
-
-    private string ConfigPath => Path.Combine(_directory.FullName, "portcullis.yaml");
+    public IntrospectionConfigTests()
+        : base("portcullis-introspection-")
+    {
+        _environment["INTROSPECTION_SECRET"] = "s3cr:t +/é";
+    }
 
     // Lines 1-6; what follows starts on line 7.
     private const string Head = """
@@ -345,38 +344,4 @@ public sealed class IntrospectionConfigTests : IDisposable
         Assert.Contains("cacheTtl", error.Hint ?? error.Message, StringComparison.Ordinal);
     }
 
-    private string WriteFile(string relativePath, string text)
-    {
-        var full = Path.Combine(_directory.FullName, relativePath);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        File.WriteAllText(full, text);
-        return full;
-    }
-
-    private BuildResult Build(string yaml)
-    {
-        WriteFile("portcullis.yaml", yaml);
-        return new SnapshotBuilder(environment: name => _environment.GetValueOrDefault(name)).Build(ConfigPath);
-    }
-
-    private void AssertAt(ConfigDiagnostic diagnostic, int line, int column) =>
-        Assert.True((ConfigPath, line, column) == (diagnostic.File, diagnostic.Line, diagnostic.Column),
-            $"expected {line}:{column}, got {diagnostic.Line}:{diagnostic.Column}: {diagnostic}");
-
-    private static ConfigDiagnostic SingleError(BuildResult result)
-    {
-        Assert.False(result.Succeeded, "expected the build to fail");
-        var errors = result.Errors.ToList();
-        Assert.True(errors.Count == 1, $"expected exactly one error, got {errors.Count}:\n{Dump(result)}");
-        return errors[0];
-    }
-
-    private static ConfigDiagnostic ErrorContaining(BuildResult result, string text)
-    {
-        var matches = result.Errors.Where(e => e.Message.Contains(text, StringComparison.Ordinal)).ToList();
-        Assert.True(matches.Count == 1, $"expected one error containing '{text}', got {matches.Count}:\n{Dump(result)}");
-        return matches[0];
-    }
-
-    private static string Dump(BuildResult result) => string.Join("\n", result.Diagnostics);
 }
