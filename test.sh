@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every Portcullis test. Installs what the tests need when it is missing (Debian/Ubuntu, as root
-# or with sudo): today only the .NET SDK is required; later capabilities add their servers here.
+# or with sudo): the .NET SDK, and redis-server + redis-cli for the traffic-control tests (their fixtures
+# start their own redis-server processes on free loopback ports, single node and cluster mode).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 need_apt=()
-# (Future: redis-server for traffic control, chromium for browser flows.)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v redis-cli >/dev/null || need_apt+=(redis-tools)
 if ((${#need_apt[@]})); then
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
