@@ -1,0 +1,434 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Portcullis.Configuration;
+using Portcullis.Traffic;
+using StackExchange.Redis;
+
+namespace Portcullis.State;
+
+/// <summary>
+/// Rate-limit and quota counters in Redis (single node or Redis Cluster), shared by every gateway.
+/// Strict decisions are one atomic Lua script each (<see cref="RedisScripts"/>) on Redis server time;
+/// approximate sliding windows decide locally and synchronise in the background
+/// (<see cref="RedisApproximateCounters"/>).
+/// </summary>
+/// <remarks>
+/// Trouble never reaches the request path as an exception or a wait: the connection is made in the
+/// background, every call is cut off at <see cref="RedisStoreOptions.Timeout"/>, and after a failure a
+/// circuit breaker answers <see cref="RateOutcome.StoreUnavailable"/> at once for
+/// <see cref="RedisStoreOptions.RetryAfter"/>, then lets one probe through (a request, or the background
+/// health check when there are none). Only a probe's success closes the circuit again, so calls that were
+/// already in flight when Redis failed cannot flap the state.
+/// </remarks>
+internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposable
+{
+    /// <summary>Key values longer than this are replaced by their SHA-256, to bound key size.</summary>
+    internal const int MaxKeyLength = 128;
+
+    private const string HashedMarker = "sha256:";
+    private const string ConnectingError = "not connected yet";
+
+    private readonly TimeProvider _time;
+    private readonly ILogger<RedisCounterStore> _logger;
+    private readonly string? _password;
+    private readonly Lock _stateLock = new();
+    private readonly Task _connecting;
+    private readonly ConcurrentDictionary<string, RedisApproximateCounters> _approximate = new(StringComparer.Ordinal);
+    private ITimer? _healthTimer;
+    private ConnectionMultiplexer? _connection;
+    private IDatabase? _database;
+    private StoreHealth _health;
+    private long _openUntilTicks;
+    private int _probing;
+    private int _healthChecking;
+    private int _disposed;
+    private int _closed;
+
+    public RedisCounterStore(RedisStoreOptions options, TimeProvider time, ILogger<RedisCounterStore> logger)
+    {
+        Options = options;
+        _time = time;
+        _logger = logger;
+        _health = new StoreHealth("redis", StoreState.Down, time.GetUtcNow(), ConnectingError);
+        ConfigurationOptions? configuration = null;
+        try
+        {
+            configuration = Configure(options);
+            _password = configuration.Password;
+        }
+        catch (Exception ex) when (ex is ArgumentException or FormatException or NotSupportedException)
+        {
+            // The message may quote the offending option (a password, say): say only what kind of problem it is.
+            _health = _health with { LastError = "invalid connection string" };
+            Log.InvalidConnection(_logger, ex.GetType().Name);
+        }
+
+        // Never block the constructor (it runs while a snapshot is built) on a network round trip.
+        _connecting = configuration is null ? Task.CompletedTask : Task.Run(() => ConnectAsync(configuration));
+    }
+
+    public RedisStoreOptions Options { get; }
+
+    /// <summary>Up or Down, since when, and the last error (never the connection string or password).</summary>
+    public StoreHealth Health => Volatile.Read(ref _health);
+
+    /// <summary>Redis server time minus this machine's clock (µs), learned by approximate-mode syncs.</summary>
+    internal long ClockOffsetMicros;
+
+    internal TimeProvider Time => _time;
+
+    internal IDatabase? Database => Volatile.Read(ref _database);
+
+    private static ConfigurationOptions Configure(RedisStoreOptions options)
+    {
+        var configuration = ConfigurationOptions.Parse(options.Connection);
+        var timeout = (int)Math.Clamp(Math.Ceiling(options.Timeout.TotalMilliseconds), 1, int.MaxValue);
+        configuration.AbortOnConnectFail = false;
+        // The library's own timeouts back up ours (they also clean up calls we stopped waiting for); the
+        // connect timeout is not on the request path, so it may be longer than a request's patience, which
+        // keeps a remote TLS Redis reachable with a 100 ms request timeout.
+        configuration.AsyncTimeout = timeout;
+        configuration.SyncTimeout = timeout;
+        configuration.ConnectTimeout = Math.Clamp(timeout * 10, 1000, 5000);
+        // While disconnected, fail calls at once instead of queueing them for a reconnect that may be slow.
+        configuration.BacklogPolicy = BacklogPolicy.FailFast;
+        configuration.ReconnectRetryPolicy = new LinearRetry((int)Math.Clamp(options.RetryAfter.TotalMilliseconds / 2, 100, 5000));
+        configuration.ClientName ??= "portcullis";
+        return configuration;
+    }
+
+    private async Task ConnectAsync(ConfigurationOptions configuration)
+    {
+        try
+        {
+            var connection = await ConnectionMultiplexer.ConnectAsync(configuration).ConfigureAwait(false);
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+                return;
+            }
+
+            // A restored connection may mean Redis is back: check now rather than at the next probe time.
+            connection.ConnectionRestored += (_, _) =>
+            {
+                Interlocked.Exchange(ref _openUntilTicks, 0);
+                _ = CheckHealthAsync();
+            };
+            Volatile.Write(ref _database, connection.GetDatabase());
+            Volatile.Write(ref _connection, connection);
+            var period = Options.RetryAfter > TimeSpan.Zero ? Options.RetryAfter : TimeSpan.FromSeconds(1);
+            _healthTimer = _time.CreateTimer(static state => _ = ((RedisCounterStore)state!).CheckHealthAsync(), this, period, period);
+            await CheckHealthAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // AbortOnConnectFail=false makes this rare (a bad endpoint name, say); nothing would retry it.
+            Failed(ex, probe: false);
+        }
+    }
+
+    /// <summary>
+    /// A PING through the breaker, in the background: it is the probe while the circuit is open and there
+    /// are no requests, and it notices a dead Redis while Up without waiting for a request to fail.
+    /// </summary>
+    private async Task CheckHealthAsync()
+    {
+        if (Interlocked.CompareExchange(ref _healthChecking, 1, 0) != 0) return;
+        try
+        {
+            await RunAsync(static (db, _) => db.PingAsync(), 0, CancellationToken.None).ConfigureAwait(false);
+        }
+        finally
+        {
+            Volatile.Write(ref _healthChecking, 0);
+        }
+    }
+
+    public ValueTask<RateDecision> RateAsync(CompiledRateLimit policy, string key, CancellationToken cancellationToken)
+    {
+        if (policy.Algorithm == RateLimitAlgorithm.SlidingWindow)
+        {
+            return policy.Mode == RedisCountingMode.Approximate
+                ? ValueTask.FromResult(ApproximateRate(policy, key))
+                : SlidingWindowAsync(policy, key, cancellationToken);
+        }
+
+        return GcraAsync(policy, key, cancellationToken);
+    }
+
+    private async ValueTask<RateDecision> GcraAsync(CompiledRateLimit policy, string key, CancellationToken cancellationToken)
+    {
+        var emission = policy.EmissionTicks;
+        var (ok, result) = await RunAsync(
+            static (db, call) => db.ScriptEvaluateAsync(RedisScripts.Gcra, [call.Key], [call.Emission, call.Capacity]),
+            (Key: RateKey(policy, key, "g"), Emission: emission, policy.Capacity),
+            cancellationToken).ConfigureAwait(false);
+        if (!ok) return RateDecision.Unavailable(policy.Limit);
+        var values = (long[])result!;
+        // The script decided; the numbers of the answer come from the same function the local store uses.
+        var decision = RateLimitMath.Gcra(values[1], 0, emission, policy.Capacity, policy.Limit, out _);
+        return Agree(decision, values[0] == 1);
+    }
+
+    private async ValueTask<RateDecision> SlidingWindowAsync(CompiledRateLimit policy, string key, CancellationToken cancellationToken)
+    {
+        var per = PerMicros(policy);
+        var (ok, result) = await RunAsync(
+            static (db, call) => db.ScriptEvaluateAsync(RedisScripts.SlidingWindow, [call.Key], [call.Per, call.Limit, call.Ttl]),
+            (Key: RateKey(policy, key, "sw"), Per: per, policy.Limit, Ttl: SlidingTtlMillis(per)),
+            cancellationToken).ConfigureAwait(false);
+        if (!ok) return RateDecision.Unavailable(policy.Limit);
+        var values = (long[])result!;
+        // now = elapsed with window 0 is the same position in the window as the server's.
+        var decision = RateLimitMath.SlidingWindow(0, values[1], values[2], values[3], per, policy.Limit, out _, out _, out _);
+        return MicrosToTicks(Agree(decision, values[0] == 1));
+    }
+
+    private RateDecision ApproximateRate(CompiledRateLimit policy, string key)
+    {
+        // An open circuit means the global counts are stale: the policy's onStoreFailure decides, as in strict mode.
+        if (Health.State != StoreState.Up || Volatile.Read(ref _disposed) != 0) return RateDecision.Unavailable(policy.Limit);
+        var counters = _approximate.GetOrAdd(policy.Identity, static (_, state) => new RedisApproximateCounters(state.Store, state.Policy), (Store: this, Policy: policy));
+        return MicrosToTicks(counters.Decide(key));
+    }
+
+    /// <summary>Drops the approximate counters of a policy nobody used for a while (called by the counters themselves).</summary>
+    internal void Forget(string identity, RedisApproximateCounters counters)
+    {
+        if (_approximate.TryRemove(new KeyValuePair<string, RedisApproximateCounters>(identity, counters))) counters.Dispose();
+    }
+
+    public async ValueTask<RateDecision> QuotaAsync(CompiledQuota quota, string key, QuotaWindow window, CancellationToken cancellationToken)
+    {
+        var expireAt = (window.End + TimeSpan.FromDays(1)).ToUnixTimeMilliseconds();
+        var (ok, result) = await RunAsync(
+            static (db, call) => db.ScriptEvaluateAsync(RedisScripts.Quota, [call.Key], [call.Limit, call.ExpireAt]),
+            (Key: QuotaKey(quota, key, window), quota.Limit, ExpireAt: expireAt),
+            cancellationToken).ConfigureAwait(false);
+        if (!ok) return RateDecision.Unavailable(quota.Limit);
+        var values = (long[])result!;
+        var reset = window.End - _time.GetUtcNow();
+        if (reset < TimeSpan.Zero) reset = TimeSpan.Zero;
+        return values[0] == 1
+            ? new RateDecision(RateOutcome.Allowed, quota.Limit, Math.Max(0, quota.Limit - values[1]), TimeSpan.Zero, reset)
+            : new RateDecision(RateOutcome.Limited, quota.Limit, 0, reset, reset);
+    }
+
+    public async ValueTask<long?> QuotaUsedAsync(CompiledQuota quota, string key, QuotaWindow window, CancellationToken cancellationToken)
+    {
+        var (ok, result) = await RunAsync(
+            static (db, key) => db.StringGetAsync(key),
+            QuotaKey(quota, key, window),
+            cancellationToken).ConfigureAwait(false);
+        if (!ok) return null;
+        return result.IsNull ? 0 : (long)result;
+    }
+
+    /// <summary>
+    /// Runs one Redis call through the circuit breaker, bounded by the timeout. Null when the store could
+    /// not answer (circuit open, not connected, timeout, error) or the caller gave up; never throws.
+    /// </summary>
+    internal async ValueTask<(bool Ok, T Value)> RunAsync<T, TState>(Func<IDatabase, TState, Task<T>> call, TState state, CancellationToken cancellationToken)
+    {
+        var database = Volatile.Read(ref _database);
+        if (database is null || !TryEnter(out var probe)) return default;
+        Task<T>? task = null;
+        try
+        {
+            task = call(database, state);
+            var result = await task.WaitAsync(Options.Timeout, _time, cancellationToken).ConfigureAwait(false);
+            Succeeded(probe);
+            return (true, result);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The caller went away: that says nothing about Redis.
+            if (probe) Volatile.Write(ref _probing, 0);
+            Observe(task);
+            return default;
+        }
+        catch (Exception ex)
+        {
+            Failed(ex, probe);
+            Observe(task);
+            return default;
+        }
+    }
+
+    // The call we stopped waiting for still ends (the library's own timeout): observe its fault.
+    private static void Observe(Task? task) =>
+        task?.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+
+    /// <summary>Whether a call may go to Redis now; <paramref name="probe"/> is set for the one call let through an open circuit.</summary>
+    internal bool TryEnter(out bool probe)
+    {
+        probe = false;
+        if (Volatile.Read(ref _closed) != 0) return false;
+        if (Volatile.Read(ref _health).State == StoreState.Up) return true;
+        if (_time.GetUtcNow().UtcTicks < Interlocked.Read(ref _openUntilTicks)) return false;
+        if (Interlocked.CompareExchange(ref _probing, 1, 0) != 0) return false;
+        probe = true;
+        return true;
+    }
+
+    internal void Succeeded(bool probe)
+    {
+        if (!probe) return;
+        lock (_stateLock)
+        {
+            var health = _health;
+            if (health.State != StoreState.Up)
+            {
+                var now = _time.GetUtcNow();
+                Volatile.Write(ref _health, new StoreHealth("redis", StoreState.Up, now, null));
+                if (health.LastError == ConnectingError) Log.Connected(_logger);
+                else Log.Recovered(_logger, now - health.Since);
+            }
+        }
+
+        Volatile.Write(ref _probing, 0);
+    }
+
+    internal void Failed(Exception exception, bool probe)
+    {
+        var error = Describe(exception);
+        lock (_stateLock)
+        {
+            var now = _time.GetUtcNow();
+            Interlocked.Exchange(ref _openUntilTicks, (now + Options.RetryAfter).UtcTicks);
+            var health = _health;
+            // The first failure to connect is a state change too (from "connecting"), so it is logged.
+            if (health.State == StoreState.Up || health.LastError == ConnectingError)
+            {
+                Volatile.Write(ref _health, new StoreHealth("redis", StoreState.Down, now, error));
+                Log.Unavailable(_logger, error, Options.RetryAfter);
+            }
+            else if (health.LastError != error)
+            {
+                // Still down, for a new reason: visible in Health, not logged again (one line per state change).
+                Volatile.Write(ref _health, health with { LastError = error });
+            }
+        }
+
+        if (probe) Volatile.Write(ref _probing, 0);
+    }
+
+    // A short, secret-free description: the library's messages carry endpoints and counters, never the
+    // password, but it is removed anyway in case a server echoes it in an error.
+    private string Describe(Exception exception)
+    {
+        var text = exception switch
+        {
+            TimeoutException when exception.GetType() == typeof(TimeoutException) => $"no answer within {Options.Timeout.TotalMilliseconds:0} ms",
+            RedisConnectionException connection => $"{connection.FailureType}: {FirstClause(connection.Message)}",
+            _ => $"{exception.GetType().Name}: {FirstClause(exception.Message)}",
+        };
+        if (!string.IsNullOrEmpty(_password)) text = text.Replace(_password, "***", StringComparison.Ordinal);
+        return text;
+
+        static string FirstClause(string message)
+        {
+            var end = message.IndexOfAny([';', '\n']);
+            if (end > 0) message = message[..end];
+            return message.Length > 200 ? message[..200] : message;
+        }
+    }
+
+    /// <summary>
+    /// <c>{prefix}rl:{policy␟key}:{kind}</c>. The hash tag keeps everything of one policy and key in one
+    /// Redis Cluster slot; the kind keeps GCRA strings and sliding-window hashes apart when a policy's
+    /// algorithm changes.
+    /// </summary>
+    internal RedisKey RateKey(CompiledRateLimit policy, string key, string kind) =>
+        string.Concat(Options.KeyPrefix, "rl:{", policy.Name, "\u001f", BoundedKey(key), "}:", kind);
+
+    /// <summary><c>{prefix}q:{quota␟key}:{window id}</c>, e.g. portcullis:q:{daily␟alice}:2025-01-31.</summary>
+    internal RedisKey QuotaKey(CompiledQuota quota, string key, QuotaWindow window) =>
+        string.Concat(Options.KeyPrefix, "q:{", quota.Name, "\u001f", BoundedKey(key), "}:", window.Id);
+
+    // Long key values (a header, a claim) are hashed so keys stay small; values that look like a hash are
+    // hashed too, so nobody can send the hashed form of someone else's long key and share its counter.
+    internal static string BoundedKey(string key)
+    {
+        if (key.Length <= MaxKeyLength && !key.StartsWith(HashedMarker, StringComparison.Ordinal)) return key;
+        return HashedMarker + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
+    }
+
+    internal static long PerMicros(CompiledRateLimit policy) => Math.Max(1, policy.Per.Ticks / 10);
+
+    // Two windows: the current one is read as the previous one during the next window, then never again.
+    internal static long SlidingTtlMillis(long perMicros) => Math.Max(1, ((2 * perMicros) + 999) / 1000);
+
+    // The sliding-window arithmetic runs in microseconds (Redis TIME); decisions speak ticks.
+    internal static RateDecision MicrosToTicks(RateDecision decision) => decision with
+    {
+        RetryAfter = TimeSpan.FromTicks(decision.RetryAfter.Ticks * 10),
+        Reset = TimeSpan.FromTicks(decision.Reset.Ticks * 10),
+    };
+
+    // The script and RateLimitMath run the same arithmetic on the same numbers, so they agree; should they
+    // not (a script edited without the C#), the script's outcome wins because it is what was counted.
+    private static RateDecision Agree(RateDecision decision, bool admitted)
+    {
+        if ((decision.Outcome == RateOutcome.Allowed) == admitted) return decision;
+        return admitted
+            ? decision with { Outcome = RateOutcome.Allowed, Remaining = 0, RetryAfter = TimeSpan.Zero }
+            : decision with { Outcome = RateOutcome.Limited, Remaining = 0, RetryAfter = decision.RetryAfter > TimeSpan.Zero ? decision.RetryAfter : TimeSpan.FromTicks(1) };
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        _healthTimer?.Dispose();
+        // Push what approximate counters counted since their last sync, bounded like any other call.
+        var flushes = new List<Task>();
+        foreach (var counters in _approximate.Values)
+        {
+            counters.Dispose();
+            flushes.Add(counters.FlushAsync());
+        }
+
+        try
+        {
+            await Task.WhenAll(flushes).WaitAsync(Options.Timeout + Options.Timeout, _time).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is TimeoutException or RedisException)
+        {
+            // Best effort: a gateway that stops while Redis is unreachable loses at most one sync interval.
+        }
+
+        _approximate.Clear();
+        Volatile.Write(ref _closed, 1);
+        try
+        {
+            await _connecting.ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            // Already reported through Failed.
+        }
+
+        if (Volatile.Read(ref _connection) is { } connection)
+        {
+            await connection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(5201, LogLevel.Information, "Redis store connected")]
+        public static partial void Connected(ILogger logger);
+
+        [LoggerMessage(5202, LogLevel.Warning, "Redis store unavailable ({Error}); policies apply onStoreFailure, and Redis is probed again every {RetryAfter}")]
+        public static partial void Unavailable(ILogger logger, string error, TimeSpan retryAfter);
+
+        [LoggerMessage(5203, LogLevel.Information, "Redis store recovered after {Downtime}")]
+        public static partial void Recovered(ILogger logger, TimeSpan downtime);
+
+        [LoggerMessage(5204, LogLevel.Error, "Redis store connection string is invalid ({Problem}); Redis-backed policies apply onStoreFailure")]
+        public static partial void InvalidConnection(ILogger logger, string problem);
+    }
+}
