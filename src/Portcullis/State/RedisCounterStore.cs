@@ -394,7 +394,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         {
             await Task.WhenAll(flushes).WaitAsync(Options.Timeout + Options.Timeout, _time).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is TimeoutException or RedisException)
+        catch (Exception)
         {
             // Best effort: a gateway that stops while Redis is unreachable loses at most one sync interval.
         }
@@ -412,7 +412,15 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
 
         if (Volatile.Read(ref _connection) is { } connection)
         {
-            await connection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+            try
+            {
+                await connection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // Closing a connection to a dead server may fail; disposing below releases it all the same.
+            }
+
             await connection.DisposeAsync().ConfigureAwait(false);
         }
     }

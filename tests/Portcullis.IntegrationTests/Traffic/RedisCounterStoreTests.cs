@@ -44,7 +44,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         for (var i = _owned.Count - 1; i >= 0; i--) await _owned[i].DisposeAsync();
     }
 
-    private async Task<RedisCounterStore> StoreAsync(string connection, TimeSpan? timeout = null, TimeSpan? retryAfter = null, bool waitUntilUp = true)
+    private async Task<RedisCounterStore> StoreAsync(string connection, TimeSpan? timeout = null, TimeSpan? retryAfter = null, bool waitUntilUp = true, TimeProvider? time = null)
     {
         var factory = LoggerFactory.Create(builder => builder.AddProvider(_logs));
         var store = new RedisCounterStore(
@@ -55,17 +55,20 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
                 Timeout = timeout ?? RelaxedTimeout,
                 RetryAfter = retryAfter ?? TimeSpan.FromMilliseconds(300),
             },
-            TimeProvider.System,
+            time ?? TimeProvider.System,
             factory.CreateLogger<RedisCounterStore>());
         _owned.Add(store);
         if (waitUntilUp) await WaitUntilAsync(() => store.Health.State == StoreState.Up, "the store to connect");
         return store;
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10)
+    private static Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10) =>
+        WaitUntilAsync(() => Task.FromResult(condition()), what, seconds);
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, int seconds = 10)
     {
         var clock = Stopwatch.StartNew();
-        while (!condition())
+        while (!await condition())
         {
             if (clock.Elapsed > TimeSpan.FromSeconds(seconds)) throw new TimeoutException($"waited {seconds}s for {what}");
             await Task.Delay(20);
@@ -143,10 +146,15 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         // 10 at once, plus at most what refilled while the burst ran (one per 100 ms).
         Assert.InRange(burst, 10, 10 + (int)(clock.ElapsedMilliseconds / 100));
 
+        // Measured, not assumed: a busy machine may sleep longer than asked.
+        var quiet = Stopwatch.StartNew();
         await Task.Delay(250);
         var refilled = 0;
+        var waited = quiet.ElapsedMilliseconds;
         while ((await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed) refilled++;
-        Assert.InRange(refilled, 2, 4);
+        var expected = (int)(waited / 100);
+        output.WriteLine($"token bucket 10/s: {burst} at once, {refilled} after {waited} ms");
+        Assert.InRange(refilled, expected - 1, expected + 2);
     }
 
     [Fact]
@@ -172,7 +180,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
 
         var gaps = admittedAt.Zip(admittedAt.Skip(1), (a, b) => b - a).ToList();
         output.WriteLine($"spike arrest: {admittedAt.Count} admitted in 1 s, smallest gap {gaps.Min().TotalMilliseconds:0} ms");
-        Assert.InRange(admittedAt.Count, 9, 12);
+        Assert.InRange(admittedAt.Count, 8, 12);
         Assert.True(gaps.Min() >= TimeSpan.FromMilliseconds(50), $"smallest gap {gaps.Min()}");
     }
 
@@ -319,9 +327,46 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
 
         // Every local admission reaches Redis: after the next syncs the global count is the total admitted.
         var key = stores[0].RateKey(policy, "hot", "sw").ToString();
-        await WaitUntilAsync(() => shared.Server.CliAsync("HGET", key, "c").Result == admitted.ToString(CultureInfo.InvariantCulture), "the global count to reach the admitted total", seconds: 5);
+        await WaitUntilAsync(async () => await shared.Server.CliAsync("HGET", key, "c") == admitted.ToString(CultureInfo.InvariantCulture), "the global count to reach the admitted total", seconds: 5);
         var ttl = long.Parse(await shared.Server.CliAsync("PTTL", key), CultureInfo.InvariantCulture);
         Assert.InRange(ttl, 1, 2 * 3_600_000);
+    }
+
+    /// <summary>This machine's clock, off by a fixed amount (timers are untouched).</summary>
+    private sealed class SkewedTime(TimeSpan skew) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => base.GetUtcNow() + skew;
+    }
+
+    [Fact]
+    public async Task Gateways_with_skewed_clocks_count_on_redis_time()
+    {
+        var skews = new[] { TimeSpan.Zero, TimeSpan.FromMinutes(7), TimeSpan.FromMinutes(-7) };
+        var stores = new List<RedisCounterStore>();
+        foreach (var skew in skews) stores.Add(await StoreAsync(shared.Server.ConnectionString, time: new SkewedTime(skew)));
+
+        // Strict: the scripts read Redis TIME, so a one-minute window is one window for all three.
+        var strict = Policy("skew-strict", RateLimitAlgorithm.SlidingWindow, limit: 60, per: TimeSpan.FromMinutes(1));
+        var admitted = await HammerAsync(stores, strict, "k", workersPerStore: 4, keepGoing: sent => sent <= 180);
+        Assert.InRange(admitted, 60, 61);
+
+        // Approximate: each gateway learns the server clock at its first sync and counts in server windows,
+        // so deltas from the skewed gateways land in the right window (nothing dropped, nothing misplaced).
+        var approximate = Policy("skew-approx", RateLimitAlgorithm.SlidingWindow, limit: 1000, per: TimeSpan.FromMinutes(1), mode: RedisCountingMode.Approximate, syncEvery: TimeSpan.FromMilliseconds(50));
+        foreach (var store in stores) await store.RateAsync(approximate, "warm-up", CancellationToken.None);
+        await Task.Delay(300);
+        var counted = 0;
+        foreach (var store in stores)
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                if ((await store.RateAsync(approximate, "k", CancellationToken.None)).Outcome == RateOutcome.Allowed) counted++;
+            }
+        }
+
+        Assert.Equal(60, counted);
+        var key = stores[0].RateKey(approximate, "k", "sw").ToString();
+        await WaitUntilAsync(async () => await shared.Server.CliAsync("HGET", key, "c") == "60", "the three gateways' counts in one server window", seconds: 5);
     }
 
     [Fact]
@@ -465,12 +510,18 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         var policy = Policy("outage", RateLimitAlgorithm.TokenBucket, limit: 1000, per: TimeSpan.FromSeconds(1));
         Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, "k")).Outcome);
 
+        // Killed while requests are streaming in from four workers.
+        var calling = CallRepeatedlyAsync(store, policy, TimeSpan.FromSeconds(1.5));
+        await Task.Delay(400);
         server.Kill();
-        var calls = await CallRepeatedlyAsync(store, policy, TimeSpan.FromSeconds(1.5));
+        var calls = await calling;
         var slowest = calls.Max(c => c.Took);
-        output.WriteLine($"killed: {calls.Count} calls, slowest {slowest.TotalMilliseconds:0.0} ms (timeout {timeout.TotalMilliseconds} ms), outcomes {string.Join(", ", calls.GroupBy(c => c.Outcome).Select(g => $"{g.Key} {g.Count()}"))}");
+        output.WriteLine($"killed mid-test: {calls.Count} calls, slowest {slowest.TotalMilliseconds:0.0} ms (timeout {timeout.TotalMilliseconds} ms), outcomes {string.Join(", ", calls.GroupBy(c => c.Outcome).Select(g => $"{g.Key} {g.Count()}"))}");
         Assert.True(slowest <= timeout + Slack, $"slowest call {slowest}");
-        Assert.All(calls, c => Assert.Equal(RateOutcome.StoreUnavailable, c.Outcome));
+        Assert.Contains(calls, c => c.Outcome == RateOutcome.Allowed);
+        Assert.Contains(calls, c => c.Outcome == RateOutcome.StoreUnavailable);
+        Assert.DoesNotContain(calls, c => c.Outcome == RateOutcome.Limited);
+        Assert.Equal(RateOutcome.StoreUnavailable, (await Rate(store, policy, "k")).Outcome);
         var health = store.Health;
         Assert.Equal(StoreState.Down, health.State);
         Assert.Equal("redis", health.Name);
@@ -523,6 +574,31 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
 
         await WaitUntilAsync(() => store.Health.State == StoreState.Up, "recovery after SIGCONT");
         Assert.Equal(RateOutcome.Allowed, (await Rate(store, strict, "k")).Outcome);
+    }
+
+    [Fact]
+    public async Task Slow_redis_answers_unavailable_within_the_timeout_and_recovers_when_it_answers_again()
+    {
+        await using var server = await RedisServer.StartAsync(extraArguments: ["--enable-debug-command", "yes"]);
+        var timeout = TimeSpan.FromMilliseconds(100);
+        var store = await StoreAsync(server.ConnectionString, timeout, retryAfter: TimeSpan.FromMilliseconds(300));
+        var policy = Policy("slow", RateLimitAlgorithm.TokenBucket, limit: 1000, per: TimeSpan.FromSeconds(1));
+        Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, "k")).Outcome);
+
+        // DEBUG SLEEP blocks the server (every client) for a second.
+        var sleeping = server.CliAsync("DEBUG", "SLEEP", "1");
+        await Task.Delay(50);
+        var calls = await CallRepeatedlyAsync(store, policy, TimeSpan.FromSeconds(0.6));
+        var slowest = calls.Max(c => c.Took);
+        output.WriteLine($"DEBUG SLEEP 1: {calls.Count} calls, slowest {slowest.TotalMilliseconds:0.0} ms (timeout {timeout.TotalMilliseconds} ms)");
+        Assert.True(slowest <= timeout + Slack, $"slowest call {slowest}");
+        Assert.All(calls, c => Assert.Equal(RateOutcome.StoreUnavailable, c.Outcome));
+        Assert.Equal(StoreState.Down, store.Health.State);
+        Assert.Contains("100 ms", store.Health.LastError, StringComparison.Ordinal);
+
+        await sleeping;
+        await WaitUntilAsync(() => store.Health.State == StoreState.Up, "recovery after the sleep");
+        Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, "k")).Outcome);
     }
 
     [Fact]
