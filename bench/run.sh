@@ -2,11 +2,19 @@
 # Portcullis benchmark harness: the same wrk load against
 #   direct     wrk -> origin (no proxy: the ceiling of this machine)
 #   haproxy    HAProxy (generated cfg, nbthread = cores)
+#   haproxy-1t the same HAProxy with nbthread 1 (jwt scenario only: the issue's target is the better of the two)
 #   nginx      nginx as a reverse proxy (keep-alive upstream, workers = cores)
 #   bareyarp   bench/BareYarp: Kestrel + YARP, one route, one cluster (the floor of our own stack)
 #   portcullis `portcullis run -c <generated YAML>`
 # in one invocation, interleaved in rounds (each round runs every system once, in a rotated order), and
-# reports medians. One nginx origin serves a small body (/small) and a 4 KiB body (/4k).
+# reports medians. One nginx origin serves a small body (/small, also as /jwt/small and /key/small) and a
+# 4 KiB body (/4k); with the h2 scenario it also listens for h2c (prior knowledge) for the "direct" ceiling.
+#
+# Scenarios: plain-* (wrk, HTTP/1.1 keep-alive); jwt (wrk with one long-lived RS256 bearer JWT, minted per run
+# with the openssl CLI; every system must refuse a missing, badly signed, expired and wrong-audience token
+# with 401 before anything is measured); apikey (wrk with an X-Api-Key header; a missing and a wrong key must
+# get 401); h2 (h2load, cleartext HTTP/2 with prior knowledge). A system that cannot do a scenario (nginx
+# has no JWT verification, bare YARP no API keys) gets an "n/a" row, never a number.
 #
 #   bench/run.sh [--quick] [--scenario NAME]... [--systems a,b,...] [--rounds N] [--duration S] [--rebuild]
 #
@@ -28,35 +36,50 @@ out=$bench/out
 
 # ---------------------------------------------------------------- scenarios and systems
 ALL_SCENARIOS=(plain-small-c64 plain-small-c256 plain-4k-c64 jwt jwt-ratelimit tls h2 apikey)
-declare -A SC_PATH=([plain-small-c64]=/small [plain-small-c256]=/small [plain-4k-c64]=/4k)
-declare -A SC_CONNS=([plain-small-c64]=64 [plain-small-c256]=256 [plain-4k-c64]=64)
+declare -A SC_PATH=([plain-small-c64]=/small [plain-small-c256]=/small [plain-4k-c64]=/4k [jwt]=/jwt/small [apikey]=/key/small [h2]=/small)
+# connections (h2: connections of H2_STREAMS concurrent streams each, so 8 x 8 = 64 requests in flight)
+declare -A SC_CONNS=([plain-small-c64]=64 [plain-small-c256]=256 [plain-4k-c64]=64 [jwt]=64 [apikey]=64 [h2]=8)
+H2_STREAMS=8
 declare -A NOT_YET=(
-  [jwt]="JWT validation (RS256) is not built in Portcullis yet"
-  [jwt-ratelimit]="JWT validation and rate limiting are not built in Portcullis yet"
-  [tls]="TLS termination is not built in Portcullis yet"
-  [h2]="the HTTP/2 scenario (h2load) is not built into the harness yet"
-  [apikey]="API-key authentication is not built in Portcullis yet"
+  [jwt-ratelimit]="rate limiting is not built in Portcullis yet (issue #5)"
+  [tls]="TLS termination is not built in Portcullis yet (issue #6)"
 )
-ALL_SYSTEMS=(direct haproxy nginx bareyarp portcullis)
-declare -A SYS_LABEL=([direct]="direct (no proxy)" [haproxy]="HAProxy" [nginx]="nginx" [bareyarp]="bare YARP" [portcullis]="Portcullis")
+ALL_SYSTEMS=(direct haproxy haproxy-1t nginx bareyarp portcullis)
+declare -A SYS_LABEL=([direct]="direct (no proxy)" [haproxy]="HAProxy" [haproxy-1t]="HAProxy nbthread 1" [nginx]="nginx" [bareyarp]="bare YARP" [portcullis]="Portcullis")
+# JWT test token's claims (the same for every system)
+JWT_ISS="https://bench.portcullis.test/"
+JWT_AUD="bench-api"
+
+na_reason() { # SCENARIO SYSTEM -> why SYSTEM cannot run SCENARIO ("" when it can; "-" when it is just not part of it)
+  case $1/$2 in
+    */haproxy-1t) [[ $1 == jwt ]] && echo "" || echo - ;;
+    jwt/direct | apikey/direct) echo "not a proxy: nothing checks the credential" ;;
+    jwt/nginx) echo "open-source nginx cannot verify a JWT (auth_jwt is NGINX Plus only)" ;;
+    apikey/bareyarp) echo "bare YARP has no API-key feature" ;;
+    *) echo "" ;;
+  esac
+}
 
 usage() {
   cat <<EOF
 usage: bench/run.sh [--quick] [--scenario NAME]... [--systems LIST] [--rounds N] [--duration SECONDS] [--rebuild]
-  --quick           3 rounds of 2 s, 5 s warm-up: the whole run, publish included, in < 3 minutes
+  --quick           3 rounds of 1 s, short warm-ups: every scenario in about 2.5 minutes (with jwt, apikey
+                    and h2 added, 2 s rounds took 3.6 minutes; --quick --duration 2 is the old shape)
   --scenario NAME   run only this scenario (repeatable or comma-separated); default: all
                     scenarios: ${ALL_SCENARIOS[*]}
   --systems LIST    comma-separated subset of: ${ALL_SYSTEMS[*]} (default: all)
   --rounds N        rounds (default 5, --quick 3; at least 3 for a median worth the name)
-  --duration S      seconds per measurement (default 10, --quick 2)
-  --warmup S        warm-up seconds per .NET system before round 1 (default 20, --quick 5)
+  --duration S      seconds per measurement (default 10, --quick 1)
+  --warmup S        warm-up seconds per .NET system before round 1 (default 20, --quick 5); the jwt, apikey
+                    and h2 scenarios add their own short warm-up (a quarter of that, at least 1 s)
   --rebuild         publish Portcullis and BareYarp even when bench/out looks up to date
+  --no-publish      use bench/out/portcullis and bench/out/bareyarp as they are (e.g. while src/ is mid-edit)
   --wait-quiet S    before each measurement wait up to S seconds for other processes to use < 15% of
                     the CPU (default 0: do not wait; the background share is reported either way)
 EOF
 }
 
-quick=0 rebuild=0 wait_quiet_s=0 rounds="" duration="" warmup_dotnet="" systems_arg=""
+quick=0 rebuild=0 no_publish=0 wait_quiet_s=0 rounds="" duration="" warmup_dotnet="" systems_arg=""
 scenario_args=()
 while (($#)); do
   case $1 in
@@ -69,6 +92,7 @@ while (($#)); do
     --duration) duration=${2:?}; shift ;;
     --warmup) warmup_dotnet=${2:?}; shift ;;
     --rebuild) rebuild=1 ;;
+    --no-publish) no_publish=1 ;;
     --wait-quiet) wait_quiet_s=${2:?}; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "bench/run.sh: unknown argument '$1'" >&2; usage >&2; exit 2 ;;
@@ -76,7 +100,7 @@ while (($#)); do
   shift
 done
 if ((quick)); then
-  : "${rounds:=3}" "${duration:=2}" "${warmup_dotnet:=5}"; warmup_other=1
+  : "${rounds:=3}" "${duration:=1}" "${warmup_dotnet:=5}"; warmup_other=1
 else
   : "${rounds:=5}" "${duration:=10}" "${warmup_dotnet:=20}"; warmup_other=5
 fi
@@ -108,12 +132,29 @@ else
     [[ " ${ALL_SYSTEMS[*]} " == *" $name "* ]] || { echo "unknown system '$name' (known: ${ALL_SYSTEMS[*]})" >&2; exit 2; }
   done
 fi
-has_system() { [[ " ${systems[*]} " == *" $1 "* ]]; }
 
 measured=() not_yet=()
 for sc in "${scenarios[@]}"; do
   if [[ -n ${SC_PATH[$sc]:-} ]]; then measured+=("$sc"); else not_yet+=("$sc"); fi
 done
+declare -A SC_SYSTEMS # scenario -> the selected systems that run it (space-separated)
+active=()             # systems that run at least one measured scenario (only these are started)
+need_jwt=0 need_key=0 need_h2=0
+for sc in "${measured[@]}"; do
+  [[ $sc == jwt ]] && need_jwt=1
+  [[ $sc == apikey ]] && need_key=1
+  [[ $sc == h2 ]] && need_h2=1
+  SC_SYSTEMS[$sc]=""
+  for sys in "${systems[@]}"; do
+    [[ -z $(na_reason "$sc" "$sys") ]] || continue
+    SC_SYSTEMS[$sc]+="$sys "
+    [[ " ${active[*]} " == *" $sys "* ]] || active+=("$sys")
+  done
+done
+ordered=()
+for sys in "${systems[@]}"; do [[ " ${active[*]} " == *" $sys "* ]] && ordered+=("$sys"); done
+active=("${ordered[@]}")
+runs_system() { [[ " ${active[*]} " == *" $1 "* ]]; }
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -166,8 +207,9 @@ if ((${#measured[@]})); then
   command -v curl >/dev/null || need_apt+=(curl)
   command -v wrk >/dev/null || need_apt+=(wrk)
   command -v nginx >/dev/null || need_apt+=(nginx) # the origin is always nginx
-  has_system haproxy && ! command -v haproxy >/dev/null && need_apt+=(haproxy)
+  { runs_system haproxy || runs_system haproxy-1t; } && ! command -v haproxy >/dev/null && need_apt+=(haproxy)
   command -v h2load >/dev/null || need_apt+=(nghttp2-client) # for the h2 scenario
+  ((need_jwt)) && ! command -v openssl >/dev/null && need_apt+=(openssl) # mints the test JWT
 fi
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -191,7 +233,9 @@ if ((${#measured[@]} == 0)); then
   exit 0
 fi
 for tool in curl wrk nginx dotnet; do command -v "$tool" >/dev/null || die "$tool is required"; done
-has_system haproxy && { command -v haproxy >/dev/null || die "haproxy is required"; }
+{ runs_system haproxy || runs_system haproxy-1t; } && { command -v haproxy >/dev/null || die "haproxy is required"; }
+((need_h2)) && { command -v h2load >/dev/null || die "h2load is required (apt-get install nghttp2-client)"; }
+((need_jwt)) && { command -v openssl >/dev/null && command -v basenc >/dev/null || die "openssl and basenc (coreutils) are required for the jwt scenario"; }
 
 # ---------------------------------------------------------------- build
 # Release + ReadyToRun publish into bench/out. bin/obj go to bench/out/artifacts (--artifacts-path), so
@@ -200,6 +244,11 @@ publish() { # project output-dir stamp-name executable inputs...
   local project=$1 dest=$2 name=$3 exe=$4
   local stamp=$out/.stamp-$name started=$out/.stamp-$name.new attempt
   shift 4
+  if ((no_publish)); then
+    [[ -x $dest/$exe ]] || die "--no-publish: $dest/$exe does not exist"
+    log "publish $project: skipped (--no-publish); using ${dest#"$root"/} as it is"
+    return
+  fi
   if ((!rebuild)) && [[ -f $stamp && -x $dest/$exe ]] &&
     [[ -z $(find "$@" \( -name bin -o -name obj \) -prune -o -type f -newer "$stamp" -print -quit 2>/dev/null) ]]; then
     log "publish $project: up to date"
@@ -218,9 +267,9 @@ publish() { # project output-dir stamp-name executable inputs...
   done
   die "publish $project failed; see bench/out/publish-$name.log"
 }
-has_system portcullis && publish src/Portcullis.Cli "$out/portcullis" portcullis portcullis \
+runs_system portcullis && publish src/Portcullis.Cli "$out/portcullis" portcullis portcullis \
   "$root/src" "$root/Directory.Build.props" "$root/Directory.Packages.props"
-has_system bareyarp && publish bench/BareYarp "$out/bareyarp" bareyarp BareYarp \
+runs_system bareyarp && publish bench/BareYarp "$out/bareyarp" bareyarp BareYarp \
   "$bench/BareYarp" "$root/Directory.Build.props" "$root/Directory.Packages.props"
 
 # ---------------------------------------------------------------- process helpers
@@ -346,8 +395,9 @@ nginx_http_common() {
 EOF
 }
 
-origin_port=""
+origin_port="" origin_h2_port=""
 free_port origin_port
+((need_h2)) && free_port origin_h2_port
 mkdir -p "$work/origin/www"
 printf '%s' "$body4k" >"$work/origin/www/4k.txt"
 chmod 755 "$work/origin" "$work/origin/www"
@@ -361,12 +411,22 @@ chmod 644 "$work/origin/www/4k.txt"
     server {
         listen 127.0.0.1:$origin_port;
         location = /small { default_type text/plain; return 200 "hello from the origin\n"; }
+        # the jwt and apikey scenarios' paths: the same small body, so every proxy forwards the path as is
+        location = /jwt/small { default_type text/plain; return 200 "hello from the origin\n"; }
+        location = /key/small { default_type text/plain; return 200 "hello from the origin\n"; }
         # 4 KiB is past nginx's limit for a config token, so this one is a file (descriptor cached)
         location = /4k { default_type text/plain; open_file_cache max=16 inactive=600s; open_file_cache_valid 600s; alias $work/origin/www/4k.txt; }
         location / { default_type text/plain; return 200 "ok\n"; }
     }
-}
 EOF
+  # h2c (prior knowledge) for the h2 scenario's "direct" ceiling; the proxies still talk HTTP/1.1 to the origin
+  ((need_h2)) && cat <<EOF
+    server {
+        listen 127.0.0.1:$origin_h2_port http2;
+        location = /small { default_type text/plain; return 200 "hello from the origin\n"; }
+    }
+EOF
+  echo "}"
 } >"$work/origin/nginx.conf"
 nginx -t -q -p "$work/origin" -e "$work/origin/error.log" -c "$work/origin/nginx.conf" || die "origin nginx config is invalid"
 start_bg origin "$work/origin/stdout.log" nginx -p "$work/origin" -e "$work/origin/error.log" -c "$work/origin/nginx.conf"
@@ -375,23 +435,55 @@ wait_ready origin "$origin_pid" "http://127.0.0.1:$origin_port/small" "$small_le
 read -ra origin_pids <<<"$(process_tree "$origin_pid")"
 log "origin nginx on 127.0.0.1:$origin_port (pids ${origin_pids[*]})"
 
+# ---------------------------------------------------------------- credentials (jwt, apikey)
+# JWT: one RSA key pair per run and ONE long-lived RS256 token (exp 10 years ahead, iss and aud set), minted
+# with the openssl CLI (the harness's own test token; the gateway never gets a hand-written JWT parser).
+# Refusal probes: no token, a token signed by another key, an expired one and one for another audience.
+creds=$work/credentials
+mkdir -p "$creds"
+b64url() { basenc --base64url -w0 | tr -d '='; }
+mint_jwt() { # KEYFILE PAYLOAD_JSON -> header.payload.signature
+  local h p
+  h=$(printf '{"alg":"RS256","typ":"JWT","kid":"bench"}' | b64url)
+  p=$(printf '%s' "$2" | b64url)
+  printf '%s.%s.%s' "$h" "$p" "$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$1" -binary | b64url)"
+}
+jwt_token="" jwt_bad_sig="" jwt_expired="" jwt_wrong_aud="" api_key=""
+if ((need_jwt)); then
+  openssl genrsa -out "$creds/jwt-key.pem" 2048 2>/dev/null || die "openssl genrsa failed"
+  openssl rsa -in "$creds/jwt-key.pem" -pubout -out "$creds/jwt-pub.pem" 2>/dev/null || die "openssl rsa -pubout failed"
+  openssl genrsa -out "$creds/other-key.pem" 2048 2>/dev/null || die "openssl genrsa failed"
+  modulus=$(openssl rsa -pubin -in "$creds/jwt-pub.pem" -noout -modulus | sed 's/^Modulus=//' | basenc --base16 -d | b64url)
+  printf '{"keys":[{"kty":"RSA","use":"sig","alg":"RS256","kid":"bench","n":"%s","e":"AQAB"}]}\n' "$modulus" >"$creds/jwks.json"
+  now=$(date +%s)
+  claims() { printf '{"iss":"%s","aud":"%s","sub":"bench-user","scope":"bench","iat":%d,"exp":%d}' "$JWT_ISS" "$1" "$now" "$2"; }
+  jwt_token=$(mint_jwt "$creds/jwt-key.pem" "$(claims "$JWT_AUD" $((now + 10 * 365 * 86400)))")
+  jwt_bad_sig=$(mint_jwt "$creds/other-key.pem" "$(claims "$JWT_AUD" $((now + 10 * 365 * 86400)))")
+  jwt_expired=$(mint_jwt "$creds/jwt-key.pem" "$(claims "$JWT_AUD" $((now - 3600)))")
+  jwt_wrong_aud=$(mint_jwt "$creds/jwt-key.pem" "$(claims other-api $((now + 10 * 365 * 86400)))")
+  printf '%s\n' "$jwt_token" >"$creds/token.jwt"
+  log "jwt: RS256 key pair and a token for iss=$JWT_ISS aud=$JWT_AUD (${#jwt_token} characters) in ${creds#"$work"/}"
+fi
+if ((need_key)); then
+  if runs_system portcullis; then
+    # Portcullis's key file holds only the SHA-256 hash; the key is printed once.
+    api_key=$("$out/portcullis/portcullis" keys create --file "$creds/keys.yaml" --consumer bench --scopes bench 2>/dev/null | sed -n 's/^key: //p')
+    [[ $api_key == pck_* ]] || die "portcullis keys create did not print a key"
+  else
+    api_key="pck_000000000000_$(head -c 32 /dev/urandom | b64url)"
+  fi
+  printf '%s bench\n' "$api_key" >"$creds/keys.map" # HAProxy's map file: plaintext keys (HAProxy compares them as is)
+fi
+declare -A SC_HEADER=([jwt]="Authorization: Bearer $jwt_token" [apikey]="X-Api-Key: $api_key")
+
 # ---------------------------------------------------------------- systems
-declare -A PORT SYSPIDS
-start_system() {
-  local sys=$1 port pid dir=$work/$1
-  mkdir -p "$dir"
-  case $sys in
-    direct)
-      PORT[$sys]=$origin_port
-      SYSPIDS[$sys]=""
-      return
-      ;;
-    haproxy)
-      free_port port
-      cat >"$dir/haproxy.cfg" <<EOF
+declare -A PORT H2PORT SCPORT SYSPIDS # SCPORT[scenario/system]: a scenario's own port where it has one
+haproxy_cfg() { # SYSTEM THREADS DIR
+  local sys=$1 threads=$2 dir=$3
+  cat <<EOF
 # generated by bench/run.sh; no logging (as for every system here)
 global
-    nbthread $cores
+    nbthread $threads
     maxconn 4096
     pidfile $dir/haproxy.pid
 
@@ -403,22 +495,90 @@ defaults
     timeout http-keep-alive 60s
 
 frontend bench
-    bind 127.0.0.1:$port
+    bind 127.0.0.1:${PORT[$sys]}
     default_backend origin
+EOF
+  if ((need_jwt)); then
+    cat <<EOF
+
+# jwt scenario: RS256 bearer JWT. HAProxy keeps no validated-token cache: it checks the signature on every
+# request. Checked: alg pinned to RS256, signature (jwt_verify with the PEM public key), iss, aud (as one
+# string), exp present and not past. Not checked: nbf, typ, crit, duplicate members, kid (one key).
+frontend jwt
+    bind 127.0.0.1:${SCPORT[jwt/$sys]}
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request deny deny_status 401 unless { var(txn.bearer) -m found }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_header_query('\$.alg') -m str RS256 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify("RS256","$creds/jwt-pub.pem") -m int 1 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str $JWT_ISS }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str $JWT_AUD }
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+    http-request set-var(txn.now) date()
+    http-request deny deny_status 401 unless { var(txn.exp) -m found }
+    http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
+    http-request del-header Authorization
+    default_backend origin
+EOF
+  fi
+  if ((need_key)) && [[ $sys == haproxy ]]; then
+    cat <<EOF
+
+# apikey scenario: the key must be in a map file. HAProxy compares plaintext keys (Portcullis stores hashes).
+frontend apikey
+    bind 127.0.0.1:${SCPORT[apikey/$sys]}
+    http-request deny deny_status 401 unless { req.hdr(x-api-key),map($creds/keys.map) -m found }
+    http-request del-header X-Api-Key
+    default_backend origin
+EOF
+  fi
+  if ((need_h2)) && [[ $sys == haproxy ]]; then
+    cat <<EOF
+
+# h2 scenario: cleartext HTTP/2 with prior knowledge from the client; HTTP/1.1 to the origin
+frontend h2
+    bind 127.0.0.1:${H2PORT[$sys]} proto h2
+    default_backend origin
+EOF
+  fi
+  cat <<EOF
 
 backend origin
     server origin 127.0.0.1:$origin_port
 EOF
+}
+
+start_system() {
+  local sys=$1 port pid dir=$work/$1
+  mkdir -p "$dir"
+  case $sys in
+    direct)
+      PORT[$sys]=$origin_port
+      H2PORT[$sys]=$origin_h2_port
+      SYSPIDS[$sys]=""
+      return
+      ;;
+    haproxy | haproxy-1t)
+      free_port port
+      PORT[$sys]=$port
+      ((need_jwt)) && free_port "SCPORT[jwt/$sys]"
+      if [[ $sys == haproxy ]]; then
+        ((need_key)) && free_port "SCPORT[apikey/$sys]"
+        ((need_h2)) && free_port "H2PORT[$sys]"
+      fi
+      haproxy_cfg "$sys" "$([[ $sys == haproxy-1t ]] && echo 1 || echo "$cores")" "$dir" >"$dir/haproxy.cfg"
       haproxy -c -q -f "$dir/haproxy.cfg" || die "generated haproxy.cfg is invalid"
-      start_bg haproxy "$dir/haproxy.log" haproxy -db -f "$dir/haproxy.cfg"
+      start_bg "$sys" "$dir/haproxy.log" haproxy -db -f "$dir/haproxy.cfg"
       ;;
     nginx)
       free_port port
+      ((need_h2)) && free_port "H2PORT[$sys]"
       {
         echo "worker_processes $cores;"
         nginx_common "$dir"
         echo "http {"
         nginx_http_common "$dir"
+        # apikey scenario: plaintext keys in a map (nginx has no hashed key store either)
+        ((need_key)) && printf '    map_hash_bucket_size 128;\n    map $http_x_api_key $bench_api_key_ok {\n        default 0;\n        "%s" 1;\n    }\n' "$api_key"
         cat <<EOF
     upstream origin {
         server 127.0.0.1:$origin_port;
@@ -433,33 +593,82 @@ EOF
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
-    }
-}
 EOF
+        ((need_key)) && cat <<'EOF'
+        location /key/ {
+            if ($bench_api_key_ok = 0) { return 401; }
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Api-Key "";
+        }
+EOF
+        echo "    }"
+        ((need_h2)) && cat <<EOF
+    server {
+        listen 127.0.0.1:${H2PORT[$sys]} http2;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+EOF
+        echo "}"
       } >"$dir/nginx.conf"
       nginx -t -q -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" || die "generated nginx proxy config is invalid"
       start_bg nginx "$dir/stdout.log" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
       ;;
     bareyarp)
       free_port port
+      ((need_h2)) && free_port "H2PORT[$sys]"
+      local -a extra=()
+      ((need_h2)) && extra+=("BAREYARP_H2_PORT=${H2PORT[$sys]}")
+      ((need_jwt)) && extra+=("BAREYARP_JWT_PUBLIC_KEY=$creds/jwt-pub.pem" "BAREYARP_JWT_ISSUER=$JWT_ISS" "BAREYARP_JWT_AUDIENCE=$JWT_AUD")
       # shellcheck disable=SC2086
-      (cd "$dir" && exec env BAREYARP_PORT="$port" BAREYARP_DESTINATION="http://127.0.0.1:$origin_port" ${BAREYARP_ENV:-} \
+      (cd "$dir" && exec env BAREYARP_PORT="$port" BAREYARP_DESTINATION="http://127.0.0.1:$origin_port" "${extra[@]}" ${BAREYARP_ENV:-} \
         "$out/bareyarp/BareYarp") >"$dir/bareyarp.log" 2>&1 &
       BG_PID=$!
       started_pids+=("$BG_PID")
       ;;
     portcullis)
       free_port port
+      ((need_h2)) && free_port "H2PORT[$sys]"
       if [[ -n ${PORTCULLIS_BENCH_YAML:-} ]]; then
         cp "$PORTCULLIS_BENCH_YAML" "$dir/portcullis.yaml"
       else
-        cat >"$dir/portcullis.yaml" <<EOF
-# generated by bench/run.sh: one listener, one catch-all route, one cluster; everything else default
+        ((need_jwt)) && cp "$creds/jwks.json" "$dir/jwks.json"
+        ((need_key)) && cp "$creds/keys.yaml" "$dir/keys.yaml"
+        {
+          cat <<EOF
+# generated by bench/run.sh: one listener, one catch-all route, one cluster; everything else default.
+# Only with the jwt / apikey / h2 scenarios: a JWT issuer and a /jwt route, API keys and a /key route,
+# an h2c listener. Plain requests take the catch-all route either way.
 listeners:
   - name: public
     address: 127.0.0.1:\${BENCH_GATEWAY_PORT}
-
-routes:
+EOF
+          ((need_h2)) && cat <<EOF
+  - name: h2
+    address: 127.0.0.1:\${BENCH_H2_PORT}
+    protocols: http2
+EOF
+          if ((need_jwt || need_key)); then
+            printf '\nidentity:\n'
+            ((need_jwt)) && cat <<EOF
+  issuers:
+    - name: bench
+      jwksFile: jwks.json
+      issuer: $JWT_ISS
+      audiences: [$JWT_AUD]
+      algorithms: [RS256]
+EOF
+            ((need_key)) && printf '  apiKeys:\n    file: keys.yaml\n'
+          fi
+          printf '\nroutes:\n'
+          ((need_jwt)) && printf '  - name: jwt\n    match: { pathPrefix: /jwt }\n    auth: { issuers: [bench] }\n    cluster: origin\n'
+          ((need_key)) && printf '  - name: apikey\n    match: { pathPrefix: /key }\n    auth: { apiKey: true }\n    cluster: origin\n'
+          cat <<EOF
   - name: all
     match: { pathPrefix: / }
     cluster: origin
@@ -469,9 +678,10 @@ clusters:
     destinations:
       - http://127.0.0.1:\${BENCH_ORIGIN_PORT}
 EOF
+        } >"$dir/portcullis.yaml"
       fi
       # shellcheck disable=SC2086
-      (cd "$dir" && exec env BENCH_GATEWAY_PORT="$port" BENCH_ORIGIN_PORT="$origin_port" ${PORTCULLIS_ENV:-} \
+      (cd "$dir" && exec env BENCH_GATEWAY_PORT="$port" BENCH_H2_PORT="${H2PORT[$sys]:-0}" BENCH_ORIGIN_PORT="$origin_port" ${PORTCULLIS_ENV:-} \
         "$out/portcullis/portcullis" run -c "$dir/portcullis.yaml") >"$dir/portcullis.log" 2>&1 &
       BG_PID=$!
       started_pids+=("$BG_PID")
@@ -484,15 +694,61 @@ EOF
   log "$sys on 127.0.0.1:$port (pids ${SYSPIDS[$sys]})"
 }
 
+url_of() { # SCENARIO SYSTEM -> the URL the load generator uses
+  local sc=$1 sys=$2
+  if [[ $sc == h2 ]]; then echo "http://127.0.0.1:${H2PORT[$sys]}${SC_PATH[$sc]}"; return; fi
+  echo "http://127.0.0.1:${SCPORT[$sc/$sys]:-${PORT[$sys]}}${SC_PATH[$sc]}"
+}
+
 pre_bg=$(background_pct 2)
 ((pre_bg < 15)) || log "warning: other processes use ${pre_bg}% of this machine's CPU; results will be noisy (see the bg CPU % column; --wait-quiet S waits)"
-for sys in "${systems[@]}"; do start_system "$sys"; done
+for sys in "${active[@]}"; do start_system "$sys"; done
 
-# Every system must return the origin's exact bodies before anything is measured.
-for sys in "${systems[@]}"; do
+# ---------------------------------------------------------------- checks before measuring
+# Every system must return the origin's exact bodies, and refuse what it must refuse, before anything is
+# measured: a JWT or API-key benchmark of a proxy that does not check the credential is a fake number.
+probe() { # URL [curl args...] -> "HTTP_CODE BYTES"
+  local url=$1
+  shift
+  curl -s -o /dev/null -w '%{http_code} %{size_download}' --max-time 5 "$@" "$url" || true
+}
+for sys in "${active[@]}"; do
   for path in /small /4k; do
     got=$(curl -s --max-time 5 "http://127.0.0.1:${PORT[$sys]}$path" | wc -c)
     [[ $got == "${BODY_LEN[$path]}" ]] || die "$sys returned $got bytes for $path, expected ${BODY_LEN[$path]}"
+  done
+done
+for sc in "${measured[@]}"; do
+  for sys in ${SC_SYSTEMS[$sc]}; do
+    url=$(url_of "$sc" "$sys")
+    case $sc in
+      jwt)
+        got=$(probe "$url" -H "Authorization: Bearer $jwt_token")
+        [[ $got == "200 $small_len" ]] || die "jwt: $sys answered '$got' to a valid token on $url, expected 200 and $small_len bytes"
+        for bad in missing bad_sig expired wrong_aud; do
+          case $bad in
+            missing) got=$(probe "$url") ;;
+            bad_sig) got=$(probe "$url" -H "Authorization: Bearer $jwt_bad_sig") ;;
+            expired) got=$(probe "$url" -H "Authorization: Bearer $jwt_expired") ;;
+            wrong_aud) got=$(probe "$url" -H "Authorization: Bearer $jwt_wrong_aud") ;;
+          esac
+          [[ $got == 401\ * ]] || die "jwt: $sys answered '$got' to a $bad token on $url, expected 401: it does not verify tokens, refusing to measure it"
+        done
+        log "jwt: $sys accepts the valid token and refuses missing, badly signed, expired and wrong-audience tokens (401)"
+        ;;
+      apikey)
+        got=$(probe "$url" -H "X-Api-Key: $api_key")
+        [[ $got == "200 $small_len" ]] || die "apikey: $sys answered '$got' to the valid key on $url, expected 200 and $small_len bytes"
+        for got in "$(probe "$url")" "$(probe "$url" -H "X-Api-Key: ${api_key%?}x")"; do
+          [[ $got == 401\ * ]] || die "apikey: $sys answered '$got' to a missing or wrong key on $url, expected 401: it does not check keys, refusing to measure it"
+        done
+        log "apikey: $sys accepts the key and refuses a missing and a wrong key (401)"
+        ;;
+      h2)
+        got=$(curl -s -o /dev/null -w '%{http_version} %{http_code} %{size_download}' --max-time 5 --http2-prior-knowledge "$url" || true)
+        [[ $got == "2 200 $small_len" ]] || die "h2: $sys answered '$got' on $url with HTTP/2 prior knowledge, expected '2 200 $small_len'"
+        ;;
+    esac
   done
 done
 
@@ -500,11 +756,53 @@ done
 raw=$out/raw.tsv
 printf 'scenario\tsystem\tround\trps\tp50_ms\tp99_ms\tcpu_us_per_req\trss_mb\terrors\trequests\torigin_cpu_us_per_req\twrk_cpu_us_per_req\tbackground_cpu_pct\n' >"$raw"
 
-run_wrk() { # OUTFILE CONNS SECONDS URL
-  wrk -t1 -c"$2" -d"$3s" -s "$bench/wrk-report.lua" "$4" >"$1" 2>&1 &
+run_wrk() { # OUTFILE CONNS SECONDS URL [HEADER]
+  if (($# > 4)); then
+    wrk -t1 -c"$2" -d"$3s" -s "$bench/wrk-report.lua" -H "$5" "$4" >"$1" 2>&1 &
+  else
+    wrk -t1 -c"$2" -d"$3s" -s "$bench/wrk-report.lua" "$4" >"$1" 2>&1 &
+  fi
   wrk_pid=$!
   wait "$wrk_pid" || true
   wrk_pid=""
+}
+run_h2load() { # OUTFILE CONNS SECONDS URL: one thread, CONNS connections of H2_STREAMS streams, h2c prior knowledge
+  # --log-file has every request's latency, so p50/p99 come from it (h2load itself prints only min/max/mean/sd)
+  h2load -t1 -c"$2" -m"$H2_STREAMS" -D"$3" --log-file="$1.requests" "$4" >"$1" 2>&1 &
+  wrk_pid=$!
+  wait "$wrk_pid" || true
+  wrk_pid=""
+}
+run_load() { # OUTFILE SCENARIO SECONDS URL: the scenario's load generator, connections and headers
+  local sc=$2
+  if [[ $sc == h2 ]]; then
+    run_h2load "$1" "${SC_CONNS[$sc]}" "$3" "$4"
+  elif [[ -n ${SC_HEADER[$sc]:-} ]]; then
+    run_wrk "$1" "${SC_CONNS[$sc]}" "$3" "$4" "${SC_HEADER[$sc]}"
+  else
+    run_wrk "$1" "${SC_CONNS[$sc]}" "$3" "$4"
+  fi
+}
+load_json() { # OUTFILE SCENARIO -> the load generator's result as the JSON object wrk-report.lua prints
+  if [[ $2 != h2 ]]; then
+    sed -n 's/^WRKJSON //p' "$1"
+    return
+  fi
+  # h2load: "finished in 2.00s, 31234.50 req/s, ...", "requests: N total, N started, N done, N succeeded,
+  # N failed, N errored, N timeout", "status codes: N 2xx, N 3xx, N 4xx, N 5xx"; latencies from the log.
+  local p50 p99
+  read -r p50 p99 < <(awk -F'\t' '{print $3}' "$1.requests" 2>/dev/null | sort -n |
+    awk '{v[NR] = $1} END {if (NR == 0) print "0 0"; else print v[int((NR - 1) * 0.50) + 1], v[int((NR - 1) * 0.99) + 1]}')
+  rm -f "$1.requests"
+  awk -v p50="$p50" -v p99="$p99" '
+    /^finished in/ {d = $3; sub(/,$/, "", d); if (d ~ /ms$/) {sub(/ms$/, "", d); d = d * 1000} else {sub(/s$/, "", d); d = d * 1e6}}
+    /^requests:/ {done = $6; failed = $10; errored = $12; timeout = $14}
+    /^status codes:/ {bad = $5 + $7 + $9}
+    END {
+      if (d == "" || done == "") exit 1
+      printf "{\"requests\":%d,\"duration_us\":%d,\"bytes\":0,\"err_connect\":0,\"err_read\":%d,\"err_write\":0,\"err_status\":%d,\"err_timeout\":%d,\"p50_us\":%s,\"p90_us\":0,\"p99_us\":%s,\"max_us\":0,\"mean_us\":0}\n",
+        done, d, failed + errored, bad, timeout, p50, p99
+    }' "$1" || true
 }
 
 wait_quiet() { # wait (up to --wait-quiet seconds) until other processes use < 15% of the machine
@@ -518,7 +816,7 @@ wait_quiet() { # wait (up to --wait-quiet seconds) until other processes use < 1
 }
 
 measure() { # SCENARIO SYSTEM ROUND
-  local sc=$1 sys=$2 round=$3 f=$work/wrk-$1-$2-$3.txt pids opids c0 c1 o0 o1 w0 w1 m0 m1 t0 t1 hwm json
+  local sc=$1 sys=$2 round=$3 f=$work/load-$1-$2-$3.txt pids opids c0 c1 o0 o1 w0 w1 m0 m1 t0 t1 hwm json
   read -ra pids <<<"${SYSPIDS[$sys]}"
   opids=("${origin_pids[@]}")
   wait_quiet
@@ -528,15 +826,15 @@ measure() { # SCENARIO SYSTEM ROUND
   children_cpu
   w0=$CHILD_CPU
   read -r m0 t0 <<<"$(machine_ticks)"
-  run_wrk "$f" "${SC_CONNS[$sc]}" "$duration" "http://127.0.0.1:${PORT[$sys]}${SC_PATH[$sc]}"
+  run_load "$f" "$sc" "$duration" "$(url_of "$sc" "$sys")"
   read -r m1 t1 <<<"$(machine_ticks)"
   children_cpu
   w1=$CHILD_CPU
   c1=$(cpu_ticks "${pids[@]}")
   o1=$(cpu_ticks "${opids[@]}")
   hwm=$(hwm_kb "${pids[@]}")
-  json=$(sed -n 's/^WRKJSON //p' "$f")
-  [[ -n $json ]] || { cat "$f" >&2; die "wrk produced no result for $sc/$sys"; }
+  json=$(load_json "$f" "$sc")
+  [[ -n $json ]] || { cat "$f" >&2; die "the load generator produced no result for $sc/$sys"; }
   # background: machine user+system time not spent by the proxy, the origin or wrk, as % of all cores
   jq -r --arg sc "$sc" --arg sys "$sys" --arg round "$round" --argjson cpu "$((c1 - c0))" --argjson ocpu "$((o1 - o0))" \
     --argjson hz "$clk_tck" --argjson hwm "$hwm" --argjson proxy "${#pids[@]}" \
@@ -558,7 +856,7 @@ measure() { # SCENARIO SYSTEM ROUND
 }
 
 # Warm-up before round 1: .NET tiers its code up (and PGO settles) over the first seconds under load.
-for sys in "${systems[@]}"; do
+for sys in "${active[@]}"; do
   secs=$warmup_other
   [[ $sys == bareyarp || $sys == portcullis ]] && secs=$warmup_dotnet
   ((secs > 0)) || continue
@@ -568,13 +866,30 @@ for sys in "${systems[@]}"; do
   ((quick)) || run_wrk "$work/warmup-$sys-4k.txt" 256 "$(((secs + 3) / 4))" "http://127.0.0.1:${PORT[$sys]}/4k"
 done
 
-nsys=${#systems[@]}
 for sc in "${measured[@]}"; do
-  log "scenario $sc: $rounds rounds x $nsys systems x ${duration}s, wrk -t1 -c${SC_CONNS[$sc]} ${SC_PATH[$sc]}"
+  read -ra sc_systems <<<"${SC_SYSTEMS[$sc]}"
+  nsys=${#sc_systems[@]}
+  ((nsys > 0)) || { log "scenario $sc: none of the selected systems can run it"; continue; }
+  if [[ $sc == h2 ]]; then
+    gen="h2load -t1 -c${SC_CONNS[$sc]} -m$H2_STREAMS (h2c)"
+  else
+    gen="wrk -t1 -c${SC_CONNS[$sc]}${SC_HEADER[$sc]:+ -H '${SC_HEADER[$sc]%%:*}: …'}"
+  fi
+  # The jwt, apikey and h2 scenarios exercise code the plain warm-up did not: give each system a short one.
+  if [[ $sc == jwt || $sc == apikey || $sc == h2 ]]; then
+    for sys in "${sc_systems[@]}"; do
+      secs=1
+      [[ $sys == bareyarp || $sys == portcullis ]] && secs=$(((warmup_dotnet + 3) / 4 > 1 ? (warmup_dotnet + 3) / 4 : 1))
+      ((quick)) && [[ $sys != bareyarp && $sys != portcullis ]] && continue # HAProxy and nginx need none
+      run_load "$work/warmup-$sc-$sys.txt" "$sc" "$secs" "$(url_of "$sc" "$sys")"
+      rm -f "$work/warmup-$sc-$sys.txt.requests"
+    done
+  fi
+  log "scenario $sc: $rounds rounds x $nsys systems x ${duration}s, $gen ${SC_PATH[$sc]}"
   for ((r = 1; r <= rounds; r++)); do
     for ((k = 0; k < nsys; k++)); do
       # rotate the order each round so no system always runs right after the same neighbour
-      measure "$sc" "${systems[$(((k + r - 1) % nsys))]}" "$r"
+      measure "$sc" "${sc_systems[$(((k + r - 1) % nsys))]}" "$r"
     done
   done
 done
@@ -586,8 +901,14 @@ column_of() { # SCENARIO SYSTEM COLUMN
 }
 agg=$work/aggregate.tsv
 : >"$agg"
+na=$work/not-applicable.tsv
+: >"$na"
 for sc in "${measured[@]}"; do
   for sys in "${systems[@]}"; do
+    why=$(na_reason "$sc" "$sys")
+    [[ -n $why && $why != - ]] && printf '%s\t%s\t%s\n' "$sc" "$sys" "$why" >>"$na"
+  done
+  for sys in ${SC_SYSTEMS[$sc]}; do
     rps=$(column_of "$sc" "$sys" 4 | median)
     p50=$(column_of "$sc" "$sys" 5 | median)
     p99=$(column_of "$sc" "$sys" 6 | median)
@@ -603,10 +924,18 @@ for sc in "${measured[@]}"; do
   done
 done
 
-ratio() { # SCENARIO SYSTEM BASE -> rps(system)/rps(base), or "-"
+ratio() { # SCENARIO SYSTEM BASE -> rps(system)/rps(base), or "-". Base haproxy = the better of haproxy and
+  # haproxy-1t where both ran (the jwt scenario: the issue's target is HAProxy's better of nbthread 1 and 2).
   awk -F'\t' -v sc="$1" -v sys="$2" -v base="$3" '
-    $1 == sc && $2 == sys {a = $3} $1 == sc && $2 == base {b = $3}
+    $1 == sc && $2 == sys {a = $3}
+    $1 == sc && ($2 == base || (base == "haproxy" && $2 == "haproxy-1t")) && $3 > b {b = $3}
     END {if (a != "" && b != "" && b > 0) printf "%.2f", a / b; else print "-"}' "$agg"
+}
+haproxy_base() { # SCENARIO -> the HAProxy system the "vs HAProxy" column divides by
+  awk -F'\t' -v sc="$1" '$1 == sc && ($2 == "haproxy" || $2 == "haproxy-1t") && $3 > b {b = $3; s = $2} END {print s}' "$agg"
+}
+label() { # SCENARIO SYSTEM
+  if [[ $2 == haproxy && $1 == jwt ]] && runs_system haproxy-1t; then echo "HAProxy nbthread $cores"; else echo "${SYS_LABEL[$2]}"; fi
 }
 
 # results.json
@@ -630,6 +959,10 @@ ratio() { # SCENARIO SYSTEM BASE -> rps(system)/rps(base), or "-"
        background_cpu_pct: ($bg | num),
        rounds: $rounds, duration_s: $duration, connections: $conns, wrk_threads: 1}'
   done <"$agg"
+  while IFS=$'\t' read -r sc sys why; do
+    jq -nc --arg sc "$sc" --arg sys "$sys" --arg why "$why" \
+      '{scenario: $sc, system: $sys, status: "n/a", note: $why, rps: null, p50_ms: null, p99_ms: null, rss_mb: null, cpu_us_per_req: null}'
+  done <"$na"
   not_yet_json
 } | jq -s . >"$out/results.json"
 
@@ -654,7 +987,8 @@ cat <<EOF
 ## Settings
 
 $( ((quick)) && echo "quick mode: " || true)$rounds rounds x ${duration}s per system and scenario, interleaved (order rotated each round), medians; warm-up ${warmup_dotnet}s (.NET) / ${warmup_other}s (others) before round 1.
-wrk -t1, HTTP/1.1 keep-alive, loopback; proxies use $cores threads/workers; nothing pinned (wrk, proxy and origin share the $cores cores).
+wrk -t1, HTTP/1.1 keep-alive, loopback; proxies use $cores threads/workers (plus HAProxy nbthread 1 in jwt); nothing pinned (load generator, proxy and origin share the $cores cores).
+jwt: wrk -H 'Authorization: Bearer <one RS256 token>' on /jwt/small; apikey: wrk -H 'X-Api-Key: <one key>' on /key/small; h2: h2load -t1 -c${SC_CONNS[h2]} -m$H2_STREAMS, h2c prior knowledge, p50/p99 from its per-request log.
 RSS = peak VmHWM of the proxy process(es) during the scenario; CPU = proxy utime+stime over the run / requests.
 bg CPU % = median share of the machine's CPU used by processes other than wrk, the origin and the proxy during the runs (0 on a quiet machine; anything above ~5 makes the numbers noisy).
 
@@ -664,15 +998,23 @@ bg CPU % = median share of the machine's CPU used by processes other than wrk, t
 |---|---|---|---|---|---|---|---|---|---|---|---|
 EOF
 while IFS=$'\t' read -r sc sys rps p50 p99 cpu rss errors lo hi ocpu wcpu bg; do
+  if [[ $sys == n/a ]]; then
+    printf '| %s | %s | n/a | | | | | | | | | |\n' "$sc" "$(label "$sc" "$rps")"
+    continue
+  fi
   printf '| %s | %s | %.0f | %.0f–%.0f | %.2f | %.2f | %s | %s | %s | %s | %s | %.0f |\n' \
-    "$sc" "${SYS_LABEL[$sys]}" "$rps" "$lo" "$hi" "$p50" "$p99" \
+    "$sc" "$(label "$sc" "$sys")" "$rps" "$lo" "$hi" "$p50" "$p99" \
     "$(r=$(ratio "$sc" "$sys" haproxy); [[ $r == - ]] && echo – || echo "${r}×")" \
     "$(r=$(ratio "$sc" "$sys" bareyarp); [[ $r == - ]] && echo – || echo "${r}×")" \
     "$([[ $rss == - ]] && echo – || printf '%.1f' "$rss")" \
     "$([[ $cpu == - ]] && echo – || printf '%.1f' "$cpu")" \
     "$errors" "$bg"
-done <"$agg"
+done < <(for sc in "${measured[@]}"; do awk -F'\t' -v sc="$sc" '$1 == sc' "$agg"; awk -F'\t' -v sc="$sc" '$1 == sc {print $1 "\tn/a\t" $2}' "$na"; done)
 print_not_yet_rows
 echo
+if [[ " ${measured[*]} " == *" jwt "* ]] && [[ -n $(haproxy_base jwt) ]]; then
+  echo "- jwt: \"vs HAProxy\" divides by the better HAProxy, here $(label jwt "$(haproxy_base jwt)") (issue #4: HAProxy's better of nbthread 1 and 2)."
+fi
+while IFS=$'\t' read -r sc sys why; do echo "- $sc, $(label "$sc" "$sys"): n/a — $why"; done <"$na"
 for sc in "${not_yet[@]}"; do echo "- $sc: not yet — ${NOT_YET[$sc]}"; done
 log "results: ${out#"$root"/}/results.json, raw rounds: ${out#"$root"/}/raw.tsv, logs: ${out#"$root"/}/logs/"
