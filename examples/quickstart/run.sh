@@ -27,6 +27,8 @@ Try:
   curl $gw/v2/orders/42                    # same, chosen by the path segment
   curl -H 'X-Api-Key: $demo_key' $gw/reports/1   # API key → consumer headers + signed assertion
   curl $gw/reports/1                       # 401 problem+json
+  for i in \$(seq 15); do curl -s -o /dev/null -w '%{http_code} ' -H 'X-Api-Key: $demo_key' $gw/reports/1; done   # 429s after a burst of 10
+  curl $admin/admin/traffic                # rate limits, quotas, stores
   curl $admin/admin/clusters               # destinations and their health
   edit examples/quickstart/versions.map    # takes effect without a restart
 TRY

@@ -25,8 +25,12 @@ public sealed class GatewaySnapshot
         IReadOnlyList<IPNetwork> trustedProxies,
         IReadOnlyList<ListenerBinding> listeners,
         IReadOnlyList<Identity.CompiledIssuer> issuers,
-        Identity.CompiledApiKeys? apiKeys)
+        Identity.CompiledApiKeys? apiKeys,
+        FrozenDictionary<string, Traffic.CompiledRateLimit> rateLimits,
+        FrozenDictionary<string, Traffic.CompiledQuota> quotas)
     {
+        RateLimits = rateLimits;
+        Quotas = quotas;
         Issuers = issuers;
         Assertion = source.Config.Identity.Assertion is { } a ? new(a.Header, a.Issuer, a.Lifetime, a.RotateEvery) : null;
         ApiKeys = apiKeys;
@@ -75,6 +79,10 @@ public sealed class GatewaySnapshot
     internal IReadOnlyList<Identity.CompiledIssuer> Issuers { get; }
 
     internal Identity.CompiledApiKeys? ApiKeys { get; }
+
+    internal FrozenDictionary<string, Traffic.CompiledRateLimit> RateLimits { get; }
+
+    internal FrozenDictionary<string, Traffic.CompiledQuota> Quotas { get; }
 
     /// <summary>Null when identity.assertion is not configured.</summary>
     internal Identity.AssertionSettings? Assertion { get; }
@@ -130,6 +138,16 @@ internal sealed class CompiledRoute
     /// <summary>Null for public routes.</summary>
     public Identity.CompiledRouteAuth? Auth { get; init; }
 
+    /// <summary>Rate-limit policies checked in order; empty when none.</summary>
+    public Traffic.CompiledRateLimit[] RateLimits { get; init; } = [];
+
+    public Traffic.CompiledQuota? Quota { get; init; }
+
+    public Traffic.ConcurrencyGate? Concurrency { get; init; }
+
+    /// <summary>True when the route has any traffic control (the stage is skipped otherwise).</summary>
+    public bool HasTrafficControl => RateLimits.Length > 0 || Quota is not null || Concurrency is not null;
+
 }
 
 /// <summary>A cluster's gateway-side settings (YARP holds destinations and health state).</summary>
@@ -148,4 +166,6 @@ internal sealed class CompiledCluster
     public TimeSpan PassiveReactivation { get; init; } = TimeSpan.FromSeconds(30);
 
     public FrozenSet<int> FailureStatusCodes { get; init; } = FrozenSet<int>.Empty;
+
+    public Traffic.ConcurrencyGate? Concurrency { get; init; }
 }

@@ -25,6 +25,15 @@ public sealed record PortcullisConfig
 
     [Description("Named groups of upstream destinations with load balancing and health checks.")]
     public IReadOnlyDictionary<string, ClusterOptions> Clusters { get; init; } = new Dictionary<string, ClusterOptions>();
+
+    [Description("Named rate-limit policies (token bucket, sliding window, spike arrest); routes name them in `rateLimits`.")]
+    public IReadOnlyDictionary<string, RateLimitOptions> RateLimits { get; init; } = new Dictionary<string, RateLimitOptions>();
+
+    [Description("Named calendar quotas (per hour, day, week or month); routes name one in `quota`.")]
+    public IReadOnlyDictionary<string, QuotaOptions> Quotas { get; init; } = new Dictionary<string, QuotaOptions>();
+
+    [Description("Where shared state lives. Without a store, counters are in-process.")]
+    public StoresOptions Stores { get; init; } = new();
 }
 
 public enum ListenerProtocols
@@ -138,6 +147,15 @@ public sealed record RouteOptions
 
     [Description("Send the client's Host header to the upstream instead of the destination's host. Default false (the original host is always in X-Forwarded-Host).")]
     public bool PreserveHost { get; init; }
+
+    [Description("Names of rate-limit policies (under rateLimits) applied to this route, in order; every one must admit a request.")]
+    public IReadOnlyList<string> RateLimits { get; init; } = [];
+
+    [Description("Name of a quota (under quotas) this route's requests count against.")]
+    public string? Quota { get; init; }
+
+    [Description("Most requests in flight on this route at once, with an optional short queue; beyond it 503 with Retry-After.")]
+    public ConcurrencyOptions? Concurrency { get; init; }
 }
 
 public enum HeaderMatchMode
@@ -275,6 +293,9 @@ public sealed record ClusterOptions
 
     [Description("Most connections per destination; 0 means unlimited. Default 0.")]
     public int MaxConnectionsPerDestination { get; init; }
+
+    [Description("Most requests in flight to this cluster at once (all routes together), with an optional short queue; beyond it 503 with Retry-After.")]
+    public ConcurrencyOptions? Concurrency { get; init; }
 }
 
 [ScalarShorthand(nameof(Address))]

@@ -20,7 +20,7 @@ public sealed record BuildResult(GatewaySnapshot? Snapshot, IReadOnlyList<Config
 /// Reads, validates and compiles a config file into a <see cref="GatewaySnapshot"/>. Every problem is
 /// collected (with file:line:column and a hint) before deciding; one error rejects the whole file.
 /// </summary>
-public sealed class SnapshotBuilder
+public sealed partial class SnapshotBuilder
 {
     internal const string ConnectTimeoutMetadata = "Portcullis.ConnectTimeout";
     internal const string ActiveHealthPolicy = "Portcullis.Thresholds";
@@ -60,7 +60,8 @@ public sealed class SnapshotBuilder
         var clusters = CompileClusters(context);
         var (issuers, apiKeys) = CompileIdentity(context, files, fileContents);
         var introspectors = CompileIntrospection(context, files, fileContents);
-        var routes = CompileRoutes(context, maps, clusters, issuers, introspectors, apiKeys);
+        var traffic = CompileTraffic(context);
+        var routes = CompileRoutes(context, maps, clusters, issuers, introspectors, apiKeys, traffic);
 
         if (_proxyValidator is not null && !context.HasErrors)
         {
@@ -87,7 +88,9 @@ public sealed class SnapshotBuilder
             trusted,
             listeners,
             [.. issuers.Values],
-            apiKeys);
+            apiKeys,
+            traffic.RateLimits.ToFrozenDictionary(StringComparer.Ordinal),
+            traffic.Quotas.ToFrozenDictionary(StringComparer.Ordinal));
         return new BuildResult(snapshot, diagnostics);
     }
 
@@ -366,6 +369,7 @@ public sealed class SnapshotBuilder
                 PassiveFailures = passive?.Failures ?? 3,
                 PassiveReactivation = passive?.Reactivation ?? TimeSpan.FromSeconds(30),
                 FailureStatusCodes = (passive?.StatusCodes ?? []).ToFrozenSet(),
+                Concurrency = CompileConcurrency(context, options.Concurrency, path + ".concurrency", "cluster:" + name),
             });
 
             proxy.Add(new ClusterConfig
@@ -770,7 +774,7 @@ public sealed class SnapshotBuilder
         };
     }
 
-    private static RouteBuild CompileRoutes(Context context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys)
+    private static RouteBuild CompileRoutes(Context context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, TrafficBuild traffic)
     {
         var compiled = new List<CompiledRoute>();
         var proxy = new List<RouteConfig>();
@@ -876,9 +880,13 @@ public sealed class SnapshotBuilder
                 context.Error(path + ".stripPrefix", $"stripPrefix '{strip}' must start with '/' and not end with '/'", "e.g. stripPrefix: /api");
             }
 
+            var (rateLimits, quota, concurrency) = CompileRouteTraffic(context, route, path, traffic);
             compiled.Add(new CompiledRoute
             {
                 Name = route.Name,
+                RateLimits = rateLimits,
+                Quota = quota,
+                Concurrency = concurrency,
                 Auth = CompileAuth(context, route.Auth, path + ".auth", issuers, introspectors, apiKeys, staticCluster ?? route.Name),
                 Action = route.Redirect is not null ? RouteAction.Redirect : route.Respond is not null ? RouteAction.Respond : RouteAction.Proxy,
                 ClusterTemplate = clusterTemplate,

@@ -34,6 +34,15 @@ public sealed class GatewayFeature
 
     public string? ClusterName { get; internal set; }
 
+    private string? _clientAddress;
+
+    /// <summary>The client's address as text (behind trusted proxies: the forwarded one), resolved once per request.</summary>
+    public string ClientAddress(Microsoft.AspNetCore.Http.HttpContext context) =>
+        _clientAddress ??= Routing.ClientAddress.Resolve(context, Snapshot)?.ToString() ?? "unknown";
+
+    /// <summary>Traffic-control decision: admitted, ratelimit.exceeded, quota.exceeded, concurrency.limit, ratelimit.store-unavailable(.open), quota.store-unavailable(.open).</summary>
+    public string? TrafficDecision { get; internal set; }
+
     /// <summary>Upstream attempts made (1 + retries).</summary>
     public int Attempts { get; internal set; }
 

@@ -69,6 +69,8 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton<IssuerRegistry>();
         services.AddHostedService<IssuerStartup>();
         services.AddSingleton(sp => new AssertionSigner(sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<Portcullis.Traffic.TrafficStores>();
+        services.AddHostedService<Portcullis.Traffic.TrafficStartup>();
         services.AddSingleton(sp => new JwtAuthenticator(
             sp.GetRequiredService<IssuerRegistry>(),
             sp.GetRequiredService<TimeProvider>(),
@@ -111,7 +113,7 @@ public static class PortcullisServiceCollectionExtensions
     /// <summary>
     /// Adds the gateway's request pipeline: admin API on the admin listener, limits, routing (YARP),
     /// identity and authorization, map-driven cluster choice, retries, load balancing and passive health,
-    /// and a problem+json 404.
+    /// traffic control (rate limits, quotas, concurrency), and a problem+json 404.
     /// </summary>
     public static WebApplication UsePortcullis(this WebApplication app)
     {
@@ -132,12 +134,19 @@ public static class PortcullisServiceCollectionExtensions
         issuers.Sync(Fetched(store.Current));
         store.Swapping += next => issuers.Sync(Fetched(next));
 
+        // Counter stores and concurrency limiters follow the snapshot (state handed over when settings are unchanged).
+        var traffic = app.Services.GetRequiredService<Portcullis.Traffic.TrafficStores>();
+        traffic.Sync(store.Current, null);
+        store.Swapping += next => traffic.Sync(next, store.Current);
+
         app.UseRouting();
         app.UseMiddleware<IdentityMiddleware>();
+        app.UseMiddleware<Portcullis.Traffic.TrafficMiddleware>();
         app.UseMiddleware<RouteResponseMiddleware>();
         app.MapReverseProxy(pipeline =>
         {
             pipeline.UseMiddleware<RouteActionMiddleware>();
+            pipeline.UseMiddleware<Portcullis.Traffic.ClusterConcurrencyMiddleware>();
             pipeline.UseSessionAffinity();
             pipeline.UseMiddleware<RetryMiddleware>();
             pipeline.UseLoadBalancing();

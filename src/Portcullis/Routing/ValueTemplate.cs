@@ -14,12 +14,18 @@ internal enum RequestSourceKind
     Claim,
     Consumer,
     ConsumerGroup,
+
+    /// <summary>The client's address (from trusted proxies' X-Forwarded-For / Forwarded, else the peer).</summary>
+    ClientIp,
+
+    /// <summary>The matched route's name.</summary>
+    Route,
 }
 
 /// <summary>A part of the request a map is looked up with: header:NAME, query:NAME, segment:N (1-based), host, path, method.</summary>
 internal readonly record struct RequestSource(RequestSourceKind Kind, string Name, int Index)
 {
-    public const string Syntax = "header:NAME, query:NAME, segment:N (1-based path segment), host, path, method, claim:NAME, consumer or consumerGroup";
+    public const string Syntax = "header:NAME, query:NAME, segment:N (1-based path segment), host, path, method, claim:NAME, consumer, consumerGroup, ip or route";
 
     public static bool TryParse(string text, out RequestSource source, out string? error)
     {
@@ -57,6 +63,12 @@ internal readonly record struct RequestSource(RequestSourceKind Kind, string Nam
             case "consumerGroup" when argument.Length == 0:
                 source = new RequestSource(RequestSourceKind.ConsumerGroup, "", 0);
                 return true;
+            case "ip" when argument.Length == 0:
+                source = new RequestSource(RequestSourceKind.ClientIp, "", 0);
+                return true;
+            case "route" when argument.Length == 0:
+                source = new RequestSource(RequestSourceKind.Route, "", 0);
+                return true;
             default:
                 error = $"unknown request source '{text}'";
                 return false;
@@ -88,6 +100,10 @@ internal readonly record struct RequestSource(RequestSourceKind Kind, string Nam
                 return (request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.Caller?.Consumer).AsSpan();
             case RequestSourceKind.ConsumerGroup:
                 return (request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.Caller?.ConsumerGroup).AsSpan();
+            case RequestSourceKind.ClientIp:
+                return (request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.ClientAddress(request.HttpContext)).AsSpan();
+            case RequestSourceKind.Route:
+                return (request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.RouteName).AsSpan();
             default:
                 return default;
         }
@@ -121,6 +137,7 @@ internal readonly record struct RequestSource(RequestSourceKind Kind, string Nam
         RequestSourceKind.Segment => "segment:" + Index.ToString(CultureInfo.InvariantCulture),
         RequestSourceKind.Claim => "claim:" + Name,
         RequestSourceKind.ConsumerGroup => "consumerGroup",
+        RequestSourceKind.ClientIp => "ip",
         _ => Kind.ToString().ToLowerInvariant(),
     };
 }

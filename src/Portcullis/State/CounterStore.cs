@@ -1,0 +1,28 @@
+using Portcullis.Traffic;
+
+namespace Portcullis.State;
+
+/// <summary>
+/// Where rate-limit and quota counters live. Implementations never throw on the request path and never
+/// wait longer than their timeout: trouble is reported as <see cref="RateOutcome.StoreUnavailable"/>.
+/// </summary>
+internal interface ICounterStore
+{
+    /// <summary>Counts one request against a rate-limit policy's key and says whether it is admitted.</summary>
+    ValueTask<RateDecision> RateAsync(CompiledRateLimit policy, string key, CancellationToken cancellationToken);
+
+    /// <summary>Counts one request against a quota's key in the given calendar window (nothing is counted when refused).</summary>
+    ValueTask<RateDecision> QuotaAsync(CompiledQuota quota, string key, QuotaWindow window, CancellationToken cancellationToken);
+
+    /// <summary>Requests counted so far in the window, for the admin API; null when the store cannot answer.</summary>
+    ValueTask<long?> QuotaUsedAsync(CompiledQuota quota, string key, QuotaWindow window, CancellationToken cancellationToken);
+}
+
+internal enum StoreState
+{
+    Up,
+    Down,
+}
+
+/// <summary>A shared store's health for /readyz and the admin API.</summary>
+internal sealed record StoreHealth(string Name, StoreState State, DateTimeOffset Since, string? LastError);

@@ -1,0 +1,183 @@
+using System.Globalization;
+using Microsoft.AspNetCore.Http;
+using Portcullis.Configuration;
+using Portcullis.Hosting;
+using Portcullis.Routing;
+
+namespace Portcullis.Traffic;
+
+/// <summary>A rate-limit policy compiled for the request path: algorithm constants in ticks, header text precomputed.</summary>
+internal sealed class CompiledRateLimit
+{
+    public required string Name { get; init; }
+
+    public required RateLimitAlgorithm Algorithm { get; init; }
+
+    public required long Limit { get; init; }
+
+    public required TimeSpan Per { get; init; }
+
+    /// <summary>Requests admitted at once (token bucket capacity); 1 for spike arrest; `limit` for sliding windows.</summary>
+    public required long Capacity { get; init; }
+
+    public required TrafficStore Store { get; init; }
+
+    public RedisCountingMode Mode { get; init; }
+
+    public TimeSpan SyncEvery { get; init; }
+
+    public StoreFailureMode OnStoreFailure { get; init; }
+
+    public bool Headers { get; init; }
+
+    public required TrafficKey Key { get; init; }
+
+    /// <summary>GCRA emission interval: the steady-state gap between two admitted requests, in ticks.</summary>
+    public long EmissionTicks => Per.Ticks / Limit;
+
+    private string? _identity;
+    private string? _policyHeaderItem;
+
+    /// <summary>A stable text of the settings that change counting, so state survives a reload only when they are equal.</summary>
+    public string Identity => _identity ??= string.Create(CultureInfo.InvariantCulture, $"{Name}|{Algorithm}|{Limit}|{Per.Ticks}|{Capacity}|{Store}|{Mode}");
+
+    /// <summary>This policy's item of the RateLimit-Policy header, e.g. "per-consumer";q=100;w=1.</summary>
+    public string PolicyHeaderItem => _policyHeaderItem ??= string.Create(CultureInfo.InvariantCulture, $"\"{Name}\";q={Limit};w={Math.Max(1, (long)Math.Ceiling(Per.TotalSeconds))}");
+
+    /// <summary>In-process counters, bound to this policy by the local store (survives reloads with equal settings).</summary>
+    internal State.LocalRateCounters? LocalCounters { get; set; }
+}
+
+/// <summary>A calendar quota compiled for the request path.</summary>
+internal sealed class CompiledQuota
+{
+    public required string Name { get; init; }
+
+    public required long Limit { get; init; }
+
+    public required QuotaPeriod Period { get; init; }
+
+    public required TimeZoneInfo Zone { get; init; }
+
+    public required TrafficStore Store { get; init; }
+
+    public StoreFailureMode OnStoreFailure { get; init; }
+
+    public required TrafficKey Key { get; init; }
+
+    public string Identity => $"{Name}|{Limit}|{Period}|{Zone.Id}|{Store}";
+
+    public string PolicyHeaderItem(QuotaWindow window) => string.Create(CultureInfo.InvariantCulture, $"\"{Name}\";q={Limit};w={(long)Math.Ceiling((window.End - window.Start).TotalSeconds)}");
+
+    internal State.LocalQuotaCounters? LocalCounters { get; set; }
+
+    /// <summary>The calendar period containing <paramref name="now"/> in the quota's time zone.</summary>
+    public QuotaWindow WindowAt(DateTimeOffset now)
+    {
+        var local = TimeZoneInfo.ConvertTime(now, Zone);
+        var date = local.DateTime;
+        DateTime start;
+        DateTime end;
+        string id;
+        int index;
+        switch (Period)
+        {
+            case QuotaPeriod.Hour:
+                start = new DateTime(date.Year, date.Month, date.Day, date.Hour, 0, 0, DateTimeKind.Unspecified);
+                end = start.AddHours(1);
+                id = start.ToString("yyyy-MM-dd'T'HH", CultureInfo.InvariantCulture);
+                index = (int)(start.Ticks / TimeSpan.TicksPerHour);
+                break;
+            case QuotaPeriod.Week:
+                var monday = date.Date.AddDays(-(((int)date.DayOfWeek + 6) % 7));
+                start = monday;
+                end = monday.AddDays(7);
+                id = start.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture) + "/P1W";
+                index = (int)(start.Ticks / TimeSpan.TicksPerDay / 7);
+                break;
+            case QuotaPeriod.Month:
+                start = new DateTime(date.Year, date.Month, 1, 0, 0, 0, DateTimeKind.Unspecified);
+                end = start.AddMonths(1);
+                id = start.ToString("yyyy-MM", CultureInfo.InvariantCulture);
+                index = (date.Year * 12) + date.Month;
+                break;
+            default:
+                start = date.Date;
+                end = start.AddDays(1);
+                id = start.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+                index = (int)(start.Ticks / TimeSpan.TicksPerDay);
+                break;
+        }
+
+        return new QuotaWindow(id, index, ToInstant(start), ToInstant(end));
+    }
+
+    // A local wall-clock time to the instant it names; a time skipped by a DST change moves forward an hour.
+    private DateTimeOffset ToInstant(DateTime local)
+    {
+        if (Zone.IsInvalidTime(local)) local = local.AddHours(1);
+        return new DateTimeOffset(local, Zone.GetUtcOffset(local));
+    }
+}
+
+/// <summary>One calendar period of a quota: a stable id (used in store keys), a small index, and its bounds.</summary>
+internal readonly record struct QuotaWindow(string Id, int Index, DateTimeOffset Start, DateTimeOffset End);
+
+/// <summary>
+/// What a policy counts separately, built from request parts. One part reuses the request's own string
+/// (no allocation); several are joined with a separator no part can contain. A part missing on the request
+/// is replaced by the client IP, so anonymous callers are still limited per address.
+/// </summary>
+internal sealed class TrafficKey
+{
+    private readonly RequestSource[] _parts;
+
+    public TrafficKey(RequestSource[] parts) => _parts = parts;
+
+    public IReadOnlyList<RequestSource> Parts => _parts;
+
+    public override string ToString() => string.Join(", ", _parts);
+
+    public string Build(HttpContext context, GatewayFeature gateway)
+    {
+        if (_parts.Length == 1) return Single(context, gateway, _parts[0]);
+        var builder = new System.Text.StringBuilder();
+        for (var i = 0; i < _parts.Length; i++)
+        {
+            if (i > 0) builder.Append('\u001f');
+            builder.Append(Single(context, gateway, _parts[i]));
+        }
+
+        return builder.ToString();
+    }
+
+    private static string Single(HttpContext context, GatewayFeature gateway, RequestSource part)
+    {
+        switch (part.Kind)
+        {
+            case RequestSourceKind.Consumer when gateway.Caller?.Consumer is { Length: > 0 } consumer:
+                return Escape(consumer);
+            case RequestSourceKind.ConsumerGroup when gateway.Caller?.ConsumerGroup is { Length: > 0 } group:
+                return Escape(group);
+            case RequestSourceKind.Route when gateway.RouteName is { } route:
+                return route;
+            case RequestSourceKind.ClientIp:
+                return AddressPrefix + gateway.ClientAddress(context);
+            case RequestSourceKind.Consumer or RequestSourceKind.ConsumerGroup or RequestSourceKind.Route:
+                break;
+            default:
+                var value = part.Read(context.Request);
+                if (!value.IsEmpty) return value.StartsWith(AddressPrefix, StringComparison.Ordinal) ? "=" + value.ToString() : value.ToString();
+                break;
+        }
+
+        // Missing on this request: count per client address instead (documented fallback).
+        return AddressPrefix + gateway.ClientAddress(context);
+    }
+
+    private const string AddressPrefix = "ip:";
+
+    // A value a client chooses (a header, say) must not land in the client-address namespace: "ip:…" from a
+    // request would otherwise spend another address's fallback budget.
+    private static string Escape(string value) => value.StartsWith(AddressPrefix, StringComparison.Ordinal) ? "=" + value : value;
+}

@@ -1,0 +1,187 @@
+using System.Globalization;
+using System.Text;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Http;
+using Portcullis.Configuration;
+using Portcullis.Hosting;
+using Portcullis.Problems;
+using Yarp.ReverseProxy.Model;
+
+namespace Portcullis.Traffic;
+
+/// <summary>
+/// Traffic control after identity (so limits can key on the consumer): the route's rate limits in order
+/// (every one must admit), then its concurrency limit, then its quota — so a quota does not count
+/// requests refused by a rate or route concurrency limit (a cluster concurrency limit, checked once the
+/// cluster is chosen, comes after the quota). Refusals are 429 (limits, quotas) or 503 (concurrency, a fail-closed store that cannot
+/// answer) with Retry-After, RateLimit-Policy / RateLimit headers (draft-ietf-httpapi-ratelimit-headers)
+/// and a problem+json body; admitted responses carry the headers too. Routes without traffic control
+/// pass straight through.
+/// </summary>
+internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stores, TimeProvider time)
+{
+    public Task InvokeAsync(HttpContext context)
+    {
+        var gateway = context.Features.Get<GatewayFeature>();
+        if (gateway?.ResolveRoute(context) is not { HasTrafficControl: true } route) return next(context);
+        return ApplyAsync(context, gateway, route);
+    }
+
+    private async Task ApplyAsync(HttpContext context, GatewayFeature gateway, CompiledRoute route)
+    {
+        StringBuilder? policyHeader = null;
+        StringBuilder? stateHeader = null;
+        foreach (var policy in route.RateLimits)
+        {
+            var key = policy.Key.Build(context, gateway);
+            var store = stores.For(policy.Store);
+            var decision = store is null ? RateDecision.Unavailable(policy.Limit) : await store.RateAsync(policy, key, context.RequestAborted);
+            switch (decision.Outcome)
+            {
+                case RateOutcome.StoreUnavailable when policy.OnStoreFailure == StoreFailureMode.Closed:
+                    await RefuseUnavailableAsync(context, gateway, "ratelimit.store-unavailable", $"Rate limit '{policy.Name}' cannot be checked right now.");
+                    return;
+                case RateOutcome.StoreUnavailable:
+                    gateway.TrafficDecision = "ratelimit.store-unavailable.open";
+                    continue;
+                case RateOutcome.Limited:
+                    gateway.TrafficDecision = "ratelimit.exceeded";
+                    gateway.Reason = "ratelimit.exceeded";
+                    var headers = context.Response.Headers;
+                    headers.RetryAfter = Seconds(decision.RetryAfter);
+                    headers["RateLimit-Policy"] = policy.PolicyHeaderItem;
+                    headers["RateLimit"] = StateItem(policy.Name, decision);
+                    await ProblemWriter.WriteAsync(context, StatusCodes.Status429TooManyRequests, "Too many requests",
+                        $"Rate limit '{policy.Name}' allows {policy.Limit} requests per {DurationFormat.Format(policy.Per)}; retry after {Seconds(decision.RetryAfter)} s.", "ratelimit.exceeded");
+                    return;
+                default:
+                    if (policy.Headers) Append(ref policyHeader, ref stateHeader, policy.PolicyHeaderItem, StateItem(policy.Name, decision));
+                    break;
+            }
+        }
+
+        RateLimitLease? lease = null;
+        if (route.Concurrency is { } gate)
+        {
+            lease = await gate.EnterAsync(time, context.RequestAborted);
+            if (lease is null)
+            {
+                await RefuseConcurrencyAsync(context, gateway, gate, "route");
+                return;
+            }
+        }
+
+        try
+        {
+            if (route.Quota is { } quota)
+            {
+                var window = quota.WindowAt(time.GetUtcNow());
+                var key = quota.Key.Build(context, gateway);
+                var store = stores.For(quota.Store);
+                var decision = store is null ? RateDecision.Unavailable(quota.Limit) : await store.QuotaAsync(quota, key, window, context.RequestAborted);
+                switch (decision.Outcome)
+                {
+                    case RateOutcome.StoreUnavailable when quota.OnStoreFailure == StoreFailureMode.Closed:
+                        await RefuseUnavailableAsync(context, gateway, "quota.store-unavailable", $"Quota '{quota.Name}' cannot be checked right now.");
+                        return;
+                    case RateOutcome.StoreUnavailable:
+                        gateway.TrafficDecision = "quota.store-unavailable.open";
+                        break;
+                    case RateOutcome.Limited:
+                        gateway.TrafficDecision = "quota.exceeded";
+                        gateway.Reason = "quota.exceeded";
+                        var headers = context.Response.Headers;
+                        headers.RetryAfter = Seconds(decision.RetryAfter);
+                        headers["RateLimit-Policy"] = quota.PolicyHeaderItem(window);
+                        headers["RateLimit"] = StateItem(quota.Name, decision);
+                        await ProblemWriter.WriteAsync(context, StatusCodes.Status429TooManyRequests, "Quota exhausted",
+                            $"Quota '{quota.Name}' allows {quota.Limit} requests per {quota.Period.ToString().ToLowerInvariant()}; it renews at {window.End.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)}.", "quota.exceeded");
+                        return;
+                    default:
+                        Append(ref policyHeader, ref stateHeader, quota.PolicyHeaderItem(window), StateItem(quota.Name, decision));
+                        break;
+                }
+            }
+
+            gateway.TrafficDecision ??= "admitted";
+            if (policyHeader is not null)
+            {
+                var headers = context.Response.Headers;
+                headers["RateLimit-Policy"] = policyHeader.ToString();
+                headers["RateLimit"] = stateHeader!.ToString();
+            }
+
+            await next(context);
+        }
+        finally
+        {
+            lease?.Dispose();
+        }
+    }
+
+    internal static Task RefuseConcurrencyAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate, string scope)
+    {
+        gateway.TrafficDecision = "concurrency.limit";
+        gateway.Reason = "concurrency.limit";
+        context.Response.Headers.RetryAfter = Seconds(gate.Options.RetryAfter);
+        return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Too many requests in flight",
+            $"This {scope} serves at most {gate.Options.Max} requests at once; retry after {Seconds(gate.Options.RetryAfter)} s.", "concurrency.limit");
+    }
+
+    private Task RefuseUnavailableAsync(HttpContext context, GatewayFeature gateway, string reason, string detail)
+    {
+        gateway.TrafficDecision = reason;
+        gateway.Reason = reason;
+        var retry = gateway.Snapshot.Config.Stores.Redis?.RetryAfter ?? TimeSpan.FromSeconds(1);
+        context.Response.Headers.RetryAfter = Seconds(retry);
+        return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Limit store unavailable", detail, reason);
+    }
+
+    private static void Append(ref StringBuilder? policies, ref StringBuilder? states, string policy, string state)
+    {
+        if (policies is null)
+        {
+            policies = new StringBuilder(policy);
+            states = new StringBuilder(state);
+            return;
+        }
+
+        policies.Append(", ").Append(policy);
+        states!.Append(", ").Append(state);
+    }
+
+    // "name";r=REMAINING;t=SECONDS-UNTIL-RESET
+    private static string StateItem(string name, RateDecision decision) =>
+        string.Create(CultureInfo.InvariantCulture, $"\"{name}\";r={decision.Remaining};t={Seconds(decision.Reset)}");
+
+    // Whole seconds, rounded up, at least 1 when anything remains (Retry-After: 0 would invite a hot loop).
+    private static string Seconds(TimeSpan span) =>
+        (span <= TimeSpan.Zero ? 0 : Math.Max(1, (long)Math.Ceiling(span.TotalSeconds))).ToString(CultureInfo.InvariantCulture);
+}
+
+/// <summary>
+/// Cluster concurrency limits, inside YARP's pipeline once the cluster is known (it can be chosen per
+/// request by a map): all routes to a cluster share its in-flight limit.
+/// </summary>
+internal sealed class ClusterConcurrencyMiddleware(RequestDelegate next, TimeProvider time)
+{
+    public Task InvokeAsync(HttpContext context)
+    {
+        var gateway = context.Features.Get<GatewayFeature>();
+        var clusterId = gateway?.ClusterName ?? context.Features.Get<IReverseProxyFeature>()?.Cluster.Config.ClusterId;
+        if (gateway is null || clusterId is null || gateway.Snapshot.Clusters.GetValueOrDefault(clusterId)?.Concurrency is not { } gate) return next(context);
+        return EnterAsync(context, gateway, gate);
+    }
+
+    private async Task EnterAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate)
+    {
+        using var lease = await gate.EnterAsync(time, context.RequestAborted);
+        if (lease is null)
+        {
+            await TrafficMiddleware.RefuseConcurrencyAsync(context, gateway, gate, "cluster");
+            return;
+        }
+
+        await next(context);
+    }
+}
