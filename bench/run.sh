@@ -981,7 +981,7 @@ cat <<EOF
 - cores: $cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)), memory: $(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
 - kernel: $(uname -r)
 - dotnet: $(dotnet --version 2>/dev/null); HAProxy: $(ver haproxy -v | sed 's/ - https.*//'); nginx: $(ver nginx -v | sed 's/^nginx version: //'); wrk: $(ver wrk --version | awk '{print $2}')
-- Portcullis: commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$( ((dirty)) && echo " + $dirty uncommitted change(s) in src/" || true)
+- Portcullis: $( ((no_publish)) && echo "--no-publish: the binaries in bench/out as published $(date -u -r "$out/portcullis/portcullis.dll" '+%Y-%m-%d %H:%M UTC' 2>/dev/null) (not necessarily this commit); " || true)commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')$( ((dirty)) && echo " + $dirty uncommitted change(s) in src/" || true)
 - GC: Portcullis $(gc_mode "$out/portcullis/portcullis.runtimeconfig.json" "${PORTCULLIS_ENV:-}"), bare YARP $(gc_mode "$out/bareyarp/BareYarp.runtimeconfig.json" "${BAREYARP_ENV:-}")
 
 ## Settings
