@@ -41,7 +41,9 @@ internal sealed class RedisApproximateCounters : IDisposable
     private readonly long _refreshMicros;
     private readonly TimeSpan _forgetAfter;
     private readonly ConcurrentLru<string, Cell> _cells = new(MaxKeys);
-    private readonly ITimer _timer;
+    private readonly TimeSpan _every;
+    private ITimer? _timer;
+    private int _started;
     private DateTimeOffset _lastActive;
     private int _syncing;
     private int _disposed;
@@ -56,12 +58,22 @@ internal sealed class RedisApproximateCounters : IDisposable
         _refreshMicros = every.Ticks / 10 * RefreshIntervals;
         _forgetAfter = TimeSpan.FromTicks(Math.Max(2 * policy.Per.Ticks, TimeSpan.TicksPerMinute));
         _lastActive = store.Time.GetUtcNow();
-        _timer = store.Time.CreateTimer(static state => ((RedisApproximateCounters)state!).OnTimer(), this, every, every);
+        _every = every;
+    }
+
+    // The timer starts with the first decision, not in the constructor: a concurrent GetOrAdd may build an
+    // instance that loses the race and is never used, and it must not leave a timer running.
+    private void Start()
+    {
+        if (Interlocked.CompareExchange(ref _started, 1, 0) != 0) return;
+        Interlocked.Exchange(ref _timer, _store.Time.CreateTimer(static state => ((RedisApproximateCounters)state!).OnTimer(), this, _every, _every));
+        if (Volatile.Read(ref _disposed) != 0) Interlocked.Exchange(ref _timer, null)?.Dispose();
     }
 
     /// <summary>Decides locally, in microseconds of (estimated) Redis server time.</summary>
     public RateDecision Decide(string key)
     {
+        if (Volatile.Read(ref _started) == 0) Start();
         var now = NowMicros();
         var cell = _cells.GetOrAdd(key, static _ => new Cell());
         lock (cell.Gate)
@@ -219,7 +231,8 @@ internal sealed class RedisApproximateCounters : IDisposable
 
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) == 0) _timer.Dispose();
+        Interlocked.Exchange(ref _disposed, 1);
+        Interlocked.Exchange(ref _timer, null)?.Dispose();
     }
 
     /// <summary>One key's view: the global counts last read, and local admissions not yet in them.</summary>

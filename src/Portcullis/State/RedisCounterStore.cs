@@ -34,7 +34,6 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     private readonly ILogger<RedisCounterStore> _logger;
     private readonly string? _password;
     private readonly Lock _stateLock = new();
-    private readonly Task _connecting;
     private readonly ConcurrentDictionary<string, RedisApproximateCounters> _approximate = new(StringComparer.Ordinal);
     private ITimer? _healthTimer;
     private ConnectionMultiplexer? _connection;
@@ -66,7 +65,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         }
 
         // Never block the constructor (it runs while a snapshot is built) on a network round trip.
-        _connecting = configuration is null ? Task.CompletedTask : Task.Run(() => ConnectAsync(configuration));
+        if (configuration is not null) _ = Task.Run(() => ConnectAsync(configuration));
     }
 
     public RedisStoreOptions Options { get; }
@@ -104,12 +103,6 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         try
         {
             var connection = await ConnectionMultiplexer.ConnectAsync(configuration).ConfigureAwait(false);
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                await connection.DisposeAsync().ConfigureAwait(false);
-                return;
-            }
-
             // A restored connection may mean Redis is back: check now rather than at the next probe time.
             connection.ConnectionRestored += (_, _) =>
             {
@@ -117,9 +110,16 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
                 _ = CheckHealthAsync();
             };
             Volatile.Write(ref _database, connection.GetDatabase());
-            Volatile.Write(ref _connection, connection);
             var period = Options.RetryAfter > TimeSpan.Zero ? Options.RetryAfter : TimeSpan.FromSeconds(1);
-            _healthTimer = _time.CreateTimer(static state => _ = ((RedisCounterStore)state!).CheckHealthAsync(), this, period, period);
+            Interlocked.Exchange(ref _healthTimer, _time.CreateTimer(static state => _ = ((RedisCounterStore)state!).CheckHealthAsync(), this, period, period));
+            Interlocked.Exchange(ref _connection, connection);
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                // Disposed while connecting: DisposeAsync did not wait for us, so close what we just made.
+                await CloseConnectionAsync().ConfigureAwait(false);
+                return;
+            }
+
             await CheckHealthAsync().ConfigureAwait(false);
         }
         catch (Exception ex)
@@ -197,7 +197,8 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     /// <summary>Drops the approximate counters of a policy nobody used for a while (called by the counters themselves).</summary>
     internal void Forget(string identity, RedisApproximateCounters counters)
     {
-        if (_approximate.TryRemove(new KeyValuePair<string, RedisApproximateCounters>(identity, counters))) counters.Dispose();
+        _approximate.TryRemove(new KeyValuePair<string, RedisApproximateCounters>(identity, counters));
+        counters.Dispose();
     }
 
     public async ValueTask<RateDecision> QuotaAsync(CompiledQuota quota, string key, QuotaWindow window, CancellationToken cancellationToken)
@@ -381,7 +382,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
-        _healthTimer?.Dispose();
+        Interlocked.Exchange(ref _healthTimer, null)?.Dispose();
         // Push what approximate counters counted since their last sync, bounded like any other call.
         var flushes = new List<Task>();
         foreach (var counters in _approximate.Values)
@@ -401,28 +402,24 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
 
         _approximate.Clear();
         Volatile.Write(ref _closed, 1);
+        // A connect still in progress (Redis unreachable) is not waited for: it closes its own result.
+        await CloseConnectionAsync().ConfigureAwait(false);
+    }
+
+    private async Task CloseConnectionAsync()
+    {
+        Interlocked.Exchange(ref _healthTimer, null)?.Dispose();
+        if (Interlocked.Exchange(ref _connection, null) is not { } connection) return;
         try
         {
-            await _connecting.ConfigureAwait(false);
+            await connection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
         }
         catch (Exception)
         {
-            // Already reported through Failed.
+            // Closing a connection to a dead server may fail; disposing below releases it all the same.
         }
 
-        if (Volatile.Read(ref _connection) is { } connection)
-        {
-            try
-            {
-                await connection.CloseAsync(allowCommandsToComplete: false).ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                // Closing a connection to a dead server may fail; disposing below releases it all the same.
-            }
-
-            await connection.DisposeAsync().ConfigureAwait(false);
-        }
+        await connection.DisposeAsync().ConfigureAwait(false);
     }
 
     private static partial class Log
