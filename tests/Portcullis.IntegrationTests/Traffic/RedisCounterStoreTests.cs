@@ -31,7 +31,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
     private static readonly TimeSpan RelaxedTimeout = TimeSpan.FromSeconds(2);
 
     // What a call may take beyond the timeout: scheduling on a busy 2-core CI machine.
-    private static readonly TimeSpan Slack = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan Slack = TimeSpan.FromMilliseconds(300);
 
     private readonly List<IAsyncDisposable> _owned = [];
     private readonly LogCollector _logs = new();
@@ -140,21 +140,21 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         var store = await StoreAsync(shared.Server.ConnectionString);
         var policy = Policy("tb-second", RateLimitAlgorithm.TokenBucket, limit: 10, per: TimeSpan.FromSeconds(1));
 
+        // Bounds from measured times, not assumed ones: a busy machine may be slower than asked.
         var clock = Stopwatch.StartNew();
         var burst = 0;
-        while ((await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed) burst++;
+        for (var i = 0; i < 100 && (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed; i++) burst++;
         // 10 at once, plus at most what refilled while the burst ran (one per 100 ms).
         Assert.InRange(burst, 10, 10 + (int)(clock.ElapsedMilliseconds / 100));
 
-        // Measured, not assumed: a busy machine may sleep longer than asked.
         var quiet = Stopwatch.StartNew();
         await Task.Delay(250);
-        var refilled = 0;
         var waited = quiet.ElapsedMilliseconds;
-        while ((await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed) refilled++;
-        var expected = (int)(waited / 100);
-        output.WriteLine($"token bucket 10/s: {burst} at once, {refilled} after {waited} ms");
-        Assert.InRange(refilled, expected - 1, expected + 2);
+        var refilled = 0;
+        for (var i = 0; i < 100 && (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed; i++) refilled++;
+        var total = quiet.ElapsedMilliseconds;
+        output.WriteLine($"token bucket 10/s: {burst} at once, then {refilled} after {waited} ms (refill burst ended at {total} ms)");
+        Assert.InRange(refilled, (waited / 100) - 1, (total / 100) + 2);
     }
 
     [Fact]
@@ -162,26 +162,49 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
     {
         var store = await StoreAsync(shared.Server.ConnectionString);
         var policy = Policy("spike", RateLimitAlgorithm.SpikeArrest, limit: 10, per: TimeSpan.FromSeconds(1));
+        var interval = TimeSpan.FromMilliseconds(100);
+        var tolerance = TimeSpan.FromMilliseconds(5);
 
-        Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, "k")).Outcome);
-        var second = await Rate(store, policy, "k");
-        Assert.Equal(RateOutcome.Limited, second.Outcome);
-        Assert.InRange(second.RetryAfter, TimeSpan.FromMilliseconds(40), TimeSpan.FromMilliseconds(100));
-        await Task.Delay(second.RetryAfter + TimeSpan.FromMilliseconds(5));
-        Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, "k")).Outcome);
-
-        // Hammered for a second: about ten admitted, never two close together.
-        var admittedAt = new List<TimeSpan>();
+        // Hammered for a second. Redis decides somewhere between a call's start and its end, so these hold
+        // however slow the machine is: an admission comes at least one interval after the previous one, a
+        // refusal only within one interval of it.
+        var calls = new List<(TimeSpan Start, TimeSpan End, RateDecision Decision)>();
         var clock = Stopwatch.StartNew();
         while (clock.Elapsed < TimeSpan.FromSeconds(1))
         {
-            if ((await Rate(store, policy, "spaced")).Outcome == RateOutcome.Allowed) admittedAt.Add(clock.Elapsed);
+            var start = clock.Elapsed;
+            var decision = await Rate(store, policy, "k");
+            calls.Add((start, clock.Elapsed, decision));
         }
 
-        var gaps = admittedAt.Zip(admittedAt.Skip(1), (a, b) => b - a).ToList();
-        output.WriteLine($"spike arrest: {admittedAt.Count} admitted in 1 s, smallest gap {gaps.Min().TotalMilliseconds:0} ms");
-        Assert.InRange(admittedAt.Count, 8, 12);
-        Assert.True(gaps.Min() >= TimeSpan.FromMilliseconds(50), $"smallest gap {gaps.Min()}");
+        (TimeSpan Start, TimeSpan End)? last = null;
+        var smallestGap = TimeSpan.MaxValue;
+        foreach (var (start, end, decision) in calls)
+        {
+            if (decision.Outcome == RateOutcome.Allowed)
+            {
+                Assert.Equal(0, decision.Remaining);
+                if (last is { } previous)
+                {
+                    Assert.True(end - previous.Start >= interval - tolerance, $"admitted {end - previous.Start} after the previous admission");
+                    smallestGap = start - previous.Start < smallestGap ? start - previous.Start : smallestGap;
+                }
+
+                last = (start, end);
+            }
+            else
+            {
+                Assert.Equal(RateOutcome.Limited, decision.Outcome);
+                Assert.NotNull(last);
+                Assert.True(start - last.Value.End < interval + tolerance, $"refused {start - last.Value.End} after the previous admission");
+                Assert.InRange(decision.RetryAfter, TimeSpan.FromTicks(1), interval);
+            }
+        }
+
+        var admitted = calls.Count(c => c.Decision.Outcome == RateOutcome.Allowed);
+        output.WriteLine($"spike arrest 10/s: {calls.Count} calls in 1 s, {admitted} admitted, smallest gap between admissions {smallestGap.TotalMilliseconds:0} ms");
+        Assert.InRange(admitted, 2, 1 + (int)(clock.ElapsedMilliseconds / 100));
+        Assert.Contains(calls, c => c.Decision.Outcome == RateOutcome.Limited);
     }
 
     [Fact]
@@ -228,7 +251,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
     }
 
     /// <summary>Three stores (three gateways) hammer one shared Redis concurrently; returns the admitted count.</summary>
-    private static async Task<int> HammerAsync(IReadOnlyList<RedisCounterStore> stores, CompiledRateLimit policy, string key, int workersPerStore, Func<int, bool> keepGoing)
+    private static async Task<int> HammerAsync(IReadOnlyList<RedisCounterStore> stores, CompiledRateLimit policy, string key, int workersPerStore, Func<int, bool> keepGoing, TimeSpan? pause = null)
     {
         var admitted = 0;
         var sent = 0;
@@ -239,6 +262,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
                 var decision = await store.RateAsync(policy, key, CancellationToken.None);
                 Assert.NotEqual(RateOutcome.StoreUnavailable, decision.Outcome);
                 if (decision.Outcome == RateOutcome.Allowed) Interlocked.Increment(ref admitted);
+                if (pause is { } wait) await Task.Delay(wait);
             }
         })));
         await Task.WhenAll(workers);
@@ -273,16 +297,37 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
             await StoreAsync(shared.Server.ConnectionString),
             await StoreAsync(shared.Server.ConnectionString),
         };
-        var policy = Policy("shared-rate", RateLimitAlgorithm.TokenBucket, limit: 200, per: TimeSpan.FromSeconds(1), capacity: 20);
+        // A rate well below what twelve workers offer even on a busy machine, so the bucket is always drained;
+        // a burst of half a second, so a stall of the machine shorter than that loses no tokens. The workers
+        // pause a millisecond between calls so as not to starve Redis and themselves of CPU.
+        var policy = Policy("shared-rate", RateLimitAlgorithm.TokenBucket, limit: 100, per: TimeSpan.FromSeconds(1), capacity: 50);
 
-        var clock = Stopwatch.StartNew();
-        var duration = TimeSpan.FromSeconds(2);
-        var admitted = await HammerAsync(stores, policy, "everyone", workersPerStore: 4, keepGoing: _ => clock.Elapsed < duration);
-        var elapsed = clock.Elapsed;
-        // The bucket starts full (20), then refills at 200/s for as long as requests came.
-        var expected = 20 + (200 * elapsed.TotalSeconds);
-        output.WriteLine($"token bucket 200/s burst 20 over {elapsed.TotalSeconds:0.000} s from 3 gateways: {admitted} admitted, {expected:0} expected ({(admitted - expected) * 100 / expected:+0.0;-0.0}%)");
-        Assert.InRange(admitted, expected * 0.95, expected * 1.05);
+        // The lower bound only holds while requests keep coming: a machine stalled for longer than the burst
+        // covers (another job hogging both cores) lets tokens go unused. Such a run is measured again.
+        for (var attempt = 1; ; attempt++)
+        {
+            var clock = Stopwatch.StartNew();
+            var duration = TimeSpan.FromSeconds(2);
+            var sent = 0;
+            var times = new ConcurrentQueue<TimeSpan>();
+            var admitted = await HammerAsync(stores, policy, "everyone-" + attempt, workersPerStore: 4, keepGoing: n =>
+            {
+                Interlocked.Exchange(ref sent, n);
+                times.Enqueue(clock.Elapsed);
+                return clock.Elapsed < duration;
+            }, pause: TimeSpan.FromMilliseconds(1));
+            var elapsed = clock.Elapsed;
+            var sorted = times.Order().ToList();
+            var longestGap = sorted.Zip(sorted.Skip(1), (a, b) => b - a).DefaultIfEmpty(elapsed).Max();
+            // The bucket starts full (50), then refills at 100/s for as long as requests came.
+            var expected = 50 + (100 * elapsed.TotalSeconds);
+            output.WriteLine($"token bucket 100/s burst 50 over {elapsed.TotalSeconds:0.000} s from 3 gateways: {sent} requests (longest gap {longestGap.TotalMilliseconds:0} ms), {admitted} admitted, {expected:0} expected ({(admitted - expected) * 100 / expected:+0.0;-0.0}%)");
+            Assert.True(admitted <= expected * 1.05, $"{admitted} admitted, at most {expected * 1.05:0} allowed");
+            if ((sent < 2 * expected || longestGap > TimeSpan.FromMilliseconds(400)) && attempt < 3) continue;
+            Assert.True(sent > 2 * expected, "the gateways did not offer enough load to drain the bucket");
+            Assert.InRange(admitted, expected * 0.95, expected * 1.05);
+            break;
+        }
     }
 
     [Fact]
@@ -297,6 +342,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         var policy = Policy("approx", RateLimitAlgorithm.SlidingWindow, limit, TimeSpan.FromHours(1), mode: RedisCountingMode.Approximate, syncEvery: syncEvery);
 
         var admitted = 0;
+        var offered = 0;
         var slowest = TimeSpan.Zero;
         var gate = new Lock();
         var duration = TimeSpan.FromSeconds(1.2);
@@ -311,6 +357,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
                 if (next > clock.Elapsed) await Task.Delay(next - clock.Elapsed);
                 next = (next > clock.Elapsed ? next : clock.Elapsed) + interval;
                 var started = clock.Elapsed;
+                Interlocked.Increment(ref offered);
                 var decision = await store.RateAsync(policy, "hot", CancellationToken.None);
                 var took = clock.Elapsed - started;
                 lock (gate) slowest = took > slowest ? took : slowest;
@@ -322,8 +369,8 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
 
         // Documented bound: (N − 1) × what one gateway admits in 2 × syncEvery.
         var bound = (gateways - 1) * ((offeredPerGateway * 2 * syncEvery.TotalSeconds) + 1);
-        output.WriteLine($"approximate: {admitted} admitted of {limit} (over by {admitted - limit}; documented bound {bound:0}); slowest decision {slowest.TotalMilliseconds:0.00} ms");
-        Assert.InRange(admitted, limit, limit + bound);
+        output.WriteLine($"approximate: {offered} offered, {admitted} admitted of {limit} (over by {admitted - limit}; documented bound {bound:0}); slowest decision {slowest.TotalMilliseconds:0.00} ms");
+        Assert.InRange(admitted, Math.Min(limit, offered), limit + bound);
 
         // Every local admission reaches Redis: after the next syncs the global count is the total admitted.
         var key = stores[0].RateKey(policy, "hot", "sw").ToString();
@@ -486,16 +533,18 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
     private static async Task<List<(TimeSpan Took, RateOutcome Outcome)>> CallRepeatedlyAsync(RedisCounterStore store, CompiledRateLimit policy, TimeSpan duration, int workers = 4)
     {
         var results = new ConcurrentBag<(TimeSpan, RateOutcome)>();
-        var clock = Stopwatch.StartNew();
         await Task.WhenAll(Enumerable.Range(0, workers).Select(w => Task.Run(async () =>
         {
-            while (clock.Elapsed < duration)
+            // Each worker's own clock, and at least one call: a busy machine may start a worker late.
+            var clock = Stopwatch.StartNew();
+            do
             {
                 var started = Stopwatch.GetTimestamp();
                 var decision = await store.RateAsync(policy, "k" + w, CancellationToken.None);
                 results.Add((Stopwatch.GetElapsedTime(started), decision.Outcome));
                 await Task.Delay(5);
             }
+            while (clock.Elapsed < duration);
         })));
         return [.. results];
     }
@@ -508,7 +557,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         var timeout = TimeSpan.FromMilliseconds(100);
         var store = await StoreAsync(server.ConnectionString, timeout, retryAfter: TimeSpan.FromMilliseconds(300));
         var policy = Policy("outage", RateLimitAlgorithm.TokenBucket, limit: 1000, per: TimeSpan.FromSeconds(1));
-        Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, "k")).Outcome);
+        await WaitUntilAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "a first decision");
 
         // Killed while requests are streaming in from four workers.
         var calling = CallRepeatedlyAsync(store, policy, TimeSpan.FromSeconds(1.5));
@@ -530,12 +579,14 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
 
         await server.StartAsync();
         await WaitUntilAsync(() => store.Health.State == StoreState.Up, "recovery after the restart");
-        Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, "k")).Outcome);
+        await WaitUntilAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "decisions after the restart");
 
         var logs = _logs.Lines.ToList();
         output.WriteLine(string.Join("\n", logs));
-        Assert.Single(logs, l => l.Contains("Redis store unavailable", StringComparison.Ordinal));
-        Assert.Single(logs, l => l.Contains("Redis store recovered", StringComparison.Ordinal));
+        // One line per state change: connected, then unavailable and recovered strictly alternating.
+        var changes = logs.Where(l => l.Contains("Redis store", StringComparison.Ordinal)).Select(l => l.Contains("unavailable", StringComparison.Ordinal) ? "down" : "up").ToList();
+        Assert.True(changes.Count >= 3, string.Join(", ", changes));
+        for (var i = 0; i < changes.Count; i++) Assert.Equal(i % 2 == 0 ? "up" : "down", changes[i]);
         Assert.DoesNotContain(logs, l => l.Contains(password, StringComparison.Ordinal));
     }
 
@@ -548,7 +599,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         var strict = Policy("hung", RateLimitAlgorithm.SlidingWindow, limit: 1000, per: TimeSpan.FromSeconds(1));
         var quota = Quota("hung-q", 1000);
         var window = quota.WindowAt(DateTimeOffset.UtcNow);
-        Assert.Equal(RateOutcome.Allowed, (await Rate(store, strict, "k")).Outcome);
+        await WaitUntilAsync(async () => (await Rate(store, strict, "k")).Outcome == RateOutcome.Allowed, "a first decision");
 
         server.Freeze();
         try
@@ -573,7 +624,8 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         }
 
         await WaitUntilAsync(() => store.Health.State == StoreState.Up, "recovery after SIGCONT");
-        Assert.Equal(RateOutcome.Allowed, (await Rate(store, strict, "k")).Outcome);
+        // (One call may still meet the backlog the frozen server is working off, on a busy machine.)
+        await WaitUntilAsync(async () => (await Rate(store, strict, "k")).Outcome == RateOutcome.Allowed, "decisions after SIGCONT");
     }
 
     [Fact]
@@ -583,22 +635,23 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         var timeout = TimeSpan.FromMilliseconds(100);
         var store = await StoreAsync(server.ConnectionString, timeout, retryAfter: TimeSpan.FromMilliseconds(300));
         var policy = Policy("slow", RateLimitAlgorithm.TokenBucket, limit: 1000, per: TimeSpan.FromSeconds(1));
-        Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, "k")).Outcome);
+        await WaitUntilAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "a first decision");
 
-        // DEBUG SLEEP blocks the server (every client) for a second.
-        var sleeping = server.CliAsync("DEBUG", "SLEEP", "1");
-        await Task.Delay(50);
-        var calls = await CallRepeatedlyAsync(store, policy, TimeSpan.FromSeconds(0.6));
+        // DEBUG SLEEP blocks the server (every client) for two seconds; calls start right away, so the first
+        // ones may still be answered if redis-cli is slow to start on a busy machine.
+        var sleeping = server.CliAsync("DEBUG", "SLEEP", "2");
+        var calls = await CallRepeatedlyAsync(store, policy, TimeSpan.FromSeconds(1));
         var slowest = calls.Max(c => c.Took);
-        output.WriteLine($"DEBUG SLEEP 1: {calls.Count} calls, slowest {slowest.TotalMilliseconds:0.0} ms (timeout {timeout.TotalMilliseconds} ms)");
+        output.WriteLine($"DEBUG SLEEP 2: {calls.Count} calls, slowest {slowest.TotalMilliseconds:0.0} ms (timeout {timeout.TotalMilliseconds} ms), outcomes {string.Join(", ", calls.GroupBy(c => c.Outcome).Select(g => $"{g.Key} {g.Count()}"))}");
         Assert.True(slowest <= timeout + Slack, $"slowest call {slowest}");
-        Assert.All(calls, c => Assert.Equal(RateOutcome.StoreUnavailable, c.Outcome));
+        Assert.Contains(calls, c => c.Outcome == RateOutcome.StoreUnavailable);
+        Assert.DoesNotContain(calls, c => c.Outcome == RateOutcome.Limited);
         Assert.Equal(StoreState.Down, store.Health.State);
         Assert.Contains("100 ms", store.Health.LastError, StringComparison.Ordinal);
 
         await sleeping;
         await WaitUntilAsync(() => store.Health.State == StoreState.Up, "recovery after the sleep");
-        Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, "k")).Outcome);
+        await WaitUntilAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "decisions after the sleep");
     }
 
     [Fact]
@@ -616,6 +669,6 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
 
         await using var server = await RedisServer.StartAsync(port: port);
         await WaitUntilAsync(() => store.Health.State == StoreState.Up, "the store to connect once Redis is there");
-        Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, "k")).Outcome);
+        await WaitUntilAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "decisions once Redis is there");
     }
 }
