@@ -53,7 +53,7 @@ public static class PortcullisCli
             return Ok;
         });
 
-        var root = new RootCommand("Portcullis: an identity-aware API gateway on YARP and Kestrel.") { run, validate, diff, echo, schema, KeysCommand.Create(output, errors) };
+        var root = new RootCommand("Portcullis: an identity-aware API gateway on YARP and Kestrel.") { run, validate, diff, echo, schema, KeysCommand.Create(output, errors), CertsCommand.Create(output, errors) };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -162,7 +162,7 @@ public static class PortcullisCli
         await output.WriteLineAsync($"Portcullis {Version} serving {path}: {snapshot.Routes.Count} routes, {snapshot.Clusters.Count} clusters");
         foreach (var listener in snapshot.Listeners)
         {
-            await output.WriteLineAsync($"  {(listener.Admin ? "admin " : "listener")} {listener.Name}: http://{listener.Address}");
+            await output.WriteLineAsync($"  {(listener.Admin ? "admin " : "listener")} {listener.Name}: {(listener.Tls is null ? "http" : "https")}://{listener.Address}");
         }
 
         await output.FlushAsync(cancellationToken);

@@ -24,6 +24,7 @@ internal sealed partial class AdminApi(
     DrainRegistry drains,
     Identity.IssuerRegistry issuers,
     Traffic.TrafficStores traffic,
+    Tls.CertificateStore certificates,
     TimeProvider time,
     IHostApplicationLifetime lifetime,
     ILogger<AdminApi> logger)
@@ -54,6 +55,8 @@ internal sealed partial class AdminApi(
                 return Json(context, 200, w => WriteReload(w, reloader.LastResult));
             case "/admin/traffic" when isGet:
                 return Traffic(context);
+            case "/admin/certificates" when isGet:
+                return Json(context, 200, certificates.WriteStatus);
         }
 
         // /admin/quotas/{quota}?key=CONSUMER

@@ -100,7 +100,8 @@ public sealed class GatewaySnapshot
     }
 }
 
-public sealed record ListenerBinding(string Name, ListenAddress Address, ListenerProtocols Protocols, bool Admin);
+/// <param name="Tls">Null for a cleartext listener.</param>
+public sealed record ListenerBinding(string Name, ListenAddress Address, ListenerProtocols Protocols, bool Admin, Tls.ListenerTls? Tls = null);
 
 internal enum RouteAction
 {

@@ -51,11 +51,14 @@ public sealed record ListenerOptions
     [Description("host:port to bind, e.g. 127.0.0.1:8080, [::1]:8080, *:8080 or 0.0.0.0:8080.")]
     public string Address { get; init; } = "";
 
-    [Description("http1 (default), http2 (cleartext h2c with prior knowledge) or http1AndHttp2 (both, negotiated by TLS ALPN; without TLS connections speak HTTP/1.1).")]
+    [Description("http1 (default), http2 (cleartext h2c with prior knowledge) or http1AndHttp2 (both, negotiated by TLS ALPN; without TLS connections speak HTTP/1.1). With tls, http2 is offered by ALPN as h2.")]
     public ListenerProtocols Protocols { get; init; } = ListenerProtocols.Http1;
 
     [Description("Serve the admin API (health, config, clusters, reload, drain) on this listener instead of routes. Keep it on loopback.")]
     public bool Admin { get; init; }
+
+    [Description("Serve HTTPS: server certificates chosen by SNI, reloaded when their files change. Without it the listener speaks cleartext HTTP.")]
+    public ListenerTlsOptions? Tls { get; init; }
 }
 
 public sealed record LimitsOptions

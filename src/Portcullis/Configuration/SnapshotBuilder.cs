@@ -117,7 +117,7 @@ public sealed partial class SnapshotBuilder
         public void Add(ConfigDiagnostic diagnostic) => diagnostics.Add(diagnostic);
     }
 
-    private static List<ListenerBinding> ValidateListeners(Context context)
+    private List<ListenerBinding> ValidateListeners(Context context)
     {
         var result = new List<ListenerBinding>();
         var listeners = context.Config.Listeners;
@@ -170,7 +170,8 @@ public sealed partial class SnapshotBuilder
                 context.Warning(path + ".address", "the admin listener is reachable from other hosts and has no authentication yet", "bind it to 127.0.0.1");
             }
 
-            result.Add(new ListenerBinding(listener.Name, address, listener.Protocols, listener.Admin));
+            var tls = listener.Tls is null ? null : CompileListenerTls(context, listener.Tls, path + ".tls");
+            result.Add(new ListenerBinding(listener.Name, address, listener.Protocols, listener.Admin, tls));
         }
 
         if (result.Count > 0 && result.All(l => l.Admin))

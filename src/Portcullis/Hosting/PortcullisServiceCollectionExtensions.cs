@@ -62,6 +62,7 @@ public static class PortcullisServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<ConfigReloader>());
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
+        services.AddSingleton<Portcullis.Tls.CertificateStore>();
         services.AddPortcullisProxy();
 
         services.AddHttpClient(IssuerRegistry.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))

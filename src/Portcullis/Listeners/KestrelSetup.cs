@@ -8,7 +8,7 @@ using Portcullis.Hosting;
 namespace Portcullis.Listeners;
 
 /// <summary>Binds Kestrel to the configured listeners and applies the request limits.</summary>
-internal sealed class KestrelSetup(SnapshotStore store) : IConfigureOptions<KestrelServerOptions>, IConfigureOptions<HostOptions>
+internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore certificates) : IConfigureOptions<KestrelServerOptions>, IConfigureOptions<HostOptions>
 {
     public void Configure(KestrelServerOptions options)
     {
@@ -44,7 +44,11 @@ internal sealed class KestrelSetup(SnapshotStore store) : IConfigureOptions<Kest
                 _ => HttpProtocols.Http1AndHttp2,
             };
             var address = listener.Address;
-            Action<ListenOptions> configure = listen => listen.Protocols = protocols;
+            Action<ListenOptions> configure = listen =>
+            {
+                listen.Protocols = protocols;
+                if (listener.Tls is not null) certificates.UseHttps(listen, listener.Name);
+            };
             if (address.IsLocalhost) options.ListenLocalhost(address.Port, configure);
             else if (address.Ip is null) options.ListenAnyIP(address.Port, configure);
             else options.Listen(new IPEndPoint(address.Ip, address.Port), configure);

@@ -1,0 +1,361 @@
+using System.Collections.Frozen;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Portcullis.Configuration;
+using Portcullis.Hosting;
+
+namespace Portcullis.Tls;
+
+/// <summary>
+/// The TLS listeners' server certificates. Each listener's certificates sit in an immutable
+/// <see cref="SniTable"/> that a handshake reads with one volatile load (no lock, no I/O). Certificate
+/// files are watched (file events plus a stat poll); a changed file is loaded off the handshake path and
+/// swapped in only when it loads and is valid, otherwise the working certificate keeps serving and the
+/// error is logged once and reported. Existing connections keep the certificate they were made with.
+/// </summary>
+/// <remarks>Certificates are set up from the configuration the gateway started with; changing `tls` in
+/// the file takes effect after a restart, like every listener setting. File contents rotate live.</remarks>
+internal sealed partial class CertificateStore : IDisposable
+{
+    private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan ExpiryCheckInterval = TimeSpan.FromHours(1);
+
+    private readonly TimeProvider _time;
+    private readonly ILogger<CertificateStore> _logger;
+    private readonly Func<string, string?> _environment;
+    private readonly FrozenDictionary<string, ListenerCertificates> _listeners;
+    private readonly FrozenSet<string> _files;
+    private readonly Lock _refreshLock = new();
+    private readonly List<FileSystemWatcher> _watchers = [];
+    private ITimer? _debounceTimer;
+    private ITimer? _pollTimer;
+    private ITimer? _expiryTimer;
+    private bool _disposed;
+
+    public CertificateStore(SnapshotStore store, PortcullisOptions options, TimeProvider time, ILogger<CertificateStore> logger)
+        : this(store.Current.Listeners, options.Environment ?? Environment.GetEnvironmentVariable, time, logger, watch: true)
+    {
+    }
+
+    internal CertificateStore(IEnumerable<ListenerBinding> listeners, Func<string, string?> environment, TimeProvider time, ILogger<CertificateStore> logger, bool watch)
+    {
+        _time = time;
+        _logger = logger;
+        _environment = environment;
+        var now = time.GetUtcNow();
+        var result = new Dictionary<string, ListenerCertificates>(StringComparer.Ordinal);
+        foreach (var listener in listeners)
+        {
+            if (listener.Tls is not { } tls) continue;
+            var slots = new CertificateSlot[tls.Certificates.Count];
+            for (var i = 0; i < slots.Length; i++)
+            {
+                var source = tls.Certificates[i];
+                // Validation loaded these moments ago; failing now means the file changed in between.
+                if (!CertificateLoader.TryLoad(source, environment, now, out var loaded, out var error))
+                {
+                    throw new InvalidOperationException($"listener '{listener.Name}': certificate '{source.Name}' cannot be loaded: {error!.Message}");
+                }
+
+                slots[i] = new CertificateSlot(listener.Name, source, new SlotState(loaded!, null, null), Stamps(source));
+            }
+
+            result[listener.Name] = new ListenerCertificates(listener.Name, tls, slots);
+        }
+
+        _listeners = result.ToFrozenDictionary(StringComparer.Ordinal);
+        _files = _listeners.Values.SelectMany(l => l.Slots).SelectMany(s => s.Source.Files).ToFrozenSet(StringComparer.Ordinal);
+        CheckExpiry();
+        if (watch && _listeners.Count > 0) StartWatching();
+    }
+
+    public IReadOnlyCollection<ListenerCertificates> Listeners => _listeners.Values;
+
+    public ListenerCertificates? For(string listener) => _listeners.GetValueOrDefault(listener);
+
+    /// <summary>Serves HTTPS on a Kestrel endpoint with the listener's certificates, chosen per handshake by SNI.</summary>
+    public void UseHttps(ListenOptions listen, string listener)
+    {
+        var certificates = _listeners[listener];
+        listen.UseHttps(new TlsHandshakeCallbackOptions { OnConnection = OnConnection, OnConnectionState = certificates });
+    }
+
+    private static ValueTask<SslServerAuthenticationOptions> OnConnection(TlsHandshakeCallbackContext context) =>
+        ValueTask.FromResult(((ListenerCertificates)context.State!).OptionsFor(context.ClientHelloInfo.ServerName));
+
+    /// <summary>Checks every watched file now and loads the changed ones (also run by the file watcher and the poll).</summary>
+    public void Refresh()
+    {
+        lock (_refreshLock)
+        {
+            if (_disposed) return;
+            var now = _time.GetUtcNow();
+            foreach (var listener in _listeners.Values)
+            {
+                var changed = false;
+                foreach (var slot in listener.Slots)
+                {
+                    // Stamped before reading: a file replaced while it is read differs again at the next look.
+                    var stamps = Stamps(slot.Source);
+                    if (stamps.SequenceEqual(slot.Stamps)) continue;
+                    slot.Stamps = stamps;
+                    changed |= Reload(slot, now);
+                }
+
+                if (changed) listener.Rebuild();
+            }
+        }
+
+        CheckExpiry();
+    }
+
+    private bool Reload(CertificateSlot slot, DateTimeOffset now)
+    {
+        var state = slot.State;
+        if (!CertificateLoader.TryLoad(slot.Source, _environment, now, out var loaded, out var error))
+        {
+            var message = $"{error!.Message} ({slot.Source.ConfigPath}.{error.Key})";
+            Log.RotationRejected(_logger, slot.Source.Name, slot.Listener, message, state.Current.Subject, CertificateLoader.Format(state.Current.NotAfter));
+            slot.State = state with { LastError = message, LastErrorAt = now };
+            return false;
+        }
+
+        if (loaded!.ContentHash == state.Current.ContentHash)
+        {
+            // Touched, or put back as it was: nothing to swap; a previous error no longer applies.
+            loaded.Certificate.Dispose();
+            if (state.LastError is not null) slot.State = state with { LastError = null, LastErrorAt = null };
+            return false;
+        }
+
+        // The replaced certificate is not disposed: connections made with it may still use it.
+        slot.State = new SlotState(loaded, null, null);
+        slot.LastExpiryWarning = null;
+        Log.Rotated(_logger, slot.Source.Name, slot.Listener, loaded.Subject, CertificateLoader.Format(loaded.NotAfter), loaded.Fingerprint);
+        return true;
+    }
+
+    /// <summary>Warns (once a day per certificate) about certificates that expire within 14 days or have expired.</summary>
+    public void CheckExpiry()
+    {
+        lock (_refreshLock)
+        {
+            var now = _time.GetUtcNow();
+            foreach (var slot in _listeners.Values.SelectMany(l => l.Slots))
+            {
+                var current = slot.State.Current;
+                var left = current.NotAfter - now;
+                if (left >= SnapshotBuilder.ExpiryWarning) continue;
+                if (slot.LastExpiryWarning is { } last && now - last < TimeSpan.FromDays(1)) continue;
+                slot.LastExpiryWarning = now;
+                if (left <= TimeSpan.Zero) Log.Expired(_logger, slot.Source.Name, slot.Listener, current.Subject, CertificateLoader.Format(current.NotAfter), slot.Source.MainFile);
+                else Log.Expiring(_logger, slot.Source.Name, slot.Listener, current.Subject, DaysToExpiry(current, now), CertificateLoader.Format(current.NotAfter), slot.Source.MainFile);
+            }
+        }
+    }
+
+    internal static int DaysToExpiry(LoadedCertificate certificate, DateTimeOffset now) => (int)Math.Floor((certificate.NotAfter - now).TotalDays);
+
+    /// <summary>GET /admin/certificates: every listener certificate with its expiry and reload state.</summary>
+    public void WriteStatus(Utf8JsonWriter w)
+    {
+        var now = _time.GetUtcNow();
+        w.WriteStartArray("certificates");
+        foreach (var listener in _listeners.Values.OrderBy(l => l.Name, StringComparer.Ordinal))
+        {
+            var table = listener.Table;
+            foreach (var slot in listener.Slots)
+            {
+                var state = slot.State;
+                var current = state.Current;
+                var left = current.NotAfter - now;
+                w.WriteStartObject();
+                w.WriteString("listener", listener.Name);
+                w.WriteString("name", slot.Source.Name);
+                w.WriteString("state", state.LastError is not null ? "error" : left <= TimeSpan.Zero ? "expired" : left < SnapshotBuilder.ExpiryWarning ? "expiring" : "ok");
+                w.WriteBoolean("default", ReferenceEquals(table.Default, current));
+                w.WriteString("subject", current.Subject);
+                WriteArray(w, "hosts", current.Hosts);
+                WriteArray(w, "dnsNames", current.DnsNames);
+                WriteArray(w, "ipAddresses", current.IpAddresses);
+                w.WriteString("notBefore", current.NotBefore);
+                w.WriteString("notAfter", current.NotAfter);
+                w.WriteNumber("daysToExpiry", DaysToExpiry(current, now));
+                w.WriteString("fingerprintSha256", current.Fingerprint);
+                WriteArray(w, "files", slot.Source.Files);
+                w.WriteString("loadedAt", current.LoadedAt);
+                if (state.LastError is { } error)
+                {
+                    w.WriteString("lastError", error);
+                    w.WriteString("lastErrorAt", state.LastErrorAt!.Value);
+                }
+                else
+                {
+                    w.WriteNull("lastError");
+                }
+
+                w.WriteEndObject();
+            }
+        }
+
+        w.WriteEndArray();
+    }
+
+    private static void WriteArray(Utf8JsonWriter w, string name, IEnumerable<string> values)
+    {
+        w.WriteStartArray(name);
+        foreach (var value in values) w.WriteStringValue(value);
+        w.WriteEndArray();
+    }
+
+    private void StartWatching()
+    {
+        foreach (var directory in _files.Select(Path.GetDirectoryName).Distinct(StringComparer.Ordinal))
+        {
+            if (directory is null || !Directory.Exists(directory)) continue;
+            var watcher = new FileSystemWatcher(directory)
+            {
+                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
+            };
+            watcher.Changed += OnFileEvent;
+            watcher.Created += OnFileEvent;
+            watcher.Deleted += OnFileEvent;
+            watcher.Renamed += OnFileEvent;
+            watcher.EnableRaisingEvents = true;
+            _watchers.Add(watcher);
+        }
+
+        // Watchers miss some replacements (symlink swaps as in Kubernetes secrets); the stat poll catches them.
+        _pollTimer = _time.CreateTimer(_ => Refresh(), null, PollInterval, PollInterval);
+        _expiryTimer = _time.CreateTimer(_ => CheckExpiry(), null, ExpiryCheckInterval, ExpiryCheckInterval);
+    }
+
+    private void OnFileEvent(object sender, FileSystemEventArgs e)
+    {
+        if (!_files.Contains(e.FullPath) && !(e is RenamedEventArgs r && _files.Contains(r.OldFullPath))) return;
+        lock (_refreshLock)
+        {
+            if (_disposed) return;
+            // Certificate and key are often written one after the other; load once the burst is over.
+            _debounceTimer?.Dispose();
+            _debounceTimer = _time.CreateTimer(_ => Refresh(), null, Debounce, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    /// <summary>What identifies a file's version: the final target of any symlinks, its write time and size.</summary>
+    private static (string, DateTime, long)[] Stamps(CertificateSource source) => [.. source.Files.Select(Stamp)];
+
+    private static (string, DateTime, long) Stamp(string file)
+    {
+        try
+        {
+            FileSystemInfo info = new FileInfo(file);
+            if (info.LinkTarget is not null) info = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
+            return info.Exists && info is FileInfo f ? (f.FullName, f.LastWriteTimeUtc, f.Length) : (file, default, -1);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return (file, default, -1);
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_refreshLock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var watcher in _watchers) watcher.Dispose();
+            _watchers.Clear();
+            _debounceTimer?.Dispose();
+            _pollTimer?.Dispose();
+            _expiryTimer?.Dispose();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(6001, LogLevel.Information, "Certificate {Name} of listener {Listener} reloaded: {Subject}, valid until {NotAfter}, SHA-256 {Fingerprint}")]
+        public static partial void Rotated(ILogger logger, string name, string listener, string subject, string notAfter, string fingerprint);
+
+        [LoggerMessage(6002, LogLevel.Error, "Certificate {Name} of listener {Listener} was not replaced: {Error}; the previous certificate ({Subject}, valid until {NotAfter}) keeps serving")]
+        public static partial void RotationRejected(ILogger logger, string name, string listener, string error, string subject, string notAfter);
+
+        [LoggerMessage(6003, LogLevel.Warning, "Certificate {Name} of listener {Listener} ({Subject}) expires in {Days} day(s), on {NotAfter}; renew {File}")]
+        public static partial void Expiring(ILogger logger, string name, string listener, string subject, int days, string notAfter, string file);
+
+        [LoggerMessage(6004, LogLevel.Error, "Certificate {Name} of listener {Listener} ({Subject}) expired on {NotAfter}; clients refuse it until {File} is renewed")]
+        public static partial void Expired(ILogger logger, string name, string listener, string subject, string notAfter, string file);
+    }
+}
+
+/// <summary>One listener's certificates and the SNI table built from them.</summary>
+internal sealed class ListenerCertificates
+{
+    private volatile SniTable _table = null!;
+
+    public ListenerCertificates(string name, ListenerTls settings, CertificateSlot[] slots)
+    {
+        Name = name;
+        Settings = settings;
+        Slots = slots;
+        Rebuild();
+    }
+
+    public string Name { get; }
+
+    public ListenerTls Settings { get; }
+
+    public CertificateSlot[] Slots { get; }
+
+    public SniTable Table => _table;
+
+    /// <summary>A fresh options object per handshake (Kestrel sets ALPN on it); the certificate context is shared.</summary>
+    public SslServerAuthenticationOptions OptionsFor(string? serverName)
+    {
+        var table = _table;
+        return new SslServerAuthenticationOptions
+        {
+            ServerCertificateContext = table.Select(serverName).Context,
+            EnabledSslProtocols = table.Protocols,
+            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+            ClientCertificateRequired = false,
+        };
+    }
+
+    internal void Rebuild()
+    {
+        var current = Slots.Select(s => s.State.Current).ToArray();
+        _table = new SniTable(current, current[Settings.DefaultIndex], Settings.Protocols);
+    }
+}
+
+/// <summary>One configured certificate: what serves now and how the last reload went.</summary>
+internal sealed class CertificateSlot(string listener, CertificateSource source, SlotState state, (string, DateTime, long)[] stamps)
+{
+    private volatile SlotState _state = state;
+
+    public string Listener { get; } = listener;
+
+    public CertificateSource Source { get; } = source;
+
+    public SlotState State
+    {
+        get => _state;
+        set => _state = value;
+    }
+
+    /// <summary>File versions of the last load attempt (changed under the store's refresh lock only).</summary>
+    public (string, DateTime, long)[] Stamps { get; set; } = stamps;
+
+    public DateTimeOffset? LastExpiryWarning { get; set; }
+}
+
+internal sealed record SlotState(LoadedCertificate Current, string? LastError, DateTimeOffset? LastErrorAt);
