@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the BenchmarkDotNet micro benchmarks in bench/Portcullis.Benchmarks (hot-path pieces: map lookups,
-# validated-token cache hit, API-key lookup) with [MemoryDiagnoser]: time and bytes allocated per
-# operation. Short in-process job by default (about 1–2 minutes for all of them).
+# validated-token cache hit, API-key lookup, local rate-limit decision) with [MemoryDiagnoser]: time and
+# bytes allocated per operation. Short in-process job by default (about 1–2 minutes for all of them).
 #
 #   bench/micro.sh                       # every benchmark
 #   bench/micro.sh --filter '*Jwt*'      # BenchmarkDotNet options are passed through

@@ -6,6 +6,8 @@
 #   nginx      nginx as a reverse proxy (keep-alive upstream, workers = cores)
 #   bareyarp   bench/BareYarp: Kestrel + YARP, one route, one cluster (the floor of our own stack)
 #   portcullis `portcullis run -c <generated YAML>`
+#   portcullis-redis  the same with its rate limits in Redis (jwt-ratelimit only; the harness starts a
+#              redis-server on a free loopback port, no persistence, and stops it on exit)
 # in one invocation, interleaved in rounds (each round runs every system once, in a rotated order), and
 # reports medians. One nginx origin serves a small body (/small, also as /jwt/small and /key/small) and a
 # 4 KiB body (/4k); with the h2 scenario it also listens for h2c (prior knowledge) for the "direct" ceiling.
@@ -15,6 +17,11 @@
 # with 401 before anything is measured); apikey (wrk with an X-Api-Key header; a missing and a wrong key must
 # get 401); h2 (h2load, cleartext HTTP/2 with prior knowledge). A system that cannot do a scenario (nginx
 # has no JWT verification, bare YARP no API keys) gets an "n/a" row, never a number.
+# jwt-ratelimit: the jwt route plus a per-subject rate limit too high to ever refuse during the measurement
+# (1,000,000 per second: the cost of the decision, not of refusing); HAProxy: jwt_verify + a stick table
+# tracking the JWT's sub; Portcullis: a tokenBucket policy keyed by consumer, store local and (as
+# portcullis-redis) store redis, strict. Before measuring, every system must answer 429 on a twin route with
+# a limit of 2 per 10 s (/rl-tight/small), or the scenario fails: a limiter that does not limit is not measured.
 #
 #   bench/run.sh [--quick] [--scenario NAME]... [--systems a,b,...] [--rounds N] [--duration S] [--rebuild]
 #
@@ -36,25 +43,30 @@ out=$bench/out
 
 # ---------------------------------------------------------------- scenarios and systems
 ALL_SCENARIOS=(plain-small-c64 plain-small-c256 plain-4k-c64 jwt jwt-ratelimit tls h2 apikey)
-declare -A SC_PATH=([plain-small-c64]=/small [plain-small-c256]=/small [plain-4k-c64]=/4k [jwt]=/jwt/small [apikey]=/key/small [h2]=/small)
+declare -A SC_PATH=([plain-small-c64]=/small [plain-small-c256]=/small [plain-4k-c64]=/4k [jwt]=/jwt/small [jwt-ratelimit]=/rl/small [apikey]=/key/small [h2]=/small)
 # connections (h2: connections of H2_STREAMS concurrent streams each, so 8 x 8 = 64 requests in flight)
-declare -A SC_CONNS=([plain-small-c64]=64 [plain-small-c256]=256 [plain-4k-c64]=64 [jwt]=64 [apikey]=64 [h2]=8)
+declare -A SC_CONNS=([plain-small-c64]=64 [plain-small-c256]=256 [plain-4k-c64]=64 [jwt]=64 [jwt-ratelimit]=64 [apikey]=64 [h2]=8)
 H2_STREAMS=8
 declare -A NOT_YET=(
-  [jwt-ratelimit]="rate limiting is not built in Portcullis yet (issue #5)"
   [tls]="TLS termination is not built in Portcullis yet (issue #6)"
 )
-ALL_SYSTEMS=(direct haproxy haproxy-1t nginx bareyarp portcullis)
-declare -A SYS_LABEL=([direct]="direct (no proxy)" [haproxy]="HAProxy" [haproxy-1t]="HAProxy nbthread 1" [nginx]="nginx" [bareyarp]="bare YARP" [portcullis]="Portcullis")
+ALL_SYSTEMS=(direct haproxy haproxy-1t nginx bareyarp portcullis portcullis-redis)
+declare -A SYS_LABEL=([direct]="direct (no proxy)" [haproxy]="HAProxy" [haproxy-1t]="HAProxy nbthread 1" [nginx]="nginx" [bareyarp]="bare YARP" [portcullis]="Portcullis" [portcullis-redis]="Portcullis, Redis store")
+# jwt-ratelimit: the measured limit (never reached) and the probe route's limit (must refuse the 3rd request).
+# 1,000,000 per second is the most Portcullis's validation accepts (at most one request per microsecond).
+RL_LIMIT=1000000
+RL_TIGHT_LIMIT=2 RL_TIGHT_PER_S=10
 # JWT test token's claims (the same for every system)
 JWT_ISS="https://bench.portcullis.test/"
 JWT_AUD="bench-api"
 
 na_reason() { # SCENARIO SYSTEM -> why SYSTEM cannot run SCENARIO ("" when it can; "-" when it is just not part of it)
   case $1/$2 in
-    */haproxy-1t) [[ $1 == jwt ]] && echo "" || echo - ;;
-    jwt/direct | apikey/direct) echo "not a proxy: nothing checks the credential" ;;
-    jwt/nginx) echo "open-source nginx cannot verify a JWT (auth_jwt is NGINX Plus only)" ;;
+    */haproxy-1t) [[ $1 == jwt || $1 == jwt-ratelimit ]] && echo "" || echo - ;;
+    */portcullis-redis) [[ $1 == jwt-ratelimit ]] && echo "" || echo - ;;
+    jwt/direct | apikey/direct | jwt-ratelimit/direct) echo "not a proxy: nothing checks the credential" ;;
+    jwt/nginx | jwt-ratelimit/nginx) echo "open-source nginx cannot verify a JWT (auth_jwt is NGINX Plus only)" ;;
+    jwt-ratelimit/bareyarp) echo "bench/BareYarp has no rate limiter wired in (not built)" ;;
     apikey/bareyarp) echo "bare YARP has no API-key feature" ;;
     *) echo "" ;;
   esac
@@ -139,9 +151,10 @@ for sc in "${scenarios[@]}"; do
 done
 declare -A SC_SYSTEMS # scenario -> the selected systems that run it (space-separated)
 active=()             # systems that run at least one measured scenario (only these are started)
-need_jwt=0 need_key=0 need_h2=0
+need_jwt=0 need_key=0 need_h2=0 need_rl=0
 for sc in "${measured[@]}"; do
-  [[ $sc == jwt ]] && need_jwt=1
+  [[ $sc == jwt || $sc == jwt-ratelimit ]] && need_jwt=1
+  [[ $sc == jwt-ratelimit ]] && need_rl=1
   [[ $sc == apikey ]] && need_key=1
   [[ $sc == h2 ]] && need_h2=1
   SC_SYSTEMS[$sc]=""
@@ -210,6 +223,7 @@ if ((${#measured[@]})); then
   { runs_system haproxy || runs_system haproxy-1t; } && ! command -v haproxy >/dev/null && need_apt+=(haproxy)
   command -v h2load >/dev/null || need_apt+=(nghttp2-client) # for the h2 scenario
   ((need_jwt)) && ! command -v openssl >/dev/null && need_apt+=(openssl) # mints the test JWT
+  runs_system portcullis-redis && { command -v redis-server >/dev/null && command -v redis-cli >/dev/null || need_apt+=(redis-server); }
 fi
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -236,6 +250,7 @@ for tool in curl wrk nginx dotnet; do command -v "$tool" >/dev/null || die "$too
 { runs_system haproxy || runs_system haproxy-1t; } && { command -v haproxy >/dev/null || die "haproxy is required"; }
 ((need_h2)) && { command -v h2load >/dev/null || die "h2load is required (apt-get install nghttp2-client)"; }
 ((need_jwt)) && { command -v openssl >/dev/null && command -v basenc >/dev/null || die "openssl and basenc (coreutils) are required for the jwt scenario"; }
+runs_system portcullis-redis && { command -v redis-server >/dev/null && command -v redis-cli >/dev/null || die "redis-server and redis-cli are required for portcullis-redis (apt-get install redis-server)"; }
 
 # ---------------------------------------------------------------- build
 # Release + ReadyToRun publish into bench/out. bin/obj go to bench/out/artifacts (--artifacts-path), so
@@ -267,7 +282,7 @@ publish() { # project output-dir stamp-name executable inputs...
   done
   die "publish $project failed; see bench/out/publish-$name.log"
 }
-runs_system portcullis && publish src/Portcullis.Cli "$out/portcullis" portcullis portcullis \
+{ runs_system portcullis || runs_system portcullis-redis; } && publish src/Portcullis.Cli "$out/portcullis" portcullis portcullis \
   "$root/src" "$root/Directory.Build.props" "$root/Directory.Packages.props"
 runs_system bareyarp && publish bench/BareYarp "$out/bareyarp" bareyarp BareYarp \
   "$bench/BareYarp" "$root/Directory.Build.props" "$root/Directory.Packages.props"
@@ -414,6 +429,8 @@ chmod 644 "$work/origin/www/4k.txt"
         # the jwt and apikey scenarios' paths: the same small body, so every proxy forwards the path as is
         location = /jwt/small { default_type text/plain; return 200 "hello from the origin\n"; }
         location = /key/small { default_type text/plain; return 200 "hello from the origin\n"; }
+        location = /rl/small { default_type text/plain; return 200 "hello from the origin\n"; }
+        location = /rl-tight/small { default_type text/plain; return 200 "hello from the origin\n"; }
         # 4 KiB is past nginx's limit for a config token, so this one is a file (descriptor cached)
         location = /4k { default_type text/plain; open_file_cache max=16 inactive=600s; open_file_cache_valid 600s; alias $work/origin/www/4k.txt; }
         location / { default_type text/plain; return 200 "ok\n"; }
@@ -474,10 +491,26 @@ if ((need_key)); then
   fi
   printf '%s bench\n' "$api_key" >"$creds/keys.map" # HAProxy's map file: plaintext keys (HAProxy compares them as is)
 fi
-declare -A SC_HEADER=([jwt]="Authorization: Bearer $jwt_token" [apikey]="X-Api-Key: $api_key")
+declare -A SC_HEADER=([jwt]="Authorization: Bearer $jwt_token" [jwt-ratelimit]="Authorization: Bearer $jwt_token" [apikey]="X-Api-Key: $api_key")
 
 # ---------------------------------------------------------------- systems
+redis_pid=""
 declare -A PORT H2PORT SCPORT SYSPIDS # SCPORT[scenario/system]: a scenario's own port where it has one
+haproxy_jwt_checks() { # the jwt frontend's checks (after them, the JWT is valid; Authorization is removed)
+  cat <<EOF
+    http-request set-var(txn.bearer) http_auth_bearer
+    http-request deny deny_status 401 unless { var(txn.bearer) -m found }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_header_query('\$.alg') -m str RS256 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify("RS256","$creds/jwt-pub.pem") -m int 1 }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str $JWT_ISS }
+    http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str $JWT_AUD }
+    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+    http-request set-var(txn.now) date()
+    http-request deny deny_status 401 unless { var(txn.exp) -m found }
+    http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
+    http-request del-header Authorization
+EOF
+}
 haproxy_cfg() { # SYSTEM THREADS DIR
   local sys=$1 threads=$2 dir=$3
   cat <<EOF
@@ -506,19 +539,31 @@ EOF
 # string), exp present and not past. Not checked: nbf, typ, crit, duplicate members, kid (one key).
 frontend jwt
     bind 127.0.0.1:${SCPORT[jwt/$sys]}
-    http-request set-var(txn.bearer) http_auth_bearer
-    http-request deny deny_status 401 unless { var(txn.bearer) -m found }
-    http-request deny deny_status 401 unless { var(txn.bearer),jwt_header_query('\$.alg') -m str RS256 }
-    http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify("RS256","$creds/jwt-pub.pem") -m int 1 }
-    http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.iss') -m str $JWT_ISS }
-    http-request deny deny_status 401 unless { var(txn.bearer),jwt_payload_query('\$.aud') -m str $JWT_AUD }
-    http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
-    http-request set-var(txn.now) date()
-    http-request deny deny_status 401 unless { var(txn.exp) -m found }
-    http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
-    http-request del-header Authorization
+EOF
+    haproxy_jwt_checks
+    cat <<EOF
     default_backend origin
 EOF
+  fi
+  if ((need_rl)); then
+    local which port limit period
+    for which in rl rl-tight; do
+      if [[ $which == rl ]]; then port=${SCPORT[jwt-ratelimit/$sys]} limit=$RL_LIMIT period=1s; else port=${SCPORT[jwt-ratelimit-tight/$sys]} limit=$RL_TIGHT_LIMIT period=${RL_TIGHT_PER_S}s; fi
+      cat <<EOF
+
+# jwt-ratelimit scenario$([[ $which == rl-tight ]] && echo " (probe twin: the same rules with a tiny limit; must refuse)"): the jwt checks above, then a stick
+# table keyed by the JWT's sub counting requests over $period; more than $limit per $period -> 429.
+frontend jwt-$which
+    bind 127.0.0.1:$port
+    stick-table type string len 64 size 100k expire ${RL_TIGHT_PER_S}s store http_req_rate($period)
+EOF
+      haproxy_jwt_checks
+      cat <<EOF
+    http-request track-sc0 var(txn.bearer),jwt_payload_query('\$.sub')
+    http-request deny deny_status 429 if { sc_http_req_rate(0) gt $limit }
+    default_backend origin
+EOF
+    done
   fi
   if ((need_key)) && [[ $sys == haproxy ]]; then
     cat <<EOF
@@ -561,6 +606,7 @@ start_system() {
       free_port port
       PORT[$sys]=$port
       ((need_jwt)) && free_port "SCPORT[jwt/$sys]"
+      ((need_rl)) && free_port "SCPORT[jwt-ratelimit/$sys]" && free_port "SCPORT[jwt-ratelimit-tight/$sys]"
       if [[ $sys == haproxy ]]; then
         ((need_key)) && free_port "SCPORT[apikey/$sys]"
         ((need_h2)) && free_port "H2PORT[$sys]"
@@ -631,9 +677,25 @@ EOF
       BG_PID=$!
       started_pids+=("$BG_PID")
       ;;
-    portcullis)
+    portcullis | portcullis-redis)
       free_port port
       ((need_h2)) && free_port "H2PORT[$sys]"
+      local store=local redis_port=0
+      if [[ $sys == portcullis-redis ]]; then
+        store=redis
+        free_port redis_port
+        # no persistence: the counters are throw-away; stopped on exit with everything else
+        start_bg redis "$dir/redis.log" redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no
+        redis_pid=$BG_PID
+        local i
+        for ((i = 0; i < 100; i++)); do
+          [[ $(redis-cli -p "$redis_port" ping 2>/dev/null) == PONG ]] && break
+          kill -0 "$redis_pid" 2>/dev/null || { tail -n 20 "$dir/redis.log" >&2; die "redis-server exited during start-up"; }
+          sleep 0.1
+        done
+        [[ $(redis-cli -p "$redis_port" ping 2>/dev/null) == PONG ]] || die "redis-server on 127.0.0.1:$redis_port did not answer PING"
+        log "redis-server on 127.0.0.1:$redis_port (pid $redis_pid; $(redis-server --version | awk '{print $3}'))"
+      fi
       if [[ -n ${PORTCULLIS_BENCH_YAML:-} ]]; then
         cp "$PORTCULLIS_BENCH_YAML" "$dir/portcullis.yaml"
       else
@@ -653,6 +715,29 @@ EOF
     address: 127.0.0.1:\${BENCH_H2_PORT}
     protocols: http2
 EOF
+          if ((need_rl)); then
+            [[ $store == redis ]] && cat <<EOF
+
+# jwt-ratelimit with store: redis (strict: one Lua script, one round trip per decision). onStoreFailure
+# closed, so a Redis that does not answer shows as 503 errors, never as silently unlimited traffic; the
+# timeout is 500 ms (default 100 ms) so that a stall of this shared machine is not mistaken for an outage.
+stores:
+  redis:
+    connection: 127.0.0.1:\${BENCH_REDIS_PORT}
+    timeout: 500ms
+EOF
+            cat <<EOF
+
+# jwt-ratelimit: a per-consumer (= the token's sub) limit that is never reached, and its twin with a tiny
+# limit that the harness probes for a 429 before measuring. No RateLimit headers (HAProxy sends none).
+rateLimits:
+EOF
+            for which in rl rl-tight; do
+              printf '  bench-%s:\n    key: consumer\n    algorithm: tokenBucket\n    limit: %s\n    per: %s\n    store: %s\n    headers: false\n' \
+                "$which" "$([[ $which == rl ]] && echo $RL_LIMIT || echo $RL_TIGHT_LIMIT)" "$([[ $which == rl ]] && echo 1s || echo ${RL_TIGHT_PER_S}s)" "$store"
+              [[ $store == redis ]] && printf '    onStoreFailure: closed\n'
+            done
+          fi
           if ((need_jwt || need_key)); then
             printf '\nidentity:\n'
             ((need_jwt)) && cat <<EOF
@@ -667,6 +752,10 @@ EOF
           fi
           printf '\nroutes:\n'
           ((need_jwt)) && printf '  - name: jwt\n    match: { pathPrefix: /jwt }\n    auth: { issuers: [bench] }\n    cluster: origin\n'
+          if ((need_rl)); then
+            printf '  - name: rl-tight\n    match: { pathPrefix: /rl-tight }\n    auth: { issuers: [bench] }\n    rateLimits: bench-rl-tight\n    cluster: origin\n'
+            printf '  - name: rl\n    match: { pathPrefix: /rl }\n    auth: { issuers: [bench] }\n    rateLimits: bench-rl\n    cluster: origin\n'
+          fi
           ((need_key)) && printf '  - name: apikey\n    match: { pathPrefix: /key }\n    auth: { apiKey: true }\n    cluster: origin\n'
           cat <<EOF
   - name: all
@@ -681,7 +770,7 @@ EOF
         } >"$dir/portcullis.yaml"
       fi
       # shellcheck disable=SC2086
-      (cd "$dir" && exec env BENCH_GATEWAY_PORT="$port" BENCH_H2_PORT="${H2PORT[$sys]:-0}" BENCH_ORIGIN_PORT="$origin_port" ${PORTCULLIS_ENV:-} \
+      (cd "$dir" && exec env BENCH_GATEWAY_PORT="$port" BENCH_H2_PORT="${H2PORT[$sys]:-0}" BENCH_ORIGIN_PORT="$origin_port" BENCH_REDIS_PORT="$redis_port" ${PORTCULLIS_ENV:-} \
         "$out/portcullis/portcullis" run -c "$dir/portcullis.yaml") >"$dir/portcullis.log" 2>&1 &
       BG_PID=$!
       started_pids+=("$BG_PID")
@@ -691,6 +780,8 @@ EOF
   PORT[$sys]=$port
   wait_ready "$sys" "$pid" "http://127.0.0.1:$port/small" "$small_len"
   SYSPIDS[$sys]=$(process_tree "$pid")
+  # portcullis-redis: redis-server's CPU and memory count as the gateway's (the limit's whole cost)
+  [[ $sys == portcullis-redis ]] && SYSPIDS[$sys]+=" $redis_pid"
   log "$sys on 127.0.0.1:$port (pids ${SYSPIDS[$sys]})"
 }
 
@@ -698,6 +789,10 @@ url_of() { # SCENARIO SYSTEM -> the URL the load generator uses
   local sc=$1 sys=$2
   if [[ $sc == h2 ]]; then echo "http://127.0.0.1:${H2PORT[$sys]}${SC_PATH[$sc]}"; return; fi
   echo "http://127.0.0.1:${SCPORT[$sc/$sys]:-${PORT[$sys]}}${SC_PATH[$sc]}"
+}
+
+tight_url_of() { # SYSTEM -> the jwt-ratelimit probe twin's URL (limit 2 per 10 s)
+  echo "http://127.0.0.1:${SCPORT[jwt-ratelimit-tight/$1]:-${PORT[$1]}}/rl-tight/small"
 }
 
 pre_bg=$(background_pct 2)
@@ -722,7 +817,7 @@ for sc in "${measured[@]}"; do
   for sys in ${SC_SYSTEMS[$sc]}; do
     url=$(url_of "$sc" "$sys")
     case $sc in
-      jwt)
+      jwt | jwt-ratelimit)
         got=$(probe "$url" -H "Authorization: Bearer $jwt_token")
         [[ $got == "200 $small_len" ]] || die "jwt: $sys answered '$got' to a valid token on $url, expected 200 and $small_len bytes"
         for bad in missing bad_sig expired wrong_aud; do
@@ -734,7 +829,21 @@ for sc in "${measured[@]}"; do
           esac
           [[ $got == 401\ * ]] || die "jwt: $sys answered '$got' to a $bad token on $url, expected 401: it does not verify tokens, refusing to measure it"
         done
-        log "jwt: $sys accepts the valid token and refuses missing, badly signed, expired and wrong-audience tokens (401)"
+        log "$sc: $sys accepts the valid token and refuses missing, badly signed, expired and wrong-audience tokens (401)"
+        if [[ $sc == jwt-ratelimit ]]; then
+          # The limiter must limit: the twin route (limit 2 per 10 s, same key) must answer 429 within a few
+          # requests. A Redis store that is still connecting answers 503 (fail-closed) meanwhile: retried.
+          tight=$(tight_url_of "$sys") codes="" limited=0
+          for ((i = 0; i < 40; i++)); do
+            got=$(probe "$tight" -H "Authorization: Bearer $jwt_token")
+            codes+="${got%% *} "
+            [[ $got == 429\ * ]] && { limited=1; break; }
+            [[ $got == 200\ * || $got == 503\ * ]] || break
+            [[ $got == 503\ * ]] && sleep 0.25
+          done
+          ((limited)) || die "jwt-ratelimit: $sys never answered 429 on $tight (limit $RL_TIGHT_LIMIT per ${RL_TIGHT_PER_S}s; answers: $codes): it does not rate-limit, refusing to measure it"
+          log "jwt-ratelimit: $sys limits (429 on the twin route after: $codes)"
+        fi
         ;;
       apikey)
         got=$(probe "$url" -H "X-Api-Key: $api_key")
@@ -858,7 +967,7 @@ measure() { # SCENARIO SYSTEM ROUND
 # Warm-up before round 1: .NET tiers its code up (and PGO settles) over the first seconds under load.
 for sys in "${active[@]}"; do
   secs=$warmup_other
-  [[ $sys == bareyarp || $sys == portcullis ]] && secs=$warmup_dotnet
+  [[ $sys == bareyarp || $sys == portcullis* ]] && secs=$warmup_dotnet
   ((secs > 0)) || continue
   log "warm-up $sys: ${secs}s"
   run_wrk "$work/warmup-$sys.txt" 64 "$secs" "http://127.0.0.1:${PORT[$sys]}/small"
@@ -876,11 +985,11 @@ for sc in "${measured[@]}"; do
     gen="wrk -t1 -c${SC_CONNS[$sc]}${SC_HEADER[$sc]:+ -H '${SC_HEADER[$sc]%%:*}: …'}"
   fi
   # The jwt, apikey and h2 scenarios exercise code the plain warm-up did not: give each system a short one.
-  if [[ $sc == jwt || $sc == apikey || $sc == h2 ]]; then
+  if [[ $sc == jwt || $sc == jwt-ratelimit || $sc == apikey || $sc == h2 ]]; then
     for sys in "${sc_systems[@]}"; do
       secs=1
-      [[ $sys == bareyarp || $sys == portcullis ]] && secs=$(((warmup_dotnet + 3) / 4 > 1 ? (warmup_dotnet + 3) / 4 : 1))
-      ((quick)) && [[ $sys != bareyarp && $sys != portcullis ]] && continue # HAProxy and nginx need none
+      [[ $sys == bareyarp || $sys == portcullis* ]] && secs=$(((warmup_dotnet + 3) / 4 > 1 ? (warmup_dotnet + 3) / 4 : 1))
+      ((quick)) && [[ $sys != bareyarp && $sys != portcullis* ]] && continue # HAProxy and nginx need none
       run_load "$work/warmup-$sc-$sys.txt" "$sc" "$secs" "$(url_of "$sc" "$sys")"
       rm -f "$work/warmup-$sc-$sys.txt.requests"
     done
@@ -935,7 +1044,9 @@ haproxy_base() { # SCENARIO -> the HAProxy system the "vs HAProxy" column divide
   awk -F'\t' -v sc="$1" '$1 == sc && ($2 == "haproxy" || $2 == "haproxy-1t") && $3 > b {b = $3; s = $2} END {print s}' "$agg"
 }
 label() { # SCENARIO SYSTEM
-  if [[ $2 == haproxy && $1 == jwt ]] && runs_system haproxy-1t; then echo "HAProxy nbthread $cores"; else echo "${SYS_LABEL[$2]}"; fi
+  if [[ $2 == haproxy && ($1 == jwt || $1 == jwt-ratelimit) ]] && runs_system haproxy-1t; then echo "HAProxy nbthread $cores"
+  elif [[ $2 == portcullis && $1 == jwt-ratelimit ]]; then echo "Portcullis, local store"
+  else echo "${SYS_LABEL[$2]}"; fi
 }
 
 # results.json
@@ -987,8 +1098,8 @@ cat <<EOF
 ## Settings
 
 $( ((quick)) && echo "quick mode: " || true)$rounds rounds x ${duration}s per system and scenario, interleaved (order rotated each round), medians; warm-up ${warmup_dotnet}s (.NET) / ${warmup_other}s (others) before round 1.
-wrk -t1, HTTP/1.1 keep-alive, loopback; proxies use $cores threads/workers (plus HAProxy nbthread 1 in jwt); nothing pinned (load generator, proxy and origin share the $cores cores).
-jwt: wrk -H 'Authorization: Bearer <one RS256 token>' on /jwt/small; apikey: wrk -H 'X-Api-Key: <one key>' on /key/small; h2: h2load -t1 -c${SC_CONNS[h2]} -m$H2_STREAMS, h2c prior knowledge, p50/p99 from its per-request log.
+wrk -t1, HTTP/1.1 keep-alive, loopback; proxies use $cores threads/workers (plus HAProxy nbthread 1 in jwt and jwt-ratelimit); nothing pinned (load generator, proxy and origin share the $cores cores).
+jwt: wrk -H 'Authorization: Bearer <one RS256 token>' on /jwt/small (jwt-ratelimit: the same token on /rl/small); apikey: wrk -H 'X-Api-Key: <one key>' on /key/small; h2: h2load -t1 -c${SC_CONNS[h2]} -m$H2_STREAMS, h2c prior knowledge, p50/p99 from its per-request log.
 RSS = peak VmHWM of the proxy process(es) during the scenario; CPU = proxy utime+stime over the run / requests.
 bg CPU % = median share of the machine's CPU used by processes other than wrk, the origin and the proxy during the runs (0 on a quiet machine; anything above ~5 makes the numbers noisy).
 
@@ -1012,8 +1123,17 @@ while IFS=$'\t' read -r sc sys rps p50 p99 cpu rss errors lo hi ocpu wcpu bg; do
 done < <(for sc in "${measured[@]}"; do awk -F'\t' -v sc="$sc" '$1 == sc' "$agg"; awk -F'\t' -v sc="$sc" '$1 == sc {print $1 "\tn/a\t" $2}' "$na"; done)
 print_not_yet_rows
 echo
-if [[ " ${measured[*]} " == *" jwt "* ]] && [[ -n $(haproxy_base jwt) ]]; then
-  echo "- jwt: \"vs HAProxy\" divides by the better HAProxy, here $(label jwt "$(haproxy_base jwt)") (issue #4: HAProxy's better of nbthread 1 and 2)."
+for sc in jwt jwt-ratelimit; do
+  if [[ " ${measured[*]} " == *" $sc "* ]] && [[ -n $(haproxy_base "$sc") ]]; then
+    echo "- $sc: \"vs HAProxy\" divides by the better HAProxy, here $(label "$sc" "$(haproxy_base "$sc")") (issue #4: HAProxy's better of nbthread 1 and 2)."
+  fi
+done
+if [[ " ${measured[*]} " == *" jwt-ratelimit "* ]]; then
+  echo "- jwt-ratelimit: limit $RL_LIMIT per second per JWT sub (never reached; each system answered 429 on a twin route limited to $RL_TIGHT_LIMIT per ${RL_TIGHT_PER_S} s before measuring). HAProxy: jwt_verify + stick table (http_req_rate(1s)); Portcullis: tokenBucket keyed by consumer, no RateLimit headers; Portcullis, Redis store: the same in a local redis-server (strict, one round trip per decision; its CPU and RSS are counted in the Portcullis columns)."
+  r=$(ratio jwt-ratelimit portcullis-redis portcullis)
+  [[ $r != - ]] && echo "- jwt-ratelimit: Portcullis with the Redis store reached ${r}× the requests/s of the local store in this run."
+  r=$(awk -F'\t' '$1 == "jwt" && $2 == "portcullis" {a = $3} $1 == "jwt-ratelimit" && $2 == "portcullis" {b = $3} END {if (a > 0 && b > 0) printf "%.2f", b / a; else print "-"}' "$agg")
+  [[ $r != - ]] && echo "- jwt-ratelimit: Portcullis with the local limit reached ${r}× its own jwt (no limit) requests/s in this run."
 fi
 while IFS=$'\t' read -r sc sys why; do echo "- $sc, $(label "$sc" "$sys"): n/a — $why"; done <"$na"
 for sc in "${not_yet[@]}"; do echo "- $sc: not yet — ${NOT_YET[$sc]}"; done
