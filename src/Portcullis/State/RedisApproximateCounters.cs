@@ -14,7 +14,8 @@ namespace Portcullis.State;
 /// <para>Error bound. Another gateway's admissions reach this one's view at most two sync intervals
 /// later (up to one until that gateway pushes them, up to one more until this one reads them back). So
 /// with N gateways, on top of the sliding window's own approximation, a window admits at most
-/// (N − 1) × (requests one gateway admits in 2 × syncEvery) more than the limit; with the load spread
+/// (N − 1) × (requests one gateway admits in 3 × syncEvery) more than the limit (a key whose view is
+/// older than 3 × syncEvery is decided strictly, with a round trip, until a sync refreshes it); with the load spread
 /// evenly at R requests per second in total that is about 2 × syncEvery × R × (N − 1) / N. A key nobody
 /// used for a while starts from a view that may be that old, so the mode suits hot keys, for which it is
 /// meant. It never admits fewer than strict mode would, except that counts of a key evicted from the
@@ -42,6 +43,7 @@ internal sealed class RedisApproximateCounters : IDisposable
     private readonly TimeSpan _forgetAfter;
     private readonly ConcurrentLru<string, Cell> _cells = new(MaxKeys);
     private readonly TimeSpan _every;
+    private readonly long _staleMicros;
     private ITimer? _timer;
     private int _started;
     private DateTimeOffset _lastActive;
@@ -59,6 +61,7 @@ internal sealed class RedisApproximateCounters : IDisposable
         _forgetAfter = TimeSpan.FromTicks(Math.Max(2 * policy.Per.Ticks, TimeSpan.TicksPerMinute));
         _lastActive = store.Time.GetUtcNow();
         _every = every;
+        _staleMicros = every.Ticks / 10 * StaleIntervals;
     }
 
     // The timer starts with the first decision, not in the constructor: a concurrent GetOrAdd may build an
@@ -70,8 +73,13 @@ internal sealed class RedisApproximateCounters : IDisposable
         if (Volatile.Read(ref _disposed) != 0) Interlocked.Exchange(ref _timer, null)?.Dispose();
     }
 
-    /// <summary>Decides locally, in microseconds of (estimated) Redis server time.</summary>
-    public RateDecision Decide(string key)
+    /// <summary>
+    /// Decides locally, in microseconds of (estimated) Redis server time; false when this key's view of the
+    /// global counts is missing or older than <see cref="StaleIntervals"/> sync intervals (a new key, or
+    /// syncs delayed by a starved thread pool or a slow Redis), and the caller must decide strictly.
+    /// That keeps the documented bound true whatever the timer does: a view is never older than that.
+    /// </summary>
+    public bool TryDecide(string key, out RateDecision decision)
     {
         if (Volatile.Read(ref _started) == 0) Start();
         var now = NowMicros();
@@ -79,12 +87,21 @@ internal sealed class RedisApproximateCounters : IDisposable
         lock (cell.Gate)
         {
             cell.LastUsed = now;
+            if (now - cell.SyncedAt > _staleMicros)
+            {
+                decision = default;
+                return false;
+            }
+
             var window = now / _per;
-            var decision = RateLimitMath.SlidingWindow(window, cell.Count(window - 1), cell.Count(window), now, _per, _policy.Limit, out _, out _, out _);
+            decision = RateLimitMath.SlidingWindow(window, cell.Count(window - 1), cell.Count(window), now, _per, _policy.Limit, out _, out _, out _);
             if (decision.Outcome == RateOutcome.Allowed) cell.Pending.Add(window, 1);
-            return decision;
+            return true;
         }
     }
+
+    // Views older than this many sync intervals are not trusted for local decisions.
+    private const int StaleIntervals = 3;
 
     private long NowMicros() => ((_store.Time.GetUtcNow().UtcTicks - DateTime.UnixEpoch.Ticks) / 10) + Volatile.Read(ref _store.ClockOffsetMicros);
 
@@ -191,6 +208,7 @@ internal sealed class RedisApproximateCounters : IDisposable
                 cell.GlobalPrevious = values[1];
                 cell.GlobalCurrent = values[2];
                 cell.Inflight = default;
+                cell.SyncedAt = NowMicros();
             }
 
             if (!offsetTaken)
@@ -250,6 +268,9 @@ internal sealed class RedisApproximateCounters : IDisposable
         public WindowCounts Inflight;
 
         public long LastUsed;
+
+        /// <summary>When the global counts were last read back (µs of server time); never, at first.</summary>
+        public long SyncedAt = long.MinValue / 2;
 
         public long Count(long window)
         {

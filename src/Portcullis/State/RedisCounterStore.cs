@@ -150,9 +150,9 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     {
         if (policy.Algorithm == RateLimitAlgorithm.SlidingWindow)
         {
-            return policy.Mode == RedisCountingMode.Approximate
-                ? ValueTask.FromResult(ApproximateRate(policy, key))
-                : SlidingWindowAsync(policy, key, cancellationToken);
+            if (policy.Mode != RedisCountingMode.Approximate) return SlidingWindowAsync(policy, key, cancellationToken);
+            var (decided, decision) = ApproximateRate(policy, key);
+            return decided ? ValueTask.FromResult(decision) : SlidingWindowAsync(policy, key, cancellationToken);
         }
 
         return GcraAsync(policy, key, cancellationToken);
@@ -186,12 +186,13 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         return MicrosToTicks(Agree(decision, values[0] == 1));
     }
 
-    private RateDecision ApproximateRate(CompiledRateLimit policy, string key)
+    // Decided locally, or (false) the key's view is stale and the caller decides strictly.
+    private (bool Decided, RateDecision Decision) ApproximateRate(CompiledRateLimit policy, string key)
     {
         // An open circuit means the global counts are stale: the policy's onStoreFailure decides, as in strict mode.
-        if (Health.State != StoreState.Up || Volatile.Read(ref _disposed) != 0) return RateDecision.Unavailable(policy.Limit);
+        if (Health.State != StoreState.Up || Volatile.Read(ref _disposed) != 0) return (true, RateDecision.Unavailable(policy.Limit));
         var counters = _approximate.GetOrAdd(policy.Identity, static (_, state) => new RedisApproximateCounters(state.Store, state.Policy), (Store: this, Policy: policy));
-        return MicrosToTicks(counters.Decide(key));
+        return counters.TryDecide(key, out var decision) ? (true, MicrosToTicks(decision)) : (false, default);
     }
 
     /// <summary>Drops the approximate counters of a policy nobody used for a while (called by the counters themselves).</summary>

@@ -85,6 +85,32 @@ public sealed class RedisGatewayTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Three_gateways_in_approximate_mode_stay_within_the_documented_bound()
+    {
+        var redis = await StartRedisAsync();
+        const string yaml = """
+            stores:
+              redis: { connection: "{{REDIS}}", timeout: 200ms }
+            rateLimits:
+              global: { key: [route], algorithm: slidingWindow, limit: 300, per: 1h, store: redis, mode: approximate, syncEvery: 50ms }
+            routes: [{ name: approx, match: { pathPrefix: / }, cluster: api, rateLimits: [global] }]
+            clusters: { api: { destinations: [{{UPSTREAM}}] } }
+            """;
+        var gateways = new List<TestGateway>();
+        for (var i = 0; i < 3; i++) gateways.Add(await StartGatewayAsync(yaml, redis.ConnectionString));
+
+        const int perGateway = 400;
+        var clock = Stopwatch.StartNew();
+        var admitted = await HammerAsync(gateways, "/a", perGateway);
+        var elapsed = clock.Elapsed;
+
+        // docs/traffic.md: over the limit by at most (N - 1) x what one gateway admits in 3 x syncEvery.
+        var perGatewayPerSecond = perGateway / elapsed.TotalSeconds;
+        var bound = (int)Math.Ceiling(2 * perGatewayPerSecond * 3 * 0.05);
+        Assert.True(admitted >= 285 && admitted <= 300 + bound, $"admitted {admitted}, limit 300, documented bound +{bound} ({perGatewayPerSecond:F0} req/s per gateway)");
+    }
+
+    [Fact]
     public async Task Three_gateways_on_a_redis_cluster_admit_one_global_limit()
     {
         var cluster = await RedisCluster.StartAsync();
