@@ -35,12 +35,7 @@ public class RateLimitBenchmarks
         Algorithm = algorithm,
         Limit = limit,
         Per = per,
-        Capacity = algorithm switch
-        {
-            RateLimitAlgorithm.SpikeArrest => 1,
-            RateLimitAlgorithm.TokenBucket => burst ?? limit,
-            _ => limit,
-        },
+        Capacity = CompiledRateLimit.CapacityFor(algorithm, limit, burst),
         Store = TrafficStore.Local,
         Key = new TrafficKey([new RequestSource(RequestSourceKind.Consumer, "", 0)]),
     };

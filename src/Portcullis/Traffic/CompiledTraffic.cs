@@ -32,6 +32,14 @@ internal sealed class CompiledRateLimit
 
     public required TrafficKey Key { get; init; }
 
+    /// <summary>Requests admitted at once: 1 for spike arrest (no bursts), `burst` (default `limit`) for a token bucket, `limit` for a sliding window.</summary>
+    public static long CapacityFor(RateLimitAlgorithm algorithm, long limit, long? burst) => algorithm switch
+    {
+        RateLimitAlgorithm.SpikeArrest => 1,
+        RateLimitAlgorithm.TokenBucket => burst ?? limit,
+        _ => limit,
+    };
+
     /// <summary>GCRA emission interval: the steady-state gap between two admitted requests, in ticks.</summary>
     public long EmissionTicks => Per.Ticks / Limit;
 

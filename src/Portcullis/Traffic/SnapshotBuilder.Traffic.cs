@@ -72,12 +72,7 @@ public sealed partial class SnapshotBuilder
                 Algorithm = options.Algorithm,
                 Limit = options.Limit,
                 Per = options.Per,
-                Capacity = options.Algorithm switch
-                {
-                    RateLimitAlgorithm.SpikeArrest => 1,
-                    RateLimitAlgorithm.TokenBucket => options.Burst ?? options.Limit,
-                    _ => options.Limit,
-                },
+                Capacity = CompiledRateLimit.CapacityFor(options.Algorithm, options.Limit, options.Burst),
                 Store = options.Store,
                 Mode = options.Mode,
                 SyncEvery = options.SyncEvery,

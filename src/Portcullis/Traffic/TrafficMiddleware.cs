@@ -36,28 +36,9 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
             var key = policy.Key.Build(context, gateway);
             var store = stores.For(policy.Store);
             var decision = store is null ? RateDecision.Unavailable(policy.Limit) : await store.RateAsync(policy, key, context.RequestAborted);
-            switch (decision.Outcome)
-            {
-                case RateOutcome.StoreUnavailable when policy.OnStoreFailure == StoreFailureMode.Closed:
-                    await RefuseUnavailableAsync(context, gateway, "ratelimit.store-unavailable", $"Rate limit '{policy.Name}' cannot be checked right now.");
-                    return;
-                case RateOutcome.StoreUnavailable:
-                    gateway.TrafficDecision = "ratelimit.store-unavailable.open";
-                    continue;
-                case RateOutcome.Limited:
-                    gateway.TrafficDecision = "ratelimit.exceeded";
-                    gateway.Reason = "ratelimit.exceeded";
-                    var headers = context.Response.Headers;
-                    headers.RetryAfter = Seconds(decision.RetryAfter);
-                    headers["RateLimit-Policy"] = policy.PolicyHeaderItem;
-                    headers["RateLimit"] = StateItem(policy.Name, decision);
-                    await ProblemWriter.WriteAsync(context, StatusCodes.Status429TooManyRequests, "Too many requests",
-                        $"Rate limit '{policy.Name}' allows {policy.Limit} requests per {DurationFormat.Format(policy.Per)}; retry after {Seconds(decision.RetryAfter)} s.", "ratelimit.exceeded");
-                    return;
-                default:
-                    if (policy.Headers) Append(ref policyHeader, ref stateHeader, policy.PolicyHeaderItem, StateItem(policy.Name, decision));
-                    break;
-            }
+            var check = new Check("ratelimit", policy.Name, policy.OnStoreFailure, policy.PolicyHeaderItem, policy.Headers,
+                "Too many requests", policy.Limit, DurationFormat.Format(policy.Per), null);
+            if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
         }
 
         RateLimitLease? lease = null;
@@ -79,28 +60,9 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                 var key = quota.Key.Build(context, gateway);
                 var store = stores.For(quota.Store);
                 var decision = store is null ? RateDecision.Unavailable(quota.Limit) : await store.QuotaAsync(quota, key, window, context.RequestAborted);
-                switch (decision.Outcome)
-                {
-                    case RateOutcome.StoreUnavailable when quota.OnStoreFailure == StoreFailureMode.Closed:
-                        await RefuseUnavailableAsync(context, gateway, "quota.store-unavailable", $"Quota '{quota.Name}' cannot be checked right now.");
-                        return;
-                    case RateOutcome.StoreUnavailable:
-                        gateway.TrafficDecision = "quota.store-unavailable.open";
-                        break;
-                    case RateOutcome.Limited:
-                        gateway.TrafficDecision = "quota.exceeded";
-                        gateway.Reason = "quota.exceeded";
-                        var headers = context.Response.Headers;
-                        headers.RetryAfter = Seconds(decision.RetryAfter);
-                        headers["RateLimit-Policy"] = quota.PolicyHeaderItem(window);
-                        headers["RateLimit"] = StateItem(quota.Name, decision);
-                        await ProblemWriter.WriteAsync(context, StatusCodes.Status429TooManyRequests, "Quota exhausted",
-                            $"Quota '{quota.Name}' allows {quota.Limit} requests per {quota.Period.ToString().ToLowerInvariant()}; it renews at {window.End.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)}.", "quota.exceeded");
-                        return;
-                    default:
-                        Append(ref policyHeader, ref stateHeader, quota.PolicyHeaderItem(window), StateItem(quota.Name, decision));
-                        break;
-                }
+                var check = new Check("quota", quota.Name, quota.OnStoreFailure, quota.PolicyHeaderItem(window), true,
+                    "Quota exhausted", quota.Limit, quota.Period.ToString().ToLowerInvariant(), window.End);
+                if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
             }
 
             gateway.TrafficDecision ??= "admitted";
@@ -118,6 +80,46 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
             lease?.Dispose();
         }
     }
+
+    /// <summary>What a rate limit or quota check needs to explain its decision.</summary>
+    private readonly record struct Check(string Kind, string Name, StoreFailureMode OnStoreFailure, string PolicyHeaderItem, bool Headers, string Title, long Limit, string Per, DateTimeOffset? RenewsAt);
+
+    // Applies one decision: refuses (429, or 503 for a fail-closed store that cannot answer) and returns
+    // false, or records the admitted state for the response headers and returns true.
+    private ValueTask<bool> AdmitAsync(HttpContext context, GatewayFeature gateway, Check check, RateDecision decision, ref StringBuilder? policyHeader, ref StringBuilder? stateHeader)
+    {
+        switch (decision.Outcome)
+        {
+            case RateOutcome.StoreUnavailable when check.OnStoreFailure == StoreFailureMode.Closed:
+                return Refused(RefuseUnavailableAsync(context, gateway, check.Kind + ".store-unavailable", $"{Capitalized(check.Kind)} '{check.Name}' cannot be checked right now."));
+            case RateOutcome.StoreUnavailable:
+                gateway.TrafficDecision = check.Kind + ".store-unavailable.open";
+                return ValueTask.FromResult(true);
+            case RateOutcome.Limited:
+                var reason = check.Kind + ".exceeded";
+                gateway.TrafficDecision = reason;
+                gateway.Reason = reason;
+                var headers = context.Response.Headers;
+                headers.RetryAfter = Seconds(decision.RetryAfter);
+                headers["RateLimit-Policy"] = check.PolicyHeaderItem;
+                headers["RateLimit"] = StateItem(check.Name, decision);
+                var detail = check.RenewsAt is { } renewsAt
+                    ? $"{Capitalized(check.Kind)} '{check.Name}' allows {check.Limit} requests per {check.Per}; it renews at {renewsAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)}."
+                    : $"Rate limit '{check.Name}' allows {check.Limit} requests per {check.Per}; retry after {Seconds(decision.RetryAfter)} s.";
+                return Refused(ProblemWriter.WriteAsync(context, StatusCodes.Status429TooManyRequests, check.Title, detail, reason));
+            default:
+                if (check.Headers) Append(ref policyHeader, ref stateHeader, check.PolicyHeaderItem, StateItem(check.Name, decision));
+                return ValueTask.FromResult(true);
+        }
+
+        static async ValueTask<bool> Refused(Task answer)
+        {
+            await answer;
+            return false;
+        }
+    }
+
+    private static string Capitalized(string kind) => kind == "ratelimit" ? "Rate limit" : "Quota";
 
     internal static Task RefuseConcurrencyAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate, string scope)
     {
