@@ -101,7 +101,8 @@ public sealed class GatewaySnapshot
 }
 
 /// <param name="Tls">Null for a cleartext listener.</param>
-public sealed record ListenerBinding(string Name, ListenAddress Address, ListenerProtocols Protocols, bool Admin, Tls.ListenerTls? Tls = null);
+/// <param name="RedirectToHttps">Set on a cleartext listener that redirects every request to HTTPS.</param>
+public sealed record ListenerBinding(string Name, ListenAddress Address, ListenerProtocols Protocols, bool Admin, Tls.ListenerTls? Tls = null, Tls.HttpsRedirect? RedirectToHttps = null);
 
 internal enum RouteAction
 {

@@ -59,6 +59,9 @@ public sealed record ListenerOptions
 
     [Description("Serve HTTPS: server certificates chosen by SNI, reloaded when their files change. Without it the listener speaks cleartext HTTP.")]
     public ListenerTlsOptions? Tls { get; init; }
+
+    [Description("On a cleartext listener: answer every request with a redirect to the same URL over HTTPS instead of serving routes.")]
+    public RedirectToHttpsOptions? RedirectToHttps { get; init; }
 }
 
 public sealed record LimitsOptions

@@ -171,7 +171,8 @@ public sealed partial class SnapshotBuilder
             }
 
             var tls = listener.Tls is null ? null : CompileListenerTls(context, listener.Tls, path + ".tls");
-            result.Add(new ListenerBinding(listener.Name, address, listener.Protocols, listener.Admin, tls));
+            var redirect = CompileRedirect(context, listener, path);
+            result.Add(new ListenerBinding(listener.Name, address, listener.Protocols, listener.Admin, tls, redirect));
         }
 
         if (result.Count > 0 && result.All(l => l.Admin))
@@ -700,7 +701,7 @@ public sealed partial class SnapshotBuilder
         if (auth is null) return null;
         if (auth.Anonymous)
         {
-            if (auth.Issuers.Count > 0 || auth.Introspection.Count > 0 || auth.ApiKey || auth.Scopes.Count > 0 || auth.Groups.Count > 0 || auth.Claims.Count > 0 || auth.Consumers.Count > 0)
+            if (auth.Issuers.Count > 0 || auth.Introspection.Count > 0 || auth.ApiKey || auth.ClientCertificate || auth.Scopes.Count > 0 || auth.Groups.Count > 0 || auth.Claims.Count > 0 || auth.Consumers.Count > 0)
             {
                 context.Error(path + ".anonymous", "an anonymous route cannot also require credentials", "remove anonymous: true, or the other rules");
             }
@@ -733,13 +734,15 @@ public sealed partial class SnapshotBuilder
         }
 
         if (auth.ApiKey && context.Config.Identity.ApiKeys is null) context.Error(path + ".apiKey", "apiKey: true needs identity.apiKeys", "add identity: { apiKeys: { file: keys.yaml } }");
-        if (auth.Issuers.Count == 0 && auth.Introspection.Count == 0 && !auth.ApiKey) context.Error(path, "auth accepts no credential", "add issuers: [NAME], introspection: [NAME], apiKey: true, or anonymous: true");
+        ValidateClientCertificateAuth(context, auth, path);
+        if (auth.Issuers.Count == 0 && auth.Introspection.Count == 0 && !auth.ApiKey && !auth.ClientCertificate) context.Error(path, "auth accepts no credential", "add issuers: [NAME], introspection: [NAME], apiKey: true, or anonymous: true");
 
         return new Identity.CompiledRouteAuth
         {
             Issuers = [.. routeIssuers],
             Introspectors = [.. routeIntrospectors],
             ApiKey = auth.ApiKey,
+            ClientCertificate = auth.ClientCertificate,
             Scopes = [.. auth.Scopes],
             Groups = auth.Groups.ToFrozenSet(StringComparer.Ordinal),
             Consumers = auth.Consumers.ToFrozenSet(StringComparer.Ordinal),

@@ -124,6 +124,7 @@ public static class PortcullisServiceCollectionExtensions
         }
 
         var store = app.Services.GetRequiredService<SnapshotStore>();
+        app.UseMiddleware<ListenerPolicyMiddleware>(); // HSTS, redirect to HTTPS (per listener)
         app.UseMiddleware<GatewayMiddleware>();
         app.UseMiddleware<PathNormalizationMiddleware>(); // one canonical path for routing, auth and the upstream
 

@@ -10,6 +10,9 @@ internal enum CredentialKind
 
     /// <summary>An opaque bearer token found active by an introspection endpoint (RFC 7662).</summary>
     Introspection,
+
+    /// <summary>A client certificate (mTLS) the listener's handshake validated against its CA bundle.</summary>
+    ClientCertificate,
 }
 
 /// <summary>Who is calling, as proven by a token or an API key. Immutable; cached with the token.</summary>

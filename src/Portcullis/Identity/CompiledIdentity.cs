@@ -78,6 +78,9 @@ internal sealed class CompiledRouteAuth
 
     public bool ApiKey { get; init; }
 
+    /// <summary>Accept the client certificate the listener's handshake validated (mTLS).</summary>
+    public bool ClientCertificate { get; init; }
+
     public string[] Scopes { get; init; } = [];
 
     public FrozenSet<string> Groups { get; init; } = FrozenSet<string>.Empty;

@@ -160,6 +160,22 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             }
         }
 
+        if (auth.ClientCertificate)
+        {
+            // Built by the listener's handshake validation, only for a certificate its CA bundle trusts.
+            if (ClientCertificateIdentity.Get(context) is { } certificate)
+            {
+                return ValueTask.FromResult(certificate.Expires > time.GetUtcNow()
+                    ? AuthDecision.Allow(certificate, "cert.valid")
+                    : AuthDecision.Unauthenticated("cert.expired", "The client certificate of this connection has expired; reconnect with a current one.", false));
+            }
+
+            if (!auth.AcceptsJwt && !auth.AcceptsIntrospection && !auth.ApiKey)
+            {
+                return ValueTask.FromResult(AuthDecision.Unauthenticated("cert.missing", "This route needs a trusted client certificate (mTLS).", false));
+            }
+        }
+
         return ValueTask.FromResult(AuthDecision.Unauthenticated("auth.missing", "This route needs credentials.", authorization.Count > 0));
     }
 

@@ -179,6 +179,9 @@ public sealed record RouteAuthOptions
     [Description("Accept API keys.")]
     public bool ApiKey { get; init; }
 
+    [Description("Accept the client certificate (mTLS) a listener with tls.clientCertificate validated; its claims are cert.subject, cert.cn, cert.dns, cert.uri, cert.fingerprint, cert.issuer, cert.serial.")]
+    public bool ClientCertificate { get; init; }
+
     [Description("Scopes the caller must have (all).")]
     public IReadOnlyList<string> Scopes { get; init; } = [];
 

@@ -44,9 +44,20 @@ internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore cer
                 _ => HttpProtocols.Http1AndHttp2,
             };
             var address = listener.Address;
+            var policy = ListenerPolicy.For(listener);
             Action<ListenOptions> configure = listen =>
             {
                 listen.Protocols = protocols;
+                if (policy is not null)
+                {
+                    // HSTS and the HTTPS redirect are per listener: the connection carries its listener's policy.
+                    listen.Use(next => connection =>
+                    {
+                        connection.Items[ListenerPolicy.ItemKey] = policy;
+                        return next(connection);
+                    });
+                }
+
                 if (listener.Tls is not null) certificates.UseHttps(listen, listener.Name);
             };
             if (address.IsLocalhost) options.ListenLocalhost(address.Port, configure);

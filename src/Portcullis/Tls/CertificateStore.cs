@@ -1,5 +1,7 @@
 using System.Collections.Frozen;
 using System.Net.Security;
+using System.Security.Authentication;
+using Microsoft.AspNetCore.Connections;
 using System.Security.Cryptography.X509Certificates;
 using System.Text.Json;
 using Microsoft.AspNetCore.Hosting;
@@ -29,6 +31,7 @@ internal sealed partial class CertificateStore : IDisposable
 
     private readonly TimeProvider _time;
     private readonly ILogger<CertificateStore> _logger;
+    private readonly HandshakeLog _handshakes;
     private readonly Func<string, string?> _environment;
     private readonly FrozenDictionary<string, ListenerCertificates> _listeners;
     private readonly FrozenSet<string> _files;
@@ -48,6 +51,7 @@ internal sealed partial class CertificateStore : IDisposable
     {
         _time = time;
         _logger = logger;
+        _handshakes = new HandshakeLog(time, logger);
         _environment = environment;
         var now = time.GetUtcNow();
         var result = new Dictionary<string, ListenerCertificates>(StringComparer.Ordinal);
@@ -67,11 +71,24 @@ internal sealed partial class CertificateStore : IDisposable
                 slots[i] = new CertificateSlot(listener.Name, source, new SlotState(loaded!, null, null), Stamps(source));
             }
 
-            result[listener.Name] = new ListenerCertificates(listener.Name, tls, slots);
+            ClientCaSlot? clientCa = null;
+            if (tls.ClientCertificate is { } policy)
+            {
+                if (!ClientCaLoader.TryLoad(policy.CaFile, now, out var bundle, out var error, out _))
+                {
+                    throw new InvalidOperationException($"listener '{listener.Name}': client CA bundle cannot be loaded: {error}");
+                }
+
+                clientCa = new ClientCaSlot(listener.Name, new ClientCertificateValidator(listener.Name, policy, bundle!, time), Stamp(policy.CaFile));
+            }
+
+            result[listener.Name] = new ListenerCertificates(listener.Name, tls, slots, clientCa);
         }
 
         _listeners = result.ToFrozenDictionary(StringComparer.Ordinal);
-        _files = _listeners.Values.SelectMany(l => l.Slots).SelectMany(s => s.Source.Files).ToFrozenSet(StringComparer.Ordinal);
+        _files = _listeners.Values.SelectMany(l => l.Slots).SelectMany(s => s.Source.Files)
+            .Concat(_listeners.Values.Select(l => l.ClientCa?.File).OfType<string>())
+            .ToFrozenSet(StringComparer.Ordinal);
         CheckExpiry();
         if (watch && _listeners.Count > 0) StartWatching();
     }
@@ -84,11 +101,61 @@ internal sealed partial class CertificateStore : IDisposable
     public void UseHttps(ListenOptions listen, string listener)
     {
         var certificates = _listeners[listener];
+        // Around the handshake: a connection that never reaches the inner step had its handshake refused.
+        listen.Use(next => connection => TrackHandshakeAsync(next, connection, listener));
         listen.UseHttps(new TlsHandshakeCallbackOptions { OnConnection = OnConnection, OnConnectionState = certificates });
+        listen.Use(next => connection =>
+        {
+            if (connection.Items.TryGetValue(HandshakeState.Key, out var state) && state is HandshakeState handshake) handshake.Completed = true;
+            return next(connection);
+        });
     }
 
-    private static ValueTask<SslServerAuthenticationOptions> OnConnection(TlsHandshakeCallbackContext context) =>
-        ValueTask.FromResult(((ListenerCertificates)context.State!).OptionsFor(context.ClientHelloInfo.ServerName));
+    private async Task TrackHandshakeAsync(ConnectionDelegate next, ConnectionContext connection, string listener)
+    {
+        var state = new HandshakeState();
+        connection.Items[HandshakeState.Key] = state;
+        try
+        {
+            await next(connection);
+        }
+        finally
+        {
+            if (!state.Completed)
+            {
+                var peer = connection.RemoteEndPoint?.ToString();
+                if (!state.HelloSeen) _handshakes.ClosedBeforeHello(listener, peer);
+                else _handshakes.Refused(listener, peer, state.Refusal ?? Describe(state.HelloProtocol, _listeners[listener].Table.Protocols));
+            }
+        }
+    }
+
+    /// <summary>Why a handshake failed when no client-certificate check refused it: the version offered, else a generic reason.</summary>
+    private static string Describe(SslProtocols offered, SslProtocols accepted)
+    {
+        const SslProtocols modern = SslProtocols.Tls12 | SslProtocols.Tls13;
+        if (offered != SslProtocols.None && (offered & modern) == 0) return $"client offered only {offered} (TLS 1.1 or older); TLS 1.2+ is required";
+        if ((offered & modern) == SslProtocols.Tls12 && !accepted.HasFlag(SslProtocols.Tls12)) return "client offered TLS 1.2; the listener accepts TLS 1.3 only";
+#pragma warning disable SYSLIB0039 // TLS 1.0/1.1 are named to say they were refused.
+        if ((offered & (SslProtocols.Tls | SslProtocols.Tls11)) != 0 && !offered.HasFlag(SslProtocols.Tls13))
+        {
+            return $"handshake failed (client hello names {offered}): most likely a TLS 1.0/1.1-only client (TLS 1.2+ is required), else no common cipher or ALPN protocol";
+        }
+#pragma warning restore SYSLIB0039
+
+        return $"handshake failed (client hello names {offered}): no common cipher or ALPN protocol, a malformed or aborted handshake, or a timeout";
+    }
+
+    private static ValueTask<SslServerAuthenticationOptions> OnConnection(TlsHandshakeCallbackContext context)
+    {
+        if (context.Connection.Items.TryGetValue(HandshakeState.Key, out var value) && value is HandshakeState state)
+        {
+            state.HelloSeen = true;
+            state.HelloProtocol = context.ClientHelloInfo.SslProtocols;
+        }
+
+        return ValueTask.FromResult(((ListenerCertificates)context.State!).OptionsFor(context.ClientHelloInfo.ServerName, context.Connection));
+    }
 
     /// <summary>Checks every watched file now and loads the changed ones (also run by the file watcher and the poll).</summary>
     public void Refresh()
@@ -110,6 +177,7 @@ internal sealed partial class CertificateStore : IDisposable
                 }
 
                 if (changed) listener.Rebuild();
+                if (listener.ClientCa is { } clientCa) ReloadClientCa(clientCa, now);
             }
         }
 
@@ -140,6 +208,34 @@ internal sealed partial class CertificateStore : IDisposable
         slot.LastExpiryWarning = null;
         Log.Rotated(_logger, slot.Source.Name, slot.Listener, loaded.Subject, CertificateLoader.Format(loaded.NotAfter), loaded.Fingerprint);
         return true;
+    }
+
+    private void ReloadClientCa(ClientCaSlot slot, DateTimeOffset now)
+    {
+        var stamp = Stamp(slot.File);
+        if (stamp == slot.Stamp) return;
+        slot.Stamp = stamp;
+        var validator = slot.Validator;
+        if (!ClientCaLoader.TryLoad(slot.File, now, out var bundle, out var error, out _))
+        {
+            var message = $"{error} ({validator.Policy.ConfigPath}.ca)";
+            Log.ClientCaRejected(_logger, slot.Listener, message, validator.Bundle.Certificates.Count);
+            slot.LastError = message;
+            slot.LastErrorAt = now;
+            return;
+        }
+
+        slot.LastError = null;
+        slot.LastErrorAt = null;
+        if (bundle!.ContentHash == validator.Bundle.ContentHash)
+        {
+            foreach (var certificate in bundle.Certificates) certificate.Dispose();
+            return;
+        }
+
+        // The previous bundle is not disposed: a handshake may be checking against it right now.
+        validator.Bundle = bundle;
+        Log.ClientCaReloaded(_logger, slot.Listener, bundle.Certificates.Count, string.Join("; ", bundle.Subjects));
     }
 
     /// <summary>Warns (once a day per certificate) about certificates that expire within 14 days or have expired.</summary>
@@ -206,6 +302,46 @@ internal sealed partial class CertificateStore : IDisposable
         }
 
         w.WriteEndArray();
+
+        w.WriteStartArray("clientCertificateAuthorities");
+        foreach (var listener in _listeners.Values.OrderBy(l => l.Name, StringComparer.Ordinal))
+        {
+            if (listener.ClientCa is not { } slot) continue;
+            var validator = slot.Validator;
+            var bundle = validator.Bundle;
+            w.WriteStartObject();
+            w.WriteString("listener", listener.Name);
+            w.WriteString("mode", validator.Policy.Mode.ToString().ToLowerInvariant());
+            w.WriteString("revocation", validator.Policy.Revocation.ToString().ToLowerInvariant());
+            w.WriteString("state", slot.LastError is not null ? "error" : "ok");
+            w.WriteString("file", slot.File);
+            w.WriteStartArray("certificates");
+            foreach (var ca in bundle.Certificates)
+            {
+                w.WriteStartObject();
+                w.WriteString("subject", ca.Subject);
+                w.WriteString("notAfter", ca.NotAfter.ToUniversalTime());
+                w.WriteNumber("daysToExpiry", (int)Math.Floor((ca.NotAfter.ToUniversalTime() - now).TotalDays));
+                w.WriteString("fingerprintSha256", ca.GetCertHashString(System.Security.Cryptography.HashAlgorithmName.SHA256));
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteString("loadedAt", bundle.LoadedAt);
+            if (slot.LastError is { } error)
+            {
+                w.WriteString("lastError", error);
+                w.WriteString("lastErrorAt", slot.LastErrorAt!.Value);
+            }
+            else
+            {
+                w.WriteNull("lastError");
+            }
+
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
     }
 
     private static void WriteArray(Utf8JsonWriter w, string name, IEnumerable<string> values)
@@ -252,7 +388,7 @@ internal sealed partial class CertificateStore : IDisposable
     /// <summary>What identifies a file's version: the final target of any symlinks, its write time and size.</summary>
     private static (string, DateTime, long)[] Stamps(CertificateSource source) => [.. source.Files.Select(Stamp)];
 
-    private static (string, DateTime, long) Stamp(string file)
+    internal static (string, DateTime, long) Stamp(string file)
     {
         try
         {
@@ -293,6 +429,12 @@ internal sealed partial class CertificateStore : IDisposable
 
         [LoggerMessage(6004, LogLevel.Error, "Certificate {Name} of listener {Listener} ({Subject}) expired on {NotAfter}; clients refuse it until {File} is renewed")]
         public static partial void Expired(ILogger logger, string name, string listener, string subject, string notAfter, string file);
+
+        [LoggerMessage(6005, LogLevel.Information, "Client CA bundle of listener {Listener} reloaded: {Count} certificate(s): {Subjects}")]
+        public static partial void ClientCaReloaded(ILogger logger, string listener, int count, string subjects);
+
+        [LoggerMessage(6006, LogLevel.Error, "Client CA bundle of listener {Listener} was not replaced: {Error}; the previous bundle ({Count} certificate(s)) keeps serving")]
+        public static partial void ClientCaRejected(ILogger logger, string listener, string error, int count);
     }
 }
 
@@ -301,13 +443,17 @@ internal sealed class ListenerCertificates
 {
     private volatile SniTable _table = null!;
 
-    public ListenerCertificates(string name, ListenerTls settings, CertificateSlot[] slots)
+    public ListenerCertificates(string name, ListenerTls settings, CertificateSlot[] slots, ClientCaSlot? clientCa = null)
     {
         Name = name;
         Settings = settings;
         Slots = slots;
+        ClientCa = clientCa;
         Rebuild();
     }
+
+    /// <summary>The client CA bundle and its validator, when the listener asks for client certificates.</summary>
+    public ClientCaSlot? ClientCa { get; }
 
     public string Name { get; }
 
@@ -318,16 +464,18 @@ internal sealed class ListenerCertificates
     public SniTable Table => _table;
 
     /// <summary>A fresh options object per handshake (Kestrel sets ALPN on it); the certificate context is shared.</summary>
-    public SslServerAuthenticationOptions OptionsFor(string? serverName)
+    public SslServerAuthenticationOptions OptionsFor(string? serverName, Microsoft.AspNetCore.Connections.ConnectionContext? connection = null)
     {
         var table = _table;
-        return new SslServerAuthenticationOptions
+        var options = new SslServerAuthenticationOptions
         {
             ServerCertificateContext = table.Select(serverName).Context,
             EnabledSslProtocols = table.Protocols,
             CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
             ClientCertificateRequired = false,
         };
+        if (connection is not null) ClientCa?.Validator.Apply(options, connection);
+        return options;
     }
 
     internal void Rebuild()
@@ -359,3 +507,26 @@ internal sealed class CertificateSlot(string listener, CertificateSource source,
 }
 
 internal sealed record SlotState(LoadedCertificate Current, string? LastError, DateTimeOffset? LastErrorAt);
+
+/// <summary>A listener's client CA bundle file: the validator that uses it and how the last reload went.</summary>
+internal sealed class ClientCaSlot(string listener, ClientCertificateValidator validator, (string, DateTime, long) stamp)
+{
+    private volatile string? _lastError;
+
+    public string Listener { get; } = listener;
+
+    public ClientCertificateValidator Validator { get; } = validator;
+
+    public string File => Validator.Policy.CaFile;
+
+    /// <summary>File version of the last load attempt (changed under the store's refresh lock only).</summary>
+    public (string, DateTime, long) Stamp { get; set; } = stamp;
+
+    public string? LastError
+    {
+        get => _lastError;
+        set => _lastError = value;
+    }
+
+    public DateTimeOffset? LastErrorAt { get; set; }
+}

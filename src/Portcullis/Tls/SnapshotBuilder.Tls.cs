@@ -130,7 +130,142 @@ public sealed partial class SnapshotBuilder
             }
         }
 
-        return ok ? new ListenerTls(options.MinVersion, sources, Math.Max(defaultIndex, 0)) : null;
+        var clientCertificate = CompileClientCertificate(context, options.ClientCertificate, path + ".clientCertificate", ref ok);
+        var hsts = options.Hsts is null ? null : CompileHsts(context, options.Hsts, path + ".hsts");
+        return ok ? new ListenerTls(options.MinVersion, sources, Math.Max(defaultIndex, 0), clientCertificate, hsts) : null;
+    }
+
+    private ClientCertificatePolicy? CompileClientCertificate(Context context, ClientCertificateOptions options, string path, ref bool ok)
+    {
+        var problems = false;
+        void Fail(string at, string message, string? hint = null)
+        {
+            context.Error(at, message, hint);
+            problems = true;
+        }
+
+        if (options.Mode == ClientCertificateMode.None)
+        {
+            if (options.Ca is not null) context.Warning(path + ".ca", "a client CA bundle is given but mode is none: no client certificate is asked for", "set mode: optional or required");
+            return null;
+        }
+
+        var usages = new List<string>();
+        for (var i = 0; i < options.AllowedUsages.Count; i++)
+        {
+            var usage = options.AllowedUsages[i];
+            if (ClientCertificateValidator.UsageNames.TryGetValue(usage, out var oid)) usages.Add(oid);
+            else if (IsOid(usage)) usages.Add(usage);
+            else Fail($"{path}.allowedUsages[{i}]", $"'{usage}' is not a known extended key usage or an OID", "use clientAuth, serverAuth or a dotted OID such as 1.3.6.1.5.5.7.3.2");
+        }
+
+        if (options.AllowedUsages.Count == 0) Fail(path + ".allowedUsages", "allowedUsages is empty: no client certificate with an extended key usage could pass", "e.g. allowedUsages: [clientAuth]");
+
+        for (var i = 0; i < options.Consumer.Count; i++)
+        {
+            if (!Identity.ClientCertificateIdentity.ClaimNames.Contains(options.Consumer[i]))
+            {
+                Fail($"{path}.consumer[{i}]", $"'{options.Consumer[i]}' is not a client-certificate claim", "use " + string.Join(", ", Identity.ClientCertificateIdentity.ClaimNames.Order(StringComparer.Ordinal)));
+            }
+        }
+
+        if (options.Ca is null)
+        {
+            Fail(path + ".ca", $"clientCertificate mode {options.Mode.ToString().ToLowerInvariant()} needs `ca`, the PEM bundle of trusted client CAs", "add ca: certs/clients-ca.pem");
+        }
+        else
+        {
+            var file = context.Loaded.Resolve(options.Ca);
+            if (!ClientCaLoader.TryLoad(file, _time.GetUtcNow(), out var bundle, out var error, out var hint))
+            {
+                Fail(path + ".ca", error!, hint);
+            }
+            else
+            {
+                var now = _time.GetUtcNow();
+                foreach (var ca in bundle!.Certificates)
+                {
+                    if (ca.NotAfter.ToUniversalTime() - now < ExpiryWarning)
+                    {
+                        context.Warning(path + ".ca", $"client CA '{ca.Subject}' expires on {CertificateLoader.Format(ca.NotAfter.ToUniversalTime())}", "add its successor to the bundle; the gateway reloads it without a restart");
+                    }
+
+                    ca.Dispose();
+                }
+
+                if (!problems)
+                {
+                    if (!ok) return null;
+                    return new ClientCertificatePolicy(options.Mode, file, path, options.Revocation, usages, [.. options.Consumer]);
+                }
+            }
+        }
+
+        ok = false;
+        return null;
+    }
+
+    private static string CompileHsts(Context context, HstsOptions options, string path)
+    {
+        if (options.MaxAge < TimeSpan.Zero) context.Error(path + ".maxAge", "hsts.maxAge cannot be negative", "e.g. maxAge: 180d; 0s tells browsers to forget the policy");
+        if (options.Preload && (!options.IncludeSubDomains || options.MaxAge < TimeSpan.FromDays(365)))
+        {
+            context.Warning(path + ".preload", "preload lists accept only includeSubDomains: true with maxAge of at least 365d", "set both, or drop preload");
+        }
+
+        var value = "max-age=" + ((long)options.MaxAge.TotalSeconds).ToString(CultureInfo.InvariantCulture);
+        if (options.IncludeSubDomains) value += "; includeSubDomains";
+        if (options.Preload) value += "; preload";
+        return value;
+    }
+
+    /// <summary>A cleartext listener's redirectToHttps, checked.</summary>
+    private static HttpsRedirect? CompileRedirect(Context context, ListenerOptions listener, string path)
+    {
+        if (listener.RedirectToHttps is not { } redirect) return null;
+        var ok = true;
+        if (listener.Tls is not null)
+        {
+            context.Error(path + ".redirectToHttps", "redirectToHttps is for a cleartext listener; this one has tls", "put redirectToHttps on the plain-HTTP listener (e.g. port 80), or remove it");
+            ok = false;
+        }
+
+        if (listener.Admin)
+        {
+            context.Error(path + ".redirectToHttps", "the admin listener cannot redirect to HTTPS", "remove redirectToHttps");
+            ok = false;
+        }
+
+        if (redirect.Port is < 1 or > 65535)
+        {
+            context.Error(path + ".redirectToHttps.port", $"port {redirect.Port} is not between 1 and 65535", "e.g. port: 443");
+            ok = false;
+        }
+
+        if (redirect.Status is not (301 or 308))
+        {
+            context.Error(path + ".redirectToHttps.status", $"status {redirect.Status} is not 301 or 308", "308 keeps the method and body; 301 only for very old clients");
+            ok = false;
+        }
+
+        return ok ? new HttpsRedirect(redirect.Port, redirect.Status) : null;
+    }
+
+    /// <summary>A route's `auth.clientCertificate` needs a listener that asks for client certificates.</summary>
+    private static void ValidateClientCertificateAuth(Context context, RouteAuthOptions auth, string path)
+    {
+        if (!auth.ClientCertificate) return;
+        var any = context.Config.Listeners.Any(l => !l.Admin && l.Tls?.ClientCertificate.Mode is ClientCertificateMode.Optional or ClientCertificateMode.Required);
+        if (!any)
+        {
+            context.Error(path + ".clientCertificate", "clientCertificate: true, but no listener asks for client certificates", "add tls.clientCertificate: { mode: required, ca: certs/clients-ca.pem } to a listener");
+        }
+    }
+
+    private static bool IsOid(string text)
+    {
+        var parts = text.Split('.');
+        return parts.Length >= 2 && parts.All(p => p.Length > 0 && p.All(char.IsAsciiDigit));
     }
 
     /// <summary>A DNS name (letters, digits, hyphens; at least one dot) or `*.` followed by one.</summary>

@@ -22,6 +22,12 @@ public sealed record ListenerTlsOptions
 
     [Description("Lowest TLS version accepted: tls12 (default; TLS 1.2 and 1.3) or tls13 (TLS 1.3 only). Older versions are always refused.")]
     public TlsVersion MinVersion { get; init; } = TlsVersion.Tls12;
+
+    [Description("Client certificates (mTLS): none, optional or required, the trusted CA bundle and revocation checks. The certificate becomes an identity routes can require (auth.clientCertificate).")]
+    public ClientCertificateOptions ClientCertificate { get; init; } = new();
+
+    [Description("Send Strict-Transport-Security on this listener's responses. Default: not sent.")]
+    public HstsOptions? Hsts { get; init; }
 }
 
 /// <summary>One server certificate: PEM certificate and key files, or a PKCS#12 (PFX) file.</summary>
@@ -44,4 +50,70 @@ public sealed record CertificateOptions
 
     [Description("SNI host names this certificate serves, e.g. [api.example.com, \"*.example.com\"]. Default: the DNS names in the certificate's subject alternative names.")]
     public IReadOnlyList<string> Hosts { get; init; } = [];
+}
+
+public enum ClientCertificateMode
+{
+    /// <summary>No client certificate is asked for.</summary>
+    None,
+
+    /// <summary>A client certificate is asked for; without one the handshake succeeds, a presented one must be trusted.</summary>
+    Optional,
+
+    /// <summary>A trusted client certificate is required; without one the handshake is refused.</summary>
+    Required,
+}
+
+public enum RevocationCheck
+{
+    /// <summary>No revocation check.</summary>
+    None,
+
+    /// <summary>Check against CRLs already cached on this machine (no network on the handshake path).</summary>
+    Offline,
+
+    /// <summary>Fetch CRLs / OCSP answers from the network during the handshake when not cached.</summary>
+    Online,
+}
+
+/// <summary>Client certificates (mTLS) on a listener: trusted CAs, revocation and how the certificate becomes an identity.</summary>
+public sealed record ClientCertificateOptions
+{
+    [Description("none (default: no client certificate asked for), optional (asked for; a presented one must be trusted) or required (no trusted certificate, no handshake).")]
+    public ClientCertificateMode Mode { get; init; } = ClientCertificateMode.None;
+
+    [Description("PEM bundle of the CAs that issue client certificates (the only trust anchors; system roots are not used). Required unless mode is none. Reloaded when it changes.")]
+    public string? Ca { get; init; }
+
+    [Description("Revocation check of client certificates: none (default), offline (CRLs cached on this machine) or online (CRL/OCSP fetched during the handshake).")]
+    public RevocationCheck Revocation { get; init; } = RevocationCheck.None;
+
+    [Description("Extended key usages a client certificate with an extended key usage extension must have one of: clientAuth, serverAuth or a dotted OID. Default [clientAuth].")]
+    public IReadOnlyList<string> AllowedUsages { get; init; } = ["clientAuth"];
+
+    [Description("Certificate claims tried in order for the consumer id: cert.uri, cert.dns, cert.cn, cert.subject, cert.fingerprint. Default [cert.uri, cert.cn].")]
+    public IReadOnlyList<string> Consumer { get; init; } = ["cert.uri", "cert.cn"];
+}
+
+/// <summary>HTTP Strict Transport Security on a TLS listener's responses.</summary>
+public sealed record HstsOptions
+{
+    [Description("max-age: how long browsers remember to use HTTPS only. Default 180d.")]
+    public TimeSpan MaxAge { get; init; } = TimeSpan.FromDays(180);
+
+    [Description("Add includeSubDomains. Default false.")]
+    public bool IncludeSubDomains { get; init; }
+
+    [Description("Add preload (for the browsers' preload lists; needs includeSubDomains and maxAge of at least 1 year). Default false.")]
+    public bool Preload { get; init; }
+}
+
+/// <summary>A cleartext listener that answers every request with a redirect to HTTPS.</summary>
+public sealed record RedirectToHttpsOptions
+{
+    [Description("Port of the HTTPS URL redirected to; 443 is left out of the URL. Default 443.")]
+    public int Port { get; init; } = 443;
+
+    [Description("Redirect status: 308 (default; keeps the method and body) or 301.")]
+    public int Status { get; init; } = 308;
 }
