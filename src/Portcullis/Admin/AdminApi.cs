@@ -57,6 +57,8 @@ internal sealed partial class AdminApi(
                 return Traffic(context);
             case "/admin/certificates" when isGet:
                 return Json(context, 200, certificates.WriteStatus);
+            case "/admin/observability" when isGet:
+                return Json(context, 200, w => Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Observability.AccessLog>(context.RequestServices).WriteStatus(w, store.Current));
         }
 
         // /admin/quotas/{quota}?key=CONSUMER

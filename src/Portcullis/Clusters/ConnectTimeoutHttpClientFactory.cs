@@ -11,6 +11,8 @@ internal sealed class ConnectTimeoutHttpClientFactory(ILogger<ForwarderHttpClien
     protected override void ConfigureHandler(ForwarderHttpClientContext context, SocketsHttpHandler handler)
     {
         base.ConfigureHandler(context, handler);
+        // traceparent is written by TraceContextRequestTransform with the gateway's span as parent (no HttpClient child Activity per request).
+        handler.ActivityHeadersPropagator = null;
         if (context.NewMetadata is { } metadata
             && metadata.TryGetValue(SnapshotBuilder.ConnectTimeoutMetadata, out var text)
             && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var milliseconds))

@@ -80,6 +80,9 @@ public sealed class GatewaySnapshot
 
     internal Identity.CompiledApiKeys? ApiKeys { get; }
 
+    /// <summary>Request-id trust and the compiled access log (observability).</summary>
+    internal Observability.CompiledObservability Observability { get; init; } = Portcullis.Observability.CompiledObservability.Default;
+
     internal FrozenDictionary<string, Traffic.CompiledRateLimit> RateLimits { get; }
 
     internal FrozenDictionary<string, Traffic.CompiledQuota> Quotas { get; }

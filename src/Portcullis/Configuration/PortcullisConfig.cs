@@ -34,6 +34,9 @@ public sealed record PortcullisConfig
 
     [Description("Where shared state lives. Without a store, counters are in-process.")]
     public StoresOptions Stores { get; init; } = new();
+
+    [Description("Request ids, trace context and the JSON access log.")]
+    public ObservabilityOptions Observability { get; init; } = new();
 }
 
 public enum ListenerProtocols

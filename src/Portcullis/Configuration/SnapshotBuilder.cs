@@ -61,6 +61,7 @@ public sealed partial class SnapshotBuilder
         var (issuers, apiKeys) = CompileIdentity(context, files, fileContents);
         var introspectors = CompileIntrospection(context, files, fileContents);
         var traffic = CompileTraffic(context);
+        var observability = CompileObservability(context);
         var routes = CompileRoutes(context, maps, clusters, issuers, introspectors, apiKeys, traffic);
 
         if (_proxyValidator is not null && !context.HasErrors)
@@ -90,7 +91,10 @@ public sealed partial class SnapshotBuilder
             [.. issuers.Values],
             apiKeys,
             traffic.RateLimits.ToFrozenDictionary(StringComparer.Ordinal),
-            traffic.Quotas.ToFrozenDictionary(StringComparer.Ordinal));
+            traffic.Quotas.ToFrozenDictionary(StringComparer.Ordinal))
+        {
+            Observability = observability,
+        };
         return new BuildResult(snapshot, diagnostics);
     }
 

@@ -57,4 +57,33 @@ public sealed class GatewayFeature
 
     /// <summary>Why the gateway answered itself, e.g. route.unmatched, upstream.unavailable.</summary>
     public string? Reason { get; internal set; }
+
+    /// <summary>Request id (kept from a trusted X-Request-Id or minted); also HttpContext.TraceIdentifier.</summary>
+    public string? RequestId { get; internal set; }
+
+    /// <summary>W3C trace id of this request (inbound traceparent, or a new trace).</summary>
+    public System.Diagnostics.ActivityTraceId TraceId { get; internal set; }
+
+    /// <summary>The gateway's span id: the parent id the upstream receives in traceparent.</summary>
+    public System.Diagnostics.ActivitySpanId SpanId { get; internal set; }
+
+    /// <summary>Inbound trace flags and tracestate, kept only when no Activity carries them.</summary>
+    internal System.Diagnostics.ActivityTraceFlags TraceFlags { get; set; }
+
+    internal string? TraceState { get; set; }
+
+    /// <summary>When the request reached the gateway.</summary>
+    public DateTimeOffset StartedAt { get; internal set; }
+
+    /// <summary>Stopwatch timestamps of the stages (0 = not reached); read through the durations below.</summary>
+    internal Observability.StageTimes Times;
+
+    /// <summary>Authentication and authorization decision time; null when the route has no auth or was not reached.</summary>
+    public TimeSpan? IdentityDuration => Times.Identity;
+
+    /// <summary>Rate limit, concurrency and quota decision time; null when the route has no traffic control or was not reached.</summary>
+    public TimeSpan? TrafficDuration => Times.Traffic;
+
+    /// <summary>From the first upstream attempt until the upstream's response headers (or failure); null when not proxied.</summary>
+    public TimeSpan? UpstreamDuration => Times.Upstream;
 }

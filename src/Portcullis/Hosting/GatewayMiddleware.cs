@@ -10,7 +10,7 @@ namespace Portcullis.Hosting;
 /// enforces the configured header and body limits with problem+json answers (Kestrel's own, higher
 /// limits stay as the hard backstop), and turns proxy errors into problem+json.
 /// </summary>
-internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore store, AdminListenerFilter adminFilter, AdminApi admin)
+internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore store, AdminListenerFilter adminFilter, AdminApi admin, Observability.RequestObserver observer)
 {
     public Task InvokeAsync(HttpContext context)
     {
@@ -22,6 +22,7 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         var snapshot = store.Current;
         var gateway = new GatewayFeature(snapshot);
         context.Features.Set(gateway);
+        observer.Begin(context, gateway); // stage 1: request id, trace context; the access log when the response completes
 
         var limits = snapshot.Config.Limits;
         var (headerCount, headersSize) = Measure(context.Request.Headers);

@@ -63,6 +63,7 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
         services.AddSingleton<Portcullis.Tls.CertificateStore>();
+        Portcullis.Observability.ObservabilityServices.AddPortcullisObservability(services);
         services.AddPortcullisProxy();
 
         services.AddHttpClient(IssuerRegistry.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
@@ -103,6 +104,8 @@ public static class PortcullisServiceCollectionExtensions
         {
             context.UseDefaultForwarders = false;
             context.RequestTransforms.Add(new ForwardedHeadersTransform());
+            context.RequestTransforms.Add(new Portcullis.Observability.TraceContextRequestTransform());
+            context.ResponseTransforms.Add(new Portcullis.Observability.UpstreamTimingResponseTransform());
         });
         services.Replace(ServiceDescriptor.Singleton<IForwarderHttpClientFactory, ConnectTimeoutHttpClientFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IActiveHealthCheckPolicy, ThresholdActiveHealthPolicy>());

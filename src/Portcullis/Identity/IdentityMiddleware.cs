@@ -51,6 +51,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             return next(context);
         }
 
+        gateway.Times.IdentityStart = System.Diagnostics.Stopwatch.GetTimestamp();
         var pending = AuthenticateAsync(context, auth, snapshot);
         if (pending.IsCompletedSuccessfully) return Continue(context, gateway, auth, snapshot, pending.Result);
         return ContinueAsync(context, gateway, auth, snapshot, pending);
@@ -65,6 +66,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
     private Task Continue(HttpContext context, GatewayFeature gateway, CompiledRouteAuth auth, GatewaySnapshot snapshot, AuthDecision decision)
     {
         if (decision.Allowed) decision = Authorize(auth, decision);
+        gateway.Times.IdentityEnd = System.Diagnostics.Stopwatch.GetTimestamp();
         gateway.AuthReason = decision.Reason;
         if (!decision.Allowed) return Deny(context, decision);
 

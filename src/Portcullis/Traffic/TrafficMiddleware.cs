@@ -29,6 +29,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
 
     private async Task ApplyAsync(HttpContext context, GatewayFeature gateway, CompiledRoute route)
     {
+        gateway.Times.TrafficStart = System.Diagnostics.Stopwatch.GetTimestamp(); // a refusal counts until the response completes
         StringBuilder? policyHeader = null;
         StringBuilder? stateHeader = null;
         foreach (var policy in route.RateLimits)
@@ -66,6 +67,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
             }
 
             gateway.TrafficDecision ??= "admitted";
+            gateway.Times.TrafficEnd = System.Diagnostics.Stopwatch.GetTimestamp();
             if (policyHeader is not null)
             {
                 var headers = context.Response.Headers;

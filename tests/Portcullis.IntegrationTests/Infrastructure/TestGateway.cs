@@ -50,7 +50,8 @@ internal sealed class TestGateway : IAsyncDisposable
     public long Generation => Services.GetRequiredService<SnapshotStore>().Current.Generation;
 
     /// <summary>Listeners public ({{PORT}}) and admin ({{ADMIN_PORT}}) are prepended unless the YAML has its own.</summary>
-    public static async Task<TestGateway> StartAsync(string yaml, IDictionary<string, string>? files = null, Func<string, string?>? environment = null)
+    /// <param name="configureServices">Runs after AddPortcullis (e.g. to replace a service with a test double).</param>
+    public static async Task<TestGateway> StartAsync(string yaml, IDictionary<string, string>? files = null, Func<string, string?>? environment = null, Action<IServiceCollection>? configureServices = null)
     {
         var directory = System.IO.Directory.CreateTempSubdirectory("portcullis-it-").FullName;
         var port = Ports.GetFree();
@@ -72,6 +73,7 @@ internal sealed class TestGateway : IAsyncDisposable
             options.ConfigPath = configPath;
             options.Environment = environment;
         });
+        configureServices?.Invoke(builder.Services);
         var app = builder.Build();
         app.UsePortcullis();
         await app.StartAsync();

@@ -1,0 +1,124 @@
+using Portcullis.Configuration;
+
+namespace Portcullis.Observability;
+
+/// <summary>Where formatted access-log lines go. Called by the background writer only (one at a time).</summary>
+internal interface IAccessLogSink : IAsyncDisposable
+{
+    /// <summary>Writes whole lines (each ends in '\n').</summary>
+    ValueTask WriteAsync(ReadOnlyMemory<byte> lines, CancellationToken cancellationToken);
+}
+
+/// <summary>Makes the sink a configuration asks for (replaceable: tests slow it down).</summary>
+internal interface IAccessLogSinkFactory
+{
+    IAccessLogSink Create(CompiledAccessLog options);
+}
+
+internal sealed class AccessLogSinkFactory : IAccessLogSinkFactory
+{
+    public IAccessLogSink Create(CompiledAccessLog options) => options.Target == AccessLogTarget.File
+        ? new RotatingFileSink(options.Path!, options.MaxSize, options.MaxFiles)
+        : new StreamSink(Console.OpenStandardOutput());
+}
+
+/// <summary>Standard output (or any stream): each batch is one write, flushed.</summary>
+internal sealed class StreamSink(Stream stream) : IAccessLogSink
+{
+    public async ValueTask WriteAsync(ReadOnlyMemory<byte> lines, CancellationToken cancellationToken)
+    {
+        await stream.WriteAsync(lines, cancellationToken);
+        await stream.FlushAsync(cancellationToken);
+    }
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask; // stdout stays open for the process
+}
+
+/// <summary>
+/// Appends to a file and rotates by size at a line boundary: FILE → FILE.1 → … → FILE.maxFiles (the
+/// oldest is deleted). A line longer than maxSize on its own still goes whole into a fresh file.
+/// </summary>
+internal sealed class RotatingFileSink : IAccessLogSink
+{
+    private readonly string _path;
+    private readonly long _maxSize;
+    private readonly int _maxFiles;
+    private FileStream? _stream;
+    private long _size;
+
+    public RotatingFileSink(string path, long maxSize, int maxFiles)
+    {
+        _path = path;
+        _maxSize = maxSize;
+        _maxFiles = maxFiles;
+    }
+
+    public async ValueTask WriteAsync(ReadOnlyMemory<byte> lines, CancellationToken cancellationToken)
+    {
+        var stream = Open();
+        var rest = lines;
+        while (!rest.IsEmpty)
+        {
+            if (_size > 0 && _size + rest.Length > _maxSize)
+            {
+                // Write the lines that still fit, then rotate.
+                var room = (int)Math.Max(0, Math.Min(rest.Length, _maxSize - _size));
+                var fit = room == 0 ? -1 : rest.Span[..room].LastIndexOf((byte)'\n');
+                if (fit >= 0)
+                {
+                    await stream.WriteAsync(rest[..(fit + 1)], cancellationToken);
+                    rest = rest[(fit + 1)..];
+                }
+
+                await stream.FlushAsync(cancellationToken);
+                stream = Rotate();
+                continue;
+            }
+
+            await stream.WriteAsync(rest, cancellationToken);
+            _size += rest.Length;
+            rest = default;
+        }
+
+        await stream.FlushAsync(cancellationToken);
+    }
+
+    private FileStream Open()
+    {
+        if (_stream is not null) return _stream;
+        var directory = Path.GetDirectoryName(_path);
+        if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
+        _stream = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 4096, FileOptions.Asynchronous);
+        _size = _stream.Length;
+        return _stream;
+    }
+
+    private FileStream Rotate()
+    {
+        _stream?.Dispose();
+        _stream = null;
+        if (_maxFiles <= 0)
+        {
+            File.Delete(_path);
+        }
+        else
+        {
+            File.Delete($"{_path}.{_maxFiles}");
+            for (var i = _maxFiles - 1; i >= 1; i--)
+            {
+                var from = $"{_path}.{i}";
+                if (File.Exists(from)) File.Move(from, $"{_path}.{i + 1}");
+            }
+
+            File.Move(_path, _path + ".1");
+        }
+
+        return Open();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stream is not null) await _stream.DisposeAsync();
+        _stream = null;
+    }
+}

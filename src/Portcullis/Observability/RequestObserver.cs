@@ -1,0 +1,225 @@
+using System.Buffers;
+using System.Diagnostics;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Primitives;
+using Portcullis.Configuration;
+using Portcullis.Hosting;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Model;
+
+namespace Portcullis.Observability;
+
+/// <summary>
+/// Stage 1 and stage 10 of the request path. <see cref="Begin"/> (first thing for every route request)
+/// settles the request id and trace context; when the response has completed, the access-log line is
+/// captured from the request's <see cref="GatewayFeature"/> and queued. Nothing here blocks, and with
+/// the access log off nothing is captured.
+/// </summary>
+internal sealed class RequestObserver
+{
+    public const string RequestIdHeader = "X-Request-Id";
+    public const int MaxRequestIdLength = 128;
+
+    private static readonly SearchValues<char> RequestIdChars =
+        SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:/+=@");
+
+    private static readonly Func<object, Task> OnStarting = static state =>
+    {
+        var context = (HttpContext)state;
+        // Set as late as possible: upstream answers (and a retry that clears headers) cannot remove or replace it.
+        context.Response.Headers[RequestIdHeader] = context.TraceIdentifier;
+        return Task.CompletedTask;
+    };
+
+    private readonly AccessLog _log;
+    private readonly TimeProvider _time;
+    private readonly Func<object, Task> _onCompleted;
+
+    public RequestObserver(AccessLog log, TimeProvider time)
+    {
+        _log = log;
+        _time = time;
+        _onCompleted = Completed;
+    }
+
+    public void Begin(HttpContext context, GatewayFeature gateway)
+    {
+        gateway.Times.Start = Stopwatch.GetTimestamp();
+        gateway.StartedAt = _time.GetUtcNow();
+        var snapshot = gateway.Snapshot;
+        var headers = context.Request.Headers;
+
+        // Request id: a valid one from a peer allowed to set it, otherwise a new one (16 random bytes, hex).
+        var inbound = headers[RequestIdHeader];
+        string requestId;
+        if (inbound.Count == 1 && IsValidRequestId(inbound[0]) && Trusts(snapshot, context))
+        {
+            requestId = inbound[0]!;
+        }
+        else
+        {
+            requestId = ActivityTraceId.CreateRandom().ToHexString();
+            headers[RequestIdHeader] = requestId; // what the upstream receives
+        }
+
+        gateway.RequestId = requestId;
+        context.TraceIdentifier = requestId; // problem bodies' requestId, ASP.NET Core logs
+        context.Response.OnStarting(OnStarting, context);
+
+        // Trace context. ASP.NET Core's hosting already made an Activity from traceparent/tracestate when
+        // anyone listens (or logging is on); its span is the gateway's span and HttpClient propagates it
+        // upstream. Without one, no Activity is created here: the ids are kept as values and
+        // TraceContextTransform writes the upstream's traceparent.
+        if (Activity.Current is { } activity)
+        {
+            gateway.TraceId = activity.TraceId;
+            gateway.SpanId = activity.SpanId;
+        }
+        else
+        {
+            var traceparent = headers.TraceParent;
+            if (traceparent.Count == 1 && ActivityContext.TryParse(traceparent[0], headers.TraceState.Count == 1 ? headers.TraceState[0] : null, isRemote: true, out var parent))
+            {
+                gateway.TraceId = parent.TraceId;
+                gateway.TraceFlags = parent.TraceFlags;
+                gateway.TraceState = parent.TraceState;
+            }
+            else
+            {
+                gateway.TraceId = ActivityTraceId.CreateRandom();
+            }
+
+            gateway.SpanId = ActivitySpanId.CreateRandom();
+        }
+
+        if (snapshot.Observability.AccessLog is not null) context.Response.OnCompleted(_onCompleted, context);
+    }
+
+    internal static bool IsValidRequestId(string? value) =>
+        value is { Length: > 0 and <= MaxRequestIdLength } && !value.AsSpan().ContainsAnyExcept(RequestIdChars);
+
+    private static bool Trusts(GatewaySnapshot snapshot, HttpContext context) => snapshot.Observability.RequestIdTrust switch
+    {
+        RequestIdTrust.Always => true,
+        RequestIdTrust.Never => false,
+        _ => snapshot.IsTrustedProxy(context.Connection.RemoteIpAddress),
+    };
+
+    private Task Completed(object state)
+    {
+        var context = (HttpContext)state;
+        if (context.Features.Get<GatewayFeature>() is not { Snapshot.Observability.AccessLog: { } options } gateway) return Task.CompletedTask;
+        gateway.Times.End = Stopwatch.GetTimestamp();
+        var response = context.Response;
+        var status = response.StatusCode;
+        if (status is >= 200 and < 400 && options.SampleSuccesses < 1.0 && Random.Shared.NextDouble() >= options.SampleSuccesses)
+        {
+            _log.CountSampledOut();
+            return Task.CompletedTask;
+        }
+
+        var request = context.Request;
+        var route = gateway.ResolveRoute(context);
+        var proxy = context.Features.Get<IReverseProxyFeature>();
+        var error = context.Features.Get<IForwarderErrorFeature>();
+        var tls = context.Features.Get<ITlsHandshakeFeature>();
+        var times = gateway.Times;
+
+        var entry = new AccessLogEntry
+        {
+            Options = options,
+            Time = gateway.StartedAt,
+            RequestId = gateway.RequestId,
+            TraceId = gateway.TraceId,
+            SpanId = gateway.SpanId,
+            Listener = ListenerName(gateway.Snapshot, context.Connection),
+            Method = request.Method,
+            Scheme = request.Scheme,
+            Host = request.Host.HasValue ? request.Host.Value : null,
+            Path = request.PathBase.HasValue ? (request.PathBase + request.Path).Value : request.Path.Value,
+            Query = request.QueryString.HasValue ? request.QueryString.Value : null,
+            Protocol = request.Protocol,
+            Status = status,
+            Route = gateway.RouteName,
+            Cluster = gateway.ClusterName ?? proxy?.Cluster.Config.ClusterId,
+            Destination = proxy?.ProxiedDestination?.Model.Config.Address,
+            Attempts = gateway.Attempts,
+            BytesIn = request.ContentLength ?? (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == false ? 0 : -1),
+            BytesOut = response.ContentLength ?? -1,
+            Total = times.Total ?? TimeSpan.Zero,
+            Identity = times.Identity,
+            Traffic = times.Traffic,
+            Upstream = times.Upstream,
+            ClientIp = gateway.ClientAddress(context),
+            UserAgent = Single(request.Headers.UserAgent),
+            Tls = tls?.Protocol ?? System.Security.Authentication.SslProtocols.None,
+            Sni = tls?.HostName is { Length: > 0 } sni ? sni : null,
+            Consumer = gateway.Consumer,
+            AuthReason = gateway.AuthReason,
+            Auth = AuthOf(gateway, route, status),
+            Authenticated = gateway.AuthReason?.StartsWith("authz.", StringComparison.Ordinal) == true,
+            RouteHasTraffic = route?.HasTrafficControl == true || gateway.TrafficDecision is not null,
+            TrafficDecision = gateway.TrafficDecision,
+            Reason = gateway.Reason,
+            UpstreamStatus = gateway.Attempts > 0 && error is null ? status : 0,
+            UpstreamError = error is null ? null : ErrorName(error.Error),
+        };
+        _log.Enqueue(entry);
+        return Task.CompletedTask;
+    }
+
+    private static AuthOutcome AuthOf(GatewayFeature gateway, CompiledRoute? route, int status)
+    {
+        if (gateway.Caller is not null) return AuthOutcome.Allowed;
+        if (route?.Auth is not { Anonymous: false }) return gateway.AuthReason is null ? AuthOutcome.None : AuthOutcome.Unauthenticated;
+        if (gateway.AuthReason is null) return AuthOutcome.NotReached;
+        return status switch
+        {
+            StatusCodes.Status403Forbidden => AuthOutcome.Forbidden,
+            StatusCodes.Status503ServiceUnavailable => AuthOutcome.Unavailable,
+            _ => AuthOutcome.Unauthenticated,
+        };
+    }
+
+    private static string? Single(StringValues values) => values.Count == 0 ? null : values.Count == 1 ? values[0] : values.ToString();
+
+    // Listeners are bound once at start, so the local endpoint names the listener.
+    private static string? ListenerName(GatewaySnapshot snapshot, ConnectionInfo connection)
+    {
+        var listeners = snapshot.Listeners;
+        var port = connection.LocalPort;
+        string? byPort = null;
+        for (var i = 0; i < listeners.Count; i++)
+        {
+            var address = listeners[i].Address;
+            if (address.Port != port) continue;
+            if (address.IsAny || address.IsLocalhost || address.Ip is null) return listeners[i].Name;
+            var local = connection.LocalIpAddress;
+            if (local is not null && local.IsIPv4MappedToIPv6) local = local.MapToIPv4();
+            if (address.Ip.Equals(local)) return listeners[i].Name;
+            byPort ??= listeners[i].Name;
+        }
+
+        return byPort;
+    }
+
+    private static string ErrorName(ForwarderError error) => error switch
+    {
+        ForwarderError.None => "none",
+        ForwarderError.Request => "request",
+        ForwarderError.RequestTimedOut => "request-timed-out",
+        ForwarderError.RequestCanceled => "request-canceled",
+        ForwarderError.RequestBodyCanceled => "request-body-canceled",
+        ForwarderError.RequestBodyClient => "request-body-client",
+        ForwarderError.RequestBodyDestination => "request-body-destination",
+        ForwarderError.ResponseBodyCanceled => "response-body-canceled",
+        ForwarderError.ResponseBodyClient => "response-body-client",
+        ForwarderError.ResponseBodyDestination => "response-body-destination",
+        ForwarderError.ResponseHeaders => "response-headers",
+        ForwarderError.NoAvailableDestinations => "no-available-destinations",
+        ForwarderError.UpgradeRequestCanceled or ForwarderError.UpgradeRequestClient or ForwarderError.UpgradeRequestDestination
+            or ForwarderError.UpgradeResponseCanceled or ForwarderError.UpgradeResponseClient or ForwarderError.UpgradeResponseDestination => "upgrade",
+        _ => "other",
+    };
+}

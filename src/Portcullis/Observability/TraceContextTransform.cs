@@ -1,0 +1,63 @@
+using System.Diagnostics;
+using Portcullis.Hosting;
+using Yarp.ReverseProxy.Transforms;
+
+namespace Portcullis.Observability;
+
+/// <summary>
+/// Toward the upstream: a traceparent whose parent id is the gateway's span (same trace id, flags and
+/// tracestate as the inbound context), replacing whatever the client sent; and the upstream timing
+/// (first attempt's request → the response headers). When an HttpClient Activity exists (someone
+/// listens to System.Net.Http), its propagator overwrites this header with its own child span.
+/// </summary>
+internal sealed class TraceContextRequestTransform : RequestTransform
+{
+    private const string TraceParent = "traceparent";
+    private const string TraceState = "tracestate";
+
+    public override ValueTask ApplyAsync(RequestTransformContext context)
+    {
+        if (context.HttpContext.Features.Get<GatewayFeature>() is not { } gateway) return ValueTask.CompletedTask;
+        if (gateway.Times.UpstreamStart == 0) gateway.Times.UpstreamStart = Stopwatch.GetTimestamp();
+        gateway.Times.UpstreamEnd = 0; // a retry starts over
+
+        if (gateway.TraceId == default) return ValueTask.CompletedTask;
+        var activity = Activity.Current;
+        var flags = activity?.ActivityTraceFlags ?? gateway.TraceFlags;
+        var state = activity is null ? gateway.TraceState : activity.TraceStateString;
+        var headers = context.ProxyRequest.Headers;
+        headers.Remove(TraceParent);
+        headers.Remove(TraceState);
+        headers.TryAddWithoutValidation(TraceParent, Format(gateway.TraceId, gateway.SpanId, flags));
+        if (!string.IsNullOrEmpty(state)) headers.TryAddWithoutValidation(TraceState, state);
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>version-traceid-parentid-flags (W3C Trace Context, version 00).</summary>
+    internal static string Format(ActivityTraceId traceId, ActivitySpanId spanId, ActivityTraceFlags flags) =>
+        string.Create(55, (traceId, spanId, flags), static (span, s) =>
+        {
+            Span<byte> raw = stackalloc byte[16];
+            span[0] = '0';
+            span[1] = '0';
+            span[2] = '-';
+            s.traceId.CopyTo(raw);
+            Convert.TryToHexStringLower(raw, span.Slice(3, 32), out _);
+            span[35] = '-';
+            s.spanId.CopyTo(raw[..8]);
+            Convert.TryToHexStringLower(raw[..8], span.Slice(36, 16), out _);
+            span[52] = '-';
+            span[53] = '0';
+            span[54] = (s.flags & ActivityTraceFlags.Recorded) != 0 ? '1' : '0';
+        });
+}
+
+/// <summary>Stamps the end of the upstream call when its response headers arrive.</summary>
+internal sealed class UpstreamTimingResponseTransform : ResponseTransform
+{
+    public override ValueTask ApplyAsync(ResponseTransformContext context)
+    {
+        if (context.HttpContext.Features.Get<GatewayFeature>() is { } gateway) gateway.Times.UpstreamEnd = Stopwatch.GetTimestamp();
+        return ValueTask.CompletedTask;
+    }
+}
