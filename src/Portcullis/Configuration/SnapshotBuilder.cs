@@ -747,6 +747,7 @@ public sealed partial class SnapshotBuilder
             Introspectors = [.. routeIntrospectors],
             ApiKey = auth.ApiKey,
             ClientCertificate = auth.ClientCertificate,
+            ForwardCertificate = auth.ForwardCertificate,
             Scopes = [.. auth.Scopes],
             Groups = auth.Groups.ToFrozenSet(StringComparer.Ordinal),
             Consumers = auth.Consumers.ToFrozenSet(StringComparer.Ordinal),

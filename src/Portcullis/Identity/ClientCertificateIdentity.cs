@@ -58,6 +58,9 @@ internal static class ClientCertificateIdentity
         };
     }
 
+    /// <summary>The certificate as URL-encoded PEM, the form Envoy (XFCC Cert=) and nginx ($ssl_client_escaped_cert) forward.</summary>
+    public static string EscapedPem(X509Certificate2 certificate) => System.Uri.EscapeDataString(certificate.ExportCertificatePem() + "\n");
+
     internal static FrozenDictionary<string, string[]> Claims(X509Certificate2 certificate)
     {
         var (dns, uris, emails) = AlternativeNames(certificate);

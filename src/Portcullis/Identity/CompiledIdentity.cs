@@ -81,6 +81,9 @@ internal sealed class CompiledRouteAuth
     /// <summary>Accept the client certificate the listener's handshake validated (mTLS).</summary>
     public bool ClientCertificate { get; init; }
 
+    /// <summary>Request header that carries the client certificate (URL-encoded PEM) to the upstream; null: never sent.</summary>
+    public string? ForwardCertificate { get; init; }
+
     public string[] Scopes { get; init; } = [];
 
     public FrozenSet<string> Groups { get; init; } = FrozenSet<string>.Empty;

@@ -88,6 +88,16 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             }
         }
 
+        if (auth.ForwardCertificate is { } certificateHeader)
+        {
+            // Only the certificate the listener validated, and only for a caller it identified.
+            headers.Remove(certificateHeader);
+            if (identity.Kind == CredentialKind.ClientCertificate && context.Connection.ClientCertificate is { } certificate)
+            {
+                headers[certificateHeader] = ClientCertificateIdentity.EscapedPem(certificate);
+            }
+        }
+
         if (snapshot.Assertion is { } assertion)
         {
             headers[assertion.Header] = signer.Sign(identity, auth.AssertionAudience, assertion);

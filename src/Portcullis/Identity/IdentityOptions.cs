@@ -182,6 +182,9 @@ public sealed record RouteAuthOptions
     [Description("Accept the client certificate (mTLS) a listener with tls.clientCertificate validated; its claims are cert.subject, cert.cn, cert.dns, cert.uri, cert.fingerprint, cert.issuer, cert.serial.")]
     public bool ClientCertificate { get; init; }
 
+    [Description("With clientCertificate: send the caller's client certificate to the upstream in this request header, as URL-encoded PEM (like Envoy's XFCC Cert= or nginx's $ssl_client_escaped_cert). Inbound copies are always removed. Default: not sent.")]
+    public string? ForwardCertificate { get; init; }
+
     [Description("Scopes the caller must have (all).")]
     public IReadOnlyList<string> Scopes { get; init; } = [];
 

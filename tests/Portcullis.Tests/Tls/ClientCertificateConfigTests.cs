@@ -134,6 +134,14 @@ public sealed class ClientCertificateConfigTests() : ConfigBuildTestBase("portcu
                 respond: { body: ok }
             """));
         Assert.Contains("anonymous route cannot also require credentials", SingleError(anonymous).Message, StringComparison.Ordinal);
+        var forward = Build(Config("{ mode: required, ca: ca.pem }", routes: """
+              - name: billing
+                match: { pathPrefix: /billing }
+                auth: { apiKey: true, forwardCertificate: "X Cert" }
+                respond: { body: ok }
+            """));
+        AssertAtText(ErrorContaining(forward, "forwardCertificate needs clientCertificate: true"), 12, "\"X Cert\"");
+        AssertAtText(ErrorContaining(forward, "'X Cert' is not a header name"), 12, "\"X Cert\"");
     }
 
     [Fact]
