@@ -32,9 +32,8 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
     private readonly GatewaySnapshot _running;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Lock _watchLock = new();
-    private readonly List<FileSystemWatcher> _watchers = [];
-    private FrozenSet<string> _watchedFiles = FrozenSet<string>.Empty;
-    private Dictionary<string, (DateTime, long)> _fileStamps = [];
+    private FileChangeWatcher? _watcher;
+    private Dictionary<string, FileStamp> _fileStamps = [];
     private ITimer? _debounceTimer;
     private ITimer? _pollTimer;
     private PosixSignalRegistration? _sighup;
@@ -143,15 +142,15 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         }
     }
 
-    private static Dictionary<string, (DateTime, long)> StampAll(IEnumerable<string> files) =>
+    private static Dictionary<string, FileStamp> StampAll(IEnumerable<string> files) =>
         files.Select(Path.GetFullPath).Distinct(StringComparer.Ordinal).ToDictionary(f => f, Stamp, StringComparer.Ordinal);
 
-    private void RememberStamps(Dictionary<string, (DateTime, long)> stamps)
+    private void RememberStamps(Dictionary<string, FileStamp> stamps)
     {
         lock (_watchLock)
         {
             // Only for the files still watched; a file not stamped keeps its previous stamp.
-            var updated = new Dictionary<string, (DateTime, long)>(_fileStamps, StringComparer.Ordinal);
+            var updated = new Dictionary<string, FileStamp>(_fileStamps, StringComparer.Ordinal);
             foreach (var (file, stamp) in stamps)
             {
                 if (updated.ContainsKey(file)) updated[file] = stamp;
@@ -161,44 +160,23 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         }
     }
 
-    private void Watch(GatewaySnapshot snapshot, Dictionary<string, (DateTime, long)>? stamps = null)
+    private void Watch(GatewaySnapshot snapshot, Dictionary<string, FileStamp>? stamps = null)
     {
         lock (_watchLock)
         {
             if (_disposed) return;
             var files = snapshot.Files.Select(Path.GetFullPath).ToFrozenSet(StringComparer.Ordinal);
             _fileStamps = files.ToDictionary(f => f, f => stamps is not null && stamps.TryGetValue(f, out var s) ? s : Stamp(f), StringComparer.Ordinal);
-            if (files.SetEquals(_watchedFiles)) return;
-            _watchedFiles = files;
-            foreach (var watcher in _watchers) watcher.Dispose();
-            _watchers.Clear();
-            foreach (var directory in files.Select(Path.GetDirectoryName).Distinct())
-            {
-                if (directory is null || !Directory.Exists(directory)) continue;
-                var watcher = new FileSystemWatcher(directory)
-                {
-                    NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
-                };
-                watcher.Changed += OnFileEvent;
-                watcher.Created += OnFileEvent;
-                watcher.Deleted += OnFileEvent;
-                watcher.Renamed += OnFileEvent;
-                watcher.EnableRaisingEvents = true;
-                _watchers.Add(watcher);
-            }
+            if (_watcher is not null && files.SetEquals(_watcher.Files)) return;
+            _watcher?.Dispose();
+            _watcher = new FileChangeWatcher(files, Debounce, _time, () => _ = ReloadAsync("file change", CancellationToken.None), _logger);
         }
-    }
-
-    private void OnFileEvent(object sender, FileSystemEventArgs e)
-    {
-        var hit = _watchedFiles.Contains(e.FullPath) || (e is RenamedEventArgs r && _watchedFiles.Contains(r.OldFullPath));
-        if (hit) ScheduleReload();
     }
 
     // Watchers miss some replacements (symlink swaps as in Kubernetes ConfigMaps); a cheap stat poll catches them.
     private void PollFiles()
     {
-        Dictionary<string, (DateTime, long)> stamps;
+        Dictionary<string, FileStamp> stamps;
         lock (_watchLock) stamps = _fileStamps;
         foreach (var (file, stamp) in stamps)
         {
@@ -221,18 +199,7 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         }
     }
 
-    private static (DateTime, long) Stamp(string file)
-    {
-        try
-        {
-            var info = new FileInfo(file);
-            return info.Exists ? (info.LastWriteTimeUtc, info.Length) : default;
-        }
-        catch (IOException)
-        {
-            return default;
-        }
-    }
+    private static FileStamp Stamp(string file) => FileStamp.Of(file);
 
     public void Dispose()
     {
@@ -240,8 +207,7 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         {
             if (_disposed) return;
             _disposed = true;
-            foreach (var watcher in _watchers) watcher.Dispose();
-            _watchers.Clear();
+            _watcher?.Dispose();
             _debounceTimer?.Dispose();
             _pollTimer?.Dispose();
             _sighup?.Dispose();

@@ -36,8 +36,7 @@ internal sealed partial class CertificateStore : IDisposable
     private readonly FrozenDictionary<string, ListenerCertificates> _listeners;
     private readonly FrozenSet<string> _files;
     private readonly Lock _refreshLock = new();
-    private readonly List<FileSystemWatcher> _watchers = [];
-    private ITimer? _debounceTimer;
+    private FileChangeWatcher? _watcher;
     private ITimer? _pollTimer;
     private ITimer? _expiryTimer;
     private bool _disposed;
@@ -353,54 +352,17 @@ internal sealed partial class CertificateStore : IDisposable
 
     private void StartWatching()
     {
-        foreach (var directory in _files.Select(Path.GetDirectoryName).Distinct(StringComparer.Ordinal))
-        {
-            if (directory is null || !Directory.Exists(directory)) continue;
-            var watcher = new FileSystemWatcher(directory)
-            {
-                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
-            };
-            watcher.Changed += OnFileEvent;
-            watcher.Created += OnFileEvent;
-            watcher.Deleted += OnFileEvent;
-            watcher.Renamed += OnFileEvent;
-            watcher.EnableRaisingEvents = true;
-            _watchers.Add(watcher);
-        }
+        _watcher = new FileChangeWatcher(_files, Debounce, _time, Refresh, _logger);
 
         // Watchers miss some replacements (symlink swaps as in Kubernetes secrets); the stat poll catches them.
         _pollTimer = _time.CreateTimer(_ => Refresh(), null, PollInterval, PollInterval);
         _expiryTimer = _time.CreateTimer(_ => CheckExpiry(), null, ExpiryCheckInterval, ExpiryCheckInterval);
     }
 
-    private void OnFileEvent(object sender, FileSystemEventArgs e)
-    {
-        if (!_files.Contains(e.FullPath) && !(e is RenamedEventArgs r && _files.Contains(r.OldFullPath))) return;
-        lock (_refreshLock)
-        {
-            if (_disposed) return;
-            // Certificate and key are often written one after the other; load once the burst is over.
-            _debounceTimer?.Dispose();
-            _debounceTimer = _time.CreateTimer(_ => Refresh(), null, Debounce, Timeout.InfiniteTimeSpan);
-        }
-    }
-
     /// <summary>What identifies a file's version: the final target of any symlinks, its write time and size.</summary>
-    private static (string, DateTime, long)[] Stamps(CertificateSource source) => [.. source.Files.Select(Stamp)];
+    private static FileStamp[] Stamps(CertificateSource source) => [.. source.Files.Select(Stamp)];
 
-    internal static (string, DateTime, long) Stamp(string file)
-    {
-        try
-        {
-            FileSystemInfo info = new FileInfo(file);
-            if (info.LinkTarget is not null) info = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
-            return info.Exists && info is FileInfo f ? (f.FullName, f.LastWriteTimeUtc, f.Length) : (file, default, -1);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return (file, default, -1);
-        }
-    }
+    internal static FileStamp Stamp(string file) => FileStamp.Of(file);
 
     public void Dispose()
     {
@@ -408,9 +370,7 @@ internal sealed partial class CertificateStore : IDisposable
         {
             if (_disposed) return;
             _disposed = true;
-            foreach (var watcher in _watchers) watcher.Dispose();
-            _watchers.Clear();
-            _debounceTimer?.Dispose();
+            _watcher?.Dispose();
             _pollTimer?.Dispose();
             _expiryTimer?.Dispose();
         }
@@ -486,7 +446,7 @@ internal sealed class ListenerCertificates
 }
 
 /// <summary>One configured certificate: what serves now and how the last reload went.</summary>
-internal sealed class CertificateSlot(string listener, CertificateSource source, SlotState state, (string, DateTime, long)[] stamps)
+internal sealed class CertificateSlot(string listener, CertificateSource source, SlotState state, FileStamp[] stamps)
 {
     private volatile SlotState _state = state;
 
@@ -501,7 +461,7 @@ internal sealed class CertificateSlot(string listener, CertificateSource source,
     }
 
     /// <summary>File versions of the last load attempt (changed under the store's refresh lock only).</summary>
-    public (string, DateTime, long)[] Stamps { get; set; } = stamps;
+    public FileStamp[] Stamps { get; set; } = stamps;
 
     public DateTimeOffset? LastExpiryWarning { get; set; }
 }
@@ -509,7 +469,7 @@ internal sealed class CertificateSlot(string listener, CertificateSource source,
 internal sealed record SlotState(LoadedCertificate Current, string? LastError, DateTimeOffset? LastErrorAt);
 
 /// <summary>A listener's client CA bundle file: the validator that uses it and how the last reload went.</summary>
-internal sealed class ClientCaSlot(string listener, ClientCertificateValidator validator, (string, DateTime, long) stamp)
+internal sealed class ClientCaSlot(string listener, ClientCertificateValidator validator, FileStamp stamp)
 {
     private volatile string? _lastError;
 
@@ -520,7 +480,7 @@ internal sealed class ClientCaSlot(string listener, ClientCertificateValidator v
     public string File => Validator.Policy.CaFile;
 
     /// <summary>File version of the last load attempt (changed under the store's refresh lock only).</summary>
-    public (string, DateTime, long) Stamp { get; set; } = stamp;
+    public FileStamp Stamp { get; set; } = stamp;
 
     public string? LastError
     {
