@@ -78,6 +78,9 @@ public sealed class GatewaySnapshot
 
     internal IReadOnlyList<Identity.CompiledIssuer> Issuers { get; }
 
+    /// <summary>Browser sign-in providers and session settings (identity.sessions); null when not configured.</summary>
+    internal Identity.Sessions.CompiledSessions? Sessions { get; init; }
+
     internal Identity.CompiledApiKeys? ApiKeys { get; }
 
     /// <summary>Request-id trust and the compiled access log (observability).</summary>

@@ -60,6 +60,7 @@ public sealed partial class SnapshotBuilder
         var clusters = CompileClusters(context);
         var (issuers, apiKeys) = CompileIdentity(context, files, fileContents);
         var introspectors = CompileIntrospection(context, files, fileContents);
+        var sessions = CompileSessions(context, files, fileContents);
         var traffic = CompileTraffic(context);
         var observability = CompileObservability(context);
         var routes = CompileRoutes(context, maps, clusters, issuers, introspectors, apiKeys, traffic);
@@ -94,6 +95,7 @@ public sealed partial class SnapshotBuilder
             traffic.Quotas.ToFrozenDictionary(StringComparer.Ordinal))
         {
             Observability = observability,
+            Sessions = sessions,
         };
         return new BuildResult(snapshot, diagnostics);
     }
@@ -703,6 +705,7 @@ public sealed partial class SnapshotBuilder
     private static Identity.CompiledRouteAuth? CompileAuth(Context context, RouteAuthOptions? auth, string path, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, string defaultAudience)
     {
         if (auth is null) return null;
+        if (auth.Session is not null) return CompileSessionAuth(context, auth, path, defaultAudience);
         if (auth.Anonymous)
         {
             if (auth.Issuers.Count > 0 || auth.Introspection.Count > 0 || auth.ApiKey || auth.ClientCertificate || auth.Scopes.Count > 0 || auth.Groups.Count > 0 || auth.Claims.Count > 0 || auth.Consumers.Count > 0)
@@ -759,7 +762,7 @@ public sealed partial class SnapshotBuilder
 
     private static Identity.ClaimRule CompileRule(Context context, ClaimRuleOptions rule, string path)
     {
-        var tests = (rule.Is is null ? 0 : 1) + (rule.OneOf is null ? 0 : 1) + (rule.Contains is null ? 0 : 1) + (rule.Regex is null ? 0 : 1) + (rule.Exists is null ? 0 : 1);
+        var tests = (rule.Is is null ? 0 : 1) + (rule.OneOf is null ? 0 : 1) + (rule.Contains is null ? 0 : 1) + (rule.Regex is null ? 0 : 1) + (rule.Exists is null ? 0 : 1) + (rule.EmailDomain is null ? 0 : 1);
         if (rule.Claim is null && rule.Any is null && rule.All is null) context.Error(path, "claim rule names no claim and has no any/all", "e.g. { claim: tier, is: premium }");
         if (rule.Claim is not null && tests == 0) context.Error(path, $"claim rule on '{rule.Claim}' tests nothing", "add is, oneOf, contains, regex or exists");
         if (rule.Claim is null && tests > 0) context.Error(path, "claim rule tests a value but names no claim", "add claim: NAME");
@@ -777,6 +780,7 @@ public sealed partial class SnapshotBuilder
             OneOf = rule.OneOf?.ToFrozenSet(StringComparer.Ordinal),
             Contains = rule.Contains,
             Pattern = pattern,
+            EmailDomains = CompileEmailDomains(context, rule.EmailDomain, path + ".emailDomain"),
             Exists = rule.Exists,
             Any = rule.Any?.Select((r, i) => CompileRule(context, r, $"{path}.any[{i}]")).ToArray(),
             All = rule.All?.Select((r, i) => CompileRule(context, r, $"{path}.all[{i}]")).ToArray(),

@@ -56,6 +56,9 @@ public static class PortcullisServiceCollectionExtensions
             store.Initialize(result.Snapshot, result.Diagnostics);
         }
 
+        // Browser sign-in: authentication schemes for the providers of the first snapshot.
+        Portcullis.Identity.Sessions.SessionServiceCollectionExtensions.AddPortcullisSessions(services, store.Current);
+
         services.AddSingleton(store);
         services.AddSingleton(sp => new SnapshotBuilder(options.Environment, sp.GetRequiredService<IConfigValidator>(), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<ConfigReloader>();
@@ -130,6 +133,9 @@ public static class PortcullisServiceCollectionExtensions
         app.UseMiddleware<ListenerPolicyMiddleware>(); // HSTS, redirect to HTTPS (per listener)
         app.UseMiddleware<GatewayMiddleware>();
         app.UseMiddleware<PathNormalizationMiddleware>(); // one canonical path for routing, auth and the upstream
+        app.UseMiddleware<Portcullis.Identity.Sessions.SessionMiddleware>(); // sign-in callbacks and logout, ahead of routes
+        var sessionRuntime = app.Services.GetRequiredService<Portcullis.Identity.Sessions.SessionRuntime>();
+        store.Swapping += sessionRuntime.OnSwap;
 
         // Issuers' key caches follow the snapshot; a new issuer starts fetching before its routes go live.
         var issuers = app.Services.GetRequiredService<IssuerRegistry>();

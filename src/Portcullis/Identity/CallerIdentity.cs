@@ -8,6 +8,9 @@ internal enum CredentialKind
     Jwt,
     ApiKey,
 
+    /// <summary>A browser session started by signing in at an OIDC provider (identity.sessions).</summary>
+    Session,
+
     /// <summary>An opaque bearer token found active by an introspection endpoint (RFC 7662).</summary>
     Introspection,
 

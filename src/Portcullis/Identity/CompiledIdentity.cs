@@ -78,6 +78,9 @@ internal sealed class CompiledRouteAuth
 
     public bool ApiKey { get; init; }
 
+    /// <summary>Browser route: the identity.sessions provider name (the session decides, not a bearer token).</summary>
+    public string? Session { get; init; }
+
     /// <summary>Accept the client certificate the listener's handshake validated (mTLS).</summary>
     public bool ClientCertificate { get; init; }
 
@@ -115,6 +118,9 @@ internal sealed class ClaimRule
 
     public Regex? Pattern { get; init; }
 
+    /// <summary>Email domains (lower case, no @): the claim's address must be in one; never with email_verified false.</summary>
+    public FrozenSet<string>? EmailDomains { get; init; }
+
     public bool? Exists { get; init; }
 
     public ClaimRule[]? Any { get; init; }
@@ -146,11 +152,12 @@ internal sealed class ClaimRule
         if (Claim is null) return true;
         var present = identity.Claims.TryGetValue(Claim, out var values) && values.Length > 0;
         if (Exists is { } exists && exists != present) return false;
-        if (!present) return Is is null && OneOf is null && Contains is null && Pattern is null;
+        if (!present) return Is is null && OneOf is null && Contains is null && Pattern is null && EmailDomains is null;
         if (Is is not null && Array.IndexOf(values!, Is) < 0) return false;
         if (OneOf is not null && !values!.Any(OneOf.Contains)) return false;
         if (Contains is not null && !values!.Any(v => v.Contains(Contains, StringComparison.Ordinal))) return false;
         if (Pattern is not null && !values!.Any(v => Pattern.IsMatch(v))) return false;
+        if (EmailDomains is not null && !Sessions.EmailDomainRule.Holds(identity, values!, EmailDomains)) return false;
         return true;
     }
 }

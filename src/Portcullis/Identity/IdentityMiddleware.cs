@@ -14,7 +14,7 @@ namespace Portcullis.Identity;
 /// authenticates (JWT, opaque token by introspection, or API key) and authorizes routes with `auth` (deny by default), and tells the
 /// upstream who called through identity headers. Public routes pass with only the header scrub.
 /// </summary>
-internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator jwt, AssertionSigner signer, TokenIntrospector introspector, TimeProvider time)
+internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator jwt, AssertionSigner signer, TokenIntrospector introspector, TimeProvider time, Sessions.SessionGate sessions)
 {
     private const string Realm = "portcullis";
 
@@ -48,6 +48,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
 
         if (gateway.ResolveRoute(context) is not { Auth: { Anonymous: false } auth })
         {
+            sessions.StripCookies(context); // the gateway's session cookies never reach an upstream
             return next(context);
         }
 
@@ -68,10 +69,12 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         if (decision.Allowed) decision = Authorize(auth, decision);
         gateway.Times.IdentityEnd = System.Diagnostics.Stopwatch.GetTimestamp();
         gateway.AuthReason = decision.Reason;
+        if (!decision.Allowed && auth.Session is not null) return sessions.DenyAsync(context, auth, decision);
         if (!decision.Allowed) return Deny(context, decision);
 
         var identity = decision.Identity!;
         gateway.Caller = identity;
+        sessions.StripCookies(context);
         var headers = context.Request.Headers;
         var names = snapshot.Config.Identity.Headers;
         if (!auth.ForwardCredentials)
@@ -133,6 +136,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
 
     private ValueTask<AuthDecision> AuthenticateAsync(HttpContext context, CompiledRouteAuth auth, GatewaySnapshot snapshot)
     {
+        if (auth.Session is not null) return sessions.AuthenticateAsync(context, auth);
         var request = context.Request;
         var authorization = request.Headers.Authorization;
         if (authorization.Count > 1)

@@ -25,6 +25,9 @@ public sealed record IdentityOptions
 
     [Description("Validated tokens remembered (by hash) so a repeat skips the signature check; entries expire no later than the token. Default 10000.")]
     public int TokenCacheSize { get; init; } = 10_000;
+
+    [Description("Browser sign-in: OIDC providers, the session cookie and where sessions are kept; routes use it with auth.session.")]
+    public SessionsOptions? Sessions { get; init; }
 }
 
 public sealed record IssuerOptions
@@ -179,6 +182,9 @@ public sealed record RouteAuthOptions
     [Description("Accept API keys.")]
     public bool ApiKey { get; init; }
 
+    [Description("Browser route: the identity.sessions provider users sign in with; without a session a browser is sent to sign in, an API-style request gets 401.")]
+    public string? Session { get; init; }
+
     [Description("Accept the client certificate (mTLS) a listener with tls.clientCertificate validated; its claims are cert.subject, cert.cn, cert.dns, cert.uri, cert.fingerprint, cert.issuer, cert.serial.")]
     public bool ClientCertificate { get; init; }
 
@@ -220,6 +226,9 @@ public sealed record ClaimRuleOptions
 
     [Description("The claim matches this regular expression.")]
     public string? Regex { get; init; }
+
+    [Description("The claim is an email address whose domain (after the last @, any case) is one of these; never holds when email_verified is false.")]
+    public IReadOnlyList<string>? EmailDomain { get; init; }
 
     [Description("The claim is present (true) or absent (false).")]
     public bool? Exists { get; init; }

@@ -1,0 +1,137 @@
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.OpenIdConnect;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Portcullis.Hosting;
+using Portcullis.Problems;
+
+namespace Portcullis.Identity.Sessions;
+
+/// <summary>
+/// The gateway's own browser paths, ahead of routing: each provider's callback and signed-out callback
+/// (handled by ASP.NET Core's OpenIdConnect handler: state, nonce, PKCE, code exchange), the logout path,
+/// and GET /.portcullis/login/{provider}?rd=/path to start a sign-in explicitly. Return URLs stay on this origin.
+/// </summary>
+internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRuntime runtime, IAuthenticationHandlerProvider handlers, IOptionsMonitor<OpenIdConnectOptions> oidc, ILogger<SessionMiddleware> logger)
+{
+    public Task InvokeAsync(HttpContext context)
+    {
+        var sessions = runtime.Sessions;
+        if (sessions is null) return next(context);
+        var path = context.Request.Path.Value ?? "";
+        if (string.Equals(path, sessions.LogoutPath, StringComparison.Ordinal)) return LogoutAsync(context);
+        if (!path.StartsWith(CompiledSessions.PathPrefix, StringComparison.Ordinal) && !IsCallback(path)) return next(context);
+        if (path.StartsWith(sessions.LoginPath + "/", StringComparison.Ordinal)) return LoginAsync(context, path[(sessions.LoginPath.Length + 1)..]);
+        foreach (var provider in runtime.Providers.Values)
+        {
+            if (string.Equals(path, provider.CallbackPath, StringComparison.Ordinal) || string.Equals(path, provider.SignedOutPath, StringComparison.Ordinal))
+            {
+                return HandleCallbackAsync(context, provider);
+            }
+        }
+
+        return next(context);
+    }
+
+    private bool IsCallback(string path)
+    {
+        foreach (var provider in runtime.Providers.Values)
+        {
+            if (string.Equals(path, provider.CallbackPath, StringComparison.Ordinal)) return true;
+        }
+
+        return false;
+    }
+
+    private async Task HandleCallbackAsync(HttpContext context, CompiledSessionProvider provider)
+    {
+        SetReason(context, "session.callback");
+        if (await handlers.GetHandlerAsync(context, provider.OidcScheme) is IAuthenticationRequestHandler handler && await handler.HandleRequestAsync()) return;
+        await ProblemWriter.WriteAsync(context, 404, "Not found", "Nothing here.", "session.callback-unexpected");
+    }
+
+    private Task LoginAsync(HttpContext context, string name)
+    {
+        SetReason(context, "session.login");
+        if (!runtime.Providers.TryGetValue(name, out var provider))
+        {
+            return SessionPages.WriteAsync(context, 404, "Unknown sign-in", "There is no such sign-in provider.", ("Home", "/"));
+        }
+
+        var returnUrl = SessionPages.SafeReturnUrl(context.Request.Query["rd"].ToString()) ?? "/";
+        return context.ChallengeAsync(provider.OidcScheme, new AuthenticationProperties { RedirectUri = returnUrl });
+    }
+
+    private async Task LogoutAsync(HttpContext context)
+    {
+        SetReason(context, "session.logout");
+        var request = context.Request;
+        if (!HttpMethods.IsGet(request.Method) && !HttpMethods.IsPost(request.Method) && !HttpMethods.IsHead(request.Method))
+        {
+            context.Response.Headers.Allow = "GET, HEAD, POST";
+            await ProblemWriter.WriteAsync(context, 405, "Method not allowed", "Use GET or POST.", "session.logout-method");
+            return;
+        }
+
+        var returnUrl = SessionPages.SafeReturnUrl(request.Query["rd"].ToString()) ?? "/";
+        string? only = request.Query["provider"].ToString() is { Length: > 0 } named ? named : null;
+        CompiledSessionProvider? endSession = null;
+        var signedIn = new List<CompiledSessionProvider>();
+        foreach (var provider in runtime.Providers.Values)
+        {
+            if (only is not null && provider.Name != only) continue;
+            var result = await context.AuthenticateAsync(provider.CookieScheme);
+            if (!result.Succeeded) continue;
+            signedIn.Add(provider);
+            if (endSession is null && result.Properties?.GetTokenValue("id_token") is not null && await HasEndSessionAsync(provider, context.RequestAborted)) endSession = provider;
+        }
+
+        if (endSession is not null)
+        {
+            // Writes the redirect to the provider's end_session_endpoint (id_token_hint, post_logout_redirect_uri,
+            // protected state carrying the return URL); the provider sends the browser back to SignedOutPath.
+            await context.SignOutAsync(endSession.OidcScheme, new AuthenticationProperties { RedirectUri = returnUrl });
+        }
+
+        foreach (var provider in signedIn)
+        {
+            await context.SignOutAsync(provider.CookieScheme);
+            LogSignedOut(logger, provider.Name);
+        }
+
+        if (endSession is null)
+        {
+            context.Response.StatusCode = StatusCodes.Status302Found;
+            context.Response.Headers.Location = returnUrl;
+        }
+
+        context.Response.Headers.CacheControl = "no-store";
+    }
+
+    private async Task<bool> HasEndSessionAsync(CompiledSessionProvider provider, CancellationToken cancel)
+    {
+        try
+        {
+            var options = oidc.Get(provider.OidcScheme);
+            var configuration = await options.ConfigurationManager!.GetConfigurationAsync(cancel);
+            return !string.IsNullOrEmpty(configuration.EndSessionEndpoint);
+        }
+        catch (Exception e) when (e is InvalidOperationException or HttpRequestException or IOException)
+        {
+            LogNoDiscovery(logger, provider.Name, e.GetType().Name);
+            return false;
+        }
+    }
+
+    private static void SetReason(HttpContext context, string reason)
+    {
+        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = reason;
+    }
+
+    [LoggerMessage(EventId = 7030, Level = LogLevel.Information, Message = "Session provider {Provider}: a user signed out")]
+    private static partial void LogSignedOut(ILogger logger, string provider);
+
+    [LoggerMessage(EventId = 7031, Level = LogLevel.Warning, Message = "Session provider {Provider}: discovery failed at logout ({Error}); the local session ends without the provider's end_session_endpoint")]
+    private static partial void LogNoDiscovery(ILogger logger, string provider, string error);
+}

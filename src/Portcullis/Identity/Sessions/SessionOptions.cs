@@ -1,0 +1,74 @@
+using System.ComponentModel;
+
+namespace Portcullis.Configuration;
+
+/// <summary>Browser sign-in through OIDC providers, with sessions kept server-side (identity.sessions).</summary>
+public sealed record SessionsOptions
+{
+    [Description("OIDC providers browsers sign in with (authorization code + PKCE); routes name one in auth.session.")]
+    public IReadOnlyList<SessionProviderOptions> Providers { get; init; } = [];
+
+    [Description("The session cookie: the browser holds only a small protected session id, the session itself stays on the gateway.")]
+    public SessionCookieOptions Cookie { get; init; } = new();
+
+    [Description("Where sessions live: local (in-process, bounded by maxSessions) or redis (stores.redis, shared by every instance; the Data Protection key ring is kept there too). Default local.")]
+    public SessionStoreKind Store { get; init; } = SessionStoreKind.Local;
+
+    [Description("Most sessions the local store keeps; when full, the session closest to expiry is dropped. Default 100000.")]
+    public int MaxSessions { get; init; } = 100_000;
+
+    [Description("Path that ends the session (GET or POST), then redirects through the provider's end_session_endpoint when it has one. Default /.portcullis/logout.")]
+    public string LogoutPath { get; init; } = "/.portcullis/logout";
+
+    [Description("Access tokens are refreshed with the refresh token when they expire within this time. Default 1m.")]
+    public TimeSpan RefreshBefore { get; init; } = TimeSpan.FromMinutes(1);
+}
+
+public sealed record SessionProviderOptions
+{
+    [Description("Provider name used by routes' auth.session.")]
+    public string Name { get; init; } = "";
+
+    [Description("OIDC authority: discovery at {authority}/.well-known/openid-configuration gives the endpoints and keys.")]
+    public string Authority { get; init; } = "";
+
+    [Description("The gateway's client id at the provider (a confidential client allowed the authorization code flow).")]
+    public string ClientId { get; init; } = "";
+
+    [Description("Environment variable holding the client secret (never written in the file).")]
+    [Secret]
+    public string? ClientSecretEnv { get; init; }
+
+    [Description("File holding the client secret (trailing newline ignored), relative to the config file.")]
+    public string? ClientSecretFile { get; init; }
+
+    [Description("Scopes requested at sign-in; must include openid. Add offline_access for refresh tokens. Default [openid, profile, email].")]
+    public IReadOnlyList<string> Scopes { get; init; } = ["openid", "profile", "email"];
+
+    [Description("Gateway path the provider redirects back to (register it as a redirect URI). Default /.portcullis/callback/{name}.")]
+    public string? CallbackPath { get; init; }
+
+    [Description("Which ID-token claims carry the subject, consumer, consumer group, groups and scopes.")]
+    public ClaimMappingOptions Claims { get; init; } = new();
+}
+
+public sealed record SessionCookieOptions
+{
+    [Description("Cookie name prefix; each provider's cookie is NAME-PROVIDER. A __Host- name is always Secure, Path=/ and has no domain (HTTPS listeners only). Default __Host-portcullis.")]
+    public string Name { get; init; } = "__Host-portcullis";
+
+    [Description("Cookie domain, to share the session with subdomains (not with a __Host- name). Default: the request host only.")]
+    public string? Domain { get; init; }
+
+    [Description("A session unused this long ends. Default 1h.")]
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromHours(1);
+
+    [Description("A session ends this long after sign-in, however active. Default 12h.")]
+    public TimeSpan AbsoluteTimeout { get; init; } = TimeSpan.FromHours(12);
+}
+
+public enum SessionStoreKind
+{
+    Local,
+    Redis,
+}

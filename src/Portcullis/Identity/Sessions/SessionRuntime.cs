@@ -1,0 +1,235 @@
+using System.Collections.Frozen;
+using System.Globalization;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.Authentication.OpenIdConnect;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.IdentityModel.Protocols.OpenIdConnect;
+using Portcullis.Configuration;
+using StackExchange.Redis;
+
+namespace Portcullis.Identity.Sessions;
+
+/// <summary>
+/// What browser sessions run on, built once at startup from the first snapshot: the providers (one
+/// OpenIdConnect + one Cookie authentication scheme each), Data Protection (key ring in Redis with
+/// store: redis, else ephemeral), the ticket store and the token refresher. A reload that changes
+/// identity.sessions is logged and needs a restart to apply.
+/// </summary>
+internal sealed partial class SessionRuntime : IDisposable
+{
+    private readonly ServiceProvider? _dataProtectionServices;
+    private readonly Lazy<ConnectionMultiplexer>? _redis;
+    private readonly ILogger<SessionRuntime> _logger;
+
+    public SessionRuntime(CompiledSessions? sessions, TimeProvider time, ILogger<SessionRuntime> logger)
+    {
+        Sessions = sessions;
+        Time = time;
+        _logger = logger;
+        if (sessions is null) return;
+
+        var services = new ServiceCollection();
+        services.AddSingleton(time);
+        var builder = services.AddDataProtection().SetApplicationName("portcullis-sessions");
+        if (sessions.Store == SessionStoreKind.Redis)
+        {
+            var options = ConfigurationOptions.Parse(sessions.RedisConnection!);
+            options.AbortOnConnectFail = false;
+            _redis = new Lazy<ConnectionMultiplexer>(() => ConnectionMultiplexer.Connect(options));
+            builder.PersistKeysToStackExchangeRedis(() => _redis.Value.GetDatabase(), sessions.RedisKeyPrefix + "dataprotection-keys");
+        }
+        else
+        {
+            builder.UseEphemeralDataProtectionProvider();
+        }
+
+        _dataProtectionServices = services.BuildServiceProvider();
+        DataProtection = _dataProtectionServices.GetRequiredService<IDataProtectionProvider>();
+        Store = sessions.Store == SessionStoreKind.Redis
+            ? new RedisSessionStore(sessions, () => _redis!.Value.GetDatabase(), DataProtection, time)
+            : new LocalSessionStore(sessions, time);
+    }
+
+    /// <summary>The sessions the schemes were built from (startup); null when identity.sessions is not configured.</summary>
+    public CompiledSessions? Sessions { get; }
+
+    public FrozenDictionary<string, CompiledSessionProvider> Providers => Sessions?.Providers ?? FrozenDictionary<string, CompiledSessionProvider>.Empty;
+
+    public TimeProvider Time { get; }
+
+    public IDataProtectionProvider? DataProtection { get; }
+
+    public ITicketStore? Store { get; }
+
+    /// <summary>Called when a new snapshot goes live: a changed identity.sessions cannot be applied without a restart.</summary>
+    public void OnSwap(GatewaySnapshot next)
+    {
+        if (next.Sessions?.Fingerprint != Sessions?.Fingerprint) LogNeedsRestart(_logger);
+    }
+
+    public void ConfigureCookie(CookieAuthenticationOptions options, CompiledSessionProvider provider, TokenRefresher refresher)
+    {
+        var sessions = Sessions!;
+        options.Cookie.Name = provider.CookieName;
+        options.Cookie.HttpOnly = true;
+        options.Cookie.SameSite = SameSiteMode.Lax;
+        options.Cookie.Path = "/";
+        options.Cookie.Domain = sessions.CookieDomain;
+        options.Cookie.IsEssential = true;
+        options.Cookie.SecurePolicy = sessions.CookieName.StartsWith("__Host-", StringComparison.Ordinal) || sessions.CookieName.StartsWith("__Secure-", StringComparison.Ordinal)
+            ? CookieSecurePolicy.Always
+            : CookieSecurePolicy.SameAsRequest;
+        options.ExpireTimeSpan = sessions.IdleTimeout;
+        options.SlidingExpiration = true;
+        options.SessionStore = Store;
+        options.DataProtectionProvider = DataProtection;
+        options.TimeProvider = Time;
+        // Never reached through the cookie scheme (routes challenge the OIDC scheme), but never an app path either.
+        options.LoginPath = provider.CallbackPath + "/unused-login";
+        options.LogoutPath = provider.CallbackPath + "/unused-logout";
+        options.AccessDeniedPath = provider.CallbackPath + "/unused-denied";
+        options.Events.OnSigningIn = context =>
+        {
+            context.Properties.Items.TryAdd(SessionTicket.StartedItem, Time.GetUtcNow().ToString("o", CultureInfo.InvariantCulture));
+            return Task.CompletedTask;
+        };
+        options.Events.OnValidatePrincipal = context => ValidateAsync(context, provider, refresher);
+    }
+
+    public void ConfigureOidc(OpenIdConnectOptions options, CompiledSessionProvider provider)
+    {
+        options.Authority = provider.Authority.AbsoluteUri;
+        options.RequireHttpsMetadata = provider.Authority.Scheme == Uri.UriSchemeHttps;
+        options.ClientId = provider.ClientId;
+        options.ClientSecret = provider.ClientSecret;
+        options.ResponseType = OpenIdConnectResponseType.Code;
+        // A top-level GET back to the gateway, so the SameSite=Lax correlation and nonce cookies come along.
+        options.ResponseMode = OpenIdConnectResponseMode.Query;
+        options.UsePkce = true;
+        options.Scope.Clear();
+        foreach (var scope in provider.Scopes) options.Scope.Add(scope);
+        options.CallbackPath = provider.CallbackPath;
+        options.SignedOutCallbackPath = provider.SignedOutPath;
+        options.RemoteSignOutPath = "/.portcullis/remote-signout/" + provider.Name;
+        options.SignInScheme = provider.CookieScheme;
+        options.SignOutScheme = provider.CookieScheme;
+        options.SaveTokens = true;
+        options.MapInboundClaims = false;
+        options.GetClaimsFromUserInfoEndpoint = false;
+        options.DisableTelemetry = true;
+        options.DataProtectionProvider = DataProtection;
+        options.TimeProvider = Time;
+        options.BackchannelTimeout = TimeSpan.FromSeconds(10);
+        options.TokenValidationParameters.NameClaimType = "name";
+        options.SignedOutRedirectUri = "/";
+        foreach (var cookie in new[] { options.CorrelationCookie, options.NonceCookie })
+        {
+            cookie.SameSite = SameSiteMode.Lax;
+            cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+            cookie.HttpOnly = true;
+            cookie.IsEssential = true;
+        }
+
+        options.CorrelationCookie.Name = CompiledSessions.CorrelationCookiePrefix;
+        options.NonceCookie.Name = CompiledSessions.NonceCookiePrefix;
+        options.Events.OnTicketReceived = context =>
+        {
+            context.Properties ??= new AuthenticationProperties();
+            context.Properties.Items[SessionTicket.StartedItem] = Time.GetUtcNow().ToString("o", CultureInfo.InvariantCulture);
+            context.Properties.RedirectUri = SessionPages.SafeReturnUrl(context.Properties.RedirectUri) ?? "/";
+            LogSignedIn(_logger, provider.Name);
+            return Task.CompletedTask;
+        };
+        options.Events.OnRemoteFailure = async context =>
+        {
+            // State or nonce mismatch, a replayed or forged callback, a refused code, the provider's own error:
+            // the browser gets a plain page offering a fresh sign-in, never the exception.
+            LogCallbackFailed(_logger, provider.Name, context.Failure?.Message ?? "unknown");
+            context.HandleResponse();
+            await SessionPages.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed",
+                "The sign-in could not be completed (it may have expired or been used already).", ("Try again", "/"));
+        };
+    }
+
+    private async Task ValidateAsync(CookieValidatePrincipalContext context, CompiledSessionProvider provider, TokenRefresher refresher)
+    {
+        var sessions = Sessions!;
+        var now = Time.GetUtcNow();
+        var started = SessionTicket.Started(context.Properties);
+        if (started is null || now - started.Value >= sessions.AbsoluteTimeout)
+        {
+            context.RejectPrincipal();
+            await context.HttpContext.SignOutAsync(provider.CookieScheme);
+            return;
+        }
+
+        var refreshToken = context.Properties.GetTokenValue("refresh_token");
+        var expiresText = context.Properties.GetTokenValue("expires_at");
+        if (refreshToken is null || expiresText is null ||
+            !DateTimeOffset.TryParse(expiresText, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out var expiresAt) ||
+            expiresAt - now > sessions.RefreshBefore)
+        {
+            return;
+        }
+
+        var outcome = await refresher.RefreshAsync(provider, refreshToken);
+        switch (outcome.Result)
+        {
+            case RefreshResult.Refreshed:
+                context.Properties.UpdateTokenValue("access_token", outcome.AccessToken!);
+                if (outcome.RefreshToken is not null) context.Properties.UpdateTokenValue("refresh_token", outcome.RefreshToken);
+                if (outcome.IdToken is not null) context.Properties.UpdateTokenValue("id_token", outcome.IdToken);
+                if (outcome.ExpiresAt is { } newExpiry) context.Properties.UpdateTokenValue("expires_at", newExpiry.ToString("o", CultureInfo.InvariantCulture));
+                context.ShouldRenew = true;
+                break;
+            case RefreshResult.Rejected:
+                context.RejectPrincipal();
+                await context.HttpContext.SignOutAsync(provider.CookieScheme);
+                break;
+        }
+    }
+
+    public void Dispose()
+    {
+        _dataProtectionServices?.Dispose();
+        if (_redis is { IsValueCreated: true }) _redis.Value.Dispose();
+    }
+
+    [LoggerMessage(EventId = 7010, Level = LogLevel.Warning, Message = "identity.sessions changed; providers, cookie and store apply after a restart (the running ones stay)")]
+    private static partial void LogNeedsRestart(ILogger logger);
+
+    [LoggerMessage(EventId = 7011, Level = LogLevel.Information, Message = "Session provider {Provider}: a user signed in")]
+    private static partial void LogSignedIn(ILogger logger, string provider);
+
+    [LoggerMessage(EventId = 7012, Level = LogLevel.Information, Message = "Session provider {Provider}: sign-in callback refused ({Reason})")]
+    private static partial void LogCallbackFailed(ILogger logger, string provider, string reason);
+}
+
+/// <summary>Registers browser sessions: one cookie and one OpenIdConnect scheme per provider of the first snapshot.</summary>
+internal static class SessionServiceCollectionExtensions
+{
+    public static IServiceCollection AddPortcullisSessions(this IServiceCollection services, GatewaySnapshot initial)
+    {
+        services.AddSingleton(sp => new SessionRuntime(initial.Sessions, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<SessionRuntime>>()));
+        services.AddSingleton<SessionGate>();
+        var authentication = services.AddAuthentication(); // SessionMiddleware needs the handler provider even without providers
+        if (initial.Sessions is not { Providers.Count: > 0 } sessions) return services;
+
+        services.AddSingleton<TokenRefresher>();
+        foreach (var provider in sessions.Providers.Values)
+        {
+            authentication.AddCookie(provider.CookieScheme, _ => { });
+            authentication.AddOpenIdConnect(provider.OidcScheme, _ => { });
+            services.AddOptions<CookieAuthenticationOptions>(provider.CookieScheme)
+                .Configure<SessionRuntime, TokenRefresher>((options, runtime, refresher) => runtime.ConfigureCookie(options, provider, refresher));
+            services.AddOptions<OpenIdConnectOptions>(provider.OidcScheme)
+                .Configure<SessionRuntime>((options, runtime) => runtime.ConfigureOidc(options, provider));
+        }
+
+        return services;
+    }
+}
