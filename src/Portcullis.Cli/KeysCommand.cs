@@ -41,7 +41,10 @@ internal static partial class KeysCommand
         {
             createFile, createConsumer, createName, createGroup, createScopes, createExpires, createNotBefore,
         };
-        create.SetAction(result => Guard(errors, () => CreateKey(
+        var createAudit = AuditCommand.KeyOptions();
+        create.Options.Add(createAudit.Audit);
+        create.Options.Add(createAudit.Config);
+        create.SetAction(result => AuditCommand.AfterKeys(Guard(errors, () => CreateKey(
             result.GetRequiredValue(createFile),
             result.GetRequiredValue(createConsumer),
             result.GetValue(createName),
@@ -51,7 +54,7 @@ internal static partial class KeysCommand
             result.GetValue(createNotBefore),
             time,
             output,
-            errors)));
+            errors)), result, createAudit, "keys.create", result.GetRequiredValue(createFile), result.GetValue(createConsumer), null, time, errors));
 
         var rotateFile = FileOption();
         var rotateConsumer = ConsumerOption("The consumer whose key is rotated.");
@@ -61,14 +64,17 @@ internal static partial class KeysCommand
         {
             rotateFile, rotateConsumer, rotateOverlap, rotateExpires,
         };
-        rotate.SetAction(result => Guard(errors, () => Rotate(
+        var rotateAudit = AuditCommand.KeyOptions();
+        rotate.Options.Add(rotateAudit.Audit);
+        rotate.Options.Add(rotateAudit.Config);
+        rotate.SetAction(result => AuditCommand.AfterKeys(Guard(errors, () => Rotate(
             result.GetRequiredValue(rotateFile),
             result.GetRequiredValue(rotateConsumer),
             result.GetValue(rotateOverlap),
             result.GetValue(rotateExpires),
             time,
             output,
-            errors)));
+            errors)), result, rotateAudit, "keys.rotate", result.GetRequiredValue(rotateFile), result.GetValue(rotateConsumer), null, time, errors));
 
         var revokeFile = FileOption();
         var revokeKeyId = new Option<string?>("--key-id") { Description = "The key to revoke (its id, as `keys list` shows)." };
@@ -83,12 +89,15 @@ internal static partial class KeysCommand
             var hasConsumer = result.GetResult(revokeConsumer) is not null;
             if (hasKey == hasConsumer) result.AddError("revoke needs exactly one of --key-id or --consumer.");
         });
-        revoke.SetAction(result => Guard(errors, () => Revoke(
+        var revokeAudit = AuditCommand.KeyOptions();
+        revoke.Options.Add(revokeAudit.Audit);
+        revoke.Options.Add(revokeAudit.Config);
+        revoke.SetAction(result => AuditCommand.AfterKeys(Guard(errors, () => Revoke(
             result.GetRequiredValue(revokeFile),
             result.GetValue(revokeKeyId),
             result.GetValue(revokeConsumer),
             output,
-            errors)));
+            errors)), result, revokeAudit, "keys.revoke", result.GetRequiredValue(revokeFile), result.GetValue(revokeConsumer), result.GetValue(revokeKeyId), time, errors));
 
         var listFile = FileOption();
         var listJson = new Option<bool>("--json") { Description = "Print JSON instead of a table." };

@@ -58,7 +58,11 @@ internal sealed partial class AdminApi(
             case "/admin/certificates" when isGet:
                 return Json(context, 200, certificates.WriteStatus);
             case "/admin/observability" when isGet:
-                return Json(context, 200, w => Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Observability.AccessLog>(context.RequestServices).WriteStatus(w, store.Current));
+                return Json(context, 200, w =>
+                {
+                    Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Observability.AccessLog>(context.RequestServices).WriteStatus(w, store.Current);
+                    Audit(context)?.WriteStatus(w, store.Current);
+                });
         }
 
         // /admin/quotas/{quota}?key=CONSUMER
@@ -291,6 +295,7 @@ internal sealed partial class AdminApi(
     private async Task Reload(HttpContext context)
     {
         var result = await reloader.ReloadAsync("admin API", context.RequestAborted);
+        Audit(context)?.RecordReload("admin API", context.Connection.RemoteIpAddress?.ToString(), result);
         await Json(context, result.Applied ? 200 : 422, w => WriteReload(w, result));
     }
 
@@ -307,6 +312,7 @@ internal sealed partial class AdminApi(
         }
 
         drains.Set(clusterName, destinationName, drain);
+        Audit(context)?.RecordDrain(context.Connection.RemoteIpAddress?.ToString(), clusterName, destinationName, drain);
         destinationsUpdater.UpdateAvailableDestinations(cluster);
         Log.Drained(logger, drain ? "drained" : "undrained", clusterName, destinationName);
         return Json(context, 200, w =>
@@ -317,6 +323,9 @@ internal sealed partial class AdminApi(
             w.WriteNumber("inFlight", cluster.Destinations[destinationName].ConcurrentRequestCount);
         });
     }
+
+    private static Observability.AuditLog? Audit(HttpContext context) =>
+        Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetService<Observability.AuditLog>(context.RequestServices);
 
     private static void WriteReload(Utf8JsonWriter w, ReloadResult result)
     {

@@ -69,6 +69,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         if (decision.Allowed) decision = Authorize(auth, decision);
         gateway.Times.IdentityEnd = System.Diagnostics.Stopwatch.GetTimestamp();
         gateway.AuthReason = decision.Reason;
+        if (!decision.Allowed) Observability.AuditLog.RecordDenial(context, gateway, decision.Status, decision.Reason, decision.Identity);
         if (!decision.Allowed && auth.Session is not null) return sessions.DenyAsync(context, auth, decision);
         if (!decision.Allowed) return Deny(context, decision);
 

@@ -97,23 +97,27 @@ internal sealed class RotatingFileSink : IAccessLogSink
     {
         _stream?.Dispose();
         _stream = null;
-        if (_maxFiles <= 0)
-        {
-            File.Delete(_path);
-        }
-        else
-        {
-            File.Delete($"{_path}.{_maxFiles}");
-            for (var i = _maxFiles - 1; i >= 1; i--)
-            {
-                var from = $"{_path}.{i}";
-                if (File.Exists(from)) File.Move(from, $"{_path}.{i + 1}");
-            }
-
-            File.Move(_path, _path + ".1");
-        }
-
+        ShiftFiles(_path, _maxFiles);
         return Open();
+    }
+
+    /// <summary>FILE → FILE.1 → … → FILE.maxFiles (the oldest is deleted; maxFiles 0 deletes FILE). Also used by the audit log.</summary>
+    internal static void ShiftFiles(string path, int maxFiles)
+    {
+        if (maxFiles <= 0)
+        {
+            File.Delete(path);
+            return;
+        }
+
+        File.Delete($"{path}.{maxFiles}");
+        for (var i = maxFiles - 1; i >= 1; i--)
+        {
+            var from = $"{path}.{i}";
+            if (File.Exists(from)) File.Move(from, $"{path}.{i + 1}");
+        }
+
+        File.Move(path, path + ".1");
     }
 
     public async ValueTask DisposeAsync()

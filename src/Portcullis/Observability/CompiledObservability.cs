@@ -95,6 +95,9 @@ internal sealed class CompiledObservability
 
     /// <summary>Null when the access log is off.</summary>
     public required CompiledAccessLog? AccessLog { get; init; }
+
+    /// <summary>Null when the audit log is off (no `observability.audit.path`).</summary>
+    public CompiledAudit? Audit { get; init; }
 }
 
 internal sealed class CompiledAccessLog

@@ -30,6 +30,9 @@ public sealed record ObservabilityOptions
 
     [Description("The JSON access log: one line per request, written off the request path.")]
     public AccessLogOptions AccessLog { get; init; } = new();
+
+    [Description("The tamper-evident audit log: denials, admin actions and config changes as hash-chained JSON lines. Off unless `path` is set.")]
+    public AuditOptions Audit { get; init; } = new();
 }
 
 public sealed record RequestIdOptions

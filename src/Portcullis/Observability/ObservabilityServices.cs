@@ -13,6 +13,9 @@ internal static class ObservabilityServices
         services.TryAddSingleton<IAccessLogSinkFactory, AccessLogSinkFactory>();
         services.TryAddSingleton<AccessLogWriter>();
         services.AddHostedService(sp => sp.GetRequiredService<AccessLogWriter>());
+        services.TryAddSingleton<AuditLog>();
+        services.TryAddSingleton<AuditWriter>();
+        services.AddHostedService(sp => sp.GetRequiredService<AuditWriter>());
         return services;
     }
 }

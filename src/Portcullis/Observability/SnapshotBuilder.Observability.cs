@@ -76,6 +76,7 @@ public sealed partial class SnapshotBuilder
         return new CompiledObservability
         {
             RequestIdTrust = options.RequestId.TrustInbound,
+            Audit = CompileAudit(context),
             AccessLog = !log.Enabled ? null : new CompiledAccessLog
             {
                 Target = log.Target,
