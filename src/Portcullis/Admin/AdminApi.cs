@@ -57,6 +57,10 @@ internal sealed partial class AdminApi(
                 return Traffic(context);
             case "/admin/certificates" when isGet:
                 return Json(context, 200, certificates.WriteStatus);
+            case "/admin/upstream-tls" when isGet:
+                return Json(context, 200, Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Upstream.UpstreamTlsStore>(context.RequestServices).WriteStatus);
+            case "/admin/upstream-credentials" when isGet:
+                return Json(context, 200, Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Upstream.UpstreamCredentialsStore>(context.RequestServices).WriteStatus);
             case "/admin/observability" when isGet:
                 return Json(context, 200, w =>
                 {

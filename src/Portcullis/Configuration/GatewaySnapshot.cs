@@ -176,4 +176,10 @@ internal sealed class CompiledCluster
     public FrozenSet<int> FailureStatusCodes { get; init; } = FrozenSet<int>.Empty;
 
     public Traffic.ConcurrencyGate? Concurrency { get; init; }
+
+    /// <summary>Null when the cluster has no `tls` section.</summary>
+    public Upstream.UpstreamTlsSettings? Tls { get; init; }
+
+    /// <summary>Null when the cluster has no client credentials.</summary>
+    public Upstream.ClientCredentialsSettings? Credentials { get; init; }
 }

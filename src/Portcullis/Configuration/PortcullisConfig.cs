@@ -305,6 +305,12 @@ public sealed record ClusterOptions
 
     [Description("Most requests in flight to this cluster at once (all routes together), with an optional short queue; beyond it 503 with Retry-After.")]
     public ConcurrencyOptions? Concurrency { get; init; }
+
+    [Description("TLS toward https:// destinations: CA bundle, SNI name, key pins, and the gateway's client certificate (upstream mTLS, reloaded on file change).")]
+    public UpstreamTlsOptions? Tls { get; init; }
+
+    [Description("Credentials the gateway obtains itself and sends to the destinations (OAuth 2.0 client credentials, refreshed in the background).")]
+    public UpstreamCredentialsOptions? Credentials { get; init; }
 }
 
 [ScalarShorthand(nameof(Address))]

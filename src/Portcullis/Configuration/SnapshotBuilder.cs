@@ -304,7 +304,7 @@ public sealed partial class SnapshotBuilder
 
     private sealed record ClusterBuild(List<CompiledCluster> Compiled, List<ClusterConfig> Proxy);
 
-    private static ClusterBuild CompileClusters(Context context)
+    private ClusterBuild CompileClusters(Context context)
     {
         var compiled = new List<CompiledCluster>();
         var proxy = new List<ClusterConfig>();
@@ -367,6 +367,8 @@ public sealed partial class SnapshotBuilder
             if (options.Timeouts.Request <= TimeSpan.Zero) context.Error(path + ".timeouts.request", "request timeout must be greater than zero", "e.g. request: 100s");
             if (options.Retries < 0) context.Error(path + ".retries", "retries cannot be negative", "0 disables retries");
             if (options.MaxConnectionsPerDestination < 0) context.Error(path + ".maxConnectionsPerDestination", "maxConnectionsPerDestination cannot be negative", "0 means unlimited");
+            var upstreamTls = CompileUpstreamTls(context, name, options, path);
+            var upstreamCredentials = CompileUpstreamCredentials(context, name, options, path);
 
             compiled.Add(new CompiledCluster
             {
@@ -378,6 +380,8 @@ public sealed partial class SnapshotBuilder
                 PassiveReactivation = passive?.Reactivation ?? TimeSpan.FromSeconds(30),
                 FailureStatusCodes = (passive?.StatusCodes ?? []).ToFrozenSet(),
                 Concurrency = CompileConcurrency(context, options.Concurrency, path + ".concurrency", "cluster:" + name),
+                Tls = upstreamTls,
+                Credentials = upstreamCredentials,
             });
 
             proxy.Add(new ClusterConfig
@@ -421,10 +425,10 @@ public sealed partial class SnapshotBuilder
                     Version = options.HttpVersion == UpstreamHttpVersion.Http2 ? HttpVersion.Version20 : HttpVersion.Version11,
                     VersionPolicy = options.HttpVersion == UpstreamHttpVersion.Http2 ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
                 },
-                Metadata = new Dictionary<string, string>
+                Metadata = WithUpstreamMetadata(new Dictionary<string, string>
                 {
                     [ConnectTimeoutMetadata] = options.Timeouts.Connect.TotalMilliseconds.ToString(CultureInfo.InvariantCulture),
-                },
+                }, upstreamTls, upstreamCredentials),
             });
         }
 

@@ -66,6 +66,10 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
         services.AddSingleton<Portcullis.Tls.CertificateStore>();
+        services.AddSingleton<Portcullis.Upstream.UpstreamTlsStore>();
+        services.AddSingleton<Portcullis.Upstream.UpstreamCredentialsStore>();
+        services.AddHttpClient(Portcullis.Upstream.ClientCredentialsTokenSource.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false, UseCookies = false });
         Portcullis.Observability.ObservabilityServices.AddPortcullisObservability(services);
         services.AddPortcullisProxy();
 
@@ -107,6 +111,12 @@ public static class PortcullisServiceCollectionExtensions
         {
             context.UseDefaultForwarders = false;
             context.RequestTransforms.Add(new ForwardedHeadersTransform());
+            // Upstream tokens (client credentials); absent where only validation runs.
+            if (context.Services.GetService<Portcullis.Upstream.UpstreamCredentialsStore>() is { } upstreamCredentials)
+            {
+                context.RequestTransforms.Add(new Portcullis.Upstream.UpstreamCredentialsTransform(upstreamCredentials));
+            }
+
             context.RequestTransforms.Add(new Portcullis.Observability.TraceContextRequestTransform());
             context.ResponseTransforms.Add(new Portcullis.Observability.UpstreamTimingResponseTransform());
         });
@@ -149,6 +159,9 @@ public static class PortcullisServiceCollectionExtensions
         var traffic = app.Services.GetRequiredService<Portcullis.Traffic.TrafficStores>();
         traffic.Sync(store.Current, null);
         store.Swapping += next => traffic.Sync(next, store.Current);
+
+        // Upstream tokens are fetched from start-up on (in the background), not by the first request.
+        app.Services.GetRequiredService<Portcullis.Upstream.UpstreamCredentialsStore>();
 
         app.UseRouting();
         app.UseMiddleware<IdentityMiddleware>();

@@ -593,9 +593,10 @@ internal sealed class TestIdentityProvider : IAsyncDisposable
             var descriptor = new OpenIddictApplicationDescriptor
             {
                 ClientId = client.ClientId,
-                ClientSecret = client.Secret,
+                ClientSecret = string.IsNullOrEmpty(client.Secret) ? null : client.Secret,
                 ClientType = ClientTypes.Confidential,
                 DisplayName = client.ClientId,
+                JsonWebKeySet = client.AssertionKeys,
                 Permissions =
                 {
                     Permissions.Endpoints.Token,

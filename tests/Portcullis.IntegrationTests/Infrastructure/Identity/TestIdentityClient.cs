@@ -7,13 +7,16 @@ namespace Portcullis.IntegrationTests.Infrastructure.Identity;
 /// number keeps its JSON type.</para>
 /// <para><paramref name="ReferenceTokens"/>: the client receives opaque reference access tokens (stored
 /// at the provider, checked through introspection) instead of JWTs.</para>
+/// <para><paramref name="AssertionKeys"/>: public keys the client signs private_key_jwt client assertions
+/// with (RFC 7523); with an empty <paramref name="Secret"/> the client can authenticate only that way.</para>
 /// </summary>
 internal sealed record TestIdentityClient(
     string ClientId,
     string Secret,
     IReadOnlyList<string> Scopes,
     IReadOnlyDictionary<string, object>? Claims = null,
-    bool ReferenceTokens = false);
+    bool ReferenceTokens = false,
+    Microsoft.IdentityModel.Tokens.JsonWebKeySet? AssertionKeys = null);
 
 /// <summary>
 /// A resource owner for the password grant, used to obtain ID tokens (sub = <paramref name="Username"/>).

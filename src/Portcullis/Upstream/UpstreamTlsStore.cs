@@ -1,0 +1,306 @@
+using System.Collections.Frozen;
+using System.Globalization;
+using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Portcullis.Configuration;
+using Portcullis.Hosting;
+
+namespace Portcullis.Upstream;
+
+/// <summary>
+/// Every cluster's upstream TLS runtime, keyed by its settings' fingerprint (the cluster's YARP metadata
+/// carries the same key, so a changed `tls` section gets a new HTTP client). Follows the snapshot: unchanged
+/// settings keep their runtime (and its loaded certificate). Watches the CA and client-certificate files
+/// (file events plus a 2 s stat poll); a good replacement is swapped in for new connections, a bad one is
+/// logged and reported while the previous certificate keeps being presented.
+/// </summary>
+internal sealed partial class UpstreamTlsStore : IDisposable
+{
+    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan ExpiryWarning = TimeSpan.FromDays(14);
+
+    /// <summary>Pooled upstream connections of a TLS cluster are closed after this, so a rotation reaches every connection within it.</summary>
+    public static readonly TimeSpan ConnectionLifetime = TimeSpan.FromMinutes(5);
+
+    private readonly TimeProvider _time;
+    private readonly ILogger<UpstreamTlsStore> _logger;
+    private readonly Func<string, string?> _environment;
+    private readonly Lock _lock = new();
+    private volatile FrozenDictionary<string, ClusterTls> _clusters = FrozenDictionary<string, ClusterTls>.Empty;
+    private FrozenSet<string> _files = FrozenSet<string>.Empty;
+    private FileChangeWatcher? _watcher;
+    private ITimer? _pollTimer;
+    private bool _disposed;
+
+    public UpstreamTlsStore(SnapshotStore store, PortcullisOptions options, TimeProvider time, ILogger<UpstreamTlsStore> logger)
+        : this(options.Environment ?? Environment.GetEnvironmentVariable, time, logger)
+    {
+        Sync(store.Current);
+        store.Swapping += Sync;
+    }
+
+    internal UpstreamTlsStore(Func<string, string?> environment, TimeProvider time, ILogger<UpstreamTlsStore> logger)
+    {
+        _environment = environment;
+        _time = time;
+        _logger = logger;
+    }
+
+    public ClusterTls? Get(string fingerprint) => _clusters.GetValueOrDefault(fingerprint);
+
+    public IEnumerable<ClusterTls> Clusters => _clusters.Values;
+
+    /// <summary>Makes a runtime for every cluster with `tls` in the snapshot (reusing unchanged ones).</summary>
+    public void Sync(GatewaySnapshot snapshot)
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            var now = _time.GetUtcNow();
+            var next = new Dictionary<string, ClusterTls>(StringComparer.Ordinal);
+            foreach (var settings in snapshot.Clusters.Values.Select(c => c.Tls).OfType<UpstreamTlsSettings>())
+            {
+                if (_clusters.TryGetValue(settings.Fingerprint, out var existing))
+                {
+                    next[settings.Fingerprint] = existing;
+                    continue;
+                }
+
+                next[settings.Fingerprint] = Create(settings, now);
+            }
+
+            _clusters = next.ToFrozenDictionary(StringComparer.Ordinal);
+            Watch();
+        }
+    }
+
+    private ClusterTls Create(UpstreamTlsSettings settings, DateTimeOffset now)
+    {
+        var stamps = Stamps(settings);
+        var trust = new TrustState(null, null, null);
+        if (settings.CaFile is { } ca)
+        {
+            // Validation loaded these moments ago; failing now means the file changed in between. The
+            // cluster then trusts nothing (fails closed) until a good file arrives.
+            var bundle = UpstreamFiles.LoadTrust(ca, now, out var error);
+            if (bundle is null) Log.LoadFailed(_logger, "CA bundle", settings.Cluster, error!.Message);
+            trust = new TrustState(bundle, error?.Message, error is null ? null : now);
+        }
+
+        var client = new ClientCertificateState(null, null, null);
+        if (settings.ClientCertificate is { } source)
+        {
+            var loaded = UpstreamFiles.LoadClient(source, _environment, now, out var error);
+            if (loaded is null) Log.LoadFailed(_logger, "client certificate", settings.Cluster, error!.Message);
+            client = new ClientCertificateState(loaded, error?.Message, error is null ? null : now);
+        }
+
+        var cluster = new ClusterTls(settings, client, trust, _time, _logger) { Stamps = stamps };
+        CheckExpiry(cluster, now);
+        return cluster;
+    }
+
+    /// <summary>Checks every watched file now and reloads what changed (also run by the watcher and the poll).</summary>
+    public void Refresh()
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            var now = _time.GetUtcNow();
+            foreach (var cluster in _clusters.Values)
+            {
+                // Stamped before reading: a file replaced while it is read differs again at the next look.
+                var stamps = Stamps(cluster.Settings);
+                if (!stamps.SequenceEqual(cluster.Stamps))
+                {
+                    cluster.Stamps = stamps;
+                    Reload(cluster, now);
+                }
+
+                CheckExpiry(cluster, now);
+            }
+        }
+    }
+
+    private void Reload(ClusterTls cluster, DateTimeOffset now)
+    {
+        var settings = cluster.Settings;
+        if (settings.CaFile is { } ca)
+        {
+            var state = cluster.Trust;
+            var bundle = UpstreamFiles.LoadTrust(ca, now, out var error);
+            if (bundle is null)
+            {
+                if (state.LastError != error!.Message) Log.ReloadRejected(_logger, "CA bundle", settings.Cluster, error.Message);
+                cluster.Trust = state with { LastError = error.Message, LastErrorAt = now };
+            }
+            else if (bundle.ContentHash != state.Current?.ContentHash)
+            {
+                cluster.Trust = new TrustState(bundle, null, null);
+                Log.TrustReloaded(_logger, settings.Cluster, bundle.Roots.Count);
+            }
+            else if (state.LastError is not null)
+            {
+                cluster.Trust = state with { LastError = null, LastErrorAt = null };
+            }
+        }
+
+        if (settings.ClientCertificate is { } source)
+        {
+            var state = cluster.Client;
+            var loaded = UpstreamFiles.LoadClient(source, _environment, now, out var error);
+            if (loaded is null)
+            {
+                var message = $"{error!.Message} (clusters.{settings.Cluster}.tls.clientCertificate.{error.Key})";
+                if (state.LastError != message) Log.ReloadRejected(_logger, "client certificate", settings.Cluster, message);
+                cluster.Client = state with { LastError = message, LastErrorAt = now };
+            }
+            else if (loaded.ContentHash == state.Current?.ContentHash)
+            {
+                loaded.Certificate.Dispose();
+                if (state.LastError is not null) cluster.Client = state with { LastError = null, LastErrorAt = null };
+            }
+            else
+            {
+                // The replaced certificate is not disposed: pooled connections made with it still use it.
+                cluster.Client = new ClientCertificateState(loaded, null, null);
+                cluster.LastExpiryWarning = null;
+                Log.ClientCertificateRotated(_logger, settings.Cluster, loaded.Certificate.Subject, UpstreamFiles.Format(loaded.NotAfter), loaded.Fingerprint);
+            }
+        }
+    }
+
+    private void CheckExpiry(ClusterTls cluster, DateTimeOffset now)
+    {
+        if (cluster.Client.Current is not { } current) return;
+        var left = current.NotAfter - now;
+        if (left >= ExpiryWarning) return;
+        if (cluster.LastExpiryWarning is { } last && now - last < TimeSpan.FromDays(1)) return;
+        cluster.LastExpiryWarning = now;
+        Log.ClientCertificateExpiring(_logger, cluster.Settings.Cluster, current.Certificate.Subject, (int)Math.Floor(left.TotalDays), UpstreamFiles.Format(current.NotAfter));
+    }
+
+    /// <summary>GET /admin/upstream-tls.</summary>
+    public void WriteStatus(Utf8JsonWriter w)
+    {
+        var now = _time.GetUtcNow();
+        w.WriteStartArray("clusters");
+        foreach (var cluster in _clusters.Values.OrderBy(c => c.Settings.Cluster, StringComparer.Ordinal))
+        {
+            var settings = cluster.Settings;
+            w.WriteStartObject();
+            w.WriteString("cluster", settings.Cluster);
+            w.WriteString("verify", settings.InsecureSkipVerify ? "insecure-skip-verify" : settings.CaFile is null ? "system" : "ca");
+            if (settings.ServerName is { } serverName) w.WriteString("serverName", serverName);
+            else w.WriteNull("serverName");
+            w.WriteNumber("pins", settings.Pins.Count);
+            if (settings.CaFile is { } ca)
+            {
+                var trust = cluster.Trust;
+                w.WriteStartObject("ca");
+                w.WriteString("file", ca);
+                w.WriteString("state", trust.LastError is not null ? "error" : "ok");
+                w.WriteNumber("certificates", trust.Current?.Roots.Count ?? 0);
+                if (trust.Current is { } bundle) w.WriteString("loadedAt", bundle.LoadedAt);
+                WriteError(w, trust.LastError, trust.LastErrorAt);
+                w.WriteEndObject();
+            }
+
+            if (settings.ClientCertificate is { } source)
+            {
+                var client = cluster.Client;
+                w.WriteStartObject("clientCertificate");
+                var current = client.Current;
+                var left = current is null ? TimeSpan.Zero : current.NotAfter - now;
+                w.WriteString("state", client.LastError is not null ? "error" : current is null ? "missing" : left <= TimeSpan.Zero ? "expired" : left < ExpiryWarning ? "expiring" : "ok");
+                if (current is not null)
+                {
+                    w.WriteString("subject", current.Certificate.Subject);
+                    w.WriteString("issuer", current.Certificate.Issuer);
+                    w.WriteString("notBefore", current.NotBefore);
+                    w.WriteString("notAfter", current.NotAfter);
+                    w.WriteNumber("daysToExpiry", (int)Math.Floor(left.TotalDays));
+                    w.WriteString("fingerprintSha256", current.Fingerprint);
+                    w.WriteString("loadedAt", current.LoadedAt);
+                }
+
+                w.WriteStartArray("files");
+                foreach (var file in source.Files) w.WriteStringValue(file);
+                w.WriteEndArray();
+                WriteError(w, client.LastError, client.LastErrorAt);
+                w.WriteEndObject();
+            }
+
+            w.WriteNumber("handshakes", cluster.Handshakes);
+            w.WriteNumber("handshakeFailures", cluster.Failures);
+            if (cluster.LastFailure is { } failure)
+            {
+                w.WriteStartObject("lastHandshakeFailure");
+                w.WriteString("host", failure.Host);
+                w.WriteString("reason", failure.Reason);
+                w.WriteString("at", failure.At);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+    }
+
+    private static void WriteError(Utf8JsonWriter w, string? error, DateTimeOffset? at)
+    {
+        if (error is null)
+        {
+            w.WriteNull("lastError");
+            return;
+        }
+
+        w.WriteString("lastError", error);
+        w.WriteString("lastErrorAt", at!.Value);
+    }
+
+    private void Watch()
+    {
+        var files = _clusters.Values.SelectMany(c => c.Settings.Files).ToFrozenSet(StringComparer.Ordinal);
+        if (files.SetEquals(_files)) return;
+        _files = files;
+        _watcher?.Dispose();
+        _watcher = files.Count == 0 ? null : new FileChangeWatcher(files, Debounce, _time, Refresh, _logger);
+        // Watchers miss some replacements (symlink swaps as in Kubernetes secrets) or may be refused; the stat poll catches them.
+        if (files.Count > 0) _pollTimer ??= _time.CreateTimer(_ => Refresh(), null, PollInterval, PollInterval);
+    }
+
+    private static FileStamp[] Stamps(UpstreamTlsSettings settings) => [.. settings.Files.Select(FileStamp.Of)];
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _watcher?.Dispose();
+            _pollTimer?.Dispose();
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(7102, LogLevel.Information, "Upstream client certificate of cluster {Cluster} reloaded: {Subject}, valid until {NotAfter}, SHA-256 {Fingerprint}; new connections present it")]
+        public static partial void ClientCertificateRotated(ILogger logger, string cluster, string subject, string notAfter, string fingerprint);
+
+        [LoggerMessage(7103, LogLevel.Error, "Upstream {What} of cluster {Cluster} was not replaced: {Error}; the previous one stays in use")]
+        public static partial void ReloadRejected(ILogger logger, string what, string cluster, string error);
+
+        [LoggerMessage(7104, LogLevel.Error, "Upstream {What} of cluster {Cluster} cannot be loaded: {Error}")]
+        public static partial void LoadFailed(ILogger logger, string what, string cluster, string error);
+
+        [LoggerMessage(7105, LogLevel.Information, "Upstream CA bundle of cluster {Cluster} reloaded ({Count} certificates); new connections are checked against it")]
+        public static partial void TrustReloaded(ILogger logger, string cluster, int count);
+
+        [LoggerMessage(7106, LogLevel.Warning, "Upstream client certificate of cluster {Cluster} ({Subject}) expires in {Days} day(s), on {NotAfter}")]
+        public static partial void ClientCertificateExpiring(ILogger logger, string cluster, string subject, int days, string notAfter);
+    }
+}
