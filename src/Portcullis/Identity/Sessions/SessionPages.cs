@@ -45,16 +45,32 @@ internal static class SessionPages
 
     /// <summary>
     /// A return URL only when it stays on this origin: a path with a single leading '/', no backslash,
-    /// no scheme, no control characters. Anything else (//evil, /\evil, https://evil, javascript:) is null.
+    /// no scheme, no control characters. Anything else (//evil, /\evil, https://evil, javascript:) is null,
+    /// and so are percent-encoded forms of the same (/%2F%2Fevil, /%5Cevil, /%09/evil, double-encoded too),
+    /// in case something down the line decodes the path once more.
     /// </summary>
     public static string? SafeReturnUrl(string? candidate)
     {
         if (string.IsNullOrEmpty(candidate) || candidate.Length > 2048) return null;
         if (candidate[0] != '/') return null;
-        if (candidate.Length > 1 && (candidate[1] == '/' || candidate[1] == '\\')) return null;
         foreach (var c in candidate)
         {
             if (c == '\\' || char.IsControl(c)) return null;
+        }
+
+        var form = candidate;
+        for (var round = 0; round < 4; round++)
+        {
+            if (form.Length > 1 && (form[1] == '/' || form[1] == '\\')) return null;
+            foreach (var c in form)
+            {
+                if (char.IsControl(c)) return null;
+            }
+
+            if (!form.Contains('%')) break;
+            var decoded = Uri.UnescapeDataString(form);
+            if (decoded == form) break;
+            form = decoded;
         }
 
         return candidate;
