@@ -156,6 +156,9 @@ internal sealed class CompiledRoute
     /// <summary>True when the route has any traffic control (the stage is skipped otherwise).</summary>
     public bool HasTrafficControl => RateLimits.Length > 0 || Quota is not null || Concurrency is not null;
 
+    /// <summary>Null when the route has no `responseHeaders`.</summary>
+    public Observability.CompiledResponseHeaderPolicy? ResponseHeaders { get; init; }
+
 }
 
 /// <summary>A cluster's gateway-side settings (YARP holds destinations and health state).</summary>
@@ -182,4 +185,7 @@ internal sealed class CompiledCluster
 
     /// <summary>Null when the cluster has no client credentials.</summary>
     public Upstream.ClientCredentialsSettings? Credentials { get; init; }
+
+    /// <summary>Null when the cluster has no `responseHeaders`.</summary>
+    public Observability.CompiledResponseHeaderPolicy? ResponseHeaders { get; init; }
 }

@@ -165,6 +165,9 @@ public sealed record RouteOptions
 
     [Description("Most requests in flight on this route at once, with an optional short queue; beyond it 503 with Retry-After.")]
     public ConcurrencyOptions? Concurrency { get; init; }
+
+    [Description("Checks on the upstream's response headers (required, forbidden, value rules) and what a finding does; applied before the cluster's.")]
+    public ResponseHeaderOptions? ResponseHeaders { get; init; }
 }
 
 public enum HeaderMatchMode
@@ -311,6 +314,9 @@ public sealed record ClusterOptions
 
     [Description("Credentials the gateway obtains itself and sends to the destinations (OAuth 2.0 client credentials, refreshed in the background).")]
     public UpstreamCredentialsOptions? Credentials { get; init; }
+
+    [Description("Checks on this cluster's response headers (required, forbidden, value rules) and what a finding does; applied after the route's.")]
+    public ClusterResponseHeaderOptions? ResponseHeaders { get; init; }
 }
 
 [ScalarShorthand(nameof(Address))]

@@ -382,6 +382,7 @@ public sealed partial class SnapshotBuilder
                 Concurrency = CompileConcurrency(context, options.Concurrency, path + ".concurrency", "cluster:" + name),
                 Tls = upstreamTls,
                 Credentials = upstreamCredentials,
+                ResponseHeaders = CompileResponseHeaders(context, options.ResponseHeaders, path + ".responseHeaders"),
             });
 
             proxy.Add(new ClusterConfig
@@ -904,6 +905,7 @@ public sealed partial class SnapshotBuilder
                 RateLimits = rateLimits,
                 Quota = quota,
                 Concurrency = concurrency,
+                ResponseHeaders = CompileResponseHeaders(context, route.ResponseHeaders, path + ".responseHeaders"),
                 Auth = CompileAuth(context, route.Auth, path + ".auth", issuers, introspectors, apiKeys, staticCluster ?? route.Name),
                 Action = route.Redirect is not null ? RouteAction.Redirect : route.Respond is not null ? RouteAction.Respond : RouteAction.Proxy,
                 ClusterTemplate = clusterTemplate,

@@ -55,6 +55,9 @@ public sealed class GatewayFeature
     /// <summary>Authentication / authorization decision, e.g. jwt.valid, apikey.unknown, authz.scope.</summary>
     public string? AuthReason { get; internal set; }
 
+    /// <summary>Response-header policy findings (forbid:NAME, require:NAME, rule:NAME); null when none.</summary>
+    public IReadOnlyList<string>? ResponseFindings { get; internal set; }
+
     /// <summary>Why the gateway answered itself, e.g. route.unmatched, upstream.unavailable.</summary>
     public string? Reason { get; internal set; }
 

@@ -107,6 +107,7 @@ public static class PortcullisServiceCollectionExtensions
         services.TryAddSingleton<SnapshotStore>();
         services.TryAddSingleton<IProxyConfigProvider>(sp => sp.GetRequiredService<SnapshotStore>());
         services.TryAddSingleton<DrainRegistry>();
+        services.TryAddSingleton<Portcullis.Observability.ResponseHeaderFindings>();
         services.AddReverseProxy().AddTransforms(context =>
         {
             context.UseDefaultForwarders = false;
@@ -119,6 +120,7 @@ public static class PortcullisServiceCollectionExtensions
 
             context.RequestTransforms.Add(new Portcullis.Observability.TraceContextRequestTransform());
             context.ResponseTransforms.Add(new Portcullis.Observability.UpstreamTimingResponseTransform());
+            context.ResponseTransforms.Add(new Portcullis.Observability.ResponseHeaderTransform(context.Services.GetService<Portcullis.Observability.ResponseHeaderFindings>()));
         });
         services.Replace(ServiceDescriptor.Singleton<IForwarderHttpClientFactory, ConnectTimeoutHttpClientFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IActiveHealthCheckPolicy, ThresholdActiveHealthPolicy>());

@@ -67,6 +67,9 @@ internal struct AccessLogEntry
     public bool RouteHasTraffic;
     public string? TrafficDecision;
     public string? Reason;
+
+    /// <summary>Response-header policy findings; null when none.</summary>
+    public IReadOnlyList<string>? ResponseFindings;
     public int UpstreamStatus;
     public string? UpstreamError;
 }

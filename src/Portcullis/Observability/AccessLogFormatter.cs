@@ -129,6 +129,13 @@ internal sealed class AccessLogFormatter
         if (Has(f, AccessLogFields.AuthReason)) WriteOrNull(w, Names.AuthReason, e.AuthReason);
         if (Has(f, AccessLogFields.RateLimit)) WriteOrNull(w, Names.RateLimit, e.TrafficDecision);
         if (Has(f, AccessLogFields.Reason)) WriteOrNull(w, Names.Reason, e.Reason);
+        if (e.ResponseFindings is { Count: > 0 } findings && Has(f, AccessLogFields.Reason))
+        {
+            w.WriteStartArray(Names.ResponseFindings);
+            foreach (var finding in findings) w.WriteStringValue(finding);
+            w.WriteEndArray();
+        }
+
         if (Has(f, AccessLogFields.Stages)) WriteStages(w, e);
         w.WriteEndObject();
     }
@@ -331,6 +338,7 @@ internal sealed class AccessLogFormatter
         public static readonly JsonEncodedText AuthReason = JsonEncodedText.Encode("authReason");
         public static readonly JsonEncodedText RateLimit = JsonEncodedText.Encode("rateLimit");
         public static readonly JsonEncodedText Reason = JsonEncodedText.Encode("reason");
+        public static readonly JsonEncodedText ResponseFindings = JsonEncodedText.Encode("responseFindings");
         public static readonly JsonEncodedText Stages = JsonEncodedText.Encode("stages");
         public static readonly JsonEncodedText Edge = JsonEncodedText.Encode("edge");
         public static readonly JsonEncodedText Tls = JsonEncodedText.Encode("tls");

@@ -162,6 +162,7 @@ internal sealed class RequestObserver
             RouteHasTraffic = route?.HasTrafficControl == true || gateway.TrafficDecision is not null,
             TrafficDecision = gateway.TrafficDecision,
             Reason = gateway.Reason,
+            ResponseFindings = gateway.ResponseFindings,
             UpstreamStatus = gateway.Attempts > 0 && error is null ? status : 0,
             UpstreamError = error is null ? null : ErrorName(error.Error),
         };
