@@ -38,6 +38,8 @@ internal sealed partial class AdminApi(
         var segments = path.Trim('/').Split('/');
         var isGet = HttpMethods.IsGet(method) || HttpMethods.IsHead(method);
         var isPost = HttpMethods.IsPost(method);
+        var metrics = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Observability.MetricsEndpoint>(context.RequestServices);
+        if (metrics.Matches(context)) return metrics.HandleAsync(context);
 
         switch (path)
         {

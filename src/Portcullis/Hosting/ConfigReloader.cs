@@ -53,6 +53,15 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
 
     public ReloadResult LastResult { get; private set; }
 
+    private long _applied;
+    private long _rejected;
+
+    /// <summary>Reloads that kept the new file (changed or not), since start; read by metrics.</summary>
+    public long AppliedCount => Interlocked.Read(ref _applied);
+
+    /// <summary>Reloads rejected (the previous configuration kept serving), since start; read by metrics.</summary>
+    public long RejectedCount => Interlocked.Read(ref _rejected);
+
     public string ConfigPath => _store.Current.Source.Path;
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -112,6 +121,7 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
                 foreach (var error in errors) Log.ConfigError(_logger, error.ToString());
                 // Remember what was rejected, so the stat poll does not reject the same files every interval.
                 RememberStamps(stamps);
+                Interlocked.Increment(ref _rejected);
                 LastResult = new ReloadResult(false, false, current.Generation, trigger, now, build.Diagnostics, []);
                 return LastResult;
             }
@@ -125,6 +135,7 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
             if (next.Fingerprint == current.Fingerprint)
             {
                 RememberStamps(stamps);
+                Interlocked.Increment(ref _applied);
                 LastResult = new ReloadResult(true, false, current.Generation, trigger, now, build.Diagnostics, restart);
                 return LastResult;
             }
@@ -133,6 +144,7 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
             _store.Swap(next);
             Watch(next, stamps);
             Log.ReloadApplied(_logger, trigger, next.Generation, next.Routes.Count, next.Clusters.Count);
+            Interlocked.Increment(ref _applied);
             LastResult = new ReloadResult(true, true, next.Generation, trigger, now, build.Diagnostics, restart);
             return LastResult;
         }

@@ -75,6 +75,12 @@ public sealed class GatewayFeature
 
     internal string? TraceState { get; set; }
 
+    /// <summary>The gateway's request span (ActivitySource "Portcullis"), only while someone samples it.</summary>
+    internal System.Diagnostics.Activity? RequestActivity { get; set; }
+
+    /// <summary>The span of the current upstream attempt, when the request span exists.</summary>
+    internal System.Diagnostics.Activity? UpstreamActivity { get; set; }
+
     /// <summary>When the request reached the gateway.</summary>
     public DateTimeOffset StartedAt { get; internal set; }
 

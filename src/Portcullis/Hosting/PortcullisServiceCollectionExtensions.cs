@@ -71,6 +71,7 @@ public static class PortcullisServiceCollectionExtensions
         services.AddHttpClient(Portcullis.Upstream.ClientCredentialsTokenSource.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false, UseCookies = false });
         Portcullis.Observability.ObservabilityServices.AddPortcullisObservability(services);
+        Portcullis.Observability.MetricsServices.AddPortcullisTelemetry(services, store.Current);
         services.AddPortcullisProxy();
 
         services.AddHttpClient(IssuerRegistry.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))

@@ -36,8 +36,12 @@ internal sealed partial class JwtAuthenticator
         _validated = new ConcurrentLruBuilder<TokenHash, Validated>()
             .WithCapacity(Math.Max(16, cacheSize))
             .WithExpireAfter(new TokenExpiry(time))
+            .WithMetrics()
             .Build();
     }
+
+    /// <summary>Hits and misses of the token cache (read by metrics).</summary>
+    internal BitFaster.Caching.ICacheMetrics? CacheMetrics => _validated.Metrics.HasValue ? _validated.Metrics.Value : null;
 
     /// <summary>Authenticates "Bearer …" against the route's issuers.</summary>
     public ValueTask<AuthDecision> AuthenticateAsync(string authorization, CompiledRouteAuth auth, int maxTokenBytes)

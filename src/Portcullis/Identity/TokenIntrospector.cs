@@ -38,8 +38,12 @@ internal sealed partial class TokenIntrospector
         _answers = new ConcurrentLruBuilder<(string Scope, TokenHash Token), IntrospectionResult>()
             .WithCapacity(Math.Max(16, cacheSize))
             .WithExpireAfter(new AnswerExpiry(time))
+            .WithMetrics()
             .Build();
     }
+
+    /// <summary>Hits and misses of the token cache (read by metrics).</summary>
+    internal BitFaster.Caching.ICacheMetrics? CacheMetrics => _answers.Metrics.HasValue ? _answers.Metrics.Value : null;
 
     /// <summary>Authenticates "Bearer …" (an opaque token) against the route's introspectors, in order; the first active answer wins.</summary>
     public ValueTask<AuthDecision> AuthenticateAsync(string authorization, CompiledRouteAuth auth, int maxTokenBytes)

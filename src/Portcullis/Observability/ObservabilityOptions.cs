@@ -31,6 +31,12 @@ public sealed record ObservabilityOptions
     [Description("The JSON access log: one line per request, written off the request path.")]
     public AccessLogOptions AccessLog { get; init; } = new();
 
+    [Description("OpenTelemetry metrics, scraped in the Prometheus format from the admin listener.")]
+    public MetricsOptions Metrics { get; init; } = new();
+
+    [Description("OpenTelemetry traces: spans for the request and its stages, exported by OTLP.")]
+    public TracingOptions Tracing { get; init; } = new();
+
     [Description("The tamper-evident audit log: denials, admin actions and config changes as hash-chained JSON lines. Off unless `path` is set.")]
     public AuditOptions Audit { get; init; } = new();
 }

@@ -35,11 +35,15 @@ internal sealed class RequestObserver
     private readonly AccessLog _log;
     private readonly TimeProvider _time;
     private readonly Func<object, Task> _onCompleted;
+    private readonly GatewayMetrics? _metrics;
+    private readonly GatewayTracing? _tracing;
 
-    public RequestObserver(AccessLog log, TimeProvider time)
+    public RequestObserver(AccessLog log, TimeProvider time, GatewayMetrics? metrics = null, GatewayTracing? tracing = null)
     {
         _log = log;
         _time = time;
+        _metrics = metrics;
+        _tracing = tracing;
         _onCompleted = Completed;
     }
 
@@ -93,7 +97,11 @@ internal sealed class RequestObserver
             gateway.SpanId = ActivitySpanId.CreateRandom();
         }
 
-        if (snapshot.Observability.AccessLog is not null) context.Response.OnCompleted(_onCompleted, context);
+        _tracing?.Begin(context, gateway); // the request span, only when someone samples it
+        if (snapshot.Observability.AccessLog is not null || gateway.RequestActivity is not null || _metrics?.AnyRequestInstrumentEnabled == true)
+        {
+            context.Response.OnCompleted(_onCompleted, context);
+        }
     }
 
     internal static bool IsValidRequestId(string? value) =>
@@ -109,8 +117,11 @@ internal sealed class RequestObserver
     private Task Completed(object state)
     {
         var context = (HttpContext)state;
-        if (context.Features.Get<GatewayFeature>() is not { Snapshot.Observability.AccessLog: { } options } gateway) return Task.CompletedTask;
+        if (context.Features.Get<GatewayFeature>() is not { } gateway) return Task.CompletedTask;
         gateway.Times.End = Stopwatch.GetTimestamp();
+        _metrics?.RequestCompleted(context, gateway);
+        GatewayTracing.Complete(context, gateway);
+        if (gateway.Snapshot.Observability.AccessLog is not { } options) return Task.CompletedTask;
         var response = context.Response;
         var status = response.StatusCode;
         if (status is >= 200 and < 400 && options.SampleSuccesses < 1.0 && Random.Shared.NextDouble() >= options.SampleSuccesses)
@@ -186,7 +197,7 @@ internal sealed class RequestObserver
     private static string? Single(StringValues values) => values.Count == 0 ? null : values.Count == 1 ? values[0] : values.ToString();
 
     // Listeners are bound once at start, so the local endpoint names the listener.
-    private static string? ListenerName(GatewaySnapshot snapshot, ConnectionInfo connection)
+    internal static string? ListenerName(GatewaySnapshot snapshot, ConnectionInfo connection)
     {
         var listeners = snapshot.Listeners;
         var port = connection.LocalPort;

@@ -70,6 +70,7 @@ public sealed partial class SnapshotBuilder
             context.Warning(path, "the access log is configured but not enabled", "add enabled: true");
         }
 
+        ValidateTelemetry(context);
         var redacted = new HashSet<string>(CompiledAccessLog.SecretParameters, StringComparer.OrdinalIgnoreCase);
         if (context.Config.Identity.ApiKeys?.QueryParameter is { Length: > 0 } keyParameter) redacted.Add(keyParameter);
 

@@ -25,10 +25,18 @@ internal sealed class TraceContextRequestTransform : RequestTransform
         var activity = Activity.Current;
         var flags = activity?.ActivityTraceFlags ?? gateway.TraceFlags;
         var state = activity is null ? gateway.TraceState : activity.TraceStateString;
+        var parent = gateway.SpanId;
+        if (GatewayTracing.StartUpstream(context.HttpContext, gateway) is { } upstream)
+        {
+            // Tracing on: the upstream's parent is this attempt's span, a child of the request span.
+            parent = upstream.SpanId;
+            flags = upstream.ActivityTraceFlags;
+        }
+
         var headers = context.ProxyRequest.Headers;
         headers.Remove(TraceParent);
         headers.Remove(TraceState);
-        headers.TryAddWithoutValidation(TraceParent, Format(gateway.TraceId, gateway.SpanId, flags));
+        headers.TryAddWithoutValidation(TraceParent, Format(gateway.TraceId, parent, flags));
         if (!string.IsNullOrEmpty(state)) headers.TryAddWithoutValidation(TraceState, state);
         return ValueTask.CompletedTask;
     }
@@ -57,7 +65,12 @@ internal sealed class UpstreamTimingResponseTransform : ResponseTransform
 {
     public override ValueTask ApplyAsync(ResponseTransformContext context)
     {
-        if (context.HttpContext.Features.Get<GatewayFeature>() is { } gateway) gateway.Times.UpstreamEnd = Stopwatch.GetTimestamp();
+        if (context.HttpContext.Features.Get<GatewayFeature>() is { } gateway)
+        {
+            gateway.Times.UpstreamEnd = Stopwatch.GetTimestamp();
+            if (context.ProxyResponse is { } response) GatewayTracing.EndUpstream(gateway, (int)response.StatusCode);
+        }
+
         return ValueTask.CompletedTask;
     }
 }

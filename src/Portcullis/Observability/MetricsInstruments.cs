@@ -1,0 +1,230 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Portcullis.Clusters;
+using Portcullis.Hosting;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace Portcullis.Observability;
+
+/// <summary>
+/// The gateway's instruments (meter "Portcullis"). Per-request ones are recorded once, when the response
+/// has completed, from the request's <see cref="GatewayFeature"/>; everything else is observed from the
+/// components' own counters when a reader collects. Tags are config-bounded names and fixed codes only
+/// (never paths, consumers or addresses of clients). With nobody listening each instrument's
+/// <c>Enabled</c> is false and nothing is computed.
+/// </summary>
+internal sealed class GatewayMetrics : IDisposable
+{
+    public const string MeterName = "Portcullis";
+
+    /// <summary>Seconds: 0.5 ms to 30 s, dense where a proxy's latencies sit.</summary>
+    internal static readonly double[] LatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+    private static readonly string[] StatusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+    private static readonly string[] HealthStates = ["healthy", "unhealthy", "unknown", "drained"];
+
+    private readonly Meter _meter;
+    private readonly IServiceProvider _services;
+    private readonly TimeProvider _time;
+    private readonly Counter<long> _requests;
+    private readonly Histogram<double> _duration;
+    private readonly Histogram<double> _upstreamDuration;
+    private readonly Counter<long> _authFailures;
+    private readonly Counter<long> _trafficRejections;
+
+    public GatewayMetrics(IServiceProvider services, TimeProvider time, IMeterFactory? meterFactory = null)
+    {
+        _services = services;
+        _time = time;
+        _meter = meterFactory?.Create(MeterName) ?? new Meter(MeterName);
+        var latency = new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets };
+
+        _requests = _meter.CreateCounter<long>("portcullis.requests", "{request}", "Requests answered, by listener, route and status class.");
+        _duration = _meter.CreateHistogram("portcullis.request.duration", "s", "Time from the first middleware until the response completed.", advice: latency);
+        _upstreamDuration = _meter.CreateHistogram("portcullis.upstream.duration", "s", "Time from the first upstream attempt until the upstream's response headers (or its failure).", advice: latency);
+        _authFailures = _meter.CreateCounter<long>("portcullis.auth.failures", "{request}", "Requests refused by authentication or authorization, by route and reason code.");
+        _trafficRejections = _meter.CreateCounter<long>("portcullis.traffic.rejections", "{request}", "Requests refused by rate limits, quotas or concurrency limits, by route and decision.");
+
+        _meter.CreateObservableGauge("portcullis.upstream.destination.health", ObserveDestinations, "{destination}",
+            "1 for the destination's current state (healthy, unhealthy, unknown, drained), 0 for the others, by cluster and destination.");
+        _meter.CreateObservableCounter("portcullis.jwks.fetches", ObserveJwksFetches, "{fetch}", "Key-set (JWKS) fetch attempts per issuer.");
+        _meter.CreateObservableCounter("portcullis.jwks.fetch.failures", ObserveJwksFailures, "{fetch}", "Failed key-set (JWKS) fetches per issuer.");
+        _meter.CreateObservableGauge("portcullis.jwks.age", ObserveJwksAge, "s", "Seconds since the issuer's keys were last fetched successfully (staleness).");
+        _meter.CreateObservableGauge("portcullis.jwks.available", ObserveJwksAvailable, "{issuer}", "1 while the issuer's keys are usable, 0 before the first fetch or after staleFor.");
+        _meter.CreateObservableCounter("portcullis.token_cache.lookups", ObserveTokenCaches, "{lookup}", "Token cache lookups by cache (jwt, introspection) and result (hit, miss).");
+        _meter.CreateObservableGauge("portcullis.certificate.expiry", ObserveCertificates, "d", "Days until a listener certificate expires (negative once expired).");
+        _meter.CreateObservableCounter("portcullis.config.reloads", ObserveReloads, "{reload}", "Configuration reloads by result (ok, rejected).");
+        _meter.CreateObservableCounter("portcullis.access_log.lines", ObserveAccessLog, "{line}", "Access-log lines by outcome (written, dropped, sampled_out, write_error, format_error).");
+        _meter.CreateObservableGauge("portcullis.redis.up", ObserveRedis, "{store}", "1 while the Redis counter store answers, 0 while it is down; absent without Redis.");
+    }
+
+    /// <summary>True when any per-request instrument has a listener (the completion hook is needed).</summary>
+    public bool AnyRequestInstrumentEnabled =>
+        _requests.Enabled || _duration.Enabled || _upstreamDuration.Enabled || _authFailures.Enabled || _trafficRejections.Enabled;
+
+    internal Meter Meter => _meter;
+
+    /// <summary>Records one completed request from its feature (called once, when the response has completed).</summary>
+    public void RequestCompleted(HttpContext context, GatewayFeature gateway)
+    {
+        var route = gateway.RouteName ?? "";
+        if (_requests.Enabled || _duration.Enabled)
+        {
+            var status = context.Response.StatusCode;
+            var tags = new TagList
+            {
+                { "listener", RequestObserver.ListenerName(gateway.Snapshot, context.Connection) ?? "" },
+                { "route", route },
+                { "status_class", status is >= 100 and < 600 ? StatusClasses[(status / 100) - 1] : "other" },
+            };
+            _requests.Add(1, tags);
+            if (gateway.Times.Total is { } total) _duration.Record(total.TotalSeconds, tags);
+        }
+
+        if (_upstreamDuration.Enabled && gateway.Times.Upstream is { } upstream)
+        {
+            var error = context.Features.Get<IForwarderErrorFeature>();
+            var cluster = gateway.ClusterName ?? context.Features.Get<IReverseProxyFeature>()?.Cluster.Config.ClusterId ?? "";
+            _upstreamDuration.Record(upstream.TotalSeconds, new TagList
+            {
+                { "route", route },
+                { "cluster", cluster },
+                { "outcome", error is null ? "ok" : "error" },
+            });
+        }
+
+        if (_authFailures.Enabled && gateway.Caller is null && gateway.AuthReason is { } reason)
+        {
+            _authFailures.Add(1, new TagList { { "route", route }, { "reason", reason } });
+        }
+
+        if (_trafficRejections.Enabled && IsRejection(gateway.TrafficDecision))
+        {
+            _trafficRejections.Add(1, new TagList { { "route", route }, { "decision", gateway.TrafficDecision } });
+        }
+    }
+
+    // admitted and the fail-open store decisions (…store-unavailable.open) let the request through.
+    internal static bool IsRejection(string? decision) =>
+        decision is not null && decision != "admitted" && !decision.EndsWith(".open", StringComparison.Ordinal);
+
+    private IEnumerable<Measurement<int>> ObserveDestinations()
+    {
+        var proxy = _services.GetService<IProxyStateLookup>();
+        if (proxy is null) yield break;
+        var drains = _services.GetService<DrainRegistry>();
+        foreach (var cluster in proxy.GetClusters())
+        {
+            foreach (var destination in cluster.Destinations.Values)
+            {
+                var state = drains?.IsDrained(cluster.ClusterId, destination.DestinationId) == true ? "drained" : HealthOf(destination);
+                foreach (var name in HealthStates)
+                {
+                    yield return new Measurement<int>(name == state ? 1 : 0, new TagList
+                    {
+                        { "cluster", cluster.ClusterId },
+                        { "destination", destination.DestinationId },
+                        { "state", name },
+                    });
+                }
+            }
+        }
+    }
+
+    // Either check saying unhealthy wins; YARP routes to Unknown destinations (no checks, or none yet).
+    private static string HealthOf(DestinationState destination)
+    {
+        var health = destination.Health;
+        if (health.Active == DestinationHealth.Unhealthy || health.Passive == DestinationHealth.Unhealthy) return "unhealthy";
+        if (health.Active == DestinationHealth.Healthy || health.Passive == DestinationHealth.Healthy) return "healthy";
+        return "unknown";
+    }
+
+    private IEnumerable<Measurement<long>> ObserveJwksFetches() => Issuers(c => c.Fetches);
+
+    private IEnumerable<Measurement<long>> ObserveJwksFailures() => Issuers(c => c.Failures);
+
+    private IEnumerable<Measurement<long>> Issuers(Func<Identity.IssuerKeyCache, long> value)
+    {
+        if (_services.GetService<Identity.IssuerRegistry>() is not { } issuers) yield break;
+        foreach (var (name, cache) in issuers.Caches) yield return new Measurement<long>(value(cache), new KeyValuePair<string, object?>("issuer", name));
+    }
+
+    private IEnumerable<Measurement<double>> ObserveJwksAge()
+    {
+        if (_services.GetService<Identity.IssuerRegistry>() is not { } issuers) yield break;
+        var now = _time.GetUtcNow();
+        foreach (var (name, cache) in issuers.Caches)
+        {
+            if (cache.Keys is { } keys) yield return new Measurement<double>(Math.Max(0, (now - keys.FetchedAt).TotalSeconds), new KeyValuePair<string, object?>("issuer", name));
+        }
+    }
+
+    private IEnumerable<Measurement<int>> ObserveJwksAvailable()
+    {
+        if (_services.GetService<Identity.IssuerRegistry>() is not { } issuers) yield break;
+        foreach (var (name, cache) in issuers.Caches)
+        {
+            yield return new Measurement<int>(cache.Availability == Identity.KeyAvailability.Available ? 1 : 0, new KeyValuePair<string, object?>("issuer", name));
+        }
+    }
+
+    private IEnumerable<Measurement<long>> ObserveTokenCaches()
+    {
+        var jwt = _services.GetService<Identity.JwtAuthenticator>()?.CacheMetrics;
+        var introspection = _services.GetService<Identity.TokenIntrospector>()?.CacheMetrics;
+        foreach (var (name, metrics) in new[] { ("jwt", jwt), ("introspection", introspection) })
+        {
+            if (metrics is null) continue;
+            yield return new Measurement<long>(metrics.Hits, new TagList { { "cache", name }, { "result", "hit" } });
+            yield return new Measurement<long>(metrics.Misses, new TagList { { "cache", name }, { "result", "miss" } });
+        }
+    }
+
+    private IEnumerable<Measurement<double>> ObserveCertificates()
+    {
+        if (_services.GetService<Tls.CertificateStore>() is not { } certificates) yield break;
+        var now = _time.GetUtcNow();
+        foreach (var listener in certificates.Listeners)
+        {
+            foreach (var slot in listener.Slots)
+            {
+                yield return new Measurement<double>((slot.State.Current.NotAfter - now).TotalDays, new TagList
+                {
+                    { "listener", listener.Name },
+                    { "certificate", slot.Source.Name },
+                });
+            }
+        }
+    }
+
+    private IEnumerable<Measurement<long>> ObserveReloads()
+    {
+        if (_services.GetService<ConfigReloader>() is not { } reloader) yield break;
+        yield return new Measurement<long>(reloader.AppliedCount, new KeyValuePair<string, object?>("result", "ok"));
+        yield return new Measurement<long>(reloader.RejectedCount, new KeyValuePair<string, object?>("result", "rejected"));
+    }
+
+    private IEnumerable<Measurement<long>> ObserveAccessLog()
+    {
+        if (_services.GetService<AccessLog>() is not { } log) yield break;
+        yield return new Measurement<long>(log.Written, new KeyValuePair<string, object?>("outcome", "written"));
+        yield return new Measurement<long>(log.Dropped, new KeyValuePair<string, object?>("outcome", "dropped"));
+        yield return new Measurement<long>(log.SampledOut, new KeyValuePair<string, object?>("outcome", "sampled_out"));
+        yield return new Measurement<long>(log.WriteErrors, new KeyValuePair<string, object?>("outcome", "write_error"));
+        yield return new Measurement<long>(log.FormatErrors, new KeyValuePair<string, object?>("outcome", "format_error"));
+    }
+
+    private IEnumerable<Measurement<int>> ObserveRedis()
+    {
+        if (_services.GetService<Traffic.TrafficStores>()?.Redis is not { } redis) yield break;
+        yield return new Measurement<int>(redis.Health.State == State.StoreState.Up ? 1 : 0);
+    }
+
+    public void Dispose() => _meter.Dispose();
+}

@@ -1,0 +1,126 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Portcullis.Configuration;
+using Portcullis.Hosting;
+using Portcullis.Observability;
+
+namespace Portcullis.Tests.Observability;
+
+public sealed class MetricsInstrumentsTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("portcullis-metrics-tests-");
+    private readonly ServiceProvider _services = new ServiceCollection().BuildServiceProvider();
+
+    public void Dispose()
+    {
+        _services.Dispose();
+        _dir.Delete(recursive: true);
+    }
+
+    private GatewaySnapshot Snapshot()
+    {
+        var path = Path.Combine(_dir.FullName, "portcullis.yaml");
+        File.WriteAllText(path, """
+            listeners:
+              - { name: public, address: "127.0.0.1:8080" }
+            routes:
+              - { name: orders, match: { pathPrefix: /orders }, cluster: api }
+            clusters:
+              api: { destinations: ["http://127.0.0.1:9"] }
+            """);
+        var result = new SnapshotBuilder(_ => null).Build(path);
+        Assert.True(result.Succeeded, string.Join("\n", result.Diagnostics));
+        return result.Snapshot!;
+    }
+
+    private static (DefaultHttpContext Context, GatewayFeature Gateway) Request(GatewaySnapshot snapshot, int status, string? authReason = null, string? traffic = null)
+    {
+        var context = new DefaultHttpContext();
+        context.Connection.LocalPort = 8080;
+        context.Response.StatusCode = status;
+        var gateway = new GatewayFeature(snapshot) { RouteName = "orders", AuthReason = authReason, TrafficDecision = traffic };
+        gateway.Times.Start = Stopwatch.GetTimestamp() - Stopwatch.Frequency / 100; // 10 ms ago
+        gateway.Times.End = Stopwatch.GetTimestamp();
+        context.Features.Set(gateway);
+        return (context, gateway);
+    }
+
+    [Fact]
+    public void WithoutListener_NothingIsEnabled_AndRecordingAllocatesNothing()
+    {
+        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        Assert.False(metrics.AnyRequestInstrumentEnabled);
+        var (context, gateway) = Request(Snapshot(), 401, "auth.missing", "ratelimit.exceeded");
+
+        metrics.RequestCompleted(context, gateway); // warm up
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 1000; i++) metrics.RequestCompleted(context, gateway);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void WithListener_RequestsAreRecordedOnce_WithBoundedTags()
+    {
+        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        var measurements = new List<(string Name, double Value, Dictionary<string, object?> Tags)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter)) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => measurements.Add((instrument.Name, value, ToDictionary(tags))));
+        listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => measurements.Add((instrument.Name, value, ToDictionary(tags))));
+        listener.Start();
+        Assert.True(metrics.AnyRequestInstrumentEnabled);
+
+        var snapshot = Snapshot();
+        var (ok, okGateway) = Request(snapshot, 200);
+        metrics.RequestCompleted(ok, okGateway);
+        var (denied, deniedGateway) = Request(snapshot, 401, "jwt.expired");
+        metrics.RequestCompleted(denied, deniedGateway);
+        var (limited, limitedGateway) = Request(snapshot, 429, traffic: "ratelimit.exceeded");
+        metrics.RequestCompleted(limited, limitedGateway);
+        var (open, openGateway) = Request(snapshot, 200, traffic: "ratelimit.store-unavailable.open");
+        metrics.RequestCompleted(open, openGateway);
+
+        var requests = measurements.Where(m => m.Name == "portcullis.requests").ToList();
+        Assert.Equal(4, requests.Count);
+        Assert.All(requests, r => Assert.Equal(["listener", "route", "status_class"], r.Tags.Keys.Order()));
+        Assert.Equal(["2xx", "4xx", "4xx", "2xx"], requests.Select(r => (string)r.Tags["status_class"]!));
+        Assert.All(requests, r => Assert.Equal("public", r.Tags["listener"]));
+        var durations = measurements.Where(m => m.Name == "portcullis.request.duration").ToList();
+        Assert.Equal(4, durations.Count);
+        Assert.All(durations, d => Assert.InRange(d.Value, 0.005, 5));
+
+        var auth = Assert.Single(measurements, m => m.Name == "portcullis.auth.failures");
+        Assert.Equal("jwt.expired", auth.Tags["reason"]);
+        var rejection = Assert.Single(measurements, m => m.Name == "portcullis.traffic.rejections");
+        Assert.Equal("ratelimit.exceeded", rejection.Tags["decision"]);
+        Assert.DoesNotContain(measurements, m => m.Name == "portcullis.upstream.duration");
+    }
+
+    [Fact]
+    public void LatencyBuckets_AreAdvisedToTheHistograms()
+    {
+        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        Histogram<double>? histogram = null;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, _) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name == "portcullis.request.duration") histogram = (Histogram<double>)instrument;
+        };
+        listener.Start();
+        Assert.NotNull(histogram);
+        Assert.Equal(GatewayMetrics.LatencyBuckets, histogram.Advice!.HistogramBucketBoundaries);
+        Assert.Equal("s", histogram.Unit);
+    }
+
+    private static Dictionary<string, object?> ToDictionary(ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var result = new Dictionary<string, object?>();
+        foreach (var tag in tags) result[tag.Key] = tag.Value;
+        return result;
+    }
+}
