@@ -137,15 +137,18 @@ internal sealed partial class ClientCredentialsTokenSource : IDisposable
             next = refreshIn - (_time.GetUtcNow() - started);
             Log.TokenFetched(_logger, Settings.Cluster, (int)lifetime.TotalSeconds, UpstreamFiles.Format(started + refreshIn));
         }
-        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or TokenFetchException or JsonException or IOException)
+        catch (Exception ex)
         {
+            // Every failure (network, provider answer, a key file that stopped parsing, anything else) is a
+            // failed attempt that is retried: the refresh loop must never stop.
             Interlocked.Increment(ref _failures);
             var message = ex switch
             {
                 TokenFetchException => ex.Message,
                 OperationCanceledException => $"no answer within {Settings.Timeout.TotalSeconds:0.###}s",
                 JsonException => "the token endpoint's answer is not JSON",
-                _ => ex.Message,
+                HttpRequestException or IOException => ex.Message,
+                _ => $"{ex.GetType().Name}: {ex.Message}",
             };
             int failures;
             lock (_lock)
