@@ -51,16 +51,28 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
         await ProblemWriter.WriteAsync(context, 404, "Not found", "Nothing here.", "session.callback-unexpected");
     }
 
-    private Task LoginAsync(HttpContext context, string name)
+    private async Task LoginAsync(HttpContext context, string name)
     {
         SetReason(context, "session.login");
         if (!runtime.Providers.TryGetValue(name, out var provider))
         {
-            return SessionPages.WriteAsync(context, 404, "Unknown sign-in", "There is no such sign-in provider.", ("Home", "/"));
+            await SessionPages.WriteAsync(context, 404, "Unknown sign-in", "There is no such sign-in provider.", ("Home", "/"));
+            return;
         }
 
         var returnUrl = SessionPages.SafeReturnUrl(context.Request.Query["rd"].ToString()) ?? "/";
-        return context.ChallengeAsync(provider.OidcScheme, new AuthenticationProperties { RedirectUri = returnUrl });
+        try
+        {
+            await context.ChallengeAsync(provider.OidcScheme, new AuthenticationProperties { RedirectUri = returnUrl });
+        }
+        catch (Exception e) when (e is InvalidOperationException or HttpRequestException or IOException or OperationCanceledException)
+        {
+            // Discovery failed (the provider is down, slow or misconfigured): the same page a session route shows, not a bare 500.
+            LogLoginUnavailable(logger, provider.Name, e.GetType().Name);
+            context.Response.Headers.RetryAfter = "5";
+            await SessionPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Sign-in unavailable",
+                "The sign-in service cannot be reached right now. Please try again in a moment.", ("Try again", context.Request.Path + context.Request.QueryString));
+        }
     }
 
     private async Task LogoutAsync(HttpContext context)
@@ -131,6 +143,9 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
 
     [LoggerMessage(EventId = 7030, Level = LogLevel.Information, Message = "Session provider {Provider}: a user signed out")]
     private static partial void LogSignedOut(ILogger logger, string provider);
+
+    [LoggerMessage(EventId = 7032, Level = LogLevel.Warning, Message = "Session provider {Provider}: cannot start a sign-in at the login path ({Error}); is the provider reachable?")]
+    private static partial void LogLoginUnavailable(ILogger logger, string provider, string error);
 
     [LoggerMessage(EventId = 7031, Level = LogLevel.Warning, Message = "Session provider {Provider}: discovery failed at logout ({Error}); the local session ends without the provider's end_session_endpoint")]
     private static partial void LogNoDiscovery(ILogger logger, string provider, string error);
