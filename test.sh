@@ -15,6 +15,12 @@ if ((${#need_apt[@]})); then
   $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# Every test gateway watches its files (FileSystemWatcher = one inotify instance each); Linux allows 128
+# per user by default. The gateway falls back to polling when refused, but give parallel tests room.
+if [ "$(id -u)" -eq 0 ] && [ "$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 1024)" -lt 1024 ]; then
+  sysctl -qw fs.inotify.max_user_instances=1024 2>/dev/null || true
+fi
+
 if ! command -v dotnet >/dev/null; then
   echo "error: the .NET 10 SDK is required (https://dot.net)" >&2
   exit 1
