@@ -61,6 +61,7 @@ internal sealed class GatewayMetrics : IDisposable
         _meter.CreateObservableCounter("portcullis.config.reloads", ObserveReloads, "{reload}", "Configuration reloads by result (ok, rejected).");
         _meter.CreateObservableCounter("portcullis.access_log.lines", ObserveAccessLog, "{line}", "Access-log lines by outcome (written, dropped, sampled_out, write_error, format_error).");
         _meter.CreateObservableGauge("portcullis.redis.up", ObserveRedis, "{store}", "1 while the Redis counter store answers, 0 while it is down; absent without Redis.");
+        _meter.CreateObservableCounter("portcullis.response_header.findings", ObserveResponseFindings, "{finding}", "Response-header validation findings by route and finding (forbid:NAME, require:NAME, rule:NAME).");
     }
 
     /// <summary>True when any per-request instrument has a listener (the completion hook is needed).</summary>
@@ -224,6 +225,16 @@ internal sealed class GatewayMetrics : IDisposable
     {
         if (_services.GetService<Traffic.TrafficStores>()?.Redis is not { } redis) yield break;
         yield return new Measurement<int>(redis.Health.State == State.StoreState.Up ? 1 : 0);
+    }
+
+    // Route names and findings come from the config (header names it lists), so the label set is bounded.
+    private IEnumerable<Measurement<long>> ObserveResponseFindings()
+    {
+        if (_services.GetService<ResponseHeaderFindings>() is not { } findings) yield break;
+        foreach (var (route, finding, count) in findings.Counts())
+        {
+            yield return new Measurement<long>(count, new KeyValuePair<string, object?>("route", route), new KeyValuePair<string, object?>("finding", finding));
+        }
     }
 
     public void Dispose() => _meter.Dispose();

@@ -75,6 +75,11 @@ public sealed class ResponseHeaderTests : IAsyncLifetime
         var counters = _gateway.Services.GetRequiredService<ResponseHeaderFindings>();
         Assert.Equal(1, counters.Count("logged", "forbid:X-Powered-By"));
         Assert.Equal(1, counters.Count("logged", "rule:Content-Type"));
+
+        // The same counts on the Prometheus endpoint, per route and finding.
+        var samples = await PrometheusText.ScrapeAsync(_gateway.Admin);
+        Assert.Equal(1, samples.Sum("portcullis_response_header_findings_total", ("route", "logged"), ("finding", "forbid:X-Powered-By")));
+        Assert.Equal(1, samples.Sum("portcullis_response_header_findings_total", ("route", "logged"), ("finding", "require:X-Api-Version")));
     }
 
     [Fact]
