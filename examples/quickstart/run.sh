@@ -18,7 +18,12 @@ trap cleanup EXIT INT TERM
 export QUICKSTART_KEYS="$(mktemp -d)/keys.yaml"
 demo_key=$("$bin" keys create --file "$QUICKSTART_KEYS" --consumer demo --group trial --scopes reports.read --expires 1d 2>/dev/null | sed -n 's/^key: //p')
 
+# A development CA and server certificate for the TLS listener (the gateway reads them through QUICKSTART_CERTS).
+export QUICKSTART_CERTS="$(mktemp -d)/certs"
+"$bin" certs dev --out "$QUICKSTART_CERTS" --hosts localhost,127.0.0.1 >/dev/null
+
 gw="http://127.0.0.1:${GATEWAY_PORT:-8080}"
+gws="https://localhost:${GATEWAY_TLS_PORT:-8443}"
 admin="http://127.0.0.1:${ADMIN_PORT:-9901}"
 cat <<TRY
 Try:
@@ -28,6 +33,8 @@ Try:
   curl -H 'X-Api-Key: $demo_key' $gw/reports/1   # API key → consumer headers + signed assertion
   curl $gw/reports/1                       # 401 problem+json
   for i in \$(seq 15); do curl -s -o /dev/null -w '%{http_code} ' -H 'X-Api-Key: $demo_key' $gw/reports/1; done   # 429s after a burst of 10
+  curl --cacert $QUICKSTART_CERTS/ca.pem $gws/orders/42   # TLS (HTTP/2 by ALPN) with the dev CA
+  curl $admin/admin/certificates           # certificates and days to expiry
   curl $admin/admin/traffic                # rate limits, quotas, stores
   curl $admin/admin/clusters               # destinations and their health
   edit examples/quickstart/versions.map    # takes effect without a restart
