@@ -16,6 +16,13 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.IdentityModel.Tokens;
 using Yarp.ReverseProxy.Configuration;
 
+// The same runtime setting `portcullis run` makes (src/Portcullis.Cli/Program.cs): socket completions
+// inline on the epoll threads. Set before the first socket; an explicit value in the environment wins.
+if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS") is null)
+{
+    Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
+}
+
 var port = int.Parse(Environment.GetEnvironmentVariable("BAREYARP_PORT")
     ?? throw new InvalidOperationException("BAREYARP_PORT is not set"), System.Globalization.CultureInfo.InvariantCulture);
 var destination = Environment.GetEnvironmentVariable("BAREYARP_DESTINATION")
