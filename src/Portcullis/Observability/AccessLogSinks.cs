@@ -59,25 +59,33 @@ internal sealed class RotatingFileSink : IAccessLogSink
         var rest = lines;
         while (!rest.IsEmpty)
         {
-            if (_size > 0 && _size + rest.Length > _maxSize)
+            if (_size + rest.Length <= _maxSize)
             {
-                // Write the lines that still fit, then rotate.
-                var room = (int)Math.Max(0, Math.Min(rest.Length, _maxSize - _size));
-                var fit = room == 0 ? -1 : rest.Span[..room].LastIndexOf((byte)'\n');
-                if (fit >= 0)
-                {
-                    await stream.WriteAsync(rest[..(fit + 1)], cancellationToken);
-                    rest = rest[(fit + 1)..];
-                }
-
-                await stream.FlushAsync(cancellationToken);
-                stream = Rotate();
-                continue;
+                await stream.WriteAsync(rest, cancellationToken);
+                _size += rest.Length;
+                break;
             }
 
-            await stream.WriteAsync(rest, cancellationToken);
-            _size += rest.Length;
-            rest = default;
+            // Write the whole lines that still fit (a batch can hold many), then rotate.
+            var room = (int)Math.Max(0, Math.Min(rest.Length, _maxSize - _size));
+            var fit = room == 0 ? -1 : rest.Span[..room].LastIndexOf((byte)'\n');
+            if (fit < 0 && _size == 0)
+            {
+                // One line longer than maxSize on its own goes whole into this fresh file.
+                fit = rest.Span.IndexOf((byte)'\n');
+                if (fit < 0) fit = rest.Length - 1;
+            }
+
+            if (fit >= 0)
+            {
+                await stream.WriteAsync(rest[..(fit + 1)], cancellationToken);
+                _size += fit + 1;
+                rest = rest[(fit + 1)..];
+                if (rest.IsEmpty) break;
+            }
+
+            await stream.FlushAsync(cancellationToken);
+            stream = Rotate();
         }
 
         await stream.FlushAsync(cancellationToken);

@@ -37,4 +37,37 @@ public sealed class RotatingFileSinkTests : IDisposable
         // The newest line is in the current file; the oldest surviving ones in .2.
         Assert.Contains("\"batch\":19,\"line\":4", await File.ReadAllTextAsync(path), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_batch_larger_than_max_size_is_split_even_into_a_fresh_file()
+    {
+        var path = Path.Combine(_directory.FullName, "access.log");
+        var lines = new StringBuilder();
+        for (var i = 0; i < 30; i++) lines.Append($"{{\"line\":{i},\"pad\":\"{new string('x', 80)}\"}}\n");
+        await using (var sink = new RotatingFileSink(path, maxSize: 1024, maxFiles: 5))
+        {
+            await sink.WriteAsync(Encoding.UTF8.GetBytes(lines.ToString()), CancellationToken.None);
+        }
+
+        foreach (var file in _directory.GetFiles())
+        {
+            Assert.True(file.Length <= 1024, $"{file.Name} is {file.Length} bytes");
+            Assert.EndsWith("\n", await File.ReadAllTextAsync(file.FullName), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task A_single_line_longer_than_max_size_goes_whole_into_a_fresh_file()
+    {
+        var path = Path.Combine(_directory.FullName, "access.log");
+        var line = "{\"pad\":\"" + new string('x', 2000) + "\"}\n";
+        await using (var sink = new RotatingFileSink(path, maxSize: 1024, maxFiles: 2))
+        {
+            await sink.WriteAsync(Encoding.UTF8.GetBytes("{\"first\":1}\n"), CancellationToken.None);
+            await sink.WriteAsync(Encoding.UTF8.GetBytes(line), CancellationToken.None);
+        }
+
+        Assert.Equal(line, await File.ReadAllTextAsync(path));
+        Assert.Equal("{\"first\":1}\n", await File.ReadAllTextAsync(path + ".1"));
+    }
 }
