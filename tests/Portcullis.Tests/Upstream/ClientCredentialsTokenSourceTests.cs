@@ -110,7 +110,14 @@ public sealed class ClientCredentialsTokenSourceTests
         Assert.Equal(requests, provider.Requests);       // requests never fetch
 
         provider.Status = 200;
-        time.Advance(TimeSpan.FromSeconds(30));          // the backoff is capped at 30 s
-        await Eventually(() => source.GetHeaderAsync().Result is not null, "never recovered");
+        // The backoff is capped at 30 s. Fake time moves in 1 s steps so that a retry timer the refresh loop
+        // sets while time moves still fires (one 30 s jump raced the loop's next timer and was sometimes lost).
+        for (var second = 0; second < 31 && await source.GetHeaderAsync() is null; second++)
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            await Task.Delay(20);
+        }
+
+        await Eventually(() => source.GetHeaderAsync().Result is not null, "never recovered within the 30 s backoff cap");
     }
 }
