@@ -640,47 +640,8 @@ public sealed partial class SnapshotBuilder
                 ok = false;
             }
 
-            string? secret = null;
-            if (options.ClientSecretEnv is not null && options.ClientSecretFile is not null)
-            {
-                context.Error(path + ".clientSecretFile", $"introspector '{options.Name}' has both clientSecretEnv and clientSecretFile", "keep one");
-                ok = false;
-            }
-            else if (options.ClientSecretEnv is { } secretEnv)
-            {
-                secret = _environment(secretEnv);
-                if (string.IsNullOrEmpty(secret))
-                {
-                    context.Error(path + ".clientSecretEnv", $"environment variable '{secretEnv}' is not set", "set it to the client secret before starting the gateway");
-                    ok = false;
-                }
-            }
-            else if (options.ClientSecretFile is { } secretFile)
-            {
-                var full = context.Loaded.Resolve(secretFile);
-                try
-                {
-                    secret = File.ReadAllText(full).TrimEnd('\r', '\n');
-                    files.Add(full);
-                    // The fingerprint changes with the secret (so a rotated secret reloads) without holding it.
-                    fileContents.Add("secret:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret))));
-                    if (secret.Length == 0)
-                    {
-                        context.Error(path + ".clientSecretFile", $"client secret file '{secretFile}' ({full}) is empty");
-                        ok = false;
-                    }
-                }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-                {
-                    context.Error(path + ".clientSecretFile", $"cannot read client secret file '{secretFile}' ({full}): {ConfigLoader.Describe(ex)}", "paths are relative to the config file");
-                    ok = false;
-                }
-            }
-            else
-            {
-                context.Error(path, $"introspector '{options.Name}' has no client secret", "add clientSecretEnv: VARIABLE (or clientSecretFile: PATH)");
-                ok = false;
-            }
+            var secret = ResolveClientSecret(context, path, $"introspector '{options.Name}'", options.ClientSecretEnv, options.ClientSecretFile, files, fileContents);
+            if (secret is null) ok = false;
 
             if (options.CacheTtl < TimeSpan.Zero) context.Error(path + ".cacheTtl", "cacheTtl cannot be negative", "0 disables caching of active answers");
             if (options.NegativeTtl < TimeSpan.Zero) context.Error(path + ".negativeTtl", "negativeTtl cannot be negative", "0 disables caching of inactive answers");
@@ -705,6 +666,50 @@ public sealed partial class SnapshotBuilder
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// A client secret from exactly one of an environment variable or a file (relative to the config file,
+    /// trailing newline ignored); null after reporting what is wrong at PATH.clientSecretEnv/File. A secret
+    /// file is watched, and its hash (never the secret) goes into the fingerprint so a rotated secret reloads.
+    /// </summary>
+    private string? ResolveClientSecret(Context context, string path, string owner, string? secretEnv, string? secretFile, List<string> files, List<string> fileContents)
+    {
+        if (secretEnv is not null && secretFile is not null)
+        {
+            context.Error(path + ".clientSecretFile", $"{owner} has both clientSecretEnv and clientSecretFile", "keep one");
+            return null;
+        }
+
+        if (secretEnv is not null)
+        {
+            var secret = _environment(secretEnv);
+            if (!string.IsNullOrEmpty(secret)) return secret;
+            context.Error(path + ".clientSecretEnv", $"environment variable '{secretEnv}' is not set", "set it to the client secret before starting the gateway");
+            return null;
+        }
+
+        if (secretFile is null)
+        {
+            context.Error(path, $"{owner} has no client secret", "add clientSecretEnv: VARIABLE (or clientSecretFile: PATH)");
+            return null;
+        }
+
+        var full = context.Loaded.Resolve(secretFile);
+        try
+        {
+            var secret = File.ReadAllText(full).TrimEnd('\r', '\n');
+            files.Add(full);
+            fileContents.Add("secret:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret))));
+            if (secret.Length > 0) return secret;
+            context.Error(path + ".clientSecretFile", $"client secret file '{secretFile}' ({full}) is empty");
+            return null;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            context.Error(path + ".clientSecretFile", $"cannot read client secret file '{secretFile}' ({full}): {ConfigLoader.Describe(ex)}", "paths are relative to the config file");
+            return null;
+        }
     }
 
     private static Identity.CompiledRouteAuth? CompileAuth(Context context, RouteAuthOptions? auth, string path, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, string defaultAudience)

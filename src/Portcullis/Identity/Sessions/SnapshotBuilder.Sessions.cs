@@ -53,35 +53,8 @@ public sealed partial class SnapshotBuilder
 
             if (string.IsNullOrWhiteSpace(provider.ClientId)) Fail(path, $"session provider '{provider.Name}' has no clientId", "add clientId: the gateway's client id at the provider");
 
-            string? secret = null;
-            if (provider.ClientSecretEnv is not null && provider.ClientSecretFile is not null)
-            {
-                Fail(path + ".clientSecretFile", $"session provider '{provider.Name}' has both clientSecretEnv and clientSecretFile", "keep one");
-            }
-            else if (provider.ClientSecretEnv is { } secretEnv)
-            {
-                secret = _environment(secretEnv);
-                if (string.IsNullOrEmpty(secret)) Fail(path + ".clientSecretEnv", $"environment variable '{secretEnv}' is not set", "set it to the client secret before starting the gateway");
-            }
-            else if (provider.ClientSecretFile is { } secretFile)
-            {
-                var full = context.Loaded.Resolve(secretFile);
-                try
-                {
-                    secret = File.ReadAllText(full).TrimEnd('\r', '\n');
-                    files.Add(full);
-                    fileContents.Add("secret:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret))));
-                    if (secret.Length == 0) Fail(path + ".clientSecretFile", $"client secret file '{secretFile}' ({full}) is empty");
-                }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-                {
-                    Fail(path + ".clientSecretFile", $"cannot read client secret file '{secretFile}' ({full}): {ConfigLoader.Describe(ex)}", "paths are relative to the config file");
-                }
-            }
-            else
-            {
-                Fail(path, $"session provider '{provider.Name}' has no client secret", "add clientSecretEnv: VARIABLE (or clientSecretFile: PATH)");
-            }
+            var secret = ResolveClientSecret(context, path, $"session provider '{provider.Name}'", provider.ClientSecretEnv, provider.ClientSecretFile, files, fileContents);
+            if (secret is null) ok = false;
 
             if (!provider.Scopes.Contains("openid", StringComparer.Ordinal)) Fail(path + ".scopes", "scopes must include openid", "e.g. scopes: [openid, profile, email]");
             var callback = provider.CallbackPath ?? DefaultCallbackPrefix + provider.Name;
