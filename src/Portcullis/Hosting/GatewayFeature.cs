@@ -43,6 +43,9 @@ public sealed class GatewayFeature
     /// <summary>Traffic-control decision: admitted, ratelimit.exceeded, quota.exceeded, concurrency.limit, ratelimit.store-unavailable(.open), quota.store-unavailable(.open).</summary>
     public string? TrafficDecision { get; internal set; }
 
+    /// <summary>The rate-limit policy, quota or concurrency scope ("route:NAME", "cluster:NAME") behind a refusal; null when admitted.</summary>
+    public string? TrafficPolicy { get; internal set; }
+
     /// <summary>Upstream attempts made (1 + retries).</summary>
     public int Attempts { get; internal set; }
 

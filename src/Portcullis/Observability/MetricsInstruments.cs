@@ -48,7 +48,7 @@ internal sealed class GatewayMetrics : IDisposable
         _duration = _meter.CreateHistogram("portcullis.request.duration", "s", "Time from the first middleware until the response completed.", advice: latency);
         _upstreamDuration = _meter.CreateHistogram("portcullis.upstream.duration", "s", "Time from the first upstream attempt until the upstream's response headers (or its failure).", advice: latency);
         _authFailures = _meter.CreateCounter<long>("portcullis.auth.failures", "{request}", "Requests refused by authentication or authorization, by route and reason code.");
-        _trafficRejections = _meter.CreateCounter<long>("portcullis.traffic.rejections", "{request}", "Requests refused by rate limits, quotas or concurrency limits, by route and decision.");
+        _trafficRejections = _meter.CreateCounter<long>("portcullis.traffic.rejections", "{request}", "Requests refused by rate limits, quotas or concurrency limits, by route, decision and policy.");
 
         _meter.CreateObservableGauge("portcullis.upstream.destination.health", ObserveDestinations, "{destination}",
             "1 for the destination's current state (healthy, unhealthy, unknown, drained), 0 for the others, by cluster and destination.");
@@ -106,7 +106,7 @@ internal sealed class GatewayMetrics : IDisposable
 
         if (_trafficRejections.Enabled && IsRejection(gateway.TrafficDecision))
         {
-            _trafficRejections.Add(1, new TagList { { "route", route }, { "decision", gateway.TrafficDecision } });
+            _trafficRejections.Add(1, new TagList { { "route", route }, { "decision", gateway.TrafficDecision }, { "policy", gateway.TrafficPolicy } });
         }
     }
 

@@ -93,6 +93,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         switch (decision.Outcome)
         {
             case RateOutcome.StoreUnavailable when check.OnStoreFailure == StoreFailureMode.Closed:
+                gateway.TrafficPolicy = check.Name;
                 return Refused(RefuseUnavailableAsync(context, gateway, check.Kind + ".store-unavailable", $"{Capitalized(check.Kind)} '{check.Name}' cannot be checked right now."));
             case RateOutcome.StoreUnavailable:
                 gateway.TrafficDecision = check.Kind + ".store-unavailable.open";
@@ -100,6 +101,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
             case RateOutcome.Limited:
                 var reason = check.Kind + ".exceeded";
                 gateway.TrafficDecision = reason;
+                gateway.TrafficPolicy = check.Name;
                 gateway.Reason = reason;
                 var headers = context.Response.Headers;
                 headers.RetryAfter = Seconds(decision.RetryAfter);
@@ -126,6 +128,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
     internal static Task RefuseConcurrencyAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate, string scope)
     {
         gateway.TrafficDecision = "concurrency.limit";
+        gateway.TrafficPolicy = gate.Scope;
         gateway.Reason = "concurrency.limit";
         context.Response.Headers.RetryAfter = Seconds(gate.Options.RetryAfter);
         return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Too many requests in flight",

@@ -166,6 +166,7 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
 
         Assert.Equal(1, after.Sum("portcullis_auth_failures_total", ("route", "m7-auth"), ("reason", "auth.missing")) - before.Sum("portcullis_auth_failures_total", ("route", "m7-auth"), ("reason", "auth.missing")));
         Assert.Equal(1, after.Sum("portcullis_traffic_rejections_total", ("route", "m7-limited"), ("decision", "ratelimit.exceeded")));
+        Assert.Equal(1, after.Sum("portcullis_traffic_rejections_total", ("route", "m7-limited"), ("policy", "m7-one")));
 
         // Latency histograms: every request lands in the +Inf bucket; _count matches; buckets are cumulative.
         var buckets = after.Where(s => s.Name == "portcullis_request_duration_seconds_bucket" && s.Labels["route"] == "m7-open").ToList();
