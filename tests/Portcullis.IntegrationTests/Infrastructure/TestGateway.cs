@@ -163,7 +163,7 @@ internal sealed class LogCollector : ILoggerProvider
 
         public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
         {
-            if (IsEnabled(logLevel)) owner._lines.Enqueue($"{logLevel}: {category}: {formatter(state, exception)}");
+            if (IsEnabled(logLevel)) owner._lines.Enqueue($"{logLevel}: {category}: {formatter(state, exception)}{(exception is null ? "" : " " + exception)}");
         }
     }
 }

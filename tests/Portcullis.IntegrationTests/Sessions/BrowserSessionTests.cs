@@ -101,6 +101,25 @@ public sealed class BrowserSessionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Browsers_SignIn_OneAfterTheOther_OnOneGateway()
+    {
+        // Each sign-in's callback must be handled for its own request: a sign-in handler kept from an earlier
+        // request (whose browser, connection and HttpContext are gone) failed the later callback.
+        var gateway = await GatewayAsync();
+        for (var i = 0; i < 3; i++)
+        {
+            var page = await _browser.NewPageAsync();
+            await page.GotoAsync(gateway.Url + $"/app/visit{i}");
+            await SessionSetup.SignInAsync(page, BrowserIdentityProvider.Alice);
+            await page.WaitForURLAsync(gateway.Url + $"/app/visit{i}");
+            var seen = await SessionSetup.UpstreamAnswerAsync(page);
+            Assert.Equal($"/app/visit{i}", seen.Path);
+            Assert.Equal("alice", seen.Header("X-Subject"));
+            await page.Context.CloseAsync(); // its connections close with it
+        }
+    }
+
+    [Fact]
     public async Task UserOutsideTheAllowedGroup_GetsAForbiddenPage_WithoutInternals()
     {
         var gateway = await GatewayAsync();

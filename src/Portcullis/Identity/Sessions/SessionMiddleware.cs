@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.OpenIdConnect;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Portcullis.Hosting;
@@ -13,7 +14,7 @@ namespace Portcullis.Identity.Sessions;
 /// (handled by ASP.NET Core's OpenIdConnect handler: state, nonce, PKCE, code exchange), the logout path,
 /// and GET /.portcullis/login/{provider}?rd=/path to start a sign-in explicitly. Return URLs stay on this origin.
 /// </summary>
-internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRuntime runtime, IAuthenticationHandlerProvider handlers, IOptionsMonitor<OpenIdConnectOptions> oidc, ILogger<SessionMiddleware> logger)
+internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRuntime runtime, IOptionsMonitor<OpenIdConnectOptions> oidc, ILogger<SessionMiddleware> logger)
 {
     public Task InvokeAsync(HttpContext context)
     {
@@ -47,6 +48,10 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
     private async Task HandleCallbackAsync(HttpContext context, CompiledSessionProvider provider)
     {
         SetReason(context, "session.callback");
+        // The handler provider is scoped: it caches handlers initialised for one request. Taken from the
+        // middleware's constructor it would hand a later callback a handler bound to an earlier (recycled or
+        // disposed) HttpContext.
+        var handlers = context.RequestServices.GetRequiredService<IAuthenticationHandlerProvider>();
         if (await handlers.GetHandlerAsync(context, provider.OidcScheme) is IAuthenticationRequestHandler handler && await handler.HandleRequestAsync()) return;
         await ProblemWriter.WriteAsync(context, 404, "Not found", "Nothing here.", "session.callback-unexpected");
     }
