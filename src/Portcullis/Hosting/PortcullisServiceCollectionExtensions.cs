@@ -142,6 +142,15 @@ public static class PortcullisServiceCollectionExtensions
             throw new InvalidOperationException("Portcullis services are missing: call builder.Services.AddPortcullis(...) before app.UsePortcullis().");
         }
 
+        // WebApplication inserts ASP.NET Core's authentication and authorization middleware on its own once
+        // their services exist (sessions register authentication; YARP, authorization). Neither does anything
+        // here: routes carry no ASP.NET authorization metadata, and SessionMiddleware runs the sign-in
+        // handlers itself, only on its own paths. Per request they still enumerated schemes (creating every
+        // OpenID Connect handler) and endpoint metadata, so mark them as placed (the keys UseAuthentication
+        // and UseAuthorization set) and keep them out.
+        ((IApplicationBuilder)app).Properties["__AuthenticationMiddlewareSet"] = true;
+        ((IApplicationBuilder)app).Properties["__AuthorizationMiddlewareSet"] = true;
+
         var store = app.Services.GetRequiredService<SnapshotStore>();
         app.UseMiddleware<ListenerPolicyMiddleware>(); // HSTS, redirect to HTTPS (per listener)
         app.UseMiddleware<GatewayMiddleware>();
