@@ -9,6 +9,7 @@ namespace Portcullis.IntegrationTests.Observability;
 /// One request id and one trace from the client through the gateway to the upstream and back: the
 /// upstream echoes what it received, the client reads the response header, the access log ties both.
 /// </summary>
+[Collection(ActivityListenerCollection.Name)]
 public sealed class RequestIdAndTraceTests : IAsyncLifetime
 {
     private TestUpstream _upstream = null!;

@@ -7,6 +7,7 @@ using Portcullis.IntegrationTests.Infrastructure;
 namespace Portcullis.IntegrationTests.Observability;
 
 /// <summary>Spans of the "Portcullis" source seen by an in-process listener: request → identity, traffic, upstream.</summary>
+[Collection(ActivityListenerCollection.Name)]
 public sealed class TracingSpansTests : IAsyncLifetime
 {
     private const string Issuer = "https://issuer.test/";
