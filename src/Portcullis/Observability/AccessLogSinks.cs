@@ -53,42 +53,44 @@ internal sealed class RotatingFileSink : IAccessLogSink
         _maxFiles = maxFiles;
     }
 
-    public async ValueTask WriteAsync(ReadOnlyMemory<byte> lines, CancellationToken cancellationToken)
+    // Synchronous writes on the writer's background task: .NET has no asynchronous file I/O on Linux (an
+    // "async" write is a synchronous one on another pool thread), and batches are written whole, so the
+    // stream keeps no buffer of its own.
+    public ValueTask WriteAsync(ReadOnlyMemory<byte> lines, CancellationToken cancellationToken)
     {
         var stream = Open();
-        var rest = lines;
+        var rest = lines.Span;
         while (!rest.IsEmpty)
         {
             if (_size + rest.Length <= _maxSize)
             {
-                await stream.WriteAsync(rest, cancellationToken);
+                stream.Write(rest);
                 _size += rest.Length;
                 break;
             }
 
             // Write the whole lines that still fit (a batch can hold many), then rotate.
             var room = (int)Math.Max(0, Math.Min(rest.Length, _maxSize - _size));
-            var fit = room == 0 ? -1 : rest.Span[..room].LastIndexOf((byte)'\n');
+            var fit = room == 0 ? -1 : rest[..room].LastIndexOf((byte)'\n');
             if (fit < 0 && _size == 0)
             {
                 // One line longer than maxSize on its own goes whole into this fresh file.
-                fit = rest.Span.IndexOf((byte)'\n');
+                fit = rest.IndexOf((byte)'\n');
                 if (fit < 0) fit = rest.Length - 1;
             }
 
             if (fit >= 0)
             {
-                await stream.WriteAsync(rest[..(fit + 1)], cancellationToken);
+                stream.Write(rest[..(fit + 1)]);
                 _size += fit + 1;
                 rest = rest[(fit + 1)..];
                 if (rest.IsEmpty) break;
             }
 
-            await stream.FlushAsync(cancellationToken);
             stream = Rotate();
         }
 
-        await stream.FlushAsync(cancellationToken);
+        return ValueTask.CompletedTask;
     }
 
     private FileStream Open()
@@ -96,7 +98,7 @@ internal sealed class RotatingFileSink : IAccessLogSink
         if (_stream is not null) return _stream;
         var directory = Path.GetDirectoryName(_path);
         if (!string.IsNullOrEmpty(directory)) Directory.CreateDirectory(directory);
-        _stream = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 4096, FileOptions.Asynchronous);
+        _stream = new FileStream(_path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0, FileOptions.None);
         _size = _stream.Length;
         return _stream;
     }

@@ -4,8 +4,9 @@ using Microsoft.Extensions.Logging;
 namespace Portcullis.Observability;
 
 /// <summary>
-/// Drains the access-log queue on a background task: formats lines into one reused buffer and writes
-/// them in batches (up to 64 KiB, or whatever is queued). A reload that changes the target or file
+/// Drains the access-log queue on a background task: once lines arrive it lets them gather for the
+/// flush interval (see <see cref="AccessLog.GatherAsync"/>), then formats them into one reused buffer
+/// and writes them in batches (up to 64 KiB, or whatever is queued). A reload that changes the target or file
 /// switches the sink between two batches. A failing sink loses (and counts) that batch and is reopened
 /// on the next one; the queue keeps absorbing requests meanwhile.
 /// </summary>
@@ -25,6 +26,7 @@ internal sealed partial class AccessLogWriter(AccessLog log, IAccessLogSinkFacto
         {
             while (await reader.WaitToReadAsync(stoppingToken))
             {
+                await log.GatherAsync(stoppingToken);
                 await DrainAsync(stoppingToken);
             }
         }

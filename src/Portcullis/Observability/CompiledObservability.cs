@@ -124,6 +124,8 @@ internal sealed class CompiledAccessLog
 
     public int QueueSize { get; init; } = 10_000;
 
+    public TimeSpan FlushInterval { get; init; } = TimeSpan.FromMilliseconds(20);
+
     /// <summary>Parameters redacted even with redactQuery: false (the secret list plus the API-key query parameter).</summary>
     public FrozenSet<string> AlwaysRedacted
     {

@@ -78,4 +78,7 @@ public sealed record AccessLogOptions
 
     [Description("Lines queued for the background writer; beyond it lines are dropped and counted, requests never wait. Default 10000.")]
     public int QueueSize { get; init; } = 10_000;
+
+    [Description("How long lines gather before the writer writes them in one batch (sooner once the queue is half full). 0 writes as soon as a line is queued. Default 20ms.")]
+    public TimeSpan FlushInterval { get; init; } = TimeSpan.FromMilliseconds(20);
 }

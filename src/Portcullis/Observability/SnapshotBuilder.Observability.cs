@@ -25,6 +25,10 @@ public sealed partial class SnapshotBuilder
         for (var i = 0; i < log.Exclude.Count; i++) fields &= ~Field(context, log.Exclude[i], $"{path}.exclude[{i}]");
 
         if (log.QueueSize < 1) context.Error(path + ".queueSize", $"queueSize must be at least 1 (it is {log.QueueSize})", "e.g. queueSize: 10000");
+        if (log.FlushInterval < TimeSpan.Zero || log.FlushInterval > TimeSpan.FromSeconds(10))
+        {
+            context.Error(path + ".flushInterval", $"flushInterval must be between 0 and 10s (it is {log.FlushInterval})", "e.g. flushInterval: 100ms; 0 writes every line at once");
+        }
         if (double.IsNaN(log.SampleSuccesses) || log.SampleSuccesses is < 0 or > 1)
         {
             context.Error(path + ".sampleSuccesses", $"sampleSuccesses must be between 0 and 1 (it is {log.SampleSuccesses.ToString(CultureInfo.InvariantCulture)})", "1 logs every success, 0.1 one in ten; errors are always logged");
@@ -88,6 +92,7 @@ public sealed partial class SnapshotBuilder
                 SampleSuccesses = log.SampleSuccesses,
                 RedactQuery = log.RedactQuery,
                 QueueSize = log.QueueSize,
+                FlushInterval = log.FlushInterval,
                 AlwaysRedacted = redacted.ToFrozenSet(StringComparer.OrdinalIgnoreCase),
             },
         };

@@ -129,6 +129,91 @@ public sealed class AccessLogDeliveryTests : IAsyncLifetime
         Assert.Equal(17, sink.Lines);
     }
 
+    [Fact]
+    public async Task Lines_gather_for_the_flush_interval_and_go_out_in_one_write()
+    {
+        var sink = new CountingSink();
+        await using var gateway = await TestGateway.StartAsync(Config("{ enabled: true, flushInterval: 2s }"),
+            configureServices: services => services.Replace(ServiceDescriptor.Singleton<IAccessLogSinkFactory>(sink)));
+
+        var sent = Stopwatch.StartNew();
+        for (var i = 0; i < 20; i++)
+        {
+            using var ok = await gateway.Client.GetAsync($"/api/{i}");
+        }
+
+        await sink.WaitForLinesAsync(20, TimeSpan.FromSeconds(10));
+        // One write per interval, not one per request (20 requests take far less than the 2 s interval here;
+        // a very slow machine may split them over two intervals).
+        Assert.True(sink.Writes <= (sent.Elapsed < TimeSpan.FromSeconds(1.5) ? 1 : 2), $"{sink.Writes} writes for 20 lines sent in {sent.Elapsed}");
+    }
+
+    [Fact]
+    public async Task A_half_full_queue_is_written_before_the_interval_is_up()
+    {
+        var sink = new CountingSink();
+        await using var gateway = await TestGateway.StartAsync(Config("{ enabled: true, flushInterval: 10s, queueSize: 10 }"),
+            configureServices: services => services.Replace(ServiceDescriptor.Singleton<IAccessLogSinkFactory>(sink)));
+
+        for (var i = 0; i < 30; i++)
+        {
+            using var ok = await gateway.Client.GetAsync($"/api/{i}");
+        }
+
+        // Every fifth line wakes the writer, so at most the last few wait for the 10 s interval; none is dropped.
+        await sink.WaitForLinesAsync(25, TimeSpan.FromSeconds(5));
+        var status = (await gateway.Admin.GetFromJsonAsync<JsonElement>("/admin/observability")).GetProperty("accessLog");
+        Assert.Equal(0, status.GetProperty("dropped").GetInt64());
+    }
+
+    [Fact]
+    public async Task Flush_interval_zero_writes_each_line_as_it_comes()
+    {
+        var sink = new CountingSink();
+        await using var gateway = await TestGateway.StartAsync(Config("{ enabled: true, flushInterval: 0s }"),
+            configureServices: services => services.Replace(ServiceDescriptor.Singleton<IAccessLogSinkFactory>(sink)));
+
+        for (var i = 0; i < 5; i++)
+        {
+            using var ok = await gateway.Client.GetAsync($"/api/{i}");
+            await sink.WaitForLinesAsync(i + 1, TimeSpan.FromSeconds(5));
+        }
+
+        Assert.Equal(5, sink.Writes);
+    }
+
+    /// <summary>Counts writes and lines.</summary>
+    private sealed class CountingSink : IAccessLogSinkFactory, IAccessLogSink
+    {
+        private int _lines;
+        private int _writes;
+
+        public int Lines => Volatile.Read(ref _lines);
+
+        public int Writes => Volatile.Read(ref _writes);
+
+        public IAccessLogSink Create(CompiledAccessLog options) => this;
+
+        public ValueTask WriteAsync(ReadOnlyMemory<byte> lines, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _writes);
+            Interlocked.Add(ref _lines, lines.Span.Count((byte)'\n'));
+            return ValueTask.CompletedTask;
+        }
+
+        public async Task WaitForLinesAsync(int lines, TimeSpan timeout)
+        {
+            var deadline = Stopwatch.StartNew();
+            while (Lines < lines)
+            {
+                Assert.True(deadline.Elapsed < timeout, $"{Lines} of {lines} lines written after {timeout}");
+                await Task.Delay(10);
+            }
+        }
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
+
     /// <summary>A sink whose writes wait until the test releases them.</summary>
     private sealed class StuckSink : IAccessLogSinkFactory, IAccessLogSink
     {

@@ -39,6 +39,7 @@ public sealed class ObservabilityConfigTests() : ConfigBuildTestBase("portcullis
                 sampleSuccesses: 0.25
                 redactQuery: false
                 queueSize: 500
+                flushInterval: 250ms
             """.Replace("keys.yaml", WriteFile("keys.yaml", "consumers: {}\n"), StringComparison.Ordinal));
         Assert.True(result.Succeeded, Dump(result));
         var observability = result.Snapshot!.Observability;
@@ -51,6 +52,7 @@ public sealed class ObservabilityConfigTests() : ConfigBuildTestBase("portcullis
         Assert.Equal(0.25, log.SampleSuccesses);
         Assert.False(log.RedactQuery);
         Assert.Equal(500, log.QueueSize);
+        Assert.Equal(TimeSpan.FromMilliseconds(250), log.FlushInterval);
         Assert.True(log.IsSecretParameter("TOKEN_KEY"));
         Assert.True(log.IsSecretParameter("access_token"));
         Assert.False(log.IsSecretParameter("page"));
@@ -88,12 +90,14 @@ public sealed class ObservabilityConfigTests() : ConfigBuildTestBase("portcullis
                 maxFiles: -1
                 sampleSuccesses: 1.5
                 queueSize: 0
+                flushInterval: 1m
             """);
         AssertAt(ErrorContaining(result, "directory of 'missing-dir/access.log' does not exist"), 6, 11);
         AssertAt(ErrorContaining(result, "maxSize must be at least 1KiB"), 7, 14);
         AssertAt(ErrorContaining(result, "maxFiles cannot be negative"), 8, 15);
         AssertAt(ErrorContaining(result, "sampleSuccesses must be between 0 and 1"), 9, 22);
         AssertAt(ErrorContaining(result, "queueSize must be at least 1"), 10, 16);
+        AssertAt(ErrorContaining(result, "flushInterval must be between 0 and 10s"), 11, 20);
     }
 
     [Fact]
