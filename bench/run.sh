@@ -31,6 +31,7 @@
 #
 # Optional environment for experiments:
 #   PORTCULLIS_ENV / BAREYARP_ENV   extra VAR=VALUE words for that process, e.g. PORTCULLIS_ENV="DOTNET_gcServer=1"
+#   PORTCULLIS_BENCH_ACCESS_LOG=0   the generated Portcullis config without its access log (on by default)
 #   PORTCULLIS_BENCH_YAML           a Portcullis config to use instead of the generated one; it can use
 #                                   ${BENCH_GATEWAY_PORT} and ${BENCH_ORIGIN_PORT}
 set -euo pipefail
@@ -43,13 +44,11 @@ out=$bench/out
 
 # ---------------------------------------------------------------- scenarios and systems
 ALL_SCENARIOS=(plain-small-c64 plain-small-c256 plain-4k-c64 jwt jwt-ratelimit tls h2 apikey)
-declare -A SC_PATH=([plain-small-c64]=/small [plain-small-c256]=/small [plain-4k-c64]=/4k [jwt]=/jwt/small [jwt-ratelimit]=/rl/small [apikey]=/key/small [h2]=/small)
+declare -A SC_PATH=([plain-small-c64]=/small [plain-small-c256]=/small [plain-4k-c64]=/4k [jwt]=/jwt/small [jwt-ratelimit]=/rl/small [apikey]=/key/small [h2]=/small [tls]=/small)
 # connections (h2: connections of H2_STREAMS concurrent streams each, so 8 x 8 = 64 requests in flight)
-declare -A SC_CONNS=([plain-small-c64]=64 [plain-small-c256]=256 [plain-4k-c64]=64 [jwt]=64 [jwt-ratelimit]=64 [apikey]=64 [h2]=8)
+declare -A SC_CONNS=([plain-small-c64]=64 [plain-small-c256]=256 [plain-4k-c64]=64 [jwt]=64 [jwt-ratelimit]=64 [apikey]=64 [h2]=8 [tls]=64)
 H2_STREAMS=8
-declare -A NOT_YET=(
-  [tls]="TLS termination is not built in Portcullis yet (issue #6)"
-)
+declare -A NOT_YET=()
 ALL_SYSTEMS=(direct haproxy haproxy-1t nginx bareyarp portcullis portcullis-redis)
 declare -A SYS_LABEL=([direct]="direct (no proxy)" [haproxy]="HAProxy" [haproxy-1t]="HAProxy nbthread 1" [nginx]="nginx" [bareyarp]="bare YARP" [portcullis]="Portcullis" [portcullis-redis]="Portcullis, Redis store")
 # jwt-ratelimit: the measured limit (never reached) and the probe route's limit (must refuse the 3rd request).
@@ -65,6 +64,7 @@ na_reason() { # SCENARIO SYSTEM -> why SYSTEM cannot run SCENARIO ("" when it ca
     */haproxy-1t) [[ $1 == jwt || $1 == jwt-ratelimit ]] && echo "" || echo - ;;
     */portcullis-redis) [[ $1 == jwt-ratelimit ]] && echo "" || echo - ;;
     jwt/direct | apikey/direct | jwt-ratelimit/direct) echo "not a proxy: nothing checks the credential" ;;
+    tls/direct) echo "the origin serves cleartext only: nothing terminates TLS" ;;
     jwt/nginx | jwt-ratelimit/nginx) echo "open-source nginx cannot verify a JWT (auth_jwt is NGINX Plus only)" ;;
     jwt-ratelimit/bareyarp) echo "bench/BareYarp has no rate limiter wired in (not built)" ;;
     apikey/bareyarp) echo "bare YARP has no API-key feature" ;;
@@ -151,12 +151,13 @@ for sc in "${scenarios[@]}"; do
 done
 declare -A SC_SYSTEMS # scenario -> the selected systems that run it (space-separated)
 active=()             # systems that run at least one measured scenario (only these are started)
-need_jwt=0 need_key=0 need_h2=0 need_rl=0
+need_jwt=0 need_key=0 need_h2=0 need_rl=0 need_tls=0
 for sc in "${measured[@]}"; do
   [[ $sc == jwt || $sc == jwt-ratelimit ]] && need_jwt=1
   [[ $sc == jwt-ratelimit ]] && need_rl=1
   [[ $sc == apikey ]] && need_key=1
   [[ $sc == h2 ]] && need_h2=1
+  [[ $sc == tls ]] && need_tls=1
   SC_SYSTEMS[$sc]=""
   for sys in "${systems[@]}"; do
     [[ -z $(na_reason "$sc" "$sys") ]] || continue
@@ -491,11 +492,18 @@ if ((need_key)); then
   fi
   printf '%s bench\n' "$api_key" >"$creds/keys.map" # HAProxy's map file: plaintext keys (HAProxy compares them as is)
 fi
+if ((need_tls)); then
+  # tls: one self-signed ECDSA P-256 certificate for every system (HAProxy wants certificate and key in one file)
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$creds/tls-key.pem" -out "$creds/tls-cert.pem" 2>/dev/null || die "openssl req (tls certificate) failed"
+  cat "$creds/tls-cert.pem" "$creds/tls-key.pem" >"$creds/tls.pem"
+  log "tls: self-signed ECDSA P-256 certificate for localhost/127.0.0.1 in ${creds#"$work"/}"
+fi
 declare -A SC_HEADER=([jwt]="Authorization: Bearer $jwt_token" [jwt-ratelimit]="Authorization: Bearer $jwt_token" [apikey]="X-Api-Key: $api_key")
 
 # ---------------------------------------------------------------- systems
 redis_pid=""
-declare -A PORT H2PORT SCPORT SYSPIDS # SCPORT[scenario/system]: a scenario's own port where it has one
+declare -A PORT H2PORT TLSPORT SCPORT SYSPIDS # SCPORT[scenario/system]: a scenario's own port where it has one
 haproxy_jwt_checks() { # the jwt frontend's checks (after them, the JWT is valid; Authorization is removed)
   cat <<EOF
     http-request set-var(txn.bearer) http_auth_bearer
@@ -576,6 +584,15 @@ frontend apikey
     default_backend origin
 EOF
   fi
+  if ((need_tls)) && [[ $sys == haproxy ]]; then
+    cat <<EOF
+
+# tls scenario: TLS termination (TLS 1.2+; the client negotiates 1.3), cleartext HTTP/1.1 to the origin
+frontend tls
+    bind 127.0.0.1:${TLSPORT[$sys]} ssl crt $creds/tls.pem ssl-min-ver TLSv1.2 alpn h2,http/1.1
+    default_backend origin
+EOF
+  fi
   if ((need_h2)) && [[ $sys == haproxy ]]; then
     cat <<EOF
 
@@ -610,6 +627,7 @@ start_system() {
       if [[ $sys == haproxy ]]; then
         ((need_key)) && free_port "SCPORT[apikey/$sys]"
         ((need_h2)) && free_port "H2PORT[$sys]"
+        ((need_tls)) && free_port "TLSPORT[$sys]"
       fi
       haproxy_cfg "$sys" "$([[ $sys == haproxy-1t ]] && echo 1 || echo "$cores")" "$dir" >"$dir/haproxy.cfg"
       haproxy -c -q -f "$dir/haproxy.cfg" || die "generated haproxy.cfg is invalid"
@@ -618,6 +636,7 @@ start_system() {
     nginx)
       free_port port
       ((need_h2)) && free_port "H2PORT[$sys]"
+      ((need_tls)) && free_port "TLSPORT[$sys]"
       {
         echo "worker_processes $cores;"
         nginx_common "$dir"
@@ -650,6 +669,20 @@ EOF
         }
 EOF
         echo "    }"
+        ((need_tls)) && cat <<EOF
+    server {
+        listen 127.0.0.1:${TLSPORT[$sys]} ssl http2;
+        ssl_certificate $creds/tls-cert.pem;
+        ssl_certificate_key $creds/tls-key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:1m;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+EOF
         ((need_h2)) && cat <<EOF
     server {
         listen 127.0.0.1:${H2PORT[$sys]} http2;
@@ -670,6 +703,10 @@ EOF
       ((need_h2)) && free_port "H2PORT[$sys]"
       local -a extra=()
       ((need_h2)) && extra+=("BAREYARP_H2_PORT=${H2PORT[$sys]}")
+      if ((need_tls)); then
+        free_port "TLSPORT[$sys]"
+        extra+=("BAREYARP_TLS_PORT=${TLSPORT[$sys]}" "BAREYARP_TLS_CERT=$creds/tls-cert.pem" "BAREYARP_TLS_KEY=$creds/tls-key.pem")
+      fi
       ((need_jwt)) && extra+=("BAREYARP_JWT_PUBLIC_KEY=$creds/jwt-pub.pem" "BAREYARP_JWT_ISSUER=$JWT_ISS" "BAREYARP_JWT_AUDIENCE=$JWT_AUD")
       # shellcheck disable=SC2086
       (cd "$dir" && exec env BAREYARP_PORT="$port" BAREYARP_DESTINATION="http://127.0.0.1:$origin_port" "${extra[@]}" ${BAREYARP_ENV:-} \
@@ -680,6 +717,7 @@ EOF
     portcullis | portcullis-redis)
       free_port port
       ((need_h2)) && free_port "H2PORT[$sys]"
+      ((need_tls)) && free_port "TLSPORT[$sys]"
       local store=local redis_port=0
       if [[ $sys == portcullis-redis ]]; then
         store=redis
@@ -714,6 +752,21 @@ EOF
   - name: h2
     address: 127.0.0.1:\${BENCH_H2_PORT}
     protocols: http2
+EOF
+          ((need_tls)) && cat <<EOF
+  - name: tls
+    address: 127.0.0.1:\${BENCH_TLS_PORT}
+    tls:
+      certificates:
+        - { cert: $creds/tls-cert.pem, key: $creds/tls-key.pem }
+EOF
+          # The issue's condition for the plain-proxy targets: access log and metrics on (metrics are on by
+          # default). HAProxy, nginx and bare YARP log nothing; PORTCULLIS_BENCH_ACCESS_LOG=0 turns it off.
+          [[ ${PORTCULLIS_BENCH_ACCESS_LOG:-1} == 1 ]] && cat <<EOF
+
+# JSON access log to a file next to this config (one rotated file kept: disk stays bounded)
+observability:
+  accessLog: { enabled: true, target: file, path: access.log, maxSize: 200MiB, maxFiles: 1 }
 EOF
           if ((need_rl)); then
             [[ $store == redis ]] && cat <<EOF
@@ -770,7 +823,7 @@ EOF
         } >"$dir/portcullis.yaml"
       fi
       # shellcheck disable=SC2086
-      (cd "$dir" && exec env BENCH_GATEWAY_PORT="$port" BENCH_H2_PORT="${H2PORT[$sys]:-0}" BENCH_ORIGIN_PORT="$origin_port" BENCH_REDIS_PORT="$redis_port" ${PORTCULLIS_ENV:-} \
+      (cd "$dir" && exec env BENCH_GATEWAY_PORT="$port" BENCH_H2_PORT="${H2PORT[$sys]:-0}" BENCH_TLS_PORT="${TLSPORT[$sys]:-0}" BENCH_ORIGIN_PORT="$origin_port" BENCH_REDIS_PORT="$redis_port" ${PORTCULLIS_ENV:-} \
         "$out/portcullis/portcullis" run -c "$dir/portcullis.yaml") >"$dir/portcullis.log" 2>&1 &
       BG_PID=$!
       started_pids+=("$BG_PID")
@@ -788,6 +841,7 @@ EOF
 url_of() { # SCENARIO SYSTEM -> the URL the load generator uses
   local sc=$1 sys=$2
   if [[ $sc == h2 ]]; then echo "http://127.0.0.1:${H2PORT[$sys]}${SC_PATH[$sc]}"; return; fi
+  if [[ $sc == tls ]]; then echo "https://127.0.0.1:${TLSPORT[$sys]}${SC_PATH[$sc]}"; return; fi
   echo "http://127.0.0.1:${SCPORT[$sc/$sys]:-${PORT[$sys]}}${SC_PATH[$sc]}"
 }
 
@@ -852,6 +906,11 @@ for sc in "${measured[@]}"; do
           [[ $got == 401\ * ]] || die "apikey: $sys answered '$got' to a missing or wrong key on $url, expected 401: it does not check keys, refusing to measure it"
         done
         log "apikey: $sys accepts the key and refuses a missing and a wrong key (401)"
+        ;;
+      tls)
+        # HTTP/1.1 over TLS 1.3 (what wrk negotiates); the certificate is self-signed, so no verification here
+        got=$(curl -sk -o /dev/null -w '%{scheme} %{http_code} %{size_download}' --max-time 5 --http1.1 --tlsv1.3 "$url" || true)
+        [[ ${got,,} == "https 200 $small_len" ]] || die "tls: $sys answered '$got' on $url over TLS 1.3, expected 'https 200 $small_len'"
         ;;
       h2)
         got=$(curl -s -o /dev/null -w '%{http_version} %{http_code} %{size_download}' --max-time 5 --http2-prior-knowledge "$url" || true)
@@ -1099,6 +1158,8 @@ cat <<EOF
 
 $( ((quick)) && echo "quick mode: " || true)$rounds rounds x ${duration}s per system and scenario, interleaved (order rotated each round), medians; warm-up ${warmup_dotnet}s (.NET) / ${warmup_other}s (others) before round 1.
 wrk -t1, HTTP/1.1 keep-alive, loopback; proxies use $cores threads/workers (plus HAProxy nbthread 1 in jwt and jwt-ratelimit); nothing pinned (load generator, proxy and origin share the $cores cores).
+Portcullis: $([[ -n ${PORTCULLIS_BENCH_YAML:-} ]] && echo "config from PORTCULLIS_BENCH_YAML" || { [[ ${PORTCULLIS_BENCH_ACCESS_LOG:-1} == 1 ]] && echo "JSON access log to a file and Prometheus metrics on (the defaults plus accessLog)" || echo "access log off (PORTCULLIS_BENCH_ACCESS_LOG=0), metrics on"; }); HAProxy, nginx and bare YARP log nothing.
+tls: wrk over TLS 1.3 (HTTP/1.1, keep-alive: handshakes only when connections open) to the proxy, cleartext to the origin; one self-signed ECDSA P-256 certificate for all.
 jwt: wrk -H 'Authorization: Bearer <one RS256 token>' on /jwt/small (jwt-ratelimit: the same token on /rl/small); apikey: wrk -H 'X-Api-Key: <one key>' on /key/small; h2: h2load -t1 -c${SC_CONNS[h2]} -m$H2_STREAMS, h2c prior knowledge, p50/p99 from its per-request log.
 RSS = peak VmHWM of the proxy process(es) during the scenario; CPU = proxy utime+stime over the run / requests.
 bg CPU % = median share of the machine's CPU used by processes other than wrk, the origin and the proxy during the runs (0 on a quiet machine; anything above ~5 makes the numbers noisy).

@@ -5,6 +5,8 @@
 //   BAREYARP_PORT            loopback port to listen on, HTTP/1.1 (required)
 //   BAREYARP_DESTINATION     upstream base URL, e.g. http://127.0.0.1:8081 (required)
 //   BAREYARP_H2_PORT         optional: a second loopback port serving cleartext HTTP/2 (prior knowledge)
+//   BAREYARP_TLS_PORT        optional: a loopback port serving HTTPS (HTTP/1.1 and HTTP/2 by ALPN) with
+//                            BAREYARP_TLS_CERT and BAREYARP_TLS_KEY (PEM files; both required then)
 //   BAREYARP_JWT_PUBLIC_KEY  optional: PEM file of an RSA public key. Turns on the "bare YARP + ASP.NET
 //                            JwtBearer" mode: a second route, /jwt/{**rest}, requires a bearer JWT (RS256)
 //                            signed by that key, with BAREYARP_JWT_ISSUER and BAREYARP_JWT_AUDIENCE
@@ -30,6 +32,9 @@ var destination = Environment.GetEnvironmentVariable("BAREYARP_DESTINATION")
 var h2Port = Environment.GetEnvironmentVariable("BAREYARP_H2_PORT") is { Length: > 0 } h2
     ? int.Parse(h2, System.Globalization.CultureInfo.InvariantCulture)
     : (int?)null;
+var tlsPort = Environment.GetEnvironmentVariable("BAREYARP_TLS_PORT") is { Length: > 0 } tls
+    ? int.Parse(tls, System.Globalization.CultureInfo.InvariantCulture)
+    : (int?)null;
 var jwtKeyFile = Environment.GetEnvironmentVariable("BAREYARP_JWT_PUBLIC_KEY") is { Length: > 0 } k ? k : null;
 
 // With a single authentication scheme ASP.NET Core makes it the default, and UseAuthentication would then
@@ -46,6 +51,17 @@ builder.WebHost.ConfigureKestrel(options =>
     options.AddServerHeader = false;
     options.Listen(IPAddress.Loopback, port);
     if (h2Port is { } p) options.Listen(IPAddress.Loopback, p, listen => listen.Protocols = HttpProtocols.Http2);
+    if (tlsPort is { } t)
+    {
+        var certificate = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(
+            Environment.GetEnvironmentVariable("BAREYARP_TLS_CERT") ?? throw new InvalidOperationException("BAREYARP_TLS_CERT is not set"),
+            Environment.GetEnvironmentVariable("BAREYARP_TLS_KEY") ?? throw new InvalidOperationException("BAREYARP_TLS_KEY is not set"));
+        options.Listen(IPAddress.Loopback, t, listen =>
+        {
+            listen.Protocols = HttpProtocols.Http1AndHttp2;
+            listen.UseHttps(certificate);
+        });
+    }
 });
 
 List<RouteConfig> routes =
