@@ -67,6 +67,9 @@ public sealed class GatewayFeature
     /// <summary>Request id (kept from a trusted X-Request-Id or minted); also HttpContext.TraceIdentifier.</summary>
     public string? RequestId { get; internal set; }
 
+    /// <summary>True when <see cref="RequestId"/> was minted here (any inbound X-Request-Id is replaced upstream).</summary>
+    internal bool RequestIdMinted { get; set; }
+
     /// <summary>W3C trace id of this request (inbound traceparent, or a new trace).</summary>
     public System.Diagnostics.ActivityTraceId TraceId { get; internal set; }
 

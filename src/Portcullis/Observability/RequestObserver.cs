@@ -63,8 +63,10 @@ internal sealed class RequestObserver
         }
         else
         {
+            // TraceContextRequestTransform puts it on the upstream request (replacing an inbound one): the
+            // client's request headers stay untouched, which keeps Kestrel's header store small.
             requestId = ActivityTraceId.CreateRandom().ToHexString();
-            headers[RequestIdHeader] = requestId; // what the upstream receives
+            gateway.RequestIdMinted = true;
         }
 
         gateway.RequestId = requestId;

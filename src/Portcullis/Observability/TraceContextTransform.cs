@@ -5,7 +5,8 @@ using Yarp.ReverseProxy.Transforms;
 namespace Portcullis.Observability;
 
 /// <summary>
-/// Toward the upstream: a traceparent whose parent id is the gateway's span (same trace id, flags and
+/// Toward the upstream: the request id the gateway minted (replacing an untrusted or invalid inbound
+/// X-Request-Id; a kept one was copied with the other headers), a traceparent whose parent id is the gateway's span (same trace id, flags and
 /// tracestate as the inbound context), replacing whatever the client sent; and the upstream timing
 /// (first attempt's request → the response headers). When an HttpClient Activity exists (someone
 /// listens to System.Net.Http), its propagator overwrites this header with its own child span.
@@ -20,6 +21,12 @@ internal sealed class TraceContextRequestTransform : RequestTransform
         if (context.HttpContext.Features.Get<GatewayFeature>() is not { } gateway) return ValueTask.CompletedTask;
         if (gateway.Times.UpstreamStart == 0) gateway.Times.UpstreamStart = Stopwatch.GetTimestamp();
         gateway.Times.UpstreamEnd = 0; // a retry starts over
+        if (gateway.RequestIdMinted)
+        {
+            var proxyHeaders = context.ProxyRequest.Headers;
+            proxyHeaders.Remove(RequestObserver.RequestIdHeader);
+            proxyHeaders.TryAddWithoutValidation(RequestObserver.RequestIdHeader, gateway.RequestId);
+        }
 
         if (gateway.TraceId == default) return ValueTask.CompletedTask;
         var activity = Activity.Current;

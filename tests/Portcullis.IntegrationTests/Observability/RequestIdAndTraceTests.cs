@@ -99,8 +99,9 @@ public sealed class RequestIdAndTraceTests : IAsyncLifetime
         }
 
         await using var never = await StartAsync("127.0.0.1/32", "never");
-        var (minted, _, _) = await SendAsync(never, "/api/a", ("X-Request-Id", "from-a-proxy"));
+        var (minted, upstream, _) = await SendAsync(never, "/api/a", ("X-Request-Id", "from-a-proxy"));
         Assert.NotEqual("from-a-proxy", minted);
+        Assert.Equal(minted, upstream.Header("X-Request-Id")); // the refused one never travels on
     }
 
     [Fact]
