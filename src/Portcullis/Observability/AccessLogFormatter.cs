@@ -65,36 +65,17 @@ internal sealed class AccessLogFormatter
         w.WriteStartObject();
         if (Has(f, AccessLogFields.Time)) w.WriteString(Names.Time, e.Time.UtcDateTime);
         if (Has(f, AccessLogFields.RequestId)) WriteOrNull(w, Names.RequestId, e.RequestId);
+        Span<byte> id = stackalloc byte[16];
         if (Has(f, AccessLogFields.TraceId))
         {
-            if (e.TraceId == default)
-            {
-                w.WriteNull(Names.TraceId);
-            }
-            else
-            {
-                Span<byte> raw = stackalloc byte[16];
-                Span<char> hex = stackalloc char[32];
-                e.TraceId.CopyTo(raw);
-                Convert.TryToHexStringLower(raw, hex, out _);
-                w.WriteString(Names.TraceId, hex);
-            }
+            if (e.TraceId != default) e.TraceId.CopyTo(id);
+            WriteHexOrNull(w, Names.TraceId, e.TraceId == default ? [] : id);
         }
 
         if (Has(f, AccessLogFields.SpanId))
         {
-            if (e.SpanId == default)
-            {
-                w.WriteNull(Names.SpanId);
-            }
-            else
-            {
-                Span<byte> raw = stackalloc byte[8];
-                Span<char> hex = stackalloc char[16];
-                e.SpanId.CopyTo(raw);
-                Convert.TryToHexStringLower(raw, hex, out _);
-                w.WriteString(Names.SpanId, hex);
-            }
+            if (e.SpanId != default) e.SpanId.CopyTo(id[..8]);
+            WriteHexOrNull(w, Names.SpanId, e.SpanId == default ? [] : id[..8]);
         }
 
         if (Has(f, AccessLogFields.Listener)) WriteOrNull(w, Names.Listener, e.Listener);
@@ -291,6 +272,20 @@ internal sealed class AccessLogFormatter
     {
         if (value is null) w.WriteNull(name);
         else w.WriteString(name, value);
+    }
+
+    /// <summary>Lower-case hex of a trace or span id (at most 16 bytes), or null when there is none.</summary>
+    private static void WriteHexOrNull(Utf8JsonWriter w, JsonEncodedText name, ReadOnlySpan<byte> id)
+    {
+        if (id.IsEmpty)
+        {
+            w.WriteNull(name);
+            return;
+        }
+
+        Span<char> hex = stackalloc char[32];
+        Convert.TryToHexStringLower(id, hex, out var written);
+        w.WriteString(name, hex[..written]);
     }
 
     private static void WriteBytes(Utf8JsonWriter w, JsonEncodedText name, long value)

@@ -63,6 +63,17 @@ public sealed class AccessLogFormatterTests
     }
 
     [Fact]
+    public void Missing_trace_and_span_ids_are_written_as_null()
+    {
+        var entry = Entry(Options());
+        entry.TraceId = default;
+        entry.SpanId = default;
+        using var json = JsonDocument.Parse(Format(entry));
+        Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("traceId").ValueKind);
+        Assert.Equal(JsonValueKind.Null, json.RootElement.GetProperty("spanId").ValueKind);
+    }
+
+    [Fact]
     public void Writes_one_json_line_with_every_field_in_order()
     {
         var line = Format(Entry(Options()));
