@@ -117,6 +117,7 @@ internal sealed class AccessLog
             writer.WriteString("target", options.Target == Configuration.AccessLogTarget.File ? "file" : "stdout");
             if (options.Path is not null) writer.WriteString("path", options.Path);
             writer.WriteNumber("sampleSuccesses", options.SampleSuccesses);
+            writer.WriteNumber("flushIntervalMs", options.FlushInterval.TotalMilliseconds);
         }
 
         writer.WriteNumber("queueSize", Capacity);

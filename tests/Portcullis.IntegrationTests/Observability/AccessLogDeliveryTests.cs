@@ -143,6 +143,8 @@ public sealed class AccessLogDeliveryTests : IAsyncLifetime
         }
 
         await sink.WaitForLinesAsync(20, TimeSpan.FromSeconds(10));
+        var status = (await gateway.Admin.GetFromJsonAsync<JsonElement>("/admin/observability")).GetProperty("accessLog");
+        Assert.Equal(2000, status.GetProperty("flushIntervalMs").GetDouble());
         // One write per interval, not one per request (20 requests take far less than the 2 s interval here;
         // a very slow machine may split them over two intervals).
         Assert.True(sink.Writes <= (sent.Elapsed < TimeSpan.FromSeconds(1.5) ? 1 : 2), $"{sink.Writes} writes for 20 lines sent in {sent.Elapsed}");
