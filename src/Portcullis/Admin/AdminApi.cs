@@ -14,7 +14,8 @@ namespace Portcullis.Admin;
 
 /// <summary>
 /// The admin listener's API: health, readiness, effective config (secrets redacted), clusters and
-/// their destinations' health, reload, and draining destinations.
+/// their destinations' health, reload, and draining destinations. Every request is authenticated first
+/// (<see cref="AdminAuthenticator"/>); actions and denials go to the audit log with their actor.
 /// </summary>
 internal sealed partial class AdminApi(
     SnapshotStore store,
@@ -27,11 +28,19 @@ internal sealed partial class AdminApi(
     Tls.CertificateStore certificates,
     TimeProvider time,
     IHostApplicationLifetime lifetime,
+    AdminListenerFilter listener,
     ILogger<AdminApi> logger)
 {
     private static readonly JsonWriterOptions WriterOptions = new() { Indented = true };
 
     public Task HandleAsync(HttpContext context)
+    {
+        var decision = AdminAuthenticator.Decide(context, store.Current.AdminAuth, listener.OnLoopback);
+        return decision.Allowed ? DispatchAsync(context, decision.Caller) : DenyAsync(context, decision);
+    }
+
+    // Unknown paths are answered only after authentication, so they tell an anonymous caller nothing.
+    private Task DispatchAsync(HttpContext context, AdminCaller caller)
     {
         var method = context.Request.Method;
         var path = context.Request.Path.Value ?? "/";
@@ -52,7 +61,7 @@ internal sealed partial class AdminApi(
             case "/admin/clusters" when isGet:
                 return Clusters(context);
             case "/admin/reload" when isPost:
-                return Reload(context);
+                return Reload(context, caller);
             case "/admin/reload" when isGet:
                 return Json(context, 200, w => WriteReload(w, reloader.LastResult));
             case "/admin/traffic" when isGet:
@@ -80,7 +89,7 @@ internal sealed partial class AdminApi(
         // /admin/clusters/{cluster}/destinations/{destination}/drain|undrain
         if (isPost && segments is ["admin", "clusters", var cluster, "destinations", var destination, ("drain" or "undrain") and var action])
         {
-            return Drain(context, cluster, destination, action == "drain");
+            return Drain(context, caller, cluster, destination, action == "drain");
         }
 
         return ProblemWriter.WriteAsync(context, 404, "Not found", "No admin endpoint has this method and path.", "admin.not-found");
@@ -298,14 +307,22 @@ internal sealed partial class AdminApi(
         w.WriteEndArray();
     });
 
-    private async Task Reload(HttpContext context)
+    private async Task DenyAsync(HttpContext context, AdminDecision decision)
+    {
+        if (decision.Challenge is { } challenge) context.Response.Headers.WWWAuthenticate = challenge;
+        // Waits for room in a full audit queue: the back-pressure lands on whoever floods denials.
+        if (Audit(context) is { Enabled: true } audit) await audit.RecordAdminDeniedAsync(context, decision.Caller, decision.Status, decision.Reason!);
+        await ProblemWriter.WriteAsync(context, decision.Status, decision.Status == 401 ? "Unauthorized" : "Forbidden", decision.Detail!, decision.Reason!);
+    }
+
+    private async Task Reload(HttpContext context, AdminCaller caller)
     {
         var result = await reloader.ReloadAsync("admin API", context.RequestAborted);
-        Audit(context)?.RecordReload("admin API", context.Connection.RemoteIpAddress?.ToString(), result);
+        Audit(context)?.RecordReload(caller, context.Connection.RemoteIpAddress?.ToString(), result);
         await Json(context, result.Applied ? 200 : 422, w => WriteReload(w, result));
     }
 
-    private Task Drain(HttpContext context, string clusterName, string destinationName, bool drain)
+    private Task Drain(HttpContext context, AdminCaller caller, string clusterName, string destinationName, bool drain)
     {
         if (!proxyState.TryGetCluster(clusterName, out var cluster))
         {
@@ -318,9 +335,9 @@ internal sealed partial class AdminApi(
         }
 
         drains.Set(clusterName, destinationName, drain);
-        Audit(context)?.RecordDrain(context.Connection.RemoteIpAddress?.ToString(), clusterName, destinationName, drain);
+        Audit(context)?.RecordDrain(caller, context.Connection.RemoteIpAddress?.ToString(), clusterName, destinationName, drain);
         destinationsUpdater.UpdateAvailableDestinations(cluster);
-        Log.Drained(logger, drain ? "drained" : "undrained", clusterName, destinationName);
+        Log.Drained(logger, drain ? "drained" : "undrained", clusterName, destinationName, caller.Actor);
         return Json(context, 200, w =>
         {
             w.WriteString("cluster", clusterName);
@@ -384,7 +401,7 @@ internal sealed partial class AdminApi(
 
     private static partial class Log
     {
-        [LoggerMessage(3001, LogLevel.Information, "Admin: {Action} destination {Destination} of cluster {Cluster}")]
-        public static partial void Drained(ILogger logger, string action, string cluster, string destination);
+        [LoggerMessage(3001, LogLevel.Information, "Admin: {Action} destination {Destination} of cluster {Cluster} (by {Actor})")]
+        public static partial void Drained(ILogger logger, string action, string cluster, string destination, string actor);
     }
 }

@@ -10,6 +10,9 @@ internal sealed class AdminListenerFilter(SnapshotStore store)
     // Listeners are bound once at start; later reloads cannot move them.
     private readonly Configuration.ListenerBinding? _admin = store.Current.Listeners.FirstOrDefault(l => l.Admin);
 
+    /// <summary>Whether the running admin listener is reachable from this host only (validate then allows it without admin.auth).</summary>
+    public bool OnLoopback => _admin is null || _admin.Address.IsLoopback;
+
     public bool IsAdmin(ConnectionInfo connection)
     {
         if (_admin is null || connection.LocalPort != _admin.Address.Port) return false;

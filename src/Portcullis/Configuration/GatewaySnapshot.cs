@@ -83,6 +83,9 @@ public sealed class GatewaySnapshot
 
     internal Identity.CompiledApiKeys? ApiKeys { get; }
 
+    /// <summary>Who may use the admin API (admin.auth); null when not configured (allowed on a loopback admin listener only).</summary>
+    internal Admin.CompiledAdminAuth? AdminAuth { get; init; }
+
     /// <summary>Request-id trust and the compiled access log (observability).</summary>
     internal Observability.CompiledObservability Observability { get; init; } = Portcullis.Observability.CompiledObservability.Default;
 

@@ -37,6 +37,9 @@ public sealed record PortcullisConfig
 
     [Description("Request ids, trace context and the JSON access log.")]
     public ObservabilityOptions Observability { get; init; } = new();
+
+    [Description("The admin API: who may use it (bearer tokens, client certificates) and which paths stay open.")]
+    public AdminOptions Admin { get; init; } = new();
 }
 
 public enum ListenerProtocols
@@ -57,7 +60,7 @@ public sealed record ListenerOptions
     [Description("http1 (default), http2 (cleartext h2c with prior knowledge) or http1AndHttp2 (both, negotiated by TLS ALPN; without TLS connections speak HTTP/1.1). With tls, http2 is offered by ALPN as h2.")]
     public ListenerProtocols Protocols { get; init; } = ListenerProtocols.Http1;
 
-    [Description("Serve the admin API (health, config, clusters, reload, drain) on this listener instead of routes. Keep it on loopback.")]
+    [Description("Serve the admin API (health, config, clusters, reload, drain) on this listener instead of routes. Off loopback it needs admin.auth.")]
     public bool Admin { get; init; }
 
     [Description("Serve HTTPS: server certificates chosen by SNI, reloaded when their files change. Without it the listener speaks cleartext HTTP.")]

@@ -63,6 +63,7 @@ public sealed partial class SnapshotBuilder
         var sessions = CompileSessions(context, files, fileContents);
         var traffic = CompileTraffic(context);
         var observability = CompileObservability(context);
+        var adminAuth = CompileAdmin(context, listeners, files, fileContents);
         var routes = CompileRoutes(context, maps, clusters, issuers, introspectors, apiKeys, traffic);
 
         if (_proxyValidator is not null && !context.HasErrors)
@@ -96,6 +97,7 @@ public sealed partial class SnapshotBuilder
         {
             Observability = observability,
             Sessions = sessions,
+            AdminAuth = adminAuth,
         };
         return new BuildResult(snapshot, diagnostics);
     }
@@ -169,11 +171,6 @@ public sealed partial class SnapshotBuilder
                 {
                     context.Error(path + ".address", $"address {listener.Address} conflicts with listener '{other.Name}' ({other.Address})", "use another port");
                 }
-            }
-
-            if (listener.Admin && !address.IsLoopback)
-            {
-                context.Warning(path + ".address", "the admin listener is reachable from other hosts and has no authentication yet", "bind it to 127.0.0.1");
             }
 
             var tls = listener.Tls is null ? null : CompileListenerTls(context, listener.Tls, path + ".tls");

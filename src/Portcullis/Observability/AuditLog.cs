@@ -118,12 +118,11 @@ internal sealed class AuditLog
         return WaitAsync(body);
     }
 
-    /// <summary>Records a reload asked for on the admin API, with its result.</summary>
-    public void RecordReload(string actor, string? clientIp, ReloadResult result) => Record(w =>
+    /// <summary>Records a reload asked for on the admin API, with its result and who asked.</summary>
+    public void RecordReload(Admin.AdminCaller caller, string? clientIp, ReloadResult result) => Record(w =>
     {
         w.WriteString("type", "admin.reload");
-        w.WriteString("actor", actor);
-        w.WriteString("clientIp", clientIp);
+        WriteActor(w, caller, clientIp);
         w.WriteString("result", !result.Applied ? "rejected" : result.Changed ? "applied" : "unchanged");
         w.WriteNumber("generation", result.Generation);
         w.WriteNumber("errors", result.Diagnostics.Count(d => d.Severity == DiagnosticSeverity.Error));
@@ -132,15 +131,43 @@ internal sealed class AuditLog
         w.WriteEndArray();
     });
 
-    /// <summary>Records draining or undraining a destination on the admin API.</summary>
-    public void RecordDrain(string? clientIp, string cluster, string destination, bool drained) => Record(w =>
+    /// <summary>Records draining or undraining a destination on the admin API, and who did it.</summary>
+    public void RecordDrain(Admin.AdminCaller caller, string? clientIp, string cluster, string destination, bool drained) => Record(w =>
     {
         w.WriteString("type", drained ? "admin.drain" : "admin.undrain");
-        w.WriteString("actor", "admin API");
-        w.WriteString("clientIp", clientIp);
+        WriteActor(w, caller, clientIp);
         w.WriteString("cluster", cluster);
         w.WriteString("destination", destination);
     });
+
+    /// <summary>
+    /// Records an admin request refused by admin.auth: who (as far as known: the token or certificate rule
+    /// name, never the token), from where, what was asked and why. Completes at once unless the queue is full.
+    /// </summary>
+    public ValueTask RecordAdminDeniedAsync(HttpContext context, Admin.AdminCaller caller, int status, string reason)
+    {
+        if (!Enabled) return ValueTask.CompletedTask;
+        var body = Build(w =>
+        {
+            w.WriteString("type", "admin.denied");
+            WriteActor(w, caller, context.Connection.RemoteIpAddress?.ToString());
+            w.WriteString("method", context.Request.Method);
+            w.WriteString("path", context.Request.Path.Value);
+            w.WriteNumber("status", status);
+            w.WriteString("reason", reason);
+        });
+        Interlocked.Increment(ref _enqueued);
+        if (_channel.Writer.TryWrite(body)) return ValueTask.CompletedTask;
+        Interlocked.Increment(ref _waited);
+        return WaitAsync(body);
+    }
+
+    private static void WriteActor(Utf8JsonWriter w, Admin.AdminCaller caller, string? clientIp)
+    {
+        w.WriteString("actor", caller.Actor);
+        if (caller.Subject is { } subject) w.WriteString("subject", subject);
+        w.WriteString("clientIp", clientIp);
+    }
 
     /// <summary>Start and stop of the gateway (the chain shows restarts).</summary>
     public void RecordLifecycle(string type) => Record(w =>
