@@ -310,12 +310,20 @@ public sealed class SchemaTests
         return (type, "");
     }
 
-    private static void CollectSchemaKeys(JsonNode node, string path, ISet<string> keys)
+    // A type used in several places (claim rules: routes' auth and admin.auth) is written once and $ref'd
+    // elsewhere; a $ref is followed unless it points at an ancestor (recursion, which the model walks once too).
+    private static void CollectSchemaKeys(JsonNode node, string path, ISet<string> keys, string pointer = "#")
     {
         if (node is not JsonObject schema) return;
+        if (schema["$ref"] is JsonValue reference && reference.GetValue<string>() is var target && !(pointer + "/").StartsWith(target + "/", StringComparison.Ordinal))
+        {
+            var resolved = target[2..].Split('/').Aggregate((JsonNode?)node.Root, (n, part) => n?[part]);
+            if (resolved is not null) CollectSchemaKeys(resolved, path, keys, target);
+        }
+
         if (schema["oneOf"] is JsonArray branches)
         {
-            foreach (var branch in branches) CollectSchemaKeys(branch!, path, keys);
+            for (var i = 0; i < branches.Count; i++) CollectSchemaKeys(branches[i]!, path, keys, pointer + "/oneOf/" + i.ToString(CultureInfo.InvariantCulture));
         }
 
         if (schema["properties"] is JsonObject properties)
@@ -324,12 +332,12 @@ public sealed class SchemaTests
             {
                 var childPath = path.Length == 0 ? key : path + "." + key;
                 keys.Add(childPath);
-                CollectSchemaKeys(child!, childPath, keys);
+                CollectSchemaKeys(child!, childPath, keys, pointer + "/properties/" + key);
             }
         }
 
-        if (schema["items"] is JsonObject items) CollectSchemaKeys(items, path + "[]", keys);
-        if (schema["additionalProperties"] is JsonObject values) CollectSchemaKeys(values, path + ".<name>", keys);
+        if (schema["items"] is JsonObject items) CollectSchemaKeys(items, path + "[]", keys, pointer + "/items");
+        if (schema["additionalProperties"] is JsonObject values) CollectSchemaKeys(values, path + ".<name>", keys, pointer + "/additionalProperties");
     }
 
     /// <summary>Rows of the reference tables (those headed | Key | Type | Default | Description |) in configuration.md.</summary>
