@@ -213,6 +213,135 @@ public sealed class AdminAuthTests : IDisposable
         foreach (var secret in new[] { OpsToken, GrafanaToken, "not-a-token-at-all" }) Assert.DoesNotContain(secret, text, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Client_certificates_over_mtls_are_allowed_by_their_rule_and_scope_and_audited_with_their_subject()
+    {
+        using var ca = DevCertificates.CreateCa("Admin CA", Now.AddDays(-1), Now.AddDays(365));
+        using var server = DevCertificates.CreateServer(null, ["admin.test"], Now.AddDays(-1), Now.AddDays(60));
+        using var ops = DevCertificates.CreateClient(ca, "ops", "spiffe://corp/ops", Now.AddDays(-1), Now.AddDays(30));
+        using var viewer = DevCertificates.CreateClient(ca, "viewer", null, Now.AddDays(-1), Now.AddDays(30));
+        using var intruder = DevCertificates.CreateClient(ca, "intruder", null, Now.AddDays(-1), Now.AddDays(30));
+        var files = new Dictionary<string, string>
+        {
+            ["server.pem"] = DevCertificates.CertificatePem(server),
+            ["server.key"] = DevCertificates.KeyPem(server),
+            ["ca.pem"] = DevCertificates.CertificatePem(ca),
+        };
+        var rest = Config("""
+              auth:
+                clientCertificates:
+                  - { name: oncall, scope: admin, claims: [{ claim: cert.uri, is: "spiffe://corp/ops" }] }
+                  - { name: viewers, claims: [{ claim: cert.cn, oneOf: [viewer, ops] }] }
+            """, audit: true);
+        var yaml = """
+            listeners:
+              - { name: public, address: "127.0.0.1:{{PORT}}" }
+              - name: admin
+                address: "127.0.0.1:{{ADMIN_PORT}}"
+                admin: true
+                tls:
+                  certificates: [{ cert: server.pem, key: server.key }]
+                  clientCertificate: { mode: optional, ca: ca.pem }
+
+            """ + rest;
+        await using var gateway = await TestGateway.StartAsync(yaml, files);
+
+        using (var none = await SendTlsAsync(gateway.AdminPort, null, HttpMethod.Get, "/admin/config")) await AssertProblemAsync(none, HttpStatusCode.Unauthorized, "admin.unauthenticated");
+        using (var health = await SendTlsAsync(gateway.AdminPort, null, HttpMethod.Get, "/healthz")) Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        using (var stranger = await SendTlsAsync(gateway.AdminPort, intruder, HttpMethod.Get, "/admin/config")) await AssertProblemAsync(stranger, HttpStatusCode.Forbidden, "admin.certificate-not-allowed");
+        using (var read = await SendTlsAsync(gateway.AdminPort, viewer, HttpMethod.Get, "/admin/config")) Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+        using (var write = await SendTlsAsync(gateway.AdminPort, viewer, HttpMethod.Post, "/admin/reload")) await AssertProblemAsync(write, HttpStatusCode.Forbidden, "admin.scope-insufficient");
+        // ops matches both rules: the wider scope applies.
+        using (var reload = await SendTlsAsync(gateway.AdminPort, ops, HttpMethod.Post, "/admin/reload")) Assert.Equal(HttpStatusCode.OK, reload.StatusCode);
+
+        var records = await AuditRecordsAsync(r => r.Any(x => Type(x) == "admin.reload") && r.Count(x => Type(x) == "admin.denied") == 3);
+        var reloadRecord = records.Single(r => Type(r) == "admin.reload");
+        Assert.Equal("cert:oncall", reloadRecord.GetProperty("actor").GetString());
+        Assert.Equal("CN=ops", reloadRecord.GetProperty("subject").GetString());
+        var refused = records.Single(r => Type(r) == "admin.denied" && r.GetProperty("reason").GetString() == "admin.certificate-not-allowed");
+        Assert.Equal("CN=intruder", refused.GetProperty("subject").GetString());
+        var narrow = records.Single(r => Type(r) == "admin.denied" && r.GetProperty("reason").GetString() == "admin.scope-insufficient");
+        Assert.Equal("cert:viewers", narrow.GetProperty("actor").GetString());
+    }
+
+    [Fact]
+    public async Task An_admin_listener_on_all_interfaces_needs_auth_to_start_and_then_answers_only_with_a_token()
+    {
+        var unauthenticated = """
+            listeners:
+              - { name: public, address: "127.0.0.1:{{PORT}}" }
+              - { name: admin, address: "0.0.0.0:{{ADMIN_PORT}}", admin: true }
+            routes:
+              - { name: all, match: { pathPrefix: / }, respond: { body: ok } }
+            """;
+        var refused = await Assert.ThrowsAsync<ConfigException>(() => TestGateway.StartAsync(unauthenticated));
+        Assert.Contains(refused.Diagnostics, d => d.Line == 3 && d.Message.Contains("admin.auth is not configured", StringComparison.Ordinal));
+
+        await using var gateway = await TestGateway.StartAsync(unauthenticated + "\nadmin:\n" + TokenAuth, environment: Environment(("OPS_TOKEN", OpsToken), ("GRAFANA_TOKEN", GrafanaToken)));
+        using (var none = await SendAsync(gateway, HttpMethod.Get, "/admin/config")) await AssertProblemAsync(none, HttpStatusCode.Unauthorized, "admin.unauthenticated");
+        using (var ok = await SendAsync(gateway, HttpMethod.Get, "/admin/config", GrafanaToken)) Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+
+        // A reload cannot drop admin.auth while the listener stays on 0.0.0.0 ...
+        var generation = gateway.Generation;
+        await gateway.WriteConfigAsync(unauthenticated.Replace("body: ok", "body: changed", StringComparison.Ordinal));
+        using (var rejected = await SendAsync(gateway, HttpMethod.Post, "/admin/reload", OpsToken)) Assert.Equal(HttpStatusCode.UnprocessableEntity, rejected.StatusCode);
+        Assert.Equal(generation, gateway.Generation);
+
+        // ... and moving the listener to loopback takes a restart: until then the running 0.0.0.0 listener
+        // keeps refusing everything but the health paths.
+        await gateway.WriteConfigAsync(unauthenticated.Replace("0.0.0.0:", "127.0.0.1:", StringComparison.Ordinal));
+        await gateway.WaitForGenerationAsync(generation);
+        using (var closed = await SendAsync(gateway, HttpMethod.Get, "/admin/config")) await AssertProblemAsync(closed, HttpStatusCode.Forbidden, "admin.auth-not-configured");
+        using (var health = await SendAsync(gateway, HttpMethod.Get, "/healthz")) Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+    }
+
+    [Fact]
+    public async Task Validate_refuses_an_unauthenticated_admin_listener_off_loopback_with_its_position()
+    {
+        var path = Path.Combine(_directory, "public-admin.yaml");
+        await File.WriteAllTextAsync(path, """
+            listeners:
+              - { name: public, address: "127.0.0.1:18080" }
+              - name: admin
+                address: "[::]:19901"
+                admin: true
+            routes:
+              - { name: all, match: { pathPrefix: / }, respond: { body: ok } }
+            """);
+        using var output = new StringWriter();
+        using var errors = new StringWriter();
+
+        var code = await PortcullisCli.RunAsync(["validate", "-c", path], output, errors);
+
+        Assert.Equal(1, code);
+        Assert.Contains($"{path}:4:14: error: the admin listener on [::]:19901 is reachable from other hosts, and admin.auth is not configured", errors.ToString() + output, StringComparison.Ordinal);
+        Assert.Contains("hint: bind it to loopback", errors.ToString() + output, StringComparison.Ordinal);
+    }
+
+    /// <summary>One request over a new TLS connection presenting <paramref name="certificate"/> (or none).</summary>
+    private static async Task<HttpResponseMessage> SendTlsAsync(int port, X509Certificate2? certificate, HttpMethod method, string path)
+    {
+        var handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, ct) =>
+            {
+                var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                await socket.ConnectAsync(IPAddress.Loopback, port, ct);
+                return new NetworkStream(socket, ownsSocket: true);
+            },
+            SslOptions = new SslClientAuthenticationOptions
+            {
+                RemoteCertificateValidationCallback = (_, _, _, _) => true,
+                LocalCertificateSelectionCallback = certificate is null ? null : (_, _, _, _, _) => certificate,
+            },
+        };
+        using var client = new HttpClient(handler) { BaseAddress = new Uri($"https://admin.test:{port}"), Timeout = TimeSpan.FromSeconds(10) };
+        using var request = new HttpRequestMessage(method, path);
+        var response = await client.SendAsync(request);
+        await response.Content.LoadIntoBufferAsync();
+        return response;
+    }
+
     private static string? Type(JsonElement record) => record.GetProperty("type").GetString();
 
     private async Task<List<JsonElement>> AuditRecordsAsync(Func<List<JsonElement>, bool> until)
