@@ -8,7 +8,11 @@ using Portcullis.Identity;
 namespace Portcullis.Admin;
 
 /// <summary>An admin bearer token: its holder's name, its scope and the SHA-256 of the token (never the token).</summary>
-internal sealed record AdminToken(string Name, AdminScope Scope, byte[] Hash);
+internal sealed record AdminToken(string Name, AdminScope Scope, byte[] Hash)
+{
+    /// <summary>The caller this token makes, built once per snapshot.</summary>
+    public AdminCaller Caller { get; } = new("token:" + Name, Scope);
+}
 
 /// <summary>Client certificates allowed on the admin API: a claim rule on the certificate's identity.</summary>
 internal sealed record AdminCertificateRule(string Name, AdminScope Scope, ClaimRule Rule);
@@ -88,7 +92,7 @@ internal static class AdminAuthenticator
                     "The bearer token is not one of the admin API's tokens.", BearerChallenge(auth, "invalid_token"));
             }
 
-            caller = new AdminCaller("token:" + token.Name, token.Scope);
+            caller = token.Caller;
         }
         else if (ClientCertificateIdentity.Get(context) is { } certificate && auth.Certificates.Length > 0)
         {
