@@ -310,6 +310,8 @@ internal sealed partial class AdminApi(
     private async Task DenyAsync(HttpContext context, AdminDecision decision)
     {
         if (decision.Challenge is { } challenge) context.Response.Headers.WWWAuthenticate = challenge;
+        // Debug only: an unauthenticated flood must not flood the log; the audit log keeps every denial.
+        Log.Refused(logger, context.Request.Method, context.Request.Path.Value ?? "/", context.Connection.RemoteIpAddress?.ToString(), decision.Reason!, decision.Caller.Actor);
         // Waits for room in a full audit queue: the back-pressure lands on whoever floods denials.
         if (Audit(context) is { Enabled: true } audit) await audit.RecordAdminDeniedAsync(context, decision.Caller, decision.Status, decision.Reason!);
         await ProblemWriter.WriteAsync(context, decision.Status, decision.Status == 401 ? "Unauthorized" : "Forbidden", decision.Detail!, decision.Reason!);
@@ -403,5 +405,8 @@ internal sealed partial class AdminApi(
     {
         [LoggerMessage(3001, LogLevel.Information, "Admin: {Action} destination {Destination} of cluster {Cluster} (by {Actor})")]
         public static partial void Drained(ILogger logger, string action, string cluster, string destination, string actor);
+
+        [LoggerMessage(3002, LogLevel.Debug, "Admin: refused {Method} {Path} from {ClientIp}: {Reason} ({Actor})")]
+        public static partial void Refused(ILogger logger, string method, string path, string? clientIp, string reason, string actor);
     }
 }
