@@ -114,6 +114,18 @@ public sealed class AdminAuthTests : IDisposable
     }
 
     [Fact]
+    public async Task The_open_list_decides_which_paths_need_no_credential()
+    {
+        await using var gateway = await TestGateway.StartAsync(Config(TokenAuth + "\n    open: [/metrics]"), environment: Environment(("OPS_TOKEN", OpsToken), ("GRAFANA_TOKEN", GrafanaToken)));
+
+        using (var scrape = await SendAsync(gateway, HttpMethod.Get, "/metrics")) Assert.Equal(HttpStatusCode.OK, scrape.StatusCode);
+        using (var health = await SendAsync(gateway, HttpMethod.Get, "/healthz")) await AssertProblemAsync(health, HttpStatusCode.Unauthorized, "admin.unauthenticated");
+        using (var ready = await SendAsync(gateway, HttpMethod.Get, "/readyz", GrafanaToken)) Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        // Open means GET and HEAD only.
+        using (var post = await SendAsync(gateway, HttpMethod.Post, "/metrics")) await AssertProblemAsync(post, HttpStatusCode.Unauthorized, "admin.unauthenticated");
+    }
+
+    [Fact]
     public async Task A_read_token_may_GET_but_not_POST_and_an_admin_token_may_reload_and_drain()
     {
         await using var gateway = await TestGateway.StartAsync(Config(TokenAuth), environment: Environment(("OPS_TOKEN", OpsToken), ("GRAFANA_TOKEN", GrafanaToken)));
