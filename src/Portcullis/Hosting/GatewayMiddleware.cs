@@ -34,6 +34,16 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
                 $"Request headers must stay within {limits.MaxRequestHeaderCount} headers and {limits.MaxRequestHeadersSize} in total.", gateway.Reason);
         }
 
+        if (context.Request.ContentLength == Listeners.StrictContentLength.Malformed)
+        {
+            // Checked before the body limit (the sentinel is above every limit): "+5" is a framing error, not a big body.
+            gateway.Reason = "request.bad-content-length";
+            context.Request.ContentLength = null; // the sentinel is not a length: keep it out of the access log
+            context.Response.Headers.Connection = "close";
+            return ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Bad Content-Length",
+                "Content-Length must be a non-negative decimal number made of digits only.", gateway.Reason);
+        }
+
         if (context.Request.ContentLength > limits.MaxRequestBodySize.Bytes)
         {
             gateway.Reason = "request.body-too-large";

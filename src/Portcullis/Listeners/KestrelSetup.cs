@@ -15,6 +15,8 @@ internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore cer
         var snapshot = store.Current;
         var limits = snapshot.Config.Limits;
         options.AddServerHeader = false;
+        // Content-Length must be 1*DIGIT (RFC 9110 §8.6); Kestrel alone also takes "+5".
+        options.RequestHeaderEncodingSelector = StrictContentLength.Select;
 
         // Kestrel's limits are the hard backstop, set above the configured ones so that the gateway
         // itself answers requests between the two with a problem+json body.
