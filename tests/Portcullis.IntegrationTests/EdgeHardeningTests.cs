@@ -109,6 +109,53 @@ public sealed class EdgeHardeningTests(EdgeGateway fixture, Xunit.Abstractions.I
         Assert.Equal("hello", Assert.Single(fixture.Seen, s => s.Path == "/cl-zeros").Body);
     }
 
+    // ---- point 16: chunk extensions are bounded (RFC 9112 §7.1.1) ----
+
+    [Fact]
+    public async Task ChunkExtensionOf64KiB_Gets400ProblemJson_AndIsNeverProxied()
+    {
+        await using var connection = await RawConnection.OpenAsync(Gateway.Port);
+        await connection.WriteAsync("POST /chunk-ext-huge HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n");
+        var sent = await connection.TryWriteAsync($"5;ext={new string('e', 64 * 1024)}\r\nhello\r\n0\r\n\r\n");
+        var response = await connection.ReadResponseAsync(ReadTimeout);
+        output.WriteLine($"observed: 64 KiB chunk extension (all sent: {sent}) -> {response}");
+
+        Assert.NotNull(response);
+        Assert.Equal(400, response.Status);
+        Assert.StartsWith("application/problem+json", response.Header("Content-Type"));
+        using (var problem = JsonDocument.Parse(response.Body))
+        {
+            Assert.Equal("request.chunk-extension-too-long", problem.RootElement.GetProperty("reason").GetString());
+        }
+
+        Assert.True(await connection.IsClosedAsync(ReadTimeout), "the connection must be closed");
+        var line = await AccessLogFile.LineAsync(fixture.AccessLogPath, response.Header("X-Request-Id")!);
+        Assert.Equal("request.chunk-extension-too-long", line.GetProperty("reason").GetString());
+        await AssertStillServingAsync();
+        Assert.DoesNotContain(fixture.Seen, s => s.Path == "/chunk-ext-huge");
+    }
+
+    [Fact]
+    public async Task ChunkExtensionsWithinLimit_SplitAcrossWrites_AreProxied_AndTheNextRequestToo()
+    {
+        // Extensions below the limit (even split over several TCP writes, trailers included) pass; the request
+        // pipelined after the body is parsed as a request of its own.
+        var extension = ";name=" + new string('v', 1000);
+        await using var connection = await RawConnection.OpenAsync(Gateway.Port);
+        await connection.WriteAsync("POST /chunk-ext-ok HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        await connection.WriteAsync($"5{extension[..500]}");
+        await connection.WriteAsync($"{extension[500..]}\r\nhel");
+        await connection.WriteAsync($"lo\r\n6{extension}\r\n world\r\n0{extension}\r\nX-Trailer: t\r\n\r\n");
+        await connection.WriteAsync("GET /chunk-ext-next HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+
+        var first = await connection.ReadResponseAsync(ReadTimeout);
+        var second = await connection.ReadResponseAsync(ReadTimeout);
+        Assert.Equal(200, first?.Status);
+        Assert.Equal(200, second?.Status);
+        Assert.Equal("hello world", Assert.Single(fixture.Seen, s => s.Path == "/chunk-ext-ok").Body);
+        Assert.Single(fixture.Seen, s => s.Path == "/chunk-ext-next");
+    }
+
     // ---- point 17: Kestrel's own refusals are logged like the gateway's ----
 
     [Fact]

@@ -52,6 +52,12 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
                 $"Request bodies must stay within {limits.MaxRequestBodySize}.", gateway.Reason);
         }
 
+        if (context.Request.Headers.TransferEncoding.Count > 0 && HttpProtocol.IsHttp11(context.Request.Protocol)
+            && context.Features.Get<Listeners.ChunkExtensionGuard>() is { } guard)
+        {
+            guard.Arm(); // Kestrel validated the framing as chunked; the body is not read yet
+        }
+
         var task = next(context);
         return task.IsCompletedSuccessfully && context.Response.HasStarted ? task : AfterAsync(task, context, gateway);
     }
@@ -61,6 +67,15 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         await pending;
         if (context.Response.HasStarted) return;
         if (context.Features.Get<IForwarderErrorFeature>() is not { } error) return;
+
+        if (error.Error == ForwarderError.RequestBodyClient && context.Features.Get<Listeners.ChunkExtensionGuard>() is { Refused: true })
+        {
+            gateway.Reason = "request.chunk-extension-too-long";
+            context.Response.Headers.Connection = "close";
+            await ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Chunk extension too long",
+                $"A chunk extension of the request body is longer than {Listeners.ChunkExtensionGuard.MaxExtensionLength} bytes.", gateway.Reason);
+            return;
+        }
 
         const string upstreamFailed = "The gateway could not get an answer from the upstream.";
         var (status, title, reason, detail) = error.Error switch

@@ -61,6 +61,9 @@ internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore cer
                 }
 
                 if (listener.Tls is not null) certificates.UseHttps(listen, listener.Name);
+
+                // After TLS: the guard reads the plaintext HTTP/1.1 bytes (HTTP/2 has no chunked framing).
+                if (protocols != HttpProtocols.Http2) listen.Use(ChunkExtensionGuard.Middleware);
             };
             if (address.IsLocalhost) options.ListenLocalhost(address.Port, configure);
             else if (address.Ip is null) options.ListenAnyIP(address.Port, configure);
