@@ -177,13 +177,28 @@ public sealed class EdgeHardeningTests(EdgeGateway fixture, Xunit.Abstractions.I
     }
 
     [Fact]
-    public async Task RequestLineBeyondKestrelLimit_Gets414_AndAnAccessLogLine()
+    public async Task RequestLineAboveConfiguredLimit_Gets414ProblemJson()
     {
+        // Between the configured limit and Kestrel's backstop (twice it) the gateway answers, like for headers.
         var response = await RawHttp.ExchangeAsync(Gateway.Port,
             $"GET /edge-long/{new string('u', EdgeGateway.RequestLine + 100)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
 
         Assert.Equal(414, response.Status);
-        var line = await LineAsync(l => l.GetProperty("status").GetInt32() == 414);
+        Assert.StartsWith("application/problem+json", response.Header("Content-Type"));
+        Assert.Contains("\"reason\":\"request.line-too-long\"", response.Body, StringComparison.Ordinal);
+        var line = await AccessLogFile.LineAsync(fixture.AccessLogPath, response.Header("X-Request-Id")!);
+        Assert.Equal("request.line-too-long", line.GetProperty("reason").GetString());
+        Assert.DoesNotContain(fixture.Seen, s => s.Path.StartsWith("/edge-long/", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task RequestLineBeyondKestrelLimit_Gets414_AndAnAccessLogLine()
+    {
+        var response = await RawHttp.ExchangeAsync(Gateway.Port,
+            $"GET /edge-longer/{new string('u', EdgeGateway.RequestLine * 2 + 100)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+
+        Assert.Equal(414, response.Status);
+        var line = await LineAsync(l => l.GetProperty("status").GetInt32() == 414 && l.GetProperty("path").ValueKind == JsonValueKind.Null);
         Assert.Equal("request.line-too-long", line.GetProperty("reason").GetString());
         Assert.Equal("public", line.GetProperty("listener").GetString());
     }

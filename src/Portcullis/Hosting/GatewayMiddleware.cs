@@ -34,6 +34,14 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
                 $"Request headers must stay within {limits.MaxRequestHeaderCount} headers and {limits.MaxRequestHeadersSize} in total.", gateway.Reason);
         }
 
+        if (RequestLineLength(context) > limits.MaxRequestLineSize.Bytes)
+        {
+            gateway.Reason = "request.line-too-long";
+            context.Response.Headers.Connection = "close";
+            return ProblemWriter.WriteAsync(context, StatusCodes.Status414UriTooLong, "Request line too long",
+                $"The request line (method, target, version) must stay within {limits.MaxRequestLineSize}.", gateway.Reason);
+        }
+
         if (context.Request.ContentLength == Listeners.StrictContentLength.Malformed)
         {
             // Checked before the body limit (the sentinel is above every limit): "+5" is a framing error, not a big body.
@@ -101,6 +109,15 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         }
 
         return null;
+    }
+
+    // "METHOD SP request-target SP HTTP-version" as Kestrel measures it (the target as sent, before decoding);
+    // over HTTP/2 the same parts of the pseudo-headers.
+    private static int RequestLineLength(HttpContext context)
+    {
+        var request = context.Request;
+        var target = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget;
+        return request.Method.Length + (target?.Length ?? 0) + request.Protocol.Length + 2;
     }
 
     // Counted the way Kestrel counts its limits: every header line (repeated names included, which the

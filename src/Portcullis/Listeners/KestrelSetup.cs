@@ -23,7 +23,7 @@ internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore cer
         // Saturating: a huge configured value must not overflow into a negative one Kestrel throws on at startup.
         options.Limits.MaxRequestHeadersTotalSize = Backstop(limits.MaxRequestHeadersSize.Bytes);
         options.Limits.MaxRequestHeaderCount = Backstop(limits.MaxRequestHeaderCount);
-        options.Limits.MaxRequestLineSize = (int)Math.Clamp(limits.MaxRequestLineSize.Bytes, 1, int.MaxValue);
+        options.Limits.MaxRequestLineSize = Backstop(limits.MaxRequestLineSize.Bytes);
         // Kestrel refuses to start when its read buffer cannot hold a whole request line or header block.
         var buffer = Math.Max(options.Limits.MaxRequestLineSize, options.Limits.MaxRequestHeadersTotalSize);
         if (options.Limits.MaxRequestBufferSize is { } size && size < buffer) options.Limits.MaxRequestBufferSize = buffer;
