@@ -32,7 +32,7 @@ internal sealed class ChunkExtensionGuard : PipeReader, IDuplexPipe
     private ReadOnlySequence<byte> _buffer;
     private long _scannedAhead; // bytes at the start of the next buffer that were scanned already
 
-    private ChunkExtensionGuard(IDuplexPipe transport) => _transport = transport;
+    internal ChunkExtensionGuard(IDuplexPipe transport) => _transport = transport;
 
     /// <summary>True once a request on this connection was refused for its chunk extensions.</summary>
     public bool Refused { get; private set; }
