@@ -60,7 +60,7 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
                 $"Request bodies must stay within {limits.MaxRequestBodySize}.", gateway.Reason);
         }
 
-        if (context.Request.Headers.TransferEncoding.Count > 0 && HttpProtocol.IsHttp11(context.Request.Protocol)
+        if (context.Request.Headers.TransferEncoding.Count > 0 && (HttpProtocol.IsHttp11(context.Request.Protocol) || HttpProtocol.IsHttp10(context.Request.Protocol))
             && context.Features.Get<Listeners.ChunkExtensionGuard>() is { } guard)
         {
             guard.Arm(); // Kestrel validated the framing as chunked; the body is not read yet
