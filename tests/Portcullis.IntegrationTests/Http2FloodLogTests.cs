@@ -44,6 +44,6 @@ public sealed class Http2FloodLogTests(Xunit.Abstractions.ITestOutputHelper outp
         var intervals = (int)(clock.Elapsed / Portcullis.Listeners.Http2FloodLog.Interval) + 1;
         Assert.Empty(kestrel);
         Assert.InRange(flood.Count, 1, 2 * intervals);
-        Assert.Contains(flood, l => l.StartsWith("Warning:", StringComparison.Ordinal) && l.Contains("HTTP/2 flood refused by Kestrel", StringComparison.Ordinal));
+        Assert.Contains(flood, l => l.StartsWith("Warning:", StringComparison.Ordinal) && l.Contains("HTTP/2 flood refused by Kestrel", StringComparison.Ordinal) && l.Contains("from 127.0.0.1", StringComparison.Ordinal));
     }
 }

@@ -25,20 +25,24 @@ internal sealed partial class Http2FloodLog : IDisposable
     private readonly ILogger _logger;
     private readonly Dictionary<string, int> _byEvent = new(StringComparer.Ordinal);
     private readonly HashSet<string> _connections = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, int> _byPeer = new(StringComparer.Ordinal);
+    private readonly ConnectionPeers? _peers;
     private ITimer? _timer;
     private int _events;
     private bool _connectionsCapped;
 
-    public Http2FloodLog(TimeProvider time, ILogger logger)
+    public Http2FloodLog(TimeProvider time, ILogger logger, ConnectionPeers? peers = null)
     {
         _time = time;
         _logger = logger;
+        _peers = peers;
     }
 
     /// <summary>Counts one Kestrel event; logs it when it is the first of an interval.</summary>
     public void Record(EventId eventId, string? connectionId)
     {
         var name = eventId.Name ?? eventId.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var peer = (connectionId is null ? null : _peers?.Find(connectionId)) ?? "unknown";
         bool first;
         lock (_gate)
         {
@@ -57,10 +61,12 @@ internal sealed partial class Http2FloodLog : IDisposable
                     if (_connections.Count < MaxTrackedConnections) _connections.Add(connectionId);
                     else _connectionsCapped = true;
                 }
+
+                if (_byPeer.Count < MaxTrackedConnections || _byPeer.ContainsKey(peer)) _byPeer[peer] = _byPeer.GetValueOrDefault(peer) + 1;
             }
         }
 
-        if (first) Log.First(_logger, name, connectionId ?? "?", Interval.TotalSeconds);
+        if (first) Log.First(_logger, name, connectionId ?? "?", peer, Interval.TotalSeconds);
     }
 
     /// <summary>Writes the interval's summary (when anything followed the first event) and starts a new interval.</summary>
@@ -69,6 +75,7 @@ internal sealed partial class Http2FloodLog : IDisposable
         int events;
         string byEvent;
         string connections;
+        string peers;
         lock (_gate)
         {
             _timer?.Dispose();
@@ -76,14 +83,17 @@ internal sealed partial class Http2FloodLog : IDisposable
             events = _events;
             if (events == 0) return;
             byEvent = string.Join(", ", _byEvent.Select(e => $"{e.Key}={e.Value}"));
+            // The five peers with the most events.
+            peers = string.Join(", ", _byPeer.OrderByDescending(p => p.Value).Take(5).Select(p => $"{p.Key}={p.Value}"));
             connections = _connectionsCapped ? $"{_connections.Count}+" : _connections.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
             _events = 0;
             _byEvent.Clear();
             _connections.Clear();
+            _byPeer.Clear();
             _connectionsCapped = false;
         }
 
-        Log.Summary(_logger, events, connections, Interval.TotalSeconds, byEvent);
+        Log.Summary(_logger, events, connections, Interval.TotalSeconds, byEvent, peers);
     }
 
     public void Dispose()
@@ -110,7 +120,9 @@ internal sealed partial class Http2FloodLog : IDisposable
             _ => sp => (ILoggerFactory)ActivatorUtilities.CreateInstance(sp, original.ImplementationType!),
         };
         var owned = original.ImplementationInstance is null;
-        services.Replace(ServiceDescriptor.Singleton<ILoggerFactory>(sp => new FloodSummarizingLoggerFactory(create(sp), owned, sp.GetService<TimeProvider>() ?? TimeProvider.System)));
+        services.TryAddSingleton<ConnectionPeers>();
+        services.Replace(ServiceDescriptor.Singleton<ILoggerFactory>(sp =>
+            new FloodSummarizingLoggerFactory(create(sp), owned, sp.GetService<TimeProvider>() ?? TimeProvider.System, sp.GetService<ConnectionPeers>())));
     }
 
     private sealed class FloodSummarizingLoggerFactory : ILoggerFactory
@@ -119,11 +131,11 @@ internal sealed partial class Http2FloodLog : IDisposable
         private readonly bool _owned;
         private readonly Http2FloodLog _flood;
 
-        public FloodSummarizingLoggerFactory(ILoggerFactory inner, bool owned, TimeProvider time)
+        public FloodSummarizingLoggerFactory(ILoggerFactory inner, bool owned, TimeProvider time, ConnectionPeers? peers)
         {
             _inner = inner;
             _owned = owned;
-            _flood = new Http2FloodLog(time, inner.CreateLogger<Http2FloodLog>());
+            _flood = new Http2FloodLog(time, inner.CreateLogger<Http2FloodLog>(), peers);
         }
 
         public ILogger CreateLogger(string categoryName)
@@ -174,11 +186,11 @@ internal sealed partial class Http2FloodLog : IDisposable
     private static partial class Log
     {
         [LoggerMessage(EventId = 1301, EventName = "Http2FloodMitigated", Level = LogLevel.Warning,
-            Message = "HTTP/2 flood refused by Kestrel ({KestrelEvent}) on connection {ConnectionId}; further such events are summarized every {IntervalSeconds}s.")]
-        public static partial void First(ILogger logger, string kestrelEvent, string connectionId, double intervalSeconds);
+            Message = "HTTP/2 flood refused by Kestrel ({KestrelEvent}) on connection {ConnectionId} from {Peer}; further such events are summarized every {IntervalSeconds}s.")]
+        public static partial void First(ILogger logger, string kestrelEvent, string connectionId, string peer, double intervalSeconds);
 
         [LoggerMessage(EventId = 1302, EventName = "Http2FloodSummary", Level = LogLevel.Warning,
-            Message = "HTTP/2 flood: {Events} more Kestrel events from {Connections} connections in the last {IntervalSeconds}s ({ByEvent}).")]
-        public static partial void Summary(ILogger logger, int events, string connections, double intervalSeconds, string byEvent);
+            Message = "HTTP/2 flood: {Events} more Kestrel events from {Connections} connections in the last {IntervalSeconds}s ({ByEvent}); top peers: {Peers}.")]
+        public static partial void Summary(ILogger logger, int events, string connections, double intervalSeconds, string byEvent, string peers);
     }
 }

@@ -8,7 +8,7 @@ using Portcullis.Hosting;
 namespace Portcullis.Listeners;
 
 /// <summary>Binds Kestrel to the configured listeners and applies the request limits.</summary>
-internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore certificates) : IConfigureOptions<KestrelServerOptions>, IConfigureOptions<HostOptions>
+internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore certificates, ConnectionPeers peers) : IConfigureOptions<KestrelServerOptions>, IConfigureOptions<HostOptions>
 {
     public void Configure(KestrelServerOptions options)
     {
@@ -50,6 +50,7 @@ internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore cer
             Action<ListenOptions> configure = listen =>
             {
                 listen.Protocols = protocols;
+                if (protocols != HttpProtocols.Http1) listen.Use(peers.Middleware); // who a HTTP/2 flood comes from
                 if (policy is not null)
                 {
                     // HSTS and the HTTPS redirect are per listener: the connection carries its listener's policy.

@@ -26,6 +26,7 @@ public sealed class Http2FloodLogTests
         Assert.Equal(2, logger.Lines.Count);
         Assert.Contains("79 more Kestrel events from 2 connections", logger.Lines[1], StringComparison.Ordinal);
         Assert.Contains("Http2QueueOperationsExceeded=79", logger.Lines[1], StringComparison.Ordinal);
+        Assert.Contains("top peers: unknown=79", logger.Lines[1], StringComparison.Ordinal);
 
         // Quiet interval: nothing more; the next event starts a new interval with its own first line.
         time.Advance(Http2FloodLog.Interval * 3);
