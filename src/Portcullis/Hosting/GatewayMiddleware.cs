@@ -34,12 +34,36 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
                 $"Request headers must stay within {limits.MaxRequestHeaderCount} headers and {limits.MaxRequestHeadersSize} in total.", gateway.Reason);
         }
 
+        if (RequestLineLength(context) > limits.MaxRequestLineSize.Bytes)
+        {
+            gateway.Reason = "request.line-too-long";
+            context.Response.Headers.Connection = "close";
+            return ProblemWriter.WriteAsync(context, StatusCodes.Status414UriTooLong, "Request line too long",
+                $"The request line (method, target, version) must stay within {limits.MaxRequestLineSize}.", gateway.Reason);
+        }
+
+        if (context.Request.ContentLength == Listeners.StrictContentLength.Malformed)
+        {
+            // Checked before the body limit (the sentinel is above every limit): "+5" is a framing error, not a big body.
+            gateway.Reason = "request.bad-content-length";
+            context.Request.ContentLength = null; // the sentinel is not a length: keep it out of the access log
+            context.Response.Headers.Connection = "close";
+            return ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Bad Content-Length",
+                "Content-Length must be a non-negative decimal number made of digits only.", gateway.Reason);
+        }
+
         if (context.Request.ContentLength > limits.MaxRequestBodySize.Bytes)
         {
             gateway.Reason = "request.body-too-large";
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "Request body too large",
                 $"Request bodies must stay within {limits.MaxRequestBodySize}.", gateway.Reason);
+        }
+
+        if (context.Request.Headers.TransferEncoding.Count > 0 && (HttpProtocol.IsHttp11(context.Request.Protocol) || HttpProtocol.IsHttp10(context.Request.Protocol))
+            && context.Features.Get<Listeners.ChunkExtensionGuard>() is { } guard)
+        {
+            guard.Arm(); // Kestrel validated the framing as chunked; the body is not read yet
         }
 
         var task = next(context);
@@ -51,6 +75,15 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         await pending;
         if (context.Response.HasStarted) return;
         if (context.Features.Get<IForwarderErrorFeature>() is not { } error) return;
+
+        if (error.Error == ForwarderError.RequestBodyClient && context.Features.Get<Listeners.ChunkExtensionGuard>() is { Refused: true })
+        {
+            gateway.Reason = "request.chunk-extension-too-long";
+            context.Response.Headers.Connection = "close";
+            await ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Chunk extension too long",
+                $"A chunk extension of the request body is longer than {Listeners.ChunkExtensionGuard.MaxExtensionLength} bytes.", gateway.Reason);
+            return;
+        }
 
         const string upstreamFailed = "The gateway could not get an answer from the upstream.";
         var (status, title, reason, detail) = error.Error switch
@@ -76,6 +109,15 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         }
 
         return null;
+    }
+
+    // "METHOD SP request-target SP HTTP-version" as Kestrel measures it (the target as sent, before decoding);
+    // over HTTP/2 the same parts of the pseudo-headers.
+    private static int RequestLineLength(HttpContext context)
+    {
+        var request = context.Request;
+        var target = context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget;
+        return request.Method.Length + (target?.Length ?? 0) + request.Protocol.Length + 2;
     }
 
     // Counted the way Kestrel counts its limits: every header line (repeated names included, which the

@@ -73,6 +73,12 @@ public static class PortcullisServiceCollectionExtensions
         Portcullis.Observability.ObservabilityServices.AddPortcullisObservability(services);
         Portcullis.Observability.MetricsServices.AddPortcullisTelemetry(services, store.Current);
         services.AddPortcullisProxy();
+        // Access-log lines for the requests Kestrel refuses before the pipeline runs.
+        services.TryAddSingleton(sp => new KestrelRejectionLog(
+            sp.GetService<System.Diagnostics.DiagnosticListener>(), store, sp.GetRequiredService<Portcullis.Observability.AccessLog>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddHostedService(sp => sp.GetRequiredService<KestrelRejectionLog>());
+        // Kestrel's HTTP/2 flood mitigations log per refused operation: count them, log a summary.
+        Http2FloodLog.Decorate(services);
 
         services.AddHttpClient(IssuerRegistry.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false });

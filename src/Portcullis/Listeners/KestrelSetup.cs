@@ -8,20 +8,22 @@ using Portcullis.Hosting;
 namespace Portcullis.Listeners;
 
 /// <summary>Binds Kestrel to the configured listeners and applies the request limits.</summary>
-internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore certificates) : IConfigureOptions<KestrelServerOptions>, IConfigureOptions<HostOptions>
+internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore certificates, ConnectionPeers peers) : IConfigureOptions<KestrelServerOptions>, IConfigureOptions<HostOptions>
 {
     public void Configure(KestrelServerOptions options)
     {
         var snapshot = store.Current;
         var limits = snapshot.Config.Limits;
         options.AddServerHeader = false;
+        // Content-Length must be 1*DIGIT (RFC 9110 §8.6); Kestrel alone also takes "+5".
+        options.RequestHeaderEncodingSelector = StrictContentLength.Select;
 
         // Kestrel's limits are the hard backstop, set above the configured ones so that the gateway
         // itself answers requests between the two with a problem+json body.
         // Saturating: a huge configured value must not overflow into a negative one Kestrel throws on at startup.
         options.Limits.MaxRequestHeadersTotalSize = Backstop(limits.MaxRequestHeadersSize.Bytes);
         options.Limits.MaxRequestHeaderCount = Backstop(limits.MaxRequestHeaderCount);
-        options.Limits.MaxRequestLineSize = (int)Math.Clamp(limits.MaxRequestLineSize.Bytes, 1, int.MaxValue);
+        options.Limits.MaxRequestLineSize = Backstop(limits.MaxRequestLineSize.Bytes);
         // Kestrel refuses to start when its read buffer cannot hold a whole request line or header block.
         var buffer = Math.Max(options.Limits.MaxRequestLineSize, options.Limits.MaxRequestHeadersTotalSize);
         if (options.Limits.MaxRequestBufferSize is { } size && size < buffer) options.Limits.MaxRequestBufferSize = buffer;
@@ -48,6 +50,7 @@ internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore cer
             Action<ListenOptions> configure = listen =>
             {
                 listen.Protocols = protocols;
+                if (protocols != HttpProtocols.Http1) listen.Use(peers.Middleware); // who a HTTP/2 flood comes from
                 if (policy is not null)
                 {
                     // HSTS and the HTTPS redirect are per listener: the connection carries its listener's policy.
@@ -59,6 +62,9 @@ internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore cer
                 }
 
                 if (listener.Tls is not null) certificates.UseHttps(listen, listener.Name);
+
+                // After TLS: the guard reads the plaintext HTTP/1.1 bytes (HTTP/2 has no chunked framing).
+                if (protocols != HttpProtocols.Http2) listen.Use(ChunkExtensionGuard.Middleware);
             };
             if (address.IsLocalhost) options.ListenLocalhost(address.Port, configure);
             else if (address.Ip is null) options.ListenAnyIP(address.Port, configure);

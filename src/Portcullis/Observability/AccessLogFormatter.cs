@@ -239,6 +239,10 @@ internal sealed class AccessLogFormatter
     internal static string? EdgeLimit(string? reason) => reason switch
     {
         "request.headers-too-large" or "request.body-too-large" or "request.body-timeout" or "request.body-invalid" => reason,
+        // Framing and Kestrel's own refusals (see Listeners/KestrelRejectionLog.cs).
+        "request.line-too-long" or "request.bad-content-length" or "request.chunk-extension-too-long" or "request.headers-timeout"
+            or "request.bad-chunked-body" or "request.bad-transfer-encoding" or "request.bad-host" or "request.bad-request-line"
+            or "request.length-required" or "request.malformed" => reason,
         _ => null,
     };
 

@@ -199,17 +199,19 @@ internal sealed class RequestObserver
     private static string? Single(StringValues values) => values.Count == 0 ? null : values.Count == 1 ? values[0] : values.ToString();
 
     // Listeners are bound once at start, so the local endpoint names the listener.
-    internal static string? ListenerName(GatewaySnapshot snapshot, ConnectionInfo connection)
+    internal static string? ListenerName(GatewaySnapshot snapshot, ConnectionInfo connection) =>
+        ListenerName(snapshot, connection.LocalPort, connection.LocalIpAddress);
+
+    internal static string? ListenerName(GatewaySnapshot snapshot, int port, System.Net.IPAddress? localIp)
     {
         var listeners = snapshot.Listeners;
-        var port = connection.LocalPort;
         string? byPort = null;
         for (var i = 0; i < listeners.Count; i++)
         {
             var address = listeners[i].Address;
             if (address.Port != port) continue;
             if (address.IsAny || address.IsLocalhost || address.Ip is null) return listeners[i].Name;
-            var local = connection.LocalIpAddress;
+            var local = localIp;
             if (local is not null && local.IsIPv4MappedToIPv6) local = local.MapToIPv4();
             if (address.Ip.Equals(local)) return listeners[i].Name;
             byPort ??= listeners[i].Name;
