@@ -107,9 +107,10 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             headers[assertion.Header] = signer.Sign(identity, auth.AssertionAudience, assertion);
         }
 
-        if (identity.Consumer is not null) headers[names.Consumer] = identity.Consumer;
-        if (identity.ConsumerGroup is not null) headers[names.ConsumerGroup] = identity.ConsumerGroup;
-        if (identity.Subject is not null) headers[names.Subject] = identity.Subject;
+        // Percent-encoded where not plain ASCII (IdentityHeaderValue); the assertion above has the exact values.
+        if (identity.ConsumerHeader is { } consumer) headers[names.Consumer] = consumer;
+        if (identity.ConsumerGroupHeader is { } consumerGroup) headers[names.ConsumerGroup] = consumerGroup;
+        if (identity.SubjectHeader is { } subject) headers[names.Subject] = subject;
         if (identity.Groups.Length > 0) headers[names.Groups] = identity.GroupsHeader;
         if (identity.Scopes.Count > 0) headers[names.Scopes] = identity.ScopesHeader;
         return next(context);
