@@ -96,6 +96,7 @@ public sealed partial class SnapshotBuilder
         {
             Observability = observability,
             Sessions = sessions,
+            HeaderScrub = Identity.InboundHeaderScrub.Compile(loaded.Config, routes.Compiled, clusters.Compiled),
         };
         return new BuildResult(snapshot, diagnostics);
     }

@@ -23,28 +23,14 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         var gateway = context.Features.Get<GatewayFeature>();
         if (gateway is null) return next(context);
         var snapshot = gateway.Snapshot;
-        var names = snapshot.Config.Identity.Headers;
-        var headers = context.Request.Headers;
 
-        // A client can never assert an identity: inbound copies of our identity headers always go.
-        headers.Remove(names.Consumer);
-        headers.Remove(names.ConsumerGroup);
-        headers.Remove(names.Subject);
-        headers.Remove(names.Groups);
-        headers.Remove(names.Scopes);
+        // Inbound identity headers (in any spelling), the assertion and X-Original-URL / X-Rewrite-URL were
+        // removed before routing (InboundHeaderScrubMiddleware): a client can never assert an identity.
         var assertion = snapshot.Config.Identity.Assertion;
-        if (assertion is not null)
+        if (assertion is not null && HttpMethods.IsGet(context.Request.Method) && context.Request.Path.Equals(assertion.JwksPath, StringComparison.Ordinal))
         {
-            headers.Remove(assertion.Header);
-            if (HttpMethods.IsGet(context.Request.Method) && context.Request.Path.Equals(assertion.JwksPath, StringComparison.Ordinal))
-            {
-                return ServeJwks(context);
-            }
+            return ServeJwks(context);
         }
-
-        // Rewrite headers some servers honour as the "real" URL: never from clients.
-        headers.Remove("X-Original-URL");
-        headers.Remove("X-Rewrite-URL");
 
         if (gateway.ResolveRoute(context) is not { Auth: { Anonymous: false } auth })
         {
