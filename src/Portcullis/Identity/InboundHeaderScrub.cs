@@ -24,11 +24,31 @@ internal sealed class InboundHeaderScrub
     private readonly bool _dropUnderscores;
     private readonly FrozenDictionary<int, (IPAddress? Ip, bool Drop)[]>? _dropByPort;
 
+    // Cheap pre-filter before hashing a name: its length (bit 63: 63 or longer) and its folded first character
+    // (ASCII) must be those of some listed name. Host, Accept, Authorization, traceparent ... fail it at once.
+    private readonly ulong _lengths;
+    private readonly ulong _firstLow;
+    private readonly ulong _firstHigh;
+
     private InboundHeaderScrub(FrozenDictionary<string, bool> names, bool dropUnderscores, FrozenDictionary<int, (IPAddress? Ip, bool Drop)[]>? dropByPort)
     {
         _names = names;
         _dropUnderscores = dropUnderscores;
         _dropByPort = dropByPort;
+        foreach (var name in names.Keys)
+        {
+            _lengths |= 1UL << Math.Min(name.Length, 63);
+            var first = HeaderNameComparer.Fold(name[0]);
+            if (first < 64) _firstLow |= 1UL << first;
+            else if (first < 128) _firstHigh |= 1UL << (first - 64);
+        }
+    }
+
+    private bool MayBeListed(string name)
+    {
+        if (name.Length == 0 || (_lengths & (1UL << Math.Min(name.Length, 63))) == 0) return false;
+        var first = HeaderNameComparer.Fold(name[0]);
+        return first < 64 ? (_firstLow & (1UL << first)) != 0 : first < 128 && (_firstHigh & (1UL << (first - 64))) != 0;
     }
 
     /// <summary>Removed in every spelling, even the exact one: a client can never assert an identity.</summary>
@@ -90,7 +110,7 @@ internal sealed class InboundHeaderScrub
             var name = header.Key;
             var underscore = name.Contains('_');
             if ((underscore && dropUnderscores)
-                || (_names.TryGetValue(name, out var anySpelling) && (anySpelling || underscore)))
+                || (MayBeListed(name) && _names.TryGetValue(name, out var anySpelling) && (anySpelling || underscore)))
             {
                 (remove ??= []).Add(name);
             }
@@ -130,13 +150,15 @@ internal sealed class InboundHeaderScrub
             return true;
         }
 
+        // FNV-1a over the folded characters: header names are short, and the set only ever holds the names from
+        // the config (clients' names are looked up, never inserted), so colliding names cannot grow its buckets.
         public int GetHashCode(string name)
         {
-            var hash = new HashCode();
-            foreach (var c in name) hash.Add(Fold(c));
-            return hash.ToHashCode();
+            var hash = 2166136261u;
+            foreach (var c in name) hash = (hash ^ Fold(c)) * 16777619u;
+            return (int)hash;
         }
 
-        private static char Fold(char c) => c == '_' ? '-' : c is >= 'A' and <= 'Z' ? (char)(c | 0x20) : c;
+        internal static char Fold(char c) => c == '_' ? '-' : c is >= 'A' and <= 'Z' ? (char)(c | 0x20) : c;
     }
 }
