@@ -10,9 +10,10 @@ using Yarp.ReverseProxy.Model;
 namespace Portcullis.Identity;
 
 /// <summary>
-/// Identity and authorization, after routing chose a route: removes identity headers a client sent,
-/// authenticates (JWT, opaque token by introspection, or API key) and authorizes routes with `auth` (deny by default), and tells the
-/// upstream who called through identity headers. Public routes pass with only the header scrub.
+/// Identity and authorization, after routing chose a route: authenticates (JWT, opaque token by introspection,
+/// or API key) and authorizes routes with `auth` (deny by default), and tells the upstream who called through
+/// identity headers. Identity headers a client sent were already removed, before routing, by
+/// <see cref="InboundHeaderScrubMiddleware"/>; public routes pass here untouched (but for session cookies).
 /// </summary>
 internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator jwt, AssertionSigner signer, TokenIntrospector introspector, TimeProvider time, Sessions.SessionGate sessions)
 {
