@@ -100,7 +100,8 @@ internal sealed partial class AdminApi(
         var stopping = lifetime.ApplicationStopping.IsCancellationRequested;
         var snapshot = store.Current;
         var redis = traffic.Redis?.Health;
-        var degraded = issuers.Caches.Values.Any(c => c.Availability != Identity.KeyAvailability.Available) || redis is { State: State.StoreState.Down };
+        // An issuer whose refreshes fail (serving its last good keys) is degraded too: the stale window is running out.
+        var degraded = issuers.Caches.Values.Any(c => c.Availability != Identity.KeyAvailability.Available || c.Failing) || redis is { State: State.StoreState.Down };
         // Degraded is still ready: only routes of an issuer without keys answer 503, the rest serve.
         return Json(context, stopping ? 503 : 200, w =>
         {
@@ -126,6 +127,7 @@ internal sealed partial class AdminApi(
 
                 w.WriteNumber("fetches", cache.Fetches);
                 w.WriteNumber("failures", cache.Failures);
+                if (cache.LastError is { } lastError) w.WriteString("lastError", lastError);
                 w.WriteEndObject();
             }
 

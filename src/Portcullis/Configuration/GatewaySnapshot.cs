@@ -96,6 +96,9 @@ public sealed class GatewaySnapshot
     /// <summary>Null when identity.assertion is not configured.</summary>
     internal Identity.AssertionSettings? Assertion { get; }
 
+    /// <summary>Inbound headers removed before routing (spoofed identity headers in any spelling, underscore headers).</summary>
+    internal Identity.InboundHeaderScrub HeaderScrub { get; init; } = Identity.InboundHeaderScrub.None;
+
     internal bool IsTrustedProxy(IPAddress? address)
     {
         if (address is null || TrustedProxies.Length == 0) return false;

@@ -68,6 +68,9 @@ public sealed record ListenerOptions
 
     [Description("On a cleartext listener: answer every request with a redirect to the same URL over HTTPS instead of serving routes.")]
     public RedirectToHttpsOptions? RedirectToHttps { get; init; }
+
+    [Description("Remove every request header with `_` in its name before routing (as nginx does by default): CGI, WSGI, Rack and PHP upstreams read X_Foo and X-Foo as the same header. Underscore spellings of the headers the gateway sets are removed either way. Default true.")]
+    public bool DropUnderscoreHeaders { get; init; } = true;
 }
 
 public sealed record LimitsOptions

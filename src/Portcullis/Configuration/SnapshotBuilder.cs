@@ -98,6 +98,7 @@ public sealed partial class SnapshotBuilder
             Observability = observability,
             Sessions = sessions,
             AdminAuth = adminAuth,
+            HeaderScrub = Identity.InboundHeaderScrub.Compile(loaded.Config, routes.Compiled, clusters.Compiled),
         };
         return new BuildResult(snapshot, diagnostics);
     }

@@ -65,7 +65,7 @@ internal sealed class AssertionSigner : IDisposable
         if (identity.Consumer is not null) claims["consumer"] = identity.Consumer;
         if (identity.ConsumerGroup is not null) claims["consumer_group"] = identity.ConsumerGroup;
         if (identity.Groups.Length > 0) claims["groups"] = identity.Groups;
-        if (identity.Scopes.Count > 0) claims["scope"] = identity.ScopesHeader;
+        if (identity.Scopes.Count > 0) claims["scope"] = identity.ScopesJoined;
 
         var token = _handler.CreateToken(new SecurityTokenDescriptor
         {

@@ -77,13 +77,29 @@ internal sealed class CallerIdentity
         };
     }
 
-    /// <summary>Pre-joined header values, built once per identity rather than per request.</summary>
-    public string GroupsHeader => _groupsHeader ??= string.Join(",", Groups);
+    /// <summary>
+    /// Header values, encoded for the wire (see <see cref="IdentityHeaderValue"/>) and joined once per identity
+    /// rather than per request. Plain values are the very same strings (no copy).
+    /// </summary>
+    public string GroupsHeader => _groupsHeader ??= string.Join(",", Groups.Select(IdentityHeaderValue.EncodeListItem));
 
-    public string ScopesHeader => _scopesHeader ??= string.Join(" ", Scopes.Order(StringComparer.Ordinal));
+    public string ScopesHeader => _scopesHeader ??= string.Join(" ", Scopes.Order(StringComparer.Ordinal).Select(IdentityHeaderValue.Encode));
+
+    /// <summary>The scopes space-separated, exact (for the assertion's `scope` claim).</summary>
+    public string ScopesJoined => _scopesJoined ??= string.Join(" ", Scopes.Order(StringComparer.Ordinal));
+
+    public string? SubjectHeader => Subject is null ? null : _subjectHeader ??= IdentityHeaderValue.Encode(Subject);
+
+    public string? ConsumerHeader => Consumer is null ? null : _consumerHeader ??= IdentityHeaderValue.Encode(Consumer);
+
+    public string? ConsumerGroupHeader => ConsumerGroup is null ? null : _consumerGroupHeader ??= IdentityHeaderValue.Encode(ConsumerGroup);
 
     private string? _groupsHeader;
     private string? _scopesHeader;
+    private string? _scopesJoined;
+    private string? _subjectHeader;
+    private string? _consumerHeader;
+    private string? _consumerGroupHeader;
 }
 
 /// <summary>The outcome of authenticating and authorizing one request, with a reason code for logs and metrics.</summary>

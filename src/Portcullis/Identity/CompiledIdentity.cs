@@ -31,12 +31,18 @@ internal sealed class CompiledIssuer
 
     public string? ExpectedIssuer(IssuerKeySet? keys) => ConfiguredIssuer ?? keys?.DiscoveredIssuer ?? KeySource.Authority;
 
+    /// <summary>
+    /// Exact, ordinal comparison (OIDC Discovery 1.0 §4.3): `https://idp/` and `https://idp` are different issuers.
+    /// Only before the first fetch, when the authority stands in for the issuer discovery will name, is a trailing
+    /// '/' ignored: that picks the issuer whose keys are loading (503 jwt.keys-loading) and never accepts a token.
+    /// </summary>
     public bool Matches(string iss, IssuerKeySet? keys)
     {
         var expected = ExpectedIssuer(keys);
         if (expected is null) return false;
-        return string.Equals(iss, expected, StringComparison.Ordinal)
-            || (KeySource.Authority is not null && ConfiguredIssuer is null && string.Equals(iss.TrimEnd('/'), expected.TrimEnd('/'), StringComparison.Ordinal));
+        if (string.Equals(iss, expected, StringComparison.Ordinal)) return true;
+        return keys is null && ConfiguredIssuer is null && KeySource.Authority is not null
+            && iss.AsSpan().TrimEnd('/').SequenceEqual(expected.AsSpan().TrimEnd('/'));
     }
 }
 

@@ -10,9 +10,10 @@ using Yarp.ReverseProxy.Model;
 namespace Portcullis.Identity;
 
 /// <summary>
-/// Identity and authorization, after routing chose a route: removes identity headers a client sent,
-/// authenticates (JWT, opaque token by introspection, or API key) and authorizes routes with `auth` (deny by default), and tells the
-/// upstream who called through identity headers. Public routes pass with only the header scrub.
+/// Identity and authorization, after routing chose a route: authenticates (JWT, opaque token by introspection,
+/// or API key) and authorizes routes with `auth` (deny by default), and tells the upstream who called through
+/// identity headers. Identity headers a client sent were already removed, before routing, by
+/// <see cref="InboundHeaderScrubMiddleware"/>; public routes pass here untouched (but for session cookies).
 /// </summary>
 internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator jwt, AssertionSigner signer, TokenIntrospector introspector, TimeProvider time, Sessions.SessionGate sessions)
 {
@@ -23,28 +24,14 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         var gateway = context.Features.Get<GatewayFeature>();
         if (gateway is null) return next(context);
         var snapshot = gateway.Snapshot;
-        var names = snapshot.Config.Identity.Headers;
-        var headers = context.Request.Headers;
 
-        // A client can never assert an identity: inbound copies of our identity headers always go.
-        headers.Remove(names.Consumer);
-        headers.Remove(names.ConsumerGroup);
-        headers.Remove(names.Subject);
-        headers.Remove(names.Groups);
-        headers.Remove(names.Scopes);
+        // Inbound identity headers (in any spelling), the assertion and X-Original-URL / X-Rewrite-URL were
+        // removed before routing (InboundHeaderScrubMiddleware): a client can never assert an identity.
         var assertion = snapshot.Config.Identity.Assertion;
-        if (assertion is not null)
+        if (assertion is not null && HttpMethods.IsGet(context.Request.Method) && context.Request.Path.Equals(assertion.JwksPath, StringComparison.Ordinal))
         {
-            headers.Remove(assertion.Header);
-            if (HttpMethods.IsGet(context.Request.Method) && context.Request.Path.Equals(assertion.JwksPath, StringComparison.Ordinal))
-            {
-                return ServeJwks(context);
-            }
+            return ServeJwks(context);
         }
-
-        // Rewrite headers some servers honour as the "real" URL: never from clients.
-        headers.Remove("X-Original-URL");
-        headers.Remove("X-Rewrite-URL");
 
         if (gateway.ResolveRoute(context) is not { Auth: { Anonymous: false } auth })
         {
@@ -107,9 +94,10 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             headers[assertion.Header] = signer.Sign(identity, auth.AssertionAudience, assertion);
         }
 
-        if (identity.Consumer is not null) headers[names.Consumer] = identity.Consumer;
-        if (identity.ConsumerGroup is not null) headers[names.ConsumerGroup] = identity.ConsumerGroup;
-        if (identity.Subject is not null) headers[names.Subject] = identity.Subject;
+        // Percent-encoded where not plain ASCII (IdentityHeaderValue); the assertion above has the exact values.
+        if (identity.ConsumerHeader is { } consumer) headers[names.Consumer] = consumer;
+        if (identity.ConsumerGroupHeader is { } consumerGroup) headers[names.ConsumerGroup] = consumerGroup;
+        if (identity.SubjectHeader is { } subject) headers[names.Subject] = subject;
         if (identity.Groups.Length > 0) headers[names.Groups] = identity.GroupsHeader;
         if (identity.Scopes.Count > 0) headers[names.Scopes] = identity.ScopesHeader;
         return next(context);

@@ -44,7 +44,7 @@ public sealed record IssuerOptions
     [Description("Local JWKS file (reloaded when it changes), instead of fetching keys.")]
     public string? JwksFile { get; init; }
 
-    [Description("Expected `iss` claim. Default: the discovery document's issuer, else the authority.")]
+    [Description("Expected `iss` claim, compared exactly (a trailing `/` counts). Default: the discovery document's issuer, else the authority.")]
     public string? Issuer { get; init; }
 
     [Description("Accepted `aud` values; a token must carry one of them.")]
@@ -127,7 +127,7 @@ public sealed record KeyRefreshOptions
     [Description("Background refresh of discovery and JWKS. Default 10m.")]
     public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(10);
 
-    [Description("A token with an unknown kid triggers at most one refresh per this interval. Default 30s.")]
+    [Description("A token with an unknown kid triggers at most one refresh per this interval; the request waits for it, at most 2s (or timeout). Default 30s.")]
     public TimeSpan UnknownKidRefreshInterval { get; init; } = TimeSpan.FromSeconds(30);
 
     [Description("When the provider is unreachable, cached keys keep serving until refreshInterval + staleFor after the last successful fetch; then the issuer fails closed (503). Default 1h.")]

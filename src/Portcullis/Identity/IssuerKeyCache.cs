@@ -35,9 +35,11 @@ internal enum KeyAvailability
 }
 
 /// <summary>
-/// An issuer's discovery document and JWKS, fetched and refreshed in the background and never on the
-/// request path. An unknown kid triggers at most one refresh per interval; when the provider is down
-/// the last keys keep serving for a bounded stale window, then the issuer fails closed.
+/// An issuer's discovery document and JWKS, fetched and refreshed in the background. An unknown kid
+/// triggers at most one refresh per interval, which the request that saw the kid (and any other request
+/// arriving meanwhile) awaits for a bounded time: the first token after a provider's key rotation passes.
+/// When the provider is down, or serves a key set without any usable signing key, the last good keys keep
+/// serving for a bounded stale window, then the issuer fails closed.
 /// </summary>
 internal sealed partial class IssuerKeyCache : IDisposable
 {
@@ -46,8 +48,13 @@ internal sealed partial class IssuerKeyCache : IDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ITimer _timer;
+    /// <summary>Longest time a request waits for an on-demand refresh caused by its unknown kid.</summary>
+    internal static readonly TimeSpan UnknownKidWait = TimeSpan.FromSeconds(2);
+
     private volatile IssuerKeySet? _keys;
-    private int _refreshing;
+
+    // The refresh running now (completes when it ends, failed or not); null when none is. Single flight.
+    private Task? _inflight;
     private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>Completes when the first fetch has succeeded or failed (start-up waits for it, briefly).</summary>
@@ -56,7 +63,8 @@ internal sealed partial class IssuerKeyCache : IDisposable
     private long _lastOnDemandTicks = long.MinValue;
     private long _fetches;
     private long _failures;
-    private bool _failing;
+    private volatile bool _failing;
+    private volatile string? _lastError;
 
     /// <param name="seed">Keys already fetched from the same place (a reload that only changed timings): they
     /// keep serving, with their original fetch time, until the first fetch of this cache replaces them.</param>
@@ -78,6 +86,12 @@ internal sealed partial class IssuerKeyCache : IDisposable
 
     public long Failures => Interlocked.Read(ref _failures);
 
+    /// <summary>True while the latest refresh failed (unreachable, bad answer, or a key set without usable keys).</summary>
+    public bool Failing => _failing;
+
+    /// <summary>Why the latest refresh failed (for /readyz); null after a successful one. Never holds key material.</summary>
+    public string? LastError => _lastError;
+
     public KeyAvailability Availability
     {
         get
@@ -88,33 +102,71 @@ internal sealed partial class IssuerKeyCache : IDisposable
         }
     }
 
-    /// <summary>A token named a kid we do not know: maybe the provider rotated. Refresh, but not more than once per interval.</summary>
-    public void OnUnknownKid()
+    /// <summary>
+    /// A token named a kid we do not know: maybe the provider rotated. Waits (at most <see cref="UnknownKidWait"/>,
+    /// never beyond the fetch timeout) for the refresh already running, else starts one if this issuer's
+    /// on-demand slot allows (one per unknownKidRefreshInterval). True when the keys now hold the kid.
+    /// </summary>
+    public async ValueTask<bool> RefreshForUnknownKidAsync(string kid)
+    {
+        var started = _time.GetTimestamp();
+        var bound = Source.Timeout < UnknownKidWait ? Source.Timeout : UnknownKidWait;
+
+        // Twice at most: a refresh that was already running may have started before the rotation.
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            var running = Volatile.Read(ref _inflight);
+            if (running is null)
+            {
+                running = StartOnDemandRefresh();
+                if (running is null) return false;
+            }
+
+            var remaining = bound - _time.GetElapsedTime(started);
+            if (remaining <= TimeSpan.Zero) return false;
+            try
+            {
+                await running.WaitAsync(remaining, _time).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                return false; // the refresh goes on in the background; this request is refused
+            }
+
+            if (_keys?.ByKid.ContainsKey(kid) == true) return true;
+        }
+
+        return false;
+    }
+
+    /// <summary>Starts a refresh if the on-demand slot is free (rate limit per issuer); the running refresh, or null.</summary>
+    private Task? StartOnDemandRefresh()
     {
         var now = _time.GetTimestamp();
         var last = Interlocked.Read(ref _lastOnDemandTicks);
-        if (last != long.MinValue && _time.GetElapsedTime(last, now) < Source.UnknownKidRefreshInterval) return;
-
-        // A fetch already running (background or retry) may or may not bring this kid; do not spend the
-        // on-demand slot on it, or a rotation seen during a background fetch would wait a whole interval.
-        if (Volatile.Read(ref _refreshing) != 0) return;
-        if (Interlocked.CompareExchange(ref _lastOnDemandTicks, now, last) != last) return;
-        if (!TriggerRefresh())
+        if (last != long.MinValue && _time.GetElapsedTime(last, now) < Source.UnknownKidRefreshInterval) return null;
+        if (Interlocked.CompareExchange(ref _lastOnDemandTicks, now, last) != last) return Volatile.Read(ref _inflight);
+        if (StartRefresh() is { } started)
         {
-            // Lost a race with another fetch starting: give the slot back.
-            Interlocked.CompareExchange(ref _lastOnDemandTicks, last, now);
-            return;
+            Log.UnknownKidRefresh(_logger, Source.Name);
+            return started;
         }
 
-        Log.UnknownKidRefresh(_logger, Source.Name);
+        // Lost a race with another fetch starting: give the slot back and wait for that one.
+        Interlocked.CompareExchange(ref _lastOnDemandTicks, last, now);
+        return Volatile.Read(ref _inflight);
     }
 
     /// <summary>Starts a refresh unless one is running (one request in flight per issuer). True when it started one.</summary>
-    public bool TriggerRefresh()
+    public bool TriggerRefresh() => StartRefresh() is not null;
+
+    private Task? StartRefresh()
     {
-        if (Interlocked.CompareExchange(ref _refreshing, 1, 0) != 0) return false;
-        _ = RefreshAsync();
-        return true;
+        if (Volatile.Read(ref _inflight) is not null) return null;
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (Interlocked.CompareExchange(ref _inflight, done.Task, null) is not null) return null;
+        _ = RefreshAsync(done);
+        return done.Task;
     }
 
     /// <summary>Waits for keys to be loaded (start-up, tests).</summary>
@@ -125,7 +177,7 @@ internal sealed partial class IssuerKeyCache : IDisposable
         return _keys is not null;
     }
 
-    private async Task RefreshAsync()
+    private async Task RefreshAsync(TaskCompletionSource done)
     {
         try
         {
@@ -133,10 +185,12 @@ internal sealed partial class IssuerKeyCache : IDisposable
             timeout.CancelAfter(Source.Timeout);
             var keys = await FetchAsync(timeout.Token).ConfigureAwait(false);
             Interlocked.Increment(ref _fetches);
+            var wasFailing = _failing;
+            _lastError = null;
+            _failing = false;
             _keys = keys;
-            if (_failing)
+            if (wasFailing)
             {
-                _failing = false;
                 Log.Recovered(_logger, Source.Name, keys.All.Length);
             }
             else
@@ -147,18 +201,29 @@ internal sealed partial class IssuerKeyCache : IDisposable
         catch (Exception ex) when (ex is not ObjectDisposedException && !_stopping.IsCancellationRequested)
         {
             Interlocked.Increment(ref _failures);
-            if (!_failing)
+            var state = _keys is { } kept ? $"serving {kept.All.Length} keys fetched at {kept.FetchedAt:O}" : "no keys yet";
+            if (ex is KeySetRejectedException rejected)
             {
-                _failing = true;
-                Log.FetchFailed(_logger, Source.Name, _keys is null ? "no keys yet" : $"serving keys fetched at {_keys.FetchedAt:O}", ex.GetType().Name + ": " + ex.Message);
+                _lastError = "key set rejected: " + rejected.Message;
+                if (!_failing) Log.KeySetRejected(_logger, Source.Name, rejected.Message, state);
             }
+            else
+            {
+                _lastError = $"fetch failed: {ex.GetType().Name}: {(ex.Message.Length > 200 ? ex.Message[..200] + "…" : ex.Message)}";
+                if (!_failing) Log.FetchFailed(_logger, Source.Name, state, ex.GetType().Name + ": " + ex.Message);
+            }
+
+            // Logged once per failing streak; the next success logs the recovery.
+            _failing = true;
 
             // Retry sooner than the regular interval while failing.
             _ = RetrySoonAsync();
         }
         finally
         {
-            Volatile.Write(ref _refreshing, 0);
+            // Cleared before completing, so a waiter that finds its kid still unknown may start the next one.
+            Volatile.Write(ref _inflight, null);
+            done.TrySetResult();
             _firstAttempt.TrySetResult();
         }
     }
@@ -219,6 +284,15 @@ internal sealed partial class IssuerKeyCache : IDisposable
             if (!string.IsNullOrEmpty(key.Kid)) byKid.TryAdd(key.Kid, key);
         }
 
+        // An empty set (`{"keys":[]}`, a provider mid-deploy or a broken proxy) or one with nothing we may
+        // verify with would refuse every token, remembered ones included: a failed fetch, not new keys.
+        if (all.Count == 0)
+        {
+            throw new KeySetRejectedException(set.Keys.Count == 0
+                ? "the key set is empty"
+                : $"none of its {set.Keys.Count} keys is a usable signing key");
+        }
+
         return new IssuerKeySet(byKid.ToFrozenDictionary(StringComparer.Ordinal), [.. all], issuer, _time.GetUtcNow());
     }
 
@@ -275,5 +349,11 @@ internal sealed partial class IssuerKeyCache : IDisposable
 
         [LoggerMessage(4004, LogLevel.Information, "Issuer {Issuer}: token with an unknown kid, refreshing keys")]
         public static partial void UnknownKidRefresh(ILogger logger, string issuer);
+
+        [LoggerMessage(4005, LogLevel.Warning, "Issuer {Issuer}: refused the key set the provider served ({Reason}); keeping the last good keys ({State}) and retrying")]
+        public static partial void KeySetRejected(ILogger logger, string issuer, string reason, string state);
     }
+
+    /// <summary>The provider answered, but with a key set that must not replace the keys we have.</summary>
+    private sealed class KeySetRejectedException(string message) : Exception(message);
 }

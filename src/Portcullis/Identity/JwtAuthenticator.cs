@@ -21,6 +21,7 @@ internal sealed partial class JwtAuthenticator
 {
     private static readonly JsonDocumentOptions StrictJson = new() { AllowDuplicateProperties = false, MaxDepth = 16 };
     private static readonly string[] AccessTokenTypes = ["at+jwt", "application/at+jwt"];
+    private static readonly string[] NumericDateClaims = ["exp", "nbf", "iat"];
 
     private readonly IssuerRegistry _issuers;
     private readonly TimeProvider _time;
@@ -88,18 +89,25 @@ internal sealed partial class JwtAuthenticator
 
         if (jwt.IsEncrypted) return Invalid("jwt.encrypted", "Encrypted tokens are not accepted.");
         if (jwt.TryGetHeaderValue<object>("crit", out _)) return Invalid("jwt.crit-unsupported", "The token requires extensions this gateway does not support.");
-        if (!HasUniqueMembers(jwt)) return Invalid("jwt.malformed", "The bearer token is not a well-formed JWT.");
+        switch (StructureProblem(jwt))
+        {
+            case "jwt.malformed": return Invalid("jwt.malformed", "The bearer token is not a well-formed JWT.");
+            case "jwt.malformed-claim": return Invalid("jwt.malformed-claim", "The bearer token's exp, nbf or iat is not a number.");
+        }
 
         CompiledIssuer? issuer = null;
         IssuerKeyCache? cache = null;
+        IssuerKeySet? keys = null; // read once: the issuer was matched against exactly these keys' discovery
         var iss = jwt.Issuer;
         foreach (var candidate in auth.Issuers)
         {
             var candidateCache = _issuers.Get(candidate.Name);
-            if (candidate.Matches(iss, candidateCache?.Keys))
+            var candidateKeys = candidateCache?.Keys;
+            if (candidate.Matches(iss, candidateKeys))
             {
                 issuer = candidate;
                 cache = candidateCache;
+                keys = candidateKeys;
                 break;
             }
         }
@@ -111,22 +119,31 @@ internal sealed partial class JwtAuthenticator
 
         if (issuer.SharedKey is null)
         {
-            switch (cache!.Availability)
+            if (keys is null) return AuthDecision.Unavailable("jwt.keys-loading", "The token issuer's keys are not loaded yet.");
+            if (cache!.Availability == KeyAvailability.Expired)
             {
-                case KeyAvailability.NotYetLoaded:
-                    return AuthDecision.Unavailable("jwt.keys-loading", "The token issuer's keys are not loaded yet.");
-                case KeyAvailability.Expired:
-                    return AuthDecision.Unavailable("jwt.keys-expired", "The token issuer's keys could not be refreshed.");
+                return AuthDecision.Unavailable("jwt.keys-expired", "The token issuer's keys could not be refreshed.");
             }
         }
 
-        var keys = cache?.Keys;
         var kid = jwt.Kid;
-        if (issuer.SharedKey is null && !string.IsNullOrEmpty(kid) && (keys is null || !keys.ByKid.ContainsKey(kid)))
+        if (issuer.SharedKey is null && !string.IsNullOrEmpty(kid) && !keys!.ByKid.ContainsKey(kid))
         {
-            cache!.OnUnknownKid();
-            return Invalid("jwt.unknown-kid", "The token was signed with an unknown key.");
+            // Maybe the provider rotated: wait (bounded, single flight, rate-limited per issuer) for a refresh.
+            if (!await cache!.RefreshForUnknownKidAsync(kid).ConfigureAwait(false))
+            {
+                return Invalid("jwt.unknown-kid", "The token was signed with an unknown key.");
+            }
+
+            keys = cache.Keys;
+            if (keys is null || !issuer.Matches(iss, keys)) return Invalid("jwt.issuer", "The token's issuer is not accepted here.");
         }
+
+        // A key that declares its `alg` verifies only that algorithm (RFC 7517 §4.4): a PS256 token is not
+        // checked with an RS256 key. Called per key tried; IdentityModel then reports "no key verified it", so
+        // the flags keep the reason (an unlisted algorithm, or one the key does not declare).
+        var algorithmUnlisted = false;
+        var algorithmMismatch = false;
 
         var parameters = new TokenValidationParameters
         {
@@ -134,6 +151,21 @@ internal sealed partial class JwtAuthenticator
             ValidAudiences = issuer.Audiences,
             ValidateAudience = issuer.Audiences.Length > 0,
             ValidAlgorithms = issuer.Algorithms,
+            AlgorithmValidator = (algorithm, key, _, _) =>
+            {
+                if (Array.IndexOf(issuer.Algorithms, algorithm) < 0)
+                {
+                    algorithmUnlisted = true;
+                    return false;
+                }
+                if (key is JsonWebKey { Alg: { Length: > 0 } declared } && !string.Equals(declared, algorithm, StringComparison.Ordinal))
+                {
+                    algorithmMismatch = true;
+                    return false;
+                }
+
+                return true;
+            },
             ClockSkew = issuer.ClockSkew,
             RequireExpirationTime = Array.IndexOf(issuer.RequiredClaims, "exp") >= 0,
             RequireSignedTokens = true,
@@ -151,6 +183,11 @@ internal sealed partial class JwtAuthenticator
             // key-not-found when the token has no kid (every key is tried) or the issuer's shared secret has
             // none to match: either way it is a bad signature.
             if (reason == "jwt.unknown-kid") reason = "jwt.signature";
+            if (reason is "jwt.signature" or "jwt.algorithm")
+            {
+                if (algorithmUnlisted) reason = "jwt.algorithm";
+                else if (algorithmMismatch) reason = "jwt.alg-mismatch";
+            }
             Log.Rejected(_logger, issuer.Name, reason);
             return Invalid(reason, "The bearer token is not valid.");
         }
@@ -158,6 +195,14 @@ internal sealed partial class JwtAuthenticator
         foreach (var claim in issuer.RequiredClaims)
         {
             if (!jwt.TryGetPayloadValue<object>(claim, out _)) return Invalid("jwt.missing-claim", "The bearer token lacks a required claim.");
+        }
+
+        // Issued in the future (beyond the clock skew): a provider's clock gone wrong or a token minted to
+        // outlive its keys; RFC 7519 leaves it to the verifier, and every exp/nbf skew argument applies.
+        if (jwt.IssuedAt != DateTime.MinValue && jwt.IssuedAt > _time.GetUtcNow().UtcDateTime + issuer.ClockSkew)
+        {
+            Log.Rejected(_logger, issuer.Name, "jwt.iat-future");
+            return Invalid("jwt.iat-future", "The bearer token was issued in the future.");
         }
 
         var identity = BuildIdentity(issuer, jwt);
@@ -200,20 +245,31 @@ internal sealed partial class JwtAuthenticator
         _ => "jwt.invalid",
     };
 
-    /// <summary>Rejects headers or payloads with duplicate JSON members (parsers disagree on which wins).</summary>
-    private static bool HasUniqueMembers(JsonWebToken jwt)
+    /// <summary>
+    /// jwt.malformed for headers or payloads with duplicate JSON members (parsers disagree on which wins);
+    /// jwt.malformed-claim when exp, nbf or iat is not a JSON number (RFC 7519 §2 NumericDate): IdentityModel
+    /// reads `"exp":"1735689600"` as a date, other verifiers do not. Null when neither.
+    /// </summary>
+    private static string? StructureProblem(JsonWebToken jwt)
     {
         try
         {
             using (JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(jwt.EncodedHeader), StrictJson))
-            using (JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(jwt.EncodedPayload), StrictJson))
+            using (var payload = JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(jwt.EncodedPayload), StrictJson))
             {
-                return true;
+                var root = payload.RootElement;
+                if (root.ValueKind != JsonValueKind.Object) return "jwt.malformed";
+                foreach (var name in NumericDateClaims)
+                {
+                    if (root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Number) return "jwt.malformed-claim";
+                }
+
+                return null;
             }
         }
         catch (Exception ex) when (ex is JsonException or FormatException or ArgumentException)
         {
-            return false;
+            return "jwt.malformed";
         }
     }
 

@@ -93,6 +93,9 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
         return provider;
     }
 
+    /// <summary>Adds a person who can sign in at the login form (besides Alice and Bob).</summary>
+    public void RegisterUser(BrowserUser user) => _users[user.Username] = user;
+
     /// <summary>A disabled user's refresh tokens are refused (invalid_grant), as a provider does for a departed employee.</summary>
     public void Disable(string username) => _disabled[username] = true;
 
