@@ -82,7 +82,7 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
             // A GET never ends the session (a link or image on any site could send one): it asks, and the form POSTs.
             SetReason(context, "session.logout-confirm");
             context.Response.Headers["X-Frame-Options"] = "DENY";
-            await SessionPages.WriteAsync(context, StatusCodes.Status200OK, "Sign out", "Sign out of this site?",
+            await SessionPages.WritePageAsync(context, StatusCodes.Status200OK, "Sign out", "Sign out of this site?",
                 (request.PathBase + request.Path + request.QueryString, "Sign out"), ("Cancel", returnUrl));
             return;
         }

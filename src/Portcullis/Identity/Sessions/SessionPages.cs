@@ -8,10 +8,10 @@ namespace Portcullis.Identity.Sessions;
 internal static class SessionPages
 {
     public static Task WriteAsync(HttpContext context, int status, string title, string message, params (string Text, string Href)[] links) =>
-        WriteAsync(context, status, title, message, null, links);
+        WritePageAsync(context, status, title, message, null, links);
 
     /// <summary>A page with a form that POSTs to <paramref name="form"/>'s action (the logout confirmation).</summary>
-    public static Task WriteAsync(HttpContext context, int status, string title, string message, (string Action, string Button)? form, params (string Text, string Href)[] links)
+    public static Task WritePageAsync(HttpContext context, int status, string title, string message, (string Action, string Button)? form, params (string Text, string Href)[] links)
     {
         var response = context.Response;
         if (response.HasStarted) return Task.CompletedTask;
