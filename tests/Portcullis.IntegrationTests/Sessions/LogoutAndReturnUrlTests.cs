@@ -141,9 +141,10 @@ public sealed class LogoutAndReturnUrlTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task SignIn_OnANonAsciiPath_ReturnsThere()
+    public async Task SignIn_WithANonAsciiReturnUrl_ReturnsThere()
     {
-        var page = await SignedInPageAsync("/app/caf%C3%A9?q=%E2%80%A8");
+        // rd arrives decoded ("/app/café?q=\u2028"); the callback's redirect used to carry it raw in Location (500).
+        var page = await SignedInPageAsync("/.portcullis/login/corp?rd=" + Uri.EscapeDataString("/app/café?q=\u2028"));
         Assert.Equal(_gateway.Url + "/app/caf%C3%A9?q=%E2%80%A8", page.Url);
         Assert.Equal("/app/caf%C3%A9", (await SessionSetup.UpstreamAnswerAsync(page)).Path);
     }
