@@ -97,7 +97,8 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
         if (!IsSameOrigin(request))
         {
             SetReason(context, "session.logout-cross-site");
-            LogCrossSiteLogout(logger, request.Headers["Sec-Fetch-Site"].ToString() is { Length: > 0 } site ? "Sec-Fetch-Site " + site : "Origin");
+            // Any site can send these: logged once per window, not per request.
+            if (runtime.ProviderErrors.ShouldLog("logout", "cross-site")) LogCrossSiteLogout(logger, request.Headers["Sec-Fetch-Site"].ToString() is { Length: > 0 } site ? "Sec-Fetch-Site " + site : "Origin");
             const string detail = "Signing out must start from this site.";
             if (SessionPages.IsApiRequest(request)) await ProblemWriter.WriteAsync(context, 403, "Forbidden", detail, "session.logout-cross-site");
             else await SessionPages.WriteAsync(context, 403, "Sign-out refused", detail, ("Sign out here", runtime.Sessions!.LogoutPath));
@@ -176,7 +177,7 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
     [LoggerMessage(EventId = 7030, Level = LogLevel.Information, Message = "Session provider {Provider}: a user signed out")]
     private static partial void LogSignedOut(ILogger logger, string provider);
 
-    [LoggerMessage(EventId = 7033, Level = LogLevel.Information, Message = "Refused a cross-site sign-out POST ({Header})")]
+    [LoggerMessage(EventId = 7033, Level = LogLevel.Information, Message = "Refused a cross-site sign-out POST ({Header}); repeats are logged at most every 5 minutes")]
     private static partial void LogCrossSiteLogout(ILogger logger, string header);
 
     [LoggerMessage(EventId = 7031, Level = LogLevel.Warning, Message = "Session provider {Provider}: discovery failed at logout ({Error}); the local session ends without the provider's end_session_endpoint")]
