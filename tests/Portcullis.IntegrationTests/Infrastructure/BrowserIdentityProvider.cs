@@ -37,6 +37,7 @@ internal sealed record BrowserUser(string Username, string Password, string Emai
 internal sealed class BrowserIdentityProvider : IAsyncDisposable
 {
     public const string AuthorizePath = "/connect/authorize";
+    public const string PushedAuthorizationPath = "/connect/par";
     public const string TokenPath = "/connect/token";
     public const string EndSessionPath = "/connect/endsession";
     public const string LoginPath = "/account/login";
@@ -59,8 +60,15 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
     private int _refreshRedemptions;
     private int _endSessionRequests;
     private int _logins;
+    private int _pushedAuthorizationRequests;
+    private readonly bool _pushedAuthorization;
+    private readonly ConcurrentQueue<IReadOnlyDictionary<string, string?>> _authorizations = new();
 
-    private BrowserIdentityProvider(int port) => Port = port;
+    private BrowserIdentityProvider(int port, bool pushedAuthorization)
+    {
+        Port = port;
+        _pushedAuthorization = pushedAuthorization;
+    }
 
     public int Port { get; }
 
@@ -77,6 +85,12 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
 
     public int EndSessionRequests => Volatile.Read(ref _endSessionRequests);
 
+    /// <summary>Requests at the pushed-authorization (PAR) endpoint, answered or refused (only with pushedAuthorization).</summary>
+    public int PushedAuthorizationRequests => Volatile.Read(ref _pushedAuthorizationRequests);
+
+    /// <summary>The parameters of each authorization request the provider accepted (PAR requests resolved), oldest first.</summary>
+    public IReadOnlyList<IReadOnlyDictionary<string, string?>> Authorizations => [.. _authorizations];
+
     /// <summary>Successful logins at the form.</summary>
     public int Logins => Volatile.Read(ref _logins);
 
@@ -84,9 +98,10 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
 
     public string LogTail => _logs.Tail(60);
 
-    public static async Task<BrowserIdentityProvider> StartAsync()
+    /// <param name="pushedAuthorization">Offer a pushed-authorization endpoint (RFC 9126) in discovery; clients then use it.</param>
+    public static async Task<BrowserIdentityProvider> StartAsync(bool pushedAuthorization = false)
     {
-        var provider = new BrowserIdentityProvider(Ports.GetFree());
+        var provider = new BrowserIdentityProvider(Ports.GetFree(), pushedAuthorization);
         provider._users[Alice.Username] = Alice;
         provider._users[Bob.Username] = Bob;
         await provider.StartCoreAsync();
@@ -100,10 +115,11 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
     public void Disable(string username) => _disabled[username] = true;
 
     /// <summary>
-    /// Registers a confidential client for the authorization code flow (PKCE required) with refresh tokens,
-    /// redirecting only to <paramref name="redirectUris"/> and, after end_session, <paramref name="postLogoutRedirectUris"/>.
+    /// Registers a confidential client (a public one when <paramref name="secret"/> is null) for the authorization
+    /// code flow (PKCE required) with refresh tokens, redirecting only to <paramref name="redirectUris"/> and, after
+    /// end_session, <paramref name="postLogoutRedirectUris"/>.
     /// </summary>
-    public async Task RegisterClientAsync(string clientId, string secret, IEnumerable<string> redirectUris, IEnumerable<string> postLogoutRedirectUris)
+    public async Task RegisterClientAsync(string clientId, string? secret, IEnumerable<string> redirectUris, IEnumerable<string> postLogoutRedirectUris)
     {
         await using var scope = _app!.Services.CreateAsyncScope();
         var manager = scope.ServiceProvider.GetRequiredService<IOpenIddictApplicationManager>();
@@ -111,7 +127,7 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
         {
             ClientId = clientId,
             ClientSecret = secret,
-            ClientType = ClientTypes.Confidential,
+            ClientType = secret is null ? ClientTypes.Public : ClientTypes.Confidential,
             ConsentType = ConsentTypes.Implicit,
             DisplayName = clientId,
             Permissions =
@@ -128,13 +144,14 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
             },
             Requirements = { Requirements.Features.ProofKeyForCodeExchange },
         };
+        if (_pushedAuthorization) descriptor.Permissions.Add(Permissions.Endpoints.PushedAuthorization);
         foreach (var uri in redirectUris) descriptor.RedirectUris.Add(new Uri(uri));
         foreach (var uri in postLogoutRedirectUris) descriptor.PostLogoutRedirectUris.Add(new Uri(uri));
         await manager.CreateAsync(descriptor);
     }
 
     /// <summary>Registers a client for a gateway at <paramref name="gatewayUrls"/> (callback and signed-out paths of provider <paramref name="providerName"/>).</summary>
-    public Task RegisterGatewayAsync(string clientId, string secret, string providerName, params string[] gatewayUrls) =>
+    public Task RegisterGatewayAsync(string clientId, string? secret, string providerName, params string[] gatewayUrls) =>
         RegisterClientAsync(clientId, secret,
             gatewayUrls.Select(url => url + "/.portcullis/callback/" + providerName),
             gatewayUrls.Select(url => url + "/.portcullis/signed-out/" + providerName));
@@ -175,6 +192,7 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
                     .SetEndSessionEndpointUris(EndSessionPath.TrimStart('/'))
                     .SetConfigurationEndpointUris(".well-known/openid-configuration")
                     .SetJsonWebKeySetEndpointUris(".well-known/jwks");
+                if (_pushedAuthorization) options.SetPushedAuthorizationEndpointUris(PushedAuthorizationPath.TrimStart('/'));
                 options.AllowAuthorizationCodeFlow().AllowRefreshTokenFlow().RequireProofKeyForCodeExchange();
                 options.RegisterScopes(Scopes.OpenId, Scopes.Email, Scopes.Profile, Scopes.OfflineAccess, "groups");
                 options.AddEphemeralEncryptionKey().AddEphemeralSigningKey();
@@ -193,6 +211,7 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
             {
                 case AuthorizePath: Interlocked.Increment(ref _authorizeRequests); break;
                 case EndSessionPath: Interlocked.Increment(ref _endSessionRequests); break;
+                case PushedAuthorizationPath: Interlocked.Increment(ref _pushedAuthorizationRequests); break;
             }
 
             await next(context);
@@ -243,6 +262,7 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
     private async Task<IResult> AuthorizeAsync(HttpContext context)
     {
         var request = context.GetOpenIddictServerRequest() ?? throw new InvalidOperationException("not an OpenIddict request");
+        _authorizations.Enqueue(request.GetParameters().ToDictionary(p => p.Key, p => (string?)p.Value, StringComparer.Ordinal));
         var session = await context.AuthenticateAsync(CookieAuthenticationDefaults.AuthenticationScheme);
         if (!session.Succeeded || session.Principal.FindFirst(Claims.Subject)?.Value is not { } username || !_users.TryGetValue(username, out var user))
         {

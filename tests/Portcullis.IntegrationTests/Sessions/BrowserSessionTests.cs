@@ -173,6 +173,7 @@ public sealed class BrowserSessionTests : IAsyncLifetime
         await page.WaitForURLAsync(gateway.Url + "/app/");
 
         await page.GotoAsync(gateway.Url + "/.portcullis/logout?rd=/public/bye");
+        await page.ClickAsync("#confirm"); // GET asks; the form POSTs
         await page.WaitForURLAsync(gateway.Url + "/public/bye");
         Assert.Equal(1, _idp.EndSessionRequests);
         Assert.DoesNotContain(await page.Context.CookiesAsync(), c => c.Name == SessionSetup.CookieName + "-corp");
@@ -250,7 +251,7 @@ public sealed class BrowserSessionTests : IAsyncLifetime
         using var client = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false }) { BaseAddress = new Uri(gateway.Url) };
         foreach (var target in new[] { "https://evil.example/", "//evil.example", "/\\evil.example", "javascript:alert(1)" })
         {
-            using var logout = await client.GetAsync("/.portcullis/logout?rd=" + Uri.EscapeDataString(target));
+            using var logout = await client.PostAsync("/.portcullis/logout?rd=" + Uri.EscapeDataString(target), null);
             Assert.Equal(HttpStatusCode.Found, logout.StatusCode);
             Assert.Equal("/", logout.Headers.Location!.OriginalString);
         }

@@ -116,6 +116,7 @@ public sealed class RedisSessionTests : IAsyncLifetime
 
         // Logout on one instance ends the session everywhere: it is gone from Redis.
         await page.GotoAsync(second.Url + "/.portcullis/logout?rd=/public/bye");
+        await page.ClickAsync("#confirm"); // GET asks; the form POSTs
         await page.WaitForURLAsync(url => url.Contains("/public/bye", StringComparison.Ordinal));
         Assert.Equal("0", await _redis.CliAsync("EXISTS", sessionKey));
     }

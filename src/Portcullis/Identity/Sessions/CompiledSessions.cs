@@ -12,8 +12,11 @@ internal sealed class CompiledSessionProvider
 
     public required string ClientId { get; init; }
 
-    /// <summary>The client secret (resolved from the environment or a file). Never logged.</summary>
-    public required string ClientSecret { get; init; }
+    /// <summary>The client secret (resolved from the environment or a file); null for a public client. Never logged.</summary>
+    public required string? ClientSecret { get; init; }
+
+    /// <summary>Extra authorization request parameters (prompt, acr_values ...), validated not to touch the flow's own.</summary>
+    public FrozenDictionary<string, string> AuthorizationParameters { get; init; } = FrozenDictionary<string, string>.Empty;
 
     public required string[] Scopes { get; init; }
 
@@ -62,6 +65,9 @@ internal sealed class CompiledSessions
     public string LoginPath { get; init; } = "/.portcullis/login";
 
     public required TimeSpan RefreshBefore { get; init; }
+
+    /// <summary>Sign-ins one client address may start per minute; 0 = no limit.</summary>
+    public int SignInsPerMinute { get; init; } = 30;
 
     /// <summary>Redis connection and key prefix when Store is redis.</summary>
     public string? RedisConnection { get; init; }

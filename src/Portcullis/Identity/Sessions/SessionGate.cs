@@ -14,7 +14,7 @@ namespace Portcullis.Identity.Sessions;
 /// without a session to its provider, answers script with 401/403 problem+json and people with a 403 page,
 /// and keeps the gateway's cookies away from upstreams.
 /// </summary>
-internal sealed partial class SessionGate(SessionRuntime runtime, ILogger<SessionGate> logger)
+internal sealed partial class SessionGate(SessionRuntime runtime, SignInStarter signIn, ILogger<SessionGate> logger)
 {
     public async ValueTask<AuthDecision> AuthenticateAsync(HttpContext context, CompiledRouteAuth auth)
     {
@@ -64,20 +64,8 @@ internal sealed partial class SessionGate(SessionRuntime runtime, ILogger<Sessio
         switch (decision.Status)
         {
             case 401 when !api && (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method)) && runtime.Providers.TryGetValue(auth.Session!, out var provider):
-                var returnUrl = SessionPages.SafeReturnUrl(request.PathBase + request.Path + request.QueryString) ?? "/";
-                try
-                {
-                    await context.ChallengeAsync(provider.OidcScheme, new AuthenticationProperties { RedirectUri = returnUrl });
-                }
-                catch (Exception e) when (e is InvalidOperationException or HttpRequestException or IOException or OperationCanceledException)
-                {
-                    // Discovery failed: the provider is down or misconfigured.
-                    LogChallengeFailed(logger, provider.Name, e.GetType().Name);
-                    context.Response.Headers.RetryAfter = "5";
-                    await SessionPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Sign-in unavailable",
-                        "The sign-in service cannot be reached right now. Please try again in a moment.", ("Try again", returnUrl));
-                }
-
+                // Bounded and rate-limited; a provider that is down or refuses gives a page, not a 500 (SignInStarter).
+                await signIn.StartAsync(context, provider, SessionPages.SafeReturnUrl(request.PathBase + request.Path + request.QueryString) ?? "/");
                 return;
             case 401:
                 context.Response.Headers.WWWAuthenticate = "Portcullis-Session realm=\"portcullis\"";
@@ -137,7 +125,4 @@ internal sealed partial class SessionGate(SessionRuntime runtime, ILogger<Sessio
 
     [LoggerMessage(EventId = 7020, Level = LogLevel.Warning, Message = "Session store unavailable ({Error}); session routes answer 503")]
     private static partial void LogStoreFailed(ILogger logger, string error);
-
-    [LoggerMessage(EventId = 7021, Level = LogLevel.Warning, Message = "Session provider {Provider}: cannot start a sign-in ({Error}); is the provider reachable?")]
-    private static partial void LogChallengeFailed(ILogger logger, string provider, string error);
 }

@@ -14,7 +14,7 @@ namespace Portcullis.Identity.Sessions;
 /// (handled by ASP.NET Core's OpenIdConnect handler: state, nonce, PKCE, code exchange), the logout path,
 /// and GET /.portcullis/login/{provider}?rd=/path to start a sign-in explicitly. Return URLs stay on this origin.
 /// </summary>
-internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRuntime runtime, IOptionsMonitor<OpenIdConnectOptions> oidc, ILogger<SessionMiddleware> logger)
+internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRuntime runtime, IOptionsMonitor<OpenIdConnectOptions> oidc, SignInStarter signIn, ILogger<SessionMiddleware> logger)
 {
     public Task InvokeAsync(HttpContext context)
     {
@@ -66,32 +66,45 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
         }
 
         var returnUrl = SessionPages.SafeReturnUrl(context.Request.Query["rd"].ToString()) ?? "/";
-        try
-        {
-            await context.ChallengeAsync(provider.OidcScheme, new AuthenticationProperties { RedirectUri = returnUrl });
-        }
-        catch (Exception e) when (e is InvalidOperationException or HttpRequestException or IOException or OperationCanceledException)
-        {
-            // Discovery failed (the provider is down, slow or misconfigured): the same page a session route shows, not a bare 500.
-            LogLoginUnavailable(logger, provider.Name, e.GetType().Name);
-            context.Response.Headers.RetryAfter = "5";
-            await SessionPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Sign-in unavailable",
-                "The sign-in service cannot be reached right now. Please try again in a moment.", ("Try again", context.Request.Path + context.Request.QueryString));
-        }
+        // ?login_hint=alice@example.com is passed on to the provider (it pre-fills its form); anything odd is dropped.
+        var hint = context.Request.Query["login_hint"].ToString();
+        var loginHint = hint.Length is > 0 and <= 256 && !hint.Any(char.IsControl) ? hint : null;
+        await signIn.StartAsync(context, provider, returnUrl, loginHint);
     }
 
     private async Task LogoutAsync(HttpContext context)
     {
         SetReason(context, "session.logout");
         var request = context.Request;
-        if (!HttpMethods.IsGet(request.Method) && !HttpMethods.IsPost(request.Method) && !HttpMethods.IsHead(request.Method))
+        var returnUrl = SessionPages.SafeReturnUrl(request.Query["rd"].ToString()) ?? "/";
+        if (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method))
         {
-            context.Response.Headers.Allow = "GET, HEAD, POST";
-            await ProblemWriter.WriteAsync(context, 405, "Method not allowed", "Use GET or POST.", "session.logout-method");
+            // A GET never ends the session (a link or image on any site could send one): it asks, and the form POSTs.
+            SetReason(context, "session.logout-confirm");
+            context.Response.Headers["X-Frame-Options"] = "DENY";
+            await SessionPages.WritePageAsync(context, StatusCodes.Status200OK, "Sign out", "Sign out of this site?",
+                (request.PathBase + request.Path + request.QueryString, "Sign out"), ("Cancel", returnUrl));
             return;
         }
 
-        var returnUrl = SessionPages.SafeReturnUrl(request.Query["rd"].ToString()) ?? "/";
+        if (!HttpMethods.IsPost(request.Method))
+        {
+            context.Response.Headers.Allow = "GET, HEAD, POST";
+            await ProblemWriter.WriteAsync(context, 405, "Method not allowed", "POST to sign out (GET shows a confirmation page).", "session.logout-method");
+            return;
+        }
+
+        if (!IsSameOrigin(request))
+        {
+            SetReason(context, "session.logout-cross-site");
+            // Any site can send these: logged once per window, not per request.
+            if (runtime.ProviderErrors.ShouldLog("logout", "cross-site")) LogCrossSiteLogout(logger, request.Headers["Sec-Fetch-Site"].ToString() is { Length: > 0 } site ? "Sec-Fetch-Site " + site : "Origin");
+            const string detail = "Signing out must start from this site.";
+            if (SessionPages.IsApiRequest(request)) await ProblemWriter.WriteAsync(context, 403, "Forbidden", detail, "session.logout-cross-site");
+            else await SessionPages.WriteAsync(context, 403, "Sign-out refused", detail, ("Sign out here", runtime.Sessions!.LogoutPath));
+            return;
+        }
+
         string? only = request.Query["provider"].ToString() is { Length: > 0 } named ? named : null;
         CompiledSessionProvider? endSession = null;
         var signedIn = new List<CompiledSessionProvider>();
@@ -126,6 +139,21 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
         context.Response.Headers.CacheControl = "no-store";
     }
 
+    /// <summary>
+    /// CSRF protection for the logout POST: a browser says where the request comes from. Sec-Fetch-Site (set by the
+    /// browser, not by page script) must be same-origin or none (typed, bookmarked); without it the Origin's host
+    /// must be this request's host. A request with neither header is not from a browser, so no cross-site request.
+    /// </summary>
+    private static bool IsSameOrigin(HttpRequest request)
+    {
+        var site = request.Headers["Sec-Fetch-Site"].ToString();
+        if (site.Length > 0) return site is "same-origin" or "none";
+        var origin = request.Headers.Origin.ToString();
+        if (origin.Length == 0) return true;
+        return Uri.TryCreate(origin, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" &&
+            string.Equals(uri.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase);
+    }
+
     private async Task<bool> HasEndSessionAsync(CompiledSessionProvider provider, CancellationToken cancel)
     {
         try
@@ -149,8 +177,8 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
     [LoggerMessage(EventId = 7030, Level = LogLevel.Information, Message = "Session provider {Provider}: a user signed out")]
     private static partial void LogSignedOut(ILogger logger, string provider);
 
-    [LoggerMessage(EventId = 7032, Level = LogLevel.Warning, Message = "Session provider {Provider}: cannot start a sign-in at the login path ({Error}); is the provider reachable?")]
-    private static partial void LogLoginUnavailable(ILogger logger, string provider, string error);
+    [LoggerMessage(EventId = 7033, Level = LogLevel.Information, Message = "Refused a cross-site sign-out POST ({Header}); repeats are logged at most every 5 minutes")]
+    private static partial void LogCrossSiteLogout(ILogger logger, string header);
 
     [LoggerMessage(EventId = 7031, Level = LogLevel.Warning, Message = "Session provider {Provider}: discovery failed at logout ({Error}); the local session ends without the provider's end_session_endpoint")]
     private static partial void LogNoDiscovery(ILogger logger, string provider, string error);

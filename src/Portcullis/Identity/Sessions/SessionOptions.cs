@@ -17,8 +17,11 @@ public sealed record SessionsOptions
     [Description("Most sessions the local store keeps; when full, the session closest to expiry is dropped. Default 100000.")]
     public int MaxSessions { get; init; } = 100_000;
 
-    [Description("Path that ends the session (GET or POST), then redirects through the provider's end_session_endpoint when it has one. Default /.portcullis/logout.")]
+    [Description("Path that ends the session: a POST from this origin (Origin or Sec-Fetch-Site checked) ends it, then redirects through the provider's end_session_endpoint when it has one; a GET shows a confirmation page. Default /.portcullis/logout.")]
     public string LogoutPath { get; init; } = "/.portcullis/logout";
+
+    [Description("Sign-ins one client address may start per minute (a burst of this many, then evenly spread); more get 429 with Retry-After. 0 turns the limit off. Default 30.")]
+    public int SignInsPerMinute { get; init; } = 30;
 
     [Description("Access tokens are refreshed with the refresh token when they expire within this time. Default 1m.")]
     public TimeSpan RefreshBefore { get; init; } = TimeSpan.FromMinutes(1);
@@ -32,8 +35,11 @@ public sealed record SessionProviderOptions
     [Description("OIDC authority: discovery at {authority}/.well-known/openid-configuration gives the endpoints and keys.")]
     public string Authority { get; init; } = "";
 
-    [Description("The gateway's client id at the provider (a confidential client allowed the authorization code flow).")]
+    [Description("The gateway's client id at the provider (a client allowed the authorization code flow; confidential unless publicClient is true).")]
     public string ClientId { get; init; } = "";
+
+    [Description("The client is a public client at the provider: no client secret, PKCE alone binds the code to this sign-in. Default false (a confidential client with clientSecretEnv or clientSecretFile).")]
+    public bool PublicClient { get; init; }
 
     [Description("Environment variable holding the client secret (never written in the file).")]
     [Secret]
@@ -44,6 +50,9 @@ public sealed record SessionProviderOptions
 
     [Description("Scopes requested at sign-in; must include openid. Add offline_access for refresh tokens. Default [openid, profile, email].")]
     public IReadOnlyList<string> Scopes { get; init; } = ["openid", "profile", "email"];
+
+    [Description("Extra parameters sent with every authorization request to this provider, e.g. { prompt: consent, acr_values: mfa }. The flow's own parameters (client_id, redirect_uri, scope, state, nonce, code_challenge ...) cannot be set here.")]
+    public IReadOnlyDictionary<string, string> AuthorizationParameters { get; init; } = new Dictionary<string, string>();
 
     [Description("Gateway path the provider redirects back to (register it as a redirect URI). Default /.portcullis/callback/{name}.")]
     public string? CallbackPath { get; init; }

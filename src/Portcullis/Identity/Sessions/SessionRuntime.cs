@@ -30,6 +30,7 @@ internal sealed partial class SessionRuntime : IDisposable
         Sessions = sessions;
         Time = time;
         _logger = logger;
+        ProviderErrors = new ProviderErrorLog(time);
         if (sessions is null) return;
 
         var services = new ServiceCollection();
@@ -64,6 +65,9 @@ internal sealed partial class SessionRuntime : IDisposable
     public IDataProtectionProvider? DataProtection { get; }
 
     public ITicketStore? Store { get; }
+
+    /// <summary>Which provider errors were logged lately: each is logged once per window, not per page load.</summary>
+    public ProviderErrorLog ProviderErrors { get; }
 
     /// <summary>Called when a new snapshot goes live: a changed identity.sessions cannot be applied without a restart.</summary>
     public void OnSwap(GatewaySnapshot next)
@@ -132,6 +136,9 @@ internal sealed partial class SessionRuntime : IDisposable
             cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
             cookie.HttpOnly = true;
             cookie.IsEssential = true;
+            // Path=/ rather than the callback path: the page load that starts a sign-in must see the pending
+            // ones to drop the oldest (SignInStarter); they never reach an upstream (SessionGate.StripCookies).
+            cookie.Path = "/";
         }
 
         options.CorrelationCookie.Name = CompiledSessions.CorrelationCookiePrefix;
@@ -144,14 +151,43 @@ internal sealed partial class SessionRuntime : IDisposable
             LogSignedIn(_logger, provider.Name);
             return Task.CompletedTask;
         };
+        options.Events.OnRedirectToIdentityProvider = context =>
+        {
+            // Before PAR (when the provider offers it) and before the redirect: both carry the parameters.
+            foreach (var (name, value) in provider.AuthorizationParameters) context.ProtocolMessage.SetParameter(name, value);
+            if (context.Properties.Parameters.TryGetValue(SignInStarter.LoginHintItem, out var hint) && hint is string loginHint)
+            {
+                context.ProtocolMessage.LoginHint = loginHint;
+            }
+
+            return Task.CompletedTask;
+        };
         options.Events.OnRemoteFailure = async context =>
         {
-            // State or nonce mismatch, a replayed or forged callback, a refused code, the provider's own error:
-            // the browser gets a plain page offering a fresh sign-in, never the exception.
-            LogCallbackFailed(_logger, provider.Name, context.Failure?.Message ?? "unknown");
+            // State or nonce mismatch, a replayed or forged callback, a refused code, the provider's own error
+            // (at its authorization or token endpoint): the browser gets a plain page offering a fresh sign-in,
+            // never the exception. Provider error codes are logged once per window; the rest per callback.
+            var code = SignInStarter.ProviderErrorCode(context.Failure);
+            if (context.Failure is OpenIdConnectProtocolException)
+            {
+                if (ProviderErrors.ShouldLog(provider.Name, code)) LogProviderError(_logger, provider.Name, code);
+            }
+            else
+            {
+                LogCallbackFailed(_logger, provider.Name, context.Failure?.Message ?? "unknown");
+            }
+
             context.HandleResponse();
-            await SessionPages.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed",
-                "The sign-in could not be completed (it may have expired or been used already).", ("Try again", "/"));
+            if (context.HttpContext.Features.Get<Hosting.GatewayFeature>() is { } gateway) gateway.Reason = "session.callback-failed";
+            const string detail = "The sign-in could not be completed (it may have expired or been used already).";
+            if (SessionPages.IsApiRequest(context.Request))
+            {
+                await Problems.ProblemWriter.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, "session.callback-failed");
+            }
+            else
+            {
+                await SessionPages.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, ("Try again", "/"));
+            }
         };
     }
 
@@ -207,6 +243,9 @@ internal sealed partial class SessionRuntime : IDisposable
 
     [LoggerMessage(EventId = 7012, Level = LogLevel.Information, Message = "Session provider {Provider}: sign-in callback refused ({Reason})")]
     private static partial void LogCallbackFailed(ILogger logger, string provider, string reason);
+
+    [LoggerMessage(EventId = 7013, Level = LogLevel.Warning, Message = "Session provider {Provider}: the provider answered the sign-in with error {Error}; repeats are logged at most every 5 minutes")]
+    private static partial void LogProviderError(ILogger logger, string provider, string error);
 }
 
 /// <summary>Registers browser sessions: one cookie and one OpenIdConnect scheme per provider of the first snapshot.</summary>
@@ -216,6 +255,7 @@ internal static class SessionServiceCollectionExtensions
     {
         services.AddSingleton(sp => new SessionRuntime(initial.Sessions, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<SessionRuntime>>()));
         services.AddSingleton<SessionGate>();
+        services.AddSingleton<SignInStarter>();
         var authentication = services.AddAuthentication(); // SessionMiddleware needs the handler provider even without providers
         if (initial.Sessions is not { Providers.Count: > 0 } sessions) return services;
 

@@ -53,8 +53,21 @@ public sealed partial class SnapshotBuilder
 
             if (string.IsNullOrWhiteSpace(provider.ClientId)) Fail(path, $"session provider '{provider.Name}' has no clientId", "add clientId: the gateway's client id at the provider");
 
-            var secret = ResolveClientSecret(context, path, $"session provider '{provider.Name}'", provider.ClientSecretEnv, provider.ClientSecretFile, files, fileContents);
-            if (secret is null) ok = false;
+            string? secret = null;
+            if (provider.PublicClient)
+            {
+                // A public client has no secret to keep: one configured anyway means the provider expects a confidential client.
+                if (provider.ClientSecretEnv is not null) Fail(path + ".clientSecretEnv", $"session provider '{provider.Name}' is a public client (publicClient: true) but has a client secret", "remove publicClient: true for a confidential client, or remove the secret");
+                else if (provider.ClientSecretFile is not null) Fail(path + ".clientSecretFile", $"session provider '{provider.Name}' is a public client (publicClient: true) but has a client secret", "remove publicClient: true for a confidential client, or remove the secret");
+            }
+            else
+            {
+                secret = ResolveClientSecret(context, path, $"session provider '{provider.Name}'", provider.ClientSecretEnv, provider.ClientSecretFile, files, fileContents);
+                if (secret is null) ok = false;
+            }
+
+            var authorizationParameters = CompileAuthorizationParameters(context, provider.AuthorizationParameters, path + ".authorizationParameters");
+            if (authorizationParameters is null) ok = false;
 
             if (!provider.Scopes.Contains("openid", StringComparer.Ordinal)) Fail(path + ".scopes", "scopes must include openid", "e.g. scopes: [openid, profile, email]");
             var callback = provider.CallbackPath ?? DefaultCallbackPrefix + provider.Name;
@@ -73,7 +86,8 @@ public sealed partial class SnapshotBuilder
                 Name = provider.Name,
                 Authority = authority!,
                 ClientId = provider.ClientId,
-                ClientSecret = secret!,
+                ClientSecret = secret,
+                AuthorizationParameters = authorizationParameters!,
                 Scopes = [.. provider.Scopes.Distinct(StringComparer.Ordinal)],
                 CallbackPath = callback,
                 SignedOutPath = "/.portcullis/signed-out/" + provider.Name,
@@ -81,8 +95,9 @@ public sealed partial class SnapshotBuilder
                 CookieName = options.Cookie.Name + "-" + provider.Name,
             };
             fingerprint.Append(provider.Name).Append('\n').Append(authority).Append('\n').Append(provider.ClientId).Append('\n')
-                .Append(Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret!)))).Append('\n')
-                .Append(string.Join(' ', provider.Scopes)).Append('\n').Append(callback).Append('\n');
+                .Append(secret is null ? "public" : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)))).Append('\n')
+                .Append(string.Join(' ', provider.Scopes)).Append('\n').Append(callback).Append('\n')
+                .AppendJoin(' ', authorizationParameters!.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value)).Append('\n');
         }
 
         var cookie = options.Cookie;
@@ -112,6 +127,7 @@ public sealed partial class SnapshotBuilder
         if (cookie.AbsoluteTimeout <= TimeSpan.Zero) context.Error(root + ".cookie.absoluteTimeout", "absoluteTimeout must be greater than zero", "e.g. absoluteTimeout: 12h");
         else if (cookie.AbsoluteTimeout < cookie.IdleTimeout) context.Warning(root + ".cookie.absoluteTimeout", "absoluteTimeout is shorter than idleTimeout, so sessions end at absoluteTimeout", "keep absoluteTimeout above idleTimeout");
         if (options.MaxSessions < 1) context.Error(root + ".maxSessions", "maxSessions must be at least 1", "e.g. maxSessions: 100000");
+        if (options.SignInsPerMinute < 0) context.Error(root + ".signInsPerMinute", "signInsPerMinute cannot be negative", "e.g. signInsPerMinute: 30 (0 turns the limit off)");
         if (options.RefreshBefore < TimeSpan.Zero) context.Error(root + ".refreshBefore", "refreshBefore cannot be negative", "e.g. refreshBefore: 1m");
         if (!options.LogoutPath.StartsWith('/') || options.LogoutPath.StartsWith("//", StringComparison.Ordinal)) context.Error(root + ".logoutPath", $"logoutPath '{options.LogoutPath}' must be a path starting with a single '/'");
 
@@ -122,7 +138,8 @@ public sealed partial class SnapshotBuilder
         }
 
         fingerprint.Append(cookie).Append('\n').Append(options.Store).Append('\n').Append(options.Store == SessionStoreKind.Redis ? redis?.Connection + "|" + redis?.KeyPrefix : "")
-            .Append('\n').Append(options.MaxSessions).Append('\n').Append(options.LogoutPath).Append('\n').Append(options.RefreshBefore);
+            .Append('\n').Append(options.MaxSessions).Append('\n').Append(options.LogoutPath).Append('\n').Append(options.RefreshBefore)
+            .Append('\n').Append(options.SignInsPerMinute);
         return new CompiledSessions
         {
             Providers = providers.ToFrozenDictionary(StringComparer.Ordinal),
@@ -134,6 +151,7 @@ public sealed partial class SnapshotBuilder
             MaxSessions = Math.Max(1, options.MaxSessions),
             LogoutPath = options.LogoutPath,
             RefreshBefore = options.RefreshBefore,
+            SignInsPerMinute = Math.Max(0, options.SignInsPerMinute),
             RedisConnection = options.Store == SessionStoreKind.Redis ? redis?.Connection : null,
             RedisKeyPrefix = redis?.KeyPrefix ?? "portcullis:",
             Fingerprint = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(fingerprint.ToString()))),
@@ -187,6 +205,38 @@ public sealed partial class SnapshotBuilder
         }
 
         return result.ToFrozenSet(StringComparer.Ordinal);
+    }
+
+    // The flow's own parameters: set by the OpenIdConnect handler, PKCE or PAR; overriding one would break or weaken the flow.
+    private static readonly FrozenSet<string> ReservedAuthorizationParameters = new[]
+    {
+        "client_id", "client_secret", "redirect_uri", "response_type", "response_mode", "scope", "state", "nonce",
+        "code_challenge", "code_challenge_method", "request", "request_uri", "client_assertion", "client_assertion_type",
+    }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
+
+    private static FrozenDictionary<string, string>? CompileAuthorizationParameters(Context context, IReadOnlyDictionary<string, string> parameters, string path)
+    {
+        var ok = true;
+        foreach (var (name, value) in parameters)
+        {
+            if (name.Length == 0 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.'))
+            {
+                context.Error(path + "." + name, $"'{name}' is not an authorization parameter name", "use letters, digits, '_', '-' and '.', e.g. prompt or acr_values");
+                ok = false;
+            }
+            else if (ReservedAuthorizationParameters.Contains(name))
+            {
+                context.Error(path + "." + name, $"authorization parameter '{name}' is set by the sign-in flow itself", name.Equals("scope", StringComparison.OrdinalIgnoreCase) ? "list scopes under scopes" : "remove it");
+                ok = false;
+            }
+            else if (string.IsNullOrEmpty(value) || value.Any(char.IsControl))
+            {
+                context.Error(path + "." + name, $"authorization parameter '{name}' needs a value without control characters", "e.g. prompt: consent");
+                ok = false;
+            }
+        }
+
+        return ok ? parameters.ToFrozenDictionary(StringComparer.Ordinal) : null;
     }
 
     private static bool IsUrlSafeName(string name) => name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_');

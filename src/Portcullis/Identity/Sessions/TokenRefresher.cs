@@ -68,16 +68,14 @@ internal sealed partial class TokenRefresher(IOptionsMonitor<OpenIdConnectOption
             var options = oidc.Get(provider.OidcScheme);
             using var timeout = new CancellationTokenSource(options.BackchannelTimeout);
             var configuration = await options.ConfigurationManager!.GetConfigurationAsync(timeout.Token);
-            using var request = new HttpRequestMessage(HttpMethod.Post, configuration.TokenEndpoint)
+            var form = new Dictionary<string, string>
             {
-                Content = new FormUrlEncodedContent(new Dictionary<string, string>
-                {
-                    ["grant_type"] = "refresh_token",
-                    ["refresh_token"] = refreshToken,
-                    ["client_id"] = provider.ClientId,
-                    ["client_secret"] = provider.ClientSecret,
-                }),
+                ["grant_type"] = "refresh_token",
+                ["refresh_token"] = refreshToken,
+                ["client_id"] = provider.ClientId,
             };
+            if (provider.ClientSecret is not null) form["client_secret"] = provider.ClientSecret; // none for a public client
+            using var request = new HttpRequestMessage(HttpMethod.Post, configuration.TokenEndpoint) { Content = new FormUrlEncodedContent(form) };
             using var response = await options.Backchannel.SendAsync(request, timeout.Token);
             var text = await response.Content.ReadAsStringAsync(timeout.Token);
             if (response.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.Unauthorized)
