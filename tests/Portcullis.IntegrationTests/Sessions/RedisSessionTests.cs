@@ -41,7 +41,9 @@ public sealed class RedisSessionTests : IAsyncLifetime
         var listeners = "listeners:\n"
             + "  - { name: public, address: \"127.0.0.1:" + (port?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "{{PORT}}") + "\" }\n"
             + "  - { name: admin, address: \"127.0.0.1:{{ADMIN_PORT}}\", admin: true }\n";
-        var gateway = await TestGateway.StartAsync(listeners + SessionSetup.Config(_idp, _upstream, "store: redis", StoresLine), environment: SessionSetup.Environment);
+        var files = new Dictionary<string, string>();
+        KeyRingCertificate.AddFiles(files);
+        var gateway = await TestGateway.StartAsync(listeners + SessionSetup.Config(_idp, _upstream, "store: redis\n    " + KeyRingCertificate.ConfigLine, StoresLine), files, SessionSetup.Environment);
         _gateways.Add(gateway);
         return gateway;
     }

@@ -14,6 +14,9 @@ public sealed record SessionsOptions
     [Description("Where sessions live: local (in-process, bounded by maxSessions) or redis (stores.redis, shared by every instance; the Data Protection key ring is kept there too). Default local.")]
     public SessionStoreKind Store { get; init; } = SessionStoreKind.Local;
 
+    [Description("With store: redis, the certificate that encrypts the Data Protection key ring at rest in Redis (without it, read access to Redis is enough to decrypt sessions and forge cookies). Required with store: redis unless unprotected: true.")]
+    public SessionKeyRingOptions? KeyRing { get; init; }
+
     [Description("Most sessions the local store keeps; when full, the session closest to expiry is dropped. Default 100000.")]
     public int MaxSessions { get; init; } = 100_000;
 
@@ -65,6 +68,25 @@ public sealed record SessionCookieOptions
 
     [Description("A session ends this long after sign-in, however active. Default 12h.")]
     public TimeSpan AbsoluteTimeout { get; init; } = TimeSpan.FromHours(12);
+}
+
+/// <summary>The certificate (with its RSA private key) that encrypts the session key ring stored in Redis.</summary>
+public sealed record SessionKeyRingOptions
+{
+    [Description("PEM certificate file (RSA), relative to the config file. Its private key is in the same file or in `key`.")]
+    public string? Cert { get; init; }
+
+    [Description("PEM private key file (unencrypted PKCS#8 or PKCS#1). Default: the key is read from the `cert` file.")]
+    public string? Key { get; init; }
+
+    [Description("PKCS#12 (PFX) file holding the certificate and its private key, instead of `cert` and `key`.")]
+    public string? Pfx { get; init; }
+
+    [Description("Environment variable holding the PFX password. Default: no password.")]
+    public string? PasswordEnv { get; init; }
+
+    [Description("Keep the key ring in Redis unencrypted (anyone who can read Redis can then decrypt every session and forge cookies). Default false.")]
+    public bool Unprotected { get; init; }
 }
 
 public enum SessionStoreKind
