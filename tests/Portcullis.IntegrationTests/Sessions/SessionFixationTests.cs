@@ -22,11 +22,16 @@ public sealed class SessionFixationTests : IAsyncLifetime
         _browser = await Browser.LaunchAsync();
         _idp = await BrowserIdentityProvider.StartAsync();
         _upstream = await TestUpstream.StartAsync("app");
+        await KeyRingCertificate.WarmUpAsync(_idp);
     }
 
     public async Task DisposeAsync()
     {
-        if (_gateway is not null) await _gateway.DisposeAsync();
+        if (_gateway is not null)
+        {
+            if (Environment.GetEnvironmentVariable("PORTCULLIS_TEST_LOGS") is { Length: > 0 } dir) await File.WriteAllTextAsync(Path.Combine(dir, $"gw-fixation-{_gateway.Port}.log"), _gateway.Logs + "\n--- idp ---\n" + _idp.LogTail);
+            await _gateway.DisposeAsync();
+        }
         await _upstream.DisposeAsync();
         await _idp.DisposeAsync();
         await _browser.DisposeAsync();

@@ -32,13 +32,18 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
         _browser = await Browser.LaunchAsync();
         _idp = await BrowserIdentityProvider.StartAsync();
         _upstream = await TestUpstream.StartAsync("app");
+        await KeyRingCertificate.WarmUpAsync(_idp);
         _redis = await RedisServer.StartAsync();
     }
 
     public async Task DisposeAsync()
     {
         _redis.Thaw();
-        if (_gateway is not null) await _gateway.DisposeAsync();
+        if (_gateway is not null)
+        {
+            if (Environment.GetEnvironmentVariable("PORTCULLIS_TEST_LOGS") is { Length: > 0 } dir) await File.WriteAllTextAsync(Path.Combine(dir, $"gw-hardening-{_gateway.Port}.log"), _gateway.Logs + "\n--- idp ---\n" + _idp.LogTail);
+            await _gateway.DisposeAsync();
+        }
         await _upstream.DisposeAsync();
         await _idp.DisposeAsync();
         await _browser.DisposeAsync();
