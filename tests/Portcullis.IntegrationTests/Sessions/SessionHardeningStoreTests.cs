@@ -52,16 +52,22 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
 
     private static string CookieName => SessionSetup.CookieName + "-corp";
 
-    // Signs Alice in through the browser on a gateway with store: redis; returns her session cookie.
-    private async Task<string> SignInAsync(string redisExtra = "")
+    // A gateway with store: redis and an encrypted key ring, registered at the provider.
+    private async Task StartGatewayAsync(string redisExtra)
     {
         var files = new Dictionary<string, string>();
         KeyRingCertificate.AddFiles(files);
         var stores = $"stores: {{ redis: {{ connection: \"{_redis.ConnectionString}\", keyPrefix: \"{Prefix}\"{redisExtra} }} }}";
         _gateway = await TestGateway.StartAsync(SessionSetup.Config(_idp, _upstream, "store: redis\n    " + KeyRingCertificate.ConfigLine, stores), files, SessionSetup.Environment);
         await _idp.RegisterGatewayAsync(SessionSetup.ClientId, SessionSetup.ClientSecret, "corp", _gateway.Url);
+    }
+
+    // Signs Alice in through the browser on a gateway with store: redis; returns her session cookie.
+    private async Task<string> SignInAsync(string redisExtra = "")
+    {
+        await StartGatewayAsync(redisExtra);
         var page = await _browser.NewPageAsync();
-        await page.GotoAsync(_gateway.Url + "/app/start");
+        await page.GotoAsync(_gateway!.Url + "/app/start");
         await SessionSetup.SignInAsync(page, BrowserIdentityProvider.Alice);
         await page.WaitForURLAsync(_gateway.Url + "/app/start");
         Assert.Equal("alice", (await SessionSetup.UpstreamAnswerAsync(page)).Header("X-Subject"));
@@ -120,6 +126,23 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
             Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(30), "the session store did not recover after Redis came back");
             await Task.Delay(200);
         }
+    }
+
+    [Fact]
+    public async Task FrozenRedisWhenTheSignInIsSaved_AnswersA503Page_NotABlank500()
+    {
+        await StartGatewayAsync(", timeout: 1500ms, retryAfter: 3s");
+        var page = await _browser.NewPageAsync();
+        await page.GotoAsync(_gateway!.Url + "/app/start");
+        await page.WaitForURLAsync(url => url.Contains(BrowserIdentityProvider.LoginPath, StringComparison.Ordinal));
+        await page.FillAsync("#username", BrowserIdentityProvider.Alice.Username);
+        await page.FillAsync("#password", BrowserIdentityProvider.Alice.Password);
+
+        _redis.Freeze();
+        var callback = await page.RunAndWaitForResponseAsync(() => page.ClickAsync("#signin"), r => r.Url.Contains("/.portcullis/callback/corp", StringComparison.Ordinal));
+        Assert.Equal(503, callback.Status);
+        Assert.Contains("Temporarily unavailable", await page.InnerTextAsync("body"), StringComparison.Ordinal);
+        Assert.Contains("Session store unavailable at a sign-in", _gateway.Logs.ToString(), StringComparison.Ordinal);
     }
 
     private async Task<(HttpStatusCode Status, string Body, TimeSpan Took)> GetAsync(string cookie)
