@@ -69,9 +69,9 @@ internal sealed partial class SessionGate(SessionRuntime runtime, ILogger<Sessio
                 {
                     await context.ChallengeAsync(provider.OidcScheme, new AuthenticationProperties { RedirectUri = returnUrl });
                 }
-                catch (Exception e) when (e is InvalidOperationException or HttpRequestException or IOException or OperationCanceledException)
+                catch (Exception e) when (e is InvalidOperationException or HttpRequestException or IOException or OperationCanceledException || SessionStoreGuard.IsStoreFailure(e))
                 {
-                    // Discovery failed: the provider is down or misconfigured.
+                    // Discovery failed: the provider is down or misconfigured (or the key ring in Redis cannot be read).
                     LogChallengeFailed(logger, provider.Name, e.GetType().Name);
                     context.Response.Headers.RetryAfter = "5";
                     await SessionPages.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Sign-in unavailable",

@@ -40,7 +40,7 @@ internal sealed partial class SessionStoreGuard(RequestDelegate next, SessionRun
         {
             await next(context);
         }
-        catch (Exception e) when (e is SessionStoreUnavailableException or StackExchange.Redis.RedisException or TimeoutException && !context.Response.HasStarted)
+        catch (Exception e) when (IsStoreFailure(e) && !context.Response.HasStarted)
         {
             LogStoreFailed(logger, e.GetType().Name);
             if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = "session.store-unavailable";
@@ -57,6 +57,11 @@ internal sealed partial class SessionStoreGuard(RequestDelegate next, SessionRun
             }
         }
     }
+
+    /// <summary>The session store (or the key ring in it) did not answer: a 503, not a 500.</summary>
+    public static bool IsStoreFailure(Exception e) =>
+        e is SessionStoreUnavailableException or StackExchange.Redis.RedisException or TimeoutException
+        || e is System.Security.Cryptography.CryptographicException { InnerException: SessionStoreUnavailableException or StackExchange.Redis.RedisException or TimeoutException };
 
     [LoggerMessage(EventId = 7022, Level = LogLevel.Warning, Message = "Session store unavailable at a sign-in, login or logout ({Error}); answered 503")]
     private static partial void LogStoreFailed(ILogger logger, string error);

@@ -211,24 +211,3 @@ internal sealed class RedisSessionStore(CompiledSessions sessions, RedisCounterS
         return value;
     }
 }
-
-/// <summary>
-/// Gives the session store's Redis up to five seconds to connect before the gateway listens, like the
-/// counters (TrafficStartup), so the first session requests do not meet a 503. A Redis down at start does
-/// not stop the gateway: session routes answer 503 until it connects.
-/// </summary>
-internal sealed class SessionStoreStartup(SessionRuntime runtime, TimeProvider time) : Microsoft.Extensions.Hosting.IHostedService
-{
-    private static readonly TimeSpan MaxWait = TimeSpan.FromSeconds(5);
-
-    public async Task StartAsync(CancellationToken cancellationToken)
-    {
-        var started = time.GetTimestamp();
-        while (runtime.Redis is { Health.State: StoreState.Down } && time.GetElapsedTime(started) < MaxWait)
-        {
-            await Task.Delay(TimeSpan.FromMilliseconds(20), time, cancellationToken);
-        }
-    }
-
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-}
