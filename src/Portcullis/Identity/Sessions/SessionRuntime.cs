@@ -16,10 +16,11 @@ namespace Portcullis.Identity.Sessions;
 /// <summary>
 /// What browser sessions run on, built once at startup from the first snapshot: the providers (one
 /// OpenIdConnect + one Cookie authentication scheme each), Data Protection (key ring in Redis with
-/// store: redis, else ephemeral), the ticket store and the token refresher. A reload that changes
-/// identity.sessions is logged and needs a restart to apply.
+/// store: redis, encrypted with the keyRing certificate; else ephemeral), the ticket store (Redis calls
+/// through the counters' Redis client: timeout and circuit breaker) and the token refresher. A reload that
+/// changes identity.sessions is logged and needs a restart to apply.
 /// </summary>
-internal sealed partial class SessionRuntime : IDisposable
+internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable
 {
     private readonly ServiceProvider? _dataProtectionServices;
     private readonly RedisCounterStore? _redis;
@@ -209,11 +210,13 @@ internal sealed partial class SessionRuntime : IDisposable
         }
     }
 
-    public void Dispose()
+    public async ValueTask DisposeAsync()
     {
         _dataProtectionServices?.Dispose();
-        _redis?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        if (_redis is not null) await _redis.DisposeAsync();
     }
+
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     [LoggerMessage(EventId = 7010, Level = LogLevel.Warning, Message = "identity.sessions changed; providers, cookie and store apply after a restart (the running ones stay)")]
     private static partial void LogNeedsRestart(ILogger logger);
