@@ -53,19 +53,19 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
     private static string CookieName => SessionSetup.CookieName + "-corp";
 
     // A gateway with store: redis and an encrypted key ring, registered at the provider.
-    private async Task StartGatewayAsync(string redisExtra)
+    private async Task StartGatewayAsync(string redisExtra, string? connection = null)
     {
         var files = new Dictionary<string, string>();
         KeyRingCertificate.AddFiles(files);
-        var stores = $"stores: {{ redis: {{ connection: \"{_redis.ConnectionString}\", keyPrefix: \"{Prefix}\"{redisExtra} }} }}";
+        var stores = $"stores: {{ redis: {{ connection: \"{connection ?? _redis.ConnectionString}\", keyPrefix: \"{Prefix}\"{redisExtra} }} }}";
         _gateway = await TestGateway.StartAsync(SessionSetup.Config(_idp, _upstream, "store: redis\n    " + KeyRingCertificate.ConfigLine, stores), files, SessionSetup.Environment);
         await _idp.RegisterGatewayAsync(SessionSetup.ClientId, SessionSetup.ClientSecret, "corp", _gateway.Url);
     }
 
     // Signs Alice in through the browser on a gateway with store: redis; returns her session cookie.
-    private async Task<string> SignInAsync(string redisExtra = "")
+    private async Task<string> SignInAsync(string redisExtra = "", string? connection = null)
     {
-        await StartGatewayAsync(redisExtra);
+        await StartGatewayAsync(redisExtra, connection);
         var page = await _browser.NewPageAsync();
         await page.GotoAsync(_gateway!.Url + "/app/start");
         await SessionSetup.SignInAsync(page, BrowserIdentityProvider.Alice);
@@ -126,6 +126,24 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
             Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(30), "the session store did not recover after Redis came back");
             await Task.Delay(200);
         }
+    }
+
+    [Fact]
+    public async Task Sessions_WorkWithTheDocumentedAclUser_ConfinedToTheKeyPrefix()
+    {
+        // browser-access.md: an ACL user of the gateway's own, its keys confined to the prefix.
+        await _redis.CliAsync("ACL", "SETUSER", "portcullis", "on", ">acl-secret-1", "resetkeys", "~" + Prefix + "*", "&*", "+@all", "-@admin", "-flushall", "-flushdb", "-keys");
+        await _redis.CliAsync("SET", "other:secret", "x");
+        var connection = $"127.0.0.1:{_redis.Port},user=portcullis,password=acl-secret-1";
+
+        var cookie = await SignInAsync(connection: connection);
+        Assert.Equal(HttpStatusCode.OK, (await GetAsync(cookie)).Status);
+        Assert.Single((await _redis.CliAsync("--scan", "--pattern", Prefix + "session:*")).Split('\n', StringSplitOptions.RemoveEmptyEntries));
+
+        // The same user cannot touch keys outside its prefix.
+        using var restricted = await ConnectionMultiplexer.ConnectAsync(connection);
+        var denied = await Assert.ThrowsAsync<RedisServerException>(() => restricted.GetDatabase().StringGetAsync("other:secret"));
+        Assert.Contains("NOPERM", denied.Message, StringComparison.Ordinal);
     }
 
     [Fact]
