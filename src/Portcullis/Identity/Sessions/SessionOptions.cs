@@ -11,7 +11,7 @@ public sealed record SessionsOptions
     [Description("The session cookie: the browser holds only a small protected session id, the session itself stays on the gateway.")]
     public SessionCookieOptions Cookie { get; init; } = new();
 
-    [Description("Where sessions live: local (in-process, bounded by maxSessions) or redis (stores.redis, shared by every instance; the Data Protection key ring is kept there too). Default local.")]
+    [Description("Where sessions live: local (in-process, bounded by maxSessions) or redis (stores.redis, Redis 6.2+, shared by every instance; the Data Protection key ring is kept there too, encrypted with keyRing). Default local.")]
     public SessionStoreKind Store { get; init; } = SessionStoreKind.Local;
 
     [Description("With store: redis, the certificate that encrypts the Data Protection key ring at rest in Redis (without it, read access to Redis is enough to decrypt sessions and forge cookies). Required with store: redis unless unprotected: true.")]
@@ -63,7 +63,7 @@ public sealed record SessionCookieOptions
     [Description("Cookie domain, to share the session with subdomains (not with a __Host- name). Default: the request host only.")]
     public string? Domain { get; init; }
 
-    [Description("A session unused this long ends. Default 1h.")]
+    [Description("A session unused this long ends; every request restarts the window. Default 1h.")]
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromHours(1);
 
     [Description("A session ends this long after sign-in, however active. Default 12h.")]
