@@ -27,10 +27,13 @@ internal sealed partial class SessionStoreStartup(SessionRuntime runtime, TimePr
         }
 
         // Read (or create) the key ring now rather than on the first request: it is cached from then on.
-        while (redis.Health.State == StoreState.Up && !TryLoadKeyRing() && time.GetElapsedTime(started) < MaxWait)
+        string? error = null;
+        while (redis.Health.State == StoreState.Up && (error = TryLoadKeyRing()) is not null && time.GetElapsedTime(started) < MaxWait)
         {
             await Task.Delay(TimeSpan.FromMilliseconds(100), time, cancellationToken);
         }
+
+        if (error is not null) LogKeyRingNotLoaded(logger, error);
 
         if (sessions.KeyRingCertificate is null) return;
         var key = sessions.RedisKeyPrefix + "dataprotection-keys";
@@ -43,21 +46,21 @@ internal sealed partial class SessionStoreStartup(SessionRuntime runtime, TimePr
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    private bool TryLoadKeyRing()
+    // Null when the key ring could be read (or created) and used; else what went wrong (no secrets).
+    private string? TryLoadKeyRing()
     {
         try
         {
             runtime.DataProtection!.CreateProtector("Portcullis.Sessions.Startup").Protect([1]);
-            return true;
+            return null;
         }
         catch (CryptographicException e)
         {
-            LogKeyRingNotLoaded(logger, e.InnerException?.GetType().Name ?? e.GetType().Name);
-            return false;
+            return e.InnerException?.GetType().Name ?? e.GetType().Name;
         }
     }
 
-    [LoggerMessage(EventId = 7014, Level = LogLevel.Warning, Message = "The session key ring could not be read from Redis at start-up ({Error}); the first sign-ins try again")]
+    [LoggerMessage(EventId = 7014, Level = LogLevel.Warning, Message = "The session key ring could not be read from Redis or used at start-up ({Error}); sign-ins try again (a keyRing certificate other than the one that encrypted the keys cannot read them)")]
     private static partial void LogKeyRingNotLoaded(ILogger logger, string error);
 
     [LoggerMessage(EventId = 7013, Level = LogLevel.Warning, Message = "The session key ring in Redis holds {Count} key(s) stored unencrypted before keyRing was set: whoever can read Redis can still decrypt sessions protected with them. Delete the Redis key {Key} (every session ends) to keep only encrypted keys")]
