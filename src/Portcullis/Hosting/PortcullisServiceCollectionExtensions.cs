@@ -162,6 +162,7 @@ public static class PortcullisServiceCollectionExtensions
         app.UseMiddleware<GatewayMiddleware>();
         app.UseMiddleware<PathNormalizationMiddleware>(); // one canonical path for routing, auth and the upstream
         app.UseMiddleware<InboundHeaderScrubMiddleware>(); // spoofed identity headers (any spelling), underscore headers
+        app.UseMiddleware<Portcullis.Identity.Sessions.SessionStoreGuard>(); // a session store down at sign-in or logout: 503, not 500
         app.UseMiddleware<Portcullis.Identity.Sessions.SessionMiddleware>(); // sign-in callbacks and logout, ahead of routes
         var sessionRuntime = app.Services.GetRequiredService<Portcullis.Identity.Sessions.SessionRuntime>();
         store.Swapping += sessionRuntime.OnSwap;

@@ -89,7 +89,9 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         // connect timeout is not on the request path, so it may be longer than a request's patience, which
         // keeps a remote TLS Redis reachable with a 100 ms request timeout.
         configuration.AsyncTimeout = timeout;
-        configuration.SyncTimeout = timeout;
+        // Only the session key ring (Data Protection's Redis repository) calls synchronously: rarely (start-up,
+        // then a refresh a day), and a blocked thread must not fail it at a request timeout of 100 ms.
+        configuration.SyncTimeout = Math.Max(timeout, 2000);
         configuration.ConnectTimeout = Math.Clamp(timeout * 10, 1000, 5000);
         // While disconnected, fail calls at once instead of queueing them for a reconnect that may be slow.
         configuration.BacklogPolicy = BacklogPolicy.FailFast;

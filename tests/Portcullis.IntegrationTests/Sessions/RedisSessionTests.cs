@@ -21,6 +21,7 @@ public sealed class RedisSessionTests : IAsyncLifetime
         _browser = await Browser.LaunchAsync();
         _idp = await BrowserIdentityProvider.StartAsync();
         _upstream = await TestUpstream.StartAsync("app");
+        await KeyRingCertificate.WarmUpAsync(_idp);
         _redis = await RedisServer.StartAsync();
     }
 
@@ -41,7 +42,9 @@ public sealed class RedisSessionTests : IAsyncLifetime
         var listeners = "listeners:\n"
             + "  - { name: public, address: \"127.0.0.1:" + (port?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "{{PORT}}") + "\" }\n"
             + "  - { name: admin, address: \"127.0.0.1:{{ADMIN_PORT}}\", admin: true }\n";
-        var gateway = await TestGateway.StartAsync(listeners + SessionSetup.Config(_idp, _upstream, "store: redis", StoresLine), environment: SessionSetup.Environment);
+        var files = new Dictionary<string, string>();
+        KeyRingCertificate.AddFiles(files);
+        var gateway = await TestGateway.StartAsync(listeners + SessionSetup.Config(_idp, _upstream, "store: redis\n    " + KeyRingCertificate.ConfigLine, StoresLine), files, SessionSetup.Environment);
         _gateways.Add(gateway);
         return gateway;
     }

@@ -74,6 +74,12 @@ internal sealed class CompiledSessions
 
     public string RedisKeyPrefix { get; init; } = "portcullis:";
 
+    /// <summary>stores.redis (connection, timeout, circuit breaker) when Store is redis.</summary>
+    public RedisStoreOptions? Redis { get; init; }
+
+    /// <summary>Encrypts the Data Protection key ring kept in Redis; null for the local store or keyRing.unprotected.</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? KeyRingCertificate { get; init; }
+
     /// <summary>What the authentication schemes were built from; a reload that changes it needs a restart.</summary>
     public required string Fingerprint { get; init; }
 }

@@ -28,7 +28,7 @@ internal sealed partial class SessionGate(SessionRuntime runtime, SignInStarter 
         {
             result = await context.AuthenticateAsync(provider.CookieScheme);
         }
-        catch (Exception e) when (e is StackExchange.Redis.RedisException or TimeoutException)
+        catch (Exception e) when (e is SessionStoreUnavailableException or StackExchange.Redis.RedisException or TimeoutException)
         {
             LogStoreFailed(logger, e.GetType().Name);
             return AuthDecision.Unavailable("session.store-unavailable", "Sessions cannot be checked right now.");

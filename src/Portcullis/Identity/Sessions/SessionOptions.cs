@@ -11,8 +11,11 @@ public sealed record SessionsOptions
     [Description("The session cookie: the browser holds only a small protected session id, the session itself stays on the gateway.")]
     public SessionCookieOptions Cookie { get; init; } = new();
 
-    [Description("Where sessions live: local (in-process, bounded by maxSessions) or redis (stores.redis, shared by every instance; the Data Protection key ring is kept there too). Default local.")]
+    [Description("Where sessions live: local (in-process, bounded by maxSessions) or redis (stores.redis, Redis 6.2+, shared by every instance; the Data Protection key ring is kept there too, encrypted with keyRing). Default local.")]
     public SessionStoreKind Store { get; init; } = SessionStoreKind.Local;
+
+    [Description("With store: redis, the certificate that encrypts the Data Protection key ring at rest in Redis (without it, read access to Redis is enough to decrypt sessions and forge cookies). Required with store: redis unless unprotected: true.")]
+    public SessionKeyRingOptions? KeyRing { get; init; }
 
     [Description("Most sessions the local store keeps; when full, the session closest to expiry is dropped. Default 100000.")]
     public int MaxSessions { get; init; } = 100_000;
@@ -69,11 +72,30 @@ public sealed record SessionCookieOptions
     [Description("Cookie domain, to share the session with subdomains (not with a __Host- name). Default: the request host only.")]
     public string? Domain { get; init; }
 
-    [Description("A session unused this long ends. Default 1h.")]
+    [Description("A session unused this long ends; every request restarts the window. Default 1h.")]
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromHours(1);
 
     [Description("A session ends this long after sign-in, however active. Default 12h.")]
     public TimeSpan AbsoluteTimeout { get; init; } = TimeSpan.FromHours(12);
+}
+
+/// <summary>The certificate (with its RSA private key) that encrypts the session key ring stored in Redis.</summary>
+public sealed record SessionKeyRingOptions
+{
+    [Description("PEM certificate file (RSA), relative to the config file. Its private key is in the same file or in `key`.")]
+    public string? Cert { get; init; }
+
+    [Description("PEM private key file (unencrypted PKCS#8 or PKCS#1). Default: the key is read from the `cert` file.")]
+    public string? Key { get; init; }
+
+    [Description("PKCS#12 (PFX) file holding the certificate and its private key, instead of `cert` and `key`.")]
+    public string? Pfx { get; init; }
+
+    [Description("Environment variable holding the PFX password. Default: no password.")]
+    public string? PasswordEnv { get; init; }
+
+    [Description("Keep the key ring in Redis unencrypted (anyone who can read Redis can then decrypt every session and forge cookies). Default false.")]
+    public bool Unprotected { get; init; }
 }
 
 public enum SessionStoreKind

@@ -9,39 +9,43 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.IdentityModel.Protocols.OpenIdConnect;
 using Portcullis.Configuration;
-using StackExchange.Redis;
+using Portcullis.State;
 
 namespace Portcullis.Identity.Sessions;
 
 /// <summary>
 /// What browser sessions run on, built once at startup from the first snapshot: the providers (one
 /// OpenIdConnect + one Cookie authentication scheme each), Data Protection (key ring in Redis with
-/// store: redis, else ephemeral), the ticket store and the token refresher. A reload that changes
-/// identity.sessions is logged and needs a restart to apply.
+/// store: redis, encrypted with the keyRing certificate; else ephemeral), the ticket store (Redis calls
+/// through the counters' Redis client: timeout and circuit breaker) and the token refresher. A reload that
+/// changes identity.sessions is logged and needs a restart to apply.
 /// </summary>
-internal sealed partial class SessionRuntime : IDisposable
+internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable
 {
     private readonly ServiceProvider? _dataProtectionServices;
-    private readonly Lazy<ConnectionMultiplexer>? _redis;
+    private readonly RedisCounterStore? _redis;
     private readonly ILogger<SessionRuntime> _logger;
 
-    public SessionRuntime(CompiledSessions? sessions, TimeProvider time, ILogger<SessionRuntime> logger)
+    public SessionRuntime(CompiledSessions? sessions, TimeProvider time, ILoggerFactory loggers)
     {
         Sessions = sessions;
         Time = time;
-        _logger = logger;
+        _logger = loggers.CreateLogger<SessionRuntime>();
         ProviderErrors = new ProviderErrorLog(time);
         if (sessions is null) return;
 
         var services = new ServiceCollection();
         services.AddSingleton(time);
+        services.AddSingleton(loggers);
         var builder = services.AddDataProtection().SetApplicationName("portcullis-sessions");
         if (sessions.Store == SessionStoreKind.Redis)
         {
-            var options = ConfigurationOptions.Parse(sessions.RedisConnection!);
-            options.AbortOnConnectFail = false;
-            _redis = new Lazy<ConnectionMultiplexer>(() => ConnectionMultiplexer.Connect(options));
-            builder.PersistKeysToStackExchangeRedis(() => _redis.Value.GetDatabase(), sessions.RedisKeyPrefix + "dataprotection-keys");
+            // The counters' Redis client, reused for its connection in the background, per-call timeout
+            // (stores.redis.timeout) and circuit breaker (stores.redis.retryAfter); a connection of its own.
+            var redis = _redis = new RedisCounterStore(sessions.Redis!, time, loggers.CreateLogger<RedisCounterStore>());
+            builder.PersistKeysToStackExchangeRedis(() => redis.Database ?? throw new SessionStoreUnavailableException("not connected"), sessions.RedisKeyPrefix + "dataprotection-keys");
+            // Encrypted at rest: reading Redis is not enough to decrypt sessions or forge cookies.
+            if (sessions.KeyRingCertificate is { } certificate) builder.ProtectKeysWithCertificate(certificate);
         }
         else
         {
@@ -50,10 +54,13 @@ internal sealed partial class SessionRuntime : IDisposable
 
         _dataProtectionServices = services.BuildServiceProvider();
         DataProtection = _dataProtectionServices.GetRequiredService<IDataProtectionProvider>();
-        Store = sessions.Store == SessionStoreKind.Redis
-            ? new RedisSessionStore(sessions, () => _redis!.Value.GetDatabase(), DataProtection, time)
+        Store = _redis is not null
+            ? new RedisSessionStore(sessions, _redis, DataProtection, time)
             : new LocalSessionStore(sessions, time);
     }
+
+    /// <summary>The Redis client of store: redis (null for the local store), for its health at startup.</summary>
+    internal RedisCounterStore? Redis => _redis;
 
     /// <summary>The sessions the schemes were built from (startup); null when identity.sessions is not configured.</summary>
     public CompiledSessions? Sessions { get; }
@@ -88,7 +95,9 @@ internal sealed partial class SessionRuntime : IDisposable
             ? CookieSecurePolicy.Always
             : CookieSecurePolicy.SameAsRequest;
         options.ExpireTimeSpan = sessions.IdleTimeout;
-        options.SlidingExpiration = true;
+        // The store slides the idle window on every read and is the authority on expiry; the handler's own
+        // sliding renewal (only after half the window has passed) would end sessions idle for half of it.
+        options.SlidingExpiration = false;
         options.SessionStore = Store;
         options.DataProtectionProvider = DataProtection;
         options.TimeProvider = Time;
@@ -189,6 +198,14 @@ internal sealed partial class SessionRuntime : IDisposable
                 await SessionPages.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, ("Try again", "/"));
             }
         };
+
+        // Session fixation: a successful sign-in never continues a session already in the browser.
+        var ticketReceived = options.Events.OnTicketReceived;
+        options.Events.OnTicketReceived = async context =>
+        {
+            await SessionRotation.DropPreviousAsync(context.HttpContext, provider, Store);
+            await ticketReceived(context);
+        };
     }
 
     private async Task ValidateAsync(CookieValidatePrincipalContext context, CompiledSessionProvider provider, TokenRefresher refresher)
@@ -229,11 +246,13 @@ internal sealed partial class SessionRuntime : IDisposable
         }
     }
 
-    public void Dispose()
+    public async ValueTask DisposeAsync()
     {
         _dataProtectionServices?.Dispose();
-        if (_redis is { IsValueCreated: true }) _redis.Value.Dispose();
+        if (_redis is not null) await _redis.DisposeAsync();
     }
+
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     [LoggerMessage(EventId = 7010, Level = LogLevel.Warning, Message = "identity.sessions changed; providers, cookie and store apply after a restart (the running ones stay)")]
     private static partial void LogNeedsRestart(ILogger logger);
@@ -253,7 +272,8 @@ internal static class SessionServiceCollectionExtensions
 {
     public static IServiceCollection AddPortcullisSessions(this IServiceCollection services, GatewaySnapshot initial)
     {
-        services.AddSingleton(sp => new SessionRuntime(initial.Sessions, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<SessionRuntime>>()));
+        services.AddSingleton(sp => new SessionRuntime(initial.Sessions, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
+        services.AddHostedService<SessionStoreStartup>();
         services.AddSingleton<SessionGate>();
         services.AddSingleton<SignInStarter>();
         var authentication = services.AddAuthentication(); // SessionMiddleware needs the handler provider even without providers

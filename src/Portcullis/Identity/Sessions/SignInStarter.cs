@@ -58,9 +58,10 @@ internal sealed partial class SignInStarter(SessionRuntime runtime, ILogger<Sign
             await WriteAsync(context, api, StatusCodes.Status502BadGateway, "Sign-in unavailable",
                 "The sign-in service refused to start a sign-in for this site. Please try again later or tell the site's administrators.", "session.provider-refused", returnUrl);
         }
-        catch (Exception e) when (e is InvalidOperationException or HttpRequestException or IOException or OperationCanceledException)
+        catch (Exception e) when (e is InvalidOperationException or HttpRequestException or IOException or OperationCanceledException || SessionStoreGuard.IsStoreFailure(e))
         {
-            // Discovery or the pushed-authorization request failed: the provider is down, slow or misconfigured.
+            // Discovery or the pushed-authorization request failed: the provider is down, slow or misconfigured
+            // (or the key ring that protects the sign-in state cannot be read from Redis).
             if (runtime.ProviderErrors.ShouldLog(provider.Name, e.GetType().Name)) LogUnavailable(logger, provider.Name, e.GetType().Name);
             Discard(context);
             context.Response.Headers.RetryAfter = "5";

@@ -137,7 +137,9 @@ public sealed partial class SnapshotBuilder
             context.Error(root + ".store", "store: redis needs a Redis connection, but stores.redis.connection is not set (or empty)", "add stores: { redis: { connection: \"127.0.0.1:6379\" } } or use store: local");
         }
 
-        fingerprint.Append(cookie).Append('\n').Append(options.Store).Append('\n').Append(options.Store == SessionStoreKind.Redis ? redis?.Connection + "|" + redis?.KeyPrefix : "")
+        var keyRing = CompileKeyRing(context, options, files, fileContents);
+        fingerprint.Append(cookie).Append('\n').Append(options.Store).Append('\n').Append(options.Store == SessionStoreKind.Redis ? redis?.Connection + "|" + redis?.KeyPrefix + "|" + redis?.Timeout + "|" + redis?.RetryAfter : "")
+            .Append('\n').Append(keyRing?.GetCertHashString(HashAlgorithmName.SHA256))
             .Append('\n').Append(options.MaxSessions).Append('\n').Append(options.LogoutPath).Append('\n').Append(options.RefreshBefore)
             .Append('\n').Append(options.SignInsPerMinute);
         return new CompiledSessions
@@ -153,6 +155,8 @@ public sealed partial class SnapshotBuilder
             RefreshBefore = options.RefreshBefore,
             SignInsPerMinute = Math.Max(0, options.SignInsPerMinute),
             RedisConnection = options.Store == SessionStoreKind.Redis ? redis?.Connection : null,
+            Redis = options.Store == SessionStoreKind.Redis ? redis : null,
+            KeyRingCertificate = keyRing,
             RedisKeyPrefix = redis?.KeyPrefix ?? "portcullis:",
             Fingerprint = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(fingerprint.ToString()))),
         };

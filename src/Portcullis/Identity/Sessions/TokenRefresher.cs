@@ -15,7 +15,7 @@ internal enum RefreshResult
     /// <summary>The provider refused the refresh token (invalid_grant: expired, revoked, reused): the session ends.</summary>
     Rejected,
 
-    /// <summary>The provider could not be reached or answered oddly: the session stays, the next request tries again.</summary>
+    /// <summary>The provider could not be reached or answered oddly: the session stays, a request after the backoff tries again.</summary>
     Failed,
 }
 
@@ -25,24 +25,71 @@ internal sealed record RefreshOutcome(RefreshResult Result, string? AccessToken 
 /// Refreshes a session's access token with its refresh token (grant_type=refresh_token) at the provider's
 /// token endpoint. One refresh per refresh token: concurrent requests of one session, and requests that read
 /// the session just before a refresh was saved, share the same answer for a minute, so a rotating refresh
-/// token is never redeemed twice by this instance.
+/// token is never redeemed twice by this instance. A failed refresh (provider unreachable or answering
+/// oddly) is shared only for a backoff: the first request after 1 s tries again, the wait doubling with
+/// each consecutive failure up to 30 s.
 /// </summary>
 internal sealed partial class TokenRefresher(IOptionsMonitor<OpenIdConnectOptions> oidc, TimeProvider time, ILogger<TokenRefresher> logger)
 {
     private const int MaxRemembered = 10_000;
     private static readonly TimeSpan Remember = TimeSpan.FromMinutes(1);
 
+    /// <summary>The wait after the first failed refresh of a token; it doubles with each further failure.</summary>
+    internal static readonly TimeSpan FirstRetry = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest wait between two refresh attempts of a token while the provider keeps failing.</summary>
+    internal static readonly TimeSpan MaxRetry = TimeSpan.FromSeconds(30);
+
     private readonly ConcurrentDictionary<(string Provider, TokenHash Token), Flight> _flights = new();
 
-    private sealed record Flight(Lazy<Task<RefreshOutcome>> Task, DateTimeOffset Started);
+    private sealed class Flight(DateTimeOffset started, int failures)
+    {
+        public DateTimeOffset Started { get; } = started;
+
+        /// <summary>Failed attempts before this one, in a row.</summary>
+        public int Failures { get; } = failures;
+
+        public Lazy<Task<RefreshOutcome>> Task { get; set; } = null!;
+
+        /// <summary>When this attempt failed, and may be tried again (set before its task completes).</summary>
+        public DateTimeOffset RetryAt { get; set; } = DateTimeOffset.MaxValue;
+
+        public bool FailedBefore(DateTimeOffset now) =>
+            Task.IsValueCreated && Task.Value.IsCompletedSuccessfully && Task.Value.Result.Result == RefreshResult.Failed && RetryAt <= now;
+    }
+
+    public static TimeSpan Backoff(int failures) =>
+        failures >= 5 ? MaxRetry : TimeSpan.FromTicks(Math.Min(MaxRetry.Ticks, FirstRetry.Ticks << failures));
 
     public Task<RefreshOutcome> RefreshAsync(CompiledSessionProvider provider, string refreshToken)
     {
         var now = time.GetUtcNow();
         Prune(now);
         var key = (provider.Name, TokenHash.Of(refreshToken));
-        var flight = _flights.GetOrAdd(key, _ => new Flight(new Lazy<Task<RefreshOutcome>>(() => RunAsync(provider, refreshToken)), now));
+        var flight = _flights.GetOrAdd(key, _ => NewFlight(provider, refreshToken, now, 0));
+        if (flight.FailedBefore(now))
+        {
+            // Past its backoff: one new attempt, shared again by every request that arrives meanwhile.
+            var next = NewFlight(provider, refreshToken, now, flight.Failures + 1);
+            flight = _flights.TryUpdate(key, next, flight) ? next : _flights.GetValueOrDefault(key) ?? next;
+        }
+
         return flight.Task.Value;
+    }
+
+    private Flight NewFlight(CompiledSessionProvider provider, string refreshToken, DateTimeOffset now, int failures)
+    {
+        var flight = new Flight(now, failures);
+        flight.Task = new Lazy<Task<RefreshOutcome>>(() => RunFlightAsync(flight, provider, refreshToken));
+        return flight;
+    }
+
+    private async Task<RefreshOutcome> RunFlightAsync(Flight flight, CompiledSessionProvider provider, string refreshToken)
+    {
+        var backoff = Backoff(flight.Failures);
+        var outcome = await RunAsync(provider, refreshToken, backoff);
+        if (outcome.Result == RefreshResult.Failed) flight.RetryAt = time.GetUtcNow() + backoff;
+        return outcome;
     }
 
     private void Prune(DateTimeOffset now)
@@ -60,7 +107,7 @@ internal sealed partial class TokenRefresher(IOptionsMonitor<OpenIdConnectOption
         }
     }
 
-    private async Task<RefreshOutcome> RunAsync(CompiledSessionProvider provider, string refreshToken)
+    private async Task<RefreshOutcome> RunAsync(CompiledSessionProvider provider, string refreshToken, TimeSpan retryIn)
     {
         await Task.Yield();
         try
@@ -81,13 +128,19 @@ internal sealed partial class TokenRefresher(IOptionsMonitor<OpenIdConnectOption
             if (response.StatusCode is HttpStatusCode.BadRequest or HttpStatusCode.Unauthorized)
             {
                 var error = TryError(text);
-                LogRejected(logger, provider.Name, (int)response.StatusCode, error ?? "unknown");
-                return new RefreshOutcome(error is "invalid_grant" ? RefreshResult.Rejected : RefreshResult.Failed);
+                if (error is "invalid_grant")
+                {
+                    LogRejected(logger, provider.Name, (int)response.StatusCode, error);
+                    return new RefreshOutcome(RefreshResult.Rejected);
+                }
+
+                LogFailed(logger, provider.Name, $"token endpoint answered {(int)response.StatusCode} {error ?? "unknown"}", retryIn);
+                return new RefreshOutcome(RefreshResult.Failed);
             }
 
             if (!response.IsSuccessStatusCode)
             {
-                LogFailed(logger, provider.Name, $"token endpoint answered {(int)response.StatusCode}");
+                LogFailed(logger, provider.Name, $"token endpoint answered {(int)response.StatusCode}", retryIn);
                 return new RefreshOutcome(RefreshResult.Failed);
             }
 
@@ -96,7 +149,7 @@ internal sealed partial class TokenRefresher(IOptionsMonitor<OpenIdConnectOption
             var accessToken = root.TryGetProperty("access_token", out var at) ? at.GetString() : null;
             if (accessToken is null)
             {
-                LogFailed(logger, provider.Name, "no access_token in the answer");
+                LogFailed(logger, provider.Name, "no access_token in the answer", retryIn);
                 return new RefreshOutcome(RefreshResult.Failed);
             }
 
@@ -113,7 +166,7 @@ internal sealed partial class TokenRefresher(IOptionsMonitor<OpenIdConnectOption
         }
         catch (Exception e) when (e is HttpRequestException or OperationCanceledException or JsonException or InvalidOperationException or IOException)
         {
-            LogFailed(logger, provider.Name, e.GetType().Name + ": " + e.Message);
+            LogFailed(logger, provider.Name, e.GetType().Name + ": " + e.Message, retryIn);
             return new RefreshOutcome(RefreshResult.Failed);
         }
     }
@@ -139,6 +192,6 @@ internal sealed partial class TokenRefresher(IOptionsMonitor<OpenIdConnectOption
     [LoggerMessage(EventId = 7002, Level = LogLevel.Information, Message = "Session provider {Provider} refused a refresh token ({Status} {Error}); the session ends")]
     private static partial void LogRejected(ILogger logger, string provider, int status, string error);
 
-    [LoggerMessage(EventId = 7003, Level = LogLevel.Warning, Message = "Session provider {Provider}: token refresh failed ({Reason}); the session stays and the next request tries again")]
-    private static partial void LogFailed(ILogger logger, string provider, string reason);
+    [LoggerMessage(EventId = 7003, Level = LogLevel.Warning, Message = "Session provider {Provider}: token refresh failed ({Reason}); the session stays, and the first request after {RetryIn} tries again")]
+    private static partial void LogFailed(ILogger logger, string provider, string reason, TimeSpan retryIn);
 }

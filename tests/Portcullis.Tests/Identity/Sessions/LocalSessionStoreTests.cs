@@ -57,14 +57,19 @@ public sealed class LocalSessionStoreTests
     }
 
     [Fact]
-    public async Task IdleSession_EndsAfterIdleTimeout_AndRetrievingDoesNotExtendIt()
+    public async Task IdleSession_EndsAfterIdleTimeout_AndEveryUseRestartsTheWindow()
     {
         var store = new LocalSessionStore(Sessions(), _time);
         var key = await store.StoreAsync(Ticket("alice"));
 
+        // Used early in the window (before half of it): the window still restarts at this use.
+        _time.Advance(Idle * 0.4);
+        Assert.Equal(_time.GetUtcNow() + Idle, (await store.RetrieveAsync(key))!.Properties.ExpiresUtc);
         _time.Advance(Idle - TimeSpan.FromSeconds(1));
         Assert.Equal("alice", Subject(await store.RetrieveAsync(key)));
-        _time.Advance(TimeSpan.FromSeconds(1));
+
+        // Unused for the idle timeout: gone.
+        _time.Advance(Idle);
         Assert.Null(await store.RetrieveAsync(key));
         Assert.Equal(0, store.Count); // an expired session found is dropped
     }
@@ -78,9 +83,9 @@ public sealed class LocalSessionStoreTests
 
         _time.Advance(Idle - TimeSpan.FromMinutes(1));
         await store.RenewAsync(key, (await store.RetrieveAsync(key))!);
-        _time.Advance(Idle - TimeSpan.FromMinutes(1));
+        _time.Advance(Idle - TimeSpan.FromSeconds(1));
         Assert.Equal("alice", Subject(await store.RetrieveAsync(key)));
-        _time.Advance(TimeSpan.FromMinutes(1));
+        _time.Advance(Idle);
         Assert.Null(await store.RetrieveAsync(key));
     }
 

@@ -54,6 +54,7 @@ public sealed class SessionConfigTests : ConfigBuildTestBase
         var result = Build(Head + Route() + Sessions(extra: """
                 cookie: { name: __Secure-wiki, domain: example.test, idleTimeout: 30m, absoluteTimeout: 8h }
                 store: redis
+                keyRing: { unprotected: true }
             stores:
               redis: { connection: "127.0.0.1:6379", keyPrefix: "gw:" }
             """));
