@@ -105,7 +105,19 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
         provider._users[Alice.Username] = Alice;
         provider._users[Bob.Username] = Bob;
         await provider.StartCoreAsync();
+        await provider.WarmUpAsync();
         return provider;
+    }
+
+    /// <summary>
+    /// Asks the fresh provider for its discovery document and keys once, with patience: on a loaded machine its
+    /// first answer can take longer than the gateway's 10 s backchannel timeout, failing a test's first sign-in.
+    /// </summary>
+    private async Task WarmUpAsync()
+    {
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        await client.GetStringAsync(Authority + ".well-known/openid-configuration");
+        await client.GetStringAsync(Authority + ".well-known/jwks");
     }
 
     /// <summary>Adds a person who can sign in at the login form (besides Alice and Bob).</summary>

@@ -21,17 +21,6 @@ internal static class KeyRingCertificate
     public static void AddFiles(IDictionary<string, string> files) =>
         files[FileName] = Certificate.ExportCertificatePem() + "\n" + Certificate.GetRSAPrivateKey()!.ExportPkcs8PrivateKeyPem() + "\n";
 
-    /// <summary>
-    /// Asks a fresh provider for its discovery document and keys once, with patience: on a loaded machine its
-    /// first answer can take longer than the gateway's 10 s backchannel timeout, failing the first sign-in.
-    /// </summary>
-    public static async Task WarmUpAsync(Infrastructure.BrowserIdentityProvider idp)
-    {
-        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
-        await client.GetStringAsync(idp.Authority + ".well-known/openid-configuration");
-        await client.GetStringAsync(idp.Authority + ".well-known/jwks");
-    }
-
     private static X509Certificate2 Create()
     {
         using var rsa = RSA.Create(2048);

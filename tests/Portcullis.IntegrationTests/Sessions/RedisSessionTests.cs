@@ -21,7 +21,6 @@ public sealed class RedisSessionTests : IAsyncLifetime
         _browser = await Browser.LaunchAsync();
         _idp = await BrowserIdentityProvider.StartAsync();
         _upstream = await TestUpstream.StartAsync("app");
-        await KeyRingCertificate.WarmUpAsync(_idp);
         _redis = await RedisServer.StartAsync();
     }
 

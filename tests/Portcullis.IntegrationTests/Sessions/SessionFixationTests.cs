@@ -22,7 +22,6 @@ public sealed class SessionFixationTests : IAsyncLifetime
         _browser = await Browser.LaunchAsync();
         _idp = await BrowserIdentityProvider.StartAsync();
         _upstream = await TestUpstream.StartAsync("app");
-        await KeyRingCertificate.WarmUpAsync(_idp);
     }
 
     public async Task DisposeAsync()

@@ -32,7 +32,6 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
         _browser = await Browser.LaunchAsync();
         _idp = await BrowserIdentityProvider.StartAsync();
         _upstream = await TestUpstream.StartAsync("app");
-        await KeyRingCertificate.WarmUpAsync(_idp);
         _redis = await RedisServer.StartAsync();
     }
 

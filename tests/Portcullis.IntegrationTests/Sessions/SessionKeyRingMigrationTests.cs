@@ -22,7 +22,6 @@ public sealed class SessionKeyRingMigrationTests : IAsyncLifetime
     {
         _idp = await BrowserIdentityProvider.StartAsync();
         _upstream = await TestUpstream.StartAsync("app");
-        await KeyRingCertificate.WarmUpAsync(_idp);
         _redis = await RedisServer.StartAsync();
     }
 
