@@ -23,8 +23,12 @@ public enum ChangeKind
 /// </summary>
 public sealed record ConfigChange(ChangeKind Kind, string Section, string Name, IReadOnlyList<string> Details)
 {
-    /// <summary>Listeners and limits are bound by Kestrel at startup; a reload cannot apply them.</summary>
-    public bool RestartRequired => Section is ConfigDiff.ListenerSection or ConfigDiff.LimitsSection;
+    /// <summary>
+    /// Listeners and limits are bound by Kestrel at startup; a reload cannot apply them, except the listener
+    /// fields the request pipeline reads from the snapshot (<see cref="ConfigDiff.ReloadableListenerFields"/>).
+    /// </summary>
+    public bool RestartRequired => Section is ConfigDiff.LimitsSection
+        || (Section is ConfigDiff.ListenerSection && (Kind != ChangeKind.Changed || !Details.All(ConfigDiff.IsReloadableListenerDetail)));
 
     /// <summary>For a destination: the cluster it belongs to (its own name follows "cluster/").</summary>
     internal string? Cluster { get; init; }
@@ -126,6 +130,19 @@ public sealed record ConfigDiffResult(IReadOnlyList<ConfigChange> Changes)
 public static partial class ConfigDiff
 {
     internal const string ListenerSection = "listener";
+
+    /// <summary>Listener fields applied per request from the current snapshot (the inbound header scrub), not by Kestrel.</summary>
+    internal static readonly string[] ReloadableListenerFields = ["dropUnderscoreHeaders"];
+
+    internal static bool IsReloadableListenerDetail(string detail)
+    {
+        foreach (var field in ReloadableListenerFields)
+        {
+            if (detail.StartsWith(field + ":", StringComparison.Ordinal)) return true;
+        }
+
+        return false;
+    }
     internal const string RouteSection = "route";
     internal const string ClusterSection = "cluster";
     internal const string DestinationSection = "destination";

@@ -317,6 +317,27 @@ public sealed class ConfigDiffTests : IDisposable
     }
 
     [Fact]
+    public void DropUnderscoreHeadersChange_AppliesOnReload_ButNotWithAnAddressChange()
+    {
+        var after = Minimal.Replace("address: 127.0.0.1:18080", "address: 127.0.0.1:18080\n    dropUnderscoreHeaders: false");
+
+        var result = Diff(Minimal, after);
+
+        Assert.Equal(
+            """
+            ~ listener public
+                dropUnderscoreHeaders: true → false
+            0 to add, 1 to change, 0 to remove.
+
+            """.ReplaceLineEndings("\n"),
+            result.Format());
+        Assert.False(result.RestartRequired);
+
+        var moved = Diff(Minimal, after.Replace("127.0.0.1:18080", "127.0.0.1:18081"));
+        Assert.True(moved.RestartRequired);
+    }
+
+    [Fact]
     public void TrustedProxiesAreComparedAsASet()
     {
         var before = Minimal + "\ntrustedProxies: [10.0.0.1, 192.168.0.0/16]\n";
