@@ -97,11 +97,14 @@ public sealed class BackendCrashRetryTests(ITestOutputHelper output)
         // The status line, headers and part of the body reached the client; the rest never comes.
         using var response = await gateway.Client.GetAsync("/in-flight", HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        flaky.ClientHasHeaders.SetResult();
         await Assert.ThrowsAnyAsync<Exception>(async () => await response.Content.ReadAsByteArrayAsync());
         Dump(gateway);
 
         Assert.Equal(0, healthy.Requests);
         Assert.Empty(RetryLines(gateway));
+        var line = await AccessLogFile.LineAsync(Path.Combine(gateway.Directory, "access.log"), AccessLogFile.RequestId(response));
+        Assert.Equal(1, line.GetProperty("attempts").GetInt32());
     }
 
     private static Task<TestGateway> StartGatewayAsync(CrashingUpstream flaky, TestUpstream healthy) =>
@@ -166,6 +169,9 @@ public sealed class BackendCrashRetryTests(ITestOutputHelper output)
 
         public string Url => $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
 
+        /// <summary>Set by the test when the client has the response headers (ResetAfterHeaders waits for it).</summary>
+        public TaskCompletionSource ClientHasHeaders { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         /// <summary>Requests whose headers (and body, if any) were received.</summary>
         public int Requests => Volatile.Read(ref _requests);
 
@@ -211,8 +217,8 @@ public sealed class BackendCrashRetryTests(ITestOutputHelper output)
                     {
                         await stream.WriteAsync("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\npartial"u8.ToArray(), _stop.Token);
                         await stream.FlushAsync(_stop.Token);
-                        // Let the gateway pass the headers on before the connection dies.
-                        await Task.Delay(200, _stop.Token);
+                        // The connection dies only once the client has the headers (a reset can drop unread data).
+                        await ClientHasHeaders.Task.WaitAsync(TimeSpan.FromSeconds(30), _stop.Token);
                     }
 
                     if (_fault == Fault.CloseBeforeAnswer) socket.Shutdown(SocketShutdown.Both); // FIN: the connection just ends
