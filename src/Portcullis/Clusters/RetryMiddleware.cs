@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Portcullis.Hosting;
 using Yarp.ReverseProxy.Forwarder;
@@ -7,9 +8,11 @@ using Yarp.ReverseProxy.Model;
 namespace Portcullis.Clusters;
 
 /// <summary>
-/// Retries an idempotent request on another available destination when connecting to the chosen one
-/// failed or timed out (YARP has no retries, microsoft/reverse-proxy#56). A connect failure happens
-/// before any of the request body is read, so the request can be sent again unchanged.
+/// Retries an idempotent request on another available destination (YARP has no retries,
+/// microsoft/reverse-proxy#56) when connecting to the chosen one failed or timed out — that happens
+/// before any of the request body is read, so the request can be sent again unchanged — or when a
+/// body-less request lost its connection (reset or closed, e.g. a backend crash under a pooled
+/// keep-alive connection) before the response headers arrived. Never once the response has started.
 /// </summary>
 internal sealed partial class RetryMiddleware(RequestDelegate next, ILogger<RetryMiddleware> logger)
 {
@@ -40,7 +43,13 @@ internal sealed partial class RetryMiddleware(RequestDelegate next, ILogger<Retr
         {
             await next(context);
             var error = context.Features.Get<IForwarderErrorFeature>();
-            if (attempt >= retries || error is null || !IsConnectFailure(error) || context.Response.HasStarted || proxy.ProxiedDestination is null)
+            if (attempt >= retries || error is null || context.Response.HasStarted || proxy.ProxiedDestination is null)
+            {
+                return;
+            }
+
+            var connectFailure = IsConnectFailure(error);
+            if (!connectFailure && !(IsLostBeforeResponse(error) && HasNoBody(context)))
             {
                 return;
             }
@@ -53,7 +62,8 @@ internal sealed partial class RetryMiddleware(RequestDelegate next, ILogger<Retr
             }
 
             if (remaining.Count == 0) return;
-            Log.Retrying(logger, proxy.ProxiedDestination.DestinationId, proxy.Cluster.Config.ClusterId, attempt + 2);
+            if (connectFailure) Log.Retrying(logger, proxy.ProxiedDestination.DestinationId, proxy.Cluster.Config.ClusterId, attempt + 2);
+            else Log.RetryingLostConnection(logger, proxy.ProxiedDestination.DestinationId, proxy.Cluster.Config.ClusterId, attempt + 2);
 
             // Undo what the failed attempt set, then let load balancing pick among the rest.
             context.Features.Set<IForwarderErrorFeature>(null);
@@ -75,6 +85,23 @@ internal sealed partial class RetryMiddleware(RequestDelegate next, ILogger<Retr
         _ => false,
     };
 
+    // The request went out, then the connection failed before the response headers came (ForwarderError.Request
+    // is "before receiving a response"; once headers arrived YARP reports ResponseBody* instead): reset by the
+    // peer (an IOException over a SocketException) or closed (ResponseEnded). Timeouts are not retried: the
+    // destination may still be working on the request.
+    private static bool IsLostBeforeResponse(IForwarderErrorFeature error) => error is
+    {
+        Error: ForwarderError.Request,
+        Exception: HttpRequestException { HttpRequestError: HttpRequestError.ResponseEnded }
+            or HttpRequestException { HttpRequestError: HttpRequestError.Unknown, InnerException: IOException },
+    };
+
+    // Only a request without a body can be sent again after it went out: a body has been read from the
+    // client and streamed to the failed destination, and is not kept.
+    private static bool HasNoBody(HttpContext context) =>
+        context.Request.ContentLength == 0
+        || (context.Request.ContentLength is null && context.Features.Get<IHttpRequestBodyDetectionFeature>() is { CanHaveBody: false });
+
     private static bool IsIdempotent(string method) =>
         HttpMethods.IsGet(method) || HttpMethods.IsHead(method) || HttpMethods.IsOptions(method)
         || HttpMethods.IsPut(method) || HttpMethods.IsDelete(method) || HttpMethods.IsTrace(method);
@@ -83,5 +110,8 @@ internal sealed partial class RetryMiddleware(RequestDelegate next, ILogger<Retr
     {
         [LoggerMessage(2001, LogLevel.Warning, "Connecting to destination {Destination} of cluster {Cluster} failed; retrying (attempt {Attempt})")]
         public static partial void Retrying(ILogger logger, string destination, string cluster, int attempt);
+
+        [LoggerMessage(2002, LogLevel.Warning, "Destination {Destination} of cluster {Cluster} lost the connection before answering; retrying (attempt {Attempt})")]
+        public static partial void RetryingLostConnection(ILogger logger, string destination, string cluster, int attempt);
     }
 }

@@ -303,7 +303,7 @@ public sealed record ClusterOptions
     [Description("Upstream timeouts.")]
     public ClusterTimeoutOptions Timeouts { get; init; } = new();
 
-    [Description("How many other destinations an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) is retried on when connecting fails. Default 2; 0 disables.")]
+    [Description("How many other destinations an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) is retried on when connecting fails or, for a request without a body, when its connection is reset or closed before the response headers. Default 2; 0 disables.")]
     public int Retries { get; init; } = 2;
 
     [Description("HTTP version toward the upstream: http1 (default) or http2 (h2c with prior knowledge over cleartext, ALPN over TLS).")]
