@@ -76,7 +76,9 @@ internal sealed partial class IssuerKeyCache : IDisposable
         _time = time;
         _logger = logger;
         _keys = seed;
-        _timer = time.CreateTimer(_ => TriggerRefresh(), null, TimeSpan.Zero, source.RefreshInterval);
+        // Armed only once assigned: the first fetch re-arms it (ScheduleNext) and may run before the constructor returns.
+        _timer = time.CreateTimer(_ => TriggerRefresh(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _timer.Change(TimeSpan.Zero, source.RefreshInterval);
     }
 
     public IssuerKeySource Source { get; }
@@ -188,8 +190,9 @@ internal sealed partial class IssuerKeyCache : IDisposable
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
             timeout.CancelAfter(Source.Timeout);
             var (keys, lifetime) = await FetchAsync(timeout.Token).ConfigureAwait(false);
-            Interlocked.Increment(ref _fetches);
+            // Scheduled before counting, so whoever sees the fetch counted also sees its schedule.
             ScheduleNext(RefreshDelay(lifetime, Source));
+            Interlocked.Increment(ref _fetches);
             var wasFailing = _failing;
             _lastError = null;
             _failing = false;
