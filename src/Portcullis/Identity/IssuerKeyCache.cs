@@ -299,9 +299,15 @@ internal sealed partial class IssuerKeyCache : IDisposable
             var running = Volatile.Read(ref _inflight);
             var mine = running is null ? StartRefresh() ?? Volatile.Read(ref _inflight) : null;
             var awaited = mine ?? running;
-            if (awaited is null) continue; // lost a race with a refresh that already ended: try again
             var remaining = wait - _time.GetElapsedTime(started);
             if (remaining <= TimeSpan.Zero) return false;
+            if (awaited is null)
+            {
+                // Lost a race with a refresh that ended meanwhile: try again.
+                await Task.Yield();
+                continue;
+            }
+
             try
             {
                 await awaited.WaitAsync(remaining, _time, cancellationToken).ConfigureAwait(false);
