@@ -40,7 +40,7 @@ public class JwtCacheBenchmarks
         var jwksFile = Path.Combine(_directory, "jwks.json");
         File.WriteAllText(jwksFile, jwks);
 
-        var source = new IssuerKeySource("bench", null, null, jwksFile, TimeSpan.FromMinutes(10), TimeSpan.FromSeconds(30), TimeSpan.FromHours(1), TimeSpan.FromSeconds(5));
+        var source = new IssuerKeySource("bench", null, null, jwksFile, TimeSpan.FromMinutes(10), TimeSpan.FromSeconds(30), TimeSpan.FromHours(1), TimeSpan.FromSeconds(5), TimeSpan.FromMinutes(1));
         _registry = new IssuerRegistry(new PlainHttpClientFactory(), TimeProvider.System, NullLoggerFactory.Instance);
         _registry.Sync([source]);
         if (!_registry.Get("bench")!.WaitForKeysAsync(TimeSpan.FromSeconds(10)).GetAwaiter().GetResult())

@@ -86,6 +86,12 @@ internal sealed partial class AdminApi(
             return Quota(context, quotaName);
         }
 
+        // /admin/issuers/{issuer}/refresh
+        if (isPost && segments is ["admin", "issuers", var issuerName, "refresh"])
+        {
+            return RefreshIssuer(context, caller, issuerName);
+        }
+
         // /admin/clusters/{cluster}/destinations/{destination}/drain|undrain
         if (isPost && segments is ["admin", "clusters", var cluster, "destinations", var destination, ("drain" or "undrain") and var action])
         {
@@ -351,6 +357,36 @@ internal sealed partial class AdminApi(
         });
     }
 
+    // Fetches an issuer's keys now (a key withdrawn at the provider stops verifying at once): 200 with the
+    // outcome once the fetch ended, 202 if it is still running after the fetch timeout (it goes on).
+    private async Task RefreshIssuer(HttpContext context, AdminCaller caller, string issuerName)
+    {
+        if (issuers.Get(issuerName) is not { } cache)
+        {
+            await ProblemWriter.WriteAsync(context, 404, "Unknown issuer", $"There is no issuer '{issuerName}'.", "admin.unknown-issuer");
+            return;
+        }
+
+        var finished = await cache.RefreshNowAsync(cache.Source.Timeout + TimeSpan.FromSeconds(1), context.RequestAborted);
+        var result = !finished ? "running" : cache.Failing ? "failed" : "refreshed";
+        var keys = cache.Keys;
+        Audit(context)?.RecordIssuerRefresh(caller, context.Connection.RemoteIpAddress?.ToString(), issuerName, result, keys?.All.Length);
+        Log.IssuerRefreshed(logger, issuerName, result, caller.Actor);
+        await Json(context, finished ? 200 : 202, w =>
+        {
+            w.WriteString("issuer", issuerName);
+            w.WriteString("result", result);
+            if (keys is not null)
+            {
+                w.WriteString("fetchedAt", keys.FetchedAt);
+                w.WriteNumber("keyCount", keys.All.Length);
+            }
+
+            if (cache.NextRefreshAt is { } next) w.WriteString("nextRefreshAt", next);
+            if (cache.LastError is { } lastError) w.WriteString("lastError", lastError);
+        });
+    }
+
     private static Observability.AuditLog? Audit(HttpContext context) =>
         Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetService<Observability.AuditLog>(context.RequestServices);
 
@@ -407,6 +443,9 @@ internal sealed partial class AdminApi(
     {
         [LoggerMessage(3001, LogLevel.Information, "Admin: {Action} destination {Destination} of cluster {Cluster} (by {Actor})")]
         public static partial void Drained(ILogger logger, string action, string cluster, string destination, string actor);
+
+        [LoggerMessage(3010, LogLevel.Information, "Admin: key refresh of issuer {Issuer}: {Result} (by {Actor})")]
+        public static partial void IssuerRefreshed(ILogger logger, string issuer, string result, string actor);
 
         [LoggerMessage(3002, LogLevel.Debug, "Admin: refused {Method} {Path} from {ClientIp}: {Reason} ({Actor})")]
         public static partial void Refused(ILogger logger, string method, string path, string? clientIp, string reason, string actor);

@@ -120,7 +120,7 @@ internal static class AdminAuthenticator
 
         if (!read && caller.Scope != AdminScope.Admin)
         {
-            return Deny(caller, 403, "admin.scope-insufficient", "This credential has the read scope; reload, drain and undrain need the admin scope.",
+            return Deny(caller, 403, "admin.scope-insufficient", "This credential has the read scope; POST actions (reload, drain, undrain, issuer key refresh) need the admin scope.",
                 auth.Tokens.Length > 0 && caller.Actor.StartsWith("token:", StringComparison.Ordinal) ? $"Bearer realm=\"{Realm}\", error=\"insufficient_scope\", scope=\"admin\"" : null);
         }
 

@@ -533,11 +533,13 @@ public sealed partial class SnapshotBuilder
             if (keys.RefreshInterval <= TimeSpan.Zero) context.Error(path + ".keys.refreshInterval", "refreshInterval must be greater than zero");
             if (keys.Timeout <= TimeSpan.Zero) context.Error(path + ".keys.timeout", "timeout must be greater than zero");
             if (keys.StaleFor < TimeSpan.Zero) context.Error(path + ".keys.staleFor", "staleFor cannot be negative");
+            // Above refreshInterval it is not an error: refreshInterval wins (a short refreshInterval in an old config stays valid).
+            if (keys.MinRefreshInterval <= TimeSpan.Zero) context.Error(path + ".keys.minRefreshInterval", "minRefreshInterval must be greater than zero", "e.g. minRefreshInterval: 1m; it bounds how often a JWKS Cache-Control max-age may make the gateway fetch keys");
             issuers[issuer.Name] = new Identity.CompiledIssuer
             {
                 Name = issuer.Name,
                 KeySource = new Identity.IssuerKeySource(issuer.Name, issuer.Authority, issuer.JwksUri, jwksFile,
-                    keys.RefreshInterval > TimeSpan.Zero ? keys.RefreshInterval : TimeSpan.FromMinutes(10), keys.UnknownKidRefreshInterval, keys.StaleFor, keys.Timeout),
+                    keys.RefreshInterval > TimeSpan.Zero ? keys.RefreshInterval : TimeSpan.FromMinutes(5), keys.UnknownKidRefreshInterval, keys.StaleFor, keys.Timeout, keys.MinRefreshInterval),
                 ConfiguredIssuer = issuer.Issuer,
                 Audiences = [.. issuer.Audiences],
                 Algorithms = [.. algorithms],

@@ -80,8 +80,11 @@ public static class PortcullisServiceCollectionExtensions
         // Kestrel's HTTP/2 flood mitigations log per refused operation: count them, log a summary.
         Http2FloodLog.Decorate(services);
 
+        // No IHttpClientFactory request logging: it wrote 4 info lines per discovery/JWKS fetch; the key
+        // cache logs each outcome once (fetched, failed, recovered) itself.
         services.AddHttpClient(IssuerRegistry.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false });
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false })
+            .RemoveAllLoggers();
         services.AddSingleton<IssuerRegistry>();
         services.AddHostedService<IssuerStartup>();
         services.AddSingleton(sp => new AssertionSigner(sp.GetRequiredService<TimeProvider>()));

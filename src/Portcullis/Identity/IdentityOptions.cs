@@ -124,8 +124,11 @@ public sealed record ClaimMappingOptions
 
 public sealed record KeyRefreshOptions
 {
-    [Description("Background refresh of discovery and JWKS. Default 10m.")]
-    public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(10);
+    [Description("Background refresh of discovery and JWKS, and the longest time a key withdrawn at the provider keeps verifying; a shorter JWKS Cache-Control max-age (not below minRefreshInterval) refreshes sooner. Default 5m.")]
+    public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(5);
+
+    [Description("Lower bound for a refresh scheduled by the JWKS response's Cache-Control max-age (no-cache, no-store and max-age=0 count as this). Default 1m.")]
+    public TimeSpan MinRefreshInterval { get; init; } = TimeSpan.FromMinutes(1);
 
     [Description("A token with an unknown kid triggers at most one refresh per this interval; the request waits for it, at most 2s (or timeout). Default 30s.")]
     public TimeSpan UnknownKidRefreshInterval { get; init; } = TimeSpan.FromSeconds(30);

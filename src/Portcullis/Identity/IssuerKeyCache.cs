@@ -8,7 +8,7 @@ using Microsoft.IdentityModel.Tokens;
 namespace Portcullis.Identity;
 
 /// <summary>Where an issuer's keys come from, compiled from its options.</summary>
-internal sealed record IssuerKeySource(string Name, string? Authority, string? JwksUri, string? JwksFile, TimeSpan RefreshInterval, TimeSpan UnknownKidRefreshInterval, TimeSpan StaleFor, TimeSpan Timeout);
+internal sealed record IssuerKeySource(string Name, string? Authority, string? JwksUri, string? JwksFile, TimeSpan RefreshInterval, TimeSpan UnknownKidRefreshInterval, TimeSpan StaleFor, TimeSpan Timeout, TimeSpan MinRefreshInterval);
 
 /// <summary>One fetched set of verification keys.</summary>
 internal sealed class IssuerKeySet(FrozenDictionary<string, SecurityKey> byKid, SecurityKey[] all, string? discoveredIssuer, DateTimeOffset fetchedAt)
@@ -65,6 +65,7 @@ internal sealed partial class IssuerKeyCache : IDisposable
     private long _failures;
     private volatile bool _failing;
     private volatile string? _lastError;
+    private long _nextRefreshTicks;
 
     /// <param name="seed">Keys already fetched from the same place (a reload that only changed timings): they
     /// keep serving, with their original fetch time, until the first fetch of this cache replaces them.</param>
@@ -75,12 +76,17 @@ internal sealed partial class IssuerKeyCache : IDisposable
         _time = time;
         _logger = logger;
         _keys = seed;
-        _timer = time.CreateTimer(_ => TriggerRefresh(), null, TimeSpan.Zero, source.RefreshInterval);
+        // Armed only once assigned: the first fetch re-arms it (ScheduleNext) and may run before the constructor returns.
+        _timer = time.CreateTimer(_ => TriggerRefresh(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _timer.Change(TimeSpan.Zero, source.RefreshInterval);
     }
 
     public IssuerKeySource Source { get; }
 
     public IssuerKeySet? Keys => _keys;
+
+    /// <summary>When the next regular refresh is due (after the latest successful fetch, from its Cache-Control max-age within bounds).</summary>
+    public DateTimeOffset? NextRefreshAt => Interlocked.Read(ref _nextRefreshTicks) is var ticks and > 0 ? new DateTimeOffset(ticks, TimeSpan.Zero) : null;
 
     public long Fetches => Interlocked.Read(ref _fetches);
 
@@ -183,7 +189,9 @@ internal sealed partial class IssuerKeyCache : IDisposable
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
             timeout.CancelAfter(Source.Timeout);
-            var keys = await FetchAsync(timeout.Token).ConfigureAwait(false);
+            var (keys, lifetime) = await FetchAsync(timeout.Token).ConfigureAwait(false);
+            // Scheduled before counting, so whoever sees the fetch counted also sees its schedule.
+            ScheduleNext(RefreshDelay(lifetime, Source));
             Interlocked.Increment(ref _fetches);
             var wasFailing = _failing;
             _lastError = null;
@@ -251,27 +259,93 @@ internal sealed partial class IssuerKeyCache : IDisposable
         TriggerRefresh();
     }
 
-    private async Task<IssuerKeySet> FetchAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// How long until the next regular refresh: the JWKS response's freshness lifetime (Cache-Control max-age
+    /// minus Age) within [minRefreshInterval, refreshInterval]; refreshInterval when the response said nothing.
+    /// A long max-age never delays a refresh beyond refreshInterval: that bounds how long a withdrawn key verifies.
+    /// </summary>
+    internal static TimeSpan RefreshDelay(TimeSpan? lifetime, IssuerKeySource source)
+    {
+        var max = source.RefreshInterval;
+        var min = source.MinRefreshInterval < max ? source.MinRefreshInterval : max;
+        if (lifetime is not { } value) return max;
+        return value < min ? min : value > max ? max : value;
+    }
+
+    // Re-arms the timer from now; it keeps ticking every refreshInterval after that, so a failed or
+    // lost refresh is never the last one. A disposed timer (reload removed the issuer) is left alone.
+    private void ScheduleNext(TimeSpan delay)
+    {
+        if (_stopping.IsCancellationRequested) return;
+        try
+        {
+            _timer.Change(delay, Source.RefreshInterval);
+            Interlocked.Exchange(ref _nextRefreshTicks, (_time.GetUtcNow() + delay).UtcTicks);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// A refresh asked for by an operator (admin API): waits for one that starts now (after any running one,
+    /// which may predate the provider's change), at most <paramref name="wait"/>. True when it finished in time.
+    /// </summary>
+    public async Task<bool> RefreshNowAsync(TimeSpan wait, CancellationToken cancellationToken)
+    {
+        var started = _time.GetTimestamp();
+        while (true)
+        {
+            var running = Volatile.Read(ref _inflight);
+            var mine = running is null ? StartRefresh() ?? Volatile.Read(ref _inflight) : null;
+            var awaited = mine ?? running;
+            var remaining = wait - _time.GetElapsedTime(started);
+            if (remaining <= TimeSpan.Zero) return false;
+            if (awaited is null)
+            {
+                // Lost a race with a refresh that ended meanwhile: try again.
+                await Task.Yield();
+                continue;
+            }
+
+            try
+            {
+                await awaited.WaitAsync(remaining, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                return false;
+            }
+
+            // A refresh that was already running when asked may have fetched before the change: run our own.
+            if (mine is not null) return true;
+        }
+    }
+
+    private async Task<(IssuerKeySet Keys, TimeSpan? Lifetime)> FetchAsync(CancellationToken cancellationToken)
     {
         string? issuer = null;
         JsonWebKeySet set;
+        TimeSpan? lifetime = null;
         if (Source.JwksFile is { } file)
         {
             set = new JsonWebKeySet(await File.ReadAllTextAsync(file, cancellationToken).ConfigureAwait(false));
         }
         else
         {
-            var retriever = new HttpDocumentRetriever(_http) { RequireHttps = false };
+            var retriever = new IssuerDocumentRetriever(_http);
             if (Source.Authority is { } authority)
             {
                 var address = authority.TrimEnd('/') + "/.well-known/openid-configuration";
                 var configuration = await OpenIdConnectConfigurationRetriever.GetAsync(address, retriever, cancellationToken).ConfigureAwait(false);
                 issuer = configuration.Issuer;
                 set = configuration.JsonWebKeySet ?? throw new InvalidOperationException("the discovery document has no jwks_uri keys");
+                lifetime = retriever.LifetimeOf(configuration.JwksUri);
             }
             else
             {
                 set = new JsonWebKeySet(await retriever.GetDocumentAsync(Source.JwksUri!, cancellationToken).ConfigureAwait(false));
+                lifetime = retriever.LifetimeOf(Source.JwksUri);
             }
         }
 
@@ -293,7 +367,7 @@ internal sealed partial class IssuerKeyCache : IDisposable
                 : $"none of its {set.Keys.Count} keys is a usable signing key");
         }
 
-        return new IssuerKeySet(byKid.ToFrozenDictionary(StringComparer.Ordinal), [.. all], issuer, _time.GetUtcNow());
+        return (new IssuerKeySet(byKid.ToFrozenDictionary(StringComparer.Ordinal), [.. all], issuer, _time.GetUtcNow()), lifetime);
     }
 
     /// <summary>Only asymmetric signature keys of safe size: no `oct`, no `use: enc`, no RSA under 2048 bits.</summary>

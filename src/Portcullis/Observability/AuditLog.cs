@@ -131,6 +131,16 @@ internal sealed class AuditLog
         w.WriteEndArray();
     });
 
+    /// <summary>Records a key refresh forced on the admin API, its outcome, and who asked.</summary>
+    public void RecordIssuerRefresh(Admin.AdminCaller caller, string? clientIp, string issuer, string result, int? keyCount) => Record(w =>
+    {
+        w.WriteString("type", "admin.issuer-refresh");
+        WriteActor(w, caller, clientIp);
+        w.WriteString("issuer", issuer);
+        w.WriteString("result", result);
+        if (keyCount is { } count) w.WriteNumber("keyCount", count);
+    });
+
     /// <summary>Records draining or undraining a destination on the admin API, and who did it.</summary>
     public void RecordDrain(Admin.AdminCaller caller, string? clientIp, string cluster, string destination, bool drained) => Record(w =>
     {

@@ -42,7 +42,7 @@ public sealed class IssuerKeyCacheTests : IDisposable
 
     private IssuerKeyCache Start()
     {
-        var source = new IssuerKeySource("corp", null, null, _file, TimeSpan.FromMinutes(10), UnknownKidInterval, TimeSpan.FromHours(1), TimeSpan.FromSeconds(5));
+        var source = new IssuerKeySource("corp", null, null, _file, TimeSpan.FromMinutes(10), UnknownKidInterval, TimeSpan.FromHours(1), TimeSpan.FromSeconds(5), TimeSpan.FromMinutes(1));
         var cache = new IssuerKeyCache(source, new HttpClient(), _time, NullLogger.Instance);
         cache.TriggerRefresh();
         Until(() => cache.Keys is not null, "the first fetch");
