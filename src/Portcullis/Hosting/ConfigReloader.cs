@@ -70,6 +70,8 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         _pollTimer = _time.CreateTimer(_ => PollFiles(), null, PollInterval, PollInterval);
         try
         {
+            // Right before registering: with SIGHUP inherited as ignored, the registration would install nothing.
+            SighupDisposition.RestoreIfIgnored(_logger);
             _sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
             {
                 context.Cancel = true;
