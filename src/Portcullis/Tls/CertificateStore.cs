@@ -120,6 +120,13 @@ internal sealed partial class CertificateStore : IDisposable
         {
             await next(connection);
         }
+        catch (NotSupportedException) when (!state.HelloSeen && !state.Completed)
+        {
+            // SslStream hands a TLS 1.0/1.1 (or unparseable) ClientHello to no certificate selection and then
+            // throws for want of a certificate; Kestrel would log that as an unhandled error with a stack trace.
+            state.Refusal = "client hello names nothing newer than TLS 1.1 (or is malformed); TLS 1.2+ is required";
+            state.HelloSeen = true;
+        }
         finally
         {
             connection.Transport = transport;
