@@ -259,6 +259,37 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Process_Run_UnderNohup_ReloadsOnSighup()
+    {
+        var port = Ports.GetFree();
+
+        // As in the SIGHUP test above: an edit neither the watcher nor the poll can see.
+        var realDirectory = Directory.CreateDirectory(Path.Combine(_directory, "real")).FullName;
+        var linkDirectory = Directory.CreateDirectory(Path.Combine(_directory, "etc")).FullName;
+        var target = Path.Combine(realDirectory, "portcullis.yaml");
+        await File.WriteAllTextAsync(target, ValidConfig(port, "v1"));
+        var configPath = Path.Combine(linkDirectory, "portcullis.yaml");
+        File.CreateSymbolicLink(configPath, target);
+
+        // nohup sets SIGHUP to "ignore" and execs the gateway, which inherits it.
+        using var gateway = CliProcess.StartUnder("nohup", "run", "-c", configPath);
+        using var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(5) };
+        await gateway.WaitForOutputAsync("serving", TimeSpan.FromSeconds(20));
+        Assert.Equal("v1", await client.GetStringAsync("/hello"));
+
+        await RewriteKeepingStampAsync(target, ValidConfig(port, "v2"));
+        gateway.Signal("HUP");
+        await gateway.WaitForOutputAsync("Configuration reloaded (SIGHUP)", TimeSpan.FromSeconds(10));
+        Assert.Equal("v2", await client.GetStringAsync("/hello"));
+        Assert.False(gateway.HasExited);
+        Assert.Contains("SIGHUP was ignored when the gateway started", gateway.Stdout, StringComparison.Ordinal);
+
+        gateway.Signal("TERM");
+        Assert.True(await gateway.WaitForExitAsync(TimeSpan.FromSeconds(15)), "did not stop on SIGTERM");
+        Assert.Equal(0, gateway.ExitCode);
+    }
+
+    [Fact]
     public async Task Process_Run_BrokenConfig_Exits1WithErrorsAndNoStackTrace()
     {
         var path = Write("broken-run.yaml", $$"""
@@ -388,11 +419,14 @@ internal sealed class CliProcess : IDisposable
 
     public int ExitCode => _process.ExitCode;
 
-    public static CliProcess Start(params string[] args)
+    public static CliProcess Start(params string[] args) => StartUnder(null, args);
+
+    /// <summary>Starts it through <paramref name="wrapper"/> (e.g. nohup), which execs the dotnet host: same pid.</summary>
+    public static CliProcess StartUnder(string? wrapper, params string[] args)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "portcullis.dll");
         Assert.True(File.Exists(dll), $"{dll} is missing: the test project must reference Portcullis.Cli");
-        var start = new ProcessStartInfo(DotnetHost())
+        var start = new ProcessStartInfo(wrapper ?? DotnetHost())
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -400,6 +434,7 @@ internal sealed class CliProcess : IDisposable
             UseShellExecute = false,
             WorkingDirectory = AppContext.BaseDirectory,
         };
+        if (wrapper is not null) start.ArgumentList.Add(DotnetHost());
         start.ArgumentList.Add(dll);
         foreach (var arg in args) start.ArgumentList.Add(arg);
         start.Environment["DOTNET_ENVIRONMENT"] = "Production";

@@ -1,6 +1,7 @@
 using System.Collections.Frozen;
 using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy.Configuration;
 using Portcullis.Hosting;
@@ -12,9 +13,11 @@ namespace Portcullis.Clusters;
 
 /// <summary>
 /// Active health with both thresholds (YARP's built-in policy only has the unhealthy one): N failed
-/// probes eject a destination, M good probes in a row bring it back.
+/// probes eject a destination, M good probes in a row bring it back. YARP logs the ejection (Warning)
+/// but the way back only at Information under its own category, which the gateway filters out: the
+/// recovery is logged here, once per transition.
 /// </summary>
-internal sealed class ThresholdActiveHealthPolicy(IDestinationHealthUpdater healthUpdater, SnapshotStore snapshots) : IActiveHealthCheckPolicy
+internal sealed partial class ThresholdActiveHealthPolicy(IDestinationHealthUpdater healthUpdater, SnapshotStore snapshots, ILogger<ThresholdActiveHealthPolicy> logger) : IActiveHealthCheckPolicy
 {
     private readonly ConditionalWeakTable<DestinationState, ProbeCounters> _counters = new();
 
@@ -34,6 +37,7 @@ internal sealed class ThresholdActiveHealthPolicy(IDestinationHealthUpdater heal
             var counters = _counters.GetOrCreateValue(destination);
             var previous = destination.Health.Active;
             DestinationHealth next;
+            int successes;
             lock (counters)
             {
                 if (result.Response is { IsSuccessStatusCode: true })
@@ -48,6 +52,14 @@ internal sealed class ThresholdActiveHealthPolicy(IDestinationHealthUpdater heal
                     counters.Failures++;
                     next = counters.Failures >= unhealthyThreshold ? DestinationHealth.Unhealthy : previous;
                 }
+
+                successes = counters.Successes;
+            }
+
+            // Probing is serialized per cluster, so the previous state seen here is the one this update replaces.
+            if (previous == DestinationHealth.Unhealthy && next == DestinationHealth.Healthy)
+            {
+                Log.ActiveRecovered(logger, destination.DestinationId, cluster.ClusterId, successes);
             }
 
             updates[i] = new NewActiveDestinationHealth(destination, next);
@@ -61,15 +73,23 @@ internal sealed class ThresholdActiveHealthPolicy(IDestinationHealthUpdater heal
         public int Failures;
         public int Successes;
     }
+
+    private static partial class Log
+    {
+        [LoggerMessage(2101, LogLevel.Information, "Destination {Destination} of cluster {Cluster} is healthy again after {Probes} good probe(s) in a row; it gets traffic again")]
+        public static partial void ActiveRecovered(ILogger logger, string destination, string cluster, int probes);
+    }
 }
 
 /// <summary>
 /// Passive health like Envoy's outlier detection: N consecutive failed requests (transport errors, and
-/// the configured 5xx codes) eject a destination for the reactivation period.
+/// the configured 5xx codes) eject a destination for the reactivation period. YARP logs neither the
+/// ejection nor the reactivation above Information under its own (filtered) category, so both are
+/// logged here: the ejection when it happens, the recovery at the first good answer after it.
 /// </summary>
-internal sealed class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater healthUpdater, IClusterDestinationsUpdater destinationsUpdater, SnapshotStore snapshots) : IPassiveHealthCheckPolicy
+internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater healthUpdater, IClusterDestinationsUpdater destinationsUpdater, SnapshotStore snapshots, ILogger<ConsecutiveFailuresPassivePolicy> logger) : IPassiveHealthCheckPolicy
 {
-    private readonly ConditionalWeakTable<DestinationState, StrongBox<int>> _failures = new();
+    private readonly ConditionalWeakTable<DestinationState, PassiveCounters> _failures = new();
 
     public string Name => SnapshotBuilder.PassiveHealthPolicy;
 
@@ -93,16 +113,28 @@ internal sealed class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater
         var counter = _failures.GetOrCreateValue(destination);
         if (!failed)
         {
-            if (Volatile.Read(ref counter.Value) != 0) Interlocked.Exchange(ref counter.Value, 0);
+            if (Volatile.Read(ref counter.Failures) != 0) Interlocked.Exchange(ref counter.Failures, 0);
+            // Once per ejection: only the request that clears the flag logs.
+            if (Volatile.Read(ref counter.Ejected) != 0 && Interlocked.Exchange(ref counter.Ejected, 0) != 0)
+            {
+                Log.PassiveRecovered(logger, destination.DestinationId, cluster.ClusterId);
+            }
+
             return;
         }
 
-        var count = Interlocked.Increment(ref counter.Value);
+        var count = Interlocked.Increment(ref counter.Failures);
         var threshold = settings?.PassiveFailures ?? 3;
         if (count >= threshold)
         {
-            Interlocked.Exchange(ref counter.Value, 0);
-            healthUpdater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, settings?.PassiveReactivation ?? TimeSpan.FromSeconds(30));
+            Interlocked.Exchange(ref counter.Failures, 0);
+            var reactivation = settings?.PassiveReactivation ?? TimeSpan.FromSeconds(30);
+            if (Interlocked.Exchange(ref counter.Ejected, 1) == 0 || destination.Health.Passive != DestinationHealth.Unhealthy)
+            {
+                Log.PassiveEjected(logger, destination.DestinationId, cluster.ClusterId, count, reactivation);
+            }
+
+            healthUpdater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, reactivation);
 
             // YARP recomputes the available destinations on the thread pool after SetPassive; do it now
             // too so that the very next request already skips the ejected destination.
@@ -117,6 +149,23 @@ internal sealed class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater
         or ForwarderError.ResponseBodyDestination
         or ForwarderError.UpgradeRequestDestination
         or ForwarderError.UpgradeResponseDestination;
+
+    private sealed class PassiveCounters
+    {
+        public int Failures;
+
+        /// <summary>1 from an ejection until the destination's next good answer.</summary>
+        public int Ejected;
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(2102, LogLevel.Warning, "Destination {Destination} of cluster {Cluster} ejected after {Failures} failed request(s) in a row; it is tried again in {Reactivation}")]
+        public static partial void PassiveEjected(ILogger logger, string destination, string cluster, int failures, TimeSpan reactivation);
+
+        [LoggerMessage(2103, LogLevel.Information, "Destination {Destination} of cluster {Cluster} answers again after its passive ejection")]
+        public static partial void PassiveRecovered(ILogger logger, string destination, string cluster);
+    }
 }
 
 /// <summary>Destinations an operator drained through the admin API; survives reloads.</summary>

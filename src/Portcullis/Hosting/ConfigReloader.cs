@@ -70,6 +70,8 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         _pollTimer = _time.CreateTimer(_ => PollFiles(), null, PollInterval, PollInterval);
         try
         {
+            // Right before registering: with SIGHUP inherited as ignored, the registration would install nothing.
+            SighupDisposition.RestoreIfIgnored(_logger);
             _sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
             {
                 context.Cancel = true;
@@ -90,7 +92,16 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         return Task.CompletedTask;
     }
 
-    public async Task<ReloadResult> ReloadAsync(string trigger, CancellationToken cancellationToken)
+    public Task<ReloadResult> ReloadAsync(string trigger, CancellationToken cancellationToken) =>
+        ReloadAsync(trigger, onlyIfChanged: false, cancellationToken);
+
+    /// <param name="onlyIfChanged">
+    /// For file-change triggers: one write is seen by both the watcher and the stat poll (a poll that
+    /// ticks between the write and the end of the first reload), so whichever runs second finds the
+    /// stamps it would act on already remembered by the first, and does nothing — one write, one
+    /// reload, one rejection at most.
+    /// </param>
+    private async Task<ReloadResult> ReloadAsync(string trigger, bool onlyIfChanged, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -98,6 +109,7 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
             var current = _store.Current;
             // Stamped before reading: a file changed while it is being read still differs at the next poll.
             var stamps = StampAll(current.Files);
+            if (onlyIfChanged && !DiffersFromRemembered(stamps)) return LastResult;
             BuildResult build;
             try
             {
@@ -157,6 +169,18 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
     private static Dictionary<string, FileStamp> StampAll(IEnumerable<string> files) =>
         files.Select(Path.GetFullPath).Distinct(StringComparer.Ordinal).ToDictionary(f => f, Stamp, StringComparer.Ordinal);
 
+    private bool DiffersFromRemembered(Dictionary<string, FileStamp> stamps)
+    {
+        Dictionary<string, FileStamp> remembered;
+        lock (_watchLock) remembered = _fileStamps;
+        foreach (var (file, stamp) in stamps)
+        {
+            if (!remembered.TryGetValue(file, out var known) || known != stamp) return true;
+        }
+
+        return false;
+    }
+
     private void RememberStamps(Dictionary<string, FileStamp> stamps)
     {
         lock (_watchLock)
@@ -181,7 +205,7 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
             _fileStamps = files.ToDictionary(f => f, f => stamps is not null && stamps.TryGetValue(f, out var s) ? s : Stamp(f), StringComparer.Ordinal);
             if (_watcher is not null && files.SetEquals(_watcher.Files)) return;
             _watcher?.Dispose();
-            _watcher = new FileChangeWatcher(files, Debounce, _time, () => _ = ReloadAsync("file change", CancellationToken.None), _logger);
+            _watcher = new FileChangeWatcher(files, Debounce, _time, () => _ = ReloadAsync("file change", onlyIfChanged: true, CancellationToken.None), _logger);
         }
     }
 
@@ -207,7 +231,7 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
             if (_disposed) return;
             // Editors write in several steps; wait for the burst to end, then reload once.
             _debounceTimer?.Dispose();
-            _debounceTimer = _time.CreateTimer(_ => _ = ReloadAsync("file change", CancellationToken.None), null, Debounce, Timeout.InfiniteTimeSpan);
+            _debounceTimer = _time.CreateTimer(_ => _ = ReloadAsync("file change", onlyIfChanged: true, CancellationToken.None), null, Debounce, Timeout.InfiniteTimeSpan);
         }
     }
 

@@ -114,16 +114,28 @@ internal sealed partial class CertificateStore : IDisposable
     {
         var state = new HandshakeState();
         connection.Items[HandshakeState.Key] = state;
+        var transport = connection.Transport;
+        connection.Transport = new HandshakeTransport(transport, state);
         try
         {
             await next(connection);
         }
+        catch (NotSupportedException) when (!state.HelloSeen && !state.Completed)
+        {
+            // SslStream hands a TLS 1.0/1.1 (or unparseable) ClientHello to no certificate selection and then
+            // throws for want of a certificate; Kestrel would log that as an unhandled error with a stack trace.
+            state.Refusal = "client hello names nothing newer than TLS 1.1 (or is malformed); TLS 1.2+ is required";
+            state.HelloSeen = true;
+        }
         finally
         {
+            connection.Transport = transport;
             if (!state.Completed)
             {
                 var peer = connection.RemoteEndPoint?.ToString();
                 if (!state.HelloSeen) _handshakes.ClosedBeforeHello(listener, peer);
+                // A refusal is the gateway's decision; a client that went away mid-handshake decided nothing about TLS versions.
+                else if (state.Refusal is null && state.ClientClosed) _handshakes.ClosedDuringHandshake(listener, peer, state.HelloProtocol.ToString());
                 else _handshakes.Refused(listener, peer, state.Refusal ?? Describe(state.HelloProtocol, _listeners[listener].Table.Protocols));
             }
         }
@@ -135,13 +147,8 @@ internal sealed partial class CertificateStore : IDisposable
         const SslProtocols modern = SslProtocols.Tls12 | SslProtocols.Tls13;
         if (offered != SslProtocols.None && (offered & modern) == 0) return $"client offered only {offered} (TLS 1.1 or older); TLS 1.2+ is required";
         if ((offered & modern) == SslProtocols.Tls12 && !accepted.HasFlag(SslProtocols.Tls12)) return "client offered TLS 1.2; the listener accepts TLS 1.3 only";
-#pragma warning disable SYSLIB0039 // TLS 1.0/1.1 are named to say they were refused.
-        if ((offered & (SslProtocols.Tls | SslProtocols.Tls11)) != 0 && !offered.HasFlag(SslProtocols.Tls13))
-        {
-            return $"handshake failed (client hello names {offered}): most likely a TLS 1.0/1.1-only client (TLS 1.2+ is required), else no common cipher or ALPN protocol";
-        }
-#pragma warning restore SYSLIB0039
-
+        // No guess about old versions when the hello names TLS 1.2: a modern client's hello shows up as
+        // "Tls, Tls12" (the record layer's TLS 1.0 plus the hello's 1.2), so that guess blamed every one.
         return $"handshake failed (client hello names {offered}): no common cipher or ALPN protocol, a malformed or aborted handshake, or a timeout";
     }
 

@@ -108,6 +108,9 @@ internal sealed class HandshakeState
 
     public bool Completed { get; set; }
 
+    /// <summary>The client ended or reset the connection before the handshake completed (see <see cref="HandshakeTransport"/>).</summary>
+    public bool ClientClosed { get; set; }
+
     /// <summary>Why the client certificate was refused, when it was.</summary>
     public string? Refusal { get; set; }
 }

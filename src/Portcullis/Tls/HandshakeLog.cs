@@ -6,8 +6,8 @@ namespace Portcullis.Tls;
 /// <summary>
 /// Logs refused TLS handshakes without a log storm: each refusal at Debug, and per listener at most one
 /// Information line per interval that counts the refusals since the previous line and names the latest
-/// reason and peer. Connections that close before sending a ClientHello (port scans, TCP health checks)
-/// are logged at Debug only.
+/// reason and peer. Connections that close before sending a ClientHello (port scans, TCP health checks),
+/// or after it but before the handshake completed (clients going away), are logged at Debug only.
 /// </summary>
 internal sealed partial class HandshakeLog(TimeProvider time, ILogger logger)
 {
@@ -35,6 +35,9 @@ internal sealed partial class HandshakeLog(TimeProvider time, ILogger logger)
 
     public void ClosedBeforeHello(string listener, string? peer) => Log.ClosedBeforeHello(logger, listener, peer ?? "unknown");
 
+    /// <summary>The client sent its hello, then closed or reset the connection before the handshake completed: not a refusal.</summary>
+    public void ClosedDuringHandshake(string listener, string? peer, string offered) => Log.ClosedDuringHandshake(logger, listener, peer ?? "unknown", offered);
+
     private sealed class Window
     {
         public long Count { get; set; }
@@ -52,5 +55,8 @@ internal sealed partial class HandshakeLog(TimeProvider time, ILogger logger)
 
         [LoggerMessage(6012, LogLevel.Debug, "Connection on TLS listener {Listener} from {Peer} closed before a ClientHello")]
         public static partial void ClosedBeforeHello(ILogger logger, string listener, string peer);
+
+        [LoggerMessage(6013, LogLevel.Debug, "Connection on TLS listener {Listener} from {Peer} closed by the client during the handshake (client hello names {Offered}); not a refusal")]
+        public static partial void ClosedDuringHandshake(ILogger logger, string listener, string peer, string offered);
     }
 }

@@ -35,6 +35,11 @@ internal sealed class TestUpstream : IAsyncDisposable
     /// <summary>Requests answered, health probes excluded.</summary>
     public int Requests => Volatile.Read(ref _requests);
 
+    private int _healthProbes;
+
+    /// <summary>Active health probes (GET /healthz) answered, over restarts.</summary>
+    public int HealthProbes => Volatile.Read(ref _healthProbes);
+
     /// <summary>What /healthz answers.</summary>
     public volatile bool Healthy = true;
 
@@ -78,6 +83,7 @@ internal sealed class TestUpstream : IAsyncDisposable
     {
         if (context.Request.Path == "/healthz")
         {
+            Interlocked.Increment(ref _healthProbes);
             context.Response.StatusCode = Healthy ? 200 : 503;
             return;
         }
