@@ -89,9 +89,11 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         var configuration = ConfigurationOptions.Parse(options.Connection);
         var timeout = (int)Math.Clamp(Math.Ceiling(options.Timeout.TotalMilliseconds), 1, int.MaxValue);
         configuration.AbortOnConnectFail = false;
-        // The library's own timeouts back up ours (they also clean up calls we stopped waiting for); the
-        // connect timeout is not on the request path, so it may be longer than a request's patience, which
-        // keeps a remote TLS Redis reachable with a 100 ms request timeout.
+        // The library's own timeouts back up ours (they also clean up calls we stopped waiting for). Its
+        // reader runs on SocketManager.Shared's dedicated threads, not the thread pool, so an answer is
+        // recorded when it arrives even while the pool is starved; RunAsync trusts that over its own late
+        // timer (issue 14). The connect timeout is not on the request path, so it may be longer than a
+        // request's patience, which keeps a remote TLS Redis reachable with a 100 ms request timeout.
         configuration.AsyncTimeout = timeout;
         // Only the session key ring (Data Protection's Redis repository) calls synchronously: rarely (start-up,
         // then a refresh a day), and a blocked thread must not fail it at a request timeout of 100 ms.

@@ -38,7 +38,13 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
             var store = stores.For(policy.Store);
             var decision = store is null ? RateDecision.Unavailable(policy.Limit) : await store.RateAsync(policy, key, context.RequestAborted);
             // Redis cannot answer: this instance enforces its share of the limit in-process.
-            if (decision.Outcome == RateOutcome.StoreUnavailable && policy.OnStoreFailure == StoreFailureMode.Local) decision = Fallback(stores.Fallback.Rate(policy.Share, key));
+            if (policy.OnStoreFailure == StoreFailureMode.Local && policy.Store == TrafficStore.Redis)
+            {
+                // The share also counts what Redis admitted here, so an outage (or a few late answers on a
+                // busy machine) adds to this instance's own admissions only up to its share, not on top of them.
+                if (decision.Outcome == RateOutcome.StoreUnavailable) decision = Fallback(stores.Fallback.Rate(policy.Share, key));
+                else if (decision.Outcome == RateOutcome.Allowed) stores.Fallback.Rate(policy.Share, key);
+            }
             var check = new Check("ratelimit", policy.Name, policy.OnStoreFailure, policy.PolicyHeaderItem, policy.Headers,
                 "Too many requests", policy.Limit, DurationFormat.Format(policy.Per), null);
             if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
@@ -63,7 +69,11 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                 var key = quota.Key.Build(context, gateway);
                 var store = stores.For(quota.Store);
                 var decision = store is null ? RateDecision.Unavailable(quota.Limit) : await store.QuotaAsync(quota, key, window, context.RequestAborted);
-                if (decision.Outcome == RateOutcome.StoreUnavailable && quota.OnStoreFailure == StoreFailureMode.Local) decision = Fallback(await stores.Fallback.QuotaAsync(quota.Share, key, window, context.RequestAborted));
+                if (quota.OnStoreFailure == StoreFailureMode.Local && quota.Store == TrafficStore.Redis)
+                {
+                    if (decision.Outcome == RateOutcome.StoreUnavailable) decision = Fallback(await stores.Fallback.QuotaAsync(quota.Share, key, window, context.RequestAborted));
+                    else if (decision.Outcome == RateOutcome.Allowed) await stores.Fallback.QuotaAsync(quota.Share, key, window, context.RequestAborted);
+                }
                 var check = new Check("quota", quota.Name, quota.OnStoreFailure, quota.PolicyHeaderItem(window), true,
                     "Quota exhausted", quota.Limit, quota.Period.ToString().ToLowerInvariant(), window.End);
                 if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
