@@ -1,13 +1,15 @@
 namespace Portcullis.State;
 
 /// <summary>When the circuit breaker opens: at least <paramref name="MinFailures"/> failed calls and at least <paramref name="Ratio"/> of all calls failed within <paramref name="Window"/>.</summary>
-internal readonly record struct BreakerPolicy(int MinFailures, double Ratio, TimeSpan Window)
+/// <remarks><paramref name="Grace"/>: a call the caller stopped waiting for counts as failed only if Redis has not answered
+/// it within this much more time (the caller got onStoreFailure at the timeout either way); zero counts it at once.</remarks>
+internal readonly record struct BreakerPolicy(int MinFailures, double Ratio, TimeSpan Window, TimeSpan Grace)
 {
-    /// <summary>The counters' store: several failures and half the calls, over 10 s, so one late answer never opens it.</summary>
-    public static readonly BreakerPolicy Ratio50 = new(5, 0.5, TimeSpan.FromSeconds(10));
+    /// <summary>The counters' store: several failures and half the calls, over 10 s, so one late answer never opens it; an answer up to 500 ms late is no failure.</summary>
+    public static readonly BreakerPolicy Ratio50 = new(5, 0.5, TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500));
 
     /// <summary>Any failure opens (the session store: a caller there waits out the whole timeout, and no local fallback exists).</summary>
-    public static readonly BreakerPolicy FirstFailure = new(1, 0, TimeSpan.FromSeconds(10));
+    public static readonly BreakerPolicy FirstFailure = new(1, 0, TimeSpan.FromSeconds(10), TimeSpan.Zero);
 }
 
 /// <summary>

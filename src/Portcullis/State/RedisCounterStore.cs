@@ -58,7 +58,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         ConfigurationOptions? configuration = null;
         try
         {
-            configuration = Configure(options);
+            configuration = Configure(options, breaker ?? BreakerPolicy.Ratio50);
             _password = configuration.Password;
         }
         catch (Exception ex) when (ex is ArgumentException or FormatException or NotSupportedException)
@@ -84,7 +84,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
 
     internal IDatabase? Database => Volatile.Read(ref _database);
 
-    private static ConfigurationOptions Configure(RedisStoreOptions options)
+    private static ConfigurationOptions Configure(RedisStoreOptions options, BreakerPolicy breaker)
     {
         var configuration = ConfigurationOptions.Parse(options.Connection);
         var timeout = (int)Math.Clamp(Math.Ceiling(options.Timeout.TotalMilliseconds), 1, int.MaxValue);
@@ -94,7 +94,8 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         // recorded when it arrives even while the pool is starved; RunAsync trusts that over its own late
         // timer (issue 14). The connect timeout is not on the request path, so it may be longer than a
         // request's patience, which keeps a remote TLS Redis reachable with a 100 ms request timeout.
-        configuration.AsyncTimeout = timeout;
+        // It must not cut off an answer within the breaker's grace, which judges late answers (RunAsync).
+        configuration.AsyncTimeout = (int)Math.Min(int.MaxValue, timeout + (long)breaker.Grace.TotalMilliseconds);
         // Only the session key ring (Data Protection's Redis repository) calls synchronously: rarely (start-up,
         // then a refresh a day), and a blocked thread must not fail it at a request timeout of 100 ms.
         configuration.SyncTimeout = Math.Max(timeout, 2000);
@@ -270,11 +271,32 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
             Observe(task);
             return default;
         }
+        catch (TimeoutException ex) when (ex.GetType() == typeof(TimeoutException) && task is not null && !probe && _failures.Policy.Grace > TimeSpan.Zero)
+        {
+            // The caller applies onStoreFailure now; whether Redis failed is decided by whether the answer
+            // still comes within the grace (a busy machine), so late answers do not trip the breaker.
+            _ = JudgeLateAsync(task, ex);
+            return default;
+        }
         catch (Exception ex)
         {
             Failed(ex, probe);
             Observe(task);
             return default;
+        }
+    }
+
+    private async Task JudgeLateAsync(Task task, TimeoutException timeout)
+    {
+        try
+        {
+            await task.WaitAsync(_failures.Policy.Grace, _time).ConfigureAwait(false);
+            _failures.Record(failed: false);
+        }
+        catch (Exception ex)
+        {
+            Failed(ex is TimeoutException && ex.GetType() == typeof(TimeoutException) ? timeout : ex, probe: false);
+            Observe(task);
         }
     }
 
