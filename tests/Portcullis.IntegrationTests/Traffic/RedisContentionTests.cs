@@ -88,11 +88,10 @@ public sealed class RedisContentionTests(ITestOutputHelper output) : IAsyncLifet
 
         output.WriteLine($"cpu hog of {hog.Count} processes: {sent} requests in {watch.Elapsed.TotalSeconds:0.0} s, {admitted} admitted of 300 ({fallback} by the local share); circuit opened {opened} times");
         Assert.True(sent > 900, $"only {sent} requests were sent");
-        // The documented bound (docs/traffic.md): Redis admits at most the limit, and the local shares at most
-        // limit ÷ instances each on top, so at most twice the limit; measured 412 here (2 cores, 6 hogs).
-        // Issue 14's target of ±10 % under contention is not met yet (see the report): late calls that the
-        // local share admits are not written back to Redis.
-        Assert.InRange(admitted, 270, 600);
+        // Issue 14's target, ±10 %. Measured 300–312 on a shared 2-core machine (6 runs). Structurally at most
+        // twice the limit (Redis admits at most the limit, the local shares at most limit ÷ instances each on
+        // top); without the breaker's grace for late answers this measured 376–412, with fail-open 1,162.
+        Assert.InRange(admitted, 270, 330);
     }
 }
 
