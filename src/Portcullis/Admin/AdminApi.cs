@@ -187,7 +187,7 @@ internal sealed partial class AdminApi(
                 if (policy.Store == TrafficStore.Redis)
                 {
                     w.WriteString("mode", policy.Mode == RedisCountingMode.Approximate ? "approximate" : "strict");
-                    w.WriteString("onStoreFailure", policy.OnStoreFailure == StoreFailureMode.Closed ? "closed" : "open");
+                    w.WriteString("onStoreFailure", policy.OnStoreFailure.ToString().ToLowerInvariant());
                 }
 
                 w.WriteEndObject();

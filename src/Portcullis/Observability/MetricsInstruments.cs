@@ -36,6 +36,7 @@ internal sealed class GatewayMetrics : IDisposable
     private readonly Histogram<double> _upstreamDuration;
     private readonly Counter<long> _authFailures;
     private readonly Counter<long> _trafficRejections;
+    private readonly Counter<long> _storeUnavailable;
 
     public GatewayMetrics(IServiceProvider services, TimeProvider time, IMeterFactory? meterFactory = null)
     {
@@ -48,6 +49,7 @@ internal sealed class GatewayMetrics : IDisposable
         _duration = _meter.CreateHistogram("portcullis.request.duration", "s", "Time from the first middleware until the response completed.", advice: latency);
         _upstreamDuration = _meter.CreateHistogram("portcullis.upstream.duration", "s", "Time from the first upstream attempt until the upstream's response headers (or its failure).", advice: latency);
         _authFailures = _meter.CreateCounter<long>("portcullis.auth.failures", "{request}", "Requests refused by authentication or authorization, by route and reason code.");
+        _storeUnavailable = _meter.CreateCounter<long>("portcullis.traffic.store_unavailable", "{request}", "Decisions taken while the limit store could not answer, by route, decision (….open fail-open, ….local / ….local-exceeded the local share, ….store-unavailable fail-closed) and policy.");
         _trafficRejections = _meter.CreateCounter<long>("portcullis.traffic.rejections", "{request}", "Requests refused by rate limits, quotas or concurrency limits, by route, decision and policy.");
 
         _meter.CreateObservableGauge("portcullis.upstream.destination.health", ObserveDestinations, "{destination}",
@@ -66,7 +68,7 @@ internal sealed class GatewayMetrics : IDisposable
 
     /// <summary>True when any per-request instrument has a listener (the completion hook is needed).</summary>
     public bool AnyRequestInstrumentEnabled =>
-        _requests.Enabled || _duration.Enabled || _upstreamDuration.Enabled || _authFailures.Enabled || _trafficRejections.Enabled;
+        _requests.Enabled || _duration.Enabled || _upstreamDuration.Enabled || _authFailures.Enabled || _trafficRejections.Enabled || _storeUnavailable.Enabled;
 
     internal Meter Meter => _meter;
 
@@ -108,11 +110,17 @@ internal sealed class GatewayMetrics : IDisposable
         {
             _trafficRejections.Add(1, new TagList { { "route", route }, { "decision", gateway.TrafficDecision }, { "policy", gateway.TrafficPolicy } });
         }
+
+        if (_storeUnavailable.Enabled && gateway.TrafficDecision is { } decision && decision.Contains(".store-unavailable", StringComparison.Ordinal))
+        {
+            _storeUnavailable.Add(1, new TagList { { "route", route }, { "decision", decision }, { "policy", gateway.TrafficPolicy } });
+        }
     }
 
-    // admitted and the fail-open store decisions (…store-unavailable.open) let the request through.
+    // admitted, the fail-open store decisions (…store-unavailable.open) and the local share's admissions
+    // (…store-unavailable.local) let the request through.
     internal static bool IsRejection(string? decision) =>
-        decision is not null && decision != "admitted" && !decision.EndsWith(".open", StringComparison.Ordinal);
+        decision is not null && decision != "admitted" && !decision.EndsWith(".open", StringComparison.Ordinal) && !decision.EndsWith(".local", StringComparison.Ordinal);
 
     private IEnumerable<Measurement<int>> ObserveDestinations()
     {

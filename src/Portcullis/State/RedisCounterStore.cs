@@ -16,11 +16,13 @@ namespace Portcullis.State;
 /// </summary>
 /// <remarks>
 /// Trouble never reaches the request path as an exception or a wait: the connection is made in the
-/// background, every call is cut off at <see cref="RedisStoreOptions.Timeout"/>, and after a failure a
-/// circuit breaker answers <see cref="RateOutcome.StoreUnavailable"/> at once for
-/// <see cref="RedisStoreOptions.RetryAfter"/>, then lets one probe through (a request, or the background
-/// health check when there are none). Only a probe's success closes the circuit again, so calls that were
-/// already in flight when Redis failed cannot flap the state.
+/// background, every call is cut off at <see cref="RedisStoreOptions.Timeout"/>, and once failures reach
+/// the <see cref="BreakerPolicy"/> (for the counters: at least 5 failures and half the calls within 10 s,
+/// so one late answer never opens it) a circuit breaker answers <see cref="RateOutcome.StoreUnavailable"/>
+/// at once for <see cref="RedisStoreOptions.RetryAfter"/>, then lets one probe through (a request, or the
+/// background health check when there are none). Only a probe's success closes the circuit again, so
+/// calls that were already in flight when Redis failed cannot flap the state. An answer that arrived in
+/// time but whose continuation ran late (a starved thread pool) is a success, not a timeout.
 /// </remarks>
 internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposable
 {
@@ -35,6 +37,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     private readonly string? _password;
     private readonly Lock _stateLock = new();
     private readonly ConcurrentDictionary<string, RedisApproximateCounters> _approximate = new(StringComparer.Ordinal);
+    private readonly FailureWindow _failures;
     private ITimer? _healthTimer;
     private ConnectionMultiplexer? _connection;
     private IDatabase? _database;
@@ -45,16 +48,17 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     private int _disposed;
     private int _closed;
 
-    public RedisCounterStore(RedisStoreOptions options, TimeProvider time, ILogger<RedisCounterStore> logger)
+    public RedisCounterStore(RedisStoreOptions options, TimeProvider time, ILogger<RedisCounterStore> logger, BreakerPolicy? breaker = null)
     {
         Options = options;
         _time = time;
         _logger = logger;
+        _failures = new FailureWindow(time, breaker ?? BreakerPolicy.Ratio50);
         _health = new StoreHealth("redis", StoreState.Down, time.GetUtcNow(), ConnectingError);
         ConfigurationOptions? configuration = null;
         try
         {
-            configuration = Configure(options);
+            configuration = Configure(options, breaker ?? BreakerPolicy.Ratio50);
             _password = configuration.Password;
         }
         catch (Exception ex) when (ex is ArgumentException or FormatException or NotSupportedException)
@@ -80,15 +84,18 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
 
     internal IDatabase? Database => Volatile.Read(ref _database);
 
-    private static ConfigurationOptions Configure(RedisStoreOptions options)
+    private static ConfigurationOptions Configure(RedisStoreOptions options, BreakerPolicy breaker)
     {
         var configuration = ConfigurationOptions.Parse(options.Connection);
         var timeout = (int)Math.Clamp(Math.Ceiling(options.Timeout.TotalMilliseconds), 1, int.MaxValue);
         configuration.AbortOnConnectFail = false;
-        // The library's own timeouts back up ours (they also clean up calls we stopped waiting for); the
-        // connect timeout is not on the request path, so it may be longer than a request's patience, which
-        // keeps a remote TLS Redis reachable with a 100 ms request timeout.
-        configuration.AsyncTimeout = timeout;
+        // The library's own timeouts back up ours (they also clean up calls we stopped waiting for). Its
+        // reader runs on SocketManager.Shared's dedicated threads, not the thread pool, so an answer is
+        // recorded when it arrives even while the pool is starved; RunAsync trusts that over its own late
+        // timer (issue 14). The connect timeout is not on the request path, so it may be longer than a
+        // request's patience, which keeps a remote TLS Redis reachable with a 100 ms request timeout.
+        // It must not cut off an answer within the breaker's grace, which judges late answers (RunAsync).
+        configuration.AsyncTimeout = (int)Math.Min(int.MaxValue, timeout + (long)breaker.Grace.TotalMilliseconds);
         // Only the session key ring (Data Protection's Redis repository) calls synchronously: rarely (start-up,
         // then a refresh a day), and a blocked thread must not fail it at a request timeout of 100 ms.
         configuration.SyncTimeout = Math.Max(timeout, 2000);
@@ -242,7 +249,18 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         try
         {
             task = call(database, state);
-            var result = await task.WaitAsync(Options.Timeout, _time, cancellationToken).ConfigureAwait(false);
+            T result;
+            try
+            {
+                result = await task.WaitAsync(Options.Timeout, _time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException) when (task.IsCompletedSuccessfully)
+            {
+                // The answer came in time (the library's reader threads are not the thread pool's); only our
+                // continuation ran late, on a starved pool. That is not a Redis failure.
+                result = task.Result;
+            }
+
             Succeeded(probe);
             return (true, result);
         }
@@ -253,11 +271,32 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
             Observe(task);
             return default;
         }
+        catch (TimeoutException ex) when (ex.GetType() == typeof(TimeoutException) && task is not null && !probe && _failures.Policy.Grace > TimeSpan.Zero)
+        {
+            // The caller applies onStoreFailure now; whether Redis failed is decided by whether the answer
+            // still comes within the grace (a busy machine), so late answers do not trip the breaker.
+            _ = JudgeLateAsync(task, ex);
+            return default;
+        }
         catch (Exception ex)
         {
             Failed(ex, probe);
             Observe(task);
             return default;
+        }
+    }
+
+    private async Task JudgeLateAsync(Task task, TimeoutException timeout)
+    {
+        try
+        {
+            await task.WaitAsync(_failures.Policy.Grace, _time).ConfigureAwait(false);
+            _failures.Record(failed: false);
+        }
+        catch (Exception ex)
+        {
+            Failed(ex is TimeoutException && ex.GetType() == typeof(TimeoutException) ? timeout : ex, probe: false);
+            Observe(task);
         }
     }
 
@@ -279,12 +318,18 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
 
     internal void Succeeded(bool probe)
     {
-        if (!probe) return;
+        if (!probe)
+        {
+            _failures.Record(failed: false);
+            return;
+        }
+
         lock (_stateLock)
         {
             var health = _health;
             if (health.State != StoreState.Up)
             {
+                _failures.Reset();
                 var now = _time.GetUtcNow();
                 Volatile.Write(ref _health, new StoreHealth("redis", StoreState.Up, now, null));
                 if (health.LastError == ConnectingError) Log.Connected(_logger);
@@ -298,11 +343,18 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     internal void Failed(Exception exception, bool probe)
     {
         var error = Describe(exception);
+        _failures.Record(failed: true);
         lock (_stateLock)
         {
             var now = _time.GetUtcNow();
-            Interlocked.Exchange(ref _openUntilTicks, (now + Options.RetryAfter).UtcTicks);
             var health = _health;
+            if (health.State == StoreState.Up && !probe && !_failures.ShouldOpen())
+            {
+                // Below the breaker's threshold: the caller applies onStoreFailure, the circuit stays closed.
+                return;
+            }
+
+            Interlocked.Exchange(ref _openUntilTicks, (now + Options.RetryAfter).UtcTicks);
             // The first failure to connect is a state change too (from "connecting"), so it is logged.
             if (health.State == StoreState.Up || health.LastError == ConnectingError)
             {

@@ -32,6 +32,32 @@ internal sealed class CompiledRateLimit
 
     public required TrafficKey Key { get; init; }
 
+    /// <summary>stores.redis.instances: how many instances share this limit (for the local fallback share).</summary>
+    public int Instances { get; init; } = 1;
+
+    private CompiledRateLimit? _share;
+
+    /// <summary>
+    /// This instance's share, counted in-process while Redis cannot answer (onStoreFailure: local): limit and
+    /// burst ÷ instances, rounded up (so the instances together admit at most limit + instances − 1).
+    /// </summary>
+    public CompiledRateLimit Share => _share ??= new CompiledRateLimit
+    {
+        Name = Name,
+        Algorithm = Algorithm,
+        Limit = ShareOf(Limit, Instances),
+        Per = Per,
+        Capacity = ShareOf(Capacity, Instances),
+        Store = TrafficStore.Local,
+        OnStoreFailure = OnStoreFailure,
+        Headers = Headers,
+        Key = Key,
+        Instances = 1,
+    };
+
+    /// <summary>limit ÷ instances, rounded up, at least 1.</summary>
+    public static long ShareOf(long limit, int instances) => Math.Max(1, (limit + Math.Max(1, instances) - 1) / Math.Max(1, instances));
+
     /// <summary>Requests admitted at once: 1 for spike arrest (no bursts), `burst` (default `limit`) for a token bucket, `limit` for a sliding window.</summary>
     public static long CapacityFor(RateLimitAlgorithm algorithm, long limit, long? burst) => algorithm switch
     {
@@ -72,6 +98,23 @@ internal sealed class CompiledQuota
     public StoreFailureMode OnStoreFailure { get; init; }
 
     public required TrafficKey Key { get; init; }
+
+    /// <summary>stores.redis.instances: how many instances share this quota (for the local fallback share).</summary>
+    public int Instances { get; init; } = 1;
+
+    private CompiledQuota? _share;
+
+    /// <summary>This instance's share of the quota, counted in-process while Redis cannot answer (onStoreFailure: local).</summary>
+    public CompiledQuota Share => _share ??= new CompiledQuota
+    {
+        Name = Name,
+        Limit = CompiledRateLimit.ShareOf(Limit, Instances),
+        Period = Period,
+        Zone = Zone,
+        Store = TrafficStore.Local,
+        OnStoreFailure = OnStoreFailure,
+        Key = Key,
+    };
 
     public string Identity => $"{Name}|{Limit}|{Period}|{Zone.Id}|{Store}";
 

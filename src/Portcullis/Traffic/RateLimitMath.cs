@@ -83,6 +83,12 @@ internal enum RateOutcome
 
     /// <summary>The store could not answer in time; the policy's onStoreFailure decides.</summary>
     StoreUnavailable,
+
+    /// <summary>The store could not answer; this instance's local share admitted the request (onStoreFailure: local).</summary>
+    FallbackAllowed,
+
+    /// <summary>The store could not answer; this instance's local share is used up (onStoreFailure: local).</summary>
+    FallbackLimited,
 }
 
 /// <summary>One counting decision: outcome, the limit, what remains, when to retry and when the window resets.</summary>

@@ -15,11 +15,13 @@ public sealed partial class SnapshotBuilder
         var config = context.Config;
         var redis = config.Stores.Redis;
         var redisConfigured = !string.IsNullOrWhiteSpace(redis?.Connection);
+        var instances = Math.Max(1, redis?.Instances ?? 1);
         if (redis is not null)
         {
             if (redis.Timeout <= TimeSpan.Zero) context.Error("stores.redis.timeout", "timeout must be greater than zero", "e.g. timeout: 100ms");
             if (redis.RetryAfter <= TimeSpan.Zero) context.Error("stores.redis.retryAfter", "retryAfter must be greater than zero", "e.g. retryAfter: 2s");
             if (redis.KeyPrefix.Contains('{') || redis.KeyPrefix.Contains('}')) context.Error("stores.redis.keyPrefix", "keyPrefix cannot contain { or } (they mark Redis Cluster hash tags)");
+            if (redis.Instances < 1) context.Error("stores.redis.instances", $"instances must be at least 1 (it is {redis.Instances})", "the number of gateway instances sharing this Redis, e.g. instances: 3");
         }
 
         var rateLimits = new Dictionary<string, CompiledRateLimit>(StringComparer.Ordinal);
@@ -59,7 +61,7 @@ public sealed partial class SnapshotBuilder
                 Fail(path + ".limit", $"a local slidingWindow counts at most {State.LocalCounterStore.MaxSlidingWindowLimit} per window", "use algorithm: tokenBucket for higher rates");
             }
 
-            if (options.Store == TrafficStore.Local && options.OnStoreFailure != StoreFailureMode.Open && context.Loaded.Locations.Has(path + ".onStoreFailure"))
+            if (options.Store == TrafficStore.Local && options.OnStoreFailure == StoreFailureMode.Closed && context.Loaded.Locations.Has(path + ".onStoreFailure"))
             {
                 context.Warning(path + ".onStoreFailure", "onStoreFailure has no effect on a local policy (the in-process store always answers)", "remove it, or set store: redis");
             }
@@ -79,6 +81,7 @@ public sealed partial class SnapshotBuilder
                 OnStoreFailure = options.OnStoreFailure,
                 Headers = options.Headers,
                 Key = key,
+                Instances = instances,
             };
         }
 
@@ -126,6 +129,7 @@ public sealed partial class SnapshotBuilder
                 Store = store,
                 OnStoreFailure = options.OnStoreFailure,
                 Key = key,
+                Instances = instances,
             };
         }
 

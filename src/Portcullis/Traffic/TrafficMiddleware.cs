@@ -37,6 +37,14 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
             var key = policy.Key.Build(context, gateway);
             var store = stores.For(policy.Store);
             var decision = store is null ? RateDecision.Unavailable(policy.Limit) : await store.RateAsync(policy, key, context.RequestAborted);
+            // Redis cannot answer: this instance enforces its share of the limit in-process.
+            if (policy.OnStoreFailure == StoreFailureMode.Local && policy.Store == TrafficStore.Redis)
+            {
+                // The share also counts what Redis admitted here, so an outage (or a few late answers on a
+                // busy machine) adds to this instance's own admissions only up to its share, not on top of them.
+                if (decision.Outcome == RateOutcome.StoreUnavailable) decision = Fallback(stores.Fallback.Rate(policy.Share, key));
+                else if (decision.Outcome == RateOutcome.Allowed) stores.Fallback.Rate(policy.Share, key);
+            }
             var check = new Check("ratelimit", policy.Name, policy.OnStoreFailure, policy.PolicyHeaderItem, policy.Headers,
                 "Too many requests", policy.Limit, DurationFormat.Format(policy.Per), null);
             if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
@@ -61,6 +69,11 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                 var key = quota.Key.Build(context, gateway);
                 var store = stores.For(quota.Store);
                 var decision = store is null ? RateDecision.Unavailable(quota.Limit) : await store.QuotaAsync(quota, key, window, context.RequestAborted);
+                if (quota.OnStoreFailure == StoreFailureMode.Local && quota.Store == TrafficStore.Redis)
+                {
+                    if (decision.Outcome == RateOutcome.StoreUnavailable) decision = Fallback(await stores.Fallback.QuotaAsync(quota.Share, key, window, context.RequestAborted));
+                    else if (decision.Outcome == RateOutcome.Allowed) await stores.Fallback.QuotaAsync(quota.Share, key, window, context.RequestAborted);
+                }
                 var check = new Check("quota", quota.Name, quota.OnStoreFailure, quota.PolicyHeaderItem(window), true,
                     "Quota exhausted", quota.Limit, quota.Period.ToString().ToLowerInvariant(), window.End);
                 if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
@@ -97,10 +110,17 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                 return Refused(RefuseUnavailableAsync(context, gateway, check.Kind + ".store-unavailable", $"{Capitalized(check.Kind)} '{check.Name}' cannot be checked right now."));
             case RateOutcome.StoreUnavailable:
                 gateway.TrafficDecision = check.Kind + ".store-unavailable.open";
+                gateway.TrafficPolicy ??= check.Name;
                 return ValueTask.FromResult(true);
-            case RateOutcome.Limited:
+            case RateOutcome.FallbackAllowed:
+                gateway.TrafficDecision = check.Kind + ".store-unavailable.local";
+                gateway.TrafficPolicy ??= check.Name;
+                if (check.Headers) Append(ref policyHeader, ref stateHeader, check.PolicyHeaderItem, StateItem(check.Name, decision));
+                return ValueTask.FromResult(true);
+            case RateOutcome.Limited or RateOutcome.FallbackLimited:
                 var reason = check.Kind + ".exceeded";
-                gateway.TrafficDecision = reason;
+                // The client sees the usual refusal; the access log and metrics tell it was the local share.
+                gateway.TrafficDecision = decision.Outcome == RateOutcome.FallbackLimited ? check.Kind + ".store-unavailable.local-exceeded" : reason;
                 gateway.TrafficPolicy = check.Name;
                 gateway.Reason = reason;
                 var headers = context.Response.Headers;
@@ -122,6 +142,12 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
             return false;
         }
     }
+
+    // Marks a decision of the local share so the log and metrics can tell it from Redis's.
+    private static RateDecision Fallback(RateDecision decision) => decision with
+    {
+        Outcome = decision.Outcome == RateOutcome.Allowed ? RateOutcome.FallbackAllowed : RateOutcome.FallbackLimited,
+    };
 
     private static string Capitalized(string kind) => kind == "ratelimit" ? "Rate limit" : "Quota";
 

@@ -34,6 +34,9 @@ public enum RedisCountingMode
 
 public enum StoreFailureMode
 {
+    /// <summary>Enforce this instance's share of the limit (limit ÷ stores.redis.instances) in-process while the store is unreachable (the default).</summary>
+    Local,
+
     /// <summary>Admit requests while the store is unreachable (availability first).</summary>
     Open,
 
@@ -67,8 +70,8 @@ public sealed record RateLimitOptions
     [Description("approximate mode: how often local counts are written to and read back from Redis. Default 100ms.")]
     public TimeSpan SyncEvery { get; init; } = TimeSpan.FromMilliseconds(100);
 
-    [Description("redis only: open (default; admit while Redis is unreachable) or closed (answer 503).")]
-    public StoreFailureMode OnStoreFailure { get; init; } = StoreFailureMode.Open;
+    [Description("redis only, while Redis cannot answer: local (default; each instance enforces limit ÷ stores.redis.instances in-process), open (admit everything) or closed (answer 503).")]
+    public StoreFailureMode OnStoreFailure { get; init; } = StoreFailureMode.Local;
 
     [Description("Send RateLimit-Policy and RateLimit headers (draft-ietf-httpapi-ratelimit-headers) on admitted responses. Default true.")]
     public bool Headers { get; init; } = true;
@@ -99,8 +102,8 @@ public sealed record QuotaOptions
     [Description("redis (persisted and shared; needs stores.redis) or local (per instance, lost on restart). Default: redis when stores.redis is configured, else local.")]
     public TrafficStore? Store { get; init; }
 
-    [Description("redis only: open (default; admit while Redis is unreachable) or closed (answer 503).")]
-    public StoreFailureMode OnStoreFailure { get; init; } = StoreFailureMode.Open;
+    [Description("redis only, while Redis cannot answer: local (default; each instance enforces limit ÷ stores.redis.instances in-process), open (admit everything) or closed (answer 503).")]
+    public StoreFailureMode OnStoreFailure { get; init; } = StoreFailureMode.Local;
 }
 
 public sealed record ConcurrencyOptions
@@ -138,4 +141,7 @@ public sealed record RedisStoreOptions
 
     [Description("After a failure, how long requests skip Redis (circuit open) before one probe tries again. Default 2s.")]
     public TimeSpan RetryAfter { get; init; } = TimeSpan.FromSeconds(2);
+
+    [Description("How many gateway instances share the Redis-backed limits: while Redis cannot answer, a policy with onStoreFailure: local enforces limit ÷ instances (rounded up) in each instance. Default 1 (each instance enforces the whole limit: at most instances × limit in total, never fewer than the limit).")]
+    public int Instances { get; init; } = 1;
 }

@@ -24,9 +24,13 @@ internal sealed class TrafficStores : IAsyncDisposable
         _time = time;
         _loggers = loggers;
         Local = new LocalCounterStore(time);
+        Fallback = new LocalCounterStore(time);
     }
 
     public LocalCounterStore Local { get; }
+
+    /// <summary>Counts each Redis policy's per-instance share while Redis cannot answer (onStoreFailure: local).</summary>
+    public LocalCounterStore Fallback { get; }
 
     /// <summary>Null while no Redis is configured.</summary>
     public RedisCounterStore? Redis => Volatile.Read(ref _redis);
@@ -38,6 +42,9 @@ internal sealed class TrafficStores : IAsyncDisposable
     public void Sync(GatewaySnapshot next, GatewaySnapshot? previous)
     {
         Local.Bind(next.RateLimits.Values, next.Quotas.Values);
+        Fallback.Bind(
+            next.RateLimits.Values.Where(static p => p.Store == TrafficStore.Redis && p.OnStoreFailure == StoreFailureMode.Local).Select(static p => p.Share),
+            next.Quotas.Values.Where(static q => q.Store == TrafficStore.Redis && q.OnStoreFailure == StoreFailureMode.Local).Select(static q => q.Share));
         if (previous is not null)
         {
             foreach (var (name, route) in next.Routes)

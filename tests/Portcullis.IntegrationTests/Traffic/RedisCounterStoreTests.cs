@@ -320,9 +320,13 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
             var elapsed = clock.Elapsed;
             var sorted = times.Order().ToList();
             var longestGap = sorted.Zip(sorted.Skip(1), (a, b) => b - a).DefaultIfEmpty(elapsed).Max();
-            // The bucket starts full (50), then refills at 100/s for as long as requests came.
-            var expected = 50 + (100 * elapsed.TotalSeconds);
-            output.WriteLine($"token bucket 100/s burst 50 over {elapsed.TotalSeconds:0.000} s from 3 gateways: {sent} requests (longest gap {longestGap.TotalMilliseconds:0} ms), {admitted} admitted, {expected:0} expected ({(admitted - expected) * 100 / expected:+0.0;-0.0}%)");
+            // The bucket starts full (50), then refills at 100/s for as long as requests came: from the first
+            // request to the last one sent (issue 14, item 5: on a busy machine the workers start late and the
+            // last answers come late, and neither span can use tokens; counting them made this −14.9 %).
+            var sentTimes = sorted.Where(t => t < duration).DefaultIfEmpty(elapsed).ToList();
+            var span = sentTimes[^1] - sentTimes[0];
+            var expected = 50 + (100 * span.TotalSeconds);
+            output.WriteLine($"token bucket 100/s burst 50 over {span.TotalSeconds:0.000} s of sending ({elapsed.TotalSeconds:0.000} s in all) from 3 gateways: {sent} requests (longest gap {longestGap.TotalMilliseconds:0} ms), {admitted} admitted, {expected:0} expected ({(admitted - expected) * 100 / expected:+0.0;-0.0}%)");
             Assert.True(admitted <= expected * 1.05, $"{admitted} admitted, at most {expected * 1.05:0} allowed");
             if ((sent < 2 * expected || longestGap > TimeSpan.FromMilliseconds(400)) && attempt < 3) continue;
             Assert.True(sent > 2 * expected, "the gateways did not offer enough load to drain the bucket");

@@ -42,7 +42,9 @@ internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable
         {
             // The counters' Redis client, reused for its connection in the background, per-call timeout
             // (stores.redis.timeout) and circuit breaker (stores.redis.retryAfter); a connection of its own.
-            var redis = _redis = new RedisCounterStore(sessions.Redis!, time, loggers.CreateLogger<RedisCounterStore>());
+            // Its breaker opens at the first failure, as before: a session call has no local fallback, and each
+            // caller would otherwise wait out the whole timeout.
+            var redis = _redis = new RedisCounterStore(sessions.Redis!, time, loggers.CreateLogger<RedisCounterStore>(), BreakerPolicy.FirstFailure);
             builder.PersistKeysToStackExchangeRedis(() => redis.Database ?? throw new SessionStoreUnavailableException("not connected"), sessions.RedisKeyPrefix + "dataprotection-keys");
             // Encrypted at rest: reading Redis is not enough to decrypt sessions or forge cookies.
             if (sessions.KeyRingCertificate is { } certificate) builder.ProtectKeysWithCertificate(certificate);
