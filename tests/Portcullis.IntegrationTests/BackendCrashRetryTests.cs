@@ -49,7 +49,14 @@ public sealed class BackendCrashRetryTests(ITestOutputHelper output)
         var line = await AccessLogFile.LineAsync(Path.Combine(gateway.Directory, "access.log"), AccessLogFile.RequestId(response));
         Assert.Equal(2, line.GetProperty("attempts").GetInt32());
         Assert.Equal(healthy.Url, line.GetProperty("stages").GetProperty("upstream").GetProperty("destination").GetString());
+
+        // And counted on /metrics by its reason.
+        var samples = await PrometheusText.ScrapeAsync(gateway.Admin);
+        Assert.Equal(1, samples.Sum(RetriesMetric, ("route", "all"), ("cluster", "web"), ("reason", "reset-before-response")));
+        Assert.Equal(0, samples.Sum(RetriesMetric, ("reason", "connect-failure")));
     }
+
+    private const string RetriesMetric = "portcullis_upstream_retries_total";
 
     [Fact]
     public async Task Post_with_a_body_under_the_same_fault_is_not_retried()
@@ -81,8 +88,13 @@ public sealed class BackendCrashRetryTests(ITestOutputHelper output)
         Dump(gateway);
 
         await AssertProblemAsync(response, 502, "upstream.error");
+        Assert.Equal(2, flaky.Requests);
         Assert.Equal(0, healthy.Requests);
         Assert.Empty(RetryLines(gateway));
+        // Exactly one attempt, in the access log and on /metrics.
+        var line = await AccessLogFile.LineAsync(Path.Combine(gateway.Directory, "access.log"), AccessLogFile.RequestId(response));
+        Assert.Equal(1, line.GetProperty("attempts").GetInt32());
+        Assert.Equal(0, (await PrometheusText.ScrapeAsync(gateway.Admin)).Sum(RetriesMetric));
     }
 
     [Fact]

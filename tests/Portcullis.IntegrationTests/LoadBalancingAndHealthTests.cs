@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Portcullis.IntegrationTests.Infrastructure;
+using Portcullis.IntegrationTests.Observability;
 using Xunit.Abstractions;
 
 namespace Portcullis.IntegrationTests;
@@ -419,6 +420,11 @@ public sealed class LoadBalancingAndHealthTests(ITestOutputHelper output)
         Assert.Equal(2, postStatuses.Count(s => s == 502));
         Assert.Equal(4, postStatuses.Count(s => s == 200));
         Assert.Equal(retriesBefore, RetryLines(gateway).Count);
+
+        // Each retry is counted on /metrics as a connect failure, one per warning line.
+        var samples = await PrometheusText.ScrapeAsync(gateway.Admin);
+        Assert.Equal(retriesBefore, samples.Sum("portcullis_upstream_retries_total", ("route", "all"), ("cluster", "web"), ("reason", "connect-failure")));
+        Assert.Equal(0, samples.Sum("portcullis_upstream_retries_total", ("reason", "reset-before-response")));
     }
 
     [Fact]

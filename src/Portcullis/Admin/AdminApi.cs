@@ -188,6 +188,7 @@ internal sealed partial class AdminApi(
                 {
                     w.WriteString("mode", policy.Mode == RedisCountingMode.Approximate ? "approximate" : "strict");
                     w.WriteString("onStoreFailure", policy.OnStoreFailure.ToString().ToLowerInvariant());
+                    WriteBreaker(w, policy.OnStoreFailure, policy.Share.Limit);
                 }
 
                 w.WriteEndObject();
@@ -207,6 +208,12 @@ internal sealed partial class AdminApi(
                 w.WriteString("window", window.Id);
                 w.WriteString("renewsAt", window.End);
                 w.WriteString("store", quota.Store == TrafficStore.Redis ? "redis" : "local");
+                if (quota.Store == TrafficStore.Redis)
+                {
+                    w.WriteString("onStoreFailure", quota.OnStoreFailure.ToString().ToLowerInvariant());
+                    WriteBreaker(w, quota.OnStoreFailure, quota.Share.Limit);
+                }
+
                 w.WriteEndObject();
             }
 
@@ -228,6 +235,14 @@ internal sealed partial class AdminApi(
 
             w.WriteEndArray();
         });
+    }
+
+    // The Redis breaker as this policy sees it (closed: Redis decides; open: onStoreFailure decides) and,
+    // for onStoreFailure: local, the share of the limit this instance enforces meanwhile.
+    private void WriteBreaker(Utf8JsonWriter w, StoreFailureMode mode, long share)
+    {
+        w.WriteString("breaker", traffic.Redis?.Health.State == State.StoreState.Up ? "closed" : "open");
+        if (mode == StoreFailureMode.Local) w.WriteNumber("localShare", share);
     }
 
     // How much of a quota a key has used in the current window.

@@ -14,7 +14,7 @@ namespace Portcullis.Clusters;
 /// body-less request lost its connection (reset or closed, e.g. a backend crash under a pooled
 /// keep-alive connection) before the response headers arrived. Never once the response has started.
 /// </summary>
-internal sealed partial class RetryMiddleware(RequestDelegate next, ILogger<RetryMiddleware> logger)
+internal sealed partial class RetryMiddleware(RequestDelegate next, Observability.GatewayMetrics metrics, ILogger<RetryMiddleware> logger)
 {
     public Task InvokeAsync(HttpContext context)
     {
@@ -64,6 +64,7 @@ internal sealed partial class RetryMiddleware(RequestDelegate next, ILogger<Retr
             if (remaining.Count == 0) return;
             if (connectFailure) Log.Retrying(logger, proxy.ProxiedDestination.DestinationId, proxy.Cluster.Config.ClusterId, attempt + 2);
             else Log.RetryingLostConnection(logger, proxy.ProxiedDestination.DestinationId, proxy.Cluster.Config.ClusterId, attempt + 2);
+            metrics.UpstreamRetried(gateway.RouteName ?? "", proxy.Cluster.Config.ClusterId, connectFailure ? "connect-failure" : "reset-before-response");
 
             // Undo what the failed attempt set, then let load balancing pick among the rest.
             context.Features.Set<IForwarderErrorFeature>(null);

@@ -46,6 +46,13 @@ public sealed class GatewayFeature
     /// <summary>The rate-limit policy, quota or concurrency scope ("route:NAME", "cluster:NAME") behind a refusal; null when admitted.</summary>
     public string? TrafficPolicy { get; internal set; }
 
+    /// <summary>
+    /// What the gateway did because the browser-session store (Redis) could not answer, for the
+    /// session_store_unavailable metric: session-check.refused, sign-in.refused, login.refused, logout.refused.
+    /// The access log carries the reason code session.store-unavailable (authReason / reason).
+    /// </summary>
+    internal string? SessionStoreDecision { get; set; }
+
     /// <summary>Upstream attempts made (1 + retries).</summary>
     public int Attempts { get; internal set; }
 

@@ -37,6 +37,8 @@ internal sealed class GatewayMetrics : IDisposable
     private readonly Counter<long> _authFailures;
     private readonly Counter<long> _trafficRejections;
     private readonly Counter<long> _storeUnavailable;
+    private readonly Counter<long> _sessionStoreUnavailable;
+    private readonly Counter<long> _upstreamRetries;
 
     public GatewayMetrics(IServiceProvider services, TimeProvider time, IMeterFactory? meterFactory = null)
     {
@@ -50,6 +52,8 @@ internal sealed class GatewayMetrics : IDisposable
         _upstreamDuration = _meter.CreateHistogram("portcullis.upstream.duration", "s", "Time from the first upstream attempt until the upstream's response headers (or its failure).", advice: latency);
         _authFailures = _meter.CreateCounter<long>("portcullis.auth.failures", "{request}", "Requests refused by authentication or authorization, by route and reason code.");
         _storeUnavailable = _meter.CreateCounter<long>("portcullis.traffic.store_unavailable", "{request}", "Decisions taken while the limit store could not answer, by route, decision (….open fail-open, ….local / ….local-exceeded the local share, ….store-unavailable fail-closed) and policy.");
+        _sessionStoreUnavailable = _meter.CreateCounter<long>("portcullis.session.store_unavailable", "{request}", "Requests answered while the browser-session store (Redis) could not answer, by route and decision (session-check.refused, sign-in.refused, login.refused, logout.refused: all 503).");
+        _upstreamRetries = _meter.CreateCounter<long>("portcullis.upstream.retries", "{retry}", "Upstream attempts retried on another destination, by route, cluster and reason (connect-failure, reset-before-response).");
         _trafficRejections = _meter.CreateCounter<long>("portcullis.traffic.rejections", "{request}", "Requests refused by rate limits, quotas or concurrency limits, by route, decision and policy.");
 
         _meter.CreateObservableGauge("portcullis.upstream.destination.health", ObserveDestinations, "{destination}",
@@ -68,7 +72,7 @@ internal sealed class GatewayMetrics : IDisposable
 
     /// <summary>True when any per-request instrument has a listener (the completion hook is needed).</summary>
     public bool AnyRequestInstrumentEnabled =>
-        _requests.Enabled || _duration.Enabled || _upstreamDuration.Enabled || _authFailures.Enabled || _trafficRejections.Enabled || _storeUnavailable.Enabled;
+        _requests.Enabled || _duration.Enabled || _upstreamDuration.Enabled || _authFailures.Enabled || _trafficRejections.Enabled || _storeUnavailable.Enabled || _sessionStoreUnavailable.Enabled;
 
     internal Meter Meter => _meter;
 
@@ -115,6 +119,17 @@ internal sealed class GatewayMetrics : IDisposable
         {
             _storeUnavailable.Add(1, new TagList { { "route", route }, { "decision", decision }, { "policy", gateway.TrafficPolicy } });
         }
+
+        if (_sessionStoreUnavailable.Enabled && gateway.SessionStoreDecision is { } sessionDecision)
+        {
+            _sessionStoreUnavailable.Add(1, new TagList { { "route", route }, { "decision", sessionDecision } });
+        }
+    }
+
+    /// <summary>One retry of an upstream request on another destination (recorded when it is decided; free with nobody listening).</summary>
+    public void UpstreamRetried(string route, string cluster, string reason)
+    {
+        if (_upstreamRetries.Enabled) _upstreamRetries.Add(1, new TagList { { "route", route }, { "cluster", cluster }, { "reason", reason } });
     }
 
     // admitted, the fail-open store decisions (…store-unavailable.open) and the local share's admissions

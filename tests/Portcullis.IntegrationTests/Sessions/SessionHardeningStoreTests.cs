@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.DependencyInjection;
 using Portcullis.IntegrationTests.Infrastructure;
+using Portcullis.IntegrationTests.Observability;
 using StackExchange.Redis;
 
 namespace Portcullis.IntegrationTests.Sessions;
@@ -26,6 +27,7 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
     private TestUpstream _upstream = null!;
     private RedisServer _redis = null!;
     private TestGateway? _gateway;
+    private string? _lastRequestId;
 
     public async Task InitializeAsync()
     {
@@ -57,6 +59,7 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
         var files = new Dictionary<string, string>();
         KeyRingCertificate.AddFiles(files);
         var stores = $"stores: {{ redis: {{ connection: \"{connection ?? _redis.ConnectionString}\", keyPrefix: \"{Prefix}\"{redisExtra} }} }}";
+        stores += "\nobservability:\n  accessLog: { enabled: true, target: file, path: access.log, flushInterval: 0ms }";
         _gateway = await TestGateway.StartAsync(SessionSetup.Config(_idp, _upstream, "store: redis\n    " + KeyRingCertificate.ConfigLine, stores), files, SessionSetup.Environment);
         await _idp.RegisterGatewayAsync(SessionSetup.ClientId, SessionSetup.ClientSecret, "corp", _gateway.Url);
     }
@@ -117,6 +120,13 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
         Assert.Contains("session.store-unavailable", body, StringComparison.Ordinal);
         Assert.True(took < TimeSpan.FromMilliseconds(1000), $"an open circuit answered after {took}");
 
+        // Both refusals are counted on /metrics and carry the reason code in the access log (issue 14).
+        var line = await AccessLogFile.LineAsync(Path.Combine(_gateway!.Directory, "access.log"), _lastRequestId!);
+        Assert.Equal("session.store-unavailable", line.GetProperty("authReason").GetString());
+        Assert.Equal(503, line.GetProperty("status").GetInt32());
+        var samples = await PrometheusText.ScrapeAsync(_gateway.Admin);
+        Assert.Equal(2, samples.Sum("portcullis_session_store_unavailable_total", ("route", "app"), ("decision", "session-check.refused")));
+
         // Redis back: a probe closes the circuit and the session works again, unchanged.
         _redis.Thaw();
         var deadline = Stopwatch.StartNew();
@@ -160,6 +170,22 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
         Assert.Equal(503, callback.Status);
         Assert.Contains("Temporarily unavailable", await page.InnerTextAsync("body"), StringComparison.Ordinal);
         Assert.Contains("Session store unavailable at a sign-in", _gateway.Logs.ToString(), StringComparison.Ordinal);
+
+        // Counted on /metrics (no route: the gateway's own callback path) with the reason in the access log.
+        // Both are recorded when the response completes, just after the browser has it.
+        var deadline = Stopwatch.StartNew();
+        while ((await PrometheusText.ScrapeAsync(_gateway.Admin)).Sum("portcullis_session_store_unavailable_total", ("decision", "sign-in.refused")) != 1)
+        {
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(10), "the refused sign-in was not counted");
+            await Task.Delay(50);
+        }
+
+        while (!(await AccessLogFile.LinesAsync(Path.Combine(_gateway.Directory, "access.log"))).Any(l =>
+            l.GetProperty("reason").ValueKind == System.Text.Json.JsonValueKind.String && l.GetProperty("reason").GetString() == "session.store-unavailable" && l.GetProperty("status").GetInt32() == 503))
+        {
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(20), "no access-log line with reason session.store-unavailable");
+            await Task.Delay(50);
+        }
     }
 
     private async Task<(HttpStatusCode Status, string Body, TimeSpan Took)> GetAsync(string cookie)
@@ -170,6 +196,7 @@ public sealed class SessionHardeningStoreTests : IAsyncLifetime
         request.Headers.Add("Accept", "application/json");
         var watch = Stopwatch.StartNew();
         using var response = await client.SendAsync(request);
+        _lastRequestId = response.Headers.TryGetValues("X-Request-Id", out var ids) ? ids.Single() : null;
         var body = await response.Content.ReadAsStringAsync();
         return (response.StatusCode, body, watch.Elapsed);
     }

@@ -149,6 +149,99 @@ public sealed class RedisFallbackTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, after.StatusCode);
     }
 
+    [Fact]
+    public async Task Quotas_with_a_frozen_redis_count_their_fallback_on_metrics_access_log_and_admin_traffic()
+    {
+        var redis = await RedisServer.StartAsync();
+        _disposables.Add(redis);
+        var yaml = """
+            stores:
+              redis: { connection: "{{REDIS}}", timeout: 100ms, retryAfter: 1s, instances: 2 }
+            quotas:
+              shared: { key: [route], limit: 10, period: month, store: redis }
+              leaky: { key: [route], limit: 2, period: month, store: redis, onStoreFailure: open }
+              strict: { key: [route], limit: 2, period: month, store: redis, onStoreFailure: closed }
+            routes:
+              - { name: shared, match: { pathPrefix: /shared }, cluster: api, quota: shared }
+              - { name: leaky, match: { pathPrefix: /leaky }, cluster: api, quota: leaky }
+              - { name: strict, match: { pathPrefix: /strict }, cluster: api, quota: strict }
+            clusters: { api: { destinations: [{{UPSTREAM}}] } }
+            observability:
+              accessLog: { enabled: true, target: file, path: access.log, flushInterval: 0ms }
+            """.Replace("{{UPSTREAM}}", _upstream.Url, StringComparison.Ordinal).Replace("{{REDIS}}", redis.ConnectionString, StringComparison.Ordinal);
+        var gateway = await TestGateway.StartAsync(yaml);
+        _disposables.Add(gateway);
+        await WaitForAsync(async () => JsonDocument.Parse(await gateway.Admin.GetStringAsync("/readyz")).RootElement.GetProperty("redis").GetProperty("state").GetString() == "up");
+
+        // Redis answering: each quota shows its failure mode, a closed breaker and (local) its share.
+        var quotas = await QuotasAsync(gateway);
+        Assert.Equal("local", quotas["shared"].GetProperty("onStoreFailure").GetString());
+        Assert.Equal("closed", quotas["shared"].GetProperty("breaker").GetString());
+        Assert.Equal(5, quotas["shared"].GetProperty("localShare").GetInt64());
+        Assert.Equal("open", quotas["leaky"].GetProperty("onStoreFailure").GetString());
+        Assert.False(quotas["leaky"].TryGetProperty("localShare", out _));
+        Assert.Equal("closed", quotas["strict"].GetProperty("onStoreFailure").GetString());
+
+        redis.Freeze();
+        var statuses = new List<HttpStatusCode>();
+        HttpResponseMessage? refused = null;
+        HttpResponseMessage? closed = null;
+        try
+        {
+            for (var i = 0; i < 8; i++)
+            {
+                var response = await gateway.Client.GetAsync("/shared");
+                statuses.Add(response.StatusCode);
+                if (response.StatusCode == HttpStatusCode.TooManyRequests) refused = response;
+                else response.Dispose();
+            }
+
+            for (var i = 0; i < 4; i++)
+            {
+                using var response = await gateway.Client.GetAsync("/leaky");
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+
+            closed = await gateway.Client.GetAsync("/strict");
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, closed.StatusCode);
+            // The failed calls (each waited for the 100 ms timeout) open the breaker; /admin/traffic shows it.
+            await WaitForAsync(async () => (await QuotasAsync(gateway))["shared"].GetProperty("breaker").GetString() == "open");
+        }
+        finally
+        {
+            redis.Thaw();
+        }
+
+        // Before issue 14 the default (open) admitted all 8.
+        Assert.Equal(5, statuses.Count(s => s == HttpStatusCode.OK));
+        Assert.Equal(3, statuses.Count(s => s == HttpStatusCode.TooManyRequests));
+
+        var log = Path.Combine(gateway.Directory, "access.log");
+        var line = await AccessLogFile.LineAsync(log, refused!.Headers.GetValues("X-Request-Id").Single());
+        Assert.Equal("quota.store-unavailable.local-exceeded", line.GetProperty("rateLimit").GetString());
+        Assert.Equal("quota.exceeded", line.GetProperty("reason").GetString());
+        line = await AccessLogFile.LineAsync(log, closed!.Headers.GetValues("X-Request-Id").Single());
+        Assert.Equal("quota.store-unavailable", line.GetProperty("reason").GetString());
+        refused.Dispose();
+        closed.Dispose();
+
+        var samples = await PrometheusText.ScrapeAsync(gateway.Admin);
+        const string metric = "portcullis_traffic_store_unavailable_total";
+        Assert.Equal(5, samples.Sum(metric, ("route", "shared"), ("decision", "quota.store-unavailable.local")));
+        Assert.Equal(3, samples.Sum(metric, ("route", "shared"), ("decision", "quota.store-unavailable.local-exceeded")));
+        Assert.Equal(4, samples.Sum(metric, ("route", "leaky"), ("decision", "quota.store-unavailable.open")));
+        Assert.Equal(1, samples.Sum(metric, ("route", "strict"), ("decision", "quota.store-unavailable")));
+
+        // Redis back: the breaker closes again.
+        await WaitForAsync(async () => (await QuotasAsync(gateway))["shared"].GetProperty("breaker").GetString() == "closed");
+    }
+
+    private static async Task<Dictionary<string, JsonElement>> QuotasAsync(TestGateway gateway)
+    {
+        using var traffic = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/traffic"));
+        return traffic.RootElement.GetProperty("quotas").EnumerateArray().ToDictionary(q => q.GetProperty("name").GetString()!, q => q.Clone());
+    }
+
     private static async Task<TimeSpan> WaitForAsync(Func<Task<bool>> condition)
     {
         var clock = Stopwatch.StartNew();

@@ -28,9 +28,11 @@ internal sealed partial class SessionGate(SessionRuntime runtime, SignInStarter 
         {
             result = await context.AuthenticateAsync(provider.CookieScheme);
         }
-        catch (Exception e) when (e is SessionStoreUnavailableException or StackExchange.Redis.RedisException or TimeoutException)
+        catch (Exception e) when (SessionStoreGuard.IsStoreFailure(e))
         {
+            // Also the key ring in Redis failing to load (a CryptographicException around the store's failure).
             LogStoreFailed(logger, e.GetType().Name);
+            if (context.Features.Get<Hosting.GatewayFeature>() is { } gateway) gateway.SessionStoreDecision = "session-check.refused";
             return AuthDecision.Unavailable("session.store-unavailable", "Sessions cannot be checked right now.");
         }
 

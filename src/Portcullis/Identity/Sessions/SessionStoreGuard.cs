@@ -43,7 +43,18 @@ internal sealed partial class SessionStoreGuard(RequestDelegate next, SessionRun
         catch (Exception e) when (IsStoreFailure(e) && !context.Response.HasStarted)
         {
             LogStoreFailed(logger, e.GetType().Name);
-            if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = "session.store-unavailable";
+            if (context.Features.Get<GatewayFeature>() is { } gateway)
+            {
+                // The path's own reason (set by SessionMiddleware) names the step the store failed at.
+                gateway.SessionStoreDecision = gateway.Reason switch
+                {
+                    "session.login" => "login.refused",
+                    "session.logout" => "logout.refused",
+                    _ => "sign-in.refused",
+                };
+                gateway.Reason = "session.store-unavailable";
+            }
+
             context.Response.Clear();
             context.Response.Headers.RetryAfter = "5";
             if (SessionPages.IsApiRequest(context.Request))

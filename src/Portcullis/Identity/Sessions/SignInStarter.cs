@@ -65,8 +65,10 @@ internal sealed partial class SignInStarter(SessionRuntime runtime, ILogger<Sign
             if (runtime.ProviderErrors.ShouldLog(provider.Name, e.GetType().Name)) LogUnavailable(logger, provider.Name, e.GetType().Name);
             Discard(context);
             context.Response.Headers.RetryAfter = "5";
+            var store = SessionStoreGuard.IsStoreFailure(e);
+            if (store && context.Features.Get<GatewayFeature>() is { } gateway) gateway.SessionStoreDecision = "login.refused";
             await WriteAsync(context, api, StatusCodes.Status503ServiceUnavailable, "Sign-in unavailable",
-                "The sign-in service cannot be reached right now. Please try again in a moment.", "session.provider-unavailable", returnUrl);
+                "The sign-in service cannot be reached right now. Please try again in a moment.", store ? "session.store-unavailable" : "session.provider-unavailable", returnUrl);
         }
     }
 
