@@ -102,6 +102,38 @@ public sealed class MetricsInstrumentsTests : IDisposable
     }
 
     [Fact]
+    public void SessionStoreRefusals_AndUpstreamRetries_AreCountedWithRouteAndDecision()
+    {
+        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        var measurements = new List<(string Name, long Value, Dictionary<string, object?> Tags)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name is "portcullis.session.store_unavailable" or "portcullis.upstream.retries") l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => measurements.Add((instrument.Name, value, ToDictionary(tags))));
+        listener.Start();
+        Assert.True(metrics.AnyRequestInstrumentEnabled);
+
+        var snapshot = Snapshot();
+        var (refused, refusedGateway) = Request(snapshot, 503, "session.store-unavailable");
+        refusedGateway.SessionStoreDecision = "session-check.refused";
+        metrics.RequestCompleted(refused, refusedGateway);
+        var (ok, okGateway) = Request(snapshot, 200);
+        metrics.RequestCompleted(ok, okGateway);
+        metrics.UpstreamRetried("orders", "api", "reset-before-response");
+
+        var session = Assert.Single(measurements, m => m.Name == "portcullis.session.store_unavailable");
+        Assert.Equal(1, session.Value);
+        Assert.Equal(["decision", "route"], session.Tags.Keys.Order());
+        Assert.Equal("orders", session.Tags["route"]);
+        Assert.Equal("session-check.refused", session.Tags["decision"]);
+        var retry = Assert.Single(measurements, m => m.Name == "portcullis.upstream.retries");
+        Assert.Equal(["cluster", "reason", "route"], retry.Tags.Keys.Order());
+        Assert.Equal("reset-before-response", retry.Tags["reason"]);
+    }
+
+    [Fact]
     public void LatencyBuckets_AreAdvisedToTheHistograms()
     {
         using var metrics = new GatewayMetrics(_services, TimeProvider.System);
