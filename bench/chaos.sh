@@ -29,7 +29,7 @@ ALL_SCENARIOS=(reload backend-kill slow-backend idp redis tls-rotate sigterm soa
 usage() {
   cat <<EOF
 usage: bench/chaos.sh [--quick] [--scenario NAME]... [--soak SECONDS] [--no-publish]
-  --quick          short phases, soak 30 s: every scenario in about 4 minutes
+  --quick          short phases, soak 30 s: every scenario in 4–5 minutes
   --scenario NAME  run only this scenario (repeatable or comma-separated); known: ${ALL_SCENARIOS[*]}
   --soak SECONDS   soak duration (default 480, --quick 30)
   --no-publish     use bench/out/portcullis and bench/out/chaoskit as they are
