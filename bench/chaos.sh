@@ -29,7 +29,7 @@ ALL_SCENARIOS=(reload backend-kill slow-backend idp redis tls-rotate sigterm soa
 usage() {
   cat <<EOF
 usage: bench/chaos.sh [--quick] [--scenario NAME]... [--soak SECONDS] [--no-publish]
-  --quick          short phases, soak 30 s: every scenario in 4–5 minutes
+  --quick          short phases, soak 30 s: every scenario in about 4 minutes
   --scenario NAME  run only this scenario (repeatable or comma-separated); known: ${ALL_SCENARIOS[*]}
   --soak SECONDS   soak duration (default 480, --quick 30)
   --no-publish     use bench/out/portcullis and bench/out/chaoskit as they are
@@ -275,6 +275,9 @@ source "$bench/chaos/scenarios-state.sh"
 
 # ---------------------------------------------------------------- run
 t_start=$SECONDS
+# the commit and state of the tree the run starts from (the table is about that code)
+commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
+dirty=$(git -C "$root" status --porcelain -- src bench/chaos.sh bench/chaos 2>/dev/null | wc -l)
 log "mode: $( ((quick)) && echo quick || echo full), scenarios: ${scenarios[*]}, work dir $work"
 for SC in "${scenarios[@]}"; do
   : >"$work/$SC.loads"
@@ -282,10 +285,8 @@ for SC in "${scenarios[@]}"; do
   "sc_${SC//-/_}"
 done
 
-commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')
-dirty=$(git -C "$root" status --porcelain -- src 2>/dev/null | wc -l)
 load1=$(cut -d' ' -f1 /proc/loadavg)
-echo "Chaos run $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit$( ((dirty)) && echo " + $dirty uncommitted change(s) in src/"), $( ((quick)) && echo quick || echo full) mode, $(nproc) cores, load average at the end $load1, $((SECONDS - t_start)) s"
+echo "Chaos run $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit$( ((dirty)) && echo " + $dirty uncommitted change(s) in src/ or the harness"), $( ((quick)) && echo quick || echo full) mode, $(nproc) cores, load average at the end $load1, $((SECONDS - t_start)) s"
 echo
 echo "| scenario | requests | non-2xx by status | socket errors | timeouts | p99 ms | verdict | expectation and measurements |"
 echo "|---|---|---|---|---|---|---|---|"
