@@ -37,11 +37,11 @@ public sealed class HealthTransitionLogTests
 
         await b.StartAsync();
         await WaitForActiveAsync(gateway, "b", "healthy");
-        await WaitUntilAsync(() => Task.FromResult(Recovered(gateway, "b").Count > 0), "the recovery line", gateway);
+        await Eventually.TrueAsync(() => Task.FromResult(Recovered(gateway, "b").Count > 0), "the recovery line", context: gateway.ClustersAndLogDump());
 
         // Further good probes (several intervals) add no line: once per transition.
         var probesBefore = b.HealthProbes;
-        await WaitUntilAsync(() => Task.FromResult(b.HealthProbes >= probesBefore + 3), "three more probes", gateway);
+        await Eventually.TrueAsync(() => Task.FromResult(b.HealthProbes >= probesBefore + 3), "three more probes", context: gateway.ClustersAndLogDump());
         var lines = Recovered(gateway, "b");
         Assert.Single(lines);
         Assert.Contains("Information:", lines[0], StringComparison.Ordinal);
@@ -67,22 +67,22 @@ public sealed class HealthTransitionLogTests
             """);
 
         await b.StopAsync();
-        await WaitUntilAsync(async () =>
+        await Eventually.TrueAsync(async () =>
         {
             using var response = await gateway.Client.GetAsync("/p");
             return (await DestinationAsync(gateway, "b")).GetProperty("passive").GetString() == "unhealthy";
-        }, "b passively ejected", gateway);
+        }, "b passively ejected", context: gateway.ClustersAndLogDump());
         var ejected = Lines(gateway, "Destination b of cluster web ejected after 2 failed request(s) in a row; it is tried again in 00:00:00.5");
         Assert.Single(ejected);
         Assert.StartsWith("Warning:", ejected[0], StringComparison.Ordinal);
         Assert.Empty(Lines(gateway, "Destination b of cluster web answers again"));
 
         await b.StartAsync();
-        await WaitUntilAsync(async () =>
+        await Eventually.TrueAsync(async () =>
         {
             using var response = await gateway.Client.GetAsync("/p");
             return response.StatusCode == HttpStatusCode.OK && b.Requests > 0;
-        }, "b to get traffic again", gateway);
+        }, "b to get traffic again", context: gateway.ClustersAndLogDump());
         for (var i = 0; i < 6; i++)
         {
             using var response = await gateway.Client.GetAsync("/p");
@@ -112,19 +112,5 @@ public sealed class HealthTransitionLogTests
     }
 
     private static Task WaitForActiveAsync(TestGateway gateway, string destination, string state) =>
-        WaitUntilAsync(async () => (await DestinationAsync(gateway, destination)).GetProperty("active").GetString() == state, $"{destination} active {state}", gateway);
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TestGateway gateway)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (deadline.Elapsed > Deadline)
-            {
-                throw new TimeoutException($"timed out after {Deadline.TotalSeconds}s waiting for {what}\nadmin: {await gateway.Admin.GetStringAsync("/admin/clusters")}\nlogs:\n{gateway.Logs}");
-            }
-
-            await Task.Delay(15);
-        }
-    }
+        Eventually.TrueAsync(async () => (await DestinationAsync(gateway, destination)).GetProperty("active").GetString() == state, $"{destination} active {state}", context: gateway.ClustersAndLogDump());
 }

@@ -145,7 +145,7 @@ public sealed class LoadBalancingAndHealthTests(ITestOutputHelper output)
             {
                 slow.Add(gateway.Client.GetAsync("/slow"));
                 var expected = i + 1;
-                await WaitUntilAsync(() => Task.FromResult(a.Requests + b.Requests == expected), $"slow request {expected} to arrive", gateway);
+                await Eventually.TrueAsync(() => Task.FromResult(a.Requests + b.Requests == expected), $"slow request {expected} to arrive", context: gateway.ClustersAndLogDump());
             }
 
             Assert.Equal(3, a.Requests);
@@ -270,7 +270,7 @@ public sealed class LoadBalancingAndHealthTests(ITestOutputHelper output)
 
         // Back on its port; it gets traffic again once the reactivation period is over.
         await b.StartAsync();
-        await WaitUntilAsync(async () => await ServerAsync(gateway.Client, "/p") == "b", "b to get traffic again", gateway);
+        await Eventually.TrueAsync(async () => await ServerAsync(gateway.Client, "/p") == "b", "b to get traffic again", context: gateway.ClustersAndLogDump());
         output.WriteLine($"b back after {ejectedAt.ElapsedMilliseconds} ms");
         Assert.True(ejectedAt.Elapsed >= TimeSpan.FromMilliseconds(500), $"b got traffic {ejectedAt.ElapsedMilliseconds} ms after ejection; reactivation is 1s");
         Assert.NotEqual("unhealthy", (await DestinationAsync(gateway, "web", "b")).GetProperty("passive").GetString());
@@ -311,7 +311,7 @@ public sealed class LoadBalancingAndHealthTests(ITestOutputHelper output)
         Assert.Equal("unhealthy", (await DestinationAsync(gateway, "web", "b")).GetProperty("passive").GetString());
 
         Volatile.Write(ref status, 200);
-        await WaitUntilAsync(async () => await ServerAsync(gateway.Client, "/p") == "b", "b to get traffic again after reactivation", gateway);
+        await Eventually.TrueAsync(async () => await ServerAsync(gateway.Client, "/p") == "b", "b to get traffic again after reactivation", context: gateway.ClustersAndLogDump());
     }
 
     [Fact]
@@ -352,10 +352,10 @@ public sealed class LoadBalancingAndHealthTests(ITestOutputHelper output)
             using var cts = new CancellationTokenSource();
             var request = gateway.Client.GetAsync("/slow", cts.Token);
             var expected = i;
-            await WaitUntilAsync(() => Task.FromResult(a.Requests == expected), "slow request to arrive", gateway);
+            await Eventually.TrueAsync(() => Task.FromResult(a.Requests == expected), "slow request to arrive", context: gateway.ClustersAndLogDump());
             await cts.CancelAsync();
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
-            await WaitUntilAsync(() => Task.FromResult(Volatile.Read(ref aborted) == expected), "upstream to see the abort", gateway);
+            await Eventually.TrueAsync(() => Task.FromResult(Volatile.Read(ref aborted) == expected), "upstream to see the abort", context: gateway.ClustersAndLogDump());
             await WaitForDestinationAsync(gateway, "web", "a", d => d.GetProperty("inFlight").GetInt32() == 0, "a to have nothing in flight");
             await Task.Delay(100); // the passive check runs just after the in-flight count drops
 
@@ -525,7 +525,7 @@ public sealed class LoadBalancingAndHealthTests(ITestOutputHelper output)
         try
         {
             slow = gateway.Client.GetAsync("/slow");
-            await WaitUntilAsync(() => Task.FromResult(a.Requests + b.Requests == 1), "slow request to arrive", gateway);
+            await Eventually.TrueAsync(() => Task.FromResult(a.Requests + b.Requests == 1), "slow request to arrive", context: gateway.ClustersAndLogDump());
             drained = a.Requests == 1 ? "a" : "b";
             var other = drained == "a" ? "b" : "a";
 
@@ -601,7 +601,7 @@ public sealed class LoadBalancingAndHealthTests(ITestOutputHelper output)
 
         a.Healthy = false;
         b.Healthy = false;
-        await WaitUntilAsync(async () => (await ClusterAsync(gateway, "web")).GetProperty("availableDestinations").GetInt32() == 0, "no available destinations", gateway);
+        await Eventually.TrueAsync(async () => (await ClusterAsync(gateway, "web")).GetProperty("availableDestinations").GetInt32() == 0, "no available destinations", context: gateway.ClustersAndLogDump());
         var requestsBefore = a.Requests + b.Requests;
         for (var i = 0; i < 3; i++)
         {
@@ -613,7 +613,7 @@ public sealed class LoadBalancingAndHealthTests(ITestOutputHelper output)
 
         // One healthy again → served again.
         a.Healthy = true;
-        await WaitUntilAsync(async () => (await gateway.Client.GetAsync("/x")).IsSuccessStatusCode, "a to serve again", gateway);
+        await Eventually.TrueAsync(async () => (await gateway.Client.GetAsync("/x")).IsSuccessStatusCode, "a to serve again", context: gateway.ClustersAndLogDump());
         Assert.Equal("a", await ServerAsync(gateway.Client, "/x"));
     }
 
@@ -733,22 +733,7 @@ public sealed class LoadBalancingAndHealthTests(ITestOutputHelper output)
         Destination(await ClusterAsync(gateway, cluster), destination);
 
     private static Task WaitForDestinationAsync(TestGateway gateway, string cluster, string destination, Func<JsonElement, bool> condition, string what) =>
-        WaitUntilAsync(async () => condition(await DestinationAsync(gateway, cluster, destination)), what, gateway);
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TestGateway? gateway = null)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (deadline.Elapsed > Deadline)
-            {
-                var state = gateway is null ? "" : "\nadmin: " + await gateway.Admin.GetStringAsync("/admin/clusters") + "\nlogs:\n" + gateway.Logs;
-                throw new TimeoutException($"timed out after {Deadline.TotalSeconds}s waiting for {what}{state}");
-            }
-
-            await Task.Delay(15);
-        }
-    }
+        Eventually.TrueAsync(async () => condition(await DestinationAsync(gateway, cluster, destination)), what, context: gateway.ClustersAndLogDump());
 
     private static List<string> RetryLines(TestGateway gateway) =>
         gateway.Logs.Lines.Where(l => l.Contains("RetryMiddleware", StringComparison.Ordinal) && l.Contains("retrying", StringComparison.Ordinal)).ToList();

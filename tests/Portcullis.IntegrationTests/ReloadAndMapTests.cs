@@ -133,8 +133,7 @@ public sealed class ReloadAndMapTests
         // Valid edit: version 3 now goes to orders-v2. No admin call, no restart: only the file watch.
         var generation = gateway.Generation;
         await gateway.WriteFileAsync("versions.map", "1 orders-v1\n2 orders-v2\n3 orders-v2\n");
-        await EventuallyAsync(async () => (await GetAsync(gateway, "/orders/1", ("Api-Version", "3"))).Server == "v2",
-            "Api-Version: 3 to reach orders-v2 after the map file edit", gateway);
+        await Eventually.TrueAsync(async () => (await GetAsync(gateway, "/orders/1", ("Api-Version", "3"))).Server == "v2", "Api-Version: 3 to reach orders-v2 after the map file edit", context: gateway.LogDump());
         Assert.True(gateway.Generation > generation);
         var last = await GetJsonAsync(gateway.Admin, "/admin/reload");
         Assert.True(last.GetProperty("applied").GetBoolean());
@@ -173,8 +172,7 @@ public sealed class ReloadAndMapTests
 
         // Fixing the file is picked up again.
         await gateway.WriteFileAsync("versions.map", "1 orders-v1\n2 orders-v1\n3 orders-v2\n");
-        await EventuallyAsync(async () => (await GetAsync(gateway, "/orders/1", ("Api-Version", "2"))).Server == "v1",
-            "Api-Version: 2 to reach orders-v1 after the map file was fixed", gateway);
+        await Eventually.TrueAsync(async () => (await GetAsync(gateway, "/orders/1", ("Api-Version", "2"))).Server == "v1", "Api-Version: 2 to reach orders-v1 after the map file was fixed", context: gateway.LogDump());
         Assert.True(gateway.Generation > generation);
     }
 
@@ -236,7 +234,7 @@ public sealed class ReloadAndMapTests
             var generation = gateway.Generation;
             await gateway.WriteConfigAsync(yaml);
             await gateway.WaitForGenerationAsync(generation, Deadline);
-            await EventuallyAsync(effect, what, gateway);
+            await Eventually.TrueAsync(effect, what, context: gateway.LogDump());
             var reload = await GetJsonAsync(gateway.Admin, "/admin/reload");
             Assert.True(reload.GetProperty("applied").GetBoolean(), reload.ToString());
             Assert.Empty(Strings(reload.GetProperty("errors")));
@@ -387,7 +385,7 @@ public sealed class ReloadAndMapTests
 
         var clock = Stopwatch.StartNew();
         var inFlight = gateway.Client.GetAsync("/slow/1");
-        await EventuallyAsync(() => Task.FromResult(slow.Requests == 1), "the slow request to reach the upstream", gateway);
+        await Eventually.TrueAsync(() => Task.FromResult(slow.Requests == 1), "the slow request to reach the upstream", context: gateway.LogDump());
 
         var generation = gateway.Generation;
         await gateway.WriteConfigAsync($$"""
@@ -397,7 +395,7 @@ public sealed class ReloadAndMapTests
               fastc: { destinations: [{{fast.Url}}] }
             """);
         await gateway.WaitForGenerationAsync(generation, Deadline);
-        await EventuallyAsync(async () => (await GetAsync(gateway, "/slow/2")).Server == "fast", "/slow to be served by the remaining route", gateway);
+        await Eventually.TrueAsync(async () => (await GetAsync(gateway, "/slow/2")).Server == "fast", "/slow to be served by the remaining route", context: gateway.LogDump());
         Assert.False(inFlight.IsCompleted, $"the slow request finished before the reload took effect ({clock.Elapsed})");
 
         using var response = await inFlight;
@@ -557,7 +555,7 @@ public sealed class ReloadAndMapTests
 
         await gateway.WriteConfigAsync(Config(b.Url, "{ pathPrefix: / }"));
         await gateway.WaitForGenerationAsync(generation, Deadline);
-        await EventuallyAsync(async () => (await GetAsync(gateway, "/x")).Server == "b", "the fixed config to switch to upstream b", gateway);
+        await Eventually.TrueAsync(async () => (await GetAsync(gateway, "/x")).Server == "b", "the fixed config to switch to upstream b", context: gateway.LogDump());
     }
 
     private static async Task AssertRedactedAsync(TestGateway gateway, string secret)
@@ -597,34 +595,12 @@ public sealed class ReloadAndMapTests
     private static async Task<JsonElement> WaitForReloadResultAsync(TestGateway gateway, DateTimeOffset since, bool applied)
     {
         JsonElement last = default;
-        await EventuallyAsync(async () =>
+        await Eventually.TrueAsync(async () =>
         {
             last = await GetJsonAsync(gateway.Admin, "/admin/reload");
             return last.GetProperty("at").GetDateTimeOffset() >= since && last.GetProperty("applied").GetBoolean() == applied;
-        }, $"a reload with applied={applied} after {since:O}", gateway);
+        }, $"a reload with applied={applied} after {since:O}", context: gateway.LogDump());
         return last;
-    }
-
-    private static async Task EventuallyAsync(Func<Task<bool>> condition, string what, TestGateway gateway)
-    {
-        var deadline = Stopwatch.StartNew();
-        Exception? lastError = null;
-        while (deadline.Elapsed < Deadline)
-        {
-            try
-            {
-                if (await condition()) return;
-                lastError = null;
-            }
-            catch (Exception ex) when (ex is InvalidOperationException or HttpRequestException or Xunit.Sdk.XunitException)
-            {
-                lastError = ex;
-            }
-
-            await Task.Delay(25);
-        }
-
-        throw new TimeoutException($"timed out after {Deadline.TotalSeconds}s waiting for {what} (generation {gateway.Generation}){(lastError is null ? "" : "; last error: " + lastError.Message)}\nlogs:\n{gateway.Logs}");
     }
 
     // Keeps each config version in place for a while so the load runs against every one of them.

@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
+using Portcullis.Files;
 
 namespace Portcullis.Hosting;
 
@@ -23,7 +24,6 @@ public sealed record ReloadResult(
 public sealed partial class ConfigReloader : IHostedService, IDisposable
 {
     private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(150);
-    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(2);
 
     private readonly SnapshotStore _store;
     private readonly SnapshotBuilder _builder;
@@ -34,8 +34,6 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
     private readonly Lock _watchLock = new();
     private FileChangeWatcher? _watcher;
     private Dictionary<string, FileStamp> _fileStamps = [];
-    private ITimer? _debounceTimer;
-    private ITimer? _pollTimer;
     private PosixSignalRegistration? _sighup;
     private bool _disposed;
 
@@ -67,7 +65,6 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
     public Task StartAsync(CancellationToken cancellationToken)
     {
         Watch(_store.Current);
-        _pollTimer = _time.CreateTimer(_ => PollFiles(), null, PollInterval, PollInterval);
         try
         {
             // Right before registering: with SIGHUP inherited as ignored, the registration would install nothing.
@@ -205,33 +202,8 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
             _fileStamps = files.ToDictionary(f => f, f => stamps is not null && stamps.TryGetValue(f, out var s) ? s : Stamp(f), StringComparer.Ordinal);
             if (_watcher is not null && files.SetEquals(_watcher.Files)) return;
             _watcher?.Dispose();
-            _watcher = new FileChangeWatcher(files, Debounce, _time, () => _ = ReloadAsync("file change", onlyIfChanged: true, CancellationToken.None), _logger);
-        }
-    }
-
-    // Watchers miss some replacements (symlink swaps as in Kubernetes ConfigMaps); a cheap stat poll catches them.
-    private void PollFiles()
-    {
-        Dictionary<string, FileStamp> stamps;
-        lock (_watchLock) stamps = _fileStamps;
-        foreach (var (file, stamp) in stamps)
-        {
-            if (Stamp(file) != stamp)
-            {
-                ScheduleReload();
-                return;
-            }
-        }
-    }
-
-    private void ScheduleReload()
-    {
-        lock (_watchLock)
-        {
-            if (_disposed) return;
-            // Editors write in several steps; wait for the burst to end, then reload once.
-            _debounceTimer?.Dispose();
-            _debounceTimer = _time.CreateTimer(_ => _ = ReloadAsync("file change", onlyIfChanged: true, CancellationToken.None), null, Debounce, Timeout.InfiniteTimeSpan);
+            // Watcher events and its stat poll (which catches symlink swaps as in Kubernetes ConfigMaps) end in one debounced reload.
+            _watcher = new FileChangeWatcher(files, Debounce, _time, () => _ = ReloadAsync("file change", onlyIfChanged: true, CancellationToken.None), _logger, _fileStamps);
         }
     }
 
@@ -244,8 +216,6 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
             if (_disposed) return;
             _disposed = true;
             _watcher?.Dispose();
-            _debounceTimer?.Dispose();
-            _pollTimer?.Dispose();
             _sighup?.Dispose();
         }
     }

@@ -105,10 +105,10 @@ internal sealed partial class AccessLogWriter(AccessLog log, IAccessLogSinkFacto
 
     private static partial class Log
     {
-        [LoggerMessage(7001, LogLevel.Error, "Writing the access log to {Target} failed: {Message}; lines are counted as lost until it works again")]
+        [LoggerMessage(8001, LogLevel.Error, "Writing the access log to {Target} failed: {Message}; lines are counted as lost until it works again")]
         public static partial void WriteFailed(ILogger logger, string target, string message);
 
-        [LoggerMessage(7002, LogLevel.Information, "Writing the access log works again")]
+        [LoggerMessage(8002, LogLevel.Information, "Writing the access log works again")]
         public static partial void Recovered(ILogger logger);
     }
 }

@@ -118,13 +118,13 @@ internal sealed partial class AuditWriter(AuditLog log, SnapshotStore store, Tim
 
     private static partial class Log
     {
-        [LoggerMessage(7101, LogLevel.Error, "Writing the audit log {Path} failed: {Message}; records are kept and retried every second (denied requests wait meanwhile)")]
+        [LoggerMessage(8101, LogLevel.Error, "Writing the audit log {Path} failed: {Message}; records are kept and retried every second (denied requests wait meanwhile)")]
         public static partial void WriteFailed(ILogger logger, string path, string message);
 
-        [LoggerMessage(7102, LogLevel.Information, "Writing the audit log works again")]
+        [LoggerMessage(8102, LogLevel.Information, "Writing the audit log works again")]
         public static partial void Recovered(ILogger logger);
 
-        [LoggerMessage(7103, LogLevel.Critical, "{Count} audit record(s) could not be written before the gateway stopped")]
+        [LoggerMessage(8103, LogLevel.Critical, "{Count} audit record(s) could not be written before the gateway stopped")]
         public static partial void LostOnStop(ILogger logger, int count);
     }
 }

@@ -10,6 +10,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
+using Portcullis.Files;
 using Portcullis.Hosting;
 
 namespace Portcullis.Tls;
@@ -26,7 +27,6 @@ namespace Portcullis.Tls;
 internal sealed partial class CertificateStore : IDisposable
 {
     private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
-    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan ExpiryCheckInterval = TimeSpan.FromHours(1);
 
     private readonly TimeProvider _time;
@@ -37,7 +37,6 @@ internal sealed partial class CertificateStore : IDisposable
     private readonly FrozenSet<string> _files;
     private readonly Lock _refreshLock = new();
     private FileChangeWatcher? _watcher;
-    private ITimer? _pollTimer;
     private ITimer? _expiryTimer;
     private bool _disposed;
 
@@ -163,7 +162,7 @@ internal sealed partial class CertificateStore : IDisposable
         return ValueTask.FromResult(((ListenerCertificates)context.State!).OptionsFor(context.ClientHelloInfo.ServerName, context.Connection));
     }
 
-    /// <summary>Checks every watched file now and loads the changed ones (also run by the file watcher and the poll).</summary>
+    /// <summary>Checks every watched file now and loads the changed ones (also run by the file watcher, after events or its poll).</summary>
     public void Refresh()
     {
         lock (_refreshLock)
@@ -359,10 +358,15 @@ internal sealed partial class CertificateStore : IDisposable
 
     private void StartWatching()
     {
-        _watcher = new FileChangeWatcher(_files, Debounce, _time, Refresh, _logger);
+        // From the versions loaded above, so a file replaced since is noticed by the watcher's first poll.
+        var known = new Dictionary<string, FileStamp>(StringComparer.Ordinal);
+        foreach (var slot in _listeners.Values.SelectMany(l => l.Slots))
+        {
+            foreach (var (file, stamp) in slot.Source.Files.Zip(slot.Stamps)) known.TryAdd(Path.GetFullPath(file), stamp);
+        }
 
-        // Watchers miss some replacements (symlink swaps as in Kubernetes secrets); the stat poll catches them.
-        _pollTimer = _time.CreateTimer(_ => Refresh(), null, PollInterval, PollInterval);
+        foreach (var clientCa in _listeners.Values.Select(l => l.ClientCa).OfType<ClientCaSlot>()) known.TryAdd(Path.GetFullPath(clientCa.File), clientCa.Stamp);
+        _watcher = new FileChangeWatcher(_files, Debounce, _time, Refresh, _logger, known);
         _expiryTimer = _time.CreateTimer(_ => CheckExpiry(), null, ExpiryCheckInterval, ExpiryCheckInterval);
     }
 
@@ -378,7 +382,6 @@ internal sealed partial class CertificateStore : IDisposable
             if (_disposed) return;
             _disposed = true;
             _watcher?.Dispose();
-            _pollTimer?.Dispose();
             _expiryTimer?.Dispose();
         }
     }

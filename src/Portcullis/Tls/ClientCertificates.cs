@@ -5,6 +5,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Portcullis.Configuration;
+using Portcullis.Files;
 using Portcullis.Identity;
 
 namespace Portcullis.Tls;
@@ -35,47 +36,15 @@ internal static class ClientCaLoader
     public static bool TryLoad(string file, DateTimeOffset now, out ClientCaBundle? bundle, out string? error, out string? hint)
     {
         bundle = null;
-        hint = null;
-        byte[] bytes;
-        try
+        var loaded = CertificateFiles.LoadBundle(file, "ca", "the file must hold -----BEGIN CERTIFICATE----- blocks of the CAs that issue client certificates", out var failure);
+        if (loaded is null)
         {
-            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            if (stream.Length > CertificateLoader.MaxFileSize)
-            {
-                error = $"'{file}' is larger than {CertificateLoader.MaxFileSize / 1024} KiB; that is not a CA bundle";
-                hint = "point at a PEM file of CA certificates";
-                return false;
-            }
-
-            bytes = new byte[stream.Length];
-            stream.ReadExactly(bytes);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            error = $"cannot read '{file}': {ConfigLoader.Describe(ex)}";
-            hint = "paths are relative to the config file";
+            error = failure!.Message;
+            hint = failure.Hint;
             return false;
         }
 
-        var certificates = new X509Certificate2Collection();
-        try
-        {
-            certificates.ImportFromPem(Encoding.UTF8.GetString(bytes));
-        }
-        catch (CryptographicException ex)
-        {
-            error = $"'{file}' is not a PEM CA bundle: {ex.Message}";
-            hint = "the file must hold -----BEGIN CERTIFICATE----- blocks of the CAs that issue client certificates";
-            return false;
-        }
-
-        if (certificates.Count == 0)
-        {
-            error = $"'{file}' holds no PEM certificate";
-            hint = "the file must hold -----BEGIN CERTIFICATE----- blocks of the CAs that issue client certificates";
-            return false;
-        }
-
+        var certificates = loaded.Certificates;
         if (!certificates.Any(c => c.NotBefore.ToUniversalTime() <= now && now < c.NotAfter.ToUniversalTime()))
         {
             error = $"no certificate in '{file}' is valid now (all expired or not yet valid)";
@@ -85,11 +54,12 @@ internal static class ClientCaLoader
         }
 
         error = null;
+        hint = null;
         bundle = new ClientCaBundle
         {
             File = file,
             Certificates = certificates,
-            ContentHash = Convert.ToHexStringLower(SHA256.HashData(bytes)),
+            ContentHash = loaded.ContentHash,
             LoadedAt = now,
         };
         return true;

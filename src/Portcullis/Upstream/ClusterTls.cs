@@ -64,7 +64,7 @@ internal sealed partial class ClusterTls
     }
 
     /// <summary>File versions of the last load attempt (changed under the store's lock only).</summary>
-    public Hosting.FileStamp[] Stamps { get; set; } = [];
+    public Files.FileStamp[] Stamps { get; set; } = [];
 
     public DateTimeOffset? LastExpiryWarning { get; set; }
 

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
+using Portcullis.Files;
 using Portcullis.Hosting;
 
 namespace Portcullis.Upstream;
@@ -17,7 +18,7 @@ namespace Portcullis.Upstream;
 /// </summary>
 internal sealed partial class UpstreamTlsStore : IDisposable
 {
-    private static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan ExpiryCheckInterval = TimeSpan.FromHours(1);
     private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan ExpiryWarning = TimeSpan.FromDays(14);
 
@@ -31,7 +32,7 @@ internal sealed partial class UpstreamTlsStore : IDisposable
     private volatile FrozenDictionary<string, ClusterTls> _clusters = FrozenDictionary<string, ClusterTls>.Empty;
     private FrozenSet<string> _files = FrozenSet<string>.Empty;
     private FileChangeWatcher? _watcher;
-    private ITimer? _pollTimer;
+    private ITimer? _expiryTimer;
     private bool _disposed;
 
     public UpstreamTlsStore(SnapshotStore store, PortcullisOptions options, TimeProvider time, ILogger<UpstreamTlsStore> logger)
@@ -102,7 +103,7 @@ internal sealed partial class UpstreamTlsStore : IDisposable
         return cluster;
     }
 
-    /// <summary>Checks every watched file now and reloads what changed (also run by the watcher and the poll).</summary>
+    /// <summary>Checks every watched file now and reloads what changed (also run by the file watcher, after events or its poll).</summary>
     public void Refresh()
     {
         lock (_lock)
@@ -169,6 +170,17 @@ internal sealed partial class UpstreamTlsStore : IDisposable
                 cluster.LastExpiryWarning = null;
                 Log.ClientCertificateRotated(_logger, settings.Cluster, loaded.Certificate.Subject, UpstreamFiles.Format(loaded.NotAfter), loaded.Fingerprint);
             }
+        }
+    }
+
+    /// <summary>Warns (once a day per certificate) about client certificates that expire within 14 days.</summary>
+    private void CheckExpiry()
+    {
+        lock (_lock)
+        {
+            if (_disposed) return;
+            var now = _time.GetUtcNow();
+            foreach (var cluster in _clusters.Values) CheckExpiry(cluster, now);
         }
     }
 
@@ -268,9 +280,15 @@ internal sealed partial class UpstreamTlsStore : IDisposable
         if (files.SetEquals(_files)) return;
         _files = files;
         _watcher?.Dispose();
-        _watcher = files.Count == 0 ? null : new FileChangeWatcher(files, Debounce, _time, Refresh, _logger);
-        // Watchers miss some replacements (symlink swaps as in Kubernetes secrets) or may be refused; the stat poll catches them.
-        if (files.Count > 0) _pollTimer ??= _time.CreateTimer(_ => Refresh(), null, PollInterval, PollInterval);
+        // From the versions loaded, so a file replaced since is noticed by the watcher's first poll.
+        var known = new Dictionary<string, FileStamp>(StringComparer.Ordinal);
+        foreach (var cluster in _clusters.Values)
+        {
+            foreach (var (file, stamp) in cluster.Settings.Files.Zip(cluster.Stamps)) known.TryAdd(Path.GetFullPath(file), stamp);
+        }
+
+        _watcher = files.Count == 0 ? null : new FileChangeWatcher(files, Debounce, _time, Refresh, _logger, known);
+        if (files.Count > 0) _expiryTimer ??= _time.CreateTimer(_ => CheckExpiry(), null, ExpiryCheckInterval, ExpiryCheckInterval);
     }
 
     private static FileStamp[] Stamps(UpstreamTlsSettings settings) => [.. settings.Files.Select(FileStamp.Of)];
@@ -282,7 +300,7 @@ internal sealed partial class UpstreamTlsStore : IDisposable
             if (_disposed) return;
             _disposed = true;
             _watcher?.Dispose();
-            _pollTimer?.Dispose();
+            _expiryTimer?.Dispose();
         }
     }
 

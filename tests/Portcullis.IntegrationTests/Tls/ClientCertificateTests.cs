@@ -105,16 +105,6 @@ public sealed class ClientCertificateTests : IDisposable
         await Assert.ThrowsAnyAsync<HttpRequestException>(() => client.GetAsync("/"));
     }
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TestGateway gateway)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"{what}; logs:\n{gateway.Logs}");
-            await Task.Delay(50);
-        }
-    }
-
     [Fact]
     public async Task Required_refuses_no_and_untrusted_certificates_and_a_rule_on_the_uri_san_allows_one_client_and_denies_another()
     {
@@ -224,7 +214,7 @@ public sealed class ClientCertificateTests : IDisposable
         Assert.Equal("ok", await keptAlive.GetStringAsync("/"));
 
         await gateway.WriteFileAsync("ca.pem", DevCertificates.CertificatePem(_otherCa));
-        await WaitUntilAsync(async () =>
+        await Eventually.TrueAsync(async () =>
         {
             try
             {
@@ -235,18 +225,18 @@ public sealed class ClientCertificateTests : IDisposable
             {
                 return false;
             }
-        }, "the new CA is not trusted", gateway);
+        }, "the new CA is not trusted", context: gateway.LogDump());
         await AssertRefusedAsync(gateway.Port, _billing);
         Assert.Equal("ok", await keptAlive.GetStringAsync("/"));
         // Logged right after the swap, which handshakes may see first.
-        await WaitUntilAsync(() => Task.FromResult(gateway.Logs.Lines.Any(l => l.Contains("Client CA bundle of listener public reloaded", StringComparison.Ordinal))), "no reload logged", gateway);
+        await Eventually.TrueAsync(() => Task.FromResult(gateway.Logs.Lines.Any(l => l.Contains("Client CA bundle of listener public reloaded", StringComparison.Ordinal))), "no reload logged", context: gateway.LogDump());
 
         await gateway.WriteFileAsync("ca.pem", "garbage\n");
-        await WaitUntilAsync(async () =>
+        await Eventually.TrueAsync(async () =>
         {
             var status = (await gateway.Admin.GetFromJsonAsync<JsonElement>("/admin/certificates")).GetProperty("clientCertificateAuthorities")[0];
             return status.GetProperty("state").GetString() == "error";
-        }, "admin does not report the bad bundle", gateway);
+        }, "admin does not report the bad bundle", context: gateway.LogDump());
         var authority = (await gateway.Admin.GetFromJsonAsync<JsonElement>("/admin/certificates")).GetProperty("clientCertificateAuthorities")[0];
         Assert.Contains("holds no PEM certificate", authority.GetProperty("lastError").GetString(), StringComparison.Ordinal);
         Assert.Equal("CN=Other CA", authority.GetProperty("certificates")[0].GetProperty("subject").GetString());
@@ -256,7 +246,7 @@ public sealed class ClientCertificateTests : IDisposable
             Assert.Equal(HttpStatusCode.OK, still.StatusCode);
         }
 
-        await WaitUntilAsync(() => Task.FromResult(gateway.Logs.Lines.Any(l => l.Contains("was not replaced", StringComparison.Ordinal) && l.Contains("Client CA bundle", StringComparison.Ordinal))), "no rejection logged", gateway);
+        await Eventually.TrueAsync(() => Task.FromResult(gateway.Logs.Lines.Any(l => l.Contains("was not replaced", StringComparison.Ordinal) && l.Contains("Client CA bundle", StringComparison.Ordinal))), "no rejection logged", context: gateway.LogDump());
     }
 
     [Fact]
@@ -394,8 +384,7 @@ public sealed class ClientCertificateTests : IDisposable
         Assert.Equal("HTTP/1.1 200 OK", response);
 
         await Assert.ThrowsAnyAsync<Exception>(() => HandshakeAndRequestAsync(gateway.Port, null, SslProtocols.None, null));
-        await WaitUntilAsync(() => Task.FromResult(gateway.Logs.Lines.Any(l => l.Contains("Refused 1 TLS handshake", StringComparison.Ordinal) && l.Contains("no client certificate", StringComparison.Ordinal))),
-            "no refusal logged", gateway);
+        await Eventually.TrueAsync(() => Task.FromResult(gateway.Logs.Lines.Any(l => l.Contains("Refused 1 TLS handshake", StringComparison.Ordinal) && l.Contains("no client certificate", StringComparison.Ordinal))), "no refusal logged", context: gateway.LogDump());
     }
 
     /// <summary>Raw TLS: handshake with the given settings, then one HTTP/1.1 request; returns the status line.</summary>

@@ -45,10 +45,10 @@ public sealed class HandshakeAbortLogTests
         //    also names TLS 1.0 in its record header.
         var hello = await CaptureClientHelloAsync();
         await SendAndCloseAsync(gateway.Port, hello);
-        await WaitUntilAsync(() => debug.Any("closed by the client during the handshake"), "the abort to be logged", gateway, debug);
+        await Eventually.TrueAsync(() => debug.Any("closed by the client during the handshake"), "the abort to be logged", context: () => Task.FromResult($"logs:\n{gateway.Logs}\ndebug:\n{debug}"));
         // 2. Half a ClientHello, then closed: it never got as far as a hello.
         await SendAndCloseAsync(gateway.Port, hello[..(hello.Length / 2)]);
-        await WaitUntilAsync(() => debug.Any("closed before a ClientHello"), "the early close to be logged", gateway, debug);
+        await Eventually.TrueAsync(() => debug.Any("closed before a ClientHello"), "the early close to be logged", context: () => Task.FromResult($"logs:\n{gateway.Logs}\ndebug:\n{debug}"));
 
         Assert.DoesNotContain(gateway.Logs.Lines, l => l.Contains("TLS handshake", StringComparison.Ordinal));
         Assert.False(debug.Any("most likely"), debug.ToString());
@@ -63,7 +63,7 @@ public sealed class HandshakeAbortLogTests
 #pragma warning disable SYSLIB0039 // TLS 1.1 is what is being refused.
         Assert.True(await TryTls11Async(gateway.Port), "the TLS 1.1 client did not send a hello");
 #pragma warning restore SYSLIB0039
-        await WaitUntilAsync(() => gateway.Logs.Lines.Any(l => l.Contains("Refused 1 TLS handshake", StringComparison.Ordinal)), "the TLS 1.1 refusal", gateway, debug);
+        await Eventually.TrueAsync(() => gateway.Logs.Lines.Any(l => l.Contains("Refused 1 TLS handshake", StringComparison.Ordinal)), "the TLS 1.1 refusal", context: () => Task.FromResult($"logs:\n{gateway.Logs}\ndebug:\n{debug}"));
         var refused = gateway.Logs.Lines.Single(l => l.Contains("Refused 1 TLS handshake", StringComparison.Ordinal));
         Assert.StartsWith("Information:", refused, StringComparison.Ordinal);
         Assert.Contains("nothing newer than TLS 1.1", refused, StringComparison.Ordinal);
@@ -111,16 +111,6 @@ public sealed class HandshakeAbortLogTests
             RemoteCertificateValidationCallback = (_, _, _, _) => true,
         }));
         return counting.Written > 0;
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition, string what, TestGateway gateway, DebugLines debug)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(15);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"{what}; logs:\n{gateway.Logs}\ndebug:\n{debug}");
-            await Task.Delay(20);
-        }
     }
 
     private sealed class CaptureStream : Stream

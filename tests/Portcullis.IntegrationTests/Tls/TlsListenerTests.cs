@@ -66,16 +66,6 @@ public sealed class TlsListenerTests
         await gateway.WriteFileAsync(name + ".pem", pair.Pem);
     }
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TestGateway gateway, TimeSpan? timeout = null)
-    {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"{what}; logs:\n{gateway.Logs}");
-            await Task.Delay(50);
-        }
-    }
-
     [Fact]
     public async Task Sni_picks_each_certificate_and_unknown_or_missing_names_get_the_default()
     {
@@ -181,7 +171,7 @@ public sealed class TlsListenerTests
         {
             var next = Pair(["api.test"], commonName: "api.test rotation " + i);
             await RotateAsync(gateway, "api", next);
-            await WaitUntilAsync(async () => (await HandshakeAsync(gateway.Port, "api.test")).Fingerprint == next.Fingerprint, $"rotation {i} not served", gateway);
+            await Eventually.TrueAsync(async () => (await HandshakeAsync(gateway.Port, "api.test")).Fingerprint == next.Fingerprint, $"rotation {i} not served", context: gateway.LogDump());
             await Task.Delay(200);
         }
 
@@ -206,8 +196,7 @@ public sealed class TlsListenerTests
 
         async Task ExpectRejected(string expected)
         {
-            await WaitUntilAsync(async () => (await CertificatesAsync(gateway))[0].GetProperty("lastError").GetString()?.Contains(expected, StringComparison.Ordinal) == true,
-                $"admin does not report '{expected}'", gateway);
+            await Eventually.TrueAsync(async () => (await CertificatesAsync(gateway))[0].GetProperty("lastError").GetString()?.Contains(expected, StringComparison.Ordinal) == true, $"admin does not report '{expected}'", context: gateway.LogDump());
             var status = (await CertificatesAsync(gateway))[0];
             Assert.Equal("error", status.GetProperty("state").GetString());
             Assert.Equal(good.Fingerprint, status.GetProperty("fingerprintSha256").GetString());
@@ -228,7 +217,7 @@ public sealed class TlsListenerTests
 
         var renewed = Pair(["api.test"]);
         await RotateAsync(gateway, "api", renewed);
-        await WaitUntilAsync(async () => (await HandshakeAsync(gateway.Port, "api.test")).Fingerprint == renewed.Fingerprint, "renewed certificate not served", gateway);
+        await Eventually.TrueAsync(async () => (await HandshakeAsync(gateway.Port, "api.test")).Fingerprint == renewed.Fingerprint, "renewed certificate not served", context: gateway.LogDump());
         var final = (await CertificatesAsync(gateway))[0];
         Assert.Equal("ok", final.GetProperty("state").GetString());
         Assert.Equal(JsonValueKind.Null, final.GetProperty("lastError").ValueKind);

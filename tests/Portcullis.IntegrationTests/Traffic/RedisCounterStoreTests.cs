@@ -59,21 +59,8 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
             time ?? TimeProvider.System,
             factory.CreateLogger<RedisCounterStore>());
         _owned.Add(store);
-        if (waitUntilUp) await WaitUntilAsync(() => store.Health.State == StoreState.Up, "the store to connect");
+        if (waitUntilUp) await Eventually.TrueAsync(() => store.Health.State == StoreState.Up, "the store to connect");
         return store;
-    }
-
-    private static Task WaitUntilAsync(Func<bool> condition, string what, int seconds = 10) =>
-        WaitUntilAsync(() => Task.FromResult(condition()), what, seconds);
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, int seconds = 10)
-    {
-        var clock = Stopwatch.StartNew();
-        while (!await condition())
-        {
-            if (clock.Elapsed > TimeSpan.FromSeconds(seconds)) throw new TimeoutException($"waited {seconds}s for {what}");
-            await Task.Delay(20);
-        }
     }
 
     private static CompiledRateLimit Policy(string name, RateLimitAlgorithm algorithm, long limit, TimeSpan per, long? capacity = null, RedisCountingMode mode = RedisCountingMode.Strict, TimeSpan? syncEvery = null) => new()
@@ -379,7 +366,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
 
         // Every local admission reaches Redis: after the next syncs the global count is the total admitted.
         var key = stores[0].RateKey(policy, "hot", "sw").ToString();
-        await WaitUntilAsync(async () => await shared.Server.CliAsync("HGET", key, "c") == admitted.ToString(CultureInfo.InvariantCulture), "the global count to reach the admitted total", seconds: 5);
+        await Eventually.TrueAsync(async () => await shared.Server.CliAsync("HGET", key, "c") == admitted.ToString(CultureInfo.InvariantCulture), "the global count to reach the admitted total", TimeSpan.FromSeconds(5));
         var ttl = long.Parse(await shared.Server.CliAsync("PTTL", key), CultureInfo.InvariantCulture);
         Assert.InRange(ttl, 1, 2 * 3_600_000);
     }
@@ -418,7 +405,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
 
         Assert.Equal(60, counted);
         var key = stores[0].RateKey(approximate, "k", "sw").ToString();
-        await WaitUntilAsync(async () => await shared.Server.CliAsync("HGET", key, "c") == "60", "the three gateways' counts in one server window", seconds: 5);
+        await Eventually.TrueAsync(async () => await shared.Server.CliAsync("HGET", key, "c") == "60", "the three gateways' counts in one server window", TimeSpan.FromSeconds(5));
     }
 
     [Fact]
@@ -562,7 +549,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         var timeout = TimeSpan.FromMilliseconds(100);
         var store = await StoreAsync(server.ConnectionString, timeout, retryAfter: TimeSpan.FromMilliseconds(300));
         var policy = Policy("outage", RateLimitAlgorithm.TokenBucket, limit: 1000, per: TimeSpan.FromSeconds(1));
-        await WaitUntilAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "a first decision");
+        await Eventually.TrueAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "a first decision");
 
         // Killed while requests are streaming in from four workers.
         var calling = CallRepeatedlyAsync(store, policy, TimeSpan.FromSeconds(1.5));
@@ -583,8 +570,8 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         Assert.DoesNotContain(password, health.LastError, StringComparison.Ordinal);
 
         await server.StartAsync();
-        await WaitUntilAsync(() => store.Health.State == StoreState.Up, "recovery after the restart");
-        await WaitUntilAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "decisions after the restart");
+        await Eventually.TrueAsync(() => store.Health.State == StoreState.Up, "recovery after the restart");
+        await Eventually.TrueAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "decisions after the restart");
 
         var logs = _logs.Lines.ToList();
         output.WriteLine(string.Join("\n", logs));
@@ -604,7 +591,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         var strict = Policy("hung", RateLimitAlgorithm.SlidingWindow, limit: 1000, per: TimeSpan.FromSeconds(1));
         var quota = Quota("hung-q", 1000);
         var window = quota.WindowAt(DateTimeOffset.UtcNow);
-        await WaitUntilAsync(async () => (await Rate(store, strict, "k")).Outcome == RateOutcome.Allowed, "a first decision");
+        await Eventually.TrueAsync(async () => (await Rate(store, strict, "k")).Outcome == RateOutcome.Allowed, "a first decision");
 
         server.Freeze();
         try
@@ -628,9 +615,9 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
             server.Thaw();
         }
 
-        await WaitUntilAsync(() => store.Health.State == StoreState.Up, "recovery after SIGCONT");
+        await Eventually.TrueAsync(() => store.Health.State == StoreState.Up, "recovery after SIGCONT");
         // (One call may still meet the backlog the frozen server is working off, on a busy machine.)
-        await WaitUntilAsync(async () => (await Rate(store, strict, "k")).Outcome == RateOutcome.Allowed, "decisions after SIGCONT");
+        await Eventually.TrueAsync(async () => (await Rate(store, strict, "k")).Outcome == RateOutcome.Allowed, "decisions after SIGCONT");
     }
 
     [Fact]
@@ -640,7 +627,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         var timeout = TimeSpan.FromMilliseconds(100);
         var store = await StoreAsync(server.ConnectionString, timeout, retryAfter: TimeSpan.FromMilliseconds(300));
         var policy = Policy("slow", RateLimitAlgorithm.TokenBucket, limit: 1000, per: TimeSpan.FromSeconds(1));
-        await WaitUntilAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "a first decision");
+        await Eventually.TrueAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "a first decision");
 
         // DEBUG SLEEP blocks the server (every client) for two seconds; calls start right away, so the first
         // ones may still be answered if redis-cli is slow to start on a busy machine.
@@ -655,8 +642,8 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         Assert.Contains("100 ms", store.Health.LastError, StringComparison.Ordinal);
 
         await sleeping;
-        await WaitUntilAsync(() => store.Health.State == StoreState.Up, "recovery after the sleep");
-        await WaitUntilAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "decisions after the sleep");
+        await Eventually.TrueAsync(() => store.Health.State == StoreState.Up, "recovery after the sleep");
+        await Eventually.TrueAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "decisions after the sleep");
     }
 
     [Fact]
@@ -673,7 +660,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         Assert.Equal(StoreState.Down, store.Health.State);
 
         await using var server = await RedisServer.StartAsync(port: port);
-        await WaitUntilAsync(() => store.Health.State == StoreState.Up, "the store to connect once Redis is there");
-        await WaitUntilAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "decisions once Redis is there");
+        await Eventually.TrueAsync(() => store.Health.State == StoreState.Up, "the store to connect once Redis is there");
+        await Eventually.TrueAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "decisions once Redis is there");
     }
 }

@@ -177,7 +177,7 @@ public sealed class RedisGatewayTests : IAsyncLifetime
             clusters: { api: { destinations: [{{UPSTREAM}}] } }
             """, redis.ConnectionString);
 
-        await WaitForAsync(async () => (await gateway.Client.GetAsync("/closed")).StatusCode == HttpStatusCode.OK);
+        await Eventually.TrueAsync(async () => (await gateway.Client.GetAsync("/closed")).StatusCode == HttpStatusCode.OK, "/closed to answer 200");
         using (var ready = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/readyz")))
         {
             Assert.Equal("up", ready.RootElement.GetProperty("redis").GetProperty("state").GetString());
@@ -210,20 +210,10 @@ public sealed class RedisGatewayTests : IAsyncLifetime
         Assert.Contains(gateway.Logs.Lines, line => line.Contains("Redis store unavailable", StringComparison.Ordinal));
 
         await redis.RestartAsync();
-        await WaitForAsync(async () => (await gateway.Client.GetAsync("/closed")).StatusCode == HttpStatusCode.OK);
+        await Eventually.TrueAsync(async () => (await gateway.Client.GetAsync("/closed")).StatusCode == HttpStatusCode.OK, "/closed to answer 200");
         using (var ready = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/readyz")))
         {
             Assert.Equal("ready", ready.RootElement.GetProperty("status").GetString());
-        }
-    }
-
-    private static async Task WaitForAsync(Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("condition not met in 15 s");
-            await Task.Delay(100);
         }
     }
 }

@@ -218,7 +218,7 @@ public sealed class TrafficControlTests : IAsyncLifetime
             clusters: { api: { destinations: [{{UPSTREAM}}] } }
             """);
         var first = Enumerable.Range(0, 2).Select(_ => gateway.Client.GetAsync("/slow")).ToList();
-        await WaitUntilAsync(() => _upstream.Requests >= 2);
+        await Eventually.TrueAsync(() => _upstream.Requests >= 2, "the expected state");
         using var refused = await gateway.Client.GetAsync("/slow");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
         Assert.Equal(TimeSpan.FromSeconds(3), refused.Headers.RetryAfter?.Delta);
@@ -243,7 +243,7 @@ public sealed class TrafficControlTests : IAsyncLifetime
             """);
 
         var holder = gateway.Client.GetAsync("/short");
-        await WaitUntilAsync(() => _upstream.Requests >= 1);
+        await Eventually.TrueAsync(() => _upstream.Requests >= 1, "the expected state");
         var clock = Stopwatch.StartNew();
         var queued = gateway.Client.GetAsync("/short");
         await Task.Delay(50);
@@ -257,7 +257,7 @@ public sealed class TrafficControlTests : IAsyncLifetime
         // With a long enough queue timeout the queued request is served once the slot frees.
         var before = _upstream.Requests;
         var first = gateway.Client.GetAsync("/long");
-        await WaitUntilAsync(() => _upstream.Requests > before);
+        await Eventually.TrueAsync(() => _upstream.Requests > before, "the expected state");
         using var second = await gateway.Client.GetAsync("/long");
         Assert.Equal(HttpStatusCode.OK, second.StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await first).StatusCode);
@@ -274,7 +274,7 @@ public sealed class TrafficControlTests : IAsyncLifetime
             clusters: { api: { destinations: [{{UPSTREAM}}], concurrency: { max: 1 } } }
             """);
         var holder = gateway.Client.GetAsync("/a");
-        await WaitUntilAsync(() => _upstream.Requests >= 1);
+        await Eventually.TrueAsync(() => _upstream.Requests >= 1, "the expected state");
         using var refused = await gateway.Client.GetAsync("/b");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await holder).StatusCode);
@@ -295,22 +295,12 @@ public sealed class TrafficControlTests : IAsyncLifetime
             """;
         var gateway = await StartAsync(yaml);
         var holder = gateway.Client.GetAsync("/x");
-        await WaitUntilAsync(() => _upstream.Requests >= 1);
+        await Eventually.TrueAsync(() => _upstream.Requests >= 1, "the expected state");
         await gateway.WriteConfigAsync(yaml.Replace("{{UPSTREAM}}", _upstream.Url, StringComparison.Ordinal) + "\n# touched\n");
         var (status, _) = await gateway.ReloadAsync();
         Assert.Equal(200, status);
         using var refused = await gateway.Client.GetAsync("/x");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode); // the in-flight request still holds the slot
         Assert.Equal(HttpStatusCode.OK, (await holder).StatusCode);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (!condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException("condition not met in 10 s");
-            await Task.Delay(10);
-        }
     }
 }

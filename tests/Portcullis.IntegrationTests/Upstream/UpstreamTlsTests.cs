@@ -14,16 +14,6 @@ public sealed class UpstreamTlsTests
         return body.GetProperty("clusters").EnumerateArray().Single(c => c.GetProperty("cluster").GetString() == cluster);
     }
 
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, TestGateway gateway, TimeSpan? timeout = null)
-    {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(15));
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"{what}; logs:\n{gateway.Logs}");
-            await Task.Delay(50);
-        }
-    }
-
     private static async Task AssertBadGatewayAsync(HttpResponseMessage response)
     {
         var text = await response.Content.ReadAsStringAsync();
@@ -134,12 +124,12 @@ public sealed class UpstreamTlsTests
         // Rotation: key and certificate replaced (each written to a temporary file and renamed over).
         await gateway.WriteFileAsync("gw.key", TestPki.Key(second));
         await gateway.WriteFileAsync("gw.pem", TestPki.Pem(second));
-        await WaitUntilAsync(async () =>
+        await Eventually.TrueAsync(async () =>
         {
             using var response = await gateway.Client.GetAsync("/mtls");
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             return backend.ClientCertificates.Last() == TestPki.Fingerprint(second);
-        }, "the backend never saw the rotated client certificate", gateway);
+        }, "the backend never saw the rotated client certificate", context: gateway.LogDump());
         for (var i = 0; i < 5; i++)
         {
             Assert.Equal("backend /mtls", await gateway.Client.GetStringAsync("/mtls"));
@@ -150,8 +140,7 @@ public sealed class UpstreamTlsTests
 
         // A garbage replacement keeps the working certificate and is reported.
         await gateway.WriteFileAsync("gw.pem", "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n");
-        await WaitUntilAsync(async () => (await UpstreamTlsAsync(gateway, "mtls")).GetProperty("clientCertificate").GetProperty("state").GetString() == "error",
-            "the garbage replacement was not reported", gateway);
+        await Eventually.TrueAsync(async () => (await UpstreamTlsAsync(gateway, "mtls")).GetProperty("clientCertificate").GetProperty("state").GetString() == "error", "the garbage replacement was not reported", context: gateway.LogDump());
         status = (await UpstreamTlsAsync(gateway, "mtls")).GetProperty("clientCertificate");
         Assert.Equal(TestPki.Fingerprint(second), status.GetProperty("fingerprintSha256").GetString());
         Assert.False(string.IsNullOrEmpty(status.GetProperty("lastError").GetString()));
@@ -160,19 +149,18 @@ public sealed class UpstreamTlsTests
 
         // So does a certificate whose key does not match.
         await gateway.WriteFileAsync("gw.pem", TestPki.Pem(third));
-        await WaitUntilAsync(async () => (await UpstreamTlsAsync(gateway, "mtls")).GetProperty("clientCertificate").GetProperty("lastError").GetString() is { } e && e.Contains("private key", StringComparison.Ordinal),
-            "the mismatched key was not reported", gateway);
+        await Eventually.TrueAsync(async () => (await UpstreamTlsAsync(gateway, "mtls")).GetProperty("clientCertificate").GetProperty("lastError").GetString() is { } e && e.Contains("private key", StringComparison.Ordinal), "the mismatched key was not reported", context: gateway.LogDump());
         Assert.Equal("backend /mtls", await gateway.Client.GetStringAsync("/mtls"));
         Assert.Equal(TestPki.Fingerprint(second), backend.ClientCertificates.Last());
         Assert.Contains(gateway.Logs.Lines, l => l.Contains("was not replaced", StringComparison.Ordinal));
 
         // The matching key arrives: the third certificate is presented from then on.
         await gateway.WriteFileAsync("gw.key", TestPki.Key(third));
-        await WaitUntilAsync(async () =>
+        await Eventually.TrueAsync(async () =>
         {
             await gateway.Client.GetStringAsync("/mtls");
             return backend.ClientCertificates.Last() == TestPki.Fingerprint(third);
-        }, "the third certificate was never presented", gateway);
+        }, "the third certificate was never presented", context: gateway.LogDump());
         Assert.Equal("ok", (await UpstreamTlsAsync(gateway, "mtls")).GetProperty("clientCertificate").GetProperty("state").GetString());
     }
 }

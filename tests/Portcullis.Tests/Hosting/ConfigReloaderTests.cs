@@ -44,7 +44,7 @@ public sealed class ConfigReloaderTests : IDisposable
         _time.Advance(TimeSpan.FromMilliseconds(150));
         _time.Advance(TimeSpan.FromSeconds(2));
         _time.Advance(TimeSpan.FromMilliseconds(150));
-        await EventuallyAsync(() => reloader.RejectedCount >= 1, "the first rejection");
+        await Eventually.TrueAsync(() => reloader.RejectedCount >= 1, "the first rejection");
 
         // More poll intervals, with any watcher event delivered by now: nothing new to reload.
         for (var i = 0; i < 3; i++)
@@ -64,7 +64,7 @@ public sealed class ConfigReloaderTests : IDisposable
         File.WriteAllText(ConfigPath, Valid.Replace("/orders", "/orders2", StringComparison.Ordinal));
         _time.Advance(TimeSpan.FromSeconds(2));
         _time.Advance(TimeSpan.FromMilliseconds(150));
-        await EventuallyAsync(() => reloader.AppliedCount >= 1, "the valid write to be applied");
+        await Eventually.TrueAsync(() => reloader.AppliedCount >= 1, "the valid write to be applied");
         _time.Advance(TimeSpan.FromSeconds(2));
         _time.Advance(TimeSpan.FromMilliseconds(150));
         var unchanged = await reloader.ReloadAsync("test", CancellationToken.None);
@@ -82,15 +82,5 @@ public sealed class ConfigReloaderTests : IDisposable
         var reloader = new ConfigReloader(new SnapshotStore(result.Snapshot!), new SnapshotBuilder(_ => null), NullLogger<ConfigReloader>.Instance, _time);
         await reloader.StartAsync(CancellationToken.None);
         return reloader;
-    }
-
-    private static async Task EventuallyAsync(Func<bool> condition, string what)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(20), $"timed out waiting for {what}");
-            await Task.Delay(10);
-        }
     }
 }

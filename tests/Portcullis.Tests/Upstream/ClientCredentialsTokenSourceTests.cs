@@ -50,12 +50,6 @@ public sealed class ClientCredentialsTokenSourceTests
         "orders", new Uri("https://login.example.test/token"), "gateway id", ClientAuthentication.SecretEnv, null, "SECRET", null, null,
         ClientAssertionAlgorithm.Rs256, null, "orders.read", null, refreshAt, "Authorization", TimeSpan.FromSeconds(10));
 
-    private static async Task Eventually(Func<bool> condition, string what)
-    {
-        for (var i = 0; i < 500 && !condition(); i++) await Task.Delay(10);
-        Assert.True(condition(), what);
-    }
-
     [Fact]
     public async Task Concurrent_first_requests_share_one_fetch_and_the_token_is_refreshed_at_80_percent()
     {
@@ -64,7 +58,7 @@ public sealed class ClientCredentialsTokenSourceTests
         using var source = new ClientCredentialsTokenSource(Settings(), provider, time, name => name == "SECRET" ? "s3:cret" : null, NullLogger.Instance);
         source.Start();
         var waiting = Enumerable.Range(0, 50).Select(_ => source.GetHeaderAsync().AsTask()).ToArray();
-        await Eventually(() => provider.Requests == 1, "the first fetch did not start");
+        await Eventually.TrueAsync(() => provider.Requests == 1, "the first fetch did not start");
         provider.Gate.SetResult();
         Assert.All(await Task.WhenAll(waiting), value => Assert.Equal("Bearer token-1", value));
         Assert.Equal(1, provider.Requests);
@@ -77,7 +71,7 @@ public sealed class ClientCredentialsTokenSourceTests
         Assert.Equal("Bearer token-1", await source.GetHeaderAsync());
         Assert.Equal(1, provider.Requests);
         time.Advance(TimeSpan.FromSeconds(1));
-        await Eventually(() => source.GetHeaderAsync().Result == "Bearer token-2", "not refreshed at 80 %");
+        await Eventually.TrueAsync(() => source.GetHeaderAsync().Result == "Bearer token-2", "not refreshed at 80 %");
         Assert.Equal(2, provider.Requests);
     }
 
@@ -91,16 +85,16 @@ public sealed class ClientCredentialsTokenSourceTests
 
         provider.Status = 503;
         time.Advance(TimeSpan.FromSeconds(80));          // refresh at 80 s fails
-        await Eventually(() => provider.Requests == 2, "no refresh at 80 s");
+        await Eventually.TrueAsync(() => provider.Requests == 2, "no refresh at 80 s");
         await Task.Delay(50);
         time.Advance(TimeSpan.FromSeconds(1));           // retry after 1 s
-        await Eventually(() => provider.Requests == 3, "no retry after 1 s");
+        await Eventually.TrueAsync(() => provider.Requests == 3, "no retry after 1 s");
         await Task.Delay(50);
         time.Advance(TimeSpan.FromSeconds(1));           // the next one waits 2 s
         await Task.Delay(100);
         Assert.Equal(3, provider.Requests);
         time.Advance(TimeSpan.FromSeconds(1));
-        await Eventually(() => provider.Requests == 4, "no retry after 2 s");
+        await Eventually.TrueAsync(() => provider.Requests == 4, "no retry after 2 s");
         Assert.Equal("Bearer token-1", await source.GetHeaderAsync()); // at 83 s of 100: still valid
 
         time.Advance(TimeSpan.FromSeconds(17));          // 100 s: expired
@@ -118,6 +112,6 @@ public sealed class ClientCredentialsTokenSourceTests
             await Task.Delay(20);
         }
 
-        await Eventually(() => source.GetHeaderAsync().Result is not null, "never recovered within the 30 s backoff cap");
+        await Eventually.TrueAsync(() => source.GetHeaderAsync().Result is not null, "never recovered within the 30 s backoff cap");
     }
 }

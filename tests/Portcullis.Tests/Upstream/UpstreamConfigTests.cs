@@ -62,7 +62,7 @@ public sealed class UpstreamConfigTests() : ConfigBuildTestBase("portcullis-upst
     [InlineData("tls: { serverName: 10.0.0.5 }", "SNI carries DNS names only", 6, "10.0.0.5")]
     [InlineData("tls: { pin: [not-a-hash] }", "not a base64 SHA-256 hash", 6, "not-a-hash")]
     [InlineData("tls: { clientCertificate: { cert: gw.pem, pfx: gw.pfx } }", "either `cert` (PEM) or `pfx`", 6, "gw.pfx")]
-    [InlineData("tls: { clientCertificate: { cert: gw.pem, key: server.key } }", "no unencrypted private key matching", 6, "server.key")]
+    [InlineData("tls: { clientCertificate: { cert: gw.pem, key: server.key } }", "private key does not match the certificate", 6, "server.key")]
     [InlineData("tls: { clientCertificate: { cert: server.pem, key: server.key } }", "not for client authentication", 6, "server.pem")]
     [InlineData("tls: { clientCertificate: { key: gw.key } }", "neither `cert` nor `pfx`", 6, "{ key")]
     public void Bad_tls_settings_are_errors_at_their_value(string tls, string message, int line, string at)

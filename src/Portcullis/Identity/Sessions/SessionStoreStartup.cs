@@ -63,6 +63,6 @@ internal sealed partial class SessionStoreStartup(SessionRuntime runtime, TimePr
     [LoggerMessage(EventId = 7014, Level = LogLevel.Warning, Message = "The session key ring could not be read from Redis or used at start-up ({Error}); sign-ins try again (a keyRing certificate other than the one that encrypted the keys cannot read them)")]
     private static partial void LogKeyRingNotLoaded(ILogger logger, string error);
 
-    [LoggerMessage(EventId = 7013, Level = LogLevel.Warning, Message = "The session key ring in Redis holds {Count} key(s) stored unencrypted before keyRing was set: whoever can read Redis can still decrypt sessions protected with them. Delete the Redis key {Key} (every session ends) to keep only encrypted keys")]
+    [LoggerMessage(EventId = 7015, Level = LogLevel.Warning, Message = "The session key ring in Redis holds {Count} key(s) stored unencrypted before keyRing was set: whoever can read Redis can still decrypt sessions protected with them. Delete the Redis key {Key} (every session ends) to keep only encrypted keys")]
     private static partial void LogPlaintextKeys(ILogger logger, int count, string key);
 }

@@ -1,33 +1,44 @@
 using System.Collections.Frozen;
 using Microsoft.Extensions.Logging;
 
-namespace Portcullis.Hosting;
+namespace Portcullis.Files;
 
 /// <summary>
-/// Calls back (once per burst of writes) when any of a set of files is written, created, deleted or
-/// renamed, using one FileSystemWatcher per directory. Used for the config file and the files it names,
-/// certificates and CA bundles. Watchers are a convenience, never the only mechanism: the owners also
-/// poll <see cref="FileStamp"/>s, because watchers miss symlink swaps (Kubernetes ConfigMaps and Secrets)
-/// and the OS can refuse them (Linux caps inotify instances per user, 128 by default) — then this logs
-/// once and the poll alone notices changes.
+/// Calls back (once per burst of changes) when any of a set of files is written, created, deleted, renamed
+/// or swapped: the one stat-poll + debounce loop behind config reloads, listener certificates and upstream
+/// TLS files. Two ways to notice, one debounce: a FileSystemWatcher per directory (prompt), and a stat poll
+/// every <see cref="PollInterval"/> comparing <see cref="FileStamp"/>s, because watchers miss symlink swaps
+/// (Kubernetes ConfigMaps and Secrets) and the OS can refuse them (Linux caps inotify instances per user,
+/// 128 by default) — then this logs once and the poll alone notices changes. The callback decides itself
+/// what changed (it keeps its own stamps, taken before it reads), so an extra call is harmless.
 /// </summary>
 internal sealed partial class FileChangeWatcher : IDisposable
 {
+    /// <summary>How often files are stat-ed.</summary>
+    public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(2);
+
     private readonly FrozenSet<string> _files;
     private readonly TimeSpan _debounce;
     private readonly TimeProvider _time;
     private readonly Action _onChange;
     private readonly List<FileSystemWatcher> _watchers = [];
     private readonly Lock _lock = new();
+    private readonly ITimer _pollTimer;
+    private Dictionary<string, FileStamp> _stamps;
     private ITimer? _debounceTimer;
     private bool _disposed;
 
-    public FileChangeWatcher(IEnumerable<string> files, TimeSpan debounce, TimeProvider time, Action onChange, ILogger logger)
+    /// <param name="known">
+    /// The versions the owner has loaded (stamped before reading); a file missing here is stamped now. The
+    /// poll reports any difference, so a file replaced between the owner's read and this call is not missed.
+    /// </param>
+    public FileChangeWatcher(IEnumerable<string> files, TimeSpan debounce, TimeProvider time, Action onChange, ILogger logger, IReadOnlyDictionary<string, FileStamp>? known = null)
     {
         _files = files.Select(Path.GetFullPath).ToFrozenSet(StringComparer.Ordinal);
         _debounce = debounce;
         _time = time;
         _onChange = onChange;
+        _stamps = _files.ToDictionary(f => f, f => known is not null && known.TryGetValue(f, out var stamp) ? stamp : FileStamp.Of(f), StringComparer.Ordinal);
         foreach (var directory in _files.Select(Path.GetDirectoryName).Distinct(StringComparer.Ordinal))
         {
             if (directory is null || !Directory.Exists(directory)) continue;
@@ -50,6 +61,8 @@ internal sealed partial class FileChangeWatcher : IDisposable
                 Log.WatchUnavailable(logger, directory, ex.Message);
             }
         }
+
+        _pollTimer = time.CreateTimer(static state => ((FileChangeWatcher)state!).Poll(), this, PollInterval, PollInterval);
     }
 
     /// <summary>The watched files (full paths).</summary>
@@ -58,6 +71,21 @@ internal sealed partial class FileChangeWatcher : IDisposable
     private void OnFileEvent(object sender, FileSystemEventArgs e)
     {
         if (!_files.Contains(e.FullPath) && !(e is RenamedEventArgs r && _files.Contains(r.OldFullPath))) return;
+        Schedule();
+    }
+
+    private void Poll()
+    {
+        Dictionary<string, FileStamp> stamps;
+        lock (_lock) stamps = _stamps;
+        var now = stamps.ToDictionary(p => p.Key, p => FileStamp.Of(p.Key), StringComparer.Ordinal);
+        if (now.All(p => stamps[p.Key] == p.Value)) return;
+        lock (_lock) _stamps = now;
+        Schedule();
+    }
+
+    private void Schedule()
+    {
         lock (_lock)
         {
             if (_disposed) return;
@@ -75,6 +103,7 @@ internal sealed partial class FileChangeWatcher : IDisposable
             _disposed = true;
             foreach (var watcher in _watchers) watcher.Dispose();
             _watchers.Clear();
+            _pollTimer.Dispose();
             _debounceTimer?.Dispose();
         }
     }
