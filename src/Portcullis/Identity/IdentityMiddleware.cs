@@ -130,7 +130,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         var authorization = request.Headers.Authorization;
         if (authorization.Count > 1)
         {
-            return ValueTask.FromResult(AuthDecision.Unauthenticated("auth.ambiguous", "Send exactly one Authorization header.", true));
+            return ValueTask.FromResult(AuthDecision.Unauthenticated(ReasonCodes.AuthAmbiguous, "Send exactly one Authorization header.", true));
         }
 
         if ((auth.AcceptsJwt || auth.AcceptsIntrospection) && authorization.Count == 1)
@@ -155,7 +155,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             var presented = request.Headers[keys.Header];
             if (presented.Count > 1)
             {
-                return ValueTask.FromResult(AuthDecision.Unauthenticated("apikey.ambiguous", "Send exactly one API key.", true));
+                return ValueTask.FromResult(AuthDecision.Unauthenticated(ReasonCodes.ApiKeyAmbiguous, "Send exactly one API key.", true));
             }
 
             if (presented.Count == 1) return ValueTask.FromResult(keys.Authenticate(presented[0], time.GetUtcNow()));
@@ -171,17 +171,17 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             if (ClientCertificateIdentity.Get(context) is { } certificate)
             {
                 return ValueTask.FromResult(certificate.Expires > time.GetUtcNow()
-                    ? AuthDecision.Allow(certificate, "cert.valid")
-                    : AuthDecision.Unauthenticated("cert.expired", "The client certificate of this connection has expired; reconnect with a current one.", false));
+                    ? AuthDecision.Allow(certificate, ReasonCodes.CertValid)
+                    : AuthDecision.Unauthenticated(ReasonCodes.CertExpired, "The client certificate of this connection has expired; reconnect with a current one.", false));
             }
 
             if (!auth.AcceptsJwt && !auth.AcceptsIntrospection && !auth.ApiKey)
             {
-                return ValueTask.FromResult(AuthDecision.Unauthenticated("cert.missing", "This route needs a trusted client certificate (mTLS).", false));
+                return ValueTask.FromResult(AuthDecision.Unauthenticated(ReasonCodes.CertMissing, "This route needs a trusted client certificate (mTLS).", false));
             }
         }
 
-        return ValueTask.FromResult(AuthDecision.Unauthenticated("auth.missing", "This route needs credentials.", authorization.Count > 0));
+        return ValueTask.FromResult(AuthDecision.Unauthenticated(ReasonCodes.AuthMissing, "This route needs credentials.", authorization.Count > 0));
     }
 
     private static bool LooksLikeJwt(string authorization) => authorization.AsSpan(7).Count('.') >= 2;
@@ -193,7 +193,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         {
             if (!identity.Scopes.Contains(scope))
             {
-                return AuthDecision.Forbidden("authz.scope", "The caller lacks a required scope.", identity, string.Join(' ', auth.Scopes));
+                return AuthDecision.Forbidden(ReasonCodes.AuthzScope, "The caller lacks a required scope.", identity, string.Join(' ', auth.Scopes));
             }
         }
 
@@ -209,17 +209,17 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
                 }
             }
 
-            if (!member) return AuthDecision.Forbidden("authz.group", "The caller is not in an allowed group.", identity);
+            if (!member) return AuthDecision.Forbidden(ReasonCodes.AuthzGroup, "The caller is not in an allowed group.", identity);
         }
 
         if (auth.Consumers.Count > 0 && (identity.Consumer is null || !auth.Consumers.Contains(identity.Consumer)))
         {
-            return AuthDecision.Forbidden("authz.consumer", "This consumer may not use this route.", identity);
+            return AuthDecision.Forbidden(ReasonCodes.AuthzConsumer, "This consumer may not use this route.", identity);
         }
 
         if (auth.Rule is { } rule && !rule.Evaluate(identity))
         {
-            return AuthDecision.Forbidden("authz.claims", "The caller's claims do not satisfy this route's rules.", identity);
+            return AuthDecision.Forbidden(ReasonCodes.AuthzClaims, "The caller's claims do not satisfy this route's rules.", identity);
         }
 
         return decision;

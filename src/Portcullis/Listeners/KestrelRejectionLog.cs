@@ -89,12 +89,12 @@ internal sealed class KestrelRejectionLog(DiagnosticListener? listener, Snapshot
     /// </summary>
     internal static string ReasonOf(BadHttpRequestException error) => error.StatusCode switch
     {
-        StatusCodes.Status431RequestHeaderFieldsTooLarge => "request.headers-too-large",
-        StatusCodes.Status414UriTooLong => "request.line-too-long",
-        StatusCodes.Status413PayloadTooLarge => "request.body-too-large",
-        StatusCodes.Status408RequestTimeout => error.Message.StartsWith("Reading the request body", StringComparison.Ordinal) ? "request.body-timeout" : "request.headers-timeout",
-        StatusCodes.Status411LengthRequired => "request.length-required",
-        StatusCodes.Status405MethodNotAllowed or StatusCodes.Status505HttpVersionNotsupported => "request.bad-request-line",
+        StatusCodes.Status431RequestHeaderFieldsTooLarge => ReasonCodes.RequestHeadersTooLarge,
+        StatusCodes.Status414UriTooLong => ReasonCodes.RequestLineTooLong,
+        StatusCodes.Status413PayloadTooLarge => ReasonCodes.RequestBodyTooLarge,
+        StatusCodes.Status408RequestTimeout => error.Message.StartsWith("Reading the request body", StringComparison.Ordinal) ? ReasonCodes.RequestBodyTimeout : ReasonCodes.RequestHeadersTimeout,
+        StatusCodes.Status411LengthRequired => ReasonCodes.RequestLengthRequired,
+        StatusCodes.Status405MethodNotAllowed or StatusCodes.Status505HttpVersionNotsupported => ReasonCodes.RequestBadRequestLine,
         _ => ReasonOf400(error.Message),
     };
 
@@ -105,22 +105,22 @@ internal sealed class KestrelRejectionLog(DiagnosticListener? listener, Snapshot
             if (message.StartsWith(prefix, StringComparison.Ordinal)) return reason;
         }
 
-        return "request.malformed";
+        return ReasonCodes.RequestMalformed;
     }
 
     private static readonly (string Prefix, string Reason)[] MessageReasons =
     [
-        ("Invalid content length", "request.bad-content-length"),
-        ("Multiple Content-Length", "request.bad-content-length"),
-        ("Bad chunk", "request.bad-chunked-body"),
-        ("Chunked request incomplete", "request.bad-chunked-body"),
-        ("The message body length cannot be determined", "request.bad-transfer-encoding"),
-        ("Invalid Host header", "request.bad-host"),
-        ("Request is missing Host header", "request.bad-host"),
-        ("Multiple Host headers", "request.bad-host"),
-        ("Invalid request line", "request.bad-request-line"),
-        ("Invalid request target", "request.bad-request-line"),
-        ("Unrecognized HTTP version", "request.bad-request-line"),
+        ("Invalid content length", ReasonCodes.RequestBadContentLength),
+        ("Multiple Content-Length", ReasonCodes.RequestBadContentLength),
+        ("Bad chunk", ReasonCodes.RequestBadChunkedBody),
+        ("Chunked request incomplete", ReasonCodes.RequestBadChunkedBody),
+        ("The message body length cannot be determined", ReasonCodes.RequestBadTransferEncoding),
+        ("Invalid Host header", ReasonCodes.RequestBadHost),
+        ("Request is missing Host header", ReasonCodes.RequestBadHost),
+        ("Multiple Host headers", ReasonCodes.RequestBadHost),
+        ("Invalid request line", ReasonCodes.RequestBadRequestLine),
+        ("Invalid request target", ReasonCodes.RequestBadRequestLine),
+        ("Unrecognized HTTP version", ReasonCodes.RequestBadRequestLine),
     ];
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;

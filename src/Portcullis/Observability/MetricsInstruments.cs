@@ -120,7 +120,7 @@ internal sealed class GatewayMetrics : IDisposable
     // admitted, the fail-open store decisions (…store-unavailable.open) and the local share's admissions
     // (…store-unavailable.local) let the request through.
     internal static bool IsRejection(string? decision) =>
-        decision is not null && decision != "admitted" && !decision.EndsWith(".open", StringComparison.Ordinal) && !decision.EndsWith(".local", StringComparison.Ordinal);
+        decision is not null && decision != ReasonCodes.Admitted && !decision.EndsWith(".open", StringComparison.Ordinal) && !decision.EndsWith(".local", StringComparison.Ordinal);
 
     private IEnumerable<Measurement<int>> ObserveDestinations()
     {

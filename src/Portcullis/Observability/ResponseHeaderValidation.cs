@@ -131,7 +131,7 @@ public sealed class ResponseHeaderFindings
 /// </summary>
 internal sealed class ResponseHeaderTransform(ResponseHeaderFindings? counters) : ResponseTransform
 {
-    public const string Reason = "response.header-policy";
+    public static readonly ReasonCode Reason = ReasonCodes.ResponseHeaderPolicy;
 
     public override async ValueTask ApplyAsync(ResponseTransformContext context)
     {

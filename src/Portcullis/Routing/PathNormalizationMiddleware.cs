@@ -49,7 +49,7 @@ namespace Portcullis.Routing;
 /// </summary>
 internal sealed class PathNormalizationMiddleware(RequestDelegate next)
 {
-    public const string Reason = "request.path-ambiguous";
+    public static readonly ReasonCode Reason = ReasonCodes.RequestPathAmbiguous;
 
     public Task InvokeAsync(HttpContext context)
     {

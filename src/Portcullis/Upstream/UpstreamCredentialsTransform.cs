@@ -20,7 +20,7 @@ internal static class UpstreamMetadata
 /// </summary>
 internal sealed class UpstreamCredentialsTransform(UpstreamCredentialsStore store) : RequestTransform
 {
-    public const string Reason = "upstream.credentials-unavailable";
+    public static readonly ReasonCode Reason = ReasonCodes.UpstreamCredentialsUnavailable;
 
     public override ValueTask ApplyAsync(RequestTransformContext context)
     {

@@ -43,12 +43,12 @@ internal sealed partial class SessionStoreGuard(RequestDelegate next, SessionRun
         catch (Exception e) when (IsStoreFailure(e) && !context.Response.HasStarted)
         {
             LogStoreFailed(logger, e.GetType().Name);
-            if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = "session.store-unavailable";
+            if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = ReasonCodes.SessionStoreUnavailable;
             context.Response.Clear();
             context.Response.Headers.RetryAfter = "5";
             if (SessionPages.IsApiRequest(context.Request))
             {
-                await ProblemWriter.WriteAsync(context, 503, "Sessions unavailable", "Sessions cannot be saved or ended right now.", "session.store-unavailable");
+                await ProblemWriter.WriteAsync(context, 503, "Sessions unavailable", "Sessions cannot be saved or ended right now.", ReasonCodes.SessionStoreUnavailable);
             }
             else
             {
