@@ -28,36 +28,36 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         var (headerCount, headersSize) = Measure(context.Request.Headers);
         if (headerCount > limits.MaxRequestHeaderCount || headersSize > limits.MaxRequestHeadersSize.Bytes)
         {
-            gateway.Reason = ReasonCodes.RequestHeadersTooLarge;
+            gateway.Refusal = ReasonCodes.RequestHeadersTooLarge;
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status431RequestHeaderFieldsTooLarge, "Request headers too large",
-                $"Request headers must stay within {limits.MaxRequestHeaderCount} headers and {limits.MaxRequestHeadersSize} in total.", gateway.Reason);
+                $"Request headers must stay within {limits.MaxRequestHeaderCount} headers and {limits.MaxRequestHeadersSize} in total.", ReasonCodes.RequestHeadersTooLarge);
         }
 
         if (RequestLineLength(context) > limits.MaxRequestLineSize.Bytes)
         {
-            gateway.Reason = ReasonCodes.RequestLineTooLong;
+            gateway.Refusal = ReasonCodes.RequestLineTooLong;
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status414UriTooLong, "Request line too long",
-                $"The request line (method, target, version) must stay within {limits.MaxRequestLineSize}.", gateway.Reason);
+                $"The request line (method, target, version) must stay within {limits.MaxRequestLineSize}.", ReasonCodes.RequestLineTooLong);
         }
 
         if (context.Request.ContentLength == Listeners.StrictContentLength.Malformed)
         {
             // Checked before the body limit (the sentinel is above every limit): "+5" is a framing error, not a big body.
-            gateway.Reason = ReasonCodes.RequestBadContentLength;
+            gateway.Refusal = ReasonCodes.RequestBadContentLength;
             context.Request.ContentLength = null; // the sentinel is not a length: keep it out of the access log
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Bad Content-Length",
-                "Content-Length must be a non-negative decimal number made of digits only.", gateway.Reason);
+                "Content-Length must be a non-negative decimal number made of digits only.", ReasonCodes.RequestBadContentLength);
         }
 
         if (context.Request.ContentLength > limits.MaxRequestBodySize.Bytes)
         {
-            gateway.Reason = ReasonCodes.RequestBodyTooLarge;
+            gateway.Refusal = ReasonCodes.RequestBodyTooLarge;
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "Request body too large",
-                $"Request bodies must stay within {limits.MaxRequestBodySize}.", gateway.Reason);
+                $"Request bodies must stay within {limits.MaxRequestBodySize}.", ReasonCodes.RequestBodyTooLarge);
         }
 
         if (context.Request.Headers.TransferEncoding.Count > 0 && (HttpProtocol.IsHttp11(context.Request.Protocol) || HttpProtocol.IsHttp10(context.Request.Protocol))
@@ -78,10 +78,10 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
 
         if (error.Error == ForwarderError.RequestBodyClient && context.Features.Get<Listeners.ChunkExtensionGuard>() is { Refused: true })
         {
-            gateway.Reason = ReasonCodes.RequestChunkExtensionTooLong;
+            gateway.Refusal = ReasonCodes.RequestChunkExtensionTooLong;
             context.Response.Headers.Connection = "close";
             await ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Chunk extension too long",
-                $"A chunk extension of the request body is longer than {Listeners.ChunkExtensionGuard.MaxExtensionLength} bytes.", gateway.Reason);
+                $"A chunk extension of the request body is longer than {Listeners.ChunkExtensionGuard.MaxExtensionLength} bytes.", ReasonCodes.RequestChunkExtensionTooLong);
             return;
         }
 
@@ -96,7 +96,8 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
             ForwarderError.RequestBodyClient => (400, "Bad request body", ReasonCodes.RequestBodyInvalid, "The request body could not be read."),
             _ => (502, "Bad gateway", ReasonCodes.UpstreamError, upstreamFailed),
         };
-        gateway.Reason = reason;
+        if (reason.Stage == ReasonStage.Upstream) gateway.RecordUpstreamFailure(reason);
+        else gateway.Refusal = reason;
         await ProblemWriter.WriteAsync(context, status, title, detail, reason);
     }
 

@@ -87,7 +87,7 @@ internal sealed class KestrelRejectionLog(DiagnosticListener? listener, Snapshot
     /// The reason code for a Kestrel refusal. Kestrel's rejection reason is internal; its status and (English,
     /// not localized) message are public, so codes come from the status and, for 400, the message's start.
     /// </summary>
-    internal static string ReasonOf(BadHttpRequestException error) => error.StatusCode switch
+    internal static ReasonCode ReasonOf(BadHttpRequestException error) => error.StatusCode switch
     {
         StatusCodes.Status431RequestHeaderFieldsTooLarge => ReasonCodes.RequestHeadersTooLarge,
         StatusCodes.Status414UriTooLong => ReasonCodes.RequestLineTooLong,
@@ -98,7 +98,7 @@ internal sealed class KestrelRejectionLog(DiagnosticListener? listener, Snapshot
         _ => ReasonOf400(error.Message),
     };
 
-    private static string ReasonOf400(string message)
+    private static ReasonCode ReasonOf400(string message)
     {
         foreach (var (prefix, reason) in MessageReasons)
         {
@@ -108,7 +108,7 @@ internal sealed class KestrelRejectionLog(DiagnosticListener? listener, Snapshot
         return ReasonCodes.RequestMalformed;
     }
 
-    private static readonly (string Prefix, string Reason)[] MessageReasons =
+    private static readonly (string Prefix, ReasonCode Reason)[] MessageReasons =
     [
         ("Invalid content length", ReasonCodes.RequestBadContentLength),
         ("Multiple Content-Length", ReasonCodes.RequestBadContentLength),

@@ -110,7 +110,7 @@ internal sealed class AccessLogFormatter
         if (Has(f, AccessLogFields.Auth)) w.WriteString(Names.Auth, AuthName(e.Auth));
         if (Has(f, AccessLogFields.AuthReason)) WriteOrNull(w, Names.AuthReason, e.AuthReason);
         if (Has(f, AccessLogFields.RateLimit)) WriteOrNull(w, Names.RateLimit, e.TrafficDecision);
-        if (Has(f, AccessLogFields.Reason)) WriteOrNull(w, Names.Reason, e.Reason);
+        if (Has(f, AccessLogFields.Reason)) WriteOrNull(w, Names.Reason, e.Reason?.Code);
         if (e.ResponseFindings is { Count: > 0 } findings && Has(f, AccessLogFields.Reason))
         {
             w.WriteStartArray(Names.ResponseFindings);
@@ -237,7 +237,7 @@ internal sealed class AccessLogFormatter
     }
 
     /// <summary>The edge-limit refusal a reason names, or null.</summary>
-    internal static string? EdgeLimit(string? reason) => ReasonCodes.Find(reason)?.Stage == ReasonStage.Edge ? reason : null;
+    internal static string? EdgeLimit(ReasonCode? reason) => reason?.Stage == ReasonStage.Edge ? reason.Code : null;
 
     internal static string? TlsName(SslProtocols protocol) => protocol switch
     {

@@ -156,7 +156,7 @@ internal sealed class ResponseHeaderTransform(ResponseHeaderFindings? counters) 
         foreach (var header in upstream.Headers) http.Response.Headers.Remove(header.Key);
         foreach (var header in upstream.Content.Headers) http.Response.Headers.Remove(header.Key);
         context.SuppressResponseBody = true;
-        gateway.Reason = Reason;
+        gateway.Refusal = Reason;
         await ProblemWriter.WriteAsync(http, StatusCodes.Status502BadGateway, "Upstream answer refused",
             "The upstream's response headers broke this route's response-header policy.", Reason);
     }

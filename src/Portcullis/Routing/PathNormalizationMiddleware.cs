@@ -188,7 +188,7 @@ internal sealed class PathNormalizationMiddleware(RequestDelegate next)
 
     private static Task Reject(HttpContext context, string detail)
     {
-        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = Reason;
+        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Refusal = Reason;
         return ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Ambiguous request path", detail, Reason);
     }
 }

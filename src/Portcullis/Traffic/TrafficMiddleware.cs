@@ -79,7 +79,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                 if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
             }
 
-            gateway.TrafficDecision ??= ReasonCodes.Admitted;
+            if (gateway.Traffic.Result == TrafficResult.None) gateway.Traffic = new TrafficDecision(TrafficResult.Admitted, ReasonCodes.Admitted, null);
             gateway.Times.TrafficEnd = System.Diagnostics.Stopwatch.GetTimestamp();
             if (policyHeader is not null)
             {
@@ -116,23 +116,21 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         switch (decision.Outcome)
         {
             case RateOutcome.StoreUnavailable when check.OnStoreFailure == StoreFailureMode.Closed:
-                gateway.TrafficPolicy = check.Name;
-                return Refused(RefuseUnavailableAsync(context, gateway, check.Kind.StoreUnavailable, $"{check.Kind.Name} '{check.Name}' cannot be checked right now."));
+                return Refused(RefuseUnavailableAsync(context, gateway, check.Kind.StoreUnavailable, check.Name, $"{check.Kind.Name} '{check.Name}' cannot be checked right now."));
             case RateOutcome.StoreUnavailable:
-                gateway.TrafficDecision = check.Kind.StoreUnavailableOpen;
-                gateway.TrafficPolicy ??= check.Name;
+                gateway.Traffic = new TrafficDecision(TrafficResult.FailOpen, check.Kind.StoreUnavailableOpen, gateway.Traffic.Policy ?? check.Name);
                 return ValueTask.FromResult(true);
             case RateOutcome.FallbackAllowed:
-                gateway.TrafficDecision = check.Kind.StoreUnavailableLocal;
-                gateway.TrafficPolicy ??= check.Name;
+                gateway.Traffic = new TrafficDecision(TrafficResult.FallbackAdmitted, check.Kind.StoreUnavailableLocal, gateway.Traffic.Policy ?? check.Name);
                 if (check.Headers) Append(ref policyHeader, ref stateHeader, check.PolicyHeaderItem, StateItem(check.Name, decision));
                 return ValueTask.FromResult(true);
             case RateOutcome.Limited or RateOutcome.FallbackLimited:
                 var reason = check.Kind.Exceeded;
                 // The client sees the usual refusal; the access log and metrics tell it was the local share.
-                gateway.TrafficDecision = decision.Outcome == RateOutcome.FallbackLimited ? check.Kind.StoreUnavailableLocalExceeded : reason;
-                gateway.TrafficPolicy = check.Name;
-                gateway.Reason = reason;
+                gateway.Traffic = decision.Outcome == RateOutcome.FallbackLimited
+                    ? new TrafficDecision(TrafficResult.FallbackRefused, check.Kind.StoreUnavailableLocalExceeded, check.Name)
+                    : new TrafficDecision(TrafficResult.Refused, reason, check.Name);
+                gateway.Refusal = reason;
                 var headers = context.Response.Headers;
                 headers.RetryAfter = Seconds(decision.RetryAfter);
                 headers["RateLimit-Policy"] = check.PolicyHeaderItem;
@@ -161,18 +159,17 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
 
     internal static Task RefuseConcurrencyAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate, string scope)
     {
-        gateway.TrafficDecision = ReasonCodes.ConcurrencyLimit;
-        gateway.TrafficPolicy = gate.Scope;
-        gateway.Reason = ReasonCodes.ConcurrencyLimit;
+        gateway.Traffic = new TrafficDecision(TrafficResult.Refused, ReasonCodes.ConcurrencyLimit, gate.Scope);
+        gateway.Refusal = ReasonCodes.ConcurrencyLimit;
         context.Response.Headers.RetryAfter = Seconds(gate.Options.RetryAfter);
         return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Too many requests in flight",
             $"This {scope} serves at most {gate.Options.Max} requests at once; retry after {Seconds(gate.Options.RetryAfter)} s.", ReasonCodes.ConcurrencyLimit);
     }
 
-    private Task RefuseUnavailableAsync(HttpContext context, GatewayFeature gateway, ReasonCode reason, string detail)
+    private Task RefuseUnavailableAsync(HttpContext context, GatewayFeature gateway, ReasonCode reason, string policy, string detail)
     {
-        gateway.TrafficDecision = reason;
-        gateway.Reason = reason;
+        gateway.Traffic = new TrafficDecision(TrafficResult.StoreUnavailableRefused, reason, policy);
+        gateway.Refusal = reason;
         var retry = gateway.Snapshot.Config.Stores.Redis?.RetryAfter ?? TimeSpan.FromSeconds(1);
         context.Response.Headers.RetryAfter = Seconds(retry);
         return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Limit store unavailable", detail, reason);

@@ -35,12 +35,20 @@ public sealed class MetricsInstrumentsTests : IDisposable
         return result.Snapshot!;
     }
 
+    // The stages' typed decisions, as the identity and traffic stages record them.
     private static (DefaultHttpContext Context, GatewayFeature Gateway) Request(GatewaySnapshot snapshot, int status, string? authReason = null, string? traffic = null)
     {
         var context = new DefaultHttpContext();
         context.Connection.LocalPort = 8080;
         context.Response.StatusCode = status;
-        var gateway = new GatewayFeature(snapshot) { RouteName = "orders", AuthReason = authReason, TrafficDecision = traffic };
+        var gateway = new GatewayFeature(snapshot) { RouteName = "orders" };
+        if (ReasonCodes.Find(authReason) is { } auth) gateway.Auth = new AuthDecision(AuthResult.Unauthenticated, AuthMethod.Jwt, auth);
+        if (ReasonCodes.Find(traffic) is { } decision)
+        {
+            var result = decision.Status == 0 ? TrafficResult.FailOpen : TrafficResult.Refused;
+            gateway.Traffic = new TrafficDecision(result, decision, "per-consumer");
+        }
+
         gateway.Times.Start = Stopwatch.GetTimestamp() - Stopwatch.Frequency / 100; // 10 ms ago
         gateway.Times.End = Stopwatch.GetTimestamp();
         context.Features.Set(gateway);

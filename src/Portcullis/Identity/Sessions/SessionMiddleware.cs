@@ -169,9 +169,9 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
         }
     }
 
-    private static void SetReason(HttpContext context, string reason)
+    private static void SetReason(HttpContext context, ReasonCode reason)
     {
-        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = reason;
+        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Refusal = reason;
     }
 
     [LoggerMessage(EventId = 7030, Level = LogLevel.Information, Message = "Session provider {Provider}: a user signed out")]

@@ -190,7 +190,7 @@ internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable
             }
 
             context.HandleResponse();
-            if (context.HttpContext.Features.Get<Hosting.GatewayFeature>() is { } gateway) gateway.Reason = ReasonCodes.SessionCallbackFailed;
+            if (context.HttpContext.Features.Get<Hosting.GatewayFeature>() is { } gateway) gateway.Refusal = ReasonCodes.SessionCallbackFailed;
             const string detail = "The sign-in could not be completed (it may have expired or been used already).";
             if (SessionPages.IsApiRequest(context.Request))
             {

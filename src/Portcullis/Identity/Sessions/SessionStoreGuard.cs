@@ -43,7 +43,7 @@ internal sealed partial class SessionStoreGuard(RequestDelegate next, SessionRun
         catch (Exception e) when (IsStoreFailure(e) && !context.Response.HasStarted)
         {
             LogStoreFailed(logger, e.GetType().Name);
-            if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = ReasonCodes.SessionStoreUnavailable;
+            if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Refusal = ReasonCodes.SessionStoreUnavailable;
             context.Response.Clear();
             context.Response.Headers.RetryAfter = "5";
             if (SessionPages.IsApiRequest(context.Request))

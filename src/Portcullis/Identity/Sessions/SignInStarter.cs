@@ -150,9 +150,9 @@ internal sealed partial class SignInStarter(SessionRuntime runtime, ILogger<Sign
         context.Response.Headers.Remove("Location");
     }
 
-    private static Task WriteAsync(HttpContext context, bool api, int status, string title, string detail, string reason, string returnUrl)
+    private static Task WriteAsync(HttpContext context, bool api, int status, string title, string detail, ReasonCode reason, string returnUrl)
     {
-        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = reason;
+        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Refusal = reason;
         return api
             ? ProblemWriter.WriteAsync(context, status, title, detail, reason)
             : SessionPages.WriteAsync(context, status, title, detail, ("Try again", returnUrl));
