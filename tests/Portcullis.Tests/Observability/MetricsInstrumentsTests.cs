@@ -109,6 +109,44 @@ public sealed class MetricsInstrumentsTests : IDisposable
         Assert.DoesNotContain(measurements, m => m.Name == "portcullis.upstream.duration");
     }
 
+    /// <summary>Store-failure decisions are told apart by the traffic stage's typed result, not by the code's spelling.</summary>
+    [Fact]
+    public void StoreFailureDecisions_AreCountedByTheirTypedResult()
+    {
+        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        var counted = new List<(string Name, string? Decision)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name.StartsWith("portcullis.traffic.", StringComparison.Ordinal)) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, _, tags, _) => counted.Add((instrument.Name, (string?)ToDictionary(tags)["decision"])));
+        listener.Start();
+
+        var snapshot = Snapshot();
+        foreach (var (result, code) in new[]
+        {
+            (TrafficResult.Admitted, ReasonCodes.Admitted),
+            (TrafficResult.FailOpen, ReasonCodes.QuotaStoreUnavailableOpen),
+            (TrafficResult.FallbackAdmitted, ReasonCodes.RateLimitStoreUnavailableLocal),
+            (TrafficResult.FallbackRefused, ReasonCodes.RateLimitStoreUnavailableLocalExceeded),
+            (TrafficResult.StoreUnavailableRefused, ReasonCodes.QuotaStoreUnavailable),
+            (TrafficResult.Refused, ReasonCodes.ConcurrencyLimit),
+        })
+        {
+            var (context, gateway) = Request(snapshot, code.Status == 0 ? 200 : code.Status);
+            gateway.Traffic = new TrafficDecision(result, code, "p");
+            metrics.RequestCompleted(context, gateway);
+        }
+
+        Assert.Equal(
+            ["quota.store-unavailable.open", "ratelimit.store-unavailable.local", "ratelimit.store-unavailable.local-exceeded", "quota.store-unavailable"],
+            counted.Where(c => c.Name == "portcullis.traffic.store_unavailable").Select(c => c.Decision));
+        Assert.Equal(
+            ["ratelimit.store-unavailable.local-exceeded", "quota.store-unavailable", "concurrency.limit"],
+            counted.Where(c => c.Name == "portcullis.traffic.rejections").Select(c => c.Decision));
+    }
+
     [Fact]
     public void LatencyBuckets_AreAdvisedToTheHistograms()
     {
