@@ -98,7 +98,7 @@ internal sealed partial class AdminApi(
             return Drain(context, caller, cluster, destination, action == "drain");
         }
 
-        return ProblemWriter.WriteAsync(context, 404, "Not found", "No admin endpoint has this method and path.", "admin.not-found");
+        return ProblemWriter.WriteAsync(context, 404, "Not found", "No admin endpoint has this method and path.", ReasonCodes.AdminNotFound);
     }
 
     private Task Ready(HttpContext context)
@@ -251,14 +251,14 @@ internal sealed partial class AdminApi(
         var snapshot = store.Current;
         if (!snapshot.Quotas.TryGetValue(name, out var quota))
         {
-            await ProblemWriter.WriteAsync(context, 404, "Unknown quota", $"No quota is named '{name}'.", "admin.quota-unknown");
+            await ProblemWriter.WriteAsync(context, 404, "Unknown quota", $"No quota is named '{name}'.", ReasonCodes.AdminQuotaUnknown);
             return;
         }
 
         var key = context.Request.Query["key"].ToString();
         if (key.Length == 0)
         {
-            await ProblemWriter.WriteAsync(context, 400, "Key required", "Name the counted key, e.g. ?key=CONSUMER (several key parts joined with U+001F).", "admin.quota-key-missing");
+            await ProblemWriter.WriteAsync(context, 400, "Key required", "Name the counted key, e.g. ?key=CONSUMER (several key parts joined with U+001F).", ReasonCodes.AdminQuotaKeyMissing);
             return;
         }
 
@@ -267,7 +267,7 @@ internal sealed partial class AdminApi(
         var used = counterStore is null ? null : await counterStore.QuotaUsedAsync(quota, key, window, context.RequestAborted);
         if (used is null)
         {
-            await ProblemWriter.WriteAsync(context, 503, "Store unavailable", "The quota's store cannot answer right now.", "admin.store-unavailable");
+            await ProblemWriter.WriteAsync(context, 503, "Store unavailable", "The quota's store cannot answer right now.", ReasonCodes.AdminStoreUnavailable);
             return;
         }
 
@@ -351,12 +351,12 @@ internal sealed partial class AdminApi(
     {
         if (!proxyState.TryGetCluster(clusterName, out var cluster))
         {
-            return ProblemWriter.WriteAsync(context, 404, "Unknown cluster", $"There is no cluster '{clusterName}'.", "admin.unknown-cluster");
+            return ProblemWriter.WriteAsync(context, 404, "Unknown cluster", $"There is no cluster '{clusterName}'.", ReasonCodes.AdminUnknownCluster);
         }
 
         if (!cluster.Destinations.ContainsKey(destinationName))
         {
-            return ProblemWriter.WriteAsync(context, 404, "Unknown destination", $"Cluster '{clusterName}' has no destination '{destinationName}'.", "admin.unknown-destination");
+            return ProblemWriter.WriteAsync(context, 404, "Unknown destination", $"Cluster '{clusterName}' has no destination '{destinationName}'.", ReasonCodes.AdminUnknownDestination);
         }
 
         drains.Set(clusterName, destinationName, drain);
@@ -378,7 +378,7 @@ internal sealed partial class AdminApi(
     {
         if (issuers.Get(issuerName) is not { } cache)
         {
-            await ProblemWriter.WriteAsync(context, 404, "Unknown issuer", $"There is no issuer '{issuerName}'.", "admin.unknown-issuer");
+            await ProblemWriter.WriteAsync(context, 404, "Unknown issuer", $"There is no issuer '{issuerName}'.", ReasonCodes.AdminUnknownIssuer);
             return;
         }
 

@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Configuration;
+using Portcullis.Hosting;
 using Portcullis.Identity;
 
 namespace Portcullis.Admin;
@@ -70,7 +71,7 @@ internal static class AdminAuthenticator
             // validate refuses this; it remains possible when a reload drops admin.auth while the listener
             // still runs on the address it was started on (listener changes need a restart).
             if (read && HealthPaths.Contains(path)) return new AdminDecision(AdminCaller.Anonymous);
-            return Deny(AdminCaller.Anonymous, 403, "admin.auth-not-configured",
+            return Deny(AdminCaller.Anonymous, 403, ReasonCodes.AdminAuthNotConfigured,
                 "The admin listener is reachable from other hosts and the running configuration has no admin.auth.");
         }
 
@@ -80,7 +81,7 @@ internal static class AdminAuthenticator
         var authorization = request.Headers.Authorization;
         if (authorization.Count > 1)
         {
-            return Deny(AdminCaller.Anonymous, 401, "admin.auth-ambiguous", "Send exactly one Authorization header.", BearerChallenge(auth, "invalid_request"));
+            return Deny(AdminCaller.Anonymous, 401, ReasonCodes.AdminAuthAmbiguous, "Send exactly one Authorization header.", BearerChallenge(auth, "invalid_request"));
         }
 
         if (authorization.Count == 1)
@@ -88,7 +89,7 @@ internal static class AdminAuthenticator
             var value = authorization[0] ?? "";
             if (!value.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || FindToken(auth.Tokens, value.AsSpan(7).Trim(' ')) is not { } token)
             {
-                return Deny(new AdminCaller("token:unknown", AdminScope.Read), 401, "admin.token-invalid",
+                return Deny(new AdminCaller("token:unknown", AdminScope.Read), 401, ReasonCodes.AdminTokenInvalid,
                     "The bearer token is not one of the admin API's tokens.", BearerChallenge(auth, "invalid_token"));
             }
 
@@ -105,7 +106,7 @@ internal static class AdminAuthenticator
 
             if (allowed is null)
             {
-                return Deny(new AdminCaller("cert:unknown", AdminScope.Read, certificate.Subject), 403, "admin.certificate-not-allowed",
+                return Deny(new AdminCaller("cert:unknown", AdminScope.Read, certificate.Subject), 403, ReasonCodes.AdminCertificateNotAllowed,
                     "The client certificate is trusted but no admin.auth.clientCertificates rule allows it.");
             }
 
@@ -115,12 +116,12 @@ internal static class AdminAuthenticator
         if (caller is null)
         {
             var detail = auth.Tokens.Length > 0 ? "The admin API needs a bearer token (Authorization: Bearer TOKEN)." : "The admin API needs an allowed client certificate.";
-            return Deny(AdminCaller.Anonymous, 401, "admin.unauthenticated", detail, BearerChallenge(auth, null));
+            return Deny(AdminCaller.Anonymous, 401, ReasonCodes.AdminUnauthenticated, detail, BearerChallenge(auth, null));
         }
 
         if (!read && caller.Scope != AdminScope.Admin)
         {
-            return Deny(caller, 403, "admin.scope-insufficient", "This credential has the read scope; POST actions (reload, drain, undrain, issuer key refresh) need the admin scope.",
+            return Deny(caller, 403, ReasonCodes.AdminScopeInsufficient, "This credential has the read scope; POST actions (reload, drain, undrain, issuer key refresh) need the admin scope.",
                 auth.Tokens.Length > 0 && caller.Actor.StartsWith("token:", StringComparison.Ordinal) ? $"Bearer realm=\"{Realm}\", error=\"insufficient_scope\", scope=\"admin\"" : null);
         }
 

@@ -40,11 +40,14 @@ public sealed class GatewayFeature
     public string ClientAddress(Microsoft.AspNetCore.Http.HttpContext context) =>
         _clientAddress ??= Routing.ClientAddress.Resolve(context, Snapshot)?.ToString() ?? "unknown";
 
-    /// <summary>Traffic-control decision: admitted, ratelimit.exceeded, quota.exceeded, concurrency.limit, ratelimit.store-unavailable(.open), quota.store-unavailable(.open).</summary>
-    public string? TrafficDecision { get; internal set; }
+    /// <summary>The traffic stage's decision (default: not decided).</summary>
+    public TrafficDecision Traffic { get; internal set; }
 
-    /// <summary>The rate-limit policy, quota or concurrency scope ("route:NAME", "cluster:NAME") behind a refusal; null when admitted.</summary>
-    public string? TrafficPolicy { get; internal set; }
+    /// <summary>The traffic decision's code as text: admitted, ratelimit.exceeded, quota.exceeded, concurrency.limit, ….store-unavailable(.open, .local, .local-exceeded).</summary>
+    public string? TrafficDecision => Traffic.Reason?.Code;
+
+    /// <summary>The rate-limit policy, quota or concurrency scope ("route:NAME", "cluster:NAME") behind a refusal or store failure; null when admitted.</summary>
+    public string? TrafficPolicy => Traffic.Policy;
 
     /// <summary>
     /// What the gateway did because the browser-session store (Redis) could not answer, for the
@@ -56,20 +59,43 @@ public sealed class GatewayFeature
     /// <summary>Upstream attempts made (1 + retries).</summary>
     public int Attempts { get; internal set; }
 
+    private ReasonCode? _upstreamFailure;
+    private int _upstreamStatus;
+
+    /// <summary>The upstream stage's outcome; its status is settled when the response completes.</summary>
+    public UpstreamOutcome Upstream => new(Attempts, _upstreamStatus, _upstreamFailure);
+
+    /// <summary>Records that the gateway answered for a failed upstream (or a client that went away) with this code.</summary>
+    internal void RecordUpstreamFailure(ReasonCode reason)
+    {
+        _upstreamFailure = reason;
+        Refusal = reason;
+    }
+
+    /// <summary>Settles the upstream's status once the response completed: the response's, when it came from an upstream without error.</summary>
+    internal void CompleteUpstream(int responseStatus, bool forwarderError) =>
+        _upstreamStatus = Attempts > 0 && !forwarderError ? responseStatus : 0;
+
     /// <summary>The authenticated caller, when the route has auth.</summary>
     internal Identity.CallerIdentity? Caller { get; set; }
 
     /// <summary>Consumer id of the caller (token claim or API key consumer).</summary>
     public string? Consumer => Caller?.Consumer;
 
-    /// <summary>Authentication / authorization decision, e.g. jwt.valid, apikey.unknown, authz.scope.</summary>
-    public string? AuthReason { get; internal set; }
+    /// <summary>The identity stage's decision (default: not decided).</summary>
+    public AuthDecision Auth { get; internal set; }
+
+    /// <summary>The authentication / authorization code as text, e.g. jwt.valid, apikey.unknown, authz.scope.</summary>
+    public string? AuthReason => Auth.Reason?.Code;
 
     /// <summary>Response-header policy findings (forbid:NAME, require:NAME, rule:NAME); null when none.</summary>
     public IReadOnlyList<string>? ResponseFindings { get; internal set; }
 
-    /// <summary>Why the gateway answered itself, e.g. route.unmatched, upstream.unavailable.</summary>
-    public string? Reason { get; internal set; }
+    /// <summary>Why the gateway answered itself (a refusal, or an endpoint of its own), e.g. route.unmatched, upstream.unavailable.</summary>
+    public ReasonCode? Refusal { get; internal set; }
+
+    /// <summary>The <see cref="Refusal"/> code as text.</summary>
+    public string? Reason => Refusal?.Code;
 
     /// <summary>Request id (kept from a trusted X-Request-Id or minted); also HttpContext.TraceIdentifier.</summary>
     public string? RequestId { get; internal set; }

@@ -28,36 +28,36 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         var (headerCount, headersSize) = Measure(context.Request.Headers);
         if (headerCount > limits.MaxRequestHeaderCount || headersSize > limits.MaxRequestHeadersSize.Bytes)
         {
-            gateway.Reason = "request.headers-too-large";
+            gateway.Refusal = ReasonCodes.RequestHeadersTooLarge;
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status431RequestHeaderFieldsTooLarge, "Request headers too large",
-                $"Request headers must stay within {limits.MaxRequestHeaderCount} headers and {limits.MaxRequestHeadersSize} in total.", gateway.Reason);
+                $"Request headers must stay within {limits.MaxRequestHeaderCount} headers and {limits.MaxRequestHeadersSize} in total.", ReasonCodes.RequestHeadersTooLarge);
         }
 
         if (RequestLineLength(context) > limits.MaxRequestLineSize.Bytes)
         {
-            gateway.Reason = "request.line-too-long";
+            gateway.Refusal = ReasonCodes.RequestLineTooLong;
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status414UriTooLong, "Request line too long",
-                $"The request line (method, target, version) must stay within {limits.MaxRequestLineSize}.", gateway.Reason);
+                $"The request line (method, target, version) must stay within {limits.MaxRequestLineSize}.", ReasonCodes.RequestLineTooLong);
         }
 
         if (context.Request.ContentLength == Listeners.StrictContentLength.Malformed)
         {
             // Checked before the body limit (the sentinel is above every limit): "+5" is a framing error, not a big body.
-            gateway.Reason = "request.bad-content-length";
+            gateway.Refusal = ReasonCodes.RequestBadContentLength;
             context.Request.ContentLength = null; // the sentinel is not a length: keep it out of the access log
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Bad Content-Length",
-                "Content-Length must be a non-negative decimal number made of digits only.", gateway.Reason);
+                "Content-Length must be a non-negative decimal number made of digits only.", ReasonCodes.RequestBadContentLength);
         }
 
         if (context.Request.ContentLength > limits.MaxRequestBodySize.Bytes)
         {
-            gateway.Reason = "request.body-too-large";
+            gateway.Refusal = ReasonCodes.RequestBodyTooLarge;
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "Request body too large",
-                $"Request bodies must stay within {limits.MaxRequestBodySize}.", gateway.Reason);
+                $"Request bodies must stay within {limits.MaxRequestBodySize}.", ReasonCodes.RequestBodyTooLarge);
         }
 
         if (context.Request.Headers.TransferEncoding.Count > 0 && (HttpProtocol.IsHttp11(context.Request.Protocol) || HttpProtocol.IsHttp10(context.Request.Protocol))
@@ -78,25 +78,26 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
 
         if (error.Error == ForwarderError.RequestBodyClient && context.Features.Get<Listeners.ChunkExtensionGuard>() is { Refused: true })
         {
-            gateway.Reason = "request.chunk-extension-too-long";
+            gateway.Refusal = ReasonCodes.RequestChunkExtensionTooLong;
             context.Response.Headers.Connection = "close";
             await ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Chunk extension too long",
-                $"A chunk extension of the request body is longer than {Listeners.ChunkExtensionGuard.MaxExtensionLength} bytes.", gateway.Reason);
+                $"A chunk extension of the request body is longer than {Listeners.ChunkExtensionGuard.MaxExtensionLength} bytes.", ReasonCodes.RequestChunkExtensionTooLong);
             return;
         }
 
         const string upstreamFailed = "The gateway could not get an answer from the upstream.";
         var (status, title, reason, detail) = error.Error switch
         {
-            ForwarderError.NoAvailableDestinations => (503, "No healthy upstream", "upstream.unavailable", "No destination of this route's cluster is healthy and undrained."),
-            ForwarderError.RequestTimedOut => (504, "Upstream timed out", "upstream.timeout", upstreamFailed),
-            ForwarderError.RequestCanceled => (499, "Client closed the request", "client.canceled", "The client went away before the answer."),
-            ForwarderError.RequestBodyClient when ClientStatus(error.Exception) == StatusCodes.Status413PayloadTooLarge => (413, "Request body too large", "request.body-too-large", "The request body is larger than the gateway accepts."),
-            ForwarderError.RequestBodyClient when ClientStatus(error.Exception) == StatusCodes.Status408RequestTimeout => (408, "Request body too slow", "request.body-timeout", "The request body arrived more slowly than the gateway accepts."),
-            ForwarderError.RequestBodyClient => (400, "Bad request body", "request.body-invalid", "The request body could not be read."),
-            _ => (502, "Bad gateway", "upstream.error", upstreamFailed),
+            ForwarderError.NoAvailableDestinations => (503, "No healthy upstream", ReasonCodes.UpstreamUnavailable, "No destination of this route's cluster is healthy and undrained."),
+            ForwarderError.RequestTimedOut => (504, "Upstream timed out", ReasonCodes.UpstreamTimeout, upstreamFailed),
+            ForwarderError.RequestCanceled => (499, "Client closed the request", ReasonCodes.ClientCanceled, "The client went away before the answer."),
+            ForwarderError.RequestBodyClient when ClientStatus(error.Exception) == StatusCodes.Status413PayloadTooLarge => (413, "Request body too large", ReasonCodes.RequestBodyTooLarge, "The request body is larger than the gateway accepts."),
+            ForwarderError.RequestBodyClient when ClientStatus(error.Exception) == StatusCodes.Status408RequestTimeout => (408, "Request body too slow", ReasonCodes.RequestBodyTimeout, "The request body arrived more slowly than the gateway accepts."),
+            ForwarderError.RequestBodyClient => (400, "Bad request body", ReasonCodes.RequestBodyInvalid, "The request body could not be read."),
+            _ => (502, "Bad gateway", ReasonCodes.UpstreamError, upstreamFailed),
         };
-        gateway.Reason = reason;
+        if (reason.Stage == ReasonStage.Upstream) gateway.RecordUpstreamFailure(reason);
+        else gateway.Refusal = reason;
         await ProblemWriter.WriteAsync(context, status, title, detail, reason);
     }
 

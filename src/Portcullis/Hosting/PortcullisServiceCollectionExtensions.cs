@@ -205,7 +205,7 @@ public static class PortcullisServiceCollectionExtensions
 
     private static Task NoRoute(HttpContext context)
     {
-        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = "route.unmatched";
-        return ProblemWriter.WriteAsync(context, StatusCodes.Status404NotFound, "No route", "No route matches this request.", "route.unmatched");
+        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Refusal = ReasonCodes.RouteUnmatched;
+        return ProblemWriter.WriteAsync(context, StatusCodes.Status404NotFound, "No route", "No route matches this request.", ReasonCodes.RouteUnmatched);
     }
 }

@@ -4,6 +4,7 @@ using System.ComponentModel;
 using System.Security.Cryptography;
 using System.Text;
 using Portcullis.Configuration;
+using Portcullis.Hosting;
 
 namespace Portcullis.Identity;
 
@@ -128,15 +129,15 @@ internal sealed class CompiledApiKeys
     {
         if (!KeyHash.TryCompute(presented, out var hash) || !Keys.TryGetValue(hash, out var entry))
         {
-            return AuthDecision.Unauthenticated("apikey.unknown", "The API key is not valid.", true);
+            return AuthDecision.Unauthenticated(ReasonCodes.ApiKeyUnknown, "The API key is not valid.", true);
         }
 
         return ApiKeyStates.Of(entry.Revoked, entry.NotBefore, entry.Expires, now) switch
         {
-            ApiKeyState.Revoked => AuthDecision.Unauthenticated("apikey.revoked", "The API key has been revoked.", true),
-            ApiKeyState.Expired => AuthDecision.Unauthenticated("apikey.expired", "The API key has expired.", true),
-            ApiKeyState.NotYetValid => AuthDecision.Unauthenticated("apikey.not-yet-valid", "The API key is not valid yet.", true),
-            _ => AuthDecision.Allow(entry.Identity, "apikey.valid"),
+            ApiKeyState.Revoked => AuthDecision.Unauthenticated(ReasonCodes.ApiKeyRevoked, "The API key has been revoked.", true),
+            ApiKeyState.Expired => AuthDecision.Unauthenticated(ReasonCodes.ApiKeyExpired, "The API key has expired.", true),
+            ApiKeyState.NotYetValid => AuthDecision.Unauthenticated(ReasonCodes.ApiKeyNotYetValid, "The API key is not valid yet.", true),
+            _ => AuthDecision.Allow(entry.Identity, ReasonCodes.ApiKeyValid),
         };
     }
 

@@ -40,23 +40,23 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         }
 
         gateway.Times.IdentityStart = System.Diagnostics.Stopwatch.GetTimestamp();
-        var pending = AuthenticateAsync(context, auth, snapshot);
-        if (pending.IsCompletedSuccessfully) return Continue(context, gateway, auth, snapshot, pending.Result);
-        return ContinueAsync(context, gateway, auth, snapshot, pending);
+        var pending = AuthenticateAsync(context, auth, snapshot, out var method);
+        if (pending.IsCompletedSuccessfully) return Continue(context, gateway, auth, snapshot, pending.Result, method);
+        return ContinueAsync(context, gateway, auth, snapshot, pending, method);
     }
 
-    private async Task ContinueAsync(HttpContext context, GatewayFeature gateway, CompiledRouteAuth auth, GatewaySnapshot snapshot, ValueTask<AuthDecision> pending)
+    private async Task ContinueAsync(HttpContext context, GatewayFeature gateway, CompiledRouteAuth auth, GatewaySnapshot snapshot, ValueTask<AuthDecision> pending, AuthMethod method)
     {
         var decision = await pending;
-        await Continue(context, gateway, auth, snapshot, decision);
+        await Continue(context, gateway, auth, snapshot, decision, method);
     }
 
-    private Task Continue(HttpContext context, GatewayFeature gateway, CompiledRouteAuth auth, GatewaySnapshot snapshot, AuthDecision decision)
+    private Task Continue(HttpContext context, GatewayFeature gateway, CompiledRouteAuth auth, GatewaySnapshot snapshot, AuthDecision decision, AuthMethod method)
     {
         if (decision.Allowed) decision = Authorize(auth, decision);
         gateway.Times.IdentityEnd = System.Diagnostics.Stopwatch.GetTimestamp();
-        gateway.AuthReason = decision.Reason;
-        if (!decision.Allowed) Observability.AuditLog.RecordDenial(context, gateway, decision.Status, decision.Reason, decision.Identity);
+        gateway.Auth = new Hosting.AuthDecision(ResultOf(decision.Status), method, decision.Reason);
+        if (!decision.Allowed) Observability.AuditLog.RecordDenial(context, gateway, decision.Status, decision.Identity);
         if (!decision.Allowed && auth.Session is not null) return sessions.DenyAsync(context, auth, decision);
         if (!decision.Allowed) return Deny(context, decision);
 
@@ -123,14 +123,29 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         return kept.Count == 0 ? QueryString.Empty : new QueryString("?" + string.Join('&', kept));
     }
 
-    private ValueTask<AuthDecision> AuthenticateAsync(HttpContext context, CompiledRouteAuth auth, GatewaySnapshot snapshot)
+    // The stage's status as the feature's result: 0 allowed, 401, 403, 503.
+    private static AuthResult ResultOf(int status) => status switch
     {
-        if (auth.Session is not null) return sessions.AuthenticateAsync(context, auth);
+        0 => AuthResult.Allowed,
+        StatusCodes.Status403Forbidden => AuthResult.Forbidden,
+        StatusCodes.Status503ServiceUnavailable => AuthResult.Unavailable,
+        _ => AuthResult.Unauthenticated,
+    };
+
+    private ValueTask<AuthDecision> AuthenticateAsync(HttpContext context, CompiledRouteAuth auth, GatewaySnapshot snapshot, out AuthMethod method)
+    {
+        method = AuthMethod.None;
+        if (auth.Session is not null)
+        {
+            method = AuthMethod.Session;
+            return sessions.AuthenticateAsync(context, auth);
+        }
+
         var request = context.Request;
         var authorization = request.Headers.Authorization;
         if (authorization.Count > 1)
         {
-            return ValueTask.FromResult(AuthDecision.Unauthenticated("auth.ambiguous", "Send exactly one Authorization header.", true));
+            return ValueTask.FromResult(AuthDecision.Unauthenticated(ReasonCodes.AuthAmbiguous, "Send exactly one Authorization header.", true));
         }
 
         if ((auth.AcceptsJwt || auth.AcceptsIntrospection) && authorization.Count == 1)
@@ -143,9 +158,11 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
                 // A route with only one of the two sends every bearer token there.
                 if (auth.AcceptsIntrospection && (!auth.AcceptsJwt || !LooksLikeJwt(value)))
                 {
+                    method = AuthMethod.Introspection;
                     return introspector.AuthenticateAsync(value, auth, maxTokenBytes);
                 }
 
+                method = AuthMethod.Jwt;
                 return jwt.AuthenticateAsync(value, auth, maxTokenBytes);
             }
         }
@@ -155,12 +172,19 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             var presented = request.Headers[keys.Header];
             if (presented.Count > 1)
             {
-                return ValueTask.FromResult(AuthDecision.Unauthenticated("apikey.ambiguous", "Send exactly one API key.", true));
+                method = AuthMethod.ApiKey;
+                return ValueTask.FromResult(AuthDecision.Unauthenticated(ReasonCodes.ApiKeyAmbiguous, "Send exactly one API key.", true));
             }
 
-            if (presented.Count == 1) return ValueTask.FromResult(keys.Authenticate(presented[0], time.GetUtcNow()));
+            if (presented.Count == 1)
+            {
+                method = AuthMethod.ApiKey;
+                return ValueTask.FromResult(keys.Authenticate(presented[0], time.GetUtcNow()));
+            }
+
             if (keys.QueryParameter is { } parameter && request.Query[parameter] is { Count: 1 } fromQuery)
             {
+                method = AuthMethod.ApiKey;
                 return ValueTask.FromResult(keys.Authenticate(fromQuery[0], time.GetUtcNow()));
             }
         }
@@ -170,18 +194,20 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
             // Built by the listener's handshake validation, only for a certificate its CA bundle trusts.
             if (ClientCertificateIdentity.Get(context) is { } certificate)
             {
+                method = AuthMethod.Mtls;
                 return ValueTask.FromResult(certificate.Expires > time.GetUtcNow()
-                    ? AuthDecision.Allow(certificate, "cert.valid")
-                    : AuthDecision.Unauthenticated("cert.expired", "The client certificate of this connection has expired; reconnect with a current one.", false));
+                    ? AuthDecision.Allow(certificate, ReasonCodes.CertValid)
+                    : AuthDecision.Unauthenticated(ReasonCodes.CertExpired, "The client certificate of this connection has expired; reconnect with a current one.", false));
             }
 
             if (!auth.AcceptsJwt && !auth.AcceptsIntrospection && !auth.ApiKey)
             {
-                return ValueTask.FromResult(AuthDecision.Unauthenticated("cert.missing", "This route needs a trusted client certificate (mTLS).", false));
+                method = AuthMethod.Mtls;
+                return ValueTask.FromResult(AuthDecision.Unauthenticated(ReasonCodes.CertMissing, "This route needs a trusted client certificate (mTLS).", false));
             }
         }
 
-        return ValueTask.FromResult(AuthDecision.Unauthenticated("auth.missing", "This route needs credentials.", authorization.Count > 0));
+        return ValueTask.FromResult(AuthDecision.Unauthenticated(ReasonCodes.AuthMissing, "This route needs credentials.", authorization.Count > 0));
     }
 
     private static bool LooksLikeJwt(string authorization) => authorization.AsSpan(7).Count('.') >= 2;
@@ -193,7 +219,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         {
             if (!identity.Scopes.Contains(scope))
             {
-                return AuthDecision.Forbidden("authz.scope", "The caller lacks a required scope.", identity, string.Join(' ', auth.Scopes));
+                return AuthDecision.Forbidden(ReasonCodes.AuthzScope, "The caller lacks a required scope.", identity, string.Join(' ', auth.Scopes));
             }
         }
 
@@ -209,17 +235,17 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
                 }
             }
 
-            if (!member) return AuthDecision.Forbidden("authz.group", "The caller is not in an allowed group.", identity);
+            if (!member) return AuthDecision.Forbidden(ReasonCodes.AuthzGroup, "The caller is not in an allowed group.", identity);
         }
 
         if (auth.Consumers.Count > 0 && (identity.Consumer is null || !auth.Consumers.Contains(identity.Consumer)))
         {
-            return AuthDecision.Forbidden("authz.consumer", "This consumer may not use this route.", identity);
+            return AuthDecision.Forbidden(ReasonCodes.AuthzConsumer, "This consumer may not use this route.", identity);
         }
 
         if (auth.Rule is { } rule && !rule.Evaluate(identity))
         {
-            return AuthDecision.Forbidden("authz.claims", "The caller's claims do not satisfy this route's rules.", identity);
+            return AuthDecision.Forbidden(ReasonCodes.AuthzClaims, "The caller's claims do not satisfy this route's rules.", identity);
         }
 
         return decision;

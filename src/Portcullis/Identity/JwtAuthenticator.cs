@@ -7,6 +7,7 @@ using BitFaster.Caching.Lru;
 using Microsoft.Extensions.Logging;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
+using Portcullis.Hosting;
 
 namespace Portcullis.Identity;
 
@@ -48,13 +49,13 @@ internal sealed partial class JwtAuthenticator
     public ValueTask<AuthDecision> AuthenticateAsync(string authorization, CompiledRouteAuth auth, int maxTokenBytes)
     {
         var span = authorization.AsSpan(7).Trim();
-        if (span.Length == 0) return ValueTask.FromResult(Invalid("jwt.missing", "The bearer token is empty."));
-        if (span.Length > maxTokenBytes) return ValueTask.FromResult(Invalid("jwt.too-large", "The bearer token is too large."));
+        if (span.Length == 0) return ValueTask.FromResult(Invalid(ReasonCodes.JwtMissing, "The bearer token is empty."));
+        if (span.Length > maxTokenBytes) return ValueTask.FromResult(Invalid(ReasonCodes.JwtTooLarge, "The bearer token is too large."));
 
         var hash = TokenHash.Of(span);
         if (_validated.TryGet(hash, out var cached) && cached.Identity.Expires > _time.GetUtcNow() && IsStillTrusted(cached, auth))
         {
-            return ValueTask.FromResult(AuthDecision.Allow(cached.Identity, "jwt.cached"));
+            return ValueTask.FromResult(AuthDecision.Allow(cached.Identity, ReasonCodes.JwtCached));
         }
 
         // Not remembered, or remembered for other issuer settings (another issuer entry with the same iss,
@@ -84,15 +85,14 @@ internal sealed partial class JwtAuthenticator
         }
         catch (Exception ex) when (ex is ArgumentException or SecurityTokenException or FormatException or JsonException)
         {
-            return Invalid("jwt.malformed", "The bearer token is not a well-formed JWT.");
+            return Invalid(ReasonCodes.JwtMalformed, "The bearer token is not a well-formed JWT.");
         }
 
-        if (jwt.IsEncrypted) return Invalid("jwt.encrypted", "Encrypted tokens are not accepted.");
-        if (jwt.TryGetHeaderValue<object>("crit", out _)) return Invalid("jwt.crit-unsupported", "The token requires extensions this gateway does not support.");
-        switch (StructureProblem(jwt))
+        if (jwt.IsEncrypted) return Invalid(ReasonCodes.JwtEncrypted, "Encrypted tokens are not accepted.");
+        if (jwt.TryGetHeaderValue<object>("crit", out _)) return Invalid(ReasonCodes.JwtCritUnsupported, "The token requires extensions this gateway does not support.");
+        if (StructureProblem(jwt) is { } problem)
         {
-            case "jwt.malformed": return Invalid("jwt.malformed", "The bearer token is not a well-formed JWT.");
-            case "jwt.malformed-claim": return Invalid("jwt.malformed-claim", "The bearer token's exp, nbf or iat is not a number.");
+            return Invalid(problem, problem == ReasonCodes.JwtMalformed ? "The bearer token is not a well-formed JWT." : "The bearer token's exp, nbf or iat is not a number.");
         }
 
         CompiledIssuer? issuer = null;
@@ -114,15 +114,15 @@ internal sealed partial class JwtAuthenticator
 
         if (issuer is null || (cache is null && issuer.SharedKey is null))
         {
-            return Invalid("jwt.issuer", "The token's issuer is not accepted here.");
+            return Invalid(ReasonCodes.JwtIssuer, "The token's issuer is not accepted here.");
         }
 
         if (issuer.SharedKey is null)
         {
-            if (keys is null) return AuthDecision.Unavailable("jwt.keys-loading", "The token issuer's keys are not loaded yet.");
+            if (keys is null) return AuthDecision.Unavailable(ReasonCodes.JwtKeysLoading, "The token issuer's keys are not loaded yet.");
             if (cache!.Availability == KeyAvailability.Expired)
             {
-                return AuthDecision.Unavailable("jwt.keys-expired", "The token issuer's keys could not be refreshed.");
+                return AuthDecision.Unavailable(ReasonCodes.JwtKeysExpired, "The token issuer's keys could not be refreshed.");
             }
         }
 
@@ -132,11 +132,11 @@ internal sealed partial class JwtAuthenticator
             // Maybe the provider rotated: wait (bounded, single flight, rate-limited per issuer) for a refresh.
             if (!await cache!.RefreshForUnknownKidAsync(kid).ConfigureAwait(false))
             {
-                return Invalid("jwt.unknown-kid", "The token was signed with an unknown key.");
+                return Invalid(ReasonCodes.JwtUnknownKid, "The token was signed with an unknown key.");
             }
 
             keys = cache.Keys;
-            if (keys is null || !issuer.Matches(iss, keys)) return Invalid("jwt.issuer", "The token's issuer is not accepted here.");
+            if (keys is null || !issuer.Matches(iss, keys)) return Invalid(ReasonCodes.JwtIssuer, "The token's issuer is not accepted here.");
         }
 
         // A key that declares its `alg` verifies only that algorithm (RFC 7517 §4.4): a PS256 token is not
@@ -182,11 +182,11 @@ internal sealed partial class JwtAuthenticator
             // An unknown kid never gets here (refused above). IdentityModel reports "no key verified it" as
             // key-not-found when the token has no kid (every key is tried) or the issuer's shared secret has
             // none to match: either way it is a bad signature.
-            if (reason == "jwt.unknown-kid") reason = "jwt.signature";
-            if (reason is "jwt.signature" or "jwt.algorithm")
+            if (reason == ReasonCodes.JwtUnknownKid) reason = ReasonCodes.JwtSignature;
+            if (reason == ReasonCodes.JwtSignature || reason == ReasonCodes.JwtAlgorithm)
             {
-                if (algorithmUnlisted) reason = "jwt.algorithm";
-                else if (algorithmMismatch) reason = "jwt.alg-mismatch";
+                if (algorithmUnlisted) reason = ReasonCodes.JwtAlgorithm;
+                else if (algorithmMismatch) reason = ReasonCodes.JwtAlgMismatch;
             }
             Log.Rejected(_logger, issuer.Name, reason);
             return Invalid(reason, "The bearer token is not valid.");
@@ -194,20 +194,20 @@ internal sealed partial class JwtAuthenticator
 
         foreach (var claim in issuer.RequiredClaims)
         {
-            if (!jwt.TryGetPayloadValue<object>(claim, out _)) return Invalid("jwt.missing-claim", "The bearer token lacks a required claim.");
+            if (!jwt.TryGetPayloadValue<object>(claim, out _)) return Invalid(ReasonCodes.JwtMissingClaim, "The bearer token lacks a required claim.");
         }
 
         // Issued in the future (beyond the clock skew): a provider's clock gone wrong or a token minted to
         // outlive its keys; RFC 7519 leaves it to the verifier, and every exp/nbf skew argument applies.
         if (jwt.IssuedAt != DateTime.MinValue && jwt.IssuedAt > _time.GetUtcNow().UtcDateTime + issuer.ClockSkew)
         {
-            Log.Rejected(_logger, issuer.Name, "jwt.iat-future");
-            return Invalid("jwt.iat-future", "The bearer token was issued in the future.");
+            Log.Rejected(_logger, issuer.Name, ReasonCodes.JwtIatFuture);
+            return Invalid(ReasonCodes.JwtIatFuture, "The bearer token was issued in the future.");
         }
 
         var identity = BuildIdentity(issuer, jwt);
         _validated.AddOrUpdate(hash, new Validated(identity, issuer, string.IsNullOrEmpty(kid) ? null : kid));
-        return AuthDecision.Allow(identity, "jwt.valid");
+        return AuthDecision.Allow(identity, ReasonCodes.JwtValid);
     }
 
     // Lifetime against our TimeProvider, so tests control time.
@@ -228,21 +228,21 @@ internal sealed partial class JwtAuthenticator
         return keys.All;
     }
 
-    private static AuthDecision Invalid(string reason, string detail) => AuthDecision.Unauthenticated(reason, detail, true);
+    private static AuthDecision Invalid(ReasonCode reason, string detail) => AuthDecision.Unauthenticated(reason, detail, true);
 
-    private static string Reason(Exception? exception) => exception switch
+    private static ReasonCode Reason(Exception? exception) => exception switch
     {
-        SecurityTokenExpiredException => "jwt.expired",
-        SecurityTokenNotYetValidException => "jwt.not-yet-valid",
-        SecurityTokenInvalidAudienceException => "jwt.audience",
-        SecurityTokenInvalidIssuerException => "jwt.issuer",
-        SecurityTokenNoExpirationException => "jwt.missing-exp",
-        SecurityTokenInvalidAlgorithmException => "jwt.algorithm",
-        SecurityTokenInvalidTypeException => "jwt.type",
-        SecurityTokenSignatureKeyNotFoundException => "jwt.unknown-kid",
-        SecurityTokenInvalidSignatureException => "jwt.signature",
-        SecurityTokenInvalidLifetimeException => "jwt.lifetime",
-        _ => "jwt.invalid",
+        SecurityTokenExpiredException => ReasonCodes.JwtExpired,
+        SecurityTokenNotYetValidException => ReasonCodes.JwtNotYetValid,
+        SecurityTokenInvalidAudienceException => ReasonCodes.JwtAudience,
+        SecurityTokenInvalidIssuerException => ReasonCodes.JwtIssuer,
+        SecurityTokenNoExpirationException => ReasonCodes.JwtMissingExp,
+        SecurityTokenInvalidAlgorithmException => ReasonCodes.JwtAlgorithm,
+        SecurityTokenInvalidTypeException => ReasonCodes.JwtType,
+        SecurityTokenSignatureKeyNotFoundException => ReasonCodes.JwtUnknownKid,
+        SecurityTokenInvalidSignatureException => ReasonCodes.JwtSignature,
+        SecurityTokenInvalidLifetimeException => ReasonCodes.JwtLifetime,
+        _ => ReasonCodes.JwtInvalid,
     };
 
     /// <summary>
@@ -250,7 +250,7 @@ internal sealed partial class JwtAuthenticator
     /// jwt.malformed-claim when exp, nbf or iat is not a JSON number (RFC 7519 §2 NumericDate): IdentityModel
     /// reads `"exp":"1735689600"` as a date, other verifiers do not. Null when neither.
     /// </summary>
-    private static string? StructureProblem(JsonWebToken jwt)
+    private static ReasonCode? StructureProblem(JsonWebToken jwt)
     {
         try
         {
@@ -258,10 +258,10 @@ internal sealed partial class JwtAuthenticator
             using (var payload = JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(jwt.EncodedPayload), StrictJson))
             {
                 var root = payload.RootElement;
-                if (root.ValueKind != JsonValueKind.Object) return "jwt.malformed";
+                if (root.ValueKind != JsonValueKind.Object) return ReasonCodes.JwtMalformed;
                 foreach (var name in NumericDateClaims)
                 {
-                    if (root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Number) return "jwt.malformed-claim";
+                    if (root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Number) return ReasonCodes.JwtMalformedClaim;
                 }
 
                 return null;
@@ -269,7 +269,7 @@ internal sealed partial class JwtAuthenticator
         }
         catch (Exception ex) when (ex is JsonException or FormatException or ArgumentException)
         {
-            return "jwt.malformed";
+            return ReasonCodes.JwtMalformed;
         }
     }
 

@@ -7,6 +7,7 @@ using BitFaster.Caching;
 using BitFaster.Caching.Lru;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
+using Portcullis.Hosting;
 
 namespace Portcullis.Identity;
 
@@ -49,9 +50,9 @@ internal sealed partial class TokenIntrospector
     public ValueTask<AuthDecision> AuthenticateAsync(string authorization, CompiledRouteAuth auth, int maxTokenBytes)
     {
         var token = authorization.AsSpan(7).Trim();
-        if (token.Length == 0) return ValueTask.FromResult(Invalid("introspection.malformed", "The bearer token is empty."));
-        if (token.Length > maxTokenBytes) return ValueTask.FromResult(Invalid("introspection.too-large", "The bearer token is too large."));
-        if (!IsBearerToken(token)) return ValueTask.FromResult(Invalid("introspection.malformed", "The bearer token is malformed."));
+        if (token.Length == 0) return ValueTask.FromResult(Invalid(ReasonCodes.IntrospectionMalformed, "The bearer token is empty."));
+        if (token.Length > maxTokenBytes) return ValueTask.FromResult(Invalid(ReasonCodes.IntrospectionTooLarge, "The bearer token is too large."));
+        if (!IsBearerToken(token)) return ValueTask.FromResult(Invalid(ReasonCodes.IntrospectionMalformed, "The bearer token is malformed."));
 
         var now = _time.GetUtcNow();
         var hash = TokenHash.Of(token);
@@ -63,7 +64,7 @@ internal sealed partial class TokenIntrospector
                 return AuthenticateSlowAsync(hash, token.ToString(), introspectors, i);
             }
 
-            if (cached.Identity is { } identity) return ValueTask.FromResult(AuthDecision.Allow(identity, "introspection.cached"));
+            if (cached.Identity is { } identity) return ValueTask.FromResult(AuthDecision.Allow(identity, ReasonCodes.IntrospectionCached));
         }
 
         return ValueTask.FromResult(Inactive());
@@ -75,13 +76,13 @@ internal sealed partial class TokenIntrospector
         for (var i = start; i < introspectors.Length; i++)
         {
             var result = await IntrospectAsync(introspectors[i], hash, token).ConfigureAwait(false);
-            if (result.Identity is { } identity) return AuthDecision.Allow(identity, result.Fresh ? "introspection.active" : "introspection.cached");
+            if (result.Identity is { } identity) return AuthDecision.Allow(identity, result.Fresh ? ReasonCodes.IntrospectionActive : ReasonCodes.IntrospectionCached);
             unavailable |= result.Failed;
         }
 
         // One endpoint that could not answer means we cannot tell; fail closed with 503 rather than 401.
         return unavailable
-            ? AuthDecision.Unavailable("introspection.unavailable", "The token cannot be checked right now.")
+            ? AuthDecision.Unavailable(ReasonCodes.IntrospectionUnavailable, "The token cannot be checked right now.")
             : Inactive();
     }
 
@@ -312,9 +313,9 @@ internal sealed partial class TokenIntrospector
         return true;
     }
 
-    private static AuthDecision Invalid(string reason, string detail) => AuthDecision.Unauthenticated(reason, detail, true);
+    private static AuthDecision Invalid(ReasonCode reason, string detail) => AuthDecision.Unauthenticated(reason, detail, true);
 
-    private static AuthDecision Inactive() => Invalid("introspection.inactive", "The bearer token is not active.");
+    private static AuthDecision Inactive() => Invalid(ReasonCodes.IntrospectionInactive, "The bearer token is not active.");
 
     /// <summary>One endpoint answer: an identity when active; how long it may be reused.</summary>
     private sealed record IntrospectionResult(CallerIdentity? Identity, DateTimeOffset CachedUntil, bool Fresh, bool Failed)

@@ -87,40 +87,40 @@ internal sealed class KestrelRejectionLog(DiagnosticListener? listener, Snapshot
     /// The reason code for a Kestrel refusal. Kestrel's rejection reason is internal; its status and (English,
     /// not localized) message are public, so codes come from the status and, for 400, the message's start.
     /// </summary>
-    internal static string ReasonOf(BadHttpRequestException error) => error.StatusCode switch
+    internal static ReasonCode ReasonOf(BadHttpRequestException error) => error.StatusCode switch
     {
-        StatusCodes.Status431RequestHeaderFieldsTooLarge => "request.headers-too-large",
-        StatusCodes.Status414UriTooLong => "request.line-too-long",
-        StatusCodes.Status413PayloadTooLarge => "request.body-too-large",
-        StatusCodes.Status408RequestTimeout => error.Message.StartsWith("Reading the request body", StringComparison.Ordinal) ? "request.body-timeout" : "request.headers-timeout",
-        StatusCodes.Status411LengthRequired => "request.length-required",
-        StatusCodes.Status405MethodNotAllowed or StatusCodes.Status505HttpVersionNotsupported => "request.bad-request-line",
+        StatusCodes.Status431RequestHeaderFieldsTooLarge => ReasonCodes.RequestHeadersTooLarge,
+        StatusCodes.Status414UriTooLong => ReasonCodes.RequestLineTooLong,
+        StatusCodes.Status413PayloadTooLarge => ReasonCodes.RequestBodyTooLarge,
+        StatusCodes.Status408RequestTimeout => error.Message.StartsWith("Reading the request body", StringComparison.Ordinal) ? ReasonCodes.RequestBodyTimeout : ReasonCodes.RequestHeadersTimeout,
+        StatusCodes.Status411LengthRequired => ReasonCodes.RequestLengthRequired,
+        StatusCodes.Status405MethodNotAllowed or StatusCodes.Status505HttpVersionNotsupported => ReasonCodes.RequestBadRequestLine,
         _ => ReasonOf400(error.Message),
     };
 
-    private static string ReasonOf400(string message)
+    private static ReasonCode ReasonOf400(string message)
     {
         foreach (var (prefix, reason) in MessageReasons)
         {
             if (message.StartsWith(prefix, StringComparison.Ordinal)) return reason;
         }
 
-        return "request.malformed";
+        return ReasonCodes.RequestMalformed;
     }
 
-    private static readonly (string Prefix, string Reason)[] MessageReasons =
+    private static readonly (string Prefix, ReasonCode Reason)[] MessageReasons =
     [
-        ("Invalid content length", "request.bad-content-length"),
-        ("Multiple Content-Length", "request.bad-content-length"),
-        ("Bad chunk", "request.bad-chunked-body"),
-        ("Chunked request incomplete", "request.bad-chunked-body"),
-        ("The message body length cannot be determined", "request.bad-transfer-encoding"),
-        ("Invalid Host header", "request.bad-host"),
-        ("Request is missing Host header", "request.bad-host"),
-        ("Multiple Host headers", "request.bad-host"),
-        ("Invalid request line", "request.bad-request-line"),
-        ("Invalid request target", "request.bad-request-line"),
-        ("Unrecognized HTTP version", "request.bad-request-line"),
+        ("Invalid content length", ReasonCodes.RequestBadContentLength),
+        ("Multiple Content-Length", ReasonCodes.RequestBadContentLength),
+        ("Bad chunk", ReasonCodes.RequestBadChunkedBody),
+        ("Chunked request incomplete", ReasonCodes.RequestBadChunkedBody),
+        ("The message body length cannot be determined", ReasonCodes.RequestBadTransferEncoding),
+        ("Invalid Host header", ReasonCodes.RequestBadHost),
+        ("Request is missing Host header", ReasonCodes.RequestBadHost),
+        ("Multiple Host headers", ReasonCodes.RequestBadHost),
+        ("Invalid request line", ReasonCodes.RequestBadRequestLine),
+        ("Invalid request target", ReasonCodes.RequestBadRequestLine),
+        ("Unrecognized HTTP version", ReasonCodes.RequestBadRequestLine),
     ];
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;

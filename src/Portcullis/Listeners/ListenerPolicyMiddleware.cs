@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Extensions;
 using Portcullis.Configuration;
+using Portcullis.Hosting;
 using Portcullis.Problems;
 using Portcullis.Tls;
 
@@ -49,7 +50,7 @@ internal sealed class ListenerPolicyMiddleware(RequestDelegate next)
         var host = request.Host.Host;
         if (string.IsNullOrEmpty(host))
         {
-            return ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Host required", "A request to be redirected to HTTPS needs a Host header.", "redirect.no-host");
+            return ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Host required", "A request to be redirected to HTTPS needs a Host header.", ReasonCodes.RedirectNoHost);
         }
 
         var target = redirect.Port == 443 ? new HostString(host) : new HostString(host, redirect.Port);

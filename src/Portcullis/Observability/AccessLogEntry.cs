@@ -66,7 +66,9 @@ internal struct AccessLogEntry
     public bool Authenticated;
     public bool RouteHasTraffic;
     public string? TrafficDecision;
-    public string? Reason;
+
+    /// <summary>Why the gateway answered itself (its stage tells edge-limit refusals apart).</summary>
+    public Hosting.ReasonCode? Reason;
 
     /// <summary>Response-header policy findings; null when none.</summary>
     public IReadOnlyList<string>? ResponseFindings;

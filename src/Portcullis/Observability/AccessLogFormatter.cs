@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Security.Authentication;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Portcullis.Hosting;
 
 namespace Portcullis.Observability;
 
@@ -109,7 +110,7 @@ internal sealed class AccessLogFormatter
         if (Has(f, AccessLogFields.Auth)) w.WriteString(Names.Auth, AuthName(e.Auth));
         if (Has(f, AccessLogFields.AuthReason)) WriteOrNull(w, Names.AuthReason, e.AuthReason);
         if (Has(f, AccessLogFields.RateLimit)) WriteOrNull(w, Names.RateLimit, e.TrafficDecision);
-        if (Has(f, AccessLogFields.Reason)) WriteOrNull(w, Names.Reason, e.Reason);
+        if (Has(f, AccessLogFields.Reason)) WriteOrNull(w, Names.Reason, e.Reason?.Code);
         if (e.ResponseFindings is { Count: > 0 } findings && Has(f, AccessLogFields.Reason))
         {
             w.WriteStartArray(Names.ResponseFindings);
@@ -236,15 +237,7 @@ internal sealed class AccessLogFormatter
     }
 
     /// <summary>The edge-limit refusal a reason names, or null.</summary>
-    internal static string? EdgeLimit(string? reason) => reason switch
-    {
-        "request.headers-too-large" or "request.body-too-large" or "request.body-timeout" or "request.body-invalid" => reason,
-        // Framing and Kestrel's own refusals (see Listeners/KestrelRejectionLog.cs).
-        "request.line-too-long" or "request.bad-content-length" or "request.chunk-extension-too-long" or "request.headers-timeout"
-            or "request.bad-chunked-body" or "request.bad-transfer-encoding" or "request.bad-host" or "request.bad-request-line"
-            or "request.length-required" or "request.malformed" => reason,
-        _ => null,
-    };
+    internal static string? EdgeLimit(ReasonCode? reason) => reason?.Stage == ReasonStage.Edge ? reason.Code : null;
 
     internal static string? TlsName(SslProtocols protocol) => protocol switch
     {

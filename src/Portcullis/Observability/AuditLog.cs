@@ -78,13 +78,14 @@ internal sealed class AuditLog
     public int Queued => _channel.Reader.CanCount ? _channel.Reader.Count : 0;
 
     /// <summary>
-    /// Records a denial of this request (see <see cref="RecordDenialAsync"/>). When the queue is full the
+    /// Records the identity stage's denial of this request (its reason from <see cref="GatewayFeature.Auth"/>;
+    /// see <see cref="RecordDenialAsync"/>). When the queue is full the
     /// wait is attached to the response (OnCompleted): the answer goes out, but the request — and the
     /// next one on its connection — finishes only once its record is queued.
     /// </summary>
-    public static void RecordDenial(HttpContext context, GatewayFeature gateway, int status, string reason, Identity.CallerIdentity? caller)
+    public static void RecordDenial(HttpContext context, GatewayFeature gateway, int status, Identity.CallerIdentity? caller)
     {
-        if (gateway.Snapshot.Observability.Audit is null) return;
+        if (gateway.Snapshot.Observability.Audit is null || gateway.Auth.Reason is not { } reason) return;
         if (context.RequestServices?.GetService(typeof(AuditLog)) is not AuditLog audit) return;
         var pending = audit.RecordDenialAsync(context, gateway, status, reason, caller?.Consumer, caller?.Subject);
         if (pending.IsCompletedSuccessfully) return;
@@ -97,7 +98,7 @@ internal sealed class AuditLog
     /// subject when known, client IP, request id. Never a token, key or cookie. Completes at once unless
     /// the queue is full (then it completes when the record is queued).
     /// </summary>
-    public ValueTask RecordDenialAsync(HttpContext context, GatewayFeature gateway, int status, string reason, string? consumer, string? subject)
+    public ValueTask RecordDenialAsync(HttpContext context, GatewayFeature gateway, int status, ReasonCode reason, string? consumer, string? subject)
     {
         if (gateway.Snapshot.Observability.Audit is null) return ValueTask.CompletedTask;
         var body = Build(w =>
@@ -105,7 +106,7 @@ internal sealed class AuditLog
             w.WriteString("type", "auth.denied");
             w.WriteString("route", gateway.RouteName);
             w.WriteNumber("status", status);
-            w.WriteString("reason", reason);
+            w.WriteString("reason", reason.Code);
             w.WriteString("consumer", consumer);
             w.WriteString("subject", subject);
             w.WriteString("clientIp", gateway.ClientAddress(context));

@@ -105,19 +105,21 @@ internal sealed class GatewayMetrics : IDisposable
             });
         }
 
-        if (_authFailures.Enabled && gateway.Caller is null && gateway.AuthReason is { } reason)
+        var auth = gateway.Auth;
+        if (_authFailures.Enabled && auth.Denied && auth.Reason is { } reason)
         {
-            _authFailures.Add(1, new TagList { { "route", route }, { "reason", reason } });
+            _authFailures.Add(1, new TagList { { "route", route }, { "reason", reason.Code } });
         }
 
-        if (_trafficRejections.Enabled && IsRejection(gateway.TrafficDecision))
+        var traffic = gateway.Traffic;
+        if (_trafficRejections.Enabled && traffic.Refused)
         {
-            _trafficRejections.Add(1, new TagList { { "route", route }, { "decision", gateway.TrafficDecision }, { "policy", gateway.TrafficPolicy } });
+            _trafficRejections.Add(1, new TagList { { "route", route }, { "decision", traffic.Reason?.Code }, { "policy", traffic.Policy } });
         }
 
-        if (_storeUnavailable.Enabled && gateway.TrafficDecision is { } decision && decision.Contains(".store-unavailable", StringComparison.Ordinal))
+        if (_storeUnavailable.Enabled && traffic.StoreUnavailable)
         {
-            _storeUnavailable.Add(1, new TagList { { "route", route }, { "decision", decision }, { "policy", gateway.TrafficPolicy } });
+            _storeUnavailable.Add(1, new TagList { { "route", route }, { "decision", traffic.Reason?.Code }, { "policy", traffic.Policy } });
         }
 
         if (_sessionStoreUnavailable.Enabled && gateway.SessionStoreDecision is { } sessionDecision)
@@ -131,11 +133,6 @@ internal sealed class GatewayMetrics : IDisposable
     {
         if (_upstreamRetries.Enabled) _upstreamRetries.Add(1, new TagList { { "route", route }, { "cluster", cluster }, { "reason", reason } });
     }
-
-    // admitted, the fail-open store decisions (…store-unavailable.open) and the local share's admissions
-    // (…store-unavailable.local) let the request through.
-    internal static bool IsRejection(string? decision) =>
-        decision is not null && decision != "admitted" && !decision.EndsWith(".open", StringComparison.Ordinal) && !decision.EndsWith(".local", StringComparison.Ordinal);
 
     private IEnumerable<Measurement<int>> ObserveDestinations()
     {

@@ -121,6 +121,7 @@ internal sealed class RequestObserver
         var context = (HttpContext)state;
         if (context.Features.Get<GatewayFeature>() is not { } gateway) return Task.CompletedTask;
         gateway.Times.End = Stopwatch.GetTimestamp();
+        gateway.CompleteUpstream(context.Response.StatusCode, context.Features.Get<IForwarderErrorFeature>() is not null);
         _metrics?.RequestCompleted(context, gateway);
         GatewayTracing.Complete(context, gateway);
         if (gateway.Snapshot.Observability.AccessLog is not { } options) return Task.CompletedTask;
@@ -138,6 +139,8 @@ internal sealed class RequestObserver
         var error = context.Features.Get<IForwarderErrorFeature>();
         var tls = context.Features.Get<ITlsHandshakeFeature>();
         var times = gateway.Times;
+        var auth = gateway.Auth;
+        var traffic = gateway.Traffic;
 
         var entry = new AccessLogEntry
         {
@@ -157,7 +160,7 @@ internal sealed class RequestObserver
             Route = gateway.RouteName,
             Cluster = gateway.ClusterName ?? proxy?.Cluster.Config.ClusterId,
             Destination = proxy?.ProxiedDestination?.Model.Config.Address,
-            Attempts = gateway.Attempts,
+            Attempts = gateway.Upstream.Attempts,
             BytesIn = request.ContentLength ?? (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == false ? 0 : -1),
             BytesOut = response.ContentLength ?? -1,
             Total = times.Total ?? TimeSpan.Zero,
@@ -169,32 +172,29 @@ internal sealed class RequestObserver
             Tls = tls?.Protocol ?? System.Security.Authentication.SslProtocols.None,
             Sni = tls?.HostName is { Length: > 0 } sni ? sni : null,
             Consumer = gateway.Consumer,
-            AuthReason = gateway.AuthReason,
-            Auth = AuthOf(gateway, route, status),
-            Authenticated = gateway.AuthReason?.StartsWith("authz.", StringComparison.Ordinal) == true,
-            RouteHasTraffic = route?.HasTrafficControl == true || gateway.TrafficDecision is not null,
-            TrafficDecision = gateway.TrafficDecision,
-            Reason = gateway.Reason,
+            AuthReason = auth.Reason?.Code,
+            Auth = AuthOf(auth, route),
+            Authenticated = auth.Authenticated,
+            RouteHasTraffic = route?.HasTrafficControl == true || traffic.Result != TrafficResult.None,
+            TrafficDecision = traffic.Reason?.Code,
+            Reason = gateway.Refusal,
             ResponseFindings = gateway.ResponseFindings,
-            UpstreamStatus = gateway.Attempts > 0 && error is null ? status : 0,
+            UpstreamStatus = gateway.Upstream.Status,
             UpstreamError = error is null ? null : ErrorName(error.Error),
         };
         _log.Enqueue(entry);
         return Task.CompletedTask;
     }
 
-    private static AuthOutcome AuthOf(GatewayFeature gateway, CompiledRoute? route, int status)
+    // The identity stage's own decision; undecided is "none" on a route without auth, else "not-reached".
+    private static AuthOutcome AuthOf(AuthDecision auth, CompiledRoute? route) => auth.Result switch
     {
-        if (gateway.Caller is not null) return AuthOutcome.Allowed;
-        if (route?.Auth is not { Anonymous: false }) return gateway.AuthReason is null ? AuthOutcome.None : AuthOutcome.Unauthenticated;
-        if (gateway.AuthReason is null) return AuthOutcome.NotReached;
-        return status switch
-        {
-            StatusCodes.Status403Forbidden => AuthOutcome.Forbidden,
-            StatusCodes.Status503ServiceUnavailable => AuthOutcome.Unavailable,
-            _ => AuthOutcome.Unauthenticated,
-        };
-    }
+        AuthResult.Allowed => AuthOutcome.Allowed,
+        AuthResult.Unauthenticated => AuthOutcome.Unauthenticated,
+        AuthResult.Forbidden => AuthOutcome.Forbidden,
+        AuthResult.Unavailable => AuthOutcome.Unavailable,
+        _ => route?.Auth is { Anonymous: false } ? AuthOutcome.NotReached : AuthOutcome.None,
+    };
 
     private static string? Single(StringValues values) => values.Count == 0 ? null : values.Count == 1 ? values[0] : values.ToString();
 

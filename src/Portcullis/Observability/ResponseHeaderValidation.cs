@@ -131,7 +131,7 @@ public sealed class ResponseHeaderFindings
 /// </summary>
 internal sealed class ResponseHeaderTransform(ResponseHeaderFindings? counters) : ResponseTransform
 {
-    public const string Reason = "response.header-policy";
+    public static readonly ReasonCode Reason = ReasonCodes.ResponseHeaderPolicy;
 
     public override async ValueTask ApplyAsync(ResponseTransformContext context)
     {
@@ -156,7 +156,7 @@ internal sealed class ResponseHeaderTransform(ResponseHeaderFindings? counters) 
         foreach (var header in upstream.Headers) http.Response.Headers.Remove(header.Key);
         foreach (var header in upstream.Content.Headers) http.Response.Headers.Remove(header.Key);
         context.SuppressResponseBody = true;
-        gateway.Reason = Reason;
+        gateway.Refusal = Reason;
         await ProblemWriter.WriteAsync(http, StatusCodes.Status502BadGateway, "Upstream answer refused",
             "The upstream's response headers broke this route's response-header policy.", Reason);
     }

@@ -49,7 +49,7 @@ namespace Portcullis.Routing;
 /// </summary>
 internal sealed class PathNormalizationMiddleware(RequestDelegate next)
 {
-    public const string Reason = "request.path-ambiguous";
+    public static readonly ReasonCode Reason = ReasonCodes.RequestPathAmbiguous;
 
     public Task InvokeAsync(HttpContext context)
     {
@@ -188,7 +188,7 @@ internal sealed class PathNormalizationMiddleware(RequestDelegate next)
 
     private static Task Reject(HttpContext context, string detail)
     {
-        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = Reason;
+        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Refusal = Reason;
         return ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Ambiguous request path", detail, Reason);
     }
 }

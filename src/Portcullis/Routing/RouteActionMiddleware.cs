@@ -80,9 +80,9 @@ internal sealed class RouteActionMiddleware(RequestDelegate next, IProxyStateLoo
             if ((clusterName is null || !proxyState.TryGetCluster(clusterName, out var cluster))
                 && !TryResolveAcrossReload(context, gateway.Snapshot, proxy.Route.Config.RouteId, out cluster))
             {
-                gateway.Reason = "route.cluster-unresolved";
+                gateway.Refusal = ReasonCodes.RouteClusterUnresolved;
                 return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "No upstream for this request",
-                    "The route's map lookup did not select a cluster.", gateway.Reason);
+                    "The route's map lookup did not select a cluster.", ReasonCodes.RouteClusterUnresolved);
             }
 
             if (!ReferenceEquals(cluster.Model, proxy.Cluster)) context.ReassignProxyRequest(cluster);

@@ -45,7 +45,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                 if (decision.Outcome == RateOutcome.StoreUnavailable) decision = Fallback(stores.Fallback.Rate(policy.Share, key));
                 else if (decision.Outcome == RateOutcome.Allowed) stores.Fallback.Rate(policy.Share, key);
             }
-            var check = new Check("ratelimit", policy.Name, policy.OnStoreFailure, policy.PolicyHeaderItem, policy.Headers,
+            var check = new Check(TrafficCodes.RateLimit, policy.Name, policy.OnStoreFailure, policy.PolicyHeaderItem, policy.Headers,
                 "Too many requests", policy.Limit, DurationFormat.Format(policy.Per), null);
             if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
         }
@@ -74,12 +74,12 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                     if (decision.Outcome == RateOutcome.StoreUnavailable) decision = Fallback(await stores.Fallback.QuotaAsync(quota.Share, key, window, context.RequestAborted));
                     else if (decision.Outcome == RateOutcome.Allowed) await stores.Fallback.QuotaAsync(quota.Share, key, window, context.RequestAborted);
                 }
-                var check = new Check("quota", quota.Name, quota.OnStoreFailure, quota.PolicyHeaderItem(window), true,
+                var check = new Check(TrafficCodes.Quota, quota.Name, quota.OnStoreFailure, quota.PolicyHeaderItem(window), true,
                     "Quota exhausted", quota.Limit, quota.Period.ToString().ToLowerInvariant(), window.End);
                 if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
             }
 
-            gateway.TrafficDecision ??= "admitted";
+            if (gateway.Traffic.Result == TrafficResult.None) gateway.Traffic = new TrafficDecision(TrafficResult.Admitted, ReasonCodes.Admitted, null);
             gateway.Times.TrafficEnd = System.Diagnostics.Stopwatch.GetTimestamp();
             if (policyHeader is not null)
             {
@@ -96,8 +96,18 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         }
     }
 
+    /// <summary>The reason codes of one kind of check (rate limit or quota), and its name in refusal texts.</summary>
+    private sealed record TrafficCodes(string Name, ReasonCode Exceeded, ReasonCode StoreUnavailable, ReasonCode StoreUnavailableOpen, ReasonCode StoreUnavailableLocal, ReasonCode StoreUnavailableLocalExceeded)
+    {
+        public static readonly TrafficCodes RateLimit = new("Rate limit", ReasonCodes.RateLimitExceeded, ReasonCodes.RateLimitStoreUnavailable,
+            ReasonCodes.RateLimitStoreUnavailableOpen, ReasonCodes.RateLimitStoreUnavailableLocal, ReasonCodes.RateLimitStoreUnavailableLocalExceeded);
+
+        public static readonly TrafficCodes Quota = new("Quota", ReasonCodes.QuotaExceeded, ReasonCodes.QuotaStoreUnavailable,
+            ReasonCodes.QuotaStoreUnavailableOpen, ReasonCodes.QuotaStoreUnavailableLocal, ReasonCodes.QuotaStoreUnavailableLocalExceeded);
+    }
+
     /// <summary>What a rate limit or quota check needs to explain its decision.</summary>
-    private readonly record struct Check(string Kind, string Name, StoreFailureMode OnStoreFailure, string PolicyHeaderItem, bool Headers, string Title, long Limit, string Per, DateTimeOffset? RenewsAt);
+    private readonly record struct Check(TrafficCodes Kind, string Name, StoreFailureMode OnStoreFailure, string PolicyHeaderItem, bool Headers, string Title, long Limit, string Per, DateTimeOffset? RenewsAt);
 
     // Applies one decision: refuses (429, or 503 for a fail-closed store that cannot answer) and returns
     // false, or records the admitted state for the response headers and returns true.
@@ -106,29 +116,27 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         switch (decision.Outcome)
         {
             case RateOutcome.StoreUnavailable when check.OnStoreFailure == StoreFailureMode.Closed:
-                gateway.TrafficPolicy = check.Name;
-                return Refused(RefuseUnavailableAsync(context, gateway, check.Kind + ".store-unavailable", $"{Capitalized(check.Kind)} '{check.Name}' cannot be checked right now."));
+                return Refused(RefuseUnavailableAsync(context, gateway, check.Kind.StoreUnavailable, check.Name, $"{check.Kind.Name} '{check.Name}' cannot be checked right now."));
             case RateOutcome.StoreUnavailable:
-                gateway.TrafficDecision = check.Kind + ".store-unavailable.open";
-                gateway.TrafficPolicy ??= check.Name;
+                gateway.Traffic = new TrafficDecision(TrafficResult.FailOpen, check.Kind.StoreUnavailableOpen, gateway.Traffic.Policy ?? check.Name);
                 return ValueTask.FromResult(true);
             case RateOutcome.FallbackAllowed:
-                gateway.TrafficDecision = check.Kind + ".store-unavailable.local";
-                gateway.TrafficPolicy ??= check.Name;
+                gateway.Traffic = new TrafficDecision(TrafficResult.FallbackAdmitted, check.Kind.StoreUnavailableLocal, gateway.Traffic.Policy ?? check.Name);
                 if (check.Headers) Append(ref policyHeader, ref stateHeader, check.PolicyHeaderItem, StateItem(check.Name, decision));
                 return ValueTask.FromResult(true);
             case RateOutcome.Limited or RateOutcome.FallbackLimited:
-                var reason = check.Kind + ".exceeded";
+                var reason = check.Kind.Exceeded;
                 // The client sees the usual refusal; the access log and metrics tell it was the local share.
-                gateway.TrafficDecision = decision.Outcome == RateOutcome.FallbackLimited ? check.Kind + ".store-unavailable.local-exceeded" : reason;
-                gateway.TrafficPolicy = check.Name;
-                gateway.Reason = reason;
+                gateway.Traffic = decision.Outcome == RateOutcome.FallbackLimited
+                    ? new TrafficDecision(TrafficResult.FallbackRefused, check.Kind.StoreUnavailableLocalExceeded, check.Name)
+                    : new TrafficDecision(TrafficResult.Refused, reason, check.Name);
+                gateway.Refusal = reason;
                 var headers = context.Response.Headers;
                 headers.RetryAfter = Seconds(decision.RetryAfter);
                 headers["RateLimit-Policy"] = check.PolicyHeaderItem;
                 headers["RateLimit"] = StateItem(check.Name, decision);
                 var detail = check.RenewsAt is { } renewsAt
-                    ? $"{Capitalized(check.Kind)} '{check.Name}' allows {check.Limit} requests per {check.Per}; it renews at {renewsAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)}."
+                    ? $"{check.Kind.Name} '{check.Name}' allows {check.Limit} requests per {check.Per}; it renews at {renewsAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)}."
                     : $"Rate limit '{check.Name}' allows {check.Limit} requests per {check.Per}; retry after {Seconds(decision.RetryAfter)} s.";
                 return Refused(ProblemWriter.WriteAsync(context, StatusCodes.Status429TooManyRequests, check.Title, detail, reason));
             default:
@@ -149,22 +157,19 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         Outcome = decision.Outcome == RateOutcome.Allowed ? RateOutcome.FallbackAllowed : RateOutcome.FallbackLimited,
     };
 
-    private static string Capitalized(string kind) => kind == "ratelimit" ? "Rate limit" : "Quota";
-
     internal static Task RefuseConcurrencyAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate, string scope)
     {
-        gateway.TrafficDecision = "concurrency.limit";
-        gateway.TrafficPolicy = gate.Scope;
-        gateway.Reason = "concurrency.limit";
+        gateway.Traffic = new TrafficDecision(TrafficResult.Refused, ReasonCodes.ConcurrencyLimit, gate.Scope);
+        gateway.Refusal = ReasonCodes.ConcurrencyLimit;
         context.Response.Headers.RetryAfter = Seconds(gate.Options.RetryAfter);
         return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Too many requests in flight",
-            $"This {scope} serves at most {gate.Options.Max} requests at once; retry after {Seconds(gate.Options.RetryAfter)} s.", "concurrency.limit");
+            $"This {scope} serves at most {gate.Options.Max} requests at once; retry after {Seconds(gate.Options.RetryAfter)} s.", ReasonCodes.ConcurrencyLimit);
     }
 
-    private Task RefuseUnavailableAsync(HttpContext context, GatewayFeature gateway, string reason, string detail)
+    private Task RefuseUnavailableAsync(HttpContext context, GatewayFeature gateway, ReasonCode reason, string policy, string detail)
     {
-        gateway.TrafficDecision = reason;
-        gateway.Reason = reason;
+        gateway.Traffic = new TrafficDecision(TrafficResult.StoreUnavailableRefused, reason, policy);
+        gateway.Refusal = reason;
         var retry = gateway.Snapshot.Config.Stores.Redis?.RetryAfter ?? TimeSpan.FromSeconds(1);
         context.Response.Headers.RetryAfter = Seconds(retry);
         return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Limit store unavailable", detail, reason);

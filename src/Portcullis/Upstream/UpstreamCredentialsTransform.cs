@@ -20,7 +20,7 @@ internal static class UpstreamMetadata
 /// </summary>
 internal sealed class UpstreamCredentialsTransform(UpstreamCredentialsStore store) : RequestTransform
 {
-    public const string Reason = "upstream.credentials-unavailable";
+    public static readonly ReasonCode Reason = ReasonCodes.UpstreamCredentialsUnavailable;
 
     public override ValueTask ApplyAsync(RequestTransformContext context)
     {
@@ -47,7 +47,7 @@ internal sealed class UpstreamCredentialsTransform(UpstreamCredentialsStore stor
 
     private static Task Unavailable(HttpContext context)
     {
-        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = Reason;
+        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Refusal = Reason;
         context.Response.Headers.RetryAfter = "5";
         return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Upstream credentials unavailable",
             "The gateway has no valid credentials for this upstream right now.", Reason);

@@ -185,7 +185,7 @@ public sealed class AccessLogFormatterTests
         Assert.Equal("authz.scope", stages.GetProperty("authorization").GetProperty("result").GetString());
         Assert.Equal("not-reached", stages.GetProperty("upstream").GetProperty("result").GetString());
 
-        entry.Reason = "request.headers-too-large";
+        entry.Reason = Portcullis.Hosting.ReasonCodes.RequestHeadersTooLarge;
         entry.Route = null;
         entry.Auth = AuthOutcome.NotReached;
         using var limits = JsonDocument.Parse(Format(entry));

@@ -35,12 +35,20 @@ public sealed class MetricsInstrumentsTests : IDisposable
         return result.Snapshot!;
     }
 
+    // The stages' typed decisions, as the identity and traffic stages record them.
     private static (DefaultHttpContext Context, GatewayFeature Gateway) Request(GatewaySnapshot snapshot, int status, string? authReason = null, string? traffic = null)
     {
         var context = new DefaultHttpContext();
         context.Connection.LocalPort = 8080;
         context.Response.StatusCode = status;
-        var gateway = new GatewayFeature(snapshot) { RouteName = "orders", AuthReason = authReason, TrafficDecision = traffic };
+        var gateway = new GatewayFeature(snapshot) { RouteName = "orders" };
+        if (ReasonCodes.Find(authReason) is { } auth) gateway.Auth = new AuthDecision(AuthResult.Unauthenticated, AuthMethod.Jwt, auth);
+        if (ReasonCodes.Find(traffic) is { } decision)
+        {
+            var result = decision.Status == 0 ? TrafficResult.FailOpen : TrafficResult.Refused;
+            gateway.Traffic = new TrafficDecision(result, decision, "per-consumer");
+        }
+
         gateway.Times.Start = Stopwatch.GetTimestamp() - Stopwatch.Frequency / 100; // 10 ms ago
         gateway.Times.End = Stopwatch.GetTimestamp();
         context.Features.Set(gateway);
@@ -99,6 +107,44 @@ public sealed class MetricsInstrumentsTests : IDisposable
         var rejection = Assert.Single(measurements, m => m.Name == "portcullis.traffic.rejections");
         Assert.Equal("ratelimit.exceeded", rejection.Tags["decision"]);
         Assert.DoesNotContain(measurements, m => m.Name == "portcullis.upstream.duration");
+    }
+
+    /// <summary>Store-failure decisions are told apart by the traffic stage's typed result, not by the code's spelling.</summary>
+    [Fact]
+    public void StoreFailureDecisions_AreCountedByTheirTypedResult()
+    {
+        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        var counted = new List<(string Name, string? Decision)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (ReferenceEquals(instrument.Meter, metrics.Meter) && instrument.Name.StartsWith("portcullis.traffic.", StringComparison.Ordinal)) l.EnableMeasurementEvents(instrument);
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, _, tags, _) => counted.Add((instrument.Name, (string?)ToDictionary(tags)["decision"])));
+        listener.Start();
+
+        var snapshot = Snapshot();
+        foreach (var (result, code) in new[]
+        {
+            (TrafficResult.Admitted, ReasonCodes.Admitted),
+            (TrafficResult.FailOpen, ReasonCodes.QuotaStoreUnavailableOpen),
+            (TrafficResult.FallbackAdmitted, ReasonCodes.RateLimitStoreUnavailableLocal),
+            (TrafficResult.FallbackRefused, ReasonCodes.RateLimitStoreUnavailableLocalExceeded),
+            (TrafficResult.StoreUnavailableRefused, ReasonCodes.QuotaStoreUnavailable),
+            (TrafficResult.Refused, ReasonCodes.ConcurrencyLimit),
+        })
+        {
+            var (context, gateway) = Request(snapshot, code.Status == 0 ? 200 : code.Status);
+            gateway.Traffic = new TrafficDecision(result, code, "p");
+            metrics.RequestCompleted(context, gateway);
+        }
+
+        Assert.Equal(
+            ["quota.store-unavailable.open", "ratelimit.store-unavailable.local", "ratelimit.store-unavailable.local-exceeded", "quota.store-unavailable"],
+            counted.Where(c => c.Name == "portcullis.traffic.store_unavailable").Select(c => c.Decision));
+        Assert.Equal(
+            ["ratelimit.store-unavailable.local-exceeded", "quota.store-unavailable", "concurrency.limit"],
+            counted.Where(c => c.Name == "portcullis.traffic.rejections").Select(c => c.Decision));
     }
 
     [Fact]

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
+using Portcullis.Hosting;
 using Portcullis.Problems;
 
 namespace Portcullis.Identity.Sessions;
@@ -20,7 +21,7 @@ internal sealed partial class SessionGate(SessionRuntime runtime, SignInStarter 
     {
         if (!runtime.Providers.TryGetValue(auth.Session!, out var provider))
         {
-            return AuthDecision.Unavailable("session.provider-not-started", "Sign-in for this route is not available until the gateway restarts.");
+            return AuthDecision.Unavailable(ReasonCodes.SessionProviderNotStarted, "Sign-in for this route is not available until the gateway restarts.");
         }
 
         AuthenticateResult result;
@@ -33,13 +34,13 @@ internal sealed partial class SessionGate(SessionRuntime runtime, SignInStarter 
             // Also the key ring in Redis failing to load (a CryptographicException around the store's failure).
             LogStoreFailed(logger, e.GetType().Name);
             if (context.Features.Get<Hosting.GatewayFeature>() is { } gateway) gateway.SessionStoreDecision = "session-check.refused";
-            return AuthDecision.Unavailable("session.store-unavailable", "Sessions cannot be checked right now.");
+            return AuthDecision.Unavailable(ReasonCodes.SessionStoreUnavailable, "Sessions cannot be checked right now.");
         }
 
         if (!result.Succeeded || result.Principal is null)
         {
             // No cookie, a tampered or foreign one, an expired or removed session: a fresh sign-in.
-            return AuthDecision.Unauthenticated(result.None ? "session.missing" : "session.invalid", "This page needs you to sign in.", false);
+            return AuthDecision.Unauthenticated(result.None ? ReasonCodes.SessionMissing : ReasonCodes.SessionInvalid, "This page needs you to sign in.", false);
         }
 
         var claims = new Dictionary<string, List<string>>(StringComparer.Ordinal);
@@ -55,7 +56,7 @@ internal sealed partial class SessionGate(SessionRuntime runtime, SignInStarter 
             provider.Claims,
             claims.ToFrozenDictionary(pair => pair.Key, pair => pair.Value.ToArray(), StringComparer.Ordinal),
             result.Properties?.ExpiresUtc ?? runtime.Time.GetUtcNow() + runtime.Sessions!.IdleTimeout);
-        return AuthDecision.Allow(identity, "session.valid");
+        return AuthDecision.Allow(identity, ReasonCodes.SessionValid);
     }
 
     public async Task DenyAsync(HttpContext context, CompiledRouteAuth auth, AuthDecision decision)

@@ -47,18 +47,18 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
 
     private async Task HandleCallbackAsync(HttpContext context, CompiledSessionProvider provider)
     {
-        SetReason(context, "session.callback");
+        SetReason(context, ReasonCodes.SessionCallback);
         // The handler provider is scoped: it caches handlers initialised for one request. Taken from the
         // middleware's constructor it would hand a later callback a handler bound to an earlier (recycled or
         // disposed) HttpContext.
         var handlers = context.RequestServices.GetRequiredService<IAuthenticationHandlerProvider>();
         if (await handlers.GetHandlerAsync(context, provider.OidcScheme) is IAuthenticationRequestHandler handler && await handler.HandleRequestAsync()) return;
-        await ProblemWriter.WriteAsync(context, 404, "Not found", "Nothing here.", "session.callback-unexpected");
+        await ProblemWriter.WriteAsync(context, 404, "Not found", "Nothing here.", ReasonCodes.SessionCallbackUnexpected);
     }
 
     private async Task LoginAsync(HttpContext context, string name)
     {
-        SetReason(context, "session.login");
+        SetReason(context, ReasonCodes.SessionLogin);
         if (!runtime.Providers.TryGetValue(name, out var provider))
         {
             await SessionPages.WriteAsync(context, 404, "Unknown sign-in", "There is no such sign-in provider.", ("Home", "/"));
@@ -74,13 +74,13 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
 
     private async Task LogoutAsync(HttpContext context)
     {
-        SetReason(context, "session.logout");
+        SetReason(context, ReasonCodes.SessionLogout);
         var request = context.Request;
         var returnUrl = SessionPages.SafeReturnUrl(request.Query["rd"].ToString()) ?? "/";
         if (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method))
         {
             // A GET never ends the session (a link or image on any site could send one): it asks, and the form POSTs.
-            SetReason(context, "session.logout-confirm");
+            SetReason(context, ReasonCodes.SessionLogoutConfirm);
             context.Response.Headers["X-Frame-Options"] = "DENY";
             await SessionPages.WritePageAsync(context, StatusCodes.Status200OK, "Sign out", "Sign out of this site?",
                 (request.PathBase + request.Path + request.QueryString, "Sign out"), ("Cancel", returnUrl));
@@ -90,17 +90,17 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
         if (!HttpMethods.IsPost(request.Method))
         {
             context.Response.Headers.Allow = "GET, HEAD, POST";
-            await ProblemWriter.WriteAsync(context, 405, "Method not allowed", "POST to sign out (GET shows a confirmation page).", "session.logout-method");
+            await ProblemWriter.WriteAsync(context, 405, "Method not allowed", "POST to sign out (GET shows a confirmation page).", ReasonCodes.SessionLogoutMethod);
             return;
         }
 
         if (!IsSameOrigin(request))
         {
-            SetReason(context, "session.logout-cross-site");
+            SetReason(context, ReasonCodes.SessionLogoutCrossSite);
             // Any site can send these: logged once per window, not per request.
             if (runtime.ProviderErrors.ShouldLog("logout", "cross-site")) LogCrossSiteLogout(logger, request.Headers["Sec-Fetch-Site"].ToString() is { Length: > 0 } site ? "Sec-Fetch-Site " + site : "Origin");
             const string detail = "Signing out must start from this site.";
-            if (SessionPages.IsApiRequest(request)) await ProblemWriter.WriteAsync(context, 403, "Forbidden", detail, "session.logout-cross-site");
+            if (SessionPages.IsApiRequest(request)) await ProblemWriter.WriteAsync(context, 403, "Forbidden", detail, ReasonCodes.SessionLogoutCrossSite);
             else await SessionPages.WriteAsync(context, 403, "Sign-out refused", detail, ("Sign out here", runtime.Sessions!.LogoutPath));
             return;
         }
@@ -169,9 +169,9 @@ internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRun
         }
     }
 
-    private static void SetReason(HttpContext context, string reason)
+    private static void SetReason(HttpContext context, ReasonCode reason)
     {
-        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = reason;
+        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Refusal = reason;
     }
 
     [LoggerMessage(EventId = 7030, Level = LogLevel.Information, Message = "Session provider {Provider}: a user signed out")]

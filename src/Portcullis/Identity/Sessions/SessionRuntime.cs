@@ -9,6 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.IdentityModel.Protocols.OpenIdConnect;
 using Portcullis.Configuration;
+using Portcullis.Hosting;
 using Portcullis.State;
 
 namespace Portcullis.Identity.Sessions;
@@ -189,11 +190,11 @@ internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable
             }
 
             context.HandleResponse();
-            if (context.HttpContext.Features.Get<Hosting.GatewayFeature>() is { } gateway) gateway.Reason = "session.callback-failed";
+            if (context.HttpContext.Features.Get<Hosting.GatewayFeature>() is { } gateway) gateway.Refusal = ReasonCodes.SessionCallbackFailed;
             const string detail = "The sign-in could not be completed (it may have expired or been used already).";
             if (SessionPages.IsApiRequest(context.Request))
             {
-                await Problems.ProblemWriter.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, "session.callback-failed");
+                await Problems.ProblemWriter.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, ReasonCodes.SessionCallbackFailed);
             }
             else
             {

@@ -46,20 +46,17 @@ internal sealed partial class SessionStoreGuard(RequestDelegate next, SessionRun
             if (context.Features.Get<GatewayFeature>() is { } gateway)
             {
                 // The path's own reason (set by SessionMiddleware) names the step the store failed at.
-                gateway.SessionStoreDecision = gateway.Reason switch
-                {
-                    "session.login" => "login.refused",
-                    "session.logout" => "logout.refused",
-                    _ => "sign-in.refused",
-                };
-                gateway.Reason = "session.store-unavailable";
+                gateway.SessionStoreDecision = gateway.Refusal == ReasonCodes.SessionLogin ? "login.refused"
+                    : gateway.Refusal == ReasonCodes.SessionLogout ? "logout.refused"
+                    : "sign-in.refused";
+                gateway.Refusal = ReasonCodes.SessionStoreUnavailable;
             }
 
             context.Response.Clear();
             context.Response.Headers.RetryAfter = "5";
             if (SessionPages.IsApiRequest(context.Request))
             {
-                await ProblemWriter.WriteAsync(context, 503, "Sessions unavailable", "Sessions cannot be saved or ended right now.", "session.store-unavailable");
+                await ProblemWriter.WriteAsync(context, 503, "Sessions unavailable", "Sessions cannot be saved or ended right now.", ReasonCodes.SessionStoreUnavailable);
             }
             else
             {

@@ -37,7 +37,7 @@ internal sealed partial class SignInStarter(SessionRuntime runtime, ILogger<Sign
             if (runtime.ProviderErrors.ShouldLog(provider.Name, "rate-limited")) LogRateLimited(logger, provider.Name, ClientAddress(context));
             context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
             await WriteAsync(context, api, StatusCodes.Status429TooManyRequests, "Too many sign-ins",
-                "Too many sign-ins were started from here. Please wait a moment, then try again.", "session.signin-rate-limited", returnUrl);
+                "Too many sign-ins were started from here. Please wait a moment, then try again.", ReasonCodes.SessionSignInRateLimited, returnUrl);
             return;
         }
 
@@ -56,7 +56,7 @@ internal sealed partial class SignInStarter(SessionRuntime runtime, ILogger<Sign
             if (runtime.ProviderErrors.ShouldLog(provider.Name, code)) LogRefused(logger, provider.Name, code);
             Discard(context);
             await WriteAsync(context, api, StatusCodes.Status502BadGateway, "Sign-in unavailable",
-                "The sign-in service refused to start a sign-in for this site. Please try again later or tell the site's administrators.", "session.provider-refused", returnUrl);
+                "The sign-in service refused to start a sign-in for this site. Please try again later or tell the site's administrators.", ReasonCodes.SessionProviderRefused, returnUrl);
         }
         catch (Exception e) when (e is InvalidOperationException or HttpRequestException or IOException or OperationCanceledException || SessionStoreGuard.IsStoreFailure(e))
         {
@@ -68,7 +68,7 @@ internal sealed partial class SignInStarter(SessionRuntime runtime, ILogger<Sign
             var store = SessionStoreGuard.IsStoreFailure(e);
             if (store && context.Features.Get<GatewayFeature>() is { } gateway) gateway.SessionStoreDecision = "login.refused";
             await WriteAsync(context, api, StatusCodes.Status503ServiceUnavailable, "Sign-in unavailable",
-                "The sign-in service cannot be reached right now. Please try again in a moment.", store ? "session.store-unavailable" : "session.provider-unavailable", returnUrl);
+                "The sign-in service cannot be reached right now. Please try again in a moment.", store ? ReasonCodes.SessionStoreUnavailable : ReasonCodes.SessionProviderUnavailable, returnUrl);
         }
     }
 
@@ -152,9 +152,9 @@ internal sealed partial class SignInStarter(SessionRuntime runtime, ILogger<Sign
         context.Response.Headers.Remove("Location");
     }
 
-    private static Task WriteAsync(HttpContext context, bool api, int status, string title, string detail, string reason, string returnUrl)
+    private static Task WriteAsync(HttpContext context, bool api, int status, string title, string detail, ReasonCode reason, string returnUrl)
     {
-        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Reason = reason;
+        if (context.Features.Get<GatewayFeature>() is { } gateway) gateway.Refusal = reason;
         return api
             ? ProblemWriter.WriteAsync(context, status, title, detail, reason)
             : SessionPages.WriteAsync(context, status, title, detail, ("Try again", returnUrl));
