@@ -11,7 +11,7 @@ public sealed partial class SnapshotBuilder
 {
     private const int MinAdminTokenLength = 16;
 
-    private CompiledAdminAuth? CompileAdmin(Context context, List<ListenerBinding> listeners, List<string> files, List<string> fileContents)
+    private CompiledAdminAuth? CompileAdmin(CompileContext context, List<ListenerBinding> listeners)
     {
         var auth = context.Config.Admin.Auth;
         var adminIndex = IndexOfAdminListener(context.Config);
@@ -57,7 +57,7 @@ public sealed partial class SnapshotBuilder
             var token = auth.Tokens[i];
             var at = $"{path}.tokens[{i}]";
             ok &= NameOk(token.Name, at);
-            var hash = ResolveAdminToken(context, at, token, files, fileContents);
+            var hash = ResolveAdminToken(context, at, token);
             if (hash is null) ok = false;
             else tokens.Add(new AdminToken(token.Name, token.Scope, hash));
         }
@@ -126,7 +126,7 @@ public sealed partial class SnapshotBuilder
     }
 
     // A typo such as cert.CN would make a rule that never holds (or, with exists: false, always holds).
-    private static bool CertificateClaimsOnly(Context context, ClaimRuleOptions rule, string at)
+    private static bool CertificateClaimsOnly(CompileContext context, ClaimRuleOptions rule, string at)
     {
         var ok = true;
         if (rule.Claim is { } claim && !ClientCertificateIdentity.ClaimNames.Contains(claim))
@@ -145,7 +145,7 @@ public sealed partial class SnapshotBuilder
     /// wrong. The token itself is dropped here. A token file is watched, and its hash goes into the
     /// fingerprint, so replacing the file reloads and the old token stops working.
     /// </summary>
-    private byte[]? ResolveAdminToken(Context context, string at, AdminTokenOptions token, List<string> files, List<string> fileContents)
+    private byte[]? ResolveAdminToken(CompileContext context, string at, AdminTokenOptions token)
     {
         string? secret;
         string source;
@@ -157,7 +157,7 @@ public sealed partial class SnapshotBuilder
 
         if (token.Env is not null)
         {
-            secret = _environment(token.Env);
+            secret = context.Environment(token.Env);
             source = $"environment variable '{token.Env}'";
             if (string.IsNullOrEmpty(secret))
             {
@@ -179,8 +179,8 @@ public sealed partial class SnapshotBuilder
                 return null;
             }
 
-            files.Add(full);
-            fileContents.Add("secret:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret))));
+            context.Files.Add(full);
+            context.FileContents.Add("secret:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret))));
             if (secret.Length == 0)
             {
                 context.Error(at + ".file", $"admin token file '{token.File}' ({full}) is empty", "write the token into it, e.g. openssl rand -hex 32 > " + token.File);

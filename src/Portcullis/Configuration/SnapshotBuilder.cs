@@ -49,21 +49,19 @@ public sealed partial class SnapshotBuilder
 
     public BuildResult Compile(LoadedConfig loaded, long generation, List<ConfigDiagnostic> diagnostics)
     {
-        var context = new Context(loaded, diagnostics);
-        var files = new List<string> { Path.GetFullPath(loaded.Path) };
-        var fileContents = new List<string> { loaded.Text };
+        var context = new CompileContext(loaded, diagnostics, _environment, _time);
 
         var listeners = ValidateListeners(context);
         var trusted = ValidateTrustedProxies(context);
         ValidateLimits(context);
-        var maps = CompileMaps(context, files, fileContents);
+        var maps = CompileMaps(context);
         var clusters = CompileClusters(context);
-        var (issuers, apiKeys) = CompileIdentity(context, files, fileContents);
-        var introspectors = CompileIntrospection(context, files, fileContents);
-        var sessions = CompileSessions(context, files, fileContents);
+        var (issuers, apiKeys) = CompileIdentity(context);
+        var introspectors = CompileIntrospection(context);
+        var sessions = CompileSessions(context);
         var traffic = CompileTraffic(context);
         var observability = CompileObservability(context);
-        var adminAuth = CompileAdmin(context, listeners, files, fileContents);
+        var adminAuth = CompileAdmin(context, listeners);
         var routes = CompileRoutes(context, maps, clusters, issuers, introspectors, apiKeys, traffic);
 
         if (_proxyValidator is not null && !context.HasErrors)
@@ -76,13 +74,12 @@ public sealed partial class SnapshotBuilder
             return new BuildResult(null, diagnostics);
         }
 
-        var fingerprint = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join("\0", fileContents))));
         var snapshot = new GatewaySnapshot(
             loaded,
             generation,
             _time.GetUtcNow(),
-            fingerprint,
-            files,
+            context.Fingerprint,
+            context.Files,
             routes.Compiled.ToFrozenDictionary(r => r.Name, StringComparer.Ordinal),
             clusters.Compiled.ToFrozenDictionary(c => c.Name, StringComparer.Ordinal),
             maps.ToFrozenDictionary(StringComparer.Ordinal),
@@ -103,30 +100,7 @@ public sealed partial class SnapshotBuilder
         return new BuildResult(snapshot, diagnostics);
     }
 
-    private sealed class Context(LoadedConfig loaded, List<ConfigDiagnostic> diagnostics)
-    {
-        public LoadedConfig Loaded { get; } = loaded;
-
-        public PortcullisConfig Config => Loaded.Config;
-
-        public bool HasErrors => diagnostics.Any(d => d.Severity == DiagnosticSeverity.Error);
-
-        public void Error(string path, string message, string? hint = null)
-        {
-            var (line, column) = Loaded.Locations.Of(path);
-            diagnostics.Add(new ConfigDiagnostic(Loaded.Path, line, column, message, hint));
-        }
-
-        public void Warning(string path, string message, string? hint = null)
-        {
-            var (line, column) = Loaded.Locations.Of(path);
-            diagnostics.Add(new ConfigDiagnostic(Loaded.Path, line, column, message, hint, DiagnosticSeverity.Warning));
-        }
-
-        public void Add(ConfigDiagnostic diagnostic) => diagnostics.Add(diagnostic);
-    }
-
-    private List<ListenerBinding> ValidateListeners(Context context)
+    private List<ListenerBinding> ValidateListeners(CompileContext context)
     {
         var result = new List<ListenerBinding>();
         var listeners = context.Config.Listeners;
@@ -187,7 +161,7 @@ public sealed partial class SnapshotBuilder
         return result;
     }
 
-    private static List<IPNetwork> ValidateTrustedProxies(Context context)
+    private static List<IPNetwork> ValidateTrustedProxies(CompileContext context)
     {
         var result = new List<IPNetwork>();
         for (var i = 0; i < context.Config.TrustedProxies.Count; i++)
@@ -210,7 +184,7 @@ public sealed partial class SnapshotBuilder
         return result;
     }
 
-    private static void ValidateLimits(Context context)
+    private static void ValidateLimits(CompileContext context)
     {
         var limits = context.Config.Limits;
         void Positive(long value, string key, string example)
@@ -237,7 +211,7 @@ public sealed partial class SnapshotBuilder
         if (limits.ShutdownTimeout < TimeSpan.Zero) context.Error("limits.shutdownTimeout", "limits.shutdownTimeout cannot be negative");
     }
 
-    private static Dictionary<string, CompiledMap> CompileMaps(Context context, List<string> files, List<string> fileContents)
+    private static Dictionary<string, CompiledMap> CompileMaps(CompileContext context)
     {
         var maps = new Dictionary<string, CompiledMap>(StringComparer.Ordinal);
         foreach (var (name, options) in context.Config.Maps)
@@ -253,11 +227,11 @@ public sealed partial class SnapshotBuilder
             if (options.File is not null)
             {
                 var full = context.Loaded.Resolve(options.File);
-                files.Add(full);
+                context.Files.Add(full);
                 try
                 {
                     var text = File.ReadAllText(full);
-                    fileContents.Add(text);
+                    context.FileContents.Add(text);
                     entries.AddRange(MapFileParser.Parse(text, full, options.Kind, options.IgnoreCase, before));
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -302,7 +276,7 @@ public sealed partial class SnapshotBuilder
 
     private sealed record ClusterBuild(List<CompiledCluster> Compiled, List<ClusterConfig> Proxy);
 
-    private ClusterBuild CompileClusters(Context context)
+    private ClusterBuild CompileClusters(CompileContext context)
     {
         var compiled = new List<CompiledCluster>();
         var proxy = new List<ClusterConfig>();
@@ -320,13 +294,13 @@ public sealed partial class SnapshotBuilder
                 var destination = options.Destinations[i];
                 var destinationPath = $"{path}.destinations[{i}]";
                 var destinationName = string.IsNullOrWhiteSpace(destination.Name) ? "d" + (i + 1).ToString(CultureInfo.InvariantCulture) : destination.Name;
-                if (!IsHttpUrl(destination.Address))
+                if (!CompileContext.IsHttpUrl(destination.Address))
                 {
                     context.Error(destination.Name is null && !context.Loaded.Locations.Has(destinationPath + ".address") ? destinationPath : destinationPath + ".address",
                         $"destination address '{destination.Address}' is not an absolute http:// or https:// URL", "e.g. http://10.0.0.5:8080");
                 }
 
-                if (destination.Health is not null && !IsHttpUrl(destination.Health))
+                if (destination.Health is not null && !CompileContext.IsHttpUrl(destination.Health))
                 {
                     context.Error(destinationPath + ".health", $"health address '{destination.Health}' is not an absolute http:// or https:// URL");
                 }
@@ -439,7 +413,7 @@ public sealed partial class SnapshotBuilder
     private static readonly string[] SafeAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
     private static readonly string[] SharedSecretAlgorithms = ["HS256", "HS384", "HS512"];
 
-    private (Dictionary<string, Identity.CompiledIssuer>, Identity.CompiledApiKeys?) CompileIdentity(Context context, List<string> files, List<string> fileContents)
+    private (Dictionary<string, Identity.CompiledIssuer>, Identity.CompiledApiKeys?) CompileIdentity(CompileContext context)
     {
         var identity = context.Config.Identity;
         var issuers = new Dictionary<string, Identity.CompiledIssuer>(StringComparer.Ordinal);
@@ -466,7 +440,7 @@ public sealed partial class SnapshotBuilder
                 context.Error(path, $"issuer '{issuer.Name}' needs exactly one of authority, jwksUri or jwksFile (it has {sources})", "e.g. authority: https://login.example.com/");
             }
 
-            if (issuer.Authority is not null && !IsHttpUrl(issuer.Authority)) context.Error(path + ".authority", $"authority '{issuer.Authority}' is not an absolute http(s) URL");
+            if (issuer.Authority is not null && !CompileContext.IsHttpUrl(issuer.Authority)) context.Error(path + ".authority", $"authority '{issuer.Authority}' is not an absolute http(s) URL");
             foreach (var (key, url) in new[] { ("authority", issuer.Authority), ("jwksUri", issuer.JwksUri) })
             {
                 // Keys fetched over plain HTTP from another host can be swapped in transit: warn, as for introspection.
@@ -475,7 +449,7 @@ public sealed partial class SnapshotBuilder
                     context.Warning($"{path}.{key}", $"issuer '{issuer.Name}' fetches its keys over plain http from {uri.Host}", "use https:// so keys cannot be replaced in transit");
                 }
             }
-            if (issuer.JwksUri is not null && !IsHttpUrl(issuer.JwksUri)) context.Error(path + ".jwksUri", $"jwksUri '{issuer.JwksUri}' is not an absolute http(s) URL");
+            if (issuer.JwksUri is not null && !CompileContext.IsHttpUrl(issuer.JwksUri)) context.Error(path + ".jwksUri", $"jwksUri '{issuer.JwksUri}' is not an absolute http(s) URL");
             string? jwksFile = null;
             if (issuer.JwksFile is not null)
             {
@@ -483,9 +457,9 @@ public sealed partial class SnapshotBuilder
                 if (!File.Exists(jwksFile)) context.Error(path + ".jwksFile", $"cannot read JWKS file '{issuer.JwksFile}' ({jwksFile}): file not found", "paths are relative to the config file");
                 else
                 {
-                    files.Add(jwksFile);
+                    context.Files.Add(jwksFile);
                     // In the fingerprint, so editing the key file reloads (and re-reads) the issuer's keys.
-                    fileContents.Add(File.ReadAllText(jwksFile));
+                    context.FileContents.Add(File.ReadAllText(jwksFile));
                 }
             }
 
@@ -523,7 +497,7 @@ public sealed partial class SnapshotBuilder
             Microsoft.IdentityModel.Tokens.SecurityKey? sharedKey = null;
             if (issuer.SharedSecretEnv is { } secretEnv)
             {
-                var secret = _environment(secretEnv);
+                var secret = context.Environment(secretEnv);
                 if (string.IsNullOrEmpty(secret)) context.Error(path + ".sharedSecretEnv", $"environment variable '{secretEnv}' is not set");
                 else if (Encoding.UTF8.GetByteCount(secret) < 32) context.Error(path + ".sharedSecretEnv", "the shared secret is shorter than 32 bytes");
                 else sharedKey = new Microsoft.IdentityModel.Tokens.SymmetricSecurityKey(Encoding.UTF8.GetBytes(secret));
@@ -566,7 +540,7 @@ public sealed partial class SnapshotBuilder
         if (identity.ApiKeys is { } apiKeyOptions)
         {
             var full = context.Loaded.Resolve(apiKeyOptions.File);
-            files.Add(full);
+            context.Files.Add(full);
             var keyDiagnostics = new List<ConfigDiagnostic>();
             Identity.ApiKeyFile? keyFile = null;
             if (!File.Exists(full))
@@ -576,7 +550,7 @@ public sealed partial class SnapshotBuilder
             else
             {
                 var text = File.ReadAllText(full);
-                fileContents.Add(text);
+                context.FileContents.Add(text);
                 var locations = new SourceLocations(full);
                 keyFile = text.Split('\n').All(line => line.Trim().Length == 0 || line.TrimStart().StartsWith('#'))
                     ? new Identity.ApiKeyFile()
@@ -596,7 +570,7 @@ public sealed partial class SnapshotBuilder
         return (issuers, apiKeys);
     }
 
-    private Dictionary<string, Identity.CompiledIntrospector> CompileIntrospection(Context context, List<string> files, List<string> fileContents)
+    private Dictionary<string, Identity.CompiledIntrospector> CompileIntrospection(CompileContext context)
     {
         var result = new Dictionary<string, Identity.CompiledIntrospector>(StringComparer.Ordinal);
         var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -624,7 +598,7 @@ public sealed partial class SnapshotBuilder
                 context.Error(path, $"introspector '{options.Name}' has no endpoint", "add endpoint: https://login.example.com/oauth2/introspect");
                 ok = false;
             }
-            else if (!IsHttpUrl(options.Endpoint) || !Uri.TryCreate(options.Endpoint, UriKind.Absolute, out endpoint))
+            else if (!CompileContext.IsHttpUrl(options.Endpoint) || !Uri.TryCreate(options.Endpoint, UriKind.Absolute, out endpoint))
             {
                 context.Error(path + ".endpoint", $"introspection endpoint '{options.Endpoint}' is not an absolute http(s) URL", "e.g. endpoint: https://login.example.com/oauth2/introspect");
                 ok = false;
@@ -640,7 +614,7 @@ public sealed partial class SnapshotBuilder
                 ok = false;
             }
 
-            var secret = ResolveClientSecret(context, path, $"introspector '{options.Name}'", options.ClientSecretEnv, options.ClientSecretFile, files, fileContents);
+            var secret = context.ResolveClientSecret(path, $"introspector '{options.Name}'", options.ClientSecretEnv, options.ClientSecretFile);
             if (secret is null) ok = false;
 
             if (options.CacheTtl < TimeSpan.Zero) context.Error(path + ".cacheTtl", "cacheTtl cannot be negative", "0 disables caching of active answers");
@@ -668,51 +642,7 @@ public sealed partial class SnapshotBuilder
         return result;
     }
 
-    /// <summary>
-    /// A client secret from exactly one of an environment variable or a file (relative to the config file,
-    /// trailing newline ignored); null after reporting what is wrong at PATH.clientSecretEnv/File. A secret
-    /// file is watched, and its hash (never the secret) goes into the fingerprint so a rotated secret reloads.
-    /// </summary>
-    private string? ResolveClientSecret(Context context, string path, string owner, string? secretEnv, string? secretFile, List<string> files, List<string> fileContents)
-    {
-        if (secretEnv is not null && secretFile is not null)
-        {
-            context.Error(path + ".clientSecretFile", $"{owner} has both clientSecretEnv and clientSecretFile", "keep one");
-            return null;
-        }
-
-        if (secretEnv is not null)
-        {
-            var secret = _environment(secretEnv);
-            if (!string.IsNullOrEmpty(secret)) return secret;
-            context.Error(path + ".clientSecretEnv", $"environment variable '{secretEnv}' is not set", "set it to the client secret before starting the gateway");
-            return null;
-        }
-
-        if (secretFile is null)
-        {
-            context.Error(path, $"{owner} has no client secret", "add clientSecretEnv: VARIABLE (or clientSecretFile: PATH)");
-            return null;
-        }
-
-        var full = context.Loaded.Resolve(secretFile);
-        try
-        {
-            var secret = File.ReadAllText(full).TrimEnd('\r', '\n');
-            files.Add(full);
-            fileContents.Add("secret:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret))));
-            if (secret.Length > 0) return secret;
-            context.Error(path + ".clientSecretFile", $"client secret file '{secretFile}' ({full}) is empty");
-            return null;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            context.Error(path + ".clientSecretFile", $"cannot read client secret file '{secretFile}' ({full}): {ConfigLoader.Describe(ex)}", "paths are relative to the config file");
-            return null;
-        }
-    }
-
-    private static Identity.CompiledRouteAuth? CompileAuth(Context context, RouteAuthOptions? auth, string path, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, string defaultAudience)
+    private static Identity.CompiledRouteAuth? CompileAuth(CompileContext context, RouteAuthOptions? auth, string path, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, string defaultAudience)
     {
         if (auth is null) return null;
         if (auth.Session is not null) return CompileSessionAuth(context, auth, path, defaultAudience);
@@ -770,7 +700,7 @@ public sealed partial class SnapshotBuilder
         };
     }
 
-    private static Identity.ClaimRule CompileRule(Context context, ClaimRuleOptions rule, string path)
+    private static Identity.ClaimRule CompileRule(CompileContext context, ClaimRuleOptions rule, string path)
     {
         var tests = (rule.Is is null ? 0 : 1) + (rule.OneOf is null ? 0 : 1) + (rule.Contains is null ? 0 : 1) + (rule.Regex is null ? 0 : 1) + (rule.Exists is null ? 0 : 1) + (rule.EmailDomain is null ? 0 : 1);
         if (rule.Claim is null && rule.Any is null && rule.All is null) context.Error(path, "claim rule names no claim and has no any/all", "e.g. { claim: tier, is: premium }");
@@ -797,7 +727,7 @@ public sealed partial class SnapshotBuilder
         };
     }
 
-    private static RouteBuild CompileRoutes(Context context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, TrafficBuild traffic)
+    private static RouteBuild CompileRoutes(CompileContext context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, TrafficBuild traffic)
     {
         var compiled = new List<CompiledRoute>();
         var proxy = new List<RouteConfig>();
@@ -890,7 +820,7 @@ public sealed partial class SnapshotBuilder
             if (route.Redirect is { } redirect)
             {
                 if (redirect.Status is not (301 or 302 or 303 or 307 or 308)) context.Error(path + ".redirect.status", $"redirect status {redirect.Status} is not 301, 302, 303, 307 or 308");
-                if (!(redirect.Url.StartsWith('/') || IsHttpUrl(redirect.Url))) context.Error(path + ".redirect.url", $"redirect url '{redirect.Url}' is neither an absolute http(s) URL nor a path");
+                if (!(redirect.Url.StartsWith('/') || CompileContext.IsHttpUrl(redirect.Url))) context.Error(path + ".redirect.url", $"redirect url '{redirect.Url}' is neither an absolute http(s) URL nor a path");
             }
 
             if (route.Respond is { } respond && respond.Status is < 200 or > 599)
@@ -947,7 +877,7 @@ public sealed partial class SnapshotBuilder
         return transforms.Count > 0 ? transforms : null;
     }
 
-    private static void BindTemplate(Context context, ValueTemplate template, Dictionary<string, CompiledMap> maps, string path)
+    private static void BindTemplate(CompileContext context, ValueTemplate template, Dictionary<string, CompiledMap> maps, string path)
     {
         foreach (var missing in template.Bind(maps))
         {
@@ -956,7 +886,7 @@ public sealed partial class SnapshotBuilder
         }
     }
 
-    private static RouteMatch CompileMatch(Context context, RouteMatchOptions match, string path)
+    private static RouteMatch CompileMatch(CompileContext context, RouteMatchOptions match, string path)
     {
         if (match.Path is not null && match.PathPrefix is not null)
         {
@@ -1056,7 +986,7 @@ public sealed partial class SnapshotBuilder
         };
     }
 
-    private void ValidateWithProxy(Context context, List<RouteConfig> routes, List<ClusterConfig> clusters)
+    private void ValidateWithProxy(CompileContext context, List<RouteConfig> routes, List<ClusterConfig> clusters)
     {
         // YARP checks what only it knows (route template syntax, policy names); map its findings back
         // to our lines so a reload never reaches YARP with something it would reject.
@@ -1080,6 +1010,4 @@ public sealed partial class SnapshotBuilder
         }
     }
 
-    private static bool IsHttpUrl(string text) =>
-        Uri.TryCreate(text, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps) && uri.Host.Length > 0;
 }

@@ -7,7 +7,7 @@ public sealed partial class SnapshotBuilder
 {
     private static readonly string[] AdminPaths = ["/healthz", "/readyz"];
 
-    private static void ValidateTelemetry(Context context)
+    private static void ValidateTelemetry(CompileContext context)
     {
         var metrics = context.Config.Observability.Metrics;
         const string metricsPath = "observability.metrics.path";

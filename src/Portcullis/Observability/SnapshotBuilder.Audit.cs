@@ -7,7 +7,7 @@ public sealed partial class SnapshotBuilder
 {
     private const long MinAuditFileSize = 4096;
 
-    private static CompiledAudit? CompileAudit(Context context)
+    private static CompiledAudit? CompileAudit(CompileContext context)
     {
         var audit = context.Config.Observability.Audit;
         const string path = "observability.audit";

@@ -9,7 +9,7 @@ public sealed partial class SnapshotBuilder
 {
     private const long MinAccessLogFileSize = 1024;
 
-    private static CompiledObservability CompileObservability(Context context)
+    private static CompiledObservability CompileObservability(CompileContext context)
     {
         var options = context.Config.Observability;
         var log = options.AccessLog;
@@ -98,7 +98,7 @@ public sealed partial class SnapshotBuilder
         };
     }
 
-    private static AccessLogFields Field(Context context, string name, string at)
+    private static AccessLogFields Field(CompileContext context, string name, string at)
     {
         if (AccessLogFieldNames.ByName.TryGetValue(name, out var field)) return field;
         var suggestion = YamlConfigBinder.Suggest(name, AccessLogFieldNames.ByName.Keys);

@@ -8,7 +8,7 @@ public sealed partial class SnapshotBuilder
 {
     private static readonly TimeSpan ResponseHeaderRegexTimeout = TimeSpan.FromMilliseconds(100);
 
-    private static CompiledResponseHeaderPolicy? CompileResponseHeaders(Context context, ResponseHeaderPolicyOptions? options, string path)
+    private static CompiledResponseHeaderPolicy? CompileResponseHeaders(CompileContext context, ResponseHeaderPolicyOptions? options, string path)
     {
         if (options is null) return null;
         var ok = true;

@@ -13,7 +13,7 @@ public sealed partial class SnapshotBuilder
     /// <summary>Most certificates on one listener.</summary>
     internal const int MaxCertificates = 256;
 
-    private ListenerTls? CompileListenerTls(Context context, ListenerTlsOptions options, string path)
+    private ListenerTls? CompileListenerTls(CompileContext context, ListenerTlsOptions options, string path)
     {
         var ok = true;
         var certificateOk = true;
@@ -34,7 +34,7 @@ public sealed partial class SnapshotBuilder
             Fail(path + ".certificates", $"more than {MaxCertificates} certificates on one listener", "use wildcard certificates");
         }
 
-        var now = _time.GetUtcNow();
+        var now = context.Now;
         var sources = new List<CertificateSource>();
         var names = new Dictionary<string, int>(StringComparer.Ordinal);
         var hostOwners = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -89,7 +89,7 @@ public sealed partial class SnapshotBuilder
                 certificate.PasswordEnv,
                 hosts);
 
-            if (!CertificateLoader.TryLoad(source, _environment, now, out var loaded, out var error))
+            if (!CertificateLoader.TryLoad(source, context.Environment, now, out var loaded, out var error))
             {
                 Fail(certPath + "." + error!.Key, error.Message, error.Hint);
                 continue;
@@ -135,7 +135,7 @@ public sealed partial class SnapshotBuilder
         return ok ? new ListenerTls(options.MinVersion, sources, Math.Max(defaultIndex, 0), clientCertificate, hsts) : null;
     }
 
-    private ClientCertificatePolicy? CompileClientCertificate(Context context, ClientCertificateOptions options, string path, ref bool ok)
+    private ClientCertificatePolicy? CompileClientCertificate(CompileContext context, ClientCertificateOptions options, string path, ref bool ok)
     {
         var problems = false;
         void Fail(string at, string message, string? hint = null)
@@ -176,13 +176,13 @@ public sealed partial class SnapshotBuilder
         else
         {
             var file = context.Loaded.Resolve(options.Ca);
-            if (!ClientCaLoader.TryLoad(file, _time.GetUtcNow(), out var bundle, out var error, out var hint))
+            if (!ClientCaLoader.TryLoad(file, context.Now, out var bundle, out var error, out var hint))
             {
                 Fail(path + ".ca", error!, hint);
             }
             else
             {
-                var now = _time.GetUtcNow();
+                var now = context.Now;
                 foreach (var ca in bundle!.Certificates)
                 {
                     if (ca.NotAfter.ToUniversalTime() - now < ExpiryWarning)
@@ -205,7 +205,7 @@ public sealed partial class SnapshotBuilder
         return null;
     }
 
-    private static string CompileHsts(Context context, HstsOptions options, string path)
+    private static string CompileHsts(CompileContext context, HstsOptions options, string path)
     {
         if (options.MaxAge < TimeSpan.Zero) context.Error(path + ".maxAge", "hsts.maxAge cannot be negative", "e.g. maxAge: 180d; 0s tells browsers to forget the policy");
         if (options.Preload && (!options.IncludeSubDomains || options.MaxAge < TimeSpan.FromDays(365)))
@@ -220,7 +220,7 @@ public sealed partial class SnapshotBuilder
     }
 
     /// <summary>A cleartext listener's redirectToHttps, checked.</summary>
-    private static HttpsRedirect? CompileRedirect(Context context, ListenerOptions listener, string path)
+    private static HttpsRedirect? CompileRedirect(CompileContext context, ListenerOptions listener, string path)
     {
         if (listener.RedirectToHttps is not { } redirect) return null;
         var ok = true;
@@ -252,7 +252,7 @@ public sealed partial class SnapshotBuilder
     }
 
     /// <summary>A route's `auth.clientCertificate` needs a listener that asks for client certificates.</summary>
-    private static void ValidateClientCertificateAuth(Context context, RouteAuthOptions auth, string path)
+    private static void ValidateClientCertificateAuth(CompileContext context, RouteAuthOptions auth, string path)
     {
         if (auth.ForwardCertificate is { } header)
         {

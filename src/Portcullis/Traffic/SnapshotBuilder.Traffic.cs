@@ -10,7 +10,7 @@ public sealed partial class SnapshotBuilder
 
     private const string KeyHint = "use consumer, consumerGroup, ip, route, header:NAME, claim:NAME, query:NAME, host, method, path or segment:N";
 
-    private static TrafficBuild CompileTraffic(Context context)
+    private static TrafficBuild CompileTraffic(CompileContext context)
     {
         var config = context.Config;
         var redis = config.Stores.Redis;
@@ -136,7 +136,7 @@ public sealed partial class SnapshotBuilder
         return new TrafficBuild(rateLimits, quotas, redisConfigured);
     }
 
-    private static TrafficKey? CompileKey(Context context, IReadOnlyList<string> parts, string path)
+    private static TrafficKey? CompileKey(CompileContext context, IReadOnlyList<string> parts, string path)
     {
         if (parts.Count == 0)
         {
@@ -161,7 +161,7 @@ public sealed partial class SnapshotBuilder
     }
 
     /// <summary>The route's traffic settings: named policies resolved, concurrency validated.</summary>
-    private static (CompiledRateLimit[] RateLimits, CompiledQuota? Quota, ConcurrencyGate? Concurrency) CompileRouteTraffic(Context context, RouteOptions route, string path, TrafficBuild traffic)
+    private static (CompiledRateLimit[] RateLimits, CompiledQuota? Quota, ConcurrencyGate? Concurrency) CompileRouteTraffic(CompileContext context, RouteOptions route, string path, TrafficBuild traffic)
     {
         var limits = new List<CompiledRateLimit>();
         for (var i = 0; i < route.RateLimits.Count; i++)
@@ -188,7 +188,7 @@ public sealed partial class SnapshotBuilder
         return ([.. limits], quota, CompileConcurrency(context, route.Concurrency, path + ".concurrency", "route:" + route.Name));
     }
 
-    private static ConcurrencyGate? CompileConcurrency(Context context, ConcurrencyOptions? options, string path, string scope)
+    private static ConcurrencyGate? CompileConcurrency(CompileContext context, ConcurrencyOptions? options, string path, string scope)
     {
         if (options is null) return null;
         var ok = true;

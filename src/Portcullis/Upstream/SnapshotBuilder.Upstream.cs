@@ -5,7 +5,7 @@ namespace Portcullis.Configuration;
 /// <summary>Validation of clusters' upstream TLS and client credentials: files are loaded and checked like the gateway will.</summary>
 public sealed partial class SnapshotBuilder
 {
-    private UpstreamTlsSettings? CompileUpstreamTls(Context context, string cluster, ClusterOptions options, string clusterPath)
+    private UpstreamTlsSettings? CompileUpstreamTls(CompileContext context, string cluster, ClusterOptions options, string clusterPath)
     {
         if (options.Tls is not { } tls) return null;
         var path = clusterPath + ".tls";
@@ -16,7 +16,7 @@ public sealed partial class SnapshotBuilder
             ok = false;
         }
 
-        var now = _time.GetUtcNow();
+        var now = context.Now;
         if (!options.Destinations.Any(d => d.Address.StartsWith("https://", StringComparison.OrdinalIgnoreCase)))
         {
             context.Warning(path, $"cluster '{cluster}' has tls settings but no https:// destination; they apply to https:// destinations only", "write destinations as https://HOST:PORT");
@@ -73,7 +73,7 @@ public sealed partial class SnapshotBuilder
                     client.Key is null ? null : context.Loaded.Resolve(client.Key),
                     client.Pfx is null ? null : context.Loaded.Resolve(client.Pfx),
                     client.PasswordEnv);
-                var loaded = UpstreamFiles.LoadClient(source, _environment, now, out var error);
+                var loaded = UpstreamFiles.LoadClient(source, context.Environment, now, out var error);
                 if (loaded is null)
                 {
                     Fail(clientPath + "." + error!.Key, error.Message, error.Hint);
@@ -101,7 +101,7 @@ public sealed partial class SnapshotBuilder
         return ok ? new UpstreamTlsSettings(cluster, ca, serverName, pins, source, tls.InsecureSkipVerify) : null;
     }
 
-    private ClientCredentialsSettings? CompileUpstreamCredentials(Context context, string cluster, ClusterOptions options, string clusterPath)
+    private ClientCredentialsSettings? CompileUpstreamCredentials(CompileContext context, string cluster, ClusterOptions options, string clusterPath)
     {
         if (options.Credentials?.ClientCredentials is not { } cc) return null;
         var path = clusterPath + ".credentials.clientCredentials";
@@ -114,7 +114,7 @@ public sealed partial class SnapshotBuilder
 
         Uri? tokenUrl = null;
         if (string.IsNullOrWhiteSpace(cc.TokenUrl)) Fail(path, $"cluster '{cluster}': clientCredentials has no tokenUrl", "add tokenUrl: https://login.example.com/oauth2/token");
-        else if (!IsHttpUrl(cc.TokenUrl) || !Uri.TryCreate(cc.TokenUrl, UriKind.Absolute, out tokenUrl)) Fail(path + ".tokenUrl", $"tokenUrl '{cc.TokenUrl}' is not an absolute http(s) URL", "e.g. tokenUrl: https://login.example.com/oauth2/token");
+        else if (!CompileContext.IsHttpUrl(cc.TokenUrl) || !Uri.TryCreate(cc.TokenUrl, UriKind.Absolute, out tokenUrl)) Fail(path + ".tokenUrl", $"tokenUrl '{cc.TokenUrl}' is not an absolute http(s) URL", "e.g. tokenUrl: https://login.example.com/oauth2/token");
         else if (tokenUrl.Scheme == Uri.UriSchemeHttp && !tokenUrl.IsLoopback) context.Warning(path + ".tokenUrl", $"cluster '{cluster}' sends its client credentials over plain http", "use an https:// token endpoint");
 
         if (string.IsNullOrWhiteSpace(cc.ClientId)) Fail(path, $"cluster '{cluster}': clientCredentials has no clientId", "add clientId: the gateway's client id at the provider");
@@ -139,12 +139,12 @@ public sealed partial class SnapshotBuilder
         else if (cc.ClientSecretEnv is { } variable)
         {
             authentication = ClientAuthentication.SecretEnv;
-            if (string.IsNullOrEmpty(_environment(variable))) Fail(path + ".clientSecretEnv", $"environment variable '{variable}' is not set", "set it to the client secret before starting the gateway");
+            if (string.IsNullOrEmpty(context.Environment(variable))) Fail(path + ".clientSecretEnv", $"environment variable '{variable}' is not set", "set it to the client secret before starting the gateway");
         }
         else if (cc.ClientSecretFile is { } file)
         {
             secretFile = context.Loaded.Resolve(file);
-            if (UpstreamFiles.ReadSecret(secretFile, null, _environment, out var error) is null) Fail(path + ".clientSecretFile", error!, "paths are relative to the config file");
+            if (UpstreamFiles.ReadSecret(secretFile, null, context.Environment, out var error) is null) Fail(path + ".clientSecretFile", error!, "paths are relative to the config file");
         }
         else if (cc.PrivateKeyJwt is { } jwt)
         {

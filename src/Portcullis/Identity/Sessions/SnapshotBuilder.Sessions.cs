@@ -10,7 +10,7 @@ public sealed partial class SnapshotBuilder
 {
     private const string DefaultCallbackPrefix = "/.portcullis/callback/";
 
-    private CompiledSessions? CompileSessions(Context context, List<string> files, List<string> fileContents)
+    private CompiledSessions? CompileSessions(CompileContext context)
     {
         if (context.Config.Identity.Sessions is not { } options) return null;
         const string root = "identity.sessions";
@@ -45,7 +45,7 @@ public sealed partial class SnapshotBuilder
             if (!IsUrlSafeName(provider.Name)) Fail(path + ".name", $"session provider name '{provider.Name}' may use only letters, digits, '-' and '_'", "it becomes part of the callback path and cookie name");
             Uri? authority = null;
             if (string.IsNullOrWhiteSpace(provider.Authority)) Fail(path, $"session provider '{provider.Name}' has no authority", "add authority: https://login.example.com/");
-            else if (!IsHttpUrl(provider.Authority) || !Uri.TryCreate(provider.Authority, UriKind.Absolute, out authority)) Fail(path + ".authority", $"authority '{provider.Authority}' is not an absolute http(s) URL");
+            else if (!CompileContext.IsHttpUrl(provider.Authority) || !Uri.TryCreate(provider.Authority, UriKind.Absolute, out authority)) Fail(path + ".authority", $"authority '{provider.Authority}' is not an absolute http(s) URL");
             else if (authority.Scheme == Uri.UriSchemeHttp && !authority.IsLoopback)
             {
                 context.Warning(path + ".authority", $"session provider '{provider.Name}' is reached over plain http at {authority.Host}", "use https:// so codes, tokens and keys cannot be read or replaced in transit");
@@ -62,7 +62,7 @@ public sealed partial class SnapshotBuilder
             }
             else
             {
-                secret = ResolveClientSecret(context, path, $"session provider '{provider.Name}'", provider.ClientSecretEnv, provider.ClientSecretFile, files, fileContents);
+                secret = context.ResolveClientSecret(path, $"session provider '{provider.Name}'", provider.ClientSecretEnv, provider.ClientSecretFile);
                 if (secret is null) ok = false;
             }
 
@@ -137,7 +137,7 @@ public sealed partial class SnapshotBuilder
             context.Error(root + ".store", "store: redis needs a Redis connection, but stores.redis.connection is not set (or empty)", "add stores: { redis: { connection: \"127.0.0.1:6379\" } } or use store: local");
         }
 
-        var keyRing = CompileKeyRing(context, options, files, fileContents);
+        var keyRing = CompileKeyRing(context, options);
         fingerprint.Append(cookie).Append('\n').Append(options.Store).Append('\n').Append(options.Store == SessionStoreKind.Redis ? redis?.Connection + "|" + redis?.KeyPrefix + "|" + redis?.Timeout + "|" + redis?.RetryAfter : "")
             .Append('\n').Append(keyRing?.GetCertHashString(HashAlgorithmName.SHA256))
             .Append('\n').Append(options.MaxSessions).Append('\n').Append(options.LogoutPath).Append('\n').Append(options.RefreshBefore)
@@ -162,7 +162,7 @@ public sealed partial class SnapshotBuilder
         };
     }
 
-    private static Identity.CompiledRouteAuth CompileSessionAuth(Context context, RouteAuthOptions auth, string path, string defaultAudience)
+    private static Identity.CompiledRouteAuth CompileSessionAuth(CompileContext context, RouteAuthOptions auth, string path, string defaultAudience)
     {
         var name = auth.Session!;
         var known = context.Config.Identity.Sessions?.Providers.Select(p => p.Name).Where(n => !string.IsNullOrWhiteSpace(n)).ToList() ?? [];
@@ -191,7 +191,7 @@ public sealed partial class SnapshotBuilder
         };
     }
 
-    private static FrozenSet<string>? CompileEmailDomains(Context context, IReadOnlyList<string>? domains, string path)
+    private static FrozenSet<string>? CompileEmailDomains(CompileContext context, IReadOnlyList<string>? domains, string path)
     {
         if (domains is null) return null;
         if (domains.Count == 0) context.Error(path, "emailDomain lists no domain", "e.g. emailDomain: [example.com]");
@@ -218,7 +218,7 @@ public sealed partial class SnapshotBuilder
         "code_challenge", "code_challenge_method", "request", "request_uri", "client_assertion", "client_assertion_type",
     }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
 
-    private static FrozenDictionary<string, string>? CompileAuthorizationParameters(Context context, IReadOnlyDictionary<string, string> parameters, string path)
+    private static FrozenDictionary<string, string>? CompileAuthorizationParameters(CompileContext context, IReadOnlyDictionary<string, string> parameters, string path)
     {
         var ok = true;
         foreach (var (name, value) in parameters)
