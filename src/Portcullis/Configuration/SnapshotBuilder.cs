@@ -60,7 +60,7 @@ public sealed partial class SnapshotBuilder
         var introspectors = CompileIntrospection(context);
         var sessions = CompileSessions(context);
         var traffic = CompileTraffic(context);
-        var observability = CompileObservability(context);
+        var observability = Observability.ObservabilityCompiler.Compile(context, context.Config.Observability, context.Config.Identity.ApiKeys?.QueryParameter);
         var adminAuth = CompileAdmin(context, listeners);
         var routes = CompileRoutes(context, maps, clusters, issuers, introspectors, apiKeys, traffic);
 
@@ -354,7 +354,7 @@ public sealed partial class SnapshotBuilder
                 Concurrency = CompileConcurrency(context, options.Concurrency, path + ".concurrency", "cluster:" + name),
                 Tls = upstreamTls,
                 Credentials = upstreamCredentials,
-                ResponseHeaders = CompileResponseHeaders(context, options.ResponseHeaders, path + ".responseHeaders"),
+                ResponseHeaders = Observability.ResponseHeadersCompiler.Compile(context, options.ResponseHeaders, path + ".responseHeaders"),
             });
 
             proxy.Add(new ClusterConfig
@@ -840,7 +840,7 @@ public sealed partial class SnapshotBuilder
                 RateLimits = rateLimits,
                 Quota = quota,
                 Concurrency = concurrency,
-                ResponseHeaders = CompileResponseHeaders(context, route.ResponseHeaders, path + ".responseHeaders"),
+                ResponseHeaders = Observability.ResponseHeadersCompiler.Compile(context, route.ResponseHeaders, path + ".responseHeaders"),
                 Auth = CompileAuth(context, route.Auth, path + ".auth", issuers, introspectors, apiKeys, staticCluster ?? route.Name),
                 Action = route.Redirect is not null ? RouteAction.Redirect : route.Respond is not null ? RouteAction.Respond : RouteAction.Proxy,
                 ClusterTemplate = clusterTemplate,
