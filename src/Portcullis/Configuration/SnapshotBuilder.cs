@@ -59,7 +59,7 @@ public sealed partial class SnapshotBuilder
         var (issuers, apiKeys) = CompileIdentity(context);
         var introspectors = CompileIntrospection(context);
         var sessions = CompileSessions(context);
-        var traffic = CompileTraffic(context);
+        var traffic = Traffic.TrafficCompiler.Compile(context, context.Config.Stores.Redis, context.Config.RateLimits, context.Config.Quotas);
         var observability = Observability.ObservabilityCompiler.Compile(context, context.Config.Observability, context.Config.Identity.ApiKeys?.QueryParameter);
         var adminAuth = CompileAdmin(context, listeners);
         var routes = CompileRoutes(context, maps, clusters, issuers, introspectors, apiKeys, traffic);
@@ -351,7 +351,7 @@ public sealed partial class SnapshotBuilder
                 PassiveFailures = passive?.Failures ?? 3,
                 PassiveReactivation = passive?.Reactivation ?? TimeSpan.FromSeconds(30),
                 FailureStatusCodes = (passive?.StatusCodes ?? []).ToFrozenSet(),
-                Concurrency = CompileConcurrency(context, options.Concurrency, path + ".concurrency", "cluster:" + name),
+                Concurrency = Traffic.TrafficCompiler.CompileConcurrency(context, options.Concurrency, path + ".concurrency", "cluster:" + name),
                 Tls = upstreamTls,
                 Credentials = upstreamCredentials,
                 ResponseHeaders = Observability.ResponseHeadersCompiler.Compile(context, options.ResponseHeaders, path + ".responseHeaders"),
@@ -727,7 +727,7 @@ public sealed partial class SnapshotBuilder
         };
     }
 
-    private static RouteBuild CompileRoutes(CompileContext context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, TrafficBuild traffic)
+    private static RouteBuild CompileRoutes(CompileContext context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, Traffic.TrafficPolicies traffic)
     {
         var compiled = new List<CompiledRoute>();
         var proxy = new List<RouteConfig>();
@@ -833,7 +833,7 @@ public sealed partial class SnapshotBuilder
                 context.Error(path + ".stripPrefix", $"stripPrefix '{strip}' must start with '/' and not end with '/'", "e.g. stripPrefix: /api");
             }
 
-            var (rateLimits, quota, concurrency) = CompileRouteTraffic(context, route, path, traffic);
+            var (rateLimits, quota, concurrency) = Traffic.TrafficCompiler.CompileRoute(context, route, path, traffic);
             compiled.Add(new CompiledRoute
             {
                 Name = route.Name,
