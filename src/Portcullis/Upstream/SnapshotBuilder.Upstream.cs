@@ -34,7 +34,7 @@ public sealed partial class SnapshotBuilder
         {
             serverName = Tls.CertificateLoader.Normalize(name);
             var problem = "a wildcard cannot be sent";
-            if (serverName.StartsWith("*.", StringComparison.Ordinal) || !IsSniName(serverName, out problem))
+            if (serverName.StartsWith("*.", StringComparison.Ordinal) || !Tls.TlsCompiler.IsSniName(serverName, out problem))
             {
                 Fail(path + ".serverName", $"'{name}' is not a host name for SNI: {problem}", "write the name the destination's certificate is issued for, e.g. orders.internal.example.com");
             }
@@ -83,7 +83,7 @@ public sealed partial class SnapshotBuilder
                     using (loaded.Certificate)
                     {
                         var left = loaded.NotAfter - now;
-                        if (left < ExpiryWarning)
+                        if (left < Tls.TlsCompiler.ExpiryWarning)
                         {
                             context.Warning(clientPath + "." + (pfx ? "pfx" : "cert"), $"the client certificate of cluster '{cluster}' ({loaded.Certificate.Subject}) expires in {(int)Math.Floor(left.TotalDays)} day(s), on {UpstreamFiles.Format(loaded.NotAfter)}", "renew it; the gateway loads the new file without a restart");
                         }
