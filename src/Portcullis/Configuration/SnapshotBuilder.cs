@@ -228,8 +228,8 @@ public sealed partial class SnapshotBuilder
             if (options.Timeouts.Request <= TimeSpan.Zero) context.Error(path + ".timeouts.request", "request timeout must be greater than zero", "e.g. request: 100s");
             if (options.Retries < 0) context.Error(path + ".retries", "retries cannot be negative", "0 disables retries");
             if (options.MaxConnectionsPerDestination < 0) context.Error(path + ".maxConnectionsPerDestination", "maxConnectionsPerDestination cannot be negative", "0 means unlimited");
-            var upstreamTls = CompileUpstreamTls(context, name, options, path);
-            var upstreamCredentials = CompileUpstreamCredentials(context, name, options, path);
+            var upstreamTls = Upstream.UpstreamCompiler.CompileTls(context, name, options, path);
+            var upstreamCredentials = Upstream.UpstreamCompiler.CompileCredentials(context, name, options, path);
 
             compiled.Add(new CompiledCluster
             {
@@ -287,7 +287,7 @@ public sealed partial class SnapshotBuilder
                     Version = options.HttpVersion == UpstreamHttpVersion.Http2 ? HttpVersion.Version20 : HttpVersion.Version11,
                     VersionPolicy = options.HttpVersion == UpstreamHttpVersion.Http2 ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
                 },
-                Metadata = WithUpstreamMetadata(new Dictionary<string, string>
+                Metadata = Upstream.UpstreamCompiler.WithMetadata(new Dictionary<string, string>
                 {
                     [ConnectTimeoutMetadata] = options.Timeouts.Connect.TotalMilliseconds.ToString(CultureInfo.InvariantCulture),
                 }, upstreamTls, upstreamCredentials),

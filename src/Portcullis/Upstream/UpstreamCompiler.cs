@@ -1,11 +1,11 @@
-using Portcullis.Upstream;
+using Portcullis.Configuration;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Upstream;
 
 /// <summary>Validation of clusters' upstream TLS and client credentials: files are loaded and checked like the gateway will.</summary>
-public sealed partial class SnapshotBuilder
+internal static class UpstreamCompiler
 {
-    private UpstreamTlsSettings? CompileUpstreamTls(CompileContext context, string cluster, ClusterOptions options, string clusterPath)
+    internal static UpstreamTlsSettings? CompileTls(CompileContext context, string cluster, ClusterOptions options, string clusterPath)
     {
         if (options.Tls is not { } tls) return null;
         var path = clusterPath + ".tls";
@@ -34,7 +34,7 @@ public sealed partial class SnapshotBuilder
         {
             serverName = Tls.CertificateLoader.Normalize(name);
             var problem = "a wildcard cannot be sent";
-            if (serverName.StartsWith("*.", StringComparison.Ordinal) || !Tls.TlsCompiler.IsSniName(serverName, out problem))
+            if (serverName.StartsWith("*.", StringComparison.Ordinal) || !Portcullis.Tls.TlsCompiler.IsSniName(serverName, out problem))
             {
                 Fail(path + ".serverName", $"'{name}' is not a host name for SNI: {problem}", "write the name the destination's certificate is issued for, e.g. orders.internal.example.com");
             }
@@ -55,42 +55,7 @@ public sealed partial class SnapshotBuilder
             pins.Add(pin);
         }
 
-        ClientCertificateSource? source = null;
-        if (tls.ClientCertificate is { } client)
-        {
-            var clientPath = path + ".clientCertificate";
-            var pem = client.Cert is not null;
-            var pfx = client.Pfx is not null;
-            if (pem && pfx) Fail(clientPath + ".pfx", "a client certificate has either `cert` (PEM) or `pfx`, not both", "remove one");
-            else if (!pem && !pfx) Fail(clientPath, "clientCertificate has neither `cert` nor `pfx`", "add cert: certs/gateway.pem and key: certs/gateway.key, or pfx: certs/gateway.pfx");
-            else if (pfx && client.Key is not null) Fail(clientPath + ".key", "`key` goes with `cert`; a PFX file holds its own key", "remove key");
-            else if (pem && client.PasswordEnv is not null) Fail(clientPath + ".passwordEnv", "`passwordEnv` is for a PFX file; PEM keys must be unencrypted", "remove passwordEnv");
-            else
-            {
-                source = new ClientCertificateSource(
-                    clientPath,
-                    client.Cert is null ? null : context.Loaded.Resolve(client.Cert),
-                    client.Key is null ? null : context.Loaded.Resolve(client.Key),
-                    client.Pfx is null ? null : context.Loaded.Resolve(client.Pfx),
-                    client.PasswordEnv);
-                var loaded = UpstreamFiles.LoadClient(source, context.Environment, now, out var error);
-                if (loaded is null)
-                {
-                    Fail(clientPath + "." + error!.Key, error.Message, error.Hint);
-                }
-                else
-                {
-                    using (loaded.Certificate)
-                    {
-                        var left = loaded.NotAfter - now;
-                        if (left < Tls.TlsCompiler.ExpiryWarning)
-                        {
-                            context.Warning(clientPath + "." + (pfx ? "pfx" : "cert"), $"the client certificate of cluster '{cluster}' ({loaded.Certificate.Subject}) expires in {(int)Math.Floor(left.TotalDays)} day(s), on {UpstreamFiles.Format(loaded.NotAfter)}", "renew it; the gateway loads the new file without a restart");
-                        }
-                    }
-                }
-            }
-        }
+        var source = tls.ClientCertificate is { } client ? CompileClientCertificate(context, cluster, client, path + ".clientCertificate", now, ref ok) : null;
 
         if (tls.InsecureSkipVerify)
         {
@@ -101,7 +66,54 @@ public sealed partial class SnapshotBuilder
         return ok ? new UpstreamTlsSettings(cluster, ca, serverName, pins, source, tls.InsecureSkipVerify) : null;
     }
 
-    private ClientCredentialsSettings? CompileUpstreamCredentials(CompileContext context, string cluster, ClusterOptions options, string clusterPath)
+    /// <summary>The certificate the gateway presents to the cluster's destinations, loaded once to check it; ok turns false on a problem.</summary>
+    private static ClientCertificateSource? CompileClientCertificate(CompileContext context, string cluster, UpstreamClientCertificateOptions client, string clientPath, DateTimeOffset now, ref bool ok)
+    {
+        var failed = false;
+        void Fail(string at, string message, string? hint = null)
+        {
+            context.Error(at, message, hint);
+            failed = true;
+        }
+
+        ClientCertificateSource? source = null;
+        var pem = client.Cert is not null;
+        var pfx = client.Pfx is not null;
+        if (pem && pfx) Fail(clientPath + ".pfx", "a client certificate has either `cert` (PEM) or `pfx`, not both", "remove one");
+        else if (!pem && !pfx) Fail(clientPath, "clientCertificate has neither `cert` nor `pfx`", "add cert: certs/gateway.pem and key: certs/gateway.key, or pfx: certs/gateway.pfx");
+        else if (pfx && client.Key is not null) Fail(clientPath + ".key", "`key` goes with `cert`; a PFX file holds its own key", "remove key");
+        else if (pem && client.PasswordEnv is not null) Fail(clientPath + ".passwordEnv", "`passwordEnv` is for a PFX file; PEM keys must be unencrypted", "remove passwordEnv");
+        else
+        {
+            source = new ClientCertificateSource(
+                clientPath,
+                client.Cert is null ? null : context.Loaded.Resolve(client.Cert),
+                client.Key is null ? null : context.Loaded.Resolve(client.Key),
+                client.Pfx is null ? null : context.Loaded.Resolve(client.Pfx),
+                client.PasswordEnv);
+            var loaded = UpstreamFiles.LoadClient(source, context.Environment, now, out var error);
+            if (loaded is null)
+            {
+                Fail(clientPath + "." + error!.Key, error.Message, error.Hint);
+            }
+            else
+            {
+                using (loaded.Certificate)
+                {
+                    var left = loaded.NotAfter - now;
+                    if (left < Portcullis.Tls.TlsCompiler.ExpiryWarning)
+                    {
+                        context.Warning(clientPath + "." + (pfx ? "pfx" : "cert"), $"the client certificate of cluster '{cluster}' ({loaded.Certificate.Subject}) expires in {(int)Math.Floor(left.TotalDays)} day(s), on {UpstreamFiles.Format(loaded.NotAfter)}", "renew it; the gateway loads the new file without a restart");
+                    }
+                }
+            }
+        }
+
+        if (failed) ok = false;
+        return source;
+    }
+
+    internal static ClientCredentialsSettings? CompileCredentials(CompileContext context, string cluster, ClusterOptions options, string clusterPath)
     {
         if (options.Credentials?.ClientCredentials is not { } cc) return null;
         var path = clusterPath + ".credentials.clientCredentials";
@@ -122,6 +134,49 @@ public sealed partial class SnapshotBuilder
         if (cc.ClientSecret is not null)
         {
             Fail(path + ".clientSecret", "a client secret is never written in the configuration file", "put it in a file (clientSecretFile: secrets/client-secret) or an environment variable (clientSecretEnv: CLIENT_SECRET)");
+        }
+
+        var (authentication, secretFile, keyFile) = CompileClientAuthentication(context, cluster, cc, path, ref ok);
+
+        if (cc.RefreshAt is < 0.1 or > 0.95 || double.IsNaN(cc.RefreshAt))
+        {
+            Fail(path + ".refreshAt", $"refreshAt {cc.RefreshAt} is outside 0.1 .. 0.95", "the fraction of a token's lifetime after which it is refreshed; e.g. refreshAt: 0.8");
+        }
+
+        if (string.IsNullOrWhiteSpace(cc.Header) || !cc.Header.All(c => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c)))
+        {
+            Fail(path + ".header", $"'{cc.Header}' is not an HTTP header name", "e.g. header: Authorization");
+        }
+        else if (cc.Header.Equals("Host", StringComparison.OrdinalIgnoreCase) || cc.Header.Equals("Cookie", StringComparison.OrdinalIgnoreCase) || cc.Header.StartsWith("X-Forwarded-", StringComparison.OrdinalIgnoreCase))
+        {
+            Fail(path + ".header", $"the token cannot be sent in '{cc.Header}'", "use Authorization or a header of your own");
+        }
+
+        if (cc.Timeout <= TimeSpan.Zero) Fail(path + ".timeout", "timeout must be greater than zero", "e.g. timeout: 10s");
+
+        foreach (var destination in options.Destinations)
+        {
+            if (Uri.TryCreate(destination.Address, UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp && !uri.IsLoopback)
+            {
+                context.Warning(path, $"cluster '{cluster}' sends its upstream token over plain http to {destination.Address}", "use https:// destinations (with tls: if they need a private CA)");
+                break;
+            }
+        }
+
+        if (!ok || tokenUrl is null) return null;
+        return new ClientCredentialsSettings(cluster, tokenUrl, cc.ClientId, authentication, secretFile, cc.ClientSecretEnv, keyFile, cc.PrivateKeyJwt?.Kid,
+            cc.PrivateKeyJwt?.Algorithm ?? ClientAssertionAlgorithm.Rs256, cc.PrivateKeyJwt?.Audience, string.IsNullOrWhiteSpace(cc.Scope) ? null : cc.Scope, string.IsNullOrWhiteSpace(cc.Audience) ? null : cc.Audience,
+            cc.RefreshAt, cc.Header, cc.Timeout);
+    }
+
+    /// <summary>How the gateway authenticates at the token endpoint: exactly one of a secret file, a secret variable or a private key JWT.</summary>
+    private static ClientAuthenticationChoice CompileClientAuthentication(CompileContext context, string cluster, ClientCredentialsOptions cc, string path, ref bool ok)
+    {
+        var failed = false;
+        void Fail(string at, string message, string? hint = null)
+        {
+            context.Error(at, message, hint);
+            failed = true;
         }
 
         var methods = (cc.ClientSecretFile is not null ? 1 : 0) + (cc.ClientSecretEnv is not null ? 1 : 0) + (cc.PrivateKeyJwt is not null ? 1 : 0);
@@ -174,39 +229,14 @@ public sealed partial class SnapshotBuilder
             }
         }
 
-        if (cc.RefreshAt is < 0.1 or > 0.95 || double.IsNaN(cc.RefreshAt))
-        {
-            Fail(path + ".refreshAt", $"refreshAt {cc.RefreshAt} is outside 0.1 .. 0.95", "the fraction of a token's lifetime after which it is refreshed; e.g. refreshAt: 0.8");
-        }
-
-        if (string.IsNullOrWhiteSpace(cc.Header) || !cc.Header.All(c => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c)))
-        {
-            Fail(path + ".header", $"'{cc.Header}' is not an HTTP header name", "e.g. header: Authorization");
-        }
-        else if (cc.Header.Equals("Host", StringComparison.OrdinalIgnoreCase) || cc.Header.Equals("Cookie", StringComparison.OrdinalIgnoreCase) || cc.Header.StartsWith("X-Forwarded-", StringComparison.OrdinalIgnoreCase))
-        {
-            Fail(path + ".header", $"the token cannot be sent in '{cc.Header}'", "use Authorization or a header of your own");
-        }
-
-        if (cc.Timeout <= TimeSpan.Zero) Fail(path + ".timeout", "timeout must be greater than zero", "e.g. timeout: 10s");
-
-        foreach (var destination in options.Destinations)
-        {
-            if (Uri.TryCreate(destination.Address, UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp && !uri.IsLoopback)
-            {
-                context.Warning(path, $"cluster '{cluster}' sends its upstream token over plain http to {destination.Address}", "use https:// destinations (with tls: if they need a private CA)");
-                break;
-            }
-        }
-
-        if (!ok || tokenUrl is null) return null;
-        return new ClientCredentialsSettings(cluster, tokenUrl, cc.ClientId, authentication, secretFile, cc.ClientSecretEnv, keyFile, cc.PrivateKeyJwt?.Kid,
-            cc.PrivateKeyJwt?.Algorithm ?? ClientAssertionAlgorithm.Rs256, cc.PrivateKeyJwt?.Audience, string.IsNullOrWhiteSpace(cc.Scope) ? null : cc.Scope, string.IsNullOrWhiteSpace(cc.Audience) ? null : cc.Audience,
-            cc.RefreshAt, cc.Header, cc.Timeout);
+        if (failed) ok = false;
+        return new ClientAuthenticationChoice(authentication, secretFile, keyFile);
     }
 
+    private sealed record ClientAuthenticationChoice(ClientAuthentication Authentication, string? SecretFile, string? KeyFile);
+
     /// <summary>Adds the keys that point YARP's HTTP client and the credentials transform at the cluster's upstream runtimes.</summary>
-    private static Dictionary<string, string> WithUpstreamMetadata(Dictionary<string, string> metadata, UpstreamTlsSettings? tls, ClientCredentialsSettings? credentials)
+    internal static Dictionary<string, string> WithMetadata(Dictionary<string, string> metadata, UpstreamTlsSettings? tls, ClientCredentialsSettings? credentials)
     {
         if (tls is not null) metadata[UpstreamMetadata.Tls] = tls.Fingerprint;
         if (credentials is not null) metadata[UpstreamMetadata.Credentials] = credentials.Fingerprint;
