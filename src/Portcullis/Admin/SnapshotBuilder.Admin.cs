@@ -88,7 +88,7 @@ public sealed partial class SnapshotBuilder
             }
 
             for (var j = 0; j < rule.Claims.Count; j++) ok &= CertificateClaimsOnly(context, rule.Claims[j], $"{at}.claims[{j}]");
-            var compiled = new ClaimRule { All = [.. rule.Claims.Select((r, j) => CompileRule(context, r, $"{at}.claims[{j}]"))] };
+            var compiled = new ClaimRule { All = [.. rule.Claims.Select((r, j) => RouteAuthCompiler.CompileRule(context, r, $"{at}.claims[{j}]"))] };
             certificates.Add(new AdminCertificateRule(rule.Name, rule.Scope, compiled));
         }
 

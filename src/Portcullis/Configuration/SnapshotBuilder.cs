@@ -56,13 +56,12 @@ public sealed partial class SnapshotBuilder
         Listeners.ListenersCompiler.ValidateLimits(context, context.Config.Limits);
         var maps = CompileMaps(context);
         var clusters = CompileClusters(context);
-        var (issuers, apiKeys) = CompileIdentity(context);
-        var introspectors = CompileIntrospection(context);
-        var sessions = CompileSessions(context);
+        var credentials = Identity.IdentityCompiler.Compile(context, context.Config.Identity);
+        var sessions = context.Config.Identity.Sessions is { } sessionOptions ? Identity.Sessions.SessionsCompiler.Compile(context, sessionOptions) : null;
         var traffic = Traffic.TrafficCompiler.Compile(context, context.Config.Stores.Redis, context.Config.RateLimits, context.Config.Quotas);
         var observability = Observability.ObservabilityCompiler.Compile(context, context.Config.Observability, context.Config.Identity.ApiKeys?.QueryParameter);
         var adminAuth = CompileAdmin(context, listeners);
-        var routes = CompileRoutes(context, maps, clusters, issuers, introspectors, apiKeys, traffic);
+        var routes = CompileRoutes(context, maps, clusters, credentials, traffic);
 
         if (_proxyValidator is not null && !context.HasErrors)
         {
@@ -87,8 +86,8 @@ public sealed partial class SnapshotBuilder
             clusters.Proxy,
             trusted,
             listeners,
-            [.. issuers.Values],
-            apiKeys,
+            [.. credentials.Issuers.Values],
+            credentials.ApiKeys,
             traffic.RateLimits.ToFrozenDictionary(StringComparer.Ordinal),
             traffic.Quotas.ToFrozenDictionary(StringComparer.Ordinal))
         {
@@ -299,324 +298,7 @@ public sealed partial class SnapshotBuilder
 
     private sealed record RouteBuild(List<CompiledRoute> Compiled, List<RouteConfig> Proxy);
 
-    private static readonly string[] SafeAlgorithms = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"];
-    private static readonly string[] SharedSecretAlgorithms = ["HS256", "HS384", "HS512"];
-
-    private (Dictionary<string, Identity.CompiledIssuer>, Identity.CompiledApiKeys?) CompileIdentity(CompileContext context)
-    {
-        var identity = context.Config.Identity;
-        var issuers = new Dictionary<string, Identity.CompiledIssuer>(StringComparer.Ordinal);
-        for (var i = 0; i < identity.Issuers.Count; i++)
-        {
-            var issuer = identity.Issuers[i];
-            var path = $"identity.issuers[{i}]";
-            if (string.IsNullOrWhiteSpace(issuer.Name))
-            {
-                context.Error(path, "issuer has no name", "add name: corp");
-                continue;
-            }
-
-            if (issuers.ContainsKey(issuer.Name))
-            {
-                context.Error(path + ".name", $"duplicate issuer name '{issuer.Name}'", "give each issuer its own name");
-                continue;
-            }
-
-            var sources = (issuer.Authority is null ? 0 : 1) + (issuer.JwksUri is null ? 0 : 1) + (issuer.JwksFile is null ? 0 : 1);
-            var hasSecret = issuer.SharedSecretEnv is not null;
-            if (sources != 1 && !(sources == 0 && hasSecret))
-            {
-                context.Error(path, $"issuer '{issuer.Name}' needs exactly one of authority, jwksUri or jwksFile (it has {sources})", "e.g. authority: https://login.example.com/");
-            }
-
-            if (issuer.Authority is not null && !CompileContext.IsHttpUrl(issuer.Authority)) context.Error(path + ".authority", $"authority '{issuer.Authority}' is not an absolute http(s) URL");
-            foreach (var (key, url) in new[] { ("authority", issuer.Authority), ("jwksUri", issuer.JwksUri) })
-            {
-                // Keys fetched over plain HTTP from another host can be swapped in transit: warn, as for introspection.
-                if (url is not null && Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.Scheme == Uri.UriSchemeHttp && !uri.IsLoopback)
-                {
-                    context.Warning($"{path}.{key}", $"issuer '{issuer.Name}' fetches its keys over plain http from {uri.Host}", "use https:// so keys cannot be replaced in transit");
-                }
-            }
-            if (issuer.JwksUri is not null && !CompileContext.IsHttpUrl(issuer.JwksUri)) context.Error(path + ".jwksUri", $"jwksUri '{issuer.JwksUri}' is not an absolute http(s) URL");
-            string? jwksFile = null;
-            if (issuer.JwksFile is not null)
-            {
-                jwksFile = context.Loaded.Resolve(issuer.JwksFile);
-                if (!File.Exists(jwksFile)) context.Error(path + ".jwksFile", $"cannot read JWKS file '{issuer.JwksFile}' ({jwksFile}): file not found", "paths are relative to the config file");
-                else
-                {
-                    context.Files.Add(jwksFile);
-                    // In the fingerprint, so editing the key file reloads (and re-reads) the issuer's keys.
-                    context.FileContents.Add(File.ReadAllText(jwksFile));
-                }
-            }
-
-            if (issuer.Issuer is null && issuer.Authority is null)
-            {
-                context.Error(path, $"issuer '{issuer.Name}' needs `issuer:` (the expected iss claim): only discovery through `authority` can supply it", "e.g. issuer: https://login.example.com/");
-            }
-
-            if (issuer.Audiences.Count == 0)
-            {
-                context.Warning(path, $"issuer '{issuer.Name}' accepts tokens for any audience", "add audiences: [your-api]");
-            }
-
-            var algorithms = new List<string>();
-            for (var a = 0; a < issuer.Algorithms.Count; a++)
-            {
-                var algorithm = issuer.Algorithms[a];
-                if (SafeAlgorithms.Contains(algorithm)) algorithms.Add(algorithm);
-                else if (SharedSecretAlgorithms.Contains(algorithm))
-                {
-                    if (hasSecret) algorithms.Add(algorithm);
-                    else context.Error($"{path}.algorithms[{a}]", $"{algorithm} needs sharedSecretEnv", "HMAC algorithms are accepted only with an explicitly configured shared secret");
-                }
-                else if (string.Equals(algorithm, "none", StringComparison.OrdinalIgnoreCase))
-                {
-                    context.Error($"{path}.algorithms[{a}]", "the 'none' algorithm is never accepted");
-                }
-                else
-                {
-                    var suggestion = YamlConfigBinder.Suggest(algorithm, SafeAlgorithms.Concat(SharedSecretAlgorithms));
-                    context.Error($"{path}.algorithms[{a}]", $"unknown algorithm '{algorithm}'", suggestion is null ? null : $"did you mean '{suggestion}'?");
-                }
-            }
-
-            Microsoft.IdentityModel.Tokens.SecurityKey? sharedKey = null;
-            if (issuer.SharedSecretEnv is { } secretEnv)
-            {
-                var secret = context.Environment(secretEnv);
-                if (string.IsNullOrEmpty(secret)) context.Error(path + ".sharedSecretEnv", $"environment variable '{secretEnv}' is not set");
-                else if (Encoding.UTF8.GetByteCount(secret) < 32) context.Error(path + ".sharedSecretEnv", "the shared secret is shorter than 32 bytes");
-                else sharedKey = new Microsoft.IdentityModel.Tokens.SymmetricSecurityKey(Encoding.UTF8.GetBytes(secret));
-            }
-
-            var keys = issuer.Keys;
-            if (keys.RefreshInterval <= TimeSpan.Zero) context.Error(path + ".keys.refreshInterval", "refreshInterval must be greater than zero");
-            if (keys.Timeout <= TimeSpan.Zero) context.Error(path + ".keys.timeout", "timeout must be greater than zero");
-            if (keys.StaleFor < TimeSpan.Zero) context.Error(path + ".keys.staleFor", "staleFor cannot be negative");
-            // Above refreshInterval it is not an error: refreshInterval wins (a short refreshInterval in an old config stays valid).
-            if (keys.MinRefreshInterval <= TimeSpan.Zero) context.Error(path + ".keys.minRefreshInterval", "minRefreshInterval must be greater than zero", "e.g. minRefreshInterval: 1m; it bounds how often a JWKS Cache-Control max-age may make the gateway fetch keys");
-            issuers[issuer.Name] = new Identity.CompiledIssuer
-            {
-                Name = issuer.Name,
-                KeySource = new Identity.IssuerKeySource(issuer.Name, issuer.Authority, issuer.JwksUri, jwksFile,
-                    keys.RefreshInterval > TimeSpan.Zero ? keys.RefreshInterval : TimeSpan.FromMinutes(5), keys.UnknownKidRefreshInterval, keys.StaleFor, keys.Timeout, keys.MinRefreshInterval),
-                ConfiguredIssuer = issuer.Issuer,
-                Audiences = [.. issuer.Audiences],
-                Algorithms = [.. algorithms],
-                ClockSkew = issuer.ClockSkew,
-                RequiredClaims = [.. issuer.RequiredClaims],
-                RequireAccessTokenType = issuer.RequireAccessTokenType,
-                Claims = issuer.Claims,
-                SharedKey = sharedKey,
-            };
-        }
-
-        if (identity.Assertion is { } assertion)
-        {
-            if (assertion.Lifetime <= TimeSpan.Zero) context.Error("identity.assertion.lifetime", "the assertion lifetime must be greater than zero", "e.g. lifetime: 60s");
-            if (assertion.RotateEvery <= assertion.Lifetime) context.Error("identity.assertion.rotateEvery", "rotateEvery must be longer than the assertion lifetime", "e.g. rotateEvery: 24h");
-            if (!assertion.JwksPath.StartsWith('/')) context.Error("identity.assertion.jwksPath", $"jwksPath '{assertion.JwksPath}' must start with '/'");
-            if (string.IsNullOrWhiteSpace(assertion.Header)) context.Error("identity.assertion.header", "the assertion header name is empty");
-        }
-
-        if (identity.MaxTokenSize.Bytes < 1024) context.Error("identity.maxTokenSize", "identity.maxTokenSize must be at least 1KiB", "default 16KiB");
-        if (identity.TokenCacheSize < 0) context.Error("identity.tokenCacheSize", "identity.tokenCacheSize cannot be negative");
-
-        Identity.CompiledApiKeys? apiKeys = null;
-        if (identity.ApiKeys is { } apiKeyOptions)
-        {
-            var full = context.Loaded.Resolve(apiKeyOptions.File);
-            context.Files.Add(full);
-            var keyDiagnostics = new List<ConfigDiagnostic>();
-            Identity.ApiKeyFile? keyFile = null;
-            if (!File.Exists(full))
-            {
-                context.Error("identity.apiKeys.file", $"cannot read API key file '{apiKeyOptions.File}' ({full}): file not found", "create it with `portcullis keys create --file " + apiKeyOptions.File + " --consumer NAME`");
-            }
-            else
-            {
-                var text = File.ReadAllText(full);
-                context.FileContents.Add(text);
-                var locations = new SourceLocations(full);
-                keyFile = text.Split('\n').All(line => line.Trim().Length == 0 || line.TrimStart().StartsWith('#'))
-                    ? new Identity.ApiKeyFile()
-                    : new YamlConfigBinder(full, _ => null, keyDiagnostics, locations).BindDocument<Identity.ApiKeyFile>(text);
-                foreach (var d in keyDiagnostics) context.Add(d);
-                if (keyFile is not null)
-                {
-                    apiKeys = Identity.CompiledApiKeys.Compile(apiKeyOptions, keyFile, (keyPath, message) =>
-                    {
-                        var (line, column) = locations.Of(keyPath);
-                        context.Add(new ConfigDiagnostic(full, line, column, message));
-                    });
-                }
-            }
-        }
-
-        return (issuers, apiKeys);
-    }
-
-    private Dictionary<string, Identity.CompiledIntrospector> CompileIntrospection(CompileContext context)
-    {
-        var result = new Dictionary<string, Identity.CompiledIntrospector>(StringComparer.Ordinal);
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        var all = context.Config.Identity.Introspection;
-        for (var i = 0; i < all.Count; i++)
-        {
-            var options = all[i];
-            var path = $"identity.introspection[{i}]";
-            if (string.IsNullOrWhiteSpace(options.Name))
-            {
-                context.Error(path, "introspector has no name", "add name: corp-introspection");
-                continue;
-            }
-
-            if (!seen.Add(options.Name))
-            {
-                context.Error(path + ".name", $"duplicate introspector name '{options.Name}'", "give each introspector its own name");
-                continue;
-            }
-
-            var ok = true;
-            Uri? endpoint = null;
-            if (string.IsNullOrWhiteSpace(options.Endpoint))
-            {
-                context.Error(path, $"introspector '{options.Name}' has no endpoint", "add endpoint: https://login.example.com/oauth2/introspect");
-                ok = false;
-            }
-            else if (!CompileContext.IsHttpUrl(options.Endpoint) || !Uri.TryCreate(options.Endpoint, UriKind.Absolute, out endpoint))
-            {
-                context.Error(path + ".endpoint", $"introspection endpoint '{options.Endpoint}' is not an absolute http(s) URL", "e.g. endpoint: https://login.example.com/oauth2/introspect");
-                ok = false;
-            }
-            else if (endpoint.Scheme == Uri.UriSchemeHttp && !endpoint.IsLoopback)
-            {
-                context.Warning(path + ".endpoint", $"introspector '{options.Name}' sends its client secret and tokens over plain http", "use an https:// endpoint");
-            }
-
-            if (string.IsNullOrWhiteSpace(options.ClientId))
-            {
-                context.Error(path, $"introspector '{options.Name}' has no clientId", "add clientId: the gateway's client id at the provider");
-                ok = false;
-            }
-
-            var secret = context.ResolveClientSecret(path, $"introspector '{options.Name}'", options.ClientSecretEnv, options.ClientSecretFile);
-            if (secret is null) ok = false;
-
-            if (options.CacheTtl < TimeSpan.Zero) context.Error(path + ".cacheTtl", "cacheTtl cannot be negative", "0 disables caching of active answers");
-            if (options.NegativeTtl < TimeSpan.Zero) context.Error(path + ".negativeTtl", "negativeTtl cannot be negative", "0 disables caching of inactive answers");
-            if (options.Timeout <= TimeSpan.Zero) context.Error(path + ".timeout", "timeout must be greater than zero", "e.g. timeout: 5s");
-            if (!ok) continue;
-
-            var claims = options.Claims;
-            var scope = string.Join("\n", options.Name, endpoint!.AbsoluteUri, options.ClientId, claims.Subject, string.Join(',', claims.Consumer),
-                claims.ConsumerGroup ?? "", claims.Groups, string.Join(',', claims.Scopes));
-            result[options.Name] = new Identity.CompiledIntrospector
-            {
-                Name = options.Name,
-                Endpoint = endpoint,
-                ClientId = options.ClientId,
-                BasicCredentials = "Basic " + Convert.ToBase64String(Encoding.UTF8.GetBytes(Uri.EscapeDataString(options.ClientId) + ":" + Uri.EscapeDataString(secret!))),
-                CacheTtl = options.CacheTtl,
-                NegativeTtl = options.NegativeTtl,
-                Timeout = options.Timeout,
-                Claims = claims,
-                CacheScope = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(scope)))[..16],
-            };
-        }
-
-        return result;
-    }
-
-    private static Identity.CompiledRouteAuth? CompileAuth(CompileContext context, RouteAuthOptions? auth, string path, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, string defaultAudience)
-    {
-        if (auth is null) return null;
-        if (auth.Session is not null) return CompileSessionAuth(context, auth, path, defaultAudience);
-        if (auth.Anonymous)
-        {
-            if (auth.Issuers.Count > 0 || auth.Introspection.Count > 0 || auth.ApiKey || auth.ClientCertificate || auth.Scopes.Count > 0 || auth.Groups.Count > 0 || auth.Claims.Count > 0 || auth.Consumers.Count > 0)
-            {
-                context.Error(path + ".anonymous", "an anonymous route cannot also require credentials", "remove anonymous: true, or the other rules");
-            }
-
-            return new Identity.CompiledRouteAuth { Anonymous = true };
-        }
-
-        var routeIssuers = new List<Identity.CompiledIssuer>();
-        for (var i = 0; i < auth.Issuers.Count; i++)
-        {
-            if (issuers.TryGetValue(auth.Issuers[i], out var issuer)) routeIssuers.Add(issuer);
-            else
-            {
-                var suggestion = YamlConfigBinder.Suggest(auth.Issuers[i], issuers.Keys);
-                context.Error($"{path}.issuers[{i}]", $"unknown issuer '{auth.Issuers[i]}'", suggestion is not null ? $"did you mean '{suggestion}'?" : "define it under identity.issuers");
-            }
-        }
-
-        var routeIntrospectors = new List<Identity.CompiledIntrospector>();
-        for (var i = 0; i < auth.Introspection.Count; i++)
-        {
-            if (introspectors.TryGetValue(auth.Introspection[i], out var introspector)) routeIntrospectors.Add(introspector);
-            else
-            {
-                var known = context.Config.Identity.Introspection.Select(o => o.Name).Where(n => !string.IsNullOrWhiteSpace(n)).ToList();
-                if (known.Contains(auth.Introspection[i], StringComparer.Ordinal)) continue; // invalid itself; reported there
-                var suggestion = YamlConfigBinder.Suggest(auth.Introspection[i], known);
-                context.Error($"{path}.introspection[{i}]", $"unknown introspector '{auth.Introspection[i]}'", suggestion is not null ? $"did you mean '{suggestion}'?" : "define it under identity.introspection");
-            }
-        }
-
-        if (auth.ApiKey && context.Config.Identity.ApiKeys is null) context.Error(path + ".apiKey", "apiKey: true needs identity.apiKeys", "add identity: { apiKeys: { file: keys.yaml } }");
-        Tls.TlsCompiler.ValidateClientCertificateAuth(context, auth, path);
-        if (auth.Issuers.Count == 0 && auth.Introspection.Count == 0 && !auth.ApiKey && !auth.ClientCertificate) context.Error(path, "auth accepts no credential", "add issuers: [NAME], introspection: [NAME], apiKey: true, or anonymous: true");
-
-        return new Identity.CompiledRouteAuth
-        {
-            Issuers = [.. routeIssuers],
-            Introspectors = [.. routeIntrospectors],
-            ApiKey = auth.ApiKey,
-            ClientCertificate = auth.ClientCertificate,
-            ForwardCertificate = auth.ForwardCertificate,
-            Scopes = [.. auth.Scopes],
-            Groups = auth.Groups.ToFrozenSet(StringComparer.Ordinal),
-            Consumers = auth.Consumers.ToFrozenSet(StringComparer.Ordinal),
-            Rule = auth.Claims.Count == 0 ? null : new Identity.ClaimRule { All = [.. auth.Claims.Select((r, i) => CompileRule(context, r, $"{path}.claims[{i}]"))] },
-            ForwardCredentials = auth.ForwardCredentials,
-            AssertionAudience = auth.AssertionAudience ?? defaultAudience,
-        };
-    }
-
-    private static Identity.ClaimRule CompileRule(CompileContext context, ClaimRuleOptions rule, string path)
-    {
-        var tests = (rule.Is is null ? 0 : 1) + (rule.OneOf is null ? 0 : 1) + (rule.Contains is null ? 0 : 1) + (rule.Regex is null ? 0 : 1) + (rule.Exists is null ? 0 : 1) + (rule.EmailDomain is null ? 0 : 1);
-        if (rule.Claim is null && rule.Any is null && rule.All is null) context.Error(path, "claim rule names no claim and has no any/all", "e.g. { claim: tier, is: premium }");
-        if (rule.Claim is not null && tests == 0) context.Error(path, $"claim rule on '{rule.Claim}' tests nothing", "add is, oneOf, contains, regex or exists");
-        if (rule.Claim is null && tests > 0) context.Error(path, "claim rule tests a value but names no claim", "add claim: NAME");
-        System.Text.RegularExpressions.Regex? pattern = null;
-        if (rule.Regex is not null)
-        {
-            pattern = MapFileParser.CompilePattern(rule.Regex, false, out var error, out var hint);
-            if (pattern is null) context.Error(path + ".regex", error!, hint);
-        }
-
-        return new Identity.ClaimRule
-        {
-            Claim = rule.Claim,
-            Is = rule.Is,
-            OneOf = rule.OneOf?.ToFrozenSet(StringComparer.Ordinal),
-            Contains = rule.Contains,
-            Pattern = pattern,
-            EmailDomains = CompileEmailDomains(context, rule.EmailDomain, path + ".emailDomain"),
-            Exists = rule.Exists,
-            Any = rule.Any?.Select((r, i) => CompileRule(context, r, $"{path}.any[{i}]")).ToArray(),
-            All = rule.All?.Select((r, i) => CompileRule(context, r, $"{path}.all[{i}]")).ToArray(),
-        };
-    }
-
-    private static RouteBuild CompileRoutes(CompileContext context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Dictionary<string, Identity.CompiledIssuer> issuers, Dictionary<string, Identity.CompiledIntrospector> introspectors, Identity.CompiledApiKeys? apiKeys, Traffic.TrafficPolicies traffic)
+    private static RouteBuild CompileRoutes(CompileContext context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Identity.CompiledCredentials credentials, Traffic.TrafficPolicies traffic)
     {
         var compiled = new List<CompiledRoute>();
         var proxy = new List<RouteConfig>();
@@ -730,7 +412,7 @@ public sealed partial class SnapshotBuilder
                 Quota = quota,
                 Concurrency = concurrency,
                 ResponseHeaders = Observability.ResponseHeadersCompiler.Compile(context, route.ResponseHeaders, path + ".responseHeaders"),
-                Auth = CompileAuth(context, route.Auth, path + ".auth", issuers, introspectors, apiKeys, staticCluster ?? route.Name),
+                Auth = Identity.RouteAuthCompiler.Compile(context, route.Auth, path + ".auth", credentials, staticCluster ?? route.Name),
                 Action = route.Redirect is not null ? RouteAction.Redirect : route.Respond is not null ? RouteAction.Respond : RouteAction.Proxy,
                 ClusterTemplate = clusterTemplate,
                 StaticCluster = staticCluster,

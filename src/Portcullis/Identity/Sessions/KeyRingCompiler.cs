@@ -1,11 +1,11 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Portcullis.Identity.Sessions;
+using Portcullis.Configuration;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Identity.Sessions;
 
 /// <summary>identity.sessions.keyRing: the certificate that encrypts the session key ring kept in Redis.</summary>
-public sealed partial class SnapshotBuilder
+internal static class KeyRingCompiler
 {
     private const string KeyRingPath = "identity.sessions.keyRing";
 
@@ -13,7 +13,7 @@ public sealed partial class SnapshotBuilder
     /// The key ring certificate for store: redis, loaded and checked once per snapshot; null for the local
     /// store (its key ring never leaves the process) or when the operator chose unprotected: true.
     /// </summary>
-    private X509Certificate2? CompileKeyRing(CompileContext context, SessionsOptions options)
+    internal static X509Certificate2? Compile(CompileContext context, SessionsOptions options)
     {
         var keyRing = options.KeyRing;
         if (options.Store != SessionStoreKind.Redis)
