@@ -60,7 +60,7 @@ public sealed partial class SnapshotBuilder
         var sessions = context.Config.Identity.Sessions is { } sessionOptions ? Identity.Sessions.SessionsCompiler.Compile(context, sessionOptions) : null;
         var traffic = Traffic.TrafficCompiler.Compile(context, context.Config.Stores.Redis, context.Config.RateLimits, context.Config.Quotas);
         var observability = Observability.ObservabilityCompiler.Compile(context, context.Config.Observability, context.Config.Identity.ApiKeys?.QueryParameter);
-        var adminAuth = CompileAdmin(context, listeners);
+        var adminAuth = Admin.AdminCompiler.Compile(context, context.Config.Admin.Auth, listeners);
         var routes = CompileRoutes(context, maps, clusters, credentials, traffic);
 
         if (_proxyValidator is not null && !context.HasErrors)
