@@ -22,10 +22,6 @@ public sealed record BuildResult(GatewaySnapshot? Snapshot, IReadOnlyList<Config
 /// </summary>
 public sealed partial class SnapshotBuilder
 {
-    internal const string ConnectTimeoutMetadata = "Portcullis.ConnectTimeout";
-    internal const string ActiveHealthPolicy = "Portcullis.Thresholds";
-    internal const string PassiveHealthPolicy = "Portcullis.ConsecutiveFailures";
-    internal const string AvailableDestinationsPolicy = "Portcullis.HealthyNotDrained";
 
     private static readonly string[] KnownMethods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
 
@@ -55,7 +51,7 @@ public sealed partial class SnapshotBuilder
         var trusted = Listeners.ListenersCompiler.CompileTrustedProxies(context, context.Config.TrustedProxies);
         Listeners.ListenersCompiler.ValidateLimits(context, context.Config.Limits);
         var maps = CompileMaps(context);
-        var clusters = CompileClusters(context);
+        var clusters = Clusters.ClustersCompiler.Compile(context, context.Config.Clusters);
         var credentials = Identity.IdentityCompiler.Compile(context, context.Config.Identity);
         var sessions = context.Config.Identity.Sessions is { } sessionOptions ? Identity.Sessions.SessionsCompiler.Compile(context, sessionOptions) : null;
         var traffic = Traffic.TrafficCompiler.Compile(context, context.Config.Stores.Redis, context.Config.RateLimits, context.Config.Quotas);
@@ -162,143 +158,9 @@ public sealed partial class SnapshotBuilder
         return maps;
     }
 
-    private sealed record ClusterBuild(List<CompiledCluster> Compiled, List<ClusterConfig> Proxy);
-
-    private ClusterBuild CompileClusters(CompileContext context)
-    {
-        var compiled = new List<CompiledCluster>();
-        var proxy = new List<ClusterConfig>();
-        foreach (var (name, options) in context.Config.Clusters)
-        {
-            var path = "clusters." + name;
-            if (options.Destinations.Count == 0)
-            {
-                context.Error(path, $"cluster '{name}' has no destinations", "add destinations: [http://127.0.0.1:5001]");
-            }
-
-            var destinations = new Dictionary<string, DestinationConfig>(StringComparer.Ordinal);
-            for (var i = 0; i < options.Destinations.Count; i++)
-            {
-                var destination = options.Destinations[i];
-                var destinationPath = $"{path}.destinations[{i}]";
-                var destinationName = string.IsNullOrWhiteSpace(destination.Name) ? "d" + (i + 1).ToString(CultureInfo.InvariantCulture) : destination.Name;
-                if (!CompileContext.IsHttpUrl(destination.Address))
-                {
-                    context.Error(destination.Name is null && !context.Loaded.Locations.Has(destinationPath + ".address") ? destinationPath : destinationPath + ".address",
-                        $"destination address '{destination.Address}' is not an absolute http:// or https:// URL", "e.g. http://10.0.0.5:8080");
-                }
-
-                if (destination.Health is not null && !CompileContext.IsHttpUrl(destination.Health))
-                {
-                    context.Error(destinationPath + ".health", $"health address '{destination.Health}' is not an absolute http:// or https:// URL");
-                }
-
-                if (!destinations.TryAdd(destinationName, new DestinationConfig { Address = destination.Address, Health = destination.Health }))
-                {
-                    context.Error(destinationPath, $"duplicate destination name '{destinationName}' in cluster '{name}'", "give each destination its own name");
-                }
-            }
-
-            var active = options.HealthCheck.Active;
-            if (active is not null)
-            {
-                var activePath = path + ".healthCheck.active";
-                if (active.Interval <= TimeSpan.Zero) context.Error(activePath + ".interval", "interval must be greater than zero", "e.g. interval: 5s");
-                if (active.Timeout <= TimeSpan.Zero) context.Error(activePath + ".timeout", "timeout must be greater than zero", "e.g. timeout: 2s");
-                else if (active.Timeout > active.Interval) context.Warning(activePath + ".timeout", "probe timeout is longer than the interval", "keep timeout below interval");
-                if (!active.Path.StartsWith('/')) context.Error(activePath + ".path", $"health check path '{active.Path}' must start with '/'");
-                if (active.UnhealthyThreshold < 1) context.Error(activePath + ".unhealthyThreshold", "unhealthyThreshold must be at least 1");
-                if (active.HealthyThreshold < 1) context.Error(activePath + ".healthyThreshold", "healthyThreshold must be at least 1");
-            }
-
-            var passive = options.HealthCheck.Passive;
-            if (passive is not null)
-            {
-                var passivePath = path + ".healthCheck.passive";
-                if (passive.Failures < 1) context.Error(passivePath + ".failures", "failures must be at least 1");
-                if (passive.Reactivation <= TimeSpan.Zero) context.Error(passivePath + ".reactivation", "reactivation must be greater than zero", "e.g. reactivation: 30s");
-                foreach (var code in passive.StatusCodes)
-                {
-                    if (code is < 500 or > 599) context.Error(passivePath + ".statusCodes", $"status code {code} is not a 5xx code", "only upstream 5xx answers can count as failures");
-                }
-            }
-
-            if (options.Timeouts.Connect <= TimeSpan.Zero) context.Error(path + ".timeouts.connect", "connect timeout must be greater than zero", "e.g. connect: 5s");
-            if (options.Timeouts.Request <= TimeSpan.Zero) context.Error(path + ".timeouts.request", "request timeout must be greater than zero", "e.g. request: 100s");
-            if (options.Retries < 0) context.Error(path + ".retries", "retries cannot be negative", "0 disables retries");
-            if (options.MaxConnectionsPerDestination < 0) context.Error(path + ".maxConnectionsPerDestination", "maxConnectionsPerDestination cannot be negative", "0 means unlimited");
-            var upstreamTls = Upstream.UpstreamCompiler.CompileTls(context, name, options, path);
-            var upstreamCredentials = Upstream.UpstreamCompiler.CompileCredentials(context, name, options, path);
-
-            compiled.Add(new CompiledCluster
-            {
-                Name = name,
-                Retries = options.Retries,
-                UnhealthyThreshold = active?.UnhealthyThreshold ?? 2,
-                HealthyThreshold = active?.HealthyThreshold ?? 1,
-                PassiveFailures = passive?.Failures ?? 3,
-                PassiveReactivation = passive?.Reactivation ?? TimeSpan.FromSeconds(30),
-                FailureStatusCodes = (passive?.StatusCodes ?? []).ToFrozenSet(),
-                Concurrency = Traffic.TrafficCompiler.CompileConcurrency(context, options.Concurrency, path + ".concurrency", "cluster:" + name),
-                Tls = upstreamTls,
-                Credentials = upstreamCredentials,
-                ResponseHeaders = Observability.ResponseHeadersCompiler.Compile(context, options.ResponseHeaders, path + ".responseHeaders"),
-            });
-
-            proxy.Add(new ClusterConfig
-            {
-                ClusterId = name,
-                LoadBalancingPolicy = options.LoadBalancing switch
-                {
-                    LoadBalancingPolicy.RoundRobin => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.RoundRobin,
-                    LoadBalancingPolicy.LeastRequests => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.LeastRequests,
-                    LoadBalancingPolicy.PowerOfTwoChoices => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.PowerOfTwoChoices,
-                    LoadBalancingPolicy.Random => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.Random,
-                    _ => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.FirstAlphabetical,
-                },
-                Destinations = destinations,
-                HealthCheck = new HealthCheckConfig
-                {
-                    AvailableDestinationsPolicy = AvailableDestinationsPolicy,
-                    Active = active is null ? null : new ActiveHealthCheckConfig
-                    {
-                        Enabled = true,
-                        Interval = active.Interval,
-                        Timeout = active.Timeout,
-                        Path = active.Path,
-                        Policy = ActiveHealthPolicy,
-                    },
-                    Passive = passive is null ? null : new PassiveHealthCheckConfig
-                    {
-                        Enabled = true,
-                        Policy = PassiveHealthPolicy,
-                        ReactivationPeriod = passive.Reactivation,
-                    },
-                },
-                HttpClient = new HttpClientConfig
-                {
-                    MaxConnectionsPerServer = options.MaxConnectionsPerDestination > 0 ? options.MaxConnectionsPerDestination : null,
-                    EnableMultipleHttp2Connections = true,
-                },
-                HttpRequest = new Yarp.ReverseProxy.Forwarder.ForwarderRequestConfig
-                {
-                    ActivityTimeout = options.Timeouts.Request,
-                    Version = options.HttpVersion == UpstreamHttpVersion.Http2 ? HttpVersion.Version20 : HttpVersion.Version11,
-                    VersionPolicy = options.HttpVersion == UpstreamHttpVersion.Http2 ? HttpVersionPolicy.RequestVersionExact : HttpVersionPolicy.RequestVersionOrLower,
-                },
-                Metadata = Upstream.UpstreamCompiler.WithMetadata(new Dictionary<string, string>
-                {
-                    [ConnectTimeoutMetadata] = options.Timeouts.Connect.TotalMilliseconds.ToString(CultureInfo.InvariantCulture),
-                }, upstreamTls, upstreamCredentials),
-            });
-        }
-
-        return new ClusterBuild(compiled, proxy);
-    }
-
     private sealed record RouteBuild(List<CompiledRoute> Compiled, List<RouteConfig> Proxy);
 
-    private static RouteBuild CompileRoutes(CompileContext context, Dictionary<string, CompiledMap> maps, ClusterBuild clusters, Identity.CompiledCredentials credentials, Traffic.TrafficPolicies traffic)
+    private static RouteBuild CompileRoutes(CompileContext context, Dictionary<string, CompiledMap> maps, Clusters.ClusterBuild clusters, Identity.CompiledCredentials credentials, Traffic.TrafficPolicies traffic)
     {
         var compiled = new List<CompiledRoute>();
         var proxy = new List<RouteConfig>();
