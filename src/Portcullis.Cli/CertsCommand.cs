@@ -39,7 +39,7 @@ internal static class CertsCommand
 
         foreach (var host in hosts)
         {
-            if (!IPAddress.TryParse(host, out _) && !SnapshotBuilder.IsSniName(host.ToLowerInvariant(), out var problem) && host != "localhost")
+            if (!IPAddress.TryParse(host, out _) && !TlsCompiler.IsSniName(host.ToLowerInvariant(), out var problem) && host != "localhost")
             {
                 errors.WriteLine($"error: --hosts: '{host}' is not a host name or IP address: {problem}");
                 return PortcullisCli.Usage;

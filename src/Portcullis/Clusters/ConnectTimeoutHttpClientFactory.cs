@@ -15,7 +15,7 @@ internal sealed class ConnectTimeoutHttpClientFactory(ILogger<ForwarderHttpClien
     // YARP reuses a cluster's client when its HttpClientConfig is unchanged; our settings live in metadata.
     protected override bool CanReuseOldClient(ForwarderHttpClientContext context) =>
         base.CanReuseOldClient(context)
-        && Same(context, SnapshotBuilder.ConnectTimeoutMetadata)
+        && Same(context, ClustersCompiler.ConnectTimeoutMetadata)
         && Same(context, UpstreamMetadata.Tls);
 
     private static bool Same(ForwarderHttpClientContext context, string key) =>
@@ -27,7 +27,7 @@ internal sealed class ConnectTimeoutHttpClientFactory(ILogger<ForwarderHttpClien
         // traceparent is written by TraceContextRequestTransform with the gateway's span as parent (no HttpClient child Activity per request).
         handler.ActivityHeadersPropagator = null;
         if (context.NewMetadata is not { } metadata) return;
-        if (metadata.TryGetValue(SnapshotBuilder.ConnectTimeoutMetadata, out var text)
+        if (metadata.TryGetValue(ClustersCompiler.ConnectTimeoutMetadata, out var text)
             && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var milliseconds))
         {
             handler.ConnectTimeout = TimeSpan.FromMilliseconds(milliseconds);

@@ -21,7 +21,7 @@ internal sealed partial class ThresholdActiveHealthPolicy(IDestinationHealthUpda
 {
     private readonly ConditionalWeakTable<DestinationState, ProbeCounters> _counters = new();
 
-    public string Name => SnapshotBuilder.ActiveHealthPolicy;
+    public string Name => ClustersCompiler.ActiveHealthPolicy;
 
     public void ProbingCompleted(ClusterState cluster, IReadOnlyList<DestinationProbingResult> probingResults)
     {
@@ -91,7 +91,7 @@ internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealt
 {
     private readonly ConditionalWeakTable<DestinationState, PassiveCounters> _failures = new();
 
-    public string Name => SnapshotBuilder.PassiveHealthPolicy;
+    public string Name => ClustersCompiler.PassiveHealthPolicy;
 
     public void RequestProxied(HttpContext context, ClusterState cluster, DestinationState destination)
     {
@@ -193,7 +193,7 @@ public sealed class DrainRegistry
 /// <summary>Healthy-or-unknown destinations, minus drained ones (YARP's default, plus draining).</summary>
 internal sealed class HealthyNotDrainedPolicy(DrainRegistry drains) : IAvailableDestinationsPolicy
 {
-    public string Name => SnapshotBuilder.AvailableDestinationsPolicy;
+    public string Name => ClustersCompiler.AvailableDestinationsPolicy;
 
     public IReadOnlyList<DestinationState> GetAvailalableDestinations(ClusterConfig config, IReadOnlyList<DestinationState> allDestinations)
     {

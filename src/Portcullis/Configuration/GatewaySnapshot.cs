@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
 using System.Net;
+using Portcullis.Clusters;
 using Portcullis.Routing;
 using Yarp.ReverseProxy.Configuration;
 
@@ -115,83 +116,3 @@ public sealed class GatewaySnapshot
 /// <param name="Tls">Null for a cleartext listener.</param>
 /// <param name="RedirectToHttps">Set on a cleartext listener that redirects every request to HTTPS.</param>
 public sealed record ListenerBinding(string Name, ListenAddress Address, ListenerProtocols Protocols, bool Admin, Tls.ListenerTls? Tls = null, Tls.HttpsRedirect? RedirectToHttps = null);
-
-internal enum RouteAction
-{
-    Proxy,
-    Redirect,
-    Respond,
-}
-
-/// <summary>A route's gateway-side behaviour; matching itself is done by YARP's routing.</summary>
-internal sealed class CompiledRoute
-{
-    public required string Name { get; init; }
-
-    public required RouteAction Action { get; init; }
-
-    /// <summary>Set when the cluster is chosen per request by a map lookup.</summary>
-    public ValueTemplate? ClusterTemplate { get; init; }
-
-    public string? StaticCluster { get; init; }
-
-    public (string Name, ValueTemplate Value)[] SetHeaders { get; init; } = [];
-
-    public string[] RemoveHeaders { get; init; } = [];
-
-    public RedirectOptions? Redirect { get; init; }
-
-    public int FixedStatus { get; init; }
-
-    public byte[] FixedBody { get; init; } = [];
-
-    public string FixedContentType { get; init; } = "";
-
-    public KeyValuePair<string, string>[] FixedHeaders { get; init; } = [];
-
-    /// <summary>Null for public routes.</summary>
-    public Identity.CompiledRouteAuth? Auth { get; init; }
-
-    /// <summary>Rate-limit policies checked in order; empty when none.</summary>
-    public Traffic.CompiledRateLimit[] RateLimits { get; init; } = [];
-
-    public Traffic.CompiledQuota? Quota { get; init; }
-
-    public Traffic.ConcurrencyGate? Concurrency { get; init; }
-
-    /// <summary>True when the route has any traffic control (the stage is skipped otherwise).</summary>
-    public bool HasTrafficControl => RateLimits.Length > 0 || Quota is not null || Concurrency is not null;
-
-    /// <summary>Null when the route has no `responseHeaders`.</summary>
-    public Observability.CompiledResponseHeaderPolicy? ResponseHeaders { get; init; }
-
-}
-
-/// <summary>A cluster's gateway-side settings (YARP holds destinations and health state).</summary>
-internal sealed class CompiledCluster
-{
-    public required string Name { get; init; }
-
-    public int Retries { get; init; }
-
-    public int UnhealthyThreshold { get; init; } = 2;
-
-    public int HealthyThreshold { get; init; } = 1;
-
-    public int PassiveFailures { get; init; } = 3;
-
-    public TimeSpan PassiveReactivation { get; init; } = TimeSpan.FromSeconds(30);
-
-    public FrozenSet<int> FailureStatusCodes { get; init; } = FrozenSet<int>.Empty;
-
-    public Traffic.ConcurrencyGate? Concurrency { get; init; }
-
-    /// <summary>Null when the cluster has no `tls` section.</summary>
-    public Upstream.UpstreamTlsSettings? Tls { get; init; }
-
-    /// <summary>Null when the cluster has no client credentials.</summary>
-    public Upstream.ClientCredentialsSettings? Credentials { get; init; }
-
-    /// <summary>Null when the cluster has no `responseHeaders`.</summary>
-    public Observability.CompiledResponseHeaderPolicy? ResponseHeaders { get; init; }
-}

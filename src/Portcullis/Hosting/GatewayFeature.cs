@@ -1,4 +1,5 @@
 using Portcullis.Configuration;
+using Portcullis.Routing;
 
 namespace Portcullis.Hosting;
 

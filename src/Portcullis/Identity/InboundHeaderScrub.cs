@@ -2,6 +2,8 @@ using System.Collections.Frozen;
 using System.Net;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Configuration;
+using Portcullis.Clusters;
+using Portcullis.Routing;
 
 namespace Portcullis.Identity;
 

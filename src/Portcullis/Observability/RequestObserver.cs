@@ -7,6 +7,7 @@ using Portcullis.Configuration;
 using Portcullis.Hosting;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Model;
+using Portcullis.Routing;
 
 namespace Portcullis.Observability;
 

@@ -253,7 +253,7 @@ internal sealed partial class CertificateStore : IDisposable
             {
                 var current = slot.State.Current;
                 var left = current.NotAfter - now;
-                if (left >= SnapshotBuilder.ExpiryWarning) continue;
+                if (left >= TlsCompiler.ExpiryWarning) continue;
                 if (slot.LastExpiryWarning is { } last && now - last < TimeSpan.FromDays(1)) continue;
                 slot.LastExpiryWarning = now;
                 if (left <= TimeSpan.Zero) Log.Expired(_logger, slot.Source.Name, slot.Listener, current.Subject, CertificateLoader.Format(current.NotAfter), slot.Source.MainFile);
@@ -280,7 +280,7 @@ internal sealed partial class CertificateStore : IDisposable
                 w.WriteStartObject();
                 w.WriteString("listener", listener.Name);
                 w.WriteString("name", slot.Source.Name);
-                w.WriteString("state", state.LastError is not null ? "error" : left <= TimeSpan.Zero ? "expired" : left < SnapshotBuilder.ExpiryWarning ? "expiring" : "ok");
+                w.WriteString("state", state.LastError is not null ? "error" : left <= TimeSpan.Zero ? "expired" : left < TlsCompiler.ExpiryWarning ? "expiring" : "ok");
                 w.WriteBoolean("default", ReferenceEquals(table.Default, current));
                 w.WriteString("subject", current.Subject);
                 WriteArray(w, "hosts", current.Hosts);

@@ -6,6 +6,7 @@ using Portcullis.Configuration;
 using Portcullis.Hosting;
 using Portcullis.Problems;
 using Yarp.ReverseProxy.Model;
+using Portcullis.Routing;
 
 namespace Portcullis.Traffic;
 

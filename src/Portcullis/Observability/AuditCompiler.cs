@@ -1,15 +1,14 @@
-using Portcullis.Observability;
+using Portcullis.Configuration;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Observability;
 
 /// <summary>Validation and compilation of `observability.audit`.</summary>
-public sealed partial class SnapshotBuilder
+internal static class AuditCompiler
 {
     private const long MinAuditFileSize = 4096;
 
-    private static CompiledAudit? CompileAudit(Context context)
+    internal static CompiledAudit? Compile(CompileContext context, AuditOptions audit, AccessLogOptions accessLog)
     {
-        var audit = context.Config.Observability.Audit;
         const string path = "observability.audit";
         if (string.IsNullOrWhiteSpace(audit.Path))
         {
@@ -48,7 +47,6 @@ public sealed partial class SnapshotBuilder
             ok = false;
         }
 
-        var accessLog = context.Config.Observability.AccessLog;
         if (accessLog.Enabled && accessLog.Target == AccessLogTarget.File && accessLog.Path is not null && context.Loaded.Resolve(accessLog.Path) == file)
         {
             context.Error(path + ".path", "the audit log cannot share its file with the access log", "e.g. path: logs/audit.log");

@@ -1,11 +1,11 @@
 using System.Globalization;
 using System.Net;
-using Portcullis.Tls;
+using Portcullis.Configuration;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Tls;
 
 /// <summary>Validation of listener TLS: certificate files are loaded and checked like the gateway will.</summary>
-public sealed partial class SnapshotBuilder
+internal static class TlsCompiler
 {
     /// <summary>Certificates expiring within this time get a warning (here and, while running, in the log).</summary>
     internal static readonly TimeSpan ExpiryWarning = TimeSpan.FromDays(14);
@@ -13,120 +13,38 @@ public sealed partial class SnapshotBuilder
     /// <summary>Most certificates on one listener.</summary>
     internal const int MaxCertificates = 256;
 
-    private ListenerTls? CompileListenerTls(Context context, ListenerTlsOptions options, string path)
+    /// <summary>A listener's tls section; every certificate file is loaded and checked like the gateway will.</summary>
+    internal static ListenerTls? Compile(CompileContext context, ListenerTlsOptions options, string path)
     {
         var ok = true;
-        var certificateOk = true;
-        void Fail(string at, string message, string? hint = null)
-        {
-            context.Error(at, message, hint);
-            ok = certificateOk = false;
-        }
-
         if (options.Certificates.Count == 0)
         {
-            Fail(path + ".certificates", "tls has no certificates", "add certificates: [{ cert: certs/server.pem, key: certs/server.key }]");
+            context.Error(path + ".certificates", "tls has no certificates", "add certificates: [{ cert: certs/server.pem, key: certs/server.key }]");
             return null;
         }
 
         if (options.Certificates.Count > MaxCertificates)
         {
-            Fail(path + ".certificates", $"more than {MaxCertificates} certificates on one listener", "use wildcard certificates");
+            context.Error(path + ".certificates", $"more than {MaxCertificates} certificates on one listener", "use wildcard certificates");
+            ok = false;
         }
 
-        var now = _time.GetUtcNow();
+        var scan = new CertificateScan(options.Certificates.Count, context.Now);
         var sources = new List<CertificateSource>();
-        var names = new Dictionary<string, int>(StringComparer.Ordinal);
-        var hostOwners = new Dictionary<string, string>(StringComparer.Ordinal);
         for (var i = 0; i < options.Certificates.Count; i++)
         {
-            var certificate = options.Certificates[i];
-            certificateOk = true;
-            var certPath = $"{path}.certificates[{i}]";
-            var name = string.IsNullOrWhiteSpace(certificate.Name) ? "cert" + (i + 1).ToString(CultureInfo.InvariantCulture) : certificate.Name;
-            if (!names.TryAdd(name, i))
-            {
-                Fail(certPath + ".name", $"duplicate certificate name '{name}' (first at certificates[{names[name]}])", "give each certificate its own name");
-            }
-
-            var pem = certificate.Cert is not null;
-            var pfx = certificate.Pfx is not null;
-            if (pem && pfx)
-            {
-                Fail(certPath + ".pfx", "a certificate has either `cert` (PEM) or `pfx`, not both", "remove one");
-                continue;
-            }
-
-            if (!pem && !pfx)
-            {
-                Fail(certPath, "certificate has neither `cert` nor `pfx`", "add cert: certs/server.pem and key: certs/server.key, or pfx: certs/server.pfx");
-                continue;
-            }
-
-            if (pfx && certificate.Key is not null) Fail(certPath + ".key", "`key` goes with `cert`; a PFX file holds its own key", "remove key");
-            if (pem && certificate.PasswordEnv is not null) Fail(certPath + ".passwordEnv", "`passwordEnv` is for a PFX file; PEM keys must be unencrypted", "remove passwordEnv");
-
-            var hosts = new List<string>();
-            for (var h = 0; h < certificate.Hosts.Count; h++)
-            {
-                var host = CertificateLoader.Normalize(certificate.Hosts[h]);
-                if (!IsSniName(host, out var problem))
-                {
-                    Fail($"{certPath}.hosts[{h}]", $"'{certificate.Hosts[h]}' is not an SNI host name: {problem}", "write api.example.com or \"*.example.com\"");
-                    continue;
-                }
-
-                hosts.Add(host);
-            }
-
-            if (!certificateOk) continue;
-            var source = new CertificateSource(
-                name,
-                certPath,
-                certificate.Cert is null ? null : context.Loaded.Resolve(certificate.Cert),
-                certificate.Key is null ? null : context.Loaded.Resolve(certificate.Key),
-                certificate.Pfx is null ? null : context.Loaded.Resolve(certificate.Pfx),
-                certificate.PasswordEnv,
-                hosts);
-
-            if (!CertificateLoader.TryLoad(source, _environment, now, out var loaded, out var error))
-            {
-                Fail(certPath + "." + error!.Key, error.Message, error.Hint);
-                continue;
-            }
-
-            using (loaded!.Certificate)
-            {
-                var at = certPath + "." + (pfx ? "pfx" : "cert");
-                if (loaded.NotAfter - now < ExpiryWarning)
-                {
-                    context.Warning(at, $"certificate '{name}' ({loaded.Subject}) expires in {(int)Math.Floor((loaded.NotAfter - now).TotalDays)} day(s), on {CertificateLoader.Format(loaded.NotAfter)}", "renew it; the gateway loads the new file without a restart");
-                }
-
-                if (loaded.Hosts.Length == 0 && options.Certificates.Count > 1)
-                {
-                    context.Warning(certPath, $"certificate '{name}' names no DNS host (no `hosts`, no DNS subject alternative names); it can only serve as the default", "add hosts: [api.example.com]");
-                }
-
-                foreach (var host in loaded.Hosts)
-                {
-                    if (!hostOwners.TryAdd(host, name))
-                    {
-                        context.Warning(certPath, $"host '{host}' is served by certificate '{hostOwners[host]}' already; '{name}' is not used for it", "set hosts to pick which certificate serves it");
-                    }
-                }
-            }
-
-            sources.Add(source);
+            if (CompileCertificate(context, scan, options.Certificates[i], $"{path}.certificates[{i}]", i) is { } source) sources.Add(source);
         }
 
+        ok &= !scan.Failed;
         var defaultIndex = 0;
         if (options.Default is { } wanted)
         {
             defaultIndex = sources.FindIndex(s => s.Name == wanted);
-            if (defaultIndex < 0 && !names.ContainsKey(wanted))
+            if (defaultIndex < 0 && !scan.Names.ContainsKey(wanted))
             {
-                Fail(path + ".default", $"no certificate is named '{wanted}'", names.Count == 0 ? null : "use one of: " + string.Join(", ", names.Keys));
+                context.Error(path + ".default", $"no certificate is named '{wanted}'", scan.Names.Count == 0 ? null : "use one of: " + string.Join(", ", scan.Names.Keys));
+                ok = false;
             }
         }
 
@@ -135,7 +53,115 @@ public sealed partial class SnapshotBuilder
         return ok ? new ListenerTls(options.MinVersion, sources, Math.Max(defaultIndex, 0), clientCertificate, hsts) : null;
     }
 
-    private ClientCertificatePolicy? CompileClientCertificate(Context context, ClientCertificateOptions options, string path, ref bool ok)
+    /// <summary>What the certificates of one listener share while they are checked one by one.</summary>
+    private sealed class CertificateScan(int count, DateTimeOffset now)
+    {
+        public int Count { get; } = count;
+
+        public DateTimeOffset Now { get; } = now;
+
+        public Dictionary<string, int> Names { get; } = new(StringComparer.Ordinal);
+
+        public Dictionary<string, string> HostOwners { get; } = new(StringComparer.Ordinal);
+
+        public bool Failed { get; set; }
+    }
+
+    /// <summary>One certificate entry, loaded once to check it; null when it cannot be used.</summary>
+    private static CertificateSource? CompileCertificate(CompileContext context, CertificateScan scan, CertificateOptions certificate, string certPath, int i)
+    {
+        var certificateOk = true;
+        void Fail(string at, string message, string? hint = null)
+        {
+            context.Error(at, message, hint);
+            certificateOk = false;
+            scan.Failed = true;
+        }
+
+        var name = string.IsNullOrWhiteSpace(certificate.Name) ? "cert" + (i + 1).ToString(CultureInfo.InvariantCulture) : certificate.Name;
+        if (!scan.Names.TryAdd(name, i))
+        {
+            Fail(certPath + ".name", $"duplicate certificate name '{name}' (first at certificates[{scan.Names[name]}])", "give each certificate its own name");
+        }
+
+        var pem = certificate.Cert is not null;
+        var pfx = certificate.Pfx is not null;
+        if (pem && pfx)
+        {
+            Fail(certPath + ".pfx", "a certificate has either `cert` (PEM) or `pfx`, not both", "remove one");
+            return null;
+        }
+
+        if (!pem && !pfx)
+        {
+            Fail(certPath, "certificate has neither `cert` nor `pfx`", "add cert: certs/server.pem and key: certs/server.key, or pfx: certs/server.pfx");
+            return null;
+        }
+
+        if (pfx && certificate.Key is not null) Fail(certPath + ".key", "`key` goes with `cert`; a PFX file holds its own key", "remove key");
+        if (pem && certificate.PasswordEnv is not null) Fail(certPath + ".passwordEnv", "`passwordEnv` is for a PFX file; PEM keys must be unencrypted", "remove passwordEnv");
+
+        var hosts = new List<string>();
+        for (var h = 0; h < certificate.Hosts.Count; h++)
+        {
+            var host = CertificateLoader.Normalize(certificate.Hosts[h]);
+            if (!IsSniName(host, out var problem))
+            {
+                Fail($"{certPath}.hosts[{h}]", $"'{certificate.Hosts[h]}' is not an SNI host name: {problem}", "write api.example.com or \"*.example.com\"");
+                continue;
+            }
+
+            hosts.Add(host);
+        }
+
+        if (!certificateOk) return null;
+        var source = new CertificateSource(
+            name,
+            certPath,
+            certificate.Cert is null ? null : context.Loaded.Resolve(certificate.Cert),
+            certificate.Key is null ? null : context.Loaded.Resolve(certificate.Key),
+            certificate.Pfx is null ? null : context.Loaded.Resolve(certificate.Pfx),
+            certificate.PasswordEnv,
+            hosts);
+
+        if (!CertificateLoader.TryLoad(source, context.Environment, scan.Now, out var loaded, out var error))
+        {
+            Fail(certPath + "." + error!.Key, error.Message, error.Hint);
+            return null;
+        }
+
+        using (loaded!.Certificate)
+        {
+            WarnAbout(context, scan, loaded, name, certPath, certPath + "." + (pfx ? "pfx" : "cert"));
+        }
+
+        return source;
+    }
+
+    /// <summary>Expiry soon, no host to be chosen for, and hosts another certificate serves already.</summary>
+    private static void WarnAbout(CompileContext context, CertificateScan scan, LoadedCertificate loaded, string name, string certPath, string at)
+    {
+        var now = scan.Now;
+        if (loaded.NotAfter - now < ExpiryWarning)
+        {
+            context.Warning(at, $"certificate '{name}' ({loaded.Subject}) expires in {(int)Math.Floor((loaded.NotAfter - now).TotalDays)} day(s), on {CertificateLoader.Format(loaded.NotAfter)}", "renew it; the gateway loads the new file without a restart");
+        }
+
+        if (loaded.Hosts.Length == 0 && scan.Count > 1)
+        {
+            context.Warning(certPath, $"certificate '{name}' names no DNS host (no `hosts`, no DNS subject alternative names); it can only serve as the default", "add hosts: [api.example.com]");
+        }
+
+        foreach (var host in loaded.Hosts)
+        {
+            if (!scan.HostOwners.TryAdd(host, name))
+            {
+                context.Warning(certPath, $"host '{host}' is served by certificate '{scan.HostOwners[host]}' already; '{name}' is not used for it", "set hosts to pick which certificate serves it");
+            }
+        }
+    }
+
+    private static ClientCertificatePolicy? CompileClientCertificate(CompileContext context, ClientCertificateOptions options, string path, ref bool ok)
     {
         var problems = false;
         void Fail(string at, string message, string? hint = null)
@@ -176,13 +202,13 @@ public sealed partial class SnapshotBuilder
         else
         {
             var file = context.Loaded.Resolve(options.Ca);
-            if (!ClientCaLoader.TryLoad(file, _time.GetUtcNow(), out var bundle, out var error, out var hint))
+            if (!ClientCaLoader.TryLoad(file, context.Now, out var bundle, out var error, out var hint))
             {
                 Fail(path + ".ca", error!, hint);
             }
             else
             {
-                var now = _time.GetUtcNow();
+                var now = context.Now;
                 foreach (var ca in bundle!.Certificates)
                 {
                     if (ca.NotAfter.ToUniversalTime() - now < ExpiryWarning)
@@ -205,7 +231,7 @@ public sealed partial class SnapshotBuilder
         return null;
     }
 
-    private static string CompileHsts(Context context, HstsOptions options, string path)
+    private static string CompileHsts(CompileContext context, HstsOptions options, string path)
     {
         if (options.MaxAge < TimeSpan.Zero) context.Error(path + ".maxAge", "hsts.maxAge cannot be negative", "e.g. maxAge: 180d; 0s tells browsers to forget the policy");
         if (options.Preload && (!options.IncludeSubDomains || options.MaxAge < TimeSpan.FromDays(365)))
@@ -220,7 +246,7 @@ public sealed partial class SnapshotBuilder
     }
 
     /// <summary>A cleartext listener's redirectToHttps, checked.</summary>
-    private static HttpsRedirect? CompileRedirect(Context context, ListenerOptions listener, string path)
+    internal static HttpsRedirect? CompileRedirect(CompileContext context, ListenerOptions listener, string path)
     {
         if (listener.RedirectToHttps is not { } redirect) return null;
         var ok = true;
@@ -252,7 +278,7 @@ public sealed partial class SnapshotBuilder
     }
 
     /// <summary>A route's `auth.clientCertificate` needs a listener that asks for client certificates.</summary>
-    private static void ValidateClientCertificateAuth(Context context, RouteAuthOptions auth, string path)
+    internal static void ValidateClientCertificateAuth(CompileContext context, RouteAuthOptions auth, string path)
     {
         if (auth.ForwardCertificate is { } header)
         {

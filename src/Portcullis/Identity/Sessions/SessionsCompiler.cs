@@ -1,18 +1,17 @@
 using System.Collections.Frozen;
 using System.Security.Cryptography;
 using System.Text;
-using Portcullis.Identity.Sessions;
+using Portcullis.Configuration;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Identity.Sessions;
 
 /// <summary>Validation and compilation of identity.sessions (browser sign-in) and session routes.</summary>
-public sealed partial class SnapshotBuilder
+internal static class SessionsCompiler
 {
     private const string DefaultCallbackPrefix = "/.portcullis/callback/";
 
-    private CompiledSessions? CompileSessions(Context context, List<string> files, List<string> fileContents)
+    internal static CompiledSessions? Compile(CompileContext context, SessionsOptions options)
     {
-        if (context.Config.Identity.Sessions is not { } options) return null;
         const string root = "identity.sessions";
         var providers = new Dictionary<string, CompiledSessionProvider>(StringComparer.Ordinal);
         var callbackPaths = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
@@ -35,94 +34,11 @@ public sealed partial class SnapshotBuilder
                 continue;
             }
 
-            var ok = true;
-            void Fail(string at, string message, string? hint = null)
-            {
-                context.Error(at, message, hint);
-                ok = false;
-            }
-
-            if (!IsUrlSafeName(provider.Name)) Fail(path + ".name", $"session provider name '{provider.Name}' may use only letters, digits, '-' and '_'", "it becomes part of the callback path and cookie name");
-            Uri? authority = null;
-            if (string.IsNullOrWhiteSpace(provider.Authority)) Fail(path, $"session provider '{provider.Name}' has no authority", "add authority: https://login.example.com/");
-            else if (!IsHttpUrl(provider.Authority) || !Uri.TryCreate(provider.Authority, UriKind.Absolute, out authority)) Fail(path + ".authority", $"authority '{provider.Authority}' is not an absolute http(s) URL");
-            else if (authority.Scheme == Uri.UriSchemeHttp && !authority.IsLoopback)
-            {
-                context.Warning(path + ".authority", $"session provider '{provider.Name}' is reached over plain http at {authority.Host}", "use https:// so codes, tokens and keys cannot be read or replaced in transit");
-            }
-
-            if (string.IsNullOrWhiteSpace(provider.ClientId)) Fail(path, $"session provider '{provider.Name}' has no clientId", "add clientId: the gateway's client id at the provider");
-
-            string? secret = null;
-            if (provider.PublicClient)
-            {
-                // A public client has no secret to keep: one configured anyway means the provider expects a confidential client.
-                if (provider.ClientSecretEnv is not null) Fail(path + ".clientSecretEnv", $"session provider '{provider.Name}' is a public client (publicClient: true) but has a client secret", "remove publicClient: true for a confidential client, or remove the secret");
-                else if (provider.ClientSecretFile is not null) Fail(path + ".clientSecretFile", $"session provider '{provider.Name}' is a public client (publicClient: true) but has a client secret", "remove publicClient: true for a confidential client, or remove the secret");
-            }
-            else
-            {
-                secret = ResolveClientSecret(context, path, $"session provider '{provider.Name}'", provider.ClientSecretEnv, provider.ClientSecretFile, files, fileContents);
-                if (secret is null) ok = false;
-            }
-
-            var authorizationParameters = CompileAuthorizationParameters(context, provider.AuthorizationParameters, path + ".authorizationParameters");
-            if (authorizationParameters is null) ok = false;
-
-            if (!provider.Scopes.Contains("openid", StringComparer.Ordinal)) Fail(path + ".scopes", "scopes must include openid", "e.g. scopes: [openid, profile, email]");
-            var callback = provider.CallbackPath ?? DefaultCallbackPrefix + provider.Name;
-            if (!callback.StartsWith('/') || callback.StartsWith("//", StringComparison.Ordinal) || callback.Contains('?') || callback.Contains('#'))
-            {
-                Fail(path + ".callbackPath", $"callbackPath '{callback}' must be a path starting with a single '/'", "e.g. callbackPath: /.portcullis/callback/" + provider.Name);
-            }
-            else if (!callbackPaths.Add(callback))
-            {
-                Fail(path + ".callbackPath", $"callbackPath '{callback}' is used by another provider", "give each provider its own callback path");
-            }
-
-            if (!ok) continue;
-            providers[provider.Name] = new CompiledSessionProvider
-            {
-                Name = provider.Name,
-                Authority = authority!,
-                ClientId = provider.ClientId,
-                ClientSecret = secret,
-                AuthorizationParameters = authorizationParameters!,
-                Scopes = [.. provider.Scopes.Distinct(StringComparer.Ordinal)],
-                CallbackPath = callback,
-                SignedOutPath = "/.portcullis/signed-out/" + provider.Name,
-                Claims = provider.Claims,
-                CookieName = options.Cookie.Name + "-" + provider.Name,
-            };
-            fingerprint.Append(provider.Name).Append('\n').Append(authority).Append('\n').Append(provider.ClientId).Append('\n')
-                .Append(secret is null ? "public" : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)))).Append('\n')
-                .Append(string.Join(' ', provider.Scopes)).Append('\n').Append(callback).Append('\n')
-                .AppendJoin(' ', authorizationParameters!.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value)).Append('\n');
+            if (CompileProvider(context, options, provider, path, callbackPaths, fingerprint) is { } compiled) providers[provider.Name] = compiled;
         }
 
         var cookie = options.Cookie;
-        if (string.IsNullOrWhiteSpace(cookie.Name) || cookie.Name.Any(c => c <= ' ' || c >= 127 || "()<>@,;:\\\"/[]?={}".Contains(c)))
-        {
-            context.Error(root + ".cookie.name", $"'{cookie.Name}' is not a valid cookie name", "e.g. name: __Host-portcullis");
-        }
-
-        if (cookie.Name.StartsWith("__Host-", StringComparison.Ordinal) && cookie.Domain is not null)
-        {
-            context.Error(root + ".cookie.domain", "a __Host- cookie cannot have a domain", "remove domain, or use a name without the __Host- prefix (e.g. __Secure-portcullis)");
-        }
-
-        if (cookie.Name.StartsWith("__Host-", StringComparison.Ordinal) || cookie.Name.StartsWith("__Secure-", StringComparison.Ordinal))
-        {
-            foreach (var listener in context.Config.Listeners)
-            {
-                if (!listener.Admin && listener.Tls is null)
-                {
-                    context.Warning(root + ".cookie.name", $"the {cookie.Name} cookie is Secure, so browsers never send it over the cleartext listener '{listener.Name}'", "serve browser routes over HTTPS, or choose another cookie name for plain-HTTP testing");
-                    break;
-                }
-            }
-        }
-
+        ValidateCookie(context, cookie);
         if (cookie.IdleTimeout <= TimeSpan.Zero) context.Error(root + ".cookie.idleTimeout", "idleTimeout must be greater than zero", "e.g. idleTimeout: 1h");
         if (cookie.AbsoluteTimeout <= TimeSpan.Zero) context.Error(root + ".cookie.absoluteTimeout", "absoluteTimeout must be greater than zero", "e.g. absoluteTimeout: 12h");
         else if (cookie.AbsoluteTimeout < cookie.IdleTimeout) context.Warning(root + ".cookie.absoluteTimeout", "absoluteTimeout is shorter than idleTimeout, so sessions end at absoluteTimeout", "keep absoluteTimeout above idleTimeout");
@@ -137,7 +53,7 @@ public sealed partial class SnapshotBuilder
             context.Error(root + ".store", "store: redis needs a Redis connection, but stores.redis.connection is not set (or empty)", "add stores: { redis: { connection: \"127.0.0.1:6379\" } } or use store: local");
         }
 
-        var keyRing = CompileKeyRing(context, options, files, fileContents);
+        var keyRing = KeyRingCompiler.Compile(context, options);
         fingerprint.Append(cookie).Append('\n').Append(options.Store).Append('\n').Append(options.Store == SessionStoreKind.Redis ? redis?.Connection + "|" + redis?.KeyPrefix + "|" + redis?.Timeout + "|" + redis?.RetryAfter : "")
             .Append('\n').Append(keyRing?.GetCertHashString(HashAlgorithmName.SHA256))
             .Append('\n').Append(options.MaxSessions).Append('\n').Append(options.LogoutPath).Append('\n').Append(options.RefreshBefore)
@@ -162,7 +78,102 @@ public sealed partial class SnapshotBuilder
         };
     }
 
-    private static Identity.CompiledRouteAuth CompileSessionAuth(Context context, RouteAuthOptions auth, string path, string defaultAudience)
+    /// <summary>One sign-in provider; null after reporting what is wrong. Appends what identifies it to the fingerprint.</summary>
+    private static CompiledSessionProvider? CompileProvider(CompileContext context, SessionsOptions options, SessionProviderOptions provider, string path, HashSet<string> callbackPaths, StringBuilder fingerprint)
+    {
+        var ok = true;
+        void Fail(string at, string message, string? hint = null)
+        {
+            context.Error(at, message, hint);
+            ok = false;
+        }
+
+        if (!IsUrlSafeName(provider.Name)) Fail(path + ".name", $"session provider name '{provider.Name}' may use only letters, digits, '-' and '_'", "it becomes part of the callback path and cookie name");
+        Uri? authority = null;
+        if (string.IsNullOrWhiteSpace(provider.Authority)) Fail(path, $"session provider '{provider.Name}' has no authority", "add authority: https://login.example.com/");
+        else if (!CompileContext.IsHttpUrl(provider.Authority) || !Uri.TryCreate(provider.Authority, UriKind.Absolute, out authority)) Fail(path + ".authority", $"authority '{provider.Authority}' is not an absolute http(s) URL");
+        else if (authority.Scheme == Uri.UriSchemeHttp && !authority.IsLoopback)
+        {
+            context.Warning(path + ".authority", $"session provider '{provider.Name}' is reached over plain http at {authority.Host}", "use https:// so codes, tokens and keys cannot be read or replaced in transit");
+        }
+
+        if (string.IsNullOrWhiteSpace(provider.ClientId)) Fail(path, $"session provider '{provider.Name}' has no clientId", "add clientId: the gateway's client id at the provider");
+
+        string? secret = null;
+        if (provider.PublicClient)
+        {
+            // A public client has no secret to keep: one configured anyway means the provider expects a confidential client.
+            if (provider.ClientSecretEnv is not null) Fail(path + ".clientSecretEnv", $"session provider '{provider.Name}' is a public client (publicClient: true) but has a client secret", "remove publicClient: true for a confidential client, or remove the secret");
+            else if (provider.ClientSecretFile is not null) Fail(path + ".clientSecretFile", $"session provider '{provider.Name}' is a public client (publicClient: true) but has a client secret", "remove publicClient: true for a confidential client, or remove the secret");
+        }
+        else
+        {
+            secret = context.ResolveClientSecret(path, $"session provider '{provider.Name}'", provider.ClientSecretEnv, provider.ClientSecretFile);
+            if (secret is null) ok = false;
+        }
+
+        var authorizationParameters = CompileAuthorizationParameters(context, provider.AuthorizationParameters, path + ".authorizationParameters");
+        if (authorizationParameters is null) ok = false;
+
+        if (!provider.Scopes.Contains("openid", StringComparer.Ordinal)) Fail(path + ".scopes", "scopes must include openid", "e.g. scopes: [openid, profile, email]");
+        var callback = provider.CallbackPath ?? DefaultCallbackPrefix + provider.Name;
+        if (!callback.StartsWith('/') || callback.StartsWith("//", StringComparison.Ordinal) || callback.Contains('?') || callback.Contains('#'))
+        {
+            Fail(path + ".callbackPath", $"callbackPath '{callback}' must be a path starting with a single '/'", "e.g. callbackPath: /.portcullis/callback/" + provider.Name);
+        }
+        else if (!callbackPaths.Add(callback))
+        {
+            Fail(path + ".callbackPath", $"callbackPath '{callback}' is used by another provider", "give each provider its own callback path");
+        }
+
+        if (!ok) return null;
+        fingerprint.Append(provider.Name).Append('\n').Append(authority).Append('\n').Append(provider.ClientId).Append('\n')
+            .Append(secret is null ? "public" : Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret)))).Append('\n')
+            .Append(string.Join(' ', provider.Scopes)).Append('\n').Append(callback).Append('\n')
+            .AppendJoin(' ', authorizationParameters!.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Key + "=" + p.Value)).Append('\n');
+        return new CompiledSessionProvider
+        {
+            Name = provider.Name,
+            Authority = authority!,
+            ClientId = provider.ClientId,
+            ClientSecret = secret,
+            AuthorizationParameters = authorizationParameters!,
+            Scopes = [.. provider.Scopes.Distinct(StringComparer.Ordinal)],
+            CallbackPath = callback,
+            SignedOutPath = "/.portcullis/signed-out/" + provider.Name,
+            Claims = provider.Claims,
+            CookieName = options.Cookie.Name + "-" + provider.Name,
+        };
+    }
+
+    private static void ValidateCookie(CompileContext context, SessionCookieOptions cookie)
+    {
+        const string root = "identity.sessions";
+        if (string.IsNullOrWhiteSpace(cookie.Name) || cookie.Name.Any(c => c <= ' ' || c >= 127 || "()<>@,;:\\\"/[]?={}".Contains(c)))
+        {
+            context.Error(root + ".cookie.name", $"'{cookie.Name}' is not a valid cookie name", "e.g. name: __Host-portcullis");
+        }
+
+        if (cookie.Name.StartsWith("__Host-", StringComparison.Ordinal) && cookie.Domain is not null)
+        {
+            context.Error(root + ".cookie.domain", "a __Host- cookie cannot have a domain", "remove domain, or use a name without the __Host- prefix (e.g. __Secure-portcullis)");
+        }
+
+        if (cookie.Name.StartsWith("__Host-", StringComparison.Ordinal) || cookie.Name.StartsWith("__Secure-", StringComparison.Ordinal))
+        {
+            foreach (var listener in context.Config.Listeners)
+            {
+                if (!listener.Admin && listener.Tls is null)
+                {
+                    context.Warning(root + ".cookie.name", $"the {cookie.Name} cookie is Secure, so browsers never send it over the cleartext listener '{listener.Name}'", "serve browser routes over HTTPS, or choose another cookie name for plain-HTTP testing");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// <summary>A route's `auth.session`: the browser session of one provider, and nothing else.</summary>
+    internal static CompiledRouteAuth CompileRouteAuth(CompileContext context, RouteAuthOptions auth, string path, string defaultAudience)
     {
         var name = auth.Session!;
         var known = context.Config.Identity.Sessions?.Providers.Select(p => p.Name).Where(n => !string.IsNullOrWhiteSpace(n)).ToList() ?? [];
@@ -180,35 +191,15 @@ public sealed partial class SnapshotBuilder
 
         if (auth.Scopes.Count > 0) context.Warning(path + ".scopes", "a browser session carries no access-token scopes; this route's scopes are checked against the ID token's scope claims", "use groups or claim rules for browser routes");
 
-        return new Identity.CompiledRouteAuth
+        return new CompiledRouteAuth
         {
             Session = name,
             Scopes = [.. auth.Scopes],
             Groups = auth.Groups.ToFrozenSet(StringComparer.Ordinal),
             Consumers = auth.Consumers.ToFrozenSet(StringComparer.Ordinal),
-            Rule = auth.Claims.Count == 0 ? null : new Identity.ClaimRule { All = [.. auth.Claims.Select((r, i) => CompileRule(context, r, $"{path}.claims[{i}]"))] },
+            Rule = auth.Claims.Count == 0 ? null : new ClaimRule { All = [.. auth.Claims.Select((r, i) => RouteAuthCompiler.CompileRule(context, r, $"{path}.claims[{i}]"))] },
             AssertionAudience = auth.AssertionAudience ?? defaultAudience,
         };
-    }
-
-    private static FrozenSet<string>? CompileEmailDomains(Context context, IReadOnlyList<string>? domains, string path)
-    {
-        if (domains is null) return null;
-        if (domains.Count == 0) context.Error(path, "emailDomain lists no domain", "e.g. emailDomain: [example.com]");
-        var result = new HashSet<string>(StringComparer.Ordinal);
-        for (var i = 0; i < domains.Count; i++)
-        {
-            var domain = domains[i].Trim().TrimStart('@').ToLowerInvariant();
-            if (domain.Length == 0 || domain.Contains('@') || domain.Contains('/') || domain.Contains(' ') || Uri.CheckHostName(domain) != UriHostNameType.Dns)
-            {
-                context.Error($"{path}[{i}]", $"'{domains[i]}' is not an email domain", "write example.com");
-                continue;
-            }
-
-            result.Add(domain);
-        }
-
-        return result.ToFrozenSet(StringComparer.Ordinal);
     }
 
     // The flow's own parameters: set by the OpenIdConnect handler, PKCE or PAR; overriding one would break or weaken the flow.
@@ -218,7 +209,7 @@ public sealed partial class SnapshotBuilder
         "code_challenge", "code_challenge_method", "request", "request_uri", "client_assertion", "client_assertion_type",
     }.ToFrozenSet(StringComparer.OrdinalIgnoreCase);
 
-    private static FrozenDictionary<string, string>? CompileAuthorizationParameters(Context context, IReadOnlyDictionary<string, string> parameters, string path)
+    private static FrozenDictionary<string, string>? CompileAuthorizationParameters(CompileContext context, IReadOnlyDictionary<string, string> parameters, string path)
     {
         var ok = true;
         foreach (var (name, value) in parameters)

@@ -1,15 +1,15 @@
 using System.Globalization;
+using Portcullis.Configuration;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Observability;
 
 /// <summary>Validation of observability.metrics and observability.tracing (both read at start).</summary>
-public sealed partial class SnapshotBuilder
+internal static class TelemetryCompiler
 {
     private static readonly string[] AdminPaths = ["/healthz", "/readyz"];
 
-    private static void ValidateTelemetry(Context context)
+    internal static void Validate(CompileContext context, MetricsOptions metrics, TracingOptions tracing)
     {
-        var metrics = context.Config.Observability.Metrics;
         const string metricsPath = "observability.metrics.path";
         if (string.IsNullOrWhiteSpace(metrics.Path) || metrics.Path[0] != '/' || metrics.Path.Contains('?') || metrics.Path.Contains('#'))
         {
@@ -20,7 +20,6 @@ public sealed partial class SnapshotBuilder
             context.Error(metricsPath, $"'{metrics.Path}' is taken by the admin API", "e.g. path: /metrics");
         }
 
-        var tracing = context.Config.Observability.Tracing;
         const string tracingPath = "observability.tracing";
         if (!string.IsNullOrEmpty(tracing.OtlpEndpoint)
             && (!Uri.TryCreate(tracing.OtlpEndpoint, UriKind.Absolute, out var endpoint) || endpoint.Scheme is not ("http" or "https")))

@@ -1,29 +1,68 @@
 using System.Collections.Frozen;
 using System.Globalization;
-using Portcullis.Observability;
+using Portcullis.Configuration;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Observability;
 
-/// <summary>Validation and compilation of the observability section (request ids, access log).</summary>
-public sealed partial class SnapshotBuilder
+/// <summary>Validation and compilation of the observability section (request ids, access log; audit, metrics and tracing through their compilers).</summary>
+internal static class ObservabilityCompiler
 {
     private const long MinAccessLogFileSize = 1024;
+    private const string AccessLogPath = "observability.accessLog";
 
-    private static CompiledObservability CompileObservability(Context context)
+    /// <param name="apiKeyQueryParameter">identity.apiKeys.queryParameter: always redacted from logged query strings.</param>
+    internal static CompiledObservability Compile(CompileContext context, ObservabilityOptions options, string? apiKeyQueryParameter)
     {
-        var options = context.Config.Observability;
         var log = options.AccessLog;
-        const string path = "observability.accessLog";
+        var fields = CompileFields(context, log);
+        ValidateQueue(context, log);
+        var file = CompileTarget(context, log);
+        if (log.Enabled && fields == AccessLogFields.None) context.Warning(AccessLogPath + ".fields", "no field is left to write", "list fields, or remove exclude");
+        if (!log.Enabled && context.Loaded.Locations.Has(AccessLogPath) && !context.Loaded.Locations.Has(AccessLogPath + ".enabled"))
+        {
+            context.Warning(AccessLogPath, "the access log is configured but not enabled", "add enabled: true");
+        }
 
+        TelemetryCompiler.Validate(context, options.Metrics, options.Tracing);
+        var redacted = new HashSet<string>(CompiledAccessLog.SecretParameters, StringComparer.OrdinalIgnoreCase);
+        if (apiKeyQueryParameter is { Length: > 0 }) redacted.Add(apiKeyQueryParameter);
+
+        return new CompiledObservability
+        {
+            RequestIdTrust = options.RequestId.TrustInbound,
+            Audit = AuditCompiler.Compile(context, options.Audit, log),
+            AccessLog = !log.Enabled ? null : new CompiledAccessLog
+            {
+                Target = log.Target,
+                Path = file,
+                MaxSize = log.MaxSize.Bytes,
+                MaxFiles = log.MaxFiles,
+                Fields = fields,
+                SampleSuccesses = log.SampleSuccesses,
+                RedactQuery = log.RedactQuery,
+                QueueSize = log.QueueSize,
+                FlushInterval = log.FlushInterval,
+                AlwaysRedacted = redacted.ToFrozenSet(StringComparer.OrdinalIgnoreCase),
+            },
+        };
+    }
+
+    private static AccessLogFields CompileFields(CompileContext context, AccessLogOptions log)
+    {
         var fields = AccessLogFields.All;
         if (log.Fields.Count > 0)
         {
             fields = AccessLogFields.None;
-            for (var i = 0; i < log.Fields.Count; i++) fields |= Field(context, log.Fields[i], $"{path}.fields[{i}]");
+            for (var i = 0; i < log.Fields.Count; i++) fields |= Field(context, log.Fields[i], $"{AccessLogPath}.fields[{i}]");
         }
 
-        for (var i = 0; i < log.Exclude.Count; i++) fields &= ~Field(context, log.Exclude[i], $"{path}.exclude[{i}]");
+        for (var i = 0; i < log.Exclude.Count; i++) fields &= ~Field(context, log.Exclude[i], $"{AccessLogPath}.exclude[{i}]");
+        return fields;
+    }
 
+    private static void ValidateQueue(CompileContext context, AccessLogOptions log)
+    {
+        const string path = AccessLogPath;
         if (log.QueueSize < 1) context.Error(path + ".queueSize", $"queueSize must be at least 1 (it is {log.QueueSize})", "e.g. queueSize: 10000");
         if (log.FlushInterval < TimeSpan.Zero || log.FlushInterval > TimeSpan.FromSeconds(10))
         {
@@ -33,7 +72,12 @@ public sealed partial class SnapshotBuilder
         {
             context.Error(path + ".sampleSuccesses", $"sampleSuccesses must be between 0 and 1 (it is {log.SampleSuccesses.ToString(CultureInfo.InvariantCulture)})", "1 logs every success, 0.1 one in ten; errors are always logged");
         }
+    }
 
+    /// <summary>The access log file (null unless target: file with a usable path), its size limits checked.</summary>
+    private static string? CompileTarget(CompileContext context, AccessLogOptions log)
+    {
+        const string path = AccessLogPath;
         string? file = null;
         if (log.Target == AccessLogTarget.File)
         {
@@ -68,37 +112,10 @@ public sealed partial class SnapshotBuilder
             }
         }
 
-        if (log.Enabled && fields == AccessLogFields.None) context.Warning(path + ".fields", "no field is left to write", "list fields, or remove exclude");
-        if (!log.Enabled && context.Loaded.Locations.Has(path) && !context.Loaded.Locations.Has(path + ".enabled"))
-        {
-            context.Warning(path, "the access log is configured but not enabled", "add enabled: true");
-        }
-
-        ValidateTelemetry(context);
-        var redacted = new HashSet<string>(CompiledAccessLog.SecretParameters, StringComparer.OrdinalIgnoreCase);
-        if (context.Config.Identity.ApiKeys?.QueryParameter is { Length: > 0 } keyParameter) redacted.Add(keyParameter);
-
-        return new CompiledObservability
-        {
-            RequestIdTrust = options.RequestId.TrustInbound,
-            Audit = CompileAudit(context),
-            AccessLog = !log.Enabled ? null : new CompiledAccessLog
-            {
-                Target = log.Target,
-                Path = file,
-                MaxSize = log.MaxSize.Bytes,
-                MaxFiles = log.MaxFiles,
-                Fields = fields,
-                SampleSuccesses = log.SampleSuccesses,
-                RedactQuery = log.RedactQuery,
-                QueueSize = log.QueueSize,
-                FlushInterval = log.FlushInterval,
-                AlwaysRedacted = redacted.ToFrozenSet(StringComparer.OrdinalIgnoreCase),
-            },
-        };
+        return file;
     }
 
-    private static AccessLogFields Field(Context context, string name, string at)
+    private static AccessLogFields Field(CompileContext context, string name, string at)
     {
         if (AccessLogFieldNames.ByName.TryGetValue(name, out var field)) return field;
         var suggestion = YamlConfigBinder.Suggest(name, AccessLogFieldNames.ByName.Keys);

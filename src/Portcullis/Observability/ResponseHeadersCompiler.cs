@@ -1,14 +1,14 @@
 using System.Text.RegularExpressions;
-using Portcullis.Observability;
+using Portcullis.Configuration;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Observability;
 
 /// <summary>Validation and compilation of routes' and clusters' responseHeaders policies.</summary>
-public sealed partial class SnapshotBuilder
+internal static class ResponseHeadersCompiler
 {
     private static readonly TimeSpan ResponseHeaderRegexTimeout = TimeSpan.FromMilliseconds(100);
 
-    private static CompiledResponseHeaderPolicy? CompileResponseHeaders(Context context, ResponseHeaderPolicyOptions? options, string path)
+    internal static CompiledResponseHeaderPolicy? Compile(CompileContext context, ResponseHeaderPolicyOptions? options, string path)
     {
         if (options is null) return null;
         var ok = true;

@@ -1,11 +1,11 @@
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
-using Portcullis.Identity.Sessions;
+using Portcullis.Configuration;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Identity.Sessions;
 
 /// <summary>identity.sessions.keyRing: the certificate that encrypts the session key ring kept in Redis.</summary>
-public sealed partial class SnapshotBuilder
+internal static class KeyRingCompiler
 {
     private const string KeyRingPath = "identity.sessions.keyRing";
 
@@ -13,7 +13,7 @@ public sealed partial class SnapshotBuilder
     /// The key ring certificate for store: redis, loaded and checked once per snapshot; null for the local
     /// store (its key ring never leaves the process) or when the operator chose unprotected: true.
     /// </summary>
-    private X509Certificate2? CompileKeyRing(Context context, SessionsOptions options, List<string> files, List<string> fileContents)
+    internal static X509Certificate2? Compile(CompileContext context, SessionsOptions options)
     {
         var keyRing = options.KeyRing;
         if (options.Store != SessionStoreKind.Redis)
@@ -52,22 +52,22 @@ public sealed partial class SnapshotBuilder
             if (keyRing.Pfx is not null)
             {
                 string? password = null;
-                if (keyRing.PasswordEnv is not null && (password = _environment(keyRing.PasswordEnv)) is null)
+                if (keyRing.PasswordEnv is not null && (password = context.Environment(keyRing.PasswordEnv)) is null)
                 {
                     context.Error(KeyRingPath + ".passwordEnv", $"environment variable '{keyRing.PasswordEnv}' is not set", "set it to the PFX password, or remove passwordEnv for a PFX without one");
                     return null;
                 }
 
                 var pfx = context.Loaded.Resolve(keyRing.Pfx);
-                files.Add(pfx);
+                context.Files.Add(pfx);
                 certificate = X509CertificateLoader.LoadPkcs12FromFile(pfx, password, X509KeyStorageFlags.DefaultKeySet);
             }
             else
             {
                 var cert = context.Loaded.Resolve(keyRing.Cert!);
                 var key = keyRing.Key is null ? null : context.Loaded.Resolve(keyRing.Key);
-                files.Add(cert);
-                if (key is not null) files.Add(key);
+                context.Files.Add(cert);
+                if (key is not null) context.Files.Add(key);
                 certificate = X509Certificate2.CreateFromPemFile(cert, key);
             }
         }
@@ -85,7 +85,7 @@ public sealed partial class SnapshotBuilder
             return null;
         }
 
-        fileContents.Add("keyring:" + certificate.GetCertHashString(HashAlgorithmName.SHA256));
+        context.FileContents.Add("keyring:" + certificate.GetCertHashString(HashAlgorithmName.SHA256));
         return certificate;
     }
 }

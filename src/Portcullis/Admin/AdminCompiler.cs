@@ -1,19 +1,19 @@
 using System.Collections.Frozen;
 using System.Security.Cryptography;
 using System.Text;
-using Portcullis.Admin;
+using Portcullis.Configuration;
 using Portcullis.Identity;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Admin;
 
 /// <summary>Validation and compilation of `admin.auth`, and the rule that an admin listener off loopback needs it.</summary>
-public sealed partial class SnapshotBuilder
+internal static class AdminCompiler
 {
     private const int MinAdminTokenLength = 16;
 
-    private CompiledAdminAuth? CompileAdmin(Context context, List<ListenerBinding> listeners, List<string> files, List<string> fileContents)
+    /// <param name="listeners">The compiled listeners: where the admin listener is bound decides what admin.auth must guard.</param>
+    internal static CompiledAdminAuth? Compile(CompileContext context, AdminAuthOptions? auth, List<ListenerBinding> listeners)
     {
-        var auth = context.Config.Admin.Auth;
         var adminIndex = IndexOfAdminListener(context.Config);
         var binding = listeners.FirstOrDefault(l => l.Admin);
         if (auth is null)
@@ -57,40 +57,12 @@ public sealed partial class SnapshotBuilder
             var token = auth.Tokens[i];
             var at = $"{path}.tokens[{i}]";
             ok &= NameOk(token.Name, at);
-            var hash = ResolveAdminToken(context, at, token, files, fileContents);
+            var hash = ResolveAdminToken(context, at, token);
             if (hash is null) ok = false;
             else tokens.Add(new AdminToken(token.Name, token.Scope, hash));
         }
 
-        var certificates = new List<AdminCertificateRule>();
-        if (auth.ClientCertificates.Count > 0)
-        {
-            var mode = adminIndex < 0 ? ClientCertificateMode.None : context.Config.Listeners[adminIndex].Tls?.ClientCertificate.Mode ?? ClientCertificateMode.None;
-            if (mode == ClientCertificateMode.None)
-            {
-                context.Error(path + ".clientCertificates", "clientCertificates needs an admin listener that asks for client certificates",
-                    "add tls: { certificates: [...], clientCertificate: { mode: required, ca: certs/admin-ca.pem } } to the admin listener");
-                ok = false;
-            }
-        }
-
-        for (var i = 0; i < auth.ClientCertificates.Count; i++)
-        {
-            var rule = auth.ClientCertificates[i];
-            var at = $"{path}.clientCertificates[{i}]";
-            ok &= NameOk(rule.Name, at);
-            if (rule.Claims.Count == 0)
-            {
-                context.Error(at, $"client certificate rule '{rule.Name}' has no claims, so it would allow every certificate the CA issued",
-                    "e.g. claims: [{ claim: cert.cn, is: ops }] (to allow any, say so: [{ claim: cert.subject, exists: true }])");
-                ok = false;
-                continue;
-            }
-
-            for (var j = 0; j < rule.Claims.Count; j++) ok &= CertificateClaimsOnly(context, rule.Claims[j], $"{at}.claims[{j}]");
-            var compiled = new ClaimRule { All = [.. rule.Claims.Select((r, j) => CompileRule(context, r, $"{at}.claims[{j}]"))] };
-            certificates.Add(new AdminCertificateRule(rule.Name, rule.Scope, compiled));
-        }
+        var certificates = CompileCertificateRules(context, auth, path, adminIndex, NameOk, ref ok);
 
         if (auth.Tokens.Count == 0 && auth.ClientCertificates.Count == 0)
         {
@@ -115,6 +87,42 @@ public sealed partial class SnapshotBuilder
         return ok ? new CompiledAdminAuth { Tokens = [.. tokens], Certificates = [.. certificates], Open = auth.Open.ToFrozenSet(StringComparer.Ordinal) } : null;
     }
 
+    /// <summary>Client-certificate rules: only on an admin listener that asks for certificates, each with claims.</summary>
+    private static List<AdminCertificateRule> CompileCertificateRules(CompileContext context, AdminAuthOptions auth, string path, int adminIndex, Func<string, string, bool> nameOk, ref bool ok)
+    {
+        var certificates = new List<AdminCertificateRule>();
+        if (auth.ClientCertificates.Count > 0)
+        {
+            var mode = adminIndex < 0 ? ClientCertificateMode.None : context.Config.Listeners[adminIndex].Tls?.ClientCertificate.Mode ?? ClientCertificateMode.None;
+            if (mode == ClientCertificateMode.None)
+            {
+                context.Error(path + ".clientCertificates", "clientCertificates needs an admin listener that asks for client certificates",
+                    "add tls: { certificates: [...], clientCertificate: { mode: required, ca: certs/admin-ca.pem } } to the admin listener");
+                ok = false;
+            }
+        }
+
+        for (var i = 0; i < auth.ClientCertificates.Count; i++)
+        {
+            var rule = auth.ClientCertificates[i];
+            var at = $"{path}.clientCertificates[{i}]";
+            ok &= nameOk(rule.Name, at);
+            if (rule.Claims.Count == 0)
+            {
+                context.Error(at, $"client certificate rule '{rule.Name}' has no claims, so it would allow every certificate the CA issued",
+                    "e.g. claims: [{ claim: cert.cn, is: ops }] (to allow any, say so: [{ claim: cert.subject, exists: true }])");
+                ok = false;
+                continue;
+            }
+
+            for (var j = 0; j < rule.Claims.Count; j++) ok &= CertificateClaimsOnly(context, rule.Claims[j], $"{at}.claims[{j}]");
+            var compiled = new ClaimRule { All = [.. rule.Claims.Select((r, j) => RouteAuthCompiler.CompileRule(context, r, $"{at}.claims[{j}]"))] };
+            certificates.Add(new AdminCertificateRule(rule.Name, rule.Scope, compiled));
+        }
+
+        return certificates;
+    }
+
     private static int IndexOfAdminListener(PortcullisConfig config)
     {
         for (var i = 0; i < config.Listeners.Count; i++)
@@ -126,7 +134,7 @@ public sealed partial class SnapshotBuilder
     }
 
     // A typo such as cert.CN would make a rule that never holds (or, with exists: false, always holds).
-    private static bool CertificateClaimsOnly(Context context, ClaimRuleOptions rule, string at)
+    private static bool CertificateClaimsOnly(CompileContext context, ClaimRuleOptions rule, string at)
     {
         var ok = true;
         if (rule.Claim is { } claim && !ClientCertificateIdentity.ClaimNames.Contains(claim))
@@ -145,7 +153,7 @@ public sealed partial class SnapshotBuilder
     /// wrong. The token itself is dropped here. A token file is watched, and its hash goes into the
     /// fingerprint, so replacing the file reloads and the old token stops working.
     /// </summary>
-    private byte[]? ResolveAdminToken(Context context, string at, AdminTokenOptions token, List<string> files, List<string> fileContents)
+    private static byte[]? ResolveAdminToken(CompileContext context, string at, AdminTokenOptions token)
     {
         string? secret;
         string source;
@@ -157,7 +165,7 @@ public sealed partial class SnapshotBuilder
 
         if (token.Env is not null)
         {
-            secret = _environment(token.Env);
+            secret = context.Environment(token.Env);
             source = $"environment variable '{token.Env}'";
             if (string.IsNullOrEmpty(secret))
             {
@@ -179,8 +187,8 @@ public sealed partial class SnapshotBuilder
                 return null;
             }
 
-            files.Add(full);
-            fileContents.Add("secret:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret))));
+            context.Files.Add(full);
+            context.FileContents.Add("secret:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(secret))));
             if (secret.Length == 0)
             {
                 context.Error(at + ".file", $"admin token file '{token.File}' ({full}) is empty", "write the token into it, e.g. openssl rand -hex 32 > " + token.File);

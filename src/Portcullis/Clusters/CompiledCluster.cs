@@ -1,0 +1,32 @@
+using System.Collections.Frozen;
+
+namespace Portcullis.Clusters;
+
+/// <summary>A cluster's gateway-side settings (YARP holds destinations and health state).</summary>
+internal sealed class CompiledCluster
+{
+    public required string Name { get; init; }
+
+    public int Retries { get; init; }
+
+    public int UnhealthyThreshold { get; init; } = 2;
+
+    public int HealthyThreshold { get; init; } = 1;
+
+    public int PassiveFailures { get; init; } = 3;
+
+    public TimeSpan PassiveReactivation { get; init; } = TimeSpan.FromSeconds(30);
+
+    public FrozenSet<int> FailureStatusCodes { get; init; } = FrozenSet<int>.Empty;
+
+    public Traffic.ConcurrencyGate? Concurrency { get; init; }
+
+    /// <summary>Null when the cluster has no `tls` section.</summary>
+    public Upstream.UpstreamTlsSettings? Tls { get; init; }
+
+    /// <summary>Null when the cluster has no client credentials.</summary>
+    public Upstream.ClientCredentialsSettings? Credentials { get; init; }
+
+    /// <summary>Null when the cluster has no `responseHeaders`.</summary>
+    public Observability.CompiledResponseHeaderPolicy? ResponseHeaders { get; init; }
+}

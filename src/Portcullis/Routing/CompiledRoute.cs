@@ -1,0 +1,53 @@
+using Portcullis.Configuration;
+
+namespace Portcullis.Routing;
+
+internal enum RouteAction
+{
+    Proxy,
+    Redirect,
+    Respond,
+}
+
+/// <summary>A route's gateway-side behaviour; matching itself is done by YARP's routing.</summary>
+internal sealed class CompiledRoute
+{
+    public required string Name { get; init; }
+
+    public required RouteAction Action { get; init; }
+
+    /// <summary>Set when the cluster is chosen per request by a map lookup.</summary>
+    public ValueTemplate? ClusterTemplate { get; init; }
+
+    public string? StaticCluster { get; init; }
+
+    public (string Name, ValueTemplate Value)[] SetHeaders { get; init; } = [];
+
+    public string[] RemoveHeaders { get; init; } = [];
+
+    public RedirectOptions? Redirect { get; init; }
+
+    public int FixedStatus { get; init; }
+
+    public byte[] FixedBody { get; init; } = [];
+
+    public string FixedContentType { get; init; } = "";
+
+    public KeyValuePair<string, string>[] FixedHeaders { get; init; } = [];
+
+    /// <summary>Null for public routes.</summary>
+    public Identity.CompiledRouteAuth? Auth { get; init; }
+
+    /// <summary>Rate-limit policies checked in order; empty when none.</summary>
+    public Traffic.CompiledRateLimit[] RateLimits { get; init; } = [];
+
+    public Traffic.CompiledQuota? Quota { get; init; }
+
+    public Traffic.ConcurrencyGate? Concurrency { get; init; }
+
+    /// <summary>True when the route has any traffic control (the stage is skipped otherwise).</summary>
+    public bool HasTrafficControl => RateLimits.Length > 0 || Quota is not null || Concurrency is not null;
+
+    /// <summary>Null when the route has no `responseHeaders`.</summary>
+    public Observability.CompiledResponseHeaderPolicy? ResponseHeaders { get; init; }
+}

@@ -1,0 +1,197 @@
+using System.Text;
+using Portcullis.Configuration;
+using Yarp.ReverseProxy.Configuration;
+
+namespace Portcullis.Routing;
+
+/// <summary>What routes refer to by name, compiled before them.</summary>
+internal sealed record RouteInputs(
+    Dictionary<string, CompiledMap> Maps,
+    HashSet<string> ClusterNames,
+    Identity.CompiledCredentials Credentials,
+    Traffic.TrafficPolicies Traffic);
+
+/// <summary>Each route's gateway-side behaviour and the YARP route that matches it.</summary>
+internal sealed record RouteBuild(List<CompiledRoute> Compiled, List<RouteConfig> Proxy);
+
+/// <summary>Validation and compilation of routes: action, cluster (static or by map), headers, auth and traffic.</summary>
+internal static class RoutesCompiler
+{
+    internal static RouteBuild Compile(CompileContext context, IReadOnlyList<RouteOptions> routes, RouteInputs inputs)
+    {
+        var compiled = new List<CompiledRoute>();
+        var proxy = new List<RouteConfig>();
+        if (routes.Count == 0)
+        {
+            context.Warning("routes", "no routes are configured; every request will get 404");
+        }
+
+        var names = new Dictionary<string, int>(StringComparer.Ordinal);
+        // Precedence: lower `order` first, then file order. YARP gets a distinct Order per route so
+        // ASP.NET routing never sees two equally ranked candidates.
+        var ranked = routes.Select((route, index) => (route, index)).OrderBy(r => r.route.Order).ThenBy(r => r.index).ToList();
+        for (var rank = 0; rank < ranked.Count; rank++)
+        {
+            var (route, i) = ranked[rank];
+            var path = $"routes[{i}]";
+            if (string.IsNullOrWhiteSpace(route.Name))
+            {
+                context.Error(path, "route has no name", "add name: orders");
+                continue;
+            }
+
+            if (names.TryGetValue(route.Name, out var first))
+            {
+                context.Error(path + ".name", $"duplicate route name '{route.Name}' (first at routes[{first}])", "give each route its own name");
+                continue;
+            }
+
+            names[route.Name] = i;
+            var actions = (route.Cluster is not null ? 1 : 0) + (route.Redirect is not null ? 1 : 0) + (route.Respond is not null ? 1 : 0);
+            if (actions != 1)
+            {
+                context.Error(path, $"route '{route.Name}' must have exactly one of cluster, redirect or respond (it has {actions})", "to proxy, add cluster: NAME");
+                continue;
+            }
+
+            var (route1, proxy1) = CompileRoute(context, route, path, rank, inputs);
+            compiled.Add(route1);
+            proxy.Add(proxy1);
+        }
+
+        return new RouteBuild(compiled, proxy);
+    }
+
+    private static (CompiledRoute Compiled, RouteConfig Proxy) CompileRoute(CompileContext context, RouteOptions route, string path, int rank, RouteInputs inputs)
+    {
+        var match = RouteMatchCompiler.Compile(context, route.Match, path + ".match");
+        var (staticCluster, clusterTemplate) = route.Cluster is null ? (null, null) : CompileClusterTarget(context, route, path, inputs);
+        var setHeaders = CompileSetHeaders(context, route, path, inputs.Maps);
+        ValidateAction(context, route, path);
+        var (rateLimits, quota, concurrency) = Traffic.TrafficCompiler.CompileRoute(context, route, path, inputs.Traffic);
+        var compiled = new CompiledRoute
+        {
+            Name = route.Name,
+            RateLimits = rateLimits,
+            Quota = quota,
+            Concurrency = concurrency,
+            ResponseHeaders = Observability.ResponseHeadersCompiler.Compile(context, route.ResponseHeaders, path + ".responseHeaders"),
+            Auth = Identity.RouteAuthCompiler.Compile(context, route.Auth, path + ".auth", inputs.Credentials, staticCluster ?? route.Name),
+            Action = route.Redirect is not null ? RouteAction.Redirect : route.Respond is not null ? RouteAction.Respond : RouteAction.Proxy,
+            ClusterTemplate = clusterTemplate,
+            StaticCluster = staticCluster,
+            SetHeaders = [.. setHeaders],
+            RemoveHeaders = [.. route.RequestHeaders.Remove],
+            Redirect = route.Redirect,
+            FixedStatus = route.Respond?.Status ?? 0,
+            FixedBody = Encoding.UTF8.GetBytes(route.Respond?.Body ?? ""),
+            FixedContentType = route.Respond?.ContentType ?? "",
+            FixedHeaders = route.Respond is null ? [] : [.. route.Respond.Headers],
+        };
+
+        return (compiled, new RouteConfig
+        {
+            RouteId = route.Name,
+            Order = rank,
+            // YARP needs a cluster to start its pipeline; a map-driven route starts on its first
+            // possible cluster and RouteActionMiddleware reassigns it per request.
+            ClusterId = staticCluster ?? clusterTemplate?.PossibleValues().FirstOrDefault(inputs.ClusterNames.Contains),
+            Match = match,
+            Transforms = RouteTransforms(route),
+        });
+    }
+
+    /// <summary>A literal cluster name, or a template whose every possible value must name a cluster.</summary>
+    private static (string? Static, ValueTemplate? Template) CompileClusterTarget(CompileContext context, RouteOptions route, string path, RouteInputs inputs)
+    {
+        var clusterNames = inputs.ClusterNames;
+        var maps = inputs.Maps;
+        var template = ValueTemplate.Parse(route.Cluster!, out var error);
+        if (template is null)
+        {
+            context.Error(path + ".cluster", $"bad cluster template: {error}");
+            return (null, null);
+        }
+
+        if (template.IsLiteral)
+        {
+            if (!clusterNames.Contains(route.Cluster!))
+            {
+                var suggestion = YamlConfigBinder.Suggest(route.Cluster!, clusterNames);
+                context.Error(path + ".cluster", $"route '{route.Name}' names unknown cluster '{route.Cluster}'",
+                    suggestion is not null ? $"did you mean '{suggestion}'?" : "define it under clusters:");
+            }
+
+            return (route.Cluster, null);
+        }
+
+        BindTemplate(context, template, maps, path + ".cluster");
+        if (template.MapNames.All(maps.ContainsKey))
+        {
+            foreach (var candidate in template.PossibleValues())
+            {
+                if (!clusterNames.Contains(candidate))
+                {
+                    context.Error(path + ".cluster", $"route '{route.Name}' can resolve to unknown cluster '{candidate}' (from map {string.Join(", ", template.MapNames)})", "define that cluster, or fix the map value");
+                }
+            }
+        }
+
+        return (null, template);
+    }
+
+    private static List<(string, ValueTemplate)> CompileSetHeaders(CompileContext context, RouteOptions route, string path, Dictionary<string, CompiledMap> maps)
+    {
+        var setHeaders = new List<(string, ValueTemplate)>();
+        foreach (var (header, value) in route.RequestHeaders.Set)
+        {
+            var template = ValueTemplate.Parse(value, out var error);
+            if (template is null)
+            {
+                context.Error($"{path}.requestHeaders.set.{header}", $"bad header template: {error}");
+                continue;
+            }
+
+            BindTemplate(context, template, maps, $"{path}.requestHeaders.set.{header}");
+            setHeaders.Add((header, template));
+        }
+
+        return setHeaders;
+    }
+
+    private static void ValidateAction(CompileContext context, RouteOptions route, string path)
+    {
+        if (route.Redirect is { } redirect)
+        {
+            if (redirect.Status is not (301 or 302 or 303 or 307 or 308)) context.Error(path + ".redirect.status", $"redirect status {redirect.Status} is not 301, 302, 303, 307 or 308");
+            if (!(redirect.Url.StartsWith('/') || CompileContext.IsHttpUrl(redirect.Url))) context.Error(path + ".redirect.url", $"redirect url '{redirect.Url}' is neither an absolute http(s) URL nor a path");
+        }
+
+        if (route.Respond is { } respond && respond.Status is < 200 or > 599)
+        {
+            context.Error(path + ".respond.status", $"status {respond.Status} is not between 200 and 599");
+        }
+
+        if (route.StripPrefix is { } strip && (!strip.StartsWith('/') || strip.EndsWith('/')))
+        {
+            context.Error(path + ".stripPrefix", $"stripPrefix '{strip}' must start with '/' and not end with '/'", "e.g. stripPrefix: /api");
+        }
+    }
+
+    private static List<Dictionary<string, string>>? RouteTransforms(RouteOptions route)
+    {
+        var transforms = new List<Dictionary<string, string>>();
+        if (route.StripPrefix is not null) transforms.Add(new() { ["PathRemovePrefix"] = route.StripPrefix });
+        if (route.PreserveHost) transforms.Add(new() { ["RequestHeaderOriginalHost"] = "true" });
+        return transforms.Count > 0 ? transforms : null;
+    }
+
+    internal static void BindTemplate(CompileContext context, ValueTemplate template, Dictionary<string, CompiledMap> maps, string path)
+    {
+        foreach (var missing in template.Bind(maps))
+        {
+            var suggestion = YamlConfigBinder.Suggest(missing, maps.Keys);
+            context.Error(path, $"unknown map '{missing}'", suggestion is not null ? $"did you mean '{suggestion}'?" : "define it under maps:");
+        }
+    }
+}
