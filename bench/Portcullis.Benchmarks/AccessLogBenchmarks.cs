@@ -3,6 +3,7 @@ using System.Security.Authentication;
 using BenchmarkDotNet.Attributes;
 using Portcullis.Configuration;
 using Portcullis.Observability;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Benchmarks;
 

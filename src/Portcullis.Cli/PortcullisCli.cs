@@ -6,6 +6,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy.Configuration;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Cli;
 
@@ -158,7 +159,7 @@ public static class PortcullisCli
             return Invalid;
         }
 
-        var store = app.Services.GetRequiredService<Portcullis.Hosting.SnapshotStore>();
+        var store = app.Services.GetRequiredService<Portcullis.Pipeline.SnapshotStore>();
         foreach (var warning in store.StartupDiagnostics) await errors.WriteLineAsync(warning.ToString());
         var snapshot = store.Current;
         await output.WriteLineAsync($"Portcullis {Version} serving {path}: {snapshot.Routes.Count} routes, {snapshot.Clusters.Count} clusters");

@@ -4,11 +4,10 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Portcullis.Clusters;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
-using Portcullis.Problems;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Admin;
 

@@ -3,8 +3,8 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
 using Portcullis.Identity;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Admin;
 

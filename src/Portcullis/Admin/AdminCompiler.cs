@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Portcullis.Configuration;
 using Portcullis.Identity;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Admin;
 

@@ -8,6 +8,7 @@ using Portcullis.Observability;
 using Portcullis.Routing;
 using Portcullis.Traffic;
 using Yarp.ReverseProxy.Configuration;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Configuration;
 

@@ -1,7 +1,7 @@
 using Microsoft.AspNetCore.Http;
 using Portcullis.Admin;
-using Portcullis.Problems;
 using Yarp.ReverseProxy.Forwarder;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Hosting;
 

@@ -12,26 +12,13 @@ using Portcullis.Configuration;
 using Portcullis.Hosting;
 using Portcullis.Identity;
 using Portcullis.Listeners;
-using Portcullis.Problems;
 using Portcullis.Routing;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Health;
+using Portcullis.Pipeline;
 
 namespace Microsoft.Extensions.DependencyInjection;
-
-/// <summary>How the host runs the gateway.</summary>
-public sealed class PortcullisOptions
-{
-    /// <summary>The YAML configuration file.</summary>
-    public string ConfigPath { get; set; } = "portcullis.yaml";
-
-    /// <summary>Bind Kestrel to the configured listeners and limits (turn off when the host binds its own).</summary>
-    public bool ConfigureKestrel { get; set; } = true;
-
-    /// <summary>Where ${VAR} values come from; the process environment by default.</summary>
-    public Func<string, string?>? Environment { get; set; }
-}
 
 public static class PortcullisServiceCollectionExtensions
 {

@@ -4,7 +4,7 @@ using System.ComponentModel;
 using System.Security.Cryptography;
 using System.Text;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity;
 

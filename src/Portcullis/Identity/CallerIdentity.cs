@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity;
 
@@ -103,17 +104,17 @@ internal sealed class CallerIdentity
 }
 
 /// <summary>The outcome of authenticating and authorizing one request, with a reason code for logs and metrics.</summary>
-internal readonly record struct AuthDecision(int Status, Hosting.ReasonCode Reason, CallerIdentity? Identity, string? Detail = null, string? ChallengeError = null, string? RequiredScope = null)
+internal readonly record struct AuthDecision(int Status, Portcullis.Pipeline.ReasonCode Reason, CallerIdentity? Identity, string? Detail = null, string? ChallengeError = null, string? RequiredScope = null)
 {
     public bool Allowed => Status == 0;
 
-    public static AuthDecision Allow(CallerIdentity? identity, Hosting.ReasonCode reason) => new(0, reason, identity);
+    public static AuthDecision Allow(CallerIdentity? identity, Portcullis.Pipeline.ReasonCode reason) => new(0, reason, identity);
 
-    public static AuthDecision Unauthenticated(Hosting.ReasonCode reason, string detail, bool tokenPresented) =>
+    public static AuthDecision Unauthenticated(Portcullis.Pipeline.ReasonCode reason, string detail, bool tokenPresented) =>
         new(401, reason, null, detail, tokenPresented ? "invalid_token" : null);
 
-    public static AuthDecision Forbidden(Hosting.ReasonCode reason, string detail, CallerIdentity identity, string? scope = null) =>
+    public static AuthDecision Forbidden(Portcullis.Pipeline.ReasonCode reason, string detail, CallerIdentity identity, string? scope = null) =>
         new(403, reason, identity, detail, scope is null ? null : "insufficient_scope", scope);
 
-    public static AuthDecision Unavailable(Hosting.ReasonCode reason, string detail) => new(503, reason, null, detail);
+    public static AuthDecision Unavailable(Portcullis.Pipeline.ReasonCode reason, string detail) => new(503, reason, null, detail);
 }

@@ -3,9 +3,8 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Extensions;
 using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
-using Portcullis.Problems;
 using Yarp.ReverseProxy.Model;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity;
 
@@ -15,7 +14,7 @@ namespace Portcullis.Identity;
 /// identity headers. Identity headers a client sent were already removed, before routing, by
 /// <see cref="InboundHeaderScrubMiddleware"/>; public routes pass here untouched (but for session cookies).
 /// </summary>
-internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator jwt, AssertionSigner signer, TokenIntrospector introspector, TimeProvider time, Sessions.SessionGate sessions)
+internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator jwt, AssertionSigner signer, TokenIntrospector introspector, TimeProvider time, Sessions.SessionGate sessions, Observability.AuditLog audit)
 {
     private const string Realm = "portcullis";
 
@@ -55,8 +54,8 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
     {
         if (decision.Allowed) decision = Authorize(auth, decision);
         gateway.Times.IdentityEnd = System.Diagnostics.Stopwatch.GetTimestamp();
-        gateway.Auth = new Hosting.AuthDecision(ResultOf(decision.Status), method, decision.Reason);
-        if (!decision.Allowed) Observability.AuditLog.RecordDenial(context, gateway, decision.Status, decision.Identity);
+        gateway.Auth = new Portcullis.Pipeline.AuthDecision(ResultOf(decision.Status), method, decision.Reason);
+        if (!decision.Allowed) audit.RecordDenial(context, gateway, decision.Status, decision.Identity);
         if (!decision.Allowed && auth.Session is not null) return sessions.DenyAsync(context, auth, decision);
         if (!decision.Allowed) return Deny(context, decision);
 

@@ -1,5 +1,5 @@
 using Microsoft.AspNetCore.Http;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity;
 

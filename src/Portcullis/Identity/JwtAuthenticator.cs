@@ -7,7 +7,7 @@ using BitFaster.Caching.Lru;
 using Microsoft.Extensions.Logging;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity;
 

@@ -7,7 +7,7 @@ using BitFaster.Caching;
 using BitFaster.Caching.Lru;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity;
 

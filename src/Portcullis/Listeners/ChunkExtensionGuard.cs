@@ -11,7 +11,7 @@ namespace Portcullis.Listeners;
 /// Kestrel parses chunked bodies itself and has no limit of its own for extensions: it skips them, counting
 /// them only against the body-size limit, so a 64 KiB extension on a 10-byte chunk passes. This reader sits
 /// between the connection and Kestrel (a connection middleware, after TLS) and passes every byte through
-/// unchanged. For an HTTP/1.1 request with a chunked body, <see cref="Hosting.GatewayMiddleware"/> arms it
+/// unchanged. For an HTTP/1.1 request with a chunked body, the gateway middleware (Hosting/GatewayMiddleware.cs) arms it
 /// before the body is read; it then follows the chunk framing in the bytes Kestrel reads (sizes, extensions,
 /// data lengths, trailers) only to measure each chunk's extension, and fails the read with a 400 when one is
 /// longer than <see cref="MaxExtensionLength"/>, before Kestrel or the upstream gets those bytes. Kestrel stays

@@ -3,8 +3,8 @@ using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Hosting;
-using Portcullis.Hosting;
 using Portcullis.Observability;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Listeners;
 

@@ -3,7 +3,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Listeners;
 

@@ -2,9 +2,8 @@ using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Extensions;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
-using Portcullis.Problems;
 using Portcullis.Tls;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Listeners;
 

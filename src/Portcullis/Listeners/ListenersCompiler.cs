@@ -1,6 +1,7 @@
 using System.Net;
 using Portcullis.Configuration;
 using Portcullis.Tls;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Listeners;
 

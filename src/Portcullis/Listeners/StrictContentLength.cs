@@ -8,7 +8,7 @@ namespace Portcullis.Listeners;
 /// sign (<c>+5</c>, <c>-0</c>) and keeps only the number, so the request pipeline cannot tell <c>+5</c> from
 /// <c>5</c>. Kestrel hands a header's raw bytes to <see cref="Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions.RequestHeaderEncodingSelector"/>'s
 /// encoding before parsing; this encoding passes a 1*DIGIT value through unchanged and turns anything else into
-/// <see cref="Malformed"/>, a length no body can have, which <see cref="Hosting.GatewayMiddleware"/> answers
+/// <see cref="Malformed"/>, a length no body can have, which the gateway middleware (Hosting/GatewayMiddleware.cs) answers
 /// with a 400 problem+json before any byte of the body is read (so the request is never proxied).
 /// </summary>
 internal sealed class StrictContentLength : Encoding

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using System.Threading.Channels;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 
@@ -107,7 +107,7 @@ internal sealed class AccessLog
     private void OnDropped(AccessLogEntry entry) => Interlocked.Increment(ref _dropped);
 
     /// <summary>The admin API's view (GET /admin/observability).</summary>
-    internal void WriteStatus(Utf8JsonWriter writer, Configuration.GatewaySnapshot snapshot)
+    internal void WriteStatus(Utf8JsonWriter writer, Portcullis.Pipeline.GatewaySnapshot snapshot)
     {
         var options = snapshot.Observability.AccessLog;
         writer.WriteStartObject("accessLog");

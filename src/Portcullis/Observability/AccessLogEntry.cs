@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Security.Authentication;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 
@@ -68,7 +69,7 @@ internal struct AccessLogEntry
     public string? TrafficDecision;
 
     /// <summary>Why the gateway answered itself (its stage tells edge-limit refusals apart).</summary>
-    public Hosting.ReasonCode? Reason;
+    public Portcullis.Pipeline.ReasonCode? Reason;
 
     /// <summary>Response-header policy findings; null when none.</summary>
     public IReadOnlyList<string>? ResponseFindings;

@@ -2,7 +2,7 @@ using System.Buffers;
 using System.Security.Authentication;
 using System.Text.Encodings.Web;
 using System.Text.Json;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 

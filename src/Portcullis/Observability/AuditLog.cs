@@ -4,7 +4,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 
@@ -83,11 +83,10 @@ internal sealed class AuditLog
     /// wait is attached to the response (OnCompleted): the answer goes out, but the request — and the
     /// next one on its connection — finishes only once its record is queued.
     /// </summary>
-    public static void RecordDenial(HttpContext context, GatewayFeature gateway, int status, Identity.CallerIdentity? caller)
+    public void RecordDenial(HttpContext context, GatewayFeature gateway, int status, Identity.CallerIdentity? caller)
     {
         if (gateway.Snapshot.Observability.Audit is null || gateway.Auth.Reason is not { } reason) return;
-        if (context.RequestServices?.GetService(typeof(AuditLog)) is not AuditLog audit) return;
-        var pending = audit.RecordDenialAsync(context, gateway, status, reason, caller?.Consumer, caller?.Subject);
+        var pending = RecordDenialAsync(context, gateway, status, reason, caller?.Consumer, caller?.Subject);
         if (pending.IsCompletedSuccessfully) return;
         var task = pending.AsTask();
         context.Response.OnCompleted(static state => (Task)state, task);

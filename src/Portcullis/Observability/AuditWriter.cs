@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 

@@ -2,7 +2,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry.Metrics;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 

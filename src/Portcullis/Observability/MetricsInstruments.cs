@@ -3,11 +3,12 @@ using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Portcullis.Clusters;
-using Portcullis.Hosting;
+using Portcullis.Configuration;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 

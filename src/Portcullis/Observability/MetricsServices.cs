@@ -7,6 +7,7 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Portcullis.Configuration;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 

@@ -4,10 +4,10 @@ using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Model;
 using Portcullis.Routing;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 

@@ -3,9 +3,8 @@ using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
-using Portcullis.Problems;
 using Yarp.ReverseProxy.Transforms;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using Portcullis.Hosting;
 using Yarp.ReverseProxy.Transforms;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 

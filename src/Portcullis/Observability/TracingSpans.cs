@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using Microsoft.AspNetCore.Http;
-using Portcullis.Hosting;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Model;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
 

@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Configuration;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Routing;
 

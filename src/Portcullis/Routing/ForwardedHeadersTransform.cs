@@ -1,6 +1,6 @@
 using Microsoft.AspNetCore.Http;
-using Portcullis.Hosting;
 using Yarp.ReverseProxy.Transforms;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Routing;
 

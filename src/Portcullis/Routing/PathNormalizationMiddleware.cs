@@ -1,7 +1,6 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
-using Portcullis.Hosting;
-using Portcullis.Problems;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Routing;
 

@@ -2,10 +2,9 @@ using System.Text;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
-using Portcullis.Problems;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Model;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Routing;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Http;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Routing;
 
@@ -94,16 +95,16 @@ internal readonly record struct RequestSource(RequestSourceKind Kind, string Nam
             case RequestSourceKind.Method:
                 return request.Method.AsSpan();
             case RequestSourceKind.Claim:
-                var caller = request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.Caller;
+                var caller = request.HttpContext.Features.Get<Portcullis.Pipeline.GatewayFeature>()?.Caller;
                 return caller is not null && caller.Claims.TryGetValue(Name, out var values) && values.Length > 0 ? values[0].AsSpan() : default;
             case RequestSourceKind.Consumer:
-                return (request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.Caller?.Consumer).AsSpan();
+                return (request.HttpContext.Features.Get<Portcullis.Pipeline.GatewayFeature>()?.Caller?.Consumer).AsSpan();
             case RequestSourceKind.ConsumerGroup:
-                return (request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.Caller?.ConsumerGroup).AsSpan();
+                return (request.HttpContext.Features.Get<Portcullis.Pipeline.GatewayFeature>()?.Caller?.ConsumerGroup).AsSpan();
             case RequestSourceKind.ClientIp:
-                return (request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.ClientAddress(request.HttpContext)).AsSpan();
+                return (request.HttpContext.Features.Get<Portcullis.Pipeline.GatewayFeature>()?.ClientAddress(request.HttpContext)).AsSpan();
             case RequestSourceKind.Route:
-                return (request.HttpContext.Features.Get<Hosting.GatewayFeature>()?.RouteName).AsSpan();
+                return (request.HttpContext.Features.Get<Portcullis.Pipeline.GatewayFeature>()?.RouteName).AsSpan();
             default:
                 return default;
         }

@@ -11,7 +11,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
 using Portcullis.Files;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Tls;
 

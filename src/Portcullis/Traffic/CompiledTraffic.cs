@@ -1,8 +1,8 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
 using Portcullis.Routing;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Traffic;
 

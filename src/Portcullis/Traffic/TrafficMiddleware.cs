@@ -3,10 +3,9 @@ using System.Text;
 using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
-using Portcullis.Problems;
 using Yarp.ReverseProxy.Model;
 using Portcullis.Routing;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Traffic;
 

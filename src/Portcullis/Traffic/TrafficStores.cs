@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
 using Portcullis.State;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Traffic;
 

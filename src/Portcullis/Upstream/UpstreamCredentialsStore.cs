@@ -3,7 +3,7 @@ using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Upstream;
 

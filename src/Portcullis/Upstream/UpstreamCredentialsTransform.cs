@@ -1,8 +1,7 @@
 using Microsoft.AspNetCore.Http;
-using Portcullis.Hosting;
-using Portcullis.Problems;
 using Yarp.ReverseProxy.Model;
 using Yarp.ReverseProxy.Transforms;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Upstream;
 

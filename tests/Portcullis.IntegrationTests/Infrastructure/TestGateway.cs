@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.IntegrationTests.Infrastructure;
 

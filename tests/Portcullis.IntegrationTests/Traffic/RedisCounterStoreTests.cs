@@ -629,9 +629,11 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         var policy = Policy("slow", RateLimitAlgorithm.TokenBucket, limit: 1000, per: TimeSpan.FromSeconds(1));
         await Eventually.TrueAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.Allowed, "a first decision");
 
-        // DEBUG SLEEP blocks the server (every client) for two seconds; calls start right away, so the first
-        // ones may still be answered if redis-cli is slow to start on a busy machine.
-        var sleeping = server.CliAsync("DEBUG", "SLEEP", "2");
+        // DEBUG SLEEP blocks the server (every client) for four seconds. redis-cli may be slow to start on a
+        // busy machine, so the measured second starts once a call has met the sleeping server, and ends
+        // well before the sleep does.
+        var sleeping = server.CliAsync("DEBUG", "SLEEP", "4");
+        await Eventually.TrueAsync(async () => (await Rate(store, policy, "k")).Outcome == RateOutcome.StoreUnavailable, "the server to sleep");
         var calls = await CallRepeatedlyAsync(store, policy, TimeSpan.FromSeconds(1));
         var slowest = calls.Max(c => c.Took);
         output.WriteLine($"DEBUG SLEEP 2: {calls.Count} calls, slowest {slowest.TotalMilliseconds:0.0} ms (timeout {timeout.TotalMilliseconds} ms), outcomes {string.Join(", ", calls.GroupBy(c => c.Outcome).Select(g => $"{g.Key} {g.Count()}"))}");

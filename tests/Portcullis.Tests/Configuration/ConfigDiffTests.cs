@@ -1,4 +1,5 @@
 using Portcullis.Configuration;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Tests.Configuration;
 

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Portcullis.Configuration;
 using Portcullis.Hosting;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Tests.Hosting;
 

@@ -2,6 +2,7 @@ using System.Net;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Configuration;
 using Portcullis.Identity;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Tests.Identity;
 

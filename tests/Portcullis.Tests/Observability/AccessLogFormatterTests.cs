@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Portcullis.Configuration;
 using Portcullis.Observability;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Tests.Observability;
 
@@ -185,7 +186,7 @@ public sealed class AccessLogFormatterTests
         Assert.Equal("authz.scope", stages.GetProperty("authorization").GetProperty("result").GetString());
         Assert.Equal("not-reached", stages.GetProperty("upstream").GetProperty("result").GetString());
 
-        entry.Reason = Portcullis.Hosting.ReasonCodes.RequestHeadersTooLarge;
+        entry.Reason = Portcullis.Pipeline.ReasonCodes.RequestHeadersTooLarge;
         entry.Route = null;
         entry.Auth = AuthOutcome.NotReached;
         using var limits = JsonDocument.Parse(Format(entry));

@@ -1,6 +1,6 @@
 using System.Reflection;
 using Microsoft.Extensions.Logging;
-using Portcullis.Hosting;
+using Portcullis.Configuration;
 
 namespace Portcullis.Tests.Observability;
 

@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Portcullis.Configuration;
 using Portcullis.Hosting;
 using Portcullis.Observability;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Tests.Observability;
 

@@ -4,8 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
-using Portcullis.Problems;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity.Sessions;
 
@@ -33,7 +32,7 @@ internal sealed partial class SessionGate(SessionRuntime runtime, SignInStarter 
         {
             // Also the key ring in Redis failing to load (a CryptographicException around the store's failure).
             LogStoreFailed(logger, e.GetType().Name);
-            if (context.Features.Get<Hosting.GatewayFeature>() is { } gateway) gateway.SessionStoreDecision = "session-check.refused";
+            if (context.Features.Get<Portcullis.Pipeline.GatewayFeature>() is { } gateway) gateway.SessionStoreDecision = "session-check.refused";
             return AuthDecision.Unavailable(ReasonCodes.SessionStoreUnavailable, "Sessions cannot be checked right now.");
         }
 

@@ -4,8 +4,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Portcullis.Hosting;
-using Portcullis.Problems;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity.Sessions;
 

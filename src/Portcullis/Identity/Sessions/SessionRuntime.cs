@@ -9,8 +9,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.IdentityModel.Protocols.OpenIdConnect;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
 using Portcullis.State;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity.Sessions;
 
@@ -190,11 +190,11 @@ internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable
             }
 
             context.HandleResponse();
-            if (context.HttpContext.Features.Get<Hosting.GatewayFeature>() is { } gateway) gateway.Refusal = ReasonCodes.SessionCallbackFailed;
+            if (context.HttpContext.Features.Get<Portcullis.Pipeline.GatewayFeature>() is { } gateway) gateway.Refusal = ReasonCodes.SessionCallbackFailed;
             const string detail = "The sign-in could not be completed (it may have expired or been used already).";
             if (SessionPages.IsApiRequest(context.Request))
             {
-                await Problems.ProblemWriter.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, ReasonCodes.SessionCallbackFailed);
+                await ProblemWriter.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, ReasonCodes.SessionCallbackFailed);
             }
             else
             {

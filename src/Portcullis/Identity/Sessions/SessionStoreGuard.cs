@@ -1,8 +1,7 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
-using Portcullis.Problems;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity.Sessions;
 

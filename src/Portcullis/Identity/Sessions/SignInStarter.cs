@@ -4,10 +4,9 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.IdentityModel.Protocols.OpenIdConnect;
-using Portcullis.Hosting;
-using Portcullis.Problems;
 using Portcullis.State;
 using Portcullis.Traffic;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity.Sessions;
 

@@ -1,4 +1,6 @@
-namespace Portcullis.Hosting;
+using Portcullis.Configuration;
+
+namespace Portcullis.Pipeline;
 
 /// <summary>How authentication and authorization ended for a request.</summary>
 public enum AuthResult : byte

@@ -2,10 +2,10 @@ using System.Collections.Frozen;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
-using Portcullis.Configuration;
 using Portcullis.Files;
+using Portcullis.Pipeline;
 
-namespace Portcullis.Hosting;
+namespace Portcullis.Configuration;
 
 /// <summary>What a reload attempt did.</summary>
 public sealed record ReloadResult(

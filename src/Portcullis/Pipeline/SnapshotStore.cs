@@ -2,7 +2,7 @@ using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy.Configuration;
 
-namespace Portcullis.Hosting;
+namespace Portcullis.Pipeline;
 
 /// <summary>
 /// Holds the current snapshot and publishes its routes and clusters to YARP. Readers take the

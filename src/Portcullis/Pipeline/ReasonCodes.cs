@@ -1,8 +1,9 @@
 using System.Collections.Frozen;
 using System.Reflection;
 using System.Text;
+using Portcullis.Configuration;
 
-namespace Portcullis.Hosting;
+namespace Portcullis.Pipeline;
 
 /// <summary>The stage of the request path (or the admin API) that decides with a reason code.</summary>
 public enum ReasonStage : byte
@@ -202,7 +203,7 @@ public static class ReasonCodes
     {
         var text = new StringBuilder();
         text.Append("# Reason codes\n\n");
-        text.Append("<!-- Generated from src/Portcullis/Hosting/ReasonCodes.cs by ReasonCodesTests; do not edit by hand. -->\n\n");
+        text.Append("<!-- Generated from src/Portcullis/Pipeline/ReasonCodes.cs by ReasonCodesTests; do not edit by hand. -->\n\n");
         text.Append("Every decision the gateway takes carries a reason code: in problem+json bodies (`reason`), the access\n");
         text.Append("log (`authReason`, `rateLimit`, `reason`), metrics (`portcullis.auth.failures`, `portcullis.traffic.*`),\n");
         text.Append("spans and the audit log. Status `-` means the decision lets the request through.\n");

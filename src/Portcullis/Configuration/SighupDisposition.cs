@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 
-namespace Portcullis.Hosting;
+namespace Portcullis.Configuration;
 
 /// <summary>
 /// A process started under <c>nohup</c> (or by a supervisor that ignores SIGHUP) inherits SIGHUP's

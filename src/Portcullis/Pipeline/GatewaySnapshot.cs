@@ -3,8 +3,9 @@ using System.Net;
 using Portcullis.Clusters;
 using Portcullis.Routing;
 using Yarp.ReverseProxy.Configuration;
+using Portcullis.Configuration;
 
-namespace Portcullis.Configuration;
+namespace Portcullis.Pipeline;
 
 /// <summary>
 /// One immutable, compiled configuration. The request path reads exactly one of these per request;

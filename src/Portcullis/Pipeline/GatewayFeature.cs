@@ -1,7 +1,7 @@
 using Portcullis.Configuration;
 using Portcullis.Routing;
 
-namespace Portcullis.Hosting;
+namespace Portcullis.Pipeline;
 
 /// <summary>
 /// Per-request facts every stage reads and writes: the snapshot taken at the start of the request,

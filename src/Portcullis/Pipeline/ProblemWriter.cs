@@ -1,8 +1,9 @@
 using System.Text;
 using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Http;
+using Portcullis.Configuration;
 
-namespace Portcullis.Problems;
+namespace Portcullis.Pipeline;
 
 /// <summary>Writes RFC 9457 problem+json answers. Never includes exception text or internals.</summary>
 internal static class ProblemWriter

@@ -1,0 +1,14 @@
+namespace Portcullis.Configuration;
+
+/// <summary>How the host runs the gateway.</summary>
+public sealed class PortcullisOptions
+{
+    /// <summary>The YAML configuration file.</summary>
+    public string ConfigPath { get; set; } = "portcullis.yaml";
+
+    /// <summary>Bind Kestrel to the configured listeners and limits (turn off when the host binds its own).</summary>
+    public bool ConfigureKestrel { get; set; } = true;
+
+    /// <summary>Where ${VAR} values come from; the process environment by default.</summary>
+    public Func<string, string?>? Environment { get; set; }
+}
