@@ -8,6 +8,12 @@ cd "$(dirname "$0")"
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v redis-cli >/dev/null || need_apt+=(redis-tools)
+# The chaos subset (bench/chaos.sh) loads the gateway with wrk, fronts nginx as a backend, reads JSON with jq.
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v jq >/dev/null || need_apt+=(jq)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v python3 >/dev/null || need_apt+=(python3)
 # Browser-session tests drive Debian's Chromium (/usr/bin/chromium) headless through Playwright.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
@@ -27,3 +33,10 @@ if ! command -v dotnet >/dev/null; then
 fi
 
 dotnet test Portcullis.sln -c Release --nologo "$@"
+
+# The quick chaos subset (docs/reliability.md): reloads, a killed backend, SIGTERM, provider key changes and
+# a shared Redis limit under CPU contention, against the published gateway (about 3 minutes). Skipped when
+# arguments narrow the test run, or with PORTCULLIS_CHAOS=0.
+if [ $# -eq 0 ] && [ "${PORTCULLIS_CHAOS:-1}" != 0 ]; then
+  bench/chaos.sh --quick --scenario reload,backend-kill,sigterm,idp,redis
+fi
