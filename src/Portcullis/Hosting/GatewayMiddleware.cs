@@ -6,8 +6,8 @@ namespace Portcullis.Hosting;
 
 /// <summary>
 /// Outermost stage on the route listeners (the admin listener has its own pipeline: AdminEndpoints):
-/// takes the snapshot for this request, enforces the configured header and body limits with problem+json answers (Kestrel's own, higher
-/// limits stay as the hard backstop), and turns proxy errors into problem+json.
+/// takes the snapshot for this request, enforces the configured header and body limits with problem+json
+/// answers (Kestrel's own, higher limits stay as the hard backstop), and turns proxy errors into problem+json.
 /// </summary>
 internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore store, Observability.RequestObserver observer)
 {
