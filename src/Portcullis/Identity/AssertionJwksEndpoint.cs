@@ -38,7 +38,7 @@ internal sealed class AssertionJwksEndpoint(SnapshotStore store, AssertionSigner
         if (path is null || GatewayEndpointConventions.Literal(path) is not { } pattern) return [];
         var builder = new RouteEndpointBuilder(ServeAsync, pattern, order: 0) { DisplayName = "assertion JWKS" };
         builder.Metadata.Add(new HttpMethodMetadata(Get));
-        new GatewayEndpointConventions.Target(builder).AsGatewayPath(path);
+        new GatewayEndpointConventions.Target(builder).AsGatewayPath(path, order: int.MinValue + 1);
         return [builder.Build()];
     }
 

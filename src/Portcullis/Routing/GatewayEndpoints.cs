@@ -88,10 +88,12 @@ internal static class GatewayEndpointConventions
     /// matching the same path, and run as soon as routing chose it (identity, traffic and proxy stages skipped),
     /// as the middlewares that answered these paths did before routing.
     /// </summary>
-    public static TBuilder AsGatewayPath<TBuilder>(this TBuilder builder, string path, bool prefix = false)
+    /// <param name="order">Among the gateway's own paths, the lower first (session paths before the JWKS, as the
+    /// middlewares ran before); every one of them before any route.</param>
+    public static TBuilder AsGatewayPath<TBuilder>(this TBuilder builder, string path, bool prefix = false, int order = int.MinValue)
         where TBuilder : IEndpointConventionBuilder
     {
-        builder.WithMetadata(new ExactPathMetadata(path, prefix)).WithOrder(int.MinValue).ShortCircuit();
+        builder.WithMetadata(new ExactPathMetadata(path, prefix)).WithOrder(order).ShortCircuit();
         return builder;
     }
 
