@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Portcullis.Clusters;
 using Portcullis.Configuration;
@@ -12,9 +11,10 @@ using Portcullis.Pipeline;
 namespace Portcullis.Admin;
 
 /// <summary>
-/// The admin listener's API: health, readiness, effective config (secrets redacted), clusters and
-/// their destinations' health, reload, and draining destinations. Every request is authenticated first
-/// (<see cref="AdminAuthenticator"/>); actions and denials go to the audit log with their actor.
+/// The admin listener's API: effective config (secrets redacted), clusters and their destinations' health,
+/// reload, and draining destinations; <see cref="AdminEndpoints"/> maps them, with health and readiness.
+/// Every request is authenticated first (<see cref="AdminAuthenticator"/>); actions and denials go to the
+/// audit log with their actor.
 /// </summary>
 internal sealed partial class AdminApi(
     SnapshotStore store,
@@ -26,126 +26,51 @@ internal sealed partial class AdminApi(
     Traffic.TrafficStores traffic,
     Tls.CertificateStore certificates,
     TimeProvider time,
-    IHostApplicationLifetime lifetime,
     AdminListenerFilter listener,
     ILogger<AdminApi> logger)
 {
     private static readonly JsonWriterOptions WriterOptions = new() { Indented = true };
 
-    public Task HandleAsync(HttpContext context)
+    /// <summary>
+    /// Runs for every request on the admin listener once routing chose its endpoint, matched or not: unknown
+    /// paths are answered only after authentication, so they tell an anonymous caller nothing.
+    /// </summary>
+    public Task AuthorizeAsync(HttpContext context, RequestDelegate next)
     {
         var decision = AdminAuthenticator.Decide(context, store.Current.AdminAuth, listener.OnLoopback);
-        return decision.Allowed ? DispatchAsync(context, decision.Caller) : DenyAsync(context, decision);
+        if (!decision.Allowed) return DenyAsync(context, decision);
+        context.Features.Set(decision.Caller);
+        return next(context);
     }
 
-    // Unknown paths are answered only after authentication, so they tell an anonymous caller nothing.
-    private Task DispatchAsync(HttpContext context, AdminCaller caller)
+    /// <summary>The caller <see cref="AuthorizeAsync"/> let in.</summary>
+    private static AdminCaller Caller(HttpContext context) => context.Features.Get<AdminCaller>()!;
+
+    /// <summary>Every other path: the metrics scrape (its path follows reloads), else 404.</summary>
+    public Task NotFoundAsync(HttpContext context)
     {
-        var method = context.Request.Method;
-        var path = context.Request.Path.Value ?? "/";
-        var segments = path.Trim('/').Split('/');
-        var isGet = HttpMethods.IsGet(method) || HttpMethods.IsHead(method);
-        var isPost = HttpMethods.IsPost(method);
         var metrics = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Observability.MetricsEndpoint>(context.RequestServices);
         if (metrics.Matches(context)) return metrics.HandleAsync(context);
-
-        switch (path)
-        {
-            case "/healthz" when isGet:
-                return Text(context, 200, "ok\n");
-            case "/readyz" when isGet:
-                return Ready(context);
-            case "/admin/config" when isGet:
-                return Config(context);
-            case "/admin/clusters" when isGet:
-                return Clusters(context);
-            case "/admin/reload" when isPost:
-                return Reload(context, caller);
-            case "/admin/reload" when isGet:
-                return Json(context, 200, w => WriteReload(w, reloader.LastResult));
-            case "/admin/traffic" when isGet:
-                return Traffic(context);
-            case "/admin/certificates" when isGet:
-                return Json(context, 200, certificates.WriteStatus);
-            case "/admin/upstream-tls" when isGet:
-                return Json(context, 200, Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Upstream.UpstreamTlsStore>(context.RequestServices).WriteStatus);
-            case "/admin/upstream-credentials" when isGet:
-                return Json(context, 200, Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Upstream.UpstreamCredentialsStore>(context.RequestServices).WriteStatus);
-            case "/admin/observability" when isGet:
-                return Json(context, 200, w =>
-                {
-                    Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Observability.AccessLog>(context.RequestServices).WriteStatus(w, store.Current);
-                    Audit(context)?.WriteStatus(w, store.Current);
-                });
-        }
-
-        // /admin/quotas/{quota}?key=CONSUMER
-        if (isGet && segments is ["admin", "quotas", var quotaName])
-        {
-            return Quota(context, quotaName);
-        }
-
-        // /admin/issuers/{issuer}/refresh
-        if (isPost && segments is ["admin", "issuers", var issuerName, "refresh"])
-        {
-            return RefreshIssuer(context, caller, issuerName);
-        }
-
-        // /admin/clusters/{cluster}/destinations/{destination}/drain|undrain
-        if (isPost && segments is ["admin", "clusters", var cluster, "destinations", var destination, ("drain" or "undrain") and var action])
-        {
-            return Drain(context, caller, cluster, destination, action == "drain");
-        }
-
         return ProblemWriter.WriteAsync(context, 404, "Not found", "No admin endpoint has this method and path.", ReasonCodes.AdminNotFound);
     }
 
-    private Task Ready(HttpContext context)
+    public Task LastReload(HttpContext context) => Json(context, 200, w => WriteReload(w, reloader.LastResult));
+
+    public Task Certificates(HttpContext context) => Json(context, 200, certificates.WriteStatus);
+
+    public Task UpstreamTls(HttpContext context) =>
+        Json(context, 200, Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Upstream.UpstreamTlsStore>(context.RequestServices).WriteStatus);
+
+    public Task UpstreamCredentials(HttpContext context) =>
+        Json(context, 200, Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Upstream.UpstreamCredentialsStore>(context.RequestServices).WriteStatus);
+
+    public Task ObservabilityStatus(HttpContext context) => Json(context, 200, w =>
     {
-        var stopping = lifetime.ApplicationStopping.IsCancellationRequested;
-        var snapshot = store.Current;
-        var redis = traffic.Redis?.Health;
-        // An issuer whose refreshes fail (serving its last good keys) is degraded too: the stale window is running out.
-        var degraded = issuers.Caches.Values.Any(c => c.Availability != Identity.KeyAvailability.Available || c.Failing) || redis is { State: State.StoreState.Down };
-        // Degraded is still ready: only routes of an issuer without keys answer 503, the rest serve.
-        return Json(context, stopping ? 503 : 200, w =>
-        {
-            w.WriteString("status", stopping ? "stopping" : degraded ? "degraded" : "ready");
-            w.WriteNumber("generation", snapshot.Generation);
-            w.WriteString("loadedAt", snapshot.LoadedAt);
-            w.WriteStartArray("issuers");
-            foreach (var (name, cache) in issuers.Caches.OrderBy(c => c.Key, StringComparer.Ordinal))
-            {
-                w.WriteStartObject();
-                w.WriteString("name", name);
-                w.WriteString("keys", cache.Availability switch
-                {
-                    Identity.KeyAvailability.Available => "available",
-                    Identity.KeyAvailability.NotYetLoaded => "not loaded yet: the provider has not answered",
-                    _ => "expired: the provider has been unreachable longer than staleFor",
-                });
-                if (cache.Keys is { } keys)
-                {
-                    w.WriteString("fetchedAt", keys.FetchedAt);
-                    w.WriteNumber("keyCount", keys.All.Length);
-                }
+        Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Observability.AccessLog>(context.RequestServices).WriteStatus(w, store.Current);
+        Audit(context)?.WriteStatus(w, store.Current);
+    });
 
-                w.WriteNumber("fetches", cache.Fetches);
-                w.WriteNumber("failures", cache.Failures);
-                if (cache.LastError is { } lastError) w.WriteString("lastError", lastError);
-                w.WriteEndObject();
-            }
-
-            w.WriteEndArray();
-            if (redis is not null)
-            {
-                w.WritePropertyName("redis");
-                WriteStoreHealth(w, redis);
-            }
-        });
-    }
-
-    private static void WriteStoreHealth(Utf8JsonWriter w, State.StoreHealth health)
+    internal static void WriteStoreHealth(Utf8JsonWriter w, State.StoreHealth health)
     {
         w.WriteStartObject();
         w.WriteString("state", health.State == State.StoreState.Up ? "up" : "down");
@@ -155,7 +80,7 @@ internal sealed partial class AdminApi(
     }
 
     // Stores, policies and concurrency limiters as they are now.
-    private Task Traffic(HttpContext context)
+    public Task Traffic(HttpContext context)
     {
         var snapshot = store.Current;
         return Json(context, 200, w =>
@@ -245,7 +170,7 @@ internal sealed partial class AdminApi(
     }
 
     // How much of a quota a key has used in the current window.
-    private async Task Quota(HttpContext context, string name)
+    public async Task Quota(HttpContext context, string name)
     {
         var snapshot = store.Current;
         if (!snapshot.Quotas.TryGetValue(name, out var quota))
@@ -283,7 +208,7 @@ internal sealed partial class AdminApi(
         });
     }
 
-    private Task Config(HttpContext context)
+    public Task Config(HttpContext context)
     {
         var snapshot = store.Current;
         return Json(context, 200, w =>
@@ -297,7 +222,7 @@ internal sealed partial class AdminApi(
         });
     }
 
-    private Task Clusters(HttpContext context) => Json(context, 200, w =>
+    public Task Clusters(HttpContext context) => Json(context, 200, w =>
     {
         w.WriteNumber("generation", store.Current.Generation);
         w.WriteStartArray("clusters");
@@ -339,15 +264,17 @@ internal sealed partial class AdminApi(
         await ProblemWriter.WriteAsync(context, decision.Status, decision.Status == 401 ? "Unauthorized" : "Forbidden", decision.Detail!, decision.Reason!);
     }
 
-    private async Task Reload(HttpContext context, AdminCaller caller)
+    public async Task Reload(HttpContext context)
     {
+        var caller = Caller(context);
         var result = await reloader.ReloadAsync("admin API", context.RequestAborted);
         Audit(context)?.RecordReload(caller, context.Connection.RemoteIpAddress?.ToString(), result);
         await Json(context, result.Applied ? 200 : 422, w => WriteReload(w, result));
     }
 
-    private Task Drain(HttpContext context, AdminCaller caller, string clusterName, string destinationName, bool drain)
+    public Task Drain(HttpContext context, string clusterName, string destinationName, bool drain)
     {
+        var caller = Caller(context);
         if (!proxyState.TryGetCluster(clusterName, out var cluster))
         {
             return ProblemWriter.WriteAsync(context, 404, "Unknown cluster", $"There is no cluster '{clusterName}'.", ReasonCodes.AdminUnknownCluster);
@@ -373,8 +300,9 @@ internal sealed partial class AdminApi(
 
     // Fetches an issuer's keys now (a key withdrawn at the provider stops verifying at once): 200 with the
     // outcome once the fetch ended, 202 if it is still running after the fetch timeout (it goes on).
-    private async Task RefreshIssuer(HttpContext context, AdminCaller caller, string issuerName)
+    public async Task RefreshIssuer(HttpContext context, string issuerName)
     {
+        var caller = Caller(context);
         if (issuers.Get(issuerName) is not { } cache)
         {
             await ProblemWriter.WriteAsync(context, 404, "Unknown issuer", $"There is no issuer '{issuerName}'.", ReasonCodes.AdminUnknownIssuer);
@@ -429,14 +357,7 @@ internal sealed partial class AdminApi(
         _ => "unknown",
     };
 
-    private static Task Text(HttpContext context, int status, string text)
-    {
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "text/plain; charset=utf-8";
-        return context.Response.WriteAsync(text);
-    }
-
-    private static async Task Json(HttpContext context, int status, Action<Utf8JsonWriter> body)
+    internal static async Task Json(HttpContext context, int status, Action<Utf8JsonWriter> body)
     {
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/json; charset=utf-8";

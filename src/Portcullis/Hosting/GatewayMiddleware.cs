@@ -1,24 +1,18 @@
 using Microsoft.AspNetCore.Http;
-using Portcullis.Admin;
 using Yarp.ReverseProxy.Forwarder;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Hosting;
 
 /// <summary>
-/// Outermost stage: takes the snapshot for this request, sends admin-listener traffic to the admin API,
-/// enforces the configured header and body limits with problem+json answers (Kestrel's own, higher
-/// limits stay as the hard backstop), and turns proxy errors into problem+json.
+/// Outermost stage on the route listeners (the admin listener has its own pipeline: AdminEndpoints):
+/// takes the snapshot for this request, enforces the configured header and body limits with problem+json
+/// answers (Kestrel's own, higher limits stay as the hard backstop), and turns proxy errors into problem+json.
 /// </summary>
-internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore store, AdminListenerFilter adminFilter, AdminApi admin, Observability.RequestObserver observer)
+internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore store, Observability.RequestObserver observer)
 {
     public Task InvokeAsync(HttpContext context)
     {
-        if (adminFilter.IsAdmin(context.Connection))
-        {
-            return admin.HandleAsync(context);
-        }
-
         var snapshot = store.Current;
         var gateway = new GatewayFeature(snapshot);
         context.Features.Set(gateway);

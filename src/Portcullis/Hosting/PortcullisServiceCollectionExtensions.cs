@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Routing.Matching;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -52,6 +53,20 @@ public static class PortcullisServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<ConfigReloader>());
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
+        services.AddSingleton<ReadinessWriter>();
+        // The gateway's own paths are matched only as spelled (admin API, session paths, assertion JWKS).
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ExactPathMatcherPolicy>());
+        // Readiness per capability, served at /readyz on the admin listener. The checks read state the
+        // capabilities keep (no probes of their own) and the answer says what is wrong, so the health
+        // service's own log lines (a warning per degraded check per probe) are left out.
+        services.AddHealthChecks()
+            .AddCheck<LifetimeHealthCheck>("lifetime", tags: [AdminEndpoints.ReadyTag])
+            .AddCheck<Portcullis.Clusters.ClustersHealthCheck>("clusters", tags: [AdminEndpoints.ReadyTag])
+            .AddCheck<IssuerKeysHealthCheck>("issuers", tags: [AdminEndpoints.ReadyTag])
+            .AddCheck<Portcullis.Traffic.RedisStoreHealthCheck>("redis", tags: [AdminEndpoints.ReadyTag])
+            .AddCheck<Portcullis.Identity.Sessions.SessionStoreHealthCheck>("sessionStore", tags: [AdminEndpoints.ReadyTag])
+            .AddCheck<Portcullis.Tls.CertificatesHealthCheck>("certificates", tags: [AdminEndpoints.ReadyTag]);
+        services.AddLogging(logging => Microsoft.Extensions.Logging.FilterLoggingBuilderExtensions.AddFilter(logging, "Microsoft.Extensions.Diagnostics.HealthChecks", Microsoft.Extensions.Logging.LogLevel.None));
         services.AddSingleton<Portcullis.Tls.CertificateStore>();
         services.AddSingleton<Portcullis.Upstream.UpstreamTlsStore>();
         services.AddSingleton<Portcullis.Upstream.UpstreamCredentialsStore>();
@@ -75,6 +90,7 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton<IssuerRegistry>();
         services.AddHostedService<IssuerStartup>();
         services.AddSingleton(sp => new AssertionSigner(sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton<AssertionJwksEndpoint>();
         services.AddSingleton<Portcullis.Traffic.TrafficStores>();
         services.AddHostedService<Portcullis.Traffic.TrafficStartup>();
         services.AddSingleton(sp => new JwtAuthenticator(
@@ -140,7 +156,7 @@ public static class PortcullisServiceCollectionExtensions
 
         // WebApplication inserts ASP.NET Core's authentication and authorization middleware on its own once
         // their services exist (sessions register authentication; YARP, authorization). Neither does anything
-        // here: routes carry no ASP.NET authorization metadata, and SessionMiddleware runs the sign-in
+        // here: routes carry no ASP.NET authorization metadata, and the session endpoints run the sign-in
         // handlers itself, only on its own paths. Per request they still enumerated schemes (creating every
         // OpenID Connect handler) and endpoint metadata, so mark them as placed (the keys UseAuthentication
         // and UseAuthorization set) and keep them out.
@@ -149,11 +165,11 @@ public static class PortcullisServiceCollectionExtensions
 
         var store = app.Services.GetRequiredService<SnapshotStore>();
         app.UseMiddleware<ListenerPolicyMiddleware>(); // HSTS, redirect to HTTPS (per listener)
+        app.UseAdminListener(); // the admin listener's own pipeline and route table: admin API, health, metrics
         app.UseMiddleware<GatewayMiddleware>();
         app.UseMiddleware<PathNormalizationMiddleware>(); // one canonical path for routing, auth and the upstream
         app.UseMiddleware<InboundHeaderScrubMiddleware>(); // spoofed identity headers (any spelling), underscore headers
         app.UseMiddleware<Portcullis.Identity.Sessions.SessionStoreGuard>(); // a session store down at sign-in or logout: 503, not 500
-        app.UseMiddleware<Portcullis.Identity.Sessions.SessionMiddleware>(); // sign-in callbacks and logout, ahead of routes
         var sessionRuntime = app.Services.GetRequiredService<Portcullis.Identity.Sessions.SessionRuntime>();
         store.Swapping += sessionRuntime.OnSwap;
 
@@ -172,6 +188,11 @@ public static class PortcullisServiceCollectionExtensions
 
         // Upstream tokens are fetched from start-up on (in the background), not by the first request.
         app.Services.GetRequiredService<Portcullis.Upstream.UpstreamCredentialsStore>();
+
+        // The gateway's own paths on the route listeners, ahead of every route and answered as soon as routing
+        // chose them (short-circuit): sign-in callbacks, login and logout; the assertion JWKS.
+        Portcullis.Identity.Sessions.SessionEndpoints.Map(app);
+        ((IEndpointRouteBuilder)app).DataSources.Add(app.Services.GetRequiredService<AssertionJwksEndpoint>());
 
         app.UseRouting();
         app.UseMiddleware<IdentityMiddleware>();

@@ -26,12 +26,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
 
         // Inbound identity headers (in any spelling), the assertion and X-Original-URL / X-Rewrite-URL were
         // removed before routing (InboundHeaderScrubMiddleware): a client can never assert an identity.
-        var assertion = snapshot.Config.Identity.Assertion;
-        if (assertion is not null && HttpMethods.IsGet(context.Request.Method) && context.Request.Path.Equals(assertion.JwksPath, StringComparison.Ordinal))
-        {
-            return ServeJwks(context);
-        }
-
+        // The assertion's JWKS is an endpoint of its own (AssertionJwksEndpoint), answered before this stage.
         if (gateway.ResolveRoute(context) is not { Auth: { Anonymous: false } auth })
         {
             sessions.StripCookies(context); // the gateway's session cookies never reach an upstream
@@ -100,13 +95,6 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         if (identity.Groups.Length > 0) headers[names.Groups] = identity.GroupsHeader;
         if (identity.Scopes.Count > 0) headers[names.Scopes] = identity.ScopesHeader;
         return next(context);
-    }
-
-    private Task ServeJwks(HttpContext context)
-    {
-        context.Response.ContentType = "application/jwk-set+json";
-        context.Response.Headers.CacheControl = "public, max-age=300";
-        return context.Response.WriteAsync(signer.JwksJson());
     }
 
     // Drops one parameter (any case, as the lookup matched it) and keeps the rest byte for byte.

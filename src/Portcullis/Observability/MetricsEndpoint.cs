@@ -7,9 +7,10 @@ using Portcullis.Pipeline;
 namespace Portcullis.Observability;
 
 /// <summary>
-/// The Prometheus scrape endpoint on the admin listener (observability.metrics.path). The admin API
-/// dispatches by path itself, so the exporter's own middleware (OpenTelemetry.Exporter.Prometheus.AspNetCore)
-/// runs in a one-middleware pipeline built here and invoked for that path; the exposition format is
+/// The Prometheus scrape endpoint on the admin listener (observability.metrics.path). The path follows
+/// reloads, so the admin listener's catch-all endpoint asks <see cref="Matches"/> rather than mapping it; the
+/// exporter's own middleware (OpenTelemetry.Exporter.Prometheus.AspNetCore) runs in a one-middleware
+/// pipeline built here and invoked for that path; the exposition format is
 /// entirely the exporter's. Like every admin path it is reached only after admin.auth let the scrape in
 /// (read scope, or the path listed in admin.auth.open).
 /// </summary>

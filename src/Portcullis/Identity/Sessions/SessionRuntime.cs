@@ -279,7 +279,7 @@ internal static class SessionServiceCollectionExtensions
         services.AddHostedService<SessionStoreStartup>();
         services.AddSingleton<SessionGate>();
         services.AddSingleton<SignInStarter>();
-        var authentication = services.AddAuthentication(); // SessionMiddleware needs the handler provider even without providers
+        var authentication = services.AddAuthentication(); // the session endpoints need the handler provider even without providers
         if (initial.Sessions is not { Providers.Count: > 0 } sessions) return services;
 
         services.AddSingleton<TokenRefresher>();

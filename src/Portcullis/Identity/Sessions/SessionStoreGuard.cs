@@ -44,7 +44,7 @@ internal sealed partial class SessionStoreGuard(RequestDelegate next, SessionRun
             LogStoreFailed(logger, e.GetType().Name);
             if (context.Features.Get<GatewayFeature>() is { } gateway)
             {
-                // The path's own reason (set by SessionMiddleware) names the step the store failed at.
+                // The path's own reason (set by SessionEndpoints) names the step the store failed at.
                 gateway.SessionStoreDecision = gateway.Refusal == ReasonCodes.SessionLogin ? "login.refused"
                     : gateway.Refusal == ReasonCodes.SessionLogout ? "logout.refused"
                     : "sign-in.refused";

@@ -1,47 +1,43 @@
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.OpenIdConnect;
+using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Portcullis.Pipeline;
+using Portcullis.Routing;
 
 namespace Portcullis.Identity.Sessions;
 
 /// <summary>
-/// The gateway's own browser paths, ahead of routing: each provider's callback and signed-out callback
-/// (handled by ASP.NET Core's OpenIdConnect handler: state, nonce, PKCE, code exchange), the logout path,
-/// and GET /.portcullis/login/{provider}?rd=/path to start a sign-in explicitly. Return URLs stay on this origin.
+/// The gateway's own browser paths, mapped as endpoints on the route listeners ahead of every route: each
+/// provider's callback and signed-out callback (handled by ASP.NET Core's OpenIdConnect handler: state,
+/// nonce, PKCE, code exchange), the logout path, and GET /.portcullis/login/{provider}?rd=/path to start a
+/// sign-in explicitly. Return URLs stay on this origin. The paths are read at start (sessions need a restart).
 /// </summary>
-internal sealed partial class SessionMiddleware(RequestDelegate next, SessionRuntime runtime, IOptionsMonitor<OpenIdConnectOptions> oidc, SignInStarter signIn, ILogger<SessionMiddleware> logger)
+internal sealed partial class SessionEndpoints(SessionRuntime runtime, IOptionsMonitor<OpenIdConnectOptions> oidc, SignInStarter signIn, ILogger<SessionEndpoints> logger)
 {
-    public Task InvokeAsync(HttpContext context)
+    public static void Map(IEndpointRouteBuilder endpoints)
     {
-        var sessions = runtime.Sessions;
-        if (sessions is null) return next(context);
-        var path = context.Request.Path.Value ?? "";
-        if (string.Equals(path, sessions.LogoutPath, StringComparison.Ordinal)) return LogoutAsync(context);
-        if (!path.StartsWith(CompiledSessions.PathPrefix, StringComparison.Ordinal) && !IsCallback(path)) return next(context);
-        if (path.StartsWith(sessions.LoginPath + "/", StringComparison.Ordinal)) return LoginAsync(context, path[(sessions.LoginPath.Length + 1)..]);
+        var runtime = endpoints.ServiceProvider.GetRequiredService<SessionRuntime>();
+        if (runtime.Sessions is not { } sessions) return;
+        var handlers = ActivatorUtilities.CreateInstance<SessionEndpoints>(endpoints.ServiceProvider);
+        Path(endpoints, sessions.LogoutPath, handlers.LogoutAsync);
+        var login = sessions.LoginPath + "/";
+        endpoints.Map(login + "{**provider}", context => handlers.LoginAsync(context, context.Request.Path.Value![login.Length..])).AsGatewayPath(login, prefix: true);
         foreach (var provider in runtime.Providers.Values)
         {
-            if (string.Equals(path, provider.CallbackPath, StringComparison.Ordinal) || string.Equals(path, provider.SignedOutPath, StringComparison.Ordinal))
-            {
-                return HandleCallbackAsync(context, provider);
-            }
+            Path(endpoints, provider.CallbackPath, context => handlers.HandleCallbackAsync(context, provider));
+            Path(endpoints, provider.SignedOutPath, context => handlers.HandleCallbackAsync(context, provider));
         }
-
-        return next(context);
     }
 
-    private bool IsCallback(string path)
+    // Any method: the handlers answer the ones they do not take themselves (logout: 405 with Allow).
+    private static void Path(IEndpointRouteBuilder endpoints, string path, RequestDelegate handler)
     {
-        foreach (var provider in runtime.Providers.Values)
-        {
-            if (string.Equals(path, provider.CallbackPath, StringComparison.Ordinal)) return true;
-        }
-
-        return false;
+        if (GatewayEndpointConventions.Literal(path) is { } pattern) endpoints.Map(pattern, handler).AsGatewayPath(path);
     }
 
     private async Task HandleCallbackAsync(HttpContext context, CompiledSessionProvider provider)
