@@ -55,7 +55,11 @@ internal sealed class TrafficStores : IAsyncDisposable, ISnapshotParticipant
             : null;
         void Commit() => Sync(next, current, removeRedis, fresh);
         if (fresh is null && removeRedis == (redis is null) && SameSettings(next, current)) return PreparedChange.Unchanged(Commit);
-        return PreparedChange.Applied(Commit, () => Retire(fresh));
+        // Rejected reload: no request ever used the new store.
+        return PreparedChange.Applied(Commit, () =>
+        {
+            if (fresh is not null) _ = fresh.DisposeAsync().AsTask();
+        });
     }
 
     /// <summary>Binds the first snapshot (start-up).</summary>
