@@ -116,6 +116,8 @@ public sealed class TransactionalReloadTests
         Assert.Equal("unchanged", participants["issuers"].Result);
         Assert.Equal("unchanged", participants["sessions"].Result);
         Assert.Contains(gateway.Logs.Lines, l => l.Contains("Reload: probe needs a restart to apply its change (probe settings are read at start-up)", StringComparison.Ordinal));
+        Assert.Contains(gateway.Logs.Lines, l => l.Contains("Configuration reloaded (", StringComparison.Ordinal)
+            && l.Contains("sessions unchanged, issuers unchanged, traffic unchanged, upstream-tls unchanged, upstream-credentials unchanged, probe restart-required", StringComparison.Ordinal));
     }
 
     [Fact]

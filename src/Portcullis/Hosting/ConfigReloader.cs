@@ -213,7 +213,8 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
             Watch(next, stamps);
             foreach (var (setting, reason) in pending) Log.RestartRequired(_logger, setting, reason);
             foreach (var result in results.Where(r => r.Outcome == "restart-required")) Log.ParticipantRestartRequired(_logger, result.Participant, result.Reason ?? "");
-            Log.ReloadApplied(_logger, trigger, next.Generation, next.Routes.Count, next.Clusters.Count);
+            Log.ReloadApplied(_logger, trigger, next.Generation, next.Routes.Count, next.Clusters.Count,
+                string.Join(", ", results.Select(r => r.Participant + " " + r.Outcome)));
             Interlocked.Increment(ref _applied);
             LastResult = new ReloadResult(true, true, next.Generation, trigger, now, build.Diagnostics, restart) { Participants = results };
             _audit?.RecordConfigChange(current, next, LastResult);
@@ -331,8 +332,8 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(1001, LogLevel.Information, "Configuration reloaded ({Trigger}): generation {Generation}, {Routes} routes, {Clusters} clusters")]
-        public static partial void ReloadApplied(ILogger logger, string trigger, long generation, int routes, int clusters);
+        [LoggerMessage(1001, LogLevel.Information, "Configuration reloaded ({Trigger}): generation {Generation}, {Routes} routes, {Clusters} clusters; {Participants}")]
+        public static partial void ReloadApplied(ILogger logger, string trigger, long generation, int routes, int clusters, string participants);
 
         [LoggerMessage(1002, LogLevel.Error, "Configuration reload ({Trigger}) rejected with {Errors} error(s); generation {Generation} keeps serving")]
         public static partial void ReloadRejected(ILogger logger, string trigger, int errors, long generation);
