@@ -98,6 +98,8 @@ public sealed class TransactionalReloadTests
               - { name: all, cluster: web }
             clusters:
               web: { destinations: [{{up.Url}}] }
+            observability:
+              audit: { path: audit.log }
             """;
         await using var gateway = await TestGateway.StartAsync(Config("one"), configureServices: services => AddProbe(services, probe));
         var generation = gateway.Generation;
@@ -118,6 +120,29 @@ public sealed class TransactionalReloadTests
         Assert.Contains(gateway.Logs.Lines, l => l.Contains("Reload: probe needs a restart to apply its change (probe settings are read at start-up)", StringComparison.Ordinal));
         Assert.Contains(gateway.Logs.Lines, l => l.Contains("Configuration reloaded (", StringComparison.Ordinal)
             && l.Contains("sessions unchanged, issuers unchanged, traffic unchanged, upstream-tls unchanged, upstream-credentials unchanged, probe restart-required", StringComparison.Ordinal));
+
+        // The audit record of the config change carries the same results.
+        JsonElement change = default;
+        await Eventually.TrueAsync(async () =>
+        {
+            var path = Path.Combine(gateway.Directory, "audit.log");
+            if (!File.Exists(path)) return false;
+            foreach (var text in await File.ReadAllLinesAsync(path))
+            {
+                using var document = JsonDocument.Parse(text);
+                if (document.RootElement.GetProperty("type").GetString() == "config.change")
+                {
+                    change = document.RootElement.Clone();
+                    return true;
+                }
+            }
+
+            return false;
+        }, "the config.change audit record", context: gateway.LogDump());
+        var audited = Participants(change);
+        Assert.Equal(("restart-required", "probe settings are read at start-up"), audited["probe"]);
+        Assert.Equal("unchanged", audited["issuers"].Result);
+        Assert.Empty(Strings(change.GetProperty("restartRequired")));
     }
 
     [Fact]
