@@ -348,6 +348,7 @@ internal sealed partial class AdminApi(
         w.WriteStartArray("restartRequired");
         foreach (var item in result.RestartRequired) w.WriteStringValue(item);
         w.WriteEndArray();
+        result.WriteParticipants(w);
     }
 
     private static string HealthName(DestinationHealth health) => health switch

@@ -25,11 +25,10 @@ public enum ChangeKind
 public sealed record ConfigChange(ChangeKind Kind, string Section, string Name, IReadOnlyList<string> Details)
 {
     /// <summary>
-    /// Listeners and limits are bound by Kestrel at startup; a reload cannot apply them, except the listener
-    /// fields the request pipeline reads from the snapshot (<see cref="ConfigDiff.ReloadableListenerFields"/>).
+    /// The change touches a setting read at start-up (<see cref="ConfigDiff.ReadAtStart"/>): a reload
+    /// cannot apply it.
     /// </summary>
-    public bool RestartRequired => Section is ConfigDiff.LimitsSection
-        || (Section is ConfigDiff.ListenerSection && (Kind != ChangeKind.Changed || !Details.All(ConfigDiff.IsReloadableListenerDetail)));
+    public bool RestartRequired => ConfigDiff.ReadAtStartOf(this).Any();
 
     /// <summary>For a destination: the cluster it belongs to (its own name follows "cluster/").</summary>
     internal string? Cluster { get; init; }

@@ -15,11 +15,33 @@ public sealed record ReloadResult(
     string Trigger,
     DateTimeOffset At,
     IReadOnlyList<ConfigDiagnostic> Diagnostics,
-    IReadOnlyList<string> RestartRequired);
+    IReadOnlyList<string> RestartRequired)
+{
+    /// <summary>Each participant's result (empty when nothing was prepared: unchanged or invalid file).</summary>
+    public IReadOnlyList<ParticipantResult> Participants { get; init; } = [];
+
+    /// <summary>Writes the reload answer's participants array (POST/GET /admin/reload, the audit log).</summary>
+    public void WriteParticipants(System.Text.Json.Utf8JsonWriter w)
+    {
+        w.WriteStartArray("participants");
+        foreach (var p in Participants)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", p.Participant);
+            w.WriteString("result", p.Outcome);
+            if (p.Reason is not null) w.WriteString("reason", p.Reason);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+    }
+}
 
 /// <summary>
 /// Reloads the configuration on file change, SIGHUP or request: builds and validates a new snapshot off
-/// the request path, and swaps it in only when it is valid (last known good otherwise).
+/// the request path, prepares every <see cref="ISnapshotParticipant"/> with it, and only when the file is
+/// valid and every participant prepared commits them all and swaps the snapshot in (last known good
+/// otherwise: nothing applied).
 /// </summary>
 public sealed partial class ConfigReloader : IHostedService, IDisposable
 {
@@ -30,6 +52,8 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
     private readonly ILogger<ConfigReloader> _logger;
     private readonly TimeProvider _time;
     private readonly GatewaySnapshot _running;
+    private readonly ISnapshotParticipant[] _participants;
+    private readonly Observability.AuditLog? _audit;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly Lock _watchLock = new();
     private FileChangeWatcher? _watcher;
@@ -38,7 +62,15 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
     private bool _disposed;
 
     public ConfigReloader(SnapshotStore store, SnapshotBuilder builder, ILogger<ConfigReloader> logger, TimeProvider time)
+        : this(store, builder, logger, time, [], null)
     {
+    }
+
+    internal ConfigReloader(SnapshotStore store, SnapshotBuilder builder, ILogger<ConfigReloader> logger, TimeProvider time,
+        IEnumerable<ISnapshotParticipant> participants, Observability.AuditLog? audit)
+    {
+        _participants = [.. participants];
+        _audit = audit;
         _store = store;
         _builder = builder;
         _logger = logger;
@@ -135,11 +167,10 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
                 return LastResult;
             }
 
-            // Relative to what the gateway runs with, not to the previous snapshot: a listener change stays
-            // pending (and reported) until a restart, and undoing it needs none.
-            var restart = new List<string>();
-            if (!_running.Listeners.SequenceEqual(next.Listeners)) restart.Add("listeners");
-            if (_running.Config.Limits != next.Config.Limits) restart.Add("limits");
+            // Relative to what the gateway runs with, not to the previous snapshot: a change to a setting
+            // read at start-up stays pending (and reported) until a restart, and undoing it needs none.
+            var pending = ConfigDiff.PendingRestart(_running, next);
+            var restart = pending.Select(p => p.Setting).ToList();
 
             if (next.Fingerprint == current.Fingerprint)
             {
@@ -149,18 +180,97 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
                 return LastResult;
             }
 
-            foreach (var item in restart) Log.RestartRequired(_logger, item);
+            if (!TryPrepare(next, current, out var prepared, out var results))
+            {
+                var (failed, reason) = (results[^1].Participant, results[^1].Reason);
+                Log.PrepareFailed(_logger, trigger, failed, reason ?? "", current.Generation);
+                RememberStamps(stamps);
+                Interlocked.Increment(ref _rejected);
+                var diagnostics = build.Diagnostics.Append(new ConfigDiagnostic(current.Source.Path, 1, 1,
+                    $"the reload could not be prepared: {failed}: {reason}",
+                    "nothing was applied and the previous configuration keeps serving; fix the cause and reload again")).ToList();
+                LastResult = new ReloadResult(false, false, current.Generation, trigger, now, diagnostics, []) { Participants = results };
+                return LastResult;
+            }
+
+            // Committed before the swap, as the participants' state must be in place when the first request of
+            // the new snapshot arrives (a new issuer's key cache, a new cluster's TLS runtime ...).
+            foreach (var (participant, change) in prepared)
+            {
+                try
+                {
+                    change.Commit();
+                }
+                catch (Exception ex)
+                {
+                    // Commit must not fail (everything that can fail belongs in Prepare); if one does anyway, the
+                    // others are committed already: go on, and say so.
+                    Log.CommitFailed(_logger, participant.Name, ex);
+                }
+            }
+
             _store.Swap(next);
             Watch(next, stamps);
-            Log.ReloadApplied(_logger, trigger, next.Generation, next.Routes.Count, next.Clusters.Count);
+            foreach (var (setting, reason) in pending) Log.RestartRequired(_logger, setting, reason);
+            foreach (var result in results.Where(r => r.Outcome == "restart-required")) Log.ParticipantRestartRequired(_logger, result.Participant, result.Reason ?? "");
+            Log.ReloadApplied(_logger, trigger, next.Generation, next.Routes.Count, next.Clusters.Count,
+                string.Join(", ", results.Select(r => r.Participant + " " + r.Outcome)));
             Interlocked.Increment(ref _applied);
-            LastResult = new ReloadResult(true, true, next.Generation, trigger, now, build.Diagnostics, restart);
+            LastResult = new ReloadResult(true, true, next.Generation, trigger, now, build.Diagnostics, restart) { Participants = results };
+            _audit?.RecordConfigChange(current, next, LastResult);
             return LastResult;
         }
         finally
         {
             _gate.Release();
         }
+    }
+
+    /// <summary>
+    /// Prepares every participant in order; at the first that fails (or throws) aborts those prepared and
+    /// returns false, with the failed one last in <paramref name="results"/>.
+    /// </summary>
+    private bool TryPrepare(GatewaySnapshot next, GatewaySnapshot current, out List<(ISnapshotParticipant Participant, PreparedChange Change)> prepared, out List<ParticipantResult> results)
+    {
+        prepared = [];
+        results = [];
+        foreach (var participant in _participants)
+        {
+            PreparedChange change;
+            try
+            {
+                change = participant.Prepare(next, current);
+            }
+            catch (Exception ex)
+            {
+                change = PreparedChange.Failed($"{ex.GetType().Name}: {ex.Message}");
+            }
+
+            if (change.Outcome == ParticipantOutcome.Failed)
+            {
+                foreach (var (done, doneChange) in prepared)
+                {
+                    try
+                    {
+                        doneChange.Abort();
+                    }
+                    catch (Exception ex)
+                    {
+                        Log.AbortFailed(_logger, done.Name, ex);
+                    }
+                }
+
+                results = [.. prepared.Select(p => new ParticipantResult(p.Participant.Name, ParticipantResult.Name(ParticipantOutcome.Aborted), null)),
+                    new ParticipantResult(participant.Name, ParticipantResult.Name(ParticipantOutcome.Failed), change.Reason)];
+                prepared = [];
+                return false;
+            }
+
+            prepared.Add((participant, change));
+            results.Add(new ParticipantResult(participant.Name, ParticipantResult.Name(change.Outcome), change.Reason));
+        }
+
+        return true;
     }
 
     private static Dictionary<string, FileStamp> StampAll(IEnumerable<string> files) =>
@@ -222,8 +332,8 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(1001, LogLevel.Information, "Configuration reloaded ({Trigger}): generation {Generation}, {Routes} routes, {Clusters} clusters")]
-        public static partial void ReloadApplied(ILogger logger, string trigger, long generation, int routes, int clusters);
+        [LoggerMessage(1001, LogLevel.Information, "Configuration reloaded ({Trigger}): generation {Generation}, {Routes} routes, {Clusters} clusters; {Participants}")]
+        public static partial void ReloadApplied(ILogger logger, string trigger, long generation, int routes, int clusters, string participants);
 
         [LoggerMessage(1002, LogLevel.Error, "Configuration reload ({Trigger}) rejected with {Errors} error(s); generation {Generation} keeps serving")]
         public static partial void ReloadRejected(ILogger logger, string trigger, int errors, long generation);
@@ -231,8 +341,20 @@ public sealed partial class ConfigReloader : IHostedService, IDisposable
         [LoggerMessage(1003, LogLevel.Error, "{Diagnostic}")]
         public static partial void ConfigError(ILogger logger, string diagnostic);
 
-        [LoggerMessage(1004, LogLevel.Warning, "Changes to {Section} take effect only after a restart")]
-        public static partial void RestartRequired(ILogger logger, string section);
+        [LoggerMessage(1004, LogLevel.Warning, "Changes to {Section} take effect only after a restart ({Reason})")]
+        public static partial void RestartRequired(ILogger logger, string section, string reason);
+
+        [LoggerMessage(1010, LogLevel.Error, "Configuration reload ({Trigger}) rejected: {Participant} could not prepare it: {Reason}; nothing was applied, generation {Generation} keeps serving")]
+        public static partial void PrepareFailed(ILogger logger, string trigger, string participant, string reason, long generation);
+
+        [LoggerMessage(1011, LogLevel.Error, "Reload participant {Participant} failed to commit; this is a bug in Portcullis")]
+        public static partial void CommitFailed(ILogger logger, string participant, Exception exception);
+
+        [LoggerMessage(1012, LogLevel.Warning, "Reload participant {Participant} failed to release what it prepared")]
+        public static partial void AbortFailed(ILogger logger, string participant, Exception exception);
+
+        [LoggerMessage(1013, LogLevel.Warning, "Reload: {Participant} needs a restart to apply its change ({Reason})")]
+        public static partial void ParticipantRestartRequired(ILogger logger, string participant, string reason);
 
         [LoggerMessage(1005, LogLevel.Error, "Configuration reload ({Trigger}) failed unexpectedly; the previous configuration keeps serving")]
         public static partial void ReloadFailed(ILogger logger, string trigger, Exception exception);

@@ -49,7 +49,9 @@ public static class PortcullisServiceCollectionExtensions
 
         services.AddSingleton(store);
         services.AddSingleton(sp => new SnapshotBuilder(options.Environment, sp.GetRequiredService<IConfigValidator>(), sp.GetRequiredService<TimeProvider>()));
-        services.AddSingleton<ConfigReloader>();
+        services.AddSingleton(sp => new ConfigReloader(sp.GetRequiredService<SnapshotStore>(), sp.GetRequiredService<SnapshotBuilder>(),
+            sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<ConfigReloader>>(), sp.GetRequiredService<TimeProvider>(),
+            sp.GetServices<ISnapshotParticipant>(), sp.GetService<Portcullis.Observability.AuditLog>()));
         services.AddHostedService(sp => sp.GetRequiredService<ConfigReloader>());
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
@@ -92,6 +94,13 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton(sp => new AssertionSigner(sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<AssertionJwksEndpoint>();
         services.AddSingleton<Portcullis.Traffic.TrafficStores>();
+
+        // What follows the configuration across reloads, prepared and committed together (ConfigReloader).
+        AddParticipant<Portcullis.Identity.Sessions.SessionRuntime>(services);
+        AddParticipant<IssuerRegistry>(services);
+        AddParticipant<Portcullis.Traffic.TrafficStores>(services);
+        AddParticipant<Portcullis.Upstream.UpstreamTlsStore>(services);
+        AddParticipant<Portcullis.Upstream.UpstreamCredentialsStore>(services);
         services.AddHostedService<Portcullis.Traffic.TrafficStartup>();
         services.AddSingleton(sp => new JwtAuthenticator(
             sp.GetRequiredService<IssuerRegistry>(),
@@ -109,6 +118,11 @@ public static class PortcullisServiceCollectionExtensions
 
         return services;
     }
+
+    // The participant is the capability's own singleton (the one requests read), not a second instance.
+    private static void AddParticipant<T>(IServiceCollection services)
+        where T : class, ISnapshotParticipant =>
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<ISnapshotParticipant, T>(sp => sp.GetRequiredService<T>()));
 
     /// <summary>
     /// YARP plus Portcullis's policies (health thresholds, passive ejection, draining, connect timeout,
@@ -170,21 +184,11 @@ public static class PortcullisServiceCollectionExtensions
         app.UseMiddleware<PathNormalizationMiddleware>(); // one canonical path for routing, auth and the upstream
         app.UseMiddleware<InboundHeaderScrubMiddleware>(); // spoofed identity headers (any spelling), underscore headers
         app.UseMiddleware<Portcullis.Identity.Sessions.SessionStoreGuard>(); // a session store down at sign-in or logout: 503, not 500
-        var sessionRuntime = app.Services.GetRequiredService<Portcullis.Identity.Sessions.SessionRuntime>();
-        store.Swapping += sessionRuntime.OnSwap;
 
-        // Issuers' key caches follow the snapshot; a new issuer starts fetching before its routes go live.
-        var issuers = app.Services.GetRequiredService<IssuerRegistry>();
-        // Issuers verified only with a shared secret have no keys to fetch.
-        static IEnumerable<IssuerKeySource> Fetched(GatewaySnapshot snapshot) =>
-            snapshot.Issuers.Select(i => i.KeySource).Where(k => k.Authority is not null || k.JwksUri is not null || k.JwksFile is not null);
-        issuers.Sync(Fetched(store.Current));
-        store.Swapping += next => issuers.Sync(Fetched(next));
-
-        // Counter stores and concurrency limiters follow the snapshot (state handed over when settings are unchanged).
-        var traffic = app.Services.GetRequiredService<Portcullis.Traffic.TrafficStores>();
-        traffic.Sync(store.Current, null);
-        store.Swapping += next => traffic.Sync(next, store.Current);
+        // Issuers' key caches, counter stores and concurrency limiters start from the first snapshot; reloads
+        // bring them along as snapshot participants (ConfigReloader).
+        app.Services.GetRequiredService<IssuerRegistry>().Sync(IssuerRegistry.Fetched(store.Current));
+        app.Services.GetRequiredService<Portcullis.Traffic.TrafficStores>().Sync(store.Current);
 
         // Upstream tokens are fetched from start-up on (in the background), not by the first request.
         app.Services.GetRequiredService<Portcullis.Upstream.UpstreamCredentialsStore>();
@@ -195,9 +199,11 @@ public static class PortcullisServiceCollectionExtensions
         ((IEndpointRouteBuilder)app).DataSources.Add(app.Services.GetRequiredService<AssertionJwksEndpoint>());
 
         app.UseRouting();
+        app.UseMiddleware<RouteGenerationMiddleware>(); // the request's generation is its route's from here on
         app.UseMiddleware<IdentityMiddleware>();
         app.UseMiddleware<Portcullis.Traffic.TrafficMiddleware>();
         app.UseMiddleware<RouteResponseMiddleware>();
+        var bindings = new RouteBindings(store, app.Services.GetRequiredService<Yarp.ReverseProxy.IProxyStateLookup>());
         app.MapReverseProxy(pipeline =>
         {
             pipeline.UseMiddleware<RouteActionMiddleware>();
@@ -206,7 +212,7 @@ public static class PortcullisServiceCollectionExtensions
             pipeline.UseMiddleware<RetryMiddleware>();
             pipeline.UseLoadBalancing();
             pipeline.UsePassiveHealthChecks();
-        });
+        }).Add(bindings.Bind);
         app.MapFallback("{**path}", NoRoute);
         return app;
     }

@@ -1,5 +1,7 @@
 using System.Collections.Frozen;
 using Microsoft.Extensions.Logging;
+using Portcullis.Configuration;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Identity;
 
@@ -7,7 +9,7 @@ namespace Portcullis.Identity;
 /// Keeps one key cache per issuer across reloads: an issuer whose key source did not change keeps its
 /// cache (and its keys); new issuers start fetching; removed ones stop.
 /// </summary>
-internal sealed class IssuerRegistry : IDisposable
+internal sealed class IssuerRegistry : IDisposable, ISnapshotParticipant
 {
     private readonly IHttpClientFactory _httpClients;
     private readonly TimeProvider _time;
@@ -28,42 +30,73 @@ internal sealed class IssuerRegistry : IDisposable
 
     public IssuerKeyCache? Get(string issuerName) => _caches.GetValueOrDefault(issuerName);
 
-    /// <summary>Brings the caches in line with a new snapshot's issuers.</summary>
-    public void Sync(IEnumerable<IssuerKeySource> sources)
+    public string Name => "issuers";
+
+    /// <summary>The issuers of a snapshot whose keys are fetched (those verified only with a shared secret have none).</summary>
+    public static IEnumerable<IssuerKeySource> Fetched(GatewaySnapshot snapshot) =>
+        snapshot.Issuers.Select(i => i.KeySource).Where(k => k.Authority is not null || k.JwksUri is not null || k.JwksFile is not null);
+
+    /// <summary>Brings the caches in line with a snapshot's issuers at once (start-up).</summary>
+    public void Sync(IEnumerable<IssuerKeySource> sources) => Plan(sources).Commit();
+
+    /// <summary>
+    /// New issuers' caches are made (and start fetching) here, before their routes go live; the commit
+    /// publishes them and stops the caches of removed or changed issuers. Unchanged issuers keep their keys.
+    /// </summary>
+    public PreparedChange Prepare(GatewaySnapshot next, GatewaySnapshot current) => Plan(Fetched(next));
+
+    private PreparedChange Plan(IEnumerable<IssuerKeySource> sources)
     {
-        lock (_lock)
+        var next = new Dictionary<string, IssuerKeyCache>(StringComparer.Ordinal);
+        var created = new List<IssuerKeyCache>();
+        var refresh = new List<IssuerKeyCache>();
+        var current = _caches;
+        foreach (var source in sources)
         {
-            var next = new Dictionary<string, IssuerKeyCache>(StringComparer.Ordinal);
-            var current = _caches;
-            foreach (var source in sources)
+            IssuerKeySet? seed = null;
+            if (current.TryGetValue(source.Name, out var existing))
             {
-                IssuerKeySet? seed = null;
-                if (current.TryGetValue(source.Name, out var existing))
+                if (existing.Source == source)
                 {
-                    if (existing.Source == source)
-                    {
-                        next[source.Name] = existing;
+                    next[source.Name] = existing;
 
-                        // A reload may have been caused by the JWKS file changing: read it again now.
-                        if (source.JwksFile is not null) existing.TriggerRefresh();
-                        continue;
-                    }
-
-                    // Only timings changed: keep serving the keys we have (with their age) instead of
-                    // answering 503 until the new cache's first fetch, or until the provider returns.
-                    if (SameLocation(existing.Source, source)) seed = existing.Keys;
+                    // A reload may have been caused by the JWKS file changing: read it again (at commit).
+                    if (source.JwksFile is not null) refresh.Add(existing);
+                    continue;
                 }
 
-                var logger = _loggers.CreateLogger("Portcullis.Identity.IssuerKeyCache");
-                next[source.Name] = new IssuerKeyCache(source, _httpClients.CreateClient(HttpClientName), _time, logger, seed);
+                // Only timings changed: keep serving the keys we have (with their age) instead of
+                // answering 503 until the new cache's first fetch, or until the provider returns.
+                if (SameLocation(existing.Source, source)) seed = existing.Keys;
             }
 
-            _caches = next.ToFrozenDictionary(StringComparer.Ordinal);
-            foreach (var (name, cache) in current)
-            {
-                if (!next.TryGetValue(name, out var kept) || !ReferenceEquals(kept, cache)) cache.Dispose();
-            }
+            var logger = _loggers.CreateLogger("Portcullis.Identity.IssuerKeyCache");
+            var cache = new IssuerKeyCache(source, _httpClients.CreateClient(HttpClientName), _time, logger, seed);
+            next[source.Name] = cache;
+            created.Add(cache);
         }
+
+        void Commit()
+        {
+            lock (_lock)
+            {
+                var replaced = _caches;
+                _caches = next.ToFrozenDictionary(StringComparer.Ordinal);
+                foreach (var (name, cache) in replaced)
+                {
+                    if (!next.TryGetValue(name, out var kept) || !ReferenceEquals(kept, cache)) cache.Dispose();
+                }
+            }
+
+            foreach (var cache in refresh) cache.TriggerRefresh();
+        }
+
+        void Abort()
+        {
+            foreach (var cache in created) cache.Dispose();
+        }
+
+        return created.Count == 0 && next.Count == current.Count ? PreparedChange.Unchanged(Commit) : PreparedChange.Applied(Commit, Abort);
     }
 
     private static bool SameLocation(IssuerKeySource a, IssuerKeySource b) =>

@@ -54,7 +54,6 @@ internal sealed class AuditLog
             FullMode = BoundedChannelFullMode.Wait, SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = false,
         });
         _fileHashes = store.IsInitialized ? HashFiles(store.Current) : [];
-        store.Swapping += OnSwapping;
     }
 
     internal ChannelReader<byte[]> Reader => _channel.Reader;
@@ -129,6 +128,7 @@ internal sealed class AuditLog
         w.WriteStartArray("restartRequired");
         foreach (var item in result.RestartRequired) w.WriteStringValue(item);
         w.WriteEndArray();
+        result.WriteParticipants(w);
     });
 
     /// <summary>Records a key refresh forced on the admin API, its outcome, and who asked.</summary>
@@ -224,10 +224,12 @@ internal sealed class AuditLog
         return buffer.WrittenSpan.ToArray();
     }
 
-    // A config change: generation, fingerprints, and which of its files changed (by content hash).
-    private void OnSwapping(GatewaySnapshot next)
+    /// <summary>
+    /// A config change the reloader applied: generation, fingerprints, which of its files changed (by content
+    /// hash), each reload participant's result and the settings that wait for a restart.
+    /// </summary>
+    public void RecordConfigChange(GatewaySnapshot current, GatewaySnapshot next, ReloadResult result)
     {
-        var current = _store.Current;
         var hashes = HashFiles(next);
         var before = _fileHashes;
         _fileHashes = hashes;
@@ -252,6 +254,10 @@ internal sealed class AuditLog
             w.WriteString("newFingerprint", next.Fingerprint);
             w.WriteStartArray("files");
             foreach (var file in changed) w.WriteStringValue(file);
+            w.WriteEndArray();
+            result.WriteParticipants(w);
+            w.WriteStartArray("restartRequired");
+            foreach (var item in result.RestartRequired) w.WriteStringValue(item);
             w.WriteEndArray();
         });
         Interlocked.Increment(ref _enqueued);

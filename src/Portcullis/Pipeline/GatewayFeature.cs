@@ -11,27 +11,40 @@ public sealed class GatewayFeature
 {
     public GatewayFeature(GatewaySnapshot snapshot) => Snapshot = snapshot;
 
-    public GatewaySnapshot Snapshot { get; }
+    /// <summary>
+    /// The generation this request runs on: the one current when it arrived, until routing matches a route;
+    /// from then on the one that route's endpoint was built from (<see cref="ResolveRoute"/>).
+    /// </summary>
+    public GatewaySnapshot Snapshot { get; private set; }
 
     public string? RouteName { get; internal set; }
 
-    private CompiledRoute? _route;
+    private Routing.RouteBinding? _binding;
     private bool _routeResolved;
 
     /// <summary>
-    /// The snapshot's compiled form of the route routing matched, looked up once per request and shared
-    /// by every stage (identity, redirect/fixed answers, cluster choice). Null when no route matched, or
-    /// when YARP still runs a route this request's snapshot no longer has (mid-reload).
+    /// The compiled form of the route routing matched, taken from the endpoint (<see cref="Routing.RouteBinding"/>)
+    /// once per request and shared by every stage. Null when no route matched.
     /// </summary>
+    /// <remarks>
+    /// Mid-reload, the endpoint routing matched may come from a newer (or older) generation than the snapshot
+    /// taken on arrival. The request then adopts the endpoint's generation, so every route-specific stage
+    /// (identity, traffic, cluster choice, retries, access log) reads one generation; the stages before routing
+    /// read only listener-wide settings (limits, header scrub, trusted proxies).
+    /// </remarks>
     internal CompiledRoute? ResolveRoute(Microsoft.AspNetCore.Http.HttpContext context)
     {
-        if (_routeResolved) return _route;
+        if (_routeResolved) return _binding?.Route;
         _routeResolved = true;
-        var routeId = Microsoft.AspNetCore.Http.EndpointHttpContextExtensions.GetEndpoint(context)?.Metadata.GetMetadata<Yarp.ReverseProxy.Model.RouteModel>()?.Config.RouteId;
-        if (routeId is null) return null;
-        RouteName = routeId;
-        return _route = Snapshot.Routes.GetValueOrDefault(routeId);
+        _binding = Microsoft.AspNetCore.Http.EndpointHttpContextExtensions.GetEndpoint(context)?.Metadata.GetMetadata<Routing.RouteBinding>();
+        if (_binding is null) return null;
+        RouteName = _binding.RouteId;
+        Snapshot = _binding.Snapshot;
+        return _binding.Route;
     }
+
+    /// <summary>The matched route's endpoint binding (after <see cref="ResolveRoute"/>); null when no route matched.</summary>
+    internal Routing.RouteBinding? RouteBinding => _binding;
 
     public string? ClusterName { get; internal set; }
 

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy.Configuration;
@@ -13,6 +14,13 @@ public sealed class SnapshotStore : IProxyConfigProvider
     private volatile GatewaySnapshot? _current;
     private volatile ProxyConfigSnapshot? _proxyConfig;
 
+    // Which snapshot each route handed to YARP came from; entries go with the routes (when YARP and the
+    // snapshot let go of them).
+    private readonly ConditionalWeakTable<RouteConfig, GatewaySnapshot> _generations = new();
+
+    /// <summary>RouteConfig metadata key with the generation a route was published with.</summary>
+    internal const string GenerationKey = "Portcullis.Generation";
+
     public SnapshotStore()
     {
     }
@@ -23,12 +31,6 @@ public sealed class SnapshotStore : IProxyConfigProvider
 
     public GatewaySnapshot Current => _current ?? throw new InvalidOperationException("The gateway configuration is not loaded yet: call app.UsePortcullis().");
 
-    /// <summary>
-    /// The snapshot before <see cref="Current"/> (null until the first reload). While a reload is being
-    /// applied, a request may hold one of the two while YARP already (or still) runs the other.
-    /// </summary>
-    public GatewaySnapshot? Previous { get; private set; }
-
     /// <summary>Warnings found when the first configuration was loaded.</summary>
     public IReadOnlyList<ConfigDiagnostic> StartupDiagnostics { get; private set; } = [];
 
@@ -36,36 +38,48 @@ public sealed class SnapshotStore : IProxyConfigProvider
     {
         StartupDiagnostics = diagnostics ?? [];
         if (_current is not null) throw new InvalidOperationException("The gateway configuration is already loaded.");
-        _proxyConfig = new ProxyConfigSnapshot(initial);
+        _proxyConfig = new ProxyConfigSnapshot(initial, _generations);
         _current = initial;
     }
 
-    /// <summary>Raised before a new snapshot is put in place (prepare runtime state it needs).</summary>
-    public event Action<GatewaySnapshot>? Swapping;
-
-    /// <summary>Raised after a new snapshot is in place.</summary>
-    public event Action<GatewaySnapshot>? Swapped;
-
     public IProxyConfig GetConfig() => _proxyConfig ?? throw new InvalidOperationException("The gateway configuration is not loaded yet.");
 
+    /// <summary>
+    /// Puts a snapshot in place. Only <see cref="ConfigReloader"/> calls this, after every
+    /// <see cref="ISnapshotParticipant"/> prepared and committed it.
+    /// </summary>
     internal void Swap(GatewaySnapshot next)
     {
-        Swapping?.Invoke(next);
         var previous = _proxyConfig!;
-        Previous = _current;
         _current = next;
-        _proxyConfig = new ProxyConfigSnapshot(next);
+        _proxyConfig = new ProxyConfigSnapshot(next, _generations);
         previous.SignalChange();
-        Swapped?.Invoke(next);
     }
+
+    /// <summary>The snapshot a route YARP runs was published with (null for a route not published here).</summary>
+    internal GatewaySnapshot? SnapshotOf(RouteConfig route) => _generations.TryGetValue(route, out var snapshot) ? snapshot : null;
 
     private sealed class ProxyConfigSnapshot : IProxyConfig
     {
         private readonly CancellationTokenSource _changed = new();
 
-        public ProxyConfigSnapshot(GatewaySnapshot snapshot)
+        public ProxyConfigSnapshot(GatewaySnapshot snapshot, ConditionalWeakTable<RouteConfig, GatewaySnapshot> generations)
         {
-            Routes = snapshot.ProxyRoutes;
+            // Each route carries its generation, so YARP rebuilds every route's endpoint at each reload and the
+            // endpoint's metadata (Routing.RouteBinding) names the snapshot it belongs to, even for a route whose
+            // YARP-side settings did not change (its auth, limits or header edits may have).
+            var generation = snapshot.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var routes = new RouteConfig[snapshot.ProxyRoutes.Count];
+            for (var i = 0; i < routes.Length; i++)
+            {
+                var route = snapshot.ProxyRoutes[i];
+                var metadata = route.Metadata is null ? new Dictionary<string, string>(StringComparer.Ordinal) : new Dictionary<string, string>(route.Metadata, StringComparer.Ordinal);
+                metadata[GenerationKey] = generation;
+                routes[i] = route with { Metadata = metadata };
+                generations.AddOrUpdate(routes[i], snapshot);
+            }
+
+            Routes = routes;
             Clusters = snapshot.ProxyClusters;
             RevisionId = snapshot.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture);
             ChangeToken = new CancellationChangeToken(_changed.Token);

@@ -60,14 +60,14 @@ internal sealed class RouteResponseMiddleware(RequestDelegate next)
 /// Runs first in YARP's pipeline: chooses the cluster of map-driven routes and applies the route's
 /// request header edits.
 /// </summary>
-internal sealed class RouteActionMiddleware(RequestDelegate next, IProxyStateLookup proxyState, SnapshotStore store)
+internal sealed class RouteActionMiddleware(RequestDelegate next)
 {
     public Task InvokeAsync(HttpContext context)
     {
         var gateway = context.Features.GetRequiredFeature<GatewayFeature>();
         var proxy = context.GetReverseProxyFeature();
 
-        // Between a snapshot swap and YARP applying it, a route may be unknown to the snapshot: proxy as YARP says.
+        // A YARP route endpoint always carries its compiled route (RouteBinding); without one, proxy as YARP says.
         if (gateway.ResolveRoute(context) is not { } route)
         {
             return Proxy(context, gateway, proxy);
@@ -75,9 +75,9 @@ internal sealed class RouteActionMiddleware(RequestDelegate next, IProxyStateLoo
 
         if (route.ClusterTemplate is { } template)
         {
+            // The cluster of the route's own generation, even if a reload since removed it from YARP.
             var clusterName = template.Evaluate(context.Request);
-            if ((clusterName is null || !proxyState.TryGetCluster(clusterName, out var cluster))
-                && !TryResolveAcrossReload(context, gateway.Snapshot, proxy.Route.Config.RouteId, out cluster))
+            if (clusterName is null || gateway.RouteBinding?.Clusters.GetValueOrDefault(clusterName) is not { } cluster)
             {
                 gateway.Refusal = ReasonCodes.RouteClusterUnresolved;
                 return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "No upstream for this request",
@@ -100,25 +100,6 @@ internal sealed class RouteActionMiddleware(RequestDelegate next, IProxyStateLoo
         }
 
         return Proxy(context, gateway, context.GetReverseProxyFeature());
-    }
-
-    // A reload landed between taking this request's snapshot and resolving its cluster, so YARP runs the
-    // snapshot before or after ours. YARP adds a reload's new clusters before it removes the old ones, so
-    // one candidate exists at any instant; ours comes again last because YARP may move on while we look.
-    private bool TryResolveAcrossReload(HttpContext context, GatewaySnapshot own, string routeId, out ClusterState cluster)
-    {
-        foreach (var snapshot in (ReadOnlySpan<GatewaySnapshot?>)[store.Current, store.Previous, own])
-        {
-            if (snapshot is not null && snapshot.Routes.TryGetValue(routeId, out var route)
-                && route.ClusterTemplate?.Evaluate(context.Request) is { } name
-                && proxyState.TryGetCluster(name, out cluster!))
-            {
-                return true;
-            }
-        }
-
-        cluster = null!;
-        return false;
     }
 
     private Task Proxy(HttpContext context, GatewayFeature gateway, IReverseProxyFeature proxy)

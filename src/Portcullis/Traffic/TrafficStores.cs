@@ -11,7 +11,7 @@ namespace Portcullis.Traffic;
 /// one is disposed once requests still using it are done), and concurrency limiters and local counters
 /// are handed from one generation to the next when their settings did not change.
 /// </summary>
-internal sealed class TrafficStores : IAsyncDisposable
+internal sealed class TrafficStores : IAsyncDisposable, ISnapshotParticipant
 {
     // Requests that took the old store before a reload finish within this time (bounded by the store timeout anyway).
     private static readonly TimeSpan RetireAfter = TimeSpan.FromSeconds(10);
@@ -39,8 +39,38 @@ internal sealed class TrafficStores : IAsyncDisposable
     /// <summary>The store for a policy; null when it names Redis and none is configured (validation prevents that).</summary>
     public ICounterStore? For(TrafficStore store) => store == TrafficStore.Redis ? Redis : Local;
 
-    /// <summary>Prepares a snapshot before it goes live.</summary>
-    public void Sync(GatewaySnapshot next, GatewaySnapshot? previous)
+    public string Name => "traffic";
+
+    /// <summary>
+    /// A changed Redis connection gets its new store here (connecting in the background; released if the
+    /// reload is rejected); the commit binds the local counters and hands concurrency limiters over.
+    /// </summary>
+    public PreparedChange Prepare(GatewaySnapshot next, GatewaySnapshot current)
+    {
+        var options = next.Config.Stores.Redis;
+        var redis = Redis;
+        var removeRedis = string.IsNullOrWhiteSpace(options?.Connection);
+        var fresh = !removeRedis && (redis is null || redis.Options != options)
+            ? new RedisCounterStore(options!, _time, _loggers.CreateLogger<RedisCounterStore>())
+            : null;
+        void Commit() => Sync(next, current, removeRedis, fresh);
+        if (fresh is null && removeRedis == (redis is null) && SameSettings(next, current)) return PreparedChange.Unchanged(Commit);
+        // Rejected reload: no request ever used the new store.
+        return PreparedChange.Applied(Commit, () =>
+        {
+            if (fresh is not null) _ = fresh.DisposeAsync().AsTask();
+        });
+    }
+
+    /// <summary>Binds the first snapshot (start-up).</summary>
+    public void Sync(GatewaySnapshot snapshot)
+    {
+        var options = snapshot.Config.Stores.Redis;
+        var empty = string.IsNullOrWhiteSpace(options?.Connection);
+        Sync(snapshot, null, empty, empty ? null : new RedisCounterStore(options!, _time, _loggers.CreateLogger<RedisCounterStore>()));
+    }
+
+    private void Sync(GatewaySnapshot next, GatewaySnapshot? previous, bool removeRedis, RedisCounterStore? fresh)
     {
         Local.Bind(next.RateLimits.Values, next.Quotas.Values);
         Fallback.Bind(
@@ -59,17 +89,22 @@ internal sealed class TrafficStores : IAsyncDisposable
             }
         }
 
-        var options = next.Config.Stores.Redis;
-        var current = Redis;
-        if (string.IsNullOrWhiteSpace(options?.Connection))
+        if (removeRedis) Retire(Interlocked.Exchange(ref _redis, null));
+        else if (fresh is not null) Retire(Interlocked.Exchange(ref _redis, fresh));
+    }
+
+    // Rate limits, quotas, stores and concurrency as configured (secrets compared through the Redis options record).
+    private static bool SameSettings(GatewaySnapshot a, GatewaySnapshot b)
+    {
+        static System.Text.Json.JsonElement Of(GatewaySnapshot s) => System.Text.Json.JsonSerializer.SerializeToElement(new
         {
-            Retire(Interlocked.Exchange(ref _redis, null));
-        }
-        else if (current is null || current.Options != options)
-        {
-            var fresh = new RedisCounterStore(options, _time, _loggers.CreateLogger<RedisCounterStore>());
-            Retire(Interlocked.Exchange(ref _redis, fresh));
-        }
+            s.Config.RateLimits,
+            s.Config.Quotas,
+            Routes = s.Config.Routes.Select(r => new { r.Name, r.Concurrency }),
+            Clusters = s.Config.Clusters.Select(c => new { c.Key, c.Value.Concurrency }),
+        }, ConfigJson.Options);
+
+        return a.Config.Stores == b.Config.Stores && System.Text.Json.JsonElement.DeepEquals(Of(a), Of(b));
     }
 
     private void Retire(RedisCounterStore? old)

@@ -12,7 +12,7 @@ namespace Portcullis.Upstream;
 /// YARP metadata). Follows the snapshot: unchanged settings keep their source and cached token; new sources
 /// fetch at once in the background; removed ones stop refreshing.
 /// </summary>
-internal sealed class UpstreamCredentialsStore : IDisposable
+internal sealed class UpstreamCredentialsStore : IDisposable, ISnapshotParticipant
 {
     private readonly IHttpClientFactory _clients;
     private readonly TimeProvider _time;
@@ -29,35 +29,59 @@ internal sealed class UpstreamCredentialsStore : IDisposable
         _environment = options.Environment ?? Environment.GetEnvironmentVariable;
         _loggers = loggers;
         Sync(store.Current);
-        store.Swapping += Sync;
     }
+
+    public string Name => "upstream-credentials";
 
     public ClientCredentialsTokenSource? Get(string fingerprint) => _sources.GetValueOrDefault(fingerprint);
 
-    public void Sync(GatewaySnapshot snapshot)
-    {
-        List<ClientCredentialsTokenSource> removed;
-        lock (_lock)
-        {
-            if (_disposed) return;
-            var next = new Dictionary<string, ClientCredentialsTokenSource>(StringComparer.Ordinal);
-            foreach (var settings in snapshot.Clusters.Values.Select(c => c.Credentials).OfType<ClientCredentialsSettings>())
-            {
-                if (!_sources.TryGetValue(settings.Fingerprint, out var source))
-                {
-                    source = new ClientCredentialsTokenSource(settings, _clients, _time, _environment, _loggers.CreateLogger<ClientCredentialsTokenSource>());
-                }
+    /// <summary>Start-up: the first snapshot's token sources.</summary>
+    public void Sync(GatewaySnapshot snapshot) => Plan(snapshot).Commit();
 
-                next[settings.Fingerprint] = source;
+    /// <summary>
+    /// New sources are made here and start fetching at the commit; removed ones stop refreshing then.
+    /// Unchanged settings keep their source and cached token.
+    /// </summary>
+    public PreparedChange Prepare(GatewaySnapshot next, GatewaySnapshot current) => Plan(next);
+
+    private PreparedChange Plan(GatewaySnapshot snapshot)
+    {
+        var existing = _sources;
+        var next = new Dictionary<string, ClientCredentialsTokenSource>(StringComparer.Ordinal);
+        var created = new List<ClientCredentialsTokenSource>();
+        foreach (var settings in snapshot.Clusters.Values.Select(c => c.Credentials).OfType<ClientCredentialsSettings>())
+        {
+            if (next.ContainsKey(settings.Fingerprint)) continue;
+            if (!existing.TryGetValue(settings.Fingerprint, out var source))
+            {
+                source = new ClientCredentialsTokenSource(settings, _clients, _time, _environment, _loggers.CreateLogger<ClientCredentialsTokenSource>());
+                created.Add(source);
             }
 
-            removed = [.. _sources.Where(s => !next.ContainsKey(s.Key)).Select(s => s.Value)];
-            _sources = next.ToFrozenDictionary(StringComparer.Ordinal);
-            foreach (var source in next.Values) source.Start();
+            next[settings.Fingerprint] = source;
         }
 
-        // A request of the previous snapshot may still read a removed source's cached token; it only stops refreshing.
-        foreach (var source in removed) source.Dispose();
+        void Commit()
+        {
+            List<ClientCredentialsTokenSource> removed;
+            lock (_lock)
+            {
+                if (_disposed) return;
+                removed = [.. _sources.Where(s => !next.ContainsKey(s.Key)).Select(s => s.Value)];
+                _sources = next.ToFrozenDictionary(StringComparer.Ordinal);
+                foreach (var source in next.Values) source.Start();
+            }
+
+            // A request of the previous snapshot may still read a removed source's cached token; it only stops refreshing.
+            foreach (var source in removed) source.Dispose();
+        }
+
+        void Abort()
+        {
+            foreach (var source in created) source.Dispose();
+        }
+
+        return created.Count == 0 && next.Count == existing.Count ? PreparedChange.Unchanged(Commit) : PreparedChange.Applied(Commit, Abort);
     }
 
     /// <summary>GET /admin/upstream-credentials.</summary>

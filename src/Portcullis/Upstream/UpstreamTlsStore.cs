@@ -16,7 +16,7 @@ namespace Portcullis.Upstream;
 /// (file events plus a 2 s stat poll); a good replacement is swapped in for new connections, a bad one is
 /// logged and reported while the previous certificate keeps being presented.
 /// </summary>
-internal sealed partial class UpstreamTlsStore : IDisposable
+internal sealed partial class UpstreamTlsStore : IDisposable, ISnapshotParticipant
 {
     private static readonly TimeSpan ExpiryCheckInterval = TimeSpan.FromHours(1);
     private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(250);
@@ -39,7 +39,6 @@ internal sealed partial class UpstreamTlsStore : IDisposable
         : this(options.Environment ?? Environment.GetEnvironmentVariable, time, logger)
     {
         Sync(store.Current);
-        store.Swapping += Sync;
     }
 
     internal UpstreamTlsStore(Func<string, string?> environment, TimeProvider time, ILogger<UpstreamTlsStore> logger)
@@ -53,7 +52,9 @@ internal sealed partial class UpstreamTlsStore : IDisposable
 
     public IEnumerable<ClusterTls> Clusters => _clusters.Values;
 
-    /// <summary>Makes a runtime for every cluster with `tls` in the snapshot (reusing unchanged ones).</summary>
+    public string Name => "upstream-tls";
+
+    /// <summary>Makes a runtime for every cluster with `tls` in the snapshot (reusing unchanged ones), at start-up.</summary>
     public void Sync(GatewaySnapshot snapshot)
     {
         lock (_lock)
@@ -63,18 +64,58 @@ internal sealed partial class UpstreamTlsStore : IDisposable
             var next = new Dictionary<string, ClusterTls>(StringComparer.Ordinal);
             foreach (var settings in snapshot.Clusters.Values.Select(c => c.Tls).OfType<UpstreamTlsSettings>())
             {
-                if (_clusters.TryGetValue(settings.Fingerprint, out var existing))
-                {
-                    next[settings.Fingerprint] = existing;
-                    continue;
-                }
-
-                next[settings.Fingerprint] = Create(settings, now);
+                next[settings.Fingerprint] = _clusters.TryGetValue(settings.Fingerprint, out var existing) ? existing : Create(settings, now);
             }
 
-            _clusters = next.ToFrozenDictionary(StringComparer.Ordinal);
-            Watch();
+            Publish(next);
         }
+    }
+
+    /// <summary>
+    /// Loads the files of new or changed `tls` sections. Validation loaded them moments ago: one that
+    /// cannot be loaded now changed in between, and the reload is rejected (the running clusters keep
+    /// theirs) rather than going live with a cluster that trusts nothing.
+    /// </summary>
+    public PreparedChange Prepare(GatewaySnapshot next, GatewaySnapshot current)
+    {
+        var now = _time.GetUtcNow();
+        var clusters = new Dictionary<string, ClusterTls>(StringComparer.Ordinal);
+        var created = 0;
+        var existing = _clusters;
+        foreach (var settings in next.Clusters.Values.Select(c => c.Tls).OfType<UpstreamTlsSettings>())
+        {
+            if (clusters.ContainsKey(settings.Fingerprint)) continue;
+            if (existing.TryGetValue(settings.Fingerprint, out var kept))
+            {
+                clusters[settings.Fingerprint] = kept;
+                continue;
+            }
+
+            var cluster = Create(settings, now);
+            if ((cluster.Trust.LastError ?? cluster.Client.LastError) is { } error)
+            {
+                return PreparedChange.Failed($"cluster {settings.Cluster}: {error}");
+            }
+
+            clusters[settings.Fingerprint] = cluster;
+            created++;
+        }
+
+        void Commit()
+        {
+            lock (_lock)
+            {
+                if (!_disposed) Publish(clusters);
+            }
+        }
+
+        return created == 0 && clusters.Count == existing.Count ? PreparedChange.Unchanged(Commit) : PreparedChange.Applied(Commit);
+    }
+
+    private void Publish(Dictionary<string, ClusterTls> next)
+    {
+        _clusters = next.ToFrozenDictionary(StringComparer.Ordinal);
+        Watch();
     }
 
     private ClusterTls Create(UpstreamTlsSettings settings, DateTimeOffset now)

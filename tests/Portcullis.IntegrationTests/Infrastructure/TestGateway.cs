@@ -4,7 +4,6 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Portcullis.Hosting;
 using Portcullis.Pipeline;
 
 namespace Portcullis.IntegrationTests.Infrastructure;

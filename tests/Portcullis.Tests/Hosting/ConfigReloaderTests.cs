@@ -2,7 +2,6 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Tests.Hosting;

@@ -3,7 +3,6 @@ using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Portcullis.Configuration;
-using Portcullis.Hosting;
 using Portcullis.Observability;
 using Portcullis.Pipeline;
 

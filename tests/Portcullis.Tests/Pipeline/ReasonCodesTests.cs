@@ -1,5 +1,4 @@
 using System.Text.RegularExpressions;
-using Portcullis.Hosting;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Tests.Pipeline;

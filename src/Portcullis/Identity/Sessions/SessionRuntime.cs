@@ -21,7 +21,7 @@ namespace Portcullis.Identity.Sessions;
 /// through the counters' Redis client: timeout and circuit breaker) and the token refresher. A reload that
 /// changes identity.sessions is logged and needs a restart to apply.
 /// </summary>
-internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable
+internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable, ISnapshotParticipant
 {
     private readonly ServiceProvider? _dataProtectionServices;
     private readonly RedisCounterStore? _redis;
@@ -79,10 +79,14 @@ internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable
     /// <summary>Which provider errors were logged lately: each is logged once per window, not per page load.</summary>
     public ProviderErrorLog ProviderErrors { get; }
 
-    /// <summary>Called when a new snapshot goes live: a changed identity.sessions cannot be applied without a restart.</summary>
-    public void OnSwap(GatewaySnapshot next)
+    /// <summary>A changed identity.sessions cannot be applied without a restart: reported, the running ones stay.</summary>
+    public string Name => "sessions";
+
+    public PreparedChange Prepare(GatewaySnapshot next, GatewaySnapshot current)
     {
-        if (next.Sessions?.Fingerprint != Sessions?.Fingerprint) LogNeedsRestart(_logger);
+        if (next.Sessions?.Fingerprint == Sessions?.Fingerprint) return PreparedChange.Unchanged();
+        var reason = ConfigDiff.ReadAtStart.First(e => e.Setting == "identity.sessions").Reason;
+        return PreparedChange.RestartRequired(reason, () => LogNeedsRestart(_logger));
     }
 
     public void ConfigureCookie(CookieAuthenticationOptions options, CompiledSessionProvider provider, TokenRefresher refresher)

@@ -1,0 +1,58 @@
+using Portcullis.Pipeline;
+
+namespace Portcullis.Configuration;
+
+/// <summary>The settings a reload cannot apply: "restart required".</summary>
+public static partial class ConfigDiff
+{
+    /// <summary>
+    /// Every setting read once at start-up, with why: the single source of "restart required" for the
+    /// reload answer, its log and audit record, and <c>portcullis diff</c>. Keep in step with
+    /// docs/configuration.md (settings documented as "read at start").
+    /// </summary>
+    internal static readonly (string Setting, string Reason)[] ReadAtStart =
+    [
+        ("listeners", "listeners are bound by Kestrel at start-up"),
+        ("limits", "Kestrel's limits are set at start-up"),
+        ("identity.tokenCacheSize", "the token caches are sized at start-up"),
+        ("identity.sessions", "sign-in providers, cookie and session store are built at start-up"),
+        ("observability.accessLog.queueSize", "the access-log queue is sized at start-up"),
+        ("observability.metrics.enabled", "the metrics reader is registered at start-up"),
+        ("observability.tracing", "the trace exporter is set up at start-up"),
+    ];
+
+    /// <summary>The <see cref="ReadAtStart"/> settings a change touches.</summary>
+    internal static IEnumerable<(string Setting, string Reason)> ReadAtStartOf(ConfigChange change)
+    {
+        foreach (var entry in ReadAtStart)
+        {
+            var dot = entry.Setting.IndexOf('.', StringComparison.Ordinal);
+            var section = dot < 0 ? entry.Setting : entry.Setting[..dot];
+            var field = dot < 0 ? null : entry.Setting[(dot + 1)..];
+            var matches = section switch
+            {
+                "listeners" => change.Section == ListenerSection
+                    && (change.Kind != ChangeKind.Changed || !change.Details.All(IsReloadableListenerDetail)),
+                "limits" => change.Section == LimitsSection,
+                // Sections compared field by field: details are "path: old → new" relative to the section.
+                _ => change.Section == section && field is not null && change.Details.Any(d =>
+                    d.StartsWith(field + ":", StringComparison.Ordinal) || d.StartsWith(field + ".", StringComparison.Ordinal)
+                    || d.StartsWith(field + "[", StringComparison.Ordinal)),
+            };
+            if (matches) yield return entry;
+        }
+    }
+
+    /// <summary>
+    /// The settings read at start-up that differ between what the gateway started with and
+    /// <paramref name="next"/> (so a change stays reported until a restart, and undoing it needs none).
+    /// </summary>
+    internal static IReadOnlyList<(string Setting, string Reason)> PendingRestart(GatewaySnapshot running, GatewaySnapshot next)
+    {
+        if (ReferenceEquals(running, next)) return [];
+        var pending = Compare(running, next).Changes.SelectMany(ReadAtStartOf).Distinct().ToList();
+        // In table order, as documented.
+        pending.Sort((a, b) => Array.IndexOf(ReadAtStart, a).CompareTo(Array.IndexOf(ReadAtStart, b)));
+        return pending;
+    }
+}

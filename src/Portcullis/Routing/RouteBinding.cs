@@ -1,0 +1,61 @@
+using System.Collections.Frozen;
+using System.Runtime.CompilerServices;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Portcullis.Configuration;
+using Portcullis.Pipeline;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Model;
+
+namespace Portcullis.Routing;
+
+/// <summary>
+/// Endpoint metadata of a YARP route: the snapshot (generation) the route was published with, its compiled
+/// form, and YARP's state of every cluster of that generation. A request that matched the endpoint runs
+/// that one generation to the end, even when a reload lands meanwhile and renames or removes the route and
+/// its clusters (YARP keeps a removed cluster's state alive for requests that hold it).
+/// </summary>
+internal sealed class RouteBinding(string routeId, GatewaySnapshot snapshot, CompiledRoute? route, FrozenDictionary<string, ClusterState> clusters)
+{
+    public string RouteId { get; } = routeId;
+
+    public GatewaySnapshot Snapshot { get; } = snapshot;
+
+    /// <summary>Null only if the snapshot lacks the route (not expected: both come from one snapshot).</summary>
+    public CompiledRoute? Route { get; } = route;
+
+    /// <summary>The clusters a map-driven route may choose, as YARP ran them when this generation's endpoints were built.</summary>
+    public FrozenDictionary<string, ClusterState> Clusters { get; } = clusters;
+}
+
+/// <summary>Adds a <see cref="RouteBinding"/> to each YARP route endpoint as YARP builds it (a convention).</summary>
+internal sealed class RouteBindings(SnapshotStore store, IProxyStateLookup proxyState)
+{
+    // One cluster table per generation, shared by its routes.
+    private readonly ConditionalWeakTable<GatewaySnapshot, FrozenDictionary<string, ClusterState>> _clusters = new();
+
+    public void Bind(EndpointBuilder endpoint)
+    {
+        var model = endpoint.Metadata.OfType<RouteModel>().FirstOrDefault();
+        if (model is null || store.SnapshotOf(model.Config) is not { } snapshot) return;
+        // YARP builds a generation's endpoints after it applied that generation's clusters.
+        var clusters = _clusters.GetValue(snapshot, s => s.Clusters.Keys
+            .Select(name => proxyState.TryGetCluster(name, out var cluster) ? cluster : null)
+            .OfType<ClusterState>()
+            .ToFrozenDictionary(c => c.ClusterId, StringComparer.Ordinal));
+        endpoint.Metadata.Add(new RouteBinding(model.Config.RouteId, snapshot, snapshot.Routes.GetValueOrDefault(model.Config.RouteId), clusters));
+    }
+}
+
+/// <summary>
+/// Right after routing: fixes the request's generation to that of the route it matched (see
+/// <see cref="GatewayFeature.ResolveRoute"/>), before any stage reads the snapshot for route-specific work.
+/// </summary>
+internal sealed class RouteGenerationMiddleware(RequestDelegate next)
+{
+    public Task InvokeAsync(HttpContext context)
+    {
+        context.Features.Get<GatewayFeature>()?.ResolveRoute(context);
+        return next(context);
+    }
+}
