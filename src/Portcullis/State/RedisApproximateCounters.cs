@@ -150,7 +150,7 @@ internal sealed class RedisApproximateCounters : IDisposable
         }
 
         _lastActive = wallNow;
-        if (!_store.TryEnter(out var probe))
+        if (!_store.Breaker.TryEnter(out var probe))
         {
             foreach (var item in batch) Revert(item.Cell);
             return;
@@ -167,16 +167,16 @@ internal sealed class RedisApproximateCounters : IDisposable
         try
         {
             await all.WaitAsync(_store.Options.Timeout, _store.Time).ConfigureAwait(false);
-            _store.Succeeded(probe);
+            _store.Breaker.Succeeded(probe);
         }
         catch (TimeoutException) when (all.IsCompletedSuccessfully)
         {
             // Answered in time; only this continuation ran late (a starved thread pool): not a failure.
-            _store.Succeeded(probe);
+            _store.Breaker.Succeeded(probe);
         }
         catch (Exception ex)
         {
-            _store.Failed(ex, probe);
+            _store.Breaker.Failed(ex, probe);
         }
 
         try
