@@ -1,38 +1,6 @@
-using System.Collections.Frozen;
-using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
-using Microsoft.IdentityModel.Protocols;
-using Microsoft.IdentityModel.Protocols.OpenIdConnect;
-using Microsoft.IdentityModel.Tokens;
 
 namespace Portcullis.Identity;
-
-/// <summary>Where an issuer's keys come from, compiled from its options.</summary>
-internal sealed record IssuerKeySource(string Name, string? Authority, string? JwksUri, string? JwksFile, TimeSpan RefreshInterval, TimeSpan UnknownKidRefreshInterval, TimeSpan StaleFor, TimeSpan Timeout, TimeSpan MinRefreshInterval);
-
-/// <summary>One fetched set of verification keys.</summary>
-internal sealed class IssuerKeySet(FrozenDictionary<string, SecurityKey> byKid, SecurityKey[] all, string? discoveredIssuer, DateTimeOffset fetchedAt)
-{
-    public FrozenDictionary<string, SecurityKey> ByKid { get; } = byKid;
-
-    public SecurityKey[] All { get; } = all;
-
-    public string? DiscoveredIssuer { get; } = discoveredIssuer;
-
-    public DateTimeOffset FetchedAt { get; } = fetchedAt;
-}
-
-internal enum KeyAvailability
-{
-    /// <summary>Keys fetched within the refresh interval (or still inside the stale window).</summary>
-    Available,
-
-    /// <summary>Never fetched yet: the issuer's routes answer 503 until keys arrive.</summary>
-    NotYetLoaded,
-
-    /// <summary>The provider has been unreachable for longer than the stale window: fail closed.</summary>
-    Expired,
-}
 
 /// <summary>
 /// An issuer's discovery document and JWKS, fetched and refreshed in the background. An unknown kid
@@ -43,7 +11,7 @@ internal enum KeyAvailability
 /// </summary>
 internal sealed partial class IssuerKeyCache : IDisposable
 {
-    private readonly HttpClient _http;
+    private readonly IssuerKeyFetcher _fetcher;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
@@ -72,10 +40,10 @@ internal sealed partial class IssuerKeyCache : IDisposable
     public IssuerKeyCache(IssuerKeySource source, HttpClient http, TimeProvider time, ILogger logger, IssuerKeySet? seed = null)
     {
         Source = source;
-        _http = http;
         _time = time;
         _logger = logger;
         _keys = seed;
+        _fetcher = new IssuerKeyFetcher(source, http, time);
         // Armed only once assigned: the first fetch re-arms it (ScheduleNext) and may run before the constructor returns.
         _timer = time.CreateTimer(_ => TriggerRefresh(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         _timer.Change(TimeSpan.Zero, source.RefreshInterval);
@@ -189,7 +157,7 @@ internal sealed partial class IssuerKeyCache : IDisposable
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
             timeout.CancelAfter(Source.Timeout);
-            var (keys, lifetime) = await FetchAsync(timeout.Token).ConfigureAwait(false);
+            var (keys, lifetime) = await _fetcher.FetchAsync(timeout.Token).ConfigureAwait(false);
             // Scheduled before counting, so whoever sees the fetch counted also sees its schedule.
             ScheduleNext(RefreshDelay(lifetime, Source));
             Interlocked.Increment(ref _fetches);
@@ -210,7 +178,7 @@ internal sealed partial class IssuerKeyCache : IDisposable
         {
             Interlocked.Increment(ref _failures);
             var state = _keys is { } kept ? $"serving {kept.All.Length} keys fetched at {kept.FetchedAt:O}" : "no keys yet";
-            if (ex is KeySetRejectedException rejected)
+            if (ex is IssuerKeyFetcher.KeySetRejectedException rejected)
             {
                 _lastError = "key set rejected: " + rejected.Message;
                 if (!_failing) Log.KeySetRejected(_logger, Source.Name, rejected.Message, state);
@@ -322,87 +290,6 @@ internal sealed partial class IssuerKeyCache : IDisposable
         }
     }
 
-    private async Task<(IssuerKeySet Keys, TimeSpan? Lifetime)> FetchAsync(CancellationToken cancellationToken)
-    {
-        string? issuer = null;
-        JsonWebKeySet set;
-        TimeSpan? lifetime = null;
-        if (Source.JwksFile is { } file)
-        {
-            set = new JsonWebKeySet(await File.ReadAllTextAsync(file, cancellationToken).ConfigureAwait(false));
-        }
-        else
-        {
-            var retriever = new IssuerDocumentRetriever(_http);
-            if (Source.Authority is { } authority)
-            {
-                var address = authority.TrimEnd('/') + "/.well-known/openid-configuration";
-                var configuration = await OpenIdConnectConfigurationRetriever.GetAsync(address, retriever, cancellationToken).ConfigureAwait(false);
-                issuer = configuration.Issuer;
-                set = configuration.JsonWebKeySet ?? throw new InvalidOperationException("the discovery document has no jwks_uri keys");
-                lifetime = retriever.LifetimeOf(configuration.JwksUri);
-            }
-            else
-            {
-                set = new JsonWebKeySet(await retriever.GetDocumentAsync(Source.JwksUri!, cancellationToken).ConfigureAwait(false));
-                lifetime = retriever.LifetimeOf(Source.JwksUri);
-            }
-        }
-
-        var byKid = new Dictionary<string, SecurityKey>(StringComparer.Ordinal);
-        var all = new List<SecurityKey>();
-        foreach (var key in set.Keys)
-        {
-            if (!IsUsableSigningKey(key)) continue;
-            all.Add(key);
-            if (!string.IsNullOrEmpty(key.Kid)) byKid.TryAdd(key.Kid, key);
-        }
-
-        // An empty set (`{"keys":[]}`, a provider mid-deploy or a broken proxy) or one with nothing we may
-        // verify with would refuse every token, remembered ones included: a failed fetch, not new keys.
-        if (all.Count == 0)
-        {
-            throw new KeySetRejectedException(set.Keys.Count == 0
-                ? "the key set is empty"
-                : $"none of its {set.Keys.Count} keys is a usable signing key");
-        }
-
-        return (new IssuerKeySet(byKid.ToFrozenDictionary(StringComparer.Ordinal), [.. all], issuer, _time.GetUtcNow()), lifetime);
-    }
-
-    /// <summary>Only asymmetric signature keys of safe size: no `oct`, no `use: enc`, no RSA under 2048 bits.</summary>
-    internal static bool IsUsableSigningKey(JsonWebKey key)
-    {
-        if (!string.IsNullOrEmpty(key.Use) && !string.Equals(key.Use, "sig", StringComparison.Ordinal)) return false;
-        switch (key.Kty)
-        {
-            case JsonWebAlgorithmsKeyTypes.RSA:
-                if (string.IsNullOrEmpty(key.N)) return false;
-                try
-                {
-                    return ModulusBits(Base64UrlEncoder.DecodeBytes(key.N)) >= 2048;
-                }
-                catch (Exception ex) when (ex is FormatException or ArgumentException)
-                {
-                    return false;
-                }
-
-            case JsonWebAlgorithmsKeyTypes.EllipticCurve:
-                return key.Crv is JsonWebKeyECTypes.P256 or JsonWebKeyECTypes.P384 or JsonWebKeyECTypes.P521;
-            default:
-                return false;
-        }
-    }
-
-    /// <summary>The modulus size in bits: leading zero bytes (and bits) do not count, or a 1024-bit key padded
-    /// with zeros to 256 bytes would pass for 2048 bits (RSA libraries ignore the padding and verify with it).</summary>
-    private static int ModulusBits(ReadOnlySpan<byte> modulus)
-    {
-        var first = modulus.IndexOfAnyExcept((byte)0);
-        if (first < 0) return 0;
-        return ((modulus.Length - first - 1) * 8) + (32 - System.Numerics.BitOperations.LeadingZeroCount((uint)modulus[first]));
-    }
-
     public void Dispose()
     {
         // _stopping is cancelled, not disposed: a fetch or retry still running reads its token.
@@ -428,6 +315,4 @@ internal sealed partial class IssuerKeyCache : IDisposable
         public static partial void KeySetRejected(ILogger logger, string issuer, string reason, string state);
     }
 
-    /// <summary>The provider answered, but with a key set that must not replace the keys we have.</summary>
-    private sealed class KeySetRejectedException(string message) : Exception(message);
 }

@@ -88,30 +88,10 @@ internal sealed partial class JwtAuthenticator
             return Invalid(ReasonCodes.JwtMalformed, "The bearer token is not a well-formed JWT.");
         }
 
-        if (jwt.IsEncrypted) return Invalid(ReasonCodes.JwtEncrypted, "Encrypted tokens are not accepted.");
-        if (jwt.TryGetHeaderValue<object>("crit", out _)) return Invalid(ReasonCodes.JwtCritUnsupported, "The token requires extensions this gateway does not support.");
-        if (StructureProblem(jwt) is { } problem)
-        {
-            return Invalid(problem, problem == ReasonCodes.JwtMalformed ? "The bearer token is not a well-formed JWT." : "The bearer token's exp, nbf or iat is not a number.");
-        }
+        if (CheckHeader(jwt) is { } refused) return refused;
 
-        CompiledIssuer? issuer = null;
-        IssuerKeyCache? cache = null;
-        IssuerKeySet? keys = null; // read once: the issuer was matched against exactly these keys' discovery
         var iss = jwt.Issuer;
-        foreach (var candidate in auth.Issuers)
-        {
-            var candidateCache = _issuers.Get(candidate.Name);
-            var candidateKeys = candidateCache?.Keys;
-            if (candidate.Matches(iss, candidateKeys))
-            {
-                issuer = candidate;
-                cache = candidateCache;
-                keys = candidateKeys;
-                break;
-            }
-        }
-
+        var (issuer, cache, keys) = MatchIssuer(auth, iss);
         if (issuer is null || (cache is null && issuer.SharedKey is null))
         {
             return Invalid(ReasonCodes.JwtIssuer, "The token's issuer is not accepted here.");
@@ -139,59 +119,65 @@ internal sealed partial class JwtAuthenticator
             if (keys is null || !issuer.Matches(iss, keys)) return Invalid(ReasonCodes.JwtIssuer, "The token's issuer is not accepted here.");
         }
 
-        // A key that declares its `alg` verifies only that algorithm (RFC 7517 §4.4): a PS256 token is not
-        // checked with an RS256 key. Called per key tried; IdentityModel then reports "no key verified it", so
-        // the flags keep the reason (an unlisted algorithm, or one the key does not declare).
-        var algorithmUnlisted = false;
-        var algorithmMismatch = false;
-
-        var parameters = new TokenValidationParameters
-        {
-            ValidateIssuer = false, // matched above against the configured or discovered issuer
-            ValidAudiences = issuer.Audiences,
-            ValidateAudience = issuer.Audiences.Length > 0,
-            ValidAlgorithms = issuer.Algorithms,
-            AlgorithmValidator = (algorithm, key, _, _) =>
-            {
-                if (Array.IndexOf(issuer.Algorithms, algorithm) < 0)
-                {
-                    algorithmUnlisted = true;
-                    return false;
-                }
-                if (key is JsonWebKey { Alg: { Length: > 0 } declared } && !string.Equals(declared, algorithm, StringComparison.Ordinal))
-                {
-                    algorithmMismatch = true;
-                    return false;
-                }
-
-                return true;
-            },
-            ClockSkew = issuer.ClockSkew,
-            RequireExpirationTime = Array.IndexOf(issuer.RequiredClaims, "exp") >= 0,
-            RequireSignedTokens = true,
-            ValidTypes = issuer.RequireAccessTokenType ? AccessTokenTypes : null,
-            IssuerSigningKeyResolver = (_, _, keyId, _) => ResolveKeys(issuer, keys, keyId),
-            LifetimeValidator = (notBefore, expires, _, p) => ValidateLifetime(notBefore, expires, p),
-        };
-
-        var result = await _handler.ValidateTokenAsync(jwt, parameters).ConfigureAwait(false);
+        var algorithms = new AlgorithmCheck(issuer.Algorithms);
+        var result = await _handler.ValidateTokenAsync(jwt, Parameters(issuer, keys, algorithms)).ConfigureAwait(false);
         if (!result.IsValid)
         {
-            var reason = Reason(result.Exception);
-
-            // An unknown kid never gets here (refused above). IdentityModel reports "no key verified it" as
-            // key-not-found when the token has no kid (every key is tried) or the issuer's shared secret has
-            // none to match: either way it is a bad signature.
-            if (reason == ReasonCodes.JwtUnknownKid) reason = ReasonCodes.JwtSignature;
-            if (reason == ReasonCodes.JwtSignature || reason == ReasonCodes.JwtAlgorithm)
-            {
-                if (algorithmUnlisted) reason = ReasonCodes.JwtAlgorithm;
-                else if (algorithmMismatch) reason = ReasonCodes.JwtAlgMismatch;
-            }
+            var reason = algorithms.Refine(Reason(result.Exception));
             Log.Rejected(_logger, issuer.Name, reason);
             return Invalid(reason, "The bearer token is not valid.");
         }
 
+        if (CheckClaims(issuer, jwt) is { } missing) return missing;
+        var identity = BuildIdentity(issuer, jwt);
+        _validated.AddOrUpdate(hash, new Validated(identity, issuer, string.IsNullOrEmpty(kid) ? null : kid));
+        return AuthDecision.Allow(identity, ReasonCodes.JwtValid);
+    }
+
+    /// <summary>Refusals decided by the token's shape alone, before any issuer or key is looked at.</summary>
+    private static AuthDecision? CheckHeader(JsonWebToken jwt)
+    {
+        if (jwt.IsEncrypted) return Invalid(ReasonCodes.JwtEncrypted, "Encrypted tokens are not accepted.");
+        if (jwt.TryGetHeaderValue<object>("crit", out _)) return Invalid(ReasonCodes.JwtCritUnsupported, "The token requires extensions this gateway does not support.");
+        if (StructureProblem(jwt) is { } problem)
+        {
+            return Invalid(problem, problem == ReasonCodes.JwtMalformed ? "The bearer token is not a well-formed JWT." : "The bearer token's exp, nbf or iat is not a number.");
+        }
+
+        return null;
+    }
+
+    /// <summary>The route's first issuer that accepts <paramref name="iss"/>, with the keys it was matched against (read once).</summary>
+    private (CompiledIssuer? Issuer, IssuerKeyCache? Cache, IssuerKeySet? Keys) MatchIssuer(CompiledRouteAuth auth, string iss)
+    {
+        foreach (var candidate in auth.Issuers)
+        {
+            var candidateCache = _issuers.Get(candidate.Name);
+            var candidateKeys = candidateCache?.Keys;
+            if (candidate.Matches(iss, candidateKeys)) return (candidate, candidateCache, candidateKeys);
+        }
+
+        return (null, null, null);
+    }
+
+    private TokenValidationParameters Parameters(CompiledIssuer issuer, IssuerKeySet? keys, AlgorithmCheck algorithms) => new()
+    {
+        ValidateIssuer = false, // matched above against the configured or discovered issuer
+        ValidAudiences = issuer.Audiences,
+        ValidateAudience = issuer.Audiences.Length > 0,
+        ValidAlgorithms = issuer.Algorithms,
+        AlgorithmValidator = (algorithm, key, _, _) => algorithms.Validate(algorithm, key),
+        ClockSkew = issuer.ClockSkew,
+        RequireExpirationTime = Array.IndexOf(issuer.RequiredClaims, "exp") >= 0,
+        RequireSignedTokens = true,
+        ValidTypes = issuer.RequireAccessTokenType ? AccessTokenTypes : null,
+        IssuerSigningKeyResolver = (_, _, keyId, _) => ResolveKeys(issuer, keys, keyId),
+        LifetimeValidator = (notBefore, expires, _, p) => ValidateLifetime(notBefore, expires, p),
+    };
+
+    /// <summary>Required claims present and not issued in the future; null when the token passes.</summary>
+    private AuthDecision? CheckClaims(CompiledIssuer issuer, JsonWebToken jwt)
+    {
         foreach (var claim in issuer.RequiredClaims)
         {
             if (!jwt.TryGetPayloadValue<object>(claim, out _)) return Invalid(ReasonCodes.JwtMissingClaim, "The bearer token lacks a required claim.");
@@ -205,9 +191,51 @@ internal sealed partial class JwtAuthenticator
             return Invalid(ReasonCodes.JwtIatFuture, "The bearer token was issued in the future.");
         }
 
-        var identity = BuildIdentity(issuer, jwt);
-        _validated.AddOrUpdate(hash, new Validated(identity, issuer, string.IsNullOrEmpty(kid) ? null : kid));
-        return AuthDecision.Allow(identity, ReasonCodes.JwtValid);
+        return null;
+    }
+
+    /// <summary>
+    /// A key that declares its `alg` verifies only that algorithm (RFC 7517 §4.4): a PS256 token is not
+    /// checked with an RS256 key. Called per key tried; IdentityModel then reports "no key verified it", so
+    /// the flags keep the reason (an unlisted algorithm, or one the key does not declare).
+    /// </summary>
+    private sealed class AlgorithmCheck(string[] algorithms)
+    {
+        private bool _unlisted;
+        private bool _mismatch;
+
+        public bool Validate(string algorithm, SecurityKey key)
+        {
+            if (Array.IndexOf(algorithms, algorithm) < 0)
+            {
+                _unlisted = true;
+                return false;
+            }
+
+            if (key is JsonWebKey { Alg: { Length: > 0 } declared } && !string.Equals(declared, algorithm, StringComparison.Ordinal))
+            {
+                _mismatch = true;
+                return false;
+            }
+
+            return true;
+        }
+
+        /// <summary>The refusal's reason, with what the algorithm checks saw.</summary>
+        public ReasonCode Refine(ReasonCode reason)
+        {
+            // An unknown kid never gets here (refused before validation). IdentityModel reports "no key verified it" as
+            // key-not-found when the token has no kid (every key is tried) or the issuer's shared secret has
+            // none to match: either way it is a bad signature.
+            if (reason == ReasonCodes.JwtUnknownKid) reason = ReasonCodes.JwtSignature;
+            if (reason == ReasonCodes.JwtSignature || reason == ReasonCodes.JwtAlgorithm)
+            {
+                if (_unlisted) reason = ReasonCodes.JwtAlgorithm;
+                else if (_mismatch) reason = ReasonCodes.JwtAlgMismatch;
+            }
+
+            return reason;
+        }
     }
 
     // Lifetime against our TimeProvider, so tests control time.

@@ -26,6 +26,9 @@ internal sealed class ChunkExtensionGuard : PipeReader, IDuplexPipe
     // Kestrel's own maximum chunk size is 7FFFFFFF: more digits are its to refuse (and would overflow here).
     private const int MaxSizeDigits = 8;
 
+    // Built once: the refusal names the configured limit, which never changes at run time.
+    private static readonly string TooLongDetail = $"A chunk extension is longer than {MaxExtensionLength} bytes.";
+
     private readonly IDuplexPipe _transport;
     private ChunkScanner _scanner;
     private bool _armed;
@@ -121,7 +124,7 @@ internal sealed class ChunkExtensionGuard : PipeReader, IDuplexPipe
                     // Nothing of this buffer reaches Kestrel: hand it back unread, then fail the body read.
                     _buffer = default;
                     _transport.Input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
-                    throw new BadHttpRequestException($"A chunk extension is longer than {MaxExtensionLength} bytes.", StatusCodes.Status400BadRequest);
+                    throw new BadHttpRequestException(TooLongDetail, StatusCodes.Status400BadRequest);
                 case ChunkScan.Done:
                     _armed = false;
                     _scannedAhead = 0; // the body ended (or its framing is Kestrel's to refuse); what follows is not ours
@@ -170,38 +173,13 @@ internal sealed class ChunkExtensionGuard : PipeReader, IDuplexPipe
                 switch (_state)
                 {
                     case State.Size:
-                        var digit = HexValue(b);
-                        if (digit >= 0 && _digits < MaxSizeDigits)
-                        {
-                            _size = (_size << 4) | (uint)digit;
-                            _digits++;
-                        }
-                        else if (_digits > 0 && b is (byte)';' or (byte)' ' or (byte)'\t')
-                        {
-                            _state = State.Extension;
-                            _extension = 1;
-                        }
-                        else if (_digits > 0 && b == '\r')
-                        {
-                            _state = State.SizeLf;
-                        }
-                        else
-                        {
-                            return ChunkScan.Done;
-                        }
-
+                        if (!ScanSize(b)) return ChunkScan.Done;
                         i++;
                         break;
                     case State.Extension:
-                        // Kestrel ends an extension at the first CR or LF; a bare LF is its to refuse.
-                        var end = bytes[i..].IndexOfAny((byte)'\r', (byte)'\n');
-                        var length = end < 0 ? bytes.Length - i : end;
-                        _extension += length;
-                        if (_extension > MaxExtensionLength) return ChunkScan.TooLong;
-                        if (end < 0) return ChunkScan.More;
-                        if (bytes[i + end] == '\n') return ChunkScan.Done;
-                        _state = State.SizeLf;
-                        i += end + 1;
+                        if (ScanExtension(bytes[i..]) is not { } used) return _extension > MaxExtensionLength ? ChunkScan.TooLong : ChunkScan.More;
+                        if (used < 0) return ChunkScan.Done;
+                        i += used;
                         break;
                     case State.SizeLf:
                         if (b != '\n') return ChunkScan.Done;
@@ -246,6 +224,47 @@ internal sealed class ChunkExtensionGuard : PipeReader, IDuplexPipe
             }
 
             return ChunkScan.More;
+        }
+
+        /// <summary>One byte of a chunk-size line; false when the framing is not ours to follow (Kestrel decides).</summary>
+        private bool ScanSize(byte b)
+        {
+            var digit = HexValue(b);
+            if (digit >= 0 && _digits < MaxSizeDigits)
+            {
+                _size = (_size << 4) | (uint)digit;
+                _digits++;
+            }
+            else if (_digits > 0 && b is (byte)';' or (byte)' ' or (byte)'\t')
+            {
+                _state = State.Extension;
+                _extension = 1;
+            }
+            else if (_digits > 0 && b == '\r')
+            {
+                _state = State.SizeLf;
+            }
+            else
+            {
+                return false;
+            }
+
+            return true;
+        }
+
+        /// <summary>
+        /// Counts extension bytes up to the line end: the bytes used (through the CR), -1 at a bare LF (Kestrel's
+        /// to refuse), or null when the extension goes on past <paramref name="rest"/> or is already too long.
+        /// </summary>
+        private int? ScanExtension(ReadOnlySpan<byte> rest)
+        {
+            // Kestrel ends an extension at the first CR or LF; a bare LF is its to refuse.
+            var end = rest.IndexOfAny((byte)'\r', (byte)'\n');
+            _extension += end < 0 ? rest.Length : end;
+            if (_extension > MaxExtensionLength || end < 0) return null;
+            if (rest[end] == '\n') return -1;
+            _state = State.SizeLf;
+            return end + 1;
         }
 
         private static int HexValue(byte b) => b switch

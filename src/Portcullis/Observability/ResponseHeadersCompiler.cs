@@ -18,8 +18,6 @@ internal static class ResponseHeadersCompiler
             ok = false;
         }
 
-        static bool ValidName(string name) => !string.IsNullOrWhiteSpace(name) && name.All(c => c > ' ' && c < 127 && c != ':');
-
         void CheckNames(IReadOnlyList<string> names, string listPath)
         {
             for (var i = 0; i < names.Count; i++)
@@ -41,42 +39,8 @@ internal static class ResponseHeadersCompiler
         var rules = new List<CompiledResponseHeaderRule>();
         for (var i = 0; i < options.RuleList.Count; i++)
         {
-            var rule = options.RuleList[i];
-            var rulePath = $"{path}.rules[{i}]";
-            if (!ValidName(rule.Header))
-            {
-                Fail(context.Loaded.Locations.Has(rulePath + ".header") ? rulePath + ".header" : rulePath,
-                    string.IsNullOrWhiteSpace(rule.Header) ? "rule header name is empty" : $"'{rule.Header}' is not a valid header name", "e.g. header: Cache-Control");
-                continue;
-            }
-
-            if ((rule.Regex is null) == (rule.OneOf is null))
-            {
-                Fail(rulePath, $"rule for '{rule.Header}' needs exactly one of regex or oneOf", "e.g. { header: Cache-Control, regex: no-store }");
-                continue;
-            }
-
-            if (rule.OneOf is { Count: 0 })
-            {
-                Fail(rulePath + ".oneOf", "oneOf lists no values", "e.g. oneOf: [application/json]");
-                continue;
-            }
-
-            Regex? regex = null;
-            if (rule.Regex is { } pattern)
-            {
-                try
-                {
-                    regex = new Regex(pattern, RegexOptions.CultureInvariant, ResponseHeaderRegexTimeout);
-                }
-                catch (ArgumentException e)
-                {
-                    Fail(rulePath + ".regex", $"regex '{pattern}' is not valid: {e.Message}", "a .NET regular expression, e.g. no-store");
-                    continue;
-                }
-            }
-
-            rules.Add(new CompiledResponseHeaderRule { Header = rule.Header, Regex = regex, OneOf = rule.OneOf?.ToArray() });
+            if (CompileRule(context, options.RuleList[i], $"{path}.rules[{i}]") is { } compiled) rules.Add(compiled);
+            else ok = false;
         }
 
         if (!ok) return null;
@@ -87,5 +51,46 @@ internal static class ResponseHeadersCompiler
             Rules = [.. rules],
             Action = options.Action,
         };
+    }
+
+    private static bool ValidName(string name) => !string.IsNullOrWhiteSpace(name) && name.All(c => c > ' ' && c < 127 && c != ':');
+
+    /// <summary>One header rule: a valid name and exactly one of a valid regex or a non-empty oneOf; null (reported) otherwise.</summary>
+    private static CompiledResponseHeaderRule? CompileRule(CompileContext context, ResponseHeaderRuleOptions rule, string rulePath)
+    {
+        if (!ValidName(rule.Header))
+        {
+            context.Error(context.Loaded.Locations.Has(rulePath + ".header") ? rulePath + ".header" : rulePath,
+                string.IsNullOrWhiteSpace(rule.Header) ? "rule header name is empty" : $"'{rule.Header}' is not a valid header name", "e.g. header: Cache-Control");
+            return null;
+        }
+
+        if ((rule.Regex is null) == (rule.OneOf is null))
+        {
+            context.Error(rulePath, $"rule for '{rule.Header}' needs exactly one of regex or oneOf", "e.g. { header: Cache-Control, regex: no-store }");
+            return null;
+        }
+
+        if (rule.OneOf is { Count: 0 })
+        {
+            context.Error(rulePath + ".oneOf", "oneOf lists no values", "e.g. oneOf: [application/json]");
+            return null;
+        }
+
+        Regex? regex = null;
+        if (rule.Regex is { } pattern)
+        {
+            try
+            {
+                regex = new Regex(pattern, RegexOptions.CultureInvariant, ResponseHeaderRegexTimeout);
+            }
+            catch (ArgumentException e)
+            {
+                context.Error(rulePath + ".regex", $"regex '{pattern}' is not valid: {e.Message}", "a .NET regular expression, e.g. no-store");
+                return null;
+            }
+        }
+
+        return new CompiledResponseHeaderRule { Header = rule.Header, Regex = regex, OneOf = rule.OneOf?.ToArray() };
     }
 }

@@ -127,20 +127,7 @@ internal sealed class RedisApproximateCounters : IDisposable
 
     private async Task SyncAsync()
     {
-        var now = NowMicros();
-        var batch = new List<(Cell Cell, RedisKey Key, RedisValue[] Args)>();
-        foreach (var (key, cell) in _cells)
-        {
-            lock (cell.Gate)
-            {
-                if (cell.Pending.IsEmpty && now - cell.LastUsed > _refreshMicros) continue;
-                cell.Inflight = cell.Pending;
-                cell.Pending = default;
-                var sent = cell.Inflight;
-                batch.Add((cell, _store.RateKey(_policy, key, "sw"), [_per, _ttlMillis, sent.Window1, sent.Count1, sent.Window2, sent.Count2]));
-            }
-        }
-
+        var batch = TakePending(NowMicros());
         var wallNow = _store.Time.GetUtcNow();
         if (batch.Count == 0)
         {
@@ -150,7 +137,7 @@ internal sealed class RedisApproximateCounters : IDisposable
         }
 
         _lastActive = wallNow;
-        if (!_store.TryEnter(out var probe))
+        if (!_store.Breaker.TryEnter(out var probe))
         {
             foreach (var item in batch) Revert(item.Cell);
             return;
@@ -167,16 +154,16 @@ internal sealed class RedisApproximateCounters : IDisposable
         try
         {
             await all.WaitAsync(_store.Options.Timeout, _store.Time).ConfigureAwait(false);
-            _store.Succeeded(probe);
+            _store.Breaker.Succeeded(probe);
         }
         catch (TimeoutException) when (all.IsCompletedSuccessfully)
         {
             // Answered in time; only this continuation ran late (a starved thread pool): not a failure.
-            _store.Succeeded(probe);
+            _store.Breaker.Succeeded(probe);
         }
         catch (Exception ex)
         {
-            _store.Failed(ex, probe);
+            _store.Breaker.Failed(ex, probe);
         }
 
         try
@@ -190,6 +177,31 @@ internal sealed class RedisApproximateCounters : IDisposable
             // Inspected one by one below.
         }
 
+        Apply(batch, tasks);
+    }
+
+    /// <summary>Moves every cell's pending counts in flight, with the script arguments that send them; idle cells only when due a refresh.</summary>
+    private List<(Cell Cell, RedisKey Key, RedisValue[] Args)> TakePending(long now)
+    {
+        var batch = new List<(Cell Cell, RedisKey Key, RedisValue[] Args)>();
+        foreach (var (key, cell) in _cells)
+        {
+            lock (cell.Gate)
+            {
+                if (cell.Pending.IsEmpty && now - cell.LastUsed > _refreshMicros) continue;
+                cell.Inflight = cell.Pending;
+                cell.Pending = default;
+                var sent = cell.Inflight;
+                batch.Add((cell, _store.RateKey(_policy, key, "sw"), [_per, _ttlMillis, sent.Window1, sent.Count1, sent.Window2, sent.Count2]));
+            }
+        }
+
+        return batch;
+    }
+
+    /// <summary>Takes the global counts from the answers; counts whose call failed go back to pending, unanswered ones are dropped.</summary>
+    private void Apply(List<(Cell Cell, RedisKey Key, RedisValue[] Args)> batch, Task<RedisResult>[] tasks)
+    {
         var offsetTaken = false;
         for (var i = 0; i < tasks.Length; i++)
         {

@@ -1,6 +1,4 @@
 using System.Collections.Concurrent;
-using System.Security.Cryptography;
-using System.Text;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
 using Portcullis.Traffic;
@@ -26,47 +24,36 @@ namespace Portcullis.State;
 /// </remarks>
 internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposable
 {
-    /// <summary>Key values longer than this are replaced by their SHA-256, to bound key size.</summary>
-    internal const int MaxKeyLength = 128;
-
-    private const string HashedMarker = "sha256:";
-    private const string ConnectingError = "not connected yet";
-
     private readonly TimeProvider _time;
     private readonly ILogger<RedisCounterStore> _logger;
-    private readonly string? _password;
-    private readonly Lock _stateLock = new();
     private readonly ConcurrentDictionary<string, RedisApproximateCounters> _approximate = new(StringComparer.Ordinal);
-    private readonly FailureWindow _failures;
+    private readonly RedisCircuitBreaker _breaker;
     private ITimer? _healthTimer;
     private ConnectionMultiplexer? _connection;
     private IDatabase? _database;
-    private StoreHealth _health;
-    private long _openUntilTicks;
-    private int _probing;
     private int _healthChecking;
     private int _disposed;
-    private int _closed;
 
     public RedisCounterStore(RedisStoreOptions options, TimeProvider time, ILogger<RedisCounterStore> logger, BreakerPolicy? breaker = null)
     {
         Options = options;
         _time = time;
         _logger = logger;
-        _failures = new FailureWindow(time, breaker ?? BreakerPolicy.Ratio50);
-        _health = new StoreHealth("redis", StoreState.Down, time.GetUtcNow(), ConnectingError);
+        var policy = breaker ?? BreakerPolicy.Ratio50;
         ConfigurationOptions? configuration = null;
+        string? invalid = null;
         try
         {
-            configuration = Configure(options, breaker ?? BreakerPolicy.Ratio50);
-            _password = configuration.Password;
+            configuration = Configure(options, policy);
         }
         catch (Exception ex) when (ex is ArgumentException or FormatException or NotSupportedException)
         {
             // The message may quote the offending option (a password, say): say only what kind of problem it is.
-            _health = _health with { LastError = "invalid connection string" };
-            Log.InvalidConnection(_logger, ex.GetType().Name);
+            invalid = ex.GetType().Name;
         }
+
+        _breaker = new RedisCircuitBreaker(options, time, logger, policy, configuration?.Password, invalid is null ? null : "invalid connection string");
+        if (invalid is not null) Log.InvalidConnection(_logger, invalid);
 
         // Never block the constructor (it runs while a snapshot is built) on a network round trip.
         if (configuration is not null) _ = Task.Run(() => ConnectAsync(configuration));
@@ -75,7 +62,10 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     public RedisStoreOptions Options { get; }
 
     /// <summary>Up or Down, since when, and the last error (never the connection string or password).</summary>
-    public StoreHealth Health => Volatile.Read(ref _health);
+    public StoreHealth Health => _breaker.Health;
+
+    /// <summary>The circuit breaker every Redis call goes through (the approximate counters' syncs too).</summary>
+    internal RedisCircuitBreaker Breaker => _breaker;
 
     /// <summary>Redis server time minus this machine's clock (µs), learned by approximate-mode syncs.</summary>
     internal long ClockOffsetMicros;
@@ -115,7 +105,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
             // A restored connection may mean Redis is back: check now rather than at the next probe time.
             connection.ConnectionRestored += (_, _) =>
             {
-                Interlocked.Exchange(ref _openUntilTicks, 0);
+                _breaker.ProbeNow();
                 _ = CheckHealthAsync();
             };
             Volatile.Write(ref _database, connection.GetDatabase());
@@ -134,7 +124,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         catch (Exception ex)
         {
             // AbortOnConnectFail=false makes this rare (a bad endpoint name, say); nothing would retry it.
-            Failed(ex, probe: false);
+            _breaker.Failed(ex, probe: false);
         }
     }
 
@@ -244,7 +234,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     internal async ValueTask<(bool Ok, T Value)> RunAsync<T, TState>(Func<IDatabase, TState, Task<T>> call, TState state, CancellationToken cancellationToken)
     {
         var database = Volatile.Read(ref _database);
-        if (database is null || !TryEnter(out var probe)) return default;
+        if (database is null || !_breaker.TryEnter(out var probe)) return default;
         Task<T>? task = null;
         try
         {
@@ -261,17 +251,17 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
                 result = task.Result;
             }
 
-            Succeeded(probe);
+            _breaker.Succeeded(probe);
             return (true, result);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             // The caller went away: that says nothing about Redis.
-            if (probe) Volatile.Write(ref _probing, 0);
+            if (probe) _breaker.ReleaseProbe();
             Observe(task);
             return default;
         }
-        catch (TimeoutException ex) when (ex.GetType() == typeof(TimeoutException) && task is not null && !probe && _failures.Policy.Grace > TimeSpan.Zero)
+        catch (TimeoutException ex) when (ex.GetType() == typeof(TimeoutException) && task is not null && !probe && _breaker.Grace > TimeSpan.Zero)
         {
             // The caller applies onStoreFailure now; whether Redis failed is decided by whether the answer
             // still comes within the grace (a busy machine), so late answers do not trip the breaker.
@@ -280,7 +270,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         }
         catch (Exception ex)
         {
-            Failed(ex, probe);
+            _breaker.Failed(ex, probe);
             Observe(task);
             return default;
         }
@@ -290,12 +280,12 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     {
         try
         {
-            await task.WaitAsync(_failures.Policy.Grace, _time).ConfigureAwait(false);
-            _failures.Record(failed: false);
+            await task.WaitAsync(_breaker.Grace, _time).ConfigureAwait(false);
+            _breaker.Succeeded(probe: false);
         }
         catch (Exception ex)
         {
-            Failed(ex is TimeoutException && ex.GetType() == typeof(TimeoutException) ? timeout : ex, probe: false);
+            _breaker.Failed(ex is TimeoutException && ex.GetType() == typeof(TimeoutException) ? timeout : ex, probe: false);
             Observe(task);
         }
     }
@@ -304,113 +294,17 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     private static void Observe(Task? task) =>
         task?.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
-    /// <summary>Whether a call may go to Redis now; <paramref name="probe"/> is set for the one call let through an open circuit.</summary>
-    internal bool TryEnter(out bool probe)
-    {
-        probe = false;
-        if (Volatile.Read(ref _closed) != 0) return false;
-        if (Volatile.Read(ref _health).State == StoreState.Up) return true;
-        if (_time.GetUtcNow().UtcTicks < Interlocked.Read(ref _openUntilTicks)) return false;
-        if (Interlocked.CompareExchange(ref _probing, 1, 0) != 0) return false;
-        probe = true;
-        return true;
-    }
-
-    internal void Succeeded(bool probe)
-    {
-        if (!probe)
-        {
-            _failures.Record(failed: false);
-            return;
-        }
-
-        lock (_stateLock)
-        {
-            var health = _health;
-            if (health.State != StoreState.Up)
-            {
-                _failures.Reset();
-                var now = _time.GetUtcNow();
-                Volatile.Write(ref _health, new StoreHealth("redis", StoreState.Up, now, null));
-                if (health.LastError == ConnectingError) Log.Connected(_logger);
-                else Log.Recovered(_logger, now - health.Since);
-            }
-        }
-
-        Volatile.Write(ref _probing, 0);
-    }
-
-    internal void Failed(Exception exception, bool probe)
-    {
-        var error = Describe(exception);
-        _failures.Record(failed: true);
-        lock (_stateLock)
-        {
-            var now = _time.GetUtcNow();
-            var health = _health;
-            if (health.State == StoreState.Up && !probe && !_failures.ShouldOpen())
-            {
-                // Below the breaker's threshold: the caller applies onStoreFailure, the circuit stays closed.
-                return;
-            }
-
-            Interlocked.Exchange(ref _openUntilTicks, (now + Options.RetryAfter).UtcTicks);
-            // The first failure to connect is a state change too (from "connecting"), so it is logged.
-            if (health.State == StoreState.Up || health.LastError == ConnectingError)
-            {
-                Volatile.Write(ref _health, new StoreHealth("redis", StoreState.Down, now, error));
-                Log.Unavailable(_logger, error, Options.RetryAfter);
-            }
-            else if (health.LastError != error)
-            {
-                // Still down, for a new reason: visible in Health, not logged again (one line per state change).
-                Volatile.Write(ref _health, health with { LastError = error });
-            }
-        }
-
-        if (probe) Volatile.Write(ref _probing, 0);
-    }
-
-    // A short, secret-free description: the library's messages carry endpoints and counters, never the
-    // password, but it is removed anyway in case a server echoes it in an error.
-    private string Describe(Exception exception)
-    {
-        var text = exception switch
-        {
-            TimeoutException when exception.GetType() == typeof(TimeoutException) => $"no answer within {Options.Timeout.TotalMilliseconds:0} ms",
-            RedisConnectionException connection => $"{connection.FailureType}: {FirstClause(connection.Message)}",
-            _ => $"{exception.GetType().Name}: {FirstClause(exception.Message)}",
-        };
-        if (!string.IsNullOrEmpty(_password)) text = text.Replace(_password, "***", StringComparison.Ordinal);
-        return text;
-
-        static string FirstClause(string message)
-        {
-            var end = message.IndexOfAny([';', '\n']);
-            if (end > 0) message = message[..end];
-            return message.Length > 200 ? message[..200] : message;
-        }
-    }
-
     /// <summary>
     /// <c>{prefix}rl:{policy␟key}:{kind}</c>. The hash tag keeps everything of one policy and key in one
     /// Redis Cluster slot; the kind keeps GCRA strings and sliding-window hashes apart when a policy's
     /// algorithm changes.
     /// </summary>
     internal RedisKey RateKey(CompiledRateLimit policy, string key, string kind) =>
-        string.Concat(Options.KeyPrefix, "rl:{", policy.Name, "\u001f", BoundedKey(key), "}:", kind);
+        string.Concat(Options.KeyPrefix, "rl:{", policy.Name, "\u001f", RedisKeys.Bounded(key), "}:", kind);
 
     /// <summary><c>{prefix}q:{quota␟key}:{window id}</c>, e.g. portcullis:q:{daily␟alice}:2025-01-31.</summary>
     internal RedisKey QuotaKey(CompiledQuota quota, string key, QuotaWindow window) =>
-        string.Concat(Options.KeyPrefix, "q:{", quota.Name, "\u001f", BoundedKey(key), "}:", window.Id);
-
-    // Long key values (a header, a claim) are hashed so keys stay small; values that look like a hash are
-    // hashed too, so nobody can send the hashed form of someone else's long key and share its counter.
-    internal static string BoundedKey(string key)
-    {
-        if (key.Length <= MaxKeyLength && !key.StartsWith(HashedMarker, StringComparison.Ordinal)) return key;
-        return HashedMarker + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
-    }
+        string.Concat(Options.KeyPrefix, "q:{", quota.Name, "\u001f", RedisKeys.Bounded(key), "}:", window.Id);
 
     internal static long PerMicros(CompiledRateLimit policy) => Math.Max(1, policy.Per.Ticks / 10);
 
@@ -456,7 +350,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         }
 
         _approximate.Clear();
-        Volatile.Write(ref _closed, 1);
+        _breaker.Close();
         // A connect still in progress (Redis unreachable) is not waited for: it closes its own result.
         await CloseConnectionAsync().ConfigureAwait(false);
     }
@@ -479,15 +373,6 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
 
     private static partial class Log
     {
-        [LoggerMessage(5201, LogLevel.Information, "Redis store connected")]
-        public static partial void Connected(ILogger logger);
-
-        [LoggerMessage(5202, LogLevel.Warning, "Redis store unavailable ({Error}); policies apply onStoreFailure, and Redis is probed again every {RetryAfter}")]
-        public static partial void Unavailable(ILogger logger, string error, TimeSpan retryAfter);
-
-        [LoggerMessage(5203, LogLevel.Information, "Redis store recovered after {Downtime}")]
-        public static partial void Recovered(ILogger logger, TimeSpan downtime);
-
         [LoggerMessage(5204, LogLevel.Error, "Redis store connection string is invalid ({Problem}); Redis-backed policies apply onStoreFailure")]
         public static partial void InvalidConnection(ILogger logger, string problem);
     }

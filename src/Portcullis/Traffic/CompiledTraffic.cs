@@ -78,6 +78,15 @@ internal sealed class CompiledRateLimit
     /// <summary>This policy's item of the RateLimit-Policy header, e.g. "per-consumer";q=100;w=1.</summary>
     public string PolicyHeaderItem => _policyHeaderItem ??= string.Create(CultureInfo.InvariantCulture, $"\"{Name}\";q={Limit};w={Math.Max(1, (long)Math.Ceiling(Per.TotalSeconds))}");
 
+    private string? _unavailableDetail;
+    private string? _limitedDetailPrefix;
+
+    /// <summary>The refusal text when a fail-closed store cannot answer; built once per compiled policy, not per request.</summary>
+    public string UnavailableDetail => _unavailableDetail ??= $"Rate limit '{Name}' cannot be checked right now.";
+
+    /// <summary>The refusal text up to its retry time, e.g. "Rate limit 'x' allows 100 requests per 1m; ".</summary>
+    public string LimitedDetailPrefix => _limitedDetailPrefix ??= $"Rate limit '{Name}' allows {Limit} requests per {DurationFormat.Format(Per)}; ";
+
     /// <summary>In-process counters, bound to this policy by the local store (survives reloads with equal settings).</summary>
     internal State.LocalRateCounters? LocalCounters { get; set; }
 }
@@ -121,6 +130,15 @@ internal sealed class CompiledQuota
     public string PolicyHeaderItem(QuotaWindow window) => string.Create(CultureInfo.InvariantCulture, $"\"{Name}\";q={Limit};w={(long)Math.Ceiling((window.End - window.Start).TotalSeconds)}");
 
     internal State.LocalQuotaCounters? LocalCounters { get; set; }
+
+    private string? _unavailableDetail;
+    private string? _limitedDetailPrefix;
+
+    /// <summary>The refusal text when a fail-closed store cannot answer; built once per compiled quota, not per request.</summary>
+    public string UnavailableDetail => _unavailableDetail ??= $"Quota '{Name}' cannot be checked right now.";
+
+    /// <summary>The refusal text up to its renewal time, e.g. "Quota 'x' allows 1000 requests per day; ".</summary>
+    public string LimitedDetailPrefix => _limitedDetailPrefix ??= $"Quota '{Name}' allows {Limit} requests per {Period.ToString().ToLowerInvariant()}; ";
 
     /// <summary>The calendar period containing <paramref name="now"/> in the quota's time zone.</summary>
     public QuotaWindow WindowAt(DateTimeOffset now)

@@ -15,6 +15,10 @@ internal sealed class ConcurrencyGate
     {
         Scope = scope;
         Options = options;
+        RetryAfterSeconds = TrafficMiddleware.Seconds(options.RetryAfter);
+        // Compiled with the gate: the refusal depends only on its settings ("This route serves at most ...").
+        var kind = scope.StartsWith("cluster:", StringComparison.Ordinal) ? "cluster" : "route";
+        RefusalDetail = $"This {kind} serves at most {options.Max} requests at once; retry after {RetryAfterSeconds} s.";
         Limiter = new ConcurrencyLimiter(new ConcurrencyLimiterOptions
         {
             PermitLimit = options.Max,
@@ -27,6 +31,12 @@ internal sealed class ConcurrencyGate
     public string Scope { get; }
 
     public ConcurrencyOptions Options { get; }
+
+    /// <summary>The Retry-After value of a refusal, in whole seconds.</summary>
+    public string RetryAfterSeconds { get; }
+
+    /// <summary>The problem detail of a refusal.</summary>
+    public string RefusalDetail { get; }
 
     public ConcurrencyLimiter Limiter { get; private set; }
 

@@ -46,7 +46,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                 else if (decision.Outcome == RateOutcome.Allowed) stores.Fallback.Rate(policy.Share, key);
             }
             var check = new Check(TrafficCodes.RateLimit, policy.Name, policy.OnStoreFailure, policy.PolicyHeaderItem, policy.Headers,
-                "Too many requests", policy.Limit, DurationFormat.Format(policy.Per), null);
+                "Too many requests", policy.UnavailableDetail, policy.LimitedDetailPrefix, null);
             if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
         }
 
@@ -56,7 +56,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
             lease = await gate.EnterAsync(time, context.RequestAborted);
             if (lease is null)
             {
-                await RefuseConcurrencyAsync(context, gateway, gate, "route");
+                await RefuseConcurrencyAsync(context, gateway, gate);
                 return;
             }
         }
@@ -75,7 +75,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                     else if (decision.Outcome == RateOutcome.Allowed) await stores.Fallback.QuotaAsync(quota.Share, key, window, context.RequestAborted);
                 }
                 var check = new Check(TrafficCodes.Quota, quota.Name, quota.OnStoreFailure, quota.PolicyHeaderItem(window), true,
-                    "Quota exhausted", quota.Limit, quota.Period.ToString().ToLowerInvariant(), window.End);
+                    "Quota exhausted", quota.UnavailableDetail, quota.LimitedDetailPrefix, window.End);
                 if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
             }
 
@@ -96,7 +96,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         }
     }
 
-    /// <summary>The reason codes of one kind of check (rate limit or quota), and its name in refusal texts.</summary>
+    /// <summary>The reason codes of one kind of check (rate limit or quota).</summary>
     private sealed record TrafficCodes(string Name, ReasonCode Exceeded, ReasonCode StoreUnavailable, ReasonCode StoreUnavailableOpen, ReasonCode StoreUnavailableLocal, ReasonCode StoreUnavailableLocalExceeded)
     {
         public static readonly TrafficCodes RateLimit = new("Rate limit", ReasonCodes.RateLimitExceeded, ReasonCodes.RateLimitStoreUnavailable,
@@ -106,8 +106,8 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
             ReasonCodes.QuotaStoreUnavailableOpen, ReasonCodes.QuotaStoreUnavailableLocal, ReasonCodes.QuotaStoreUnavailableLocalExceeded);
     }
 
-    /// <summary>What a rate limit or quota check needs to explain its decision.</summary>
-    private readonly record struct Check(TrafficCodes Kind, string Name, StoreFailureMode OnStoreFailure, string PolicyHeaderItem, bool Headers, string Title, long Limit, string Per, DateTimeOffset? RenewsAt);
+    /// <summary>What a rate limit or quota check needs to explain its decision (the texts come precomputed with the policy).</summary>
+    private readonly record struct Check(TrafficCodes Kind, string Name, StoreFailureMode OnStoreFailure, string PolicyHeaderItem, bool Headers, string Title, string UnavailableDetail, string LimitedDetailPrefix, DateTimeOffset? RenewsAt);
 
     // Applies one decision: refuses (429, or 503 for a fail-closed store that cannot answer) and returns
     // false, or records the admitted state for the response headers and returns true.
@@ -116,7 +116,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         switch (decision.Outcome)
         {
             case RateOutcome.StoreUnavailable when check.OnStoreFailure == StoreFailureMode.Closed:
-                return Refused(RefuseUnavailableAsync(context, gateway, check.Kind.StoreUnavailable, check.Name, $"{check.Kind.Name} '{check.Name}' cannot be checked right now."));
+                return Refused(RefuseUnavailableAsync(context, gateway, check.Kind.StoreUnavailable, check.Name, check.UnavailableDetail));
             case RateOutcome.StoreUnavailable:
                 gateway.Traffic = new TrafficDecision(TrafficResult.FailOpen, check.Kind.StoreUnavailableOpen, gateway.Traffic.Policy ?? check.Name);
                 return ValueTask.FromResult(true);
@@ -136,8 +136,8 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                 headers["RateLimit-Policy"] = check.PolicyHeaderItem;
                 headers["RateLimit"] = StateItem(check.Name, decision);
                 var detail = check.RenewsAt is { } renewsAt
-                    ? $"{check.Kind.Name} '{check.Name}' allows {check.Limit} requests per {check.Per}; it renews at {renewsAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture)}."
-                    : $"Rate limit '{check.Name}' allows {check.Limit} requests per {check.Per}; retry after {Seconds(decision.RetryAfter)} s.";
+                    ? string.Concat(check.LimitedDetailPrefix, "it renews at ", renewsAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture), ".")
+                    : string.Concat(check.LimitedDetailPrefix, "retry after ", Seconds(decision.RetryAfter), " s.");
                 return Refused(ProblemWriter.WriteAsync(context, StatusCodes.Status429TooManyRequests, check.Title, detail, reason));
             default:
                 if (check.Headers) Append(ref policyHeader, ref stateHeader, check.PolicyHeaderItem, StateItem(check.Name, decision));
@@ -157,13 +157,12 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         Outcome = decision.Outcome == RateOutcome.Allowed ? RateOutcome.FallbackAllowed : RateOutcome.FallbackLimited,
     };
 
-    internal static Task RefuseConcurrencyAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate, string scope)
+    internal static Task RefuseConcurrencyAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate)
     {
         gateway.Traffic = new TrafficDecision(TrafficResult.Refused, ReasonCodes.ConcurrencyLimit, gate.Scope);
         gateway.Refusal = ReasonCodes.ConcurrencyLimit;
-        context.Response.Headers.RetryAfter = Seconds(gate.Options.RetryAfter);
-        return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Too many requests in flight",
-            $"This {scope} serves at most {gate.Options.Max} requests at once; retry after {Seconds(gate.Options.RetryAfter)} s.", ReasonCodes.ConcurrencyLimit);
+        context.Response.Headers.RetryAfter = gate.RetryAfterSeconds;
+        return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Too many requests in flight", gate.RefusalDetail, ReasonCodes.ConcurrencyLimit);
     }
 
     private Task RefuseUnavailableAsync(HttpContext context, GatewayFeature gateway, ReasonCode reason, string policy, string detail)
@@ -193,7 +192,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         string.Create(CultureInfo.InvariantCulture, $"\"{name}\";r={decision.Remaining};t={Seconds(decision.Reset)}");
 
     // Whole seconds, rounded up, at least 1 when anything remains (Retry-After: 0 would invite a hot loop).
-    private static string Seconds(TimeSpan span) =>
+    internal static string Seconds(TimeSpan span) =>
         (span <= TimeSpan.Zero ? 0 : Math.Max(1, (long)Math.Ceiling(span.TotalSeconds))).ToString(CultureInfo.InvariantCulture);
 }
 
@@ -216,7 +215,7 @@ internal sealed class ClusterConcurrencyMiddleware(RequestDelegate next, TimePro
         using var lease = await gate.EnterAsync(time, context.RequestAborted);
         if (lease is null)
         {
-            await TrafficMiddleware.RefuseConcurrencyAsync(context, gateway, gate, "cluster");
+            await TrafficMiddleware.RefuseConcurrencyAsync(context, gateway, gate);
             return;
         }
 

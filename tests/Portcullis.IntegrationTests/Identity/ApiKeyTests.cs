@@ -204,7 +204,7 @@ public sealed class ApiKeyTests : IAsyncLifetime
         var (newKey, newId) = await RotateAsync("--consumer", "shop", "--overlap", "5s");
         Assert.NotEqual(oldId, newId);
         Assert.NotEqual(oldKey, newKey);
-        var keys = KeysCommand.Load(KeyFile, KeyFile, mustExist: true).Consumers["shop"].Keys;
+        var keys = ApiKeyFileStore.Load(KeyFile, KeyFile, mustExist: true).Consumers["shop"].Keys;
         var oldExpires = keys.Single(k => k.Id == oldId).Expires!.Value;
         Assert.InRange(oldExpires, rotatedAt + overlap - TimeSpan.FromMilliseconds(1), DateTimeOffset.UtcNow + overlap);
         Assert.Null(keys.Single(k => k.Id == newId).Expires);

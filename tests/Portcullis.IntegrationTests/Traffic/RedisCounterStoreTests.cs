@@ -517,7 +517,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
         Assert.True(redisKey.Length < 120, redisKey);
 
         // Someone sending the hashed form of the long key gets a counter of their own.
-        var hashedForm = RedisCounterStore.BoundedKey(longKey);
+        var hashedForm = RedisKeys.Bounded(longKey);
         Assert.Equal(RateOutcome.Allowed, (await Rate(store, policy, hashedForm)).Outcome);
     }
 

@@ -238,7 +238,7 @@ public sealed class ApiKeyCommandTests : IDisposable
     private static string Line(string output, string label) =>
         output.Split('\n').Select(l => l.TrimEnd('\r')).Single(l => l.StartsWith(label + ": ", StringComparison.Ordinal))[(label.Length + 2)..];
 
-    private ApiKeyFile Load() => KeysCommand.Load(KeyFile, KeyFile, mustExist: true);
+    private ApiKeyFile Load() => ApiKeyFileStore.Load(KeyFile, KeyFile, mustExist: true);
 
     [Fact]
     public async Task Create_WritesHashOnly_WithHeader_AndExactTimes()
@@ -374,14 +374,14 @@ public sealed class ApiKeyCommandTests : IDisposable
     [InlineData("24h", 24)]
     [InlineData("1d12h", 36)]
     public void ParseWhen_Durations_AreFromNow(string text, int hours) =>
-        Assert.Equal(Start.AddHours(hours), KeysCommand.ParseWhen("--expires", text, Start));
+        Assert.Equal(Start.AddHours(hours), KeysArguments.ParseWhen("--expires", text, Start));
 
     [Theory]
     [InlineData("2027-01-01T00:00:00Z", "2027-01-01T00:00:00+00:00")]
     [InlineData("2027-01-01T02:00:00+02:00", "2027-01-01T00:00:00+00:00")]
     [InlineData("2027-01-01", "2027-01-01T00:00:00+00:00")]
     public void ParseWhen_DatesWithoutOffset_AreUtc(string text, string expected) =>
-        Assert.Equal(DateTimeOffset.Parse(expected, System.Globalization.CultureInfo.InvariantCulture), KeysCommand.ParseWhen("--expires", text, Start));
+        Assert.Equal(DateTimeOffset.Parse(expected, System.Globalization.CultureInfo.InvariantCulture), KeysArguments.ParseWhen("--expires", text, Start));
 
     [Theory]
     [InlineData("create", "--consumer", "shop", "--expires", "soon")]

@@ -41,6 +41,40 @@ public sealed class TrafficConfigTests() : ConfigBuildTestBase("portcullis-traff
         Assert.Equal(50, route.Concurrency!.Options.Max);
     }
 
+    [Fact]
+    public void Refusal_texts_are_compiled_with_the_policies_and_read_as_before()
+    {
+        // The texts clients see in problem details; compiled once per policy instead of per request.
+        var result = Build("""
+            listeners: [{ name: public, address: 127.0.0.1:8080 }]
+            clusters:
+              api: { destinations: [http://127.0.0.1:5001], concurrency: { max: 7, retryAfter: 3s } }
+            rateLimits:
+              per-consumer: { key: [consumer], limit: 100, per: 1m30s }
+            quotas:
+              daily: { key: [consumer], limit: 10000, period: day, store: local }
+            routes:
+              - name: orders
+                match: { pathPrefix: /orders }
+                cluster: api
+                rateLimits: [per-consumer]
+                quota: daily
+                concurrency: { max: 50 }
+            """);
+        Assert.True(result.Succeeded, Dump(result));
+        var route = result.Snapshot!.Routes["orders"];
+        var limit = route.RateLimits[0];
+        Assert.Equal("Rate limit 'per-consumer' cannot be checked right now.", limit.UnavailableDetail);
+        Assert.Equal("Rate limit 'per-consumer' allows 100 requests per 90s; ", limit.LimitedDetailPrefix);
+        Assert.Equal("Quota 'daily' cannot be checked right now.", route.Quota!.UnavailableDetail);
+        Assert.Equal("Quota 'daily' allows 10000 requests per day; ", route.Quota.LimitedDetailPrefix);
+        Assert.Equal("This route serves at most 50 requests at once; retry after 1 s.", route.Concurrency!.RefusalDetail);
+        Assert.Equal("1", route.Concurrency.RetryAfterSeconds);
+        var cluster = result.Snapshot.Clusters["api"].Concurrency!;
+        Assert.Equal("This cluster serves at most 7 requests at once; retry after 3 s.", cluster.RefusalDetail);
+        Assert.Equal("3", cluster.RetryAfterSeconds);
+    }
+
     [Theory]
     [InlineData("limit: 0", "limit must be at least 1", 5, 15)]
     [InlineData("limit: -5", "limit must be at least 1", 5, 15)]

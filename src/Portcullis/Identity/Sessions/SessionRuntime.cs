@@ -146,6 +146,12 @@ internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable, IS
         options.BackchannelTimeout = TimeSpan.FromSeconds(10);
         options.TokenValidationParameters.NameClaimType = "name";
         options.SignedOutRedirectUri = "/";
+        ConfigureOidcCookies(options);
+        ConfigureOidcEvents(options, provider);
+    }
+
+    private static void ConfigureOidcCookies(OpenIdConnectOptions options)
+    {
         foreach (var cookie in new[] { options.CorrelationCookie, options.NonceCookie })
         {
             cookie.SameSite = SameSiteMode.Lax;
@@ -159,6 +165,10 @@ internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable, IS
 
         options.CorrelationCookie.Name = CompiledSessions.CorrelationCookiePrefix;
         options.NonceCookie.Name = CompiledSessions.NonceCookiePrefix;
+    }
+
+    private void ConfigureOidcEvents(OpenIdConnectOptions options, CompiledSessionProvider provider)
+    {
         options.Events.OnTicketReceived = context =>
         {
             context.Properties ??= new AuthenticationProperties();
@@ -178,33 +188,7 @@ internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable, IS
 
             return Task.CompletedTask;
         };
-        options.Events.OnRemoteFailure = async context =>
-        {
-            // State or nonce mismatch, a replayed or forged callback, a refused code, the provider's own error
-            // (at its authorization or token endpoint): the browser gets a plain page offering a fresh sign-in,
-            // never the exception. Provider error codes are logged once per window; the rest per callback.
-            var code = SignInStarter.ProviderErrorCode(context.Failure);
-            if (context.Failure is OpenIdConnectProtocolException)
-            {
-                if (ProviderErrors.ShouldLog(provider.Name, code)) LogProviderError(_logger, provider.Name, code);
-            }
-            else
-            {
-                LogCallbackFailed(_logger, provider.Name, context.Failure?.Message ?? "unknown");
-            }
-
-            context.HandleResponse();
-            if (context.HttpContext.Features.Get<Portcullis.Pipeline.GatewayFeature>() is { } gateway) gateway.Refusal = ReasonCodes.SessionCallbackFailed;
-            const string detail = "The sign-in could not be completed (it may have expired or been used already).";
-            if (SessionPages.IsApiRequest(context.Request))
-            {
-                await ProblemWriter.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, ReasonCodes.SessionCallbackFailed);
-            }
-            else
-            {
-                await SessionPages.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, ("Try again", "/"));
-            }
-        };
+        options.Events.OnRemoteFailure = context => OnRemoteFailureAsync(context, provider);
 
         // Session fixation: a successful sign-in never continues a session already in the browser.
         var ticketReceived = options.Events.OnTicketReceived;
@@ -213,6 +197,34 @@ internal sealed partial class SessionRuntime : IDisposable, IAsyncDisposable, IS
             await SessionRotation.DropPreviousAsync(context.HttpContext, provider, Store);
             await ticketReceived(context);
         };
+    }
+
+    private async Task OnRemoteFailureAsync(RemoteFailureContext context, CompiledSessionProvider provider)
+    {
+        // State or nonce mismatch, a replayed or forged callback, a refused code, the provider's own error
+        // (at its authorization or token endpoint): the browser gets a plain page offering a fresh sign-in,
+        // never the exception. Provider error codes are logged once per window; the rest per callback.
+        var code = SignInStarter.ProviderErrorCode(context.Failure);
+        if (context.Failure is OpenIdConnectProtocolException)
+        {
+            if (ProviderErrors.ShouldLog(provider.Name, code)) LogProviderError(_logger, provider.Name, code);
+        }
+        else
+        {
+            LogCallbackFailed(_logger, provider.Name, context.Failure?.Message ?? "unknown");
+        }
+
+        context.HandleResponse();
+        if (context.HttpContext.Features.Get<Portcullis.Pipeline.GatewayFeature>() is { } gateway) gateway.Refusal = ReasonCodes.SessionCallbackFailed;
+        const string detail = "The sign-in could not be completed (it may have expired or been used already).";
+        if (SessionPages.IsApiRequest(context.Request))
+        {
+            await ProblemWriter.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, ReasonCodes.SessionCallbackFailed);
+        }
+        else
+        {
+            await SessionPages.WriteAsync(context.HttpContext, StatusCodes.Status400BadRequest, "Sign-in failed", detail, ("Try again", "/"));
+        }
     }
 
     private async Task ValidateAsync(CookieValidatePrincipalContext context, CompiledSessionProvider provider, TokenRefresher refresher)
