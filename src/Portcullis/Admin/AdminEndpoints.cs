@@ -27,6 +27,7 @@ internal static class AdminEndpoints
     {
         var listener = app.ApplicationServices.GetRequiredService<AdminListenerFilter>();
         var api = app.ApplicationServices.GetRequiredService<AdminApi>();
+        var trafficApi = app.ApplicationServices.GetRequiredService<AdminTrafficApi>();
         return app.MapWhen(context => listener.IsAdmin(context.Connection), admin =>
         {
             admin.UseRouting();
@@ -35,12 +36,12 @@ internal static class AdminEndpoints
             {
                 // Fail fast if the branch ever shared the route listeners' table: admin paths would be routable there.
                 if (ReferenceEquals(endpoints, app)) throw new InvalidOperationException("The admin endpoints must have a route table of their own.");
-                Map(endpoints, api);
+                Map(endpoints, api, trafficApi);
             });
         });
     }
 
-    private static void Map(IEndpointRouteBuilder endpoints, AdminApi api)
+    private static void Map(IEndpointRouteBuilder endpoints, AdminApi api, AdminTrafficApi trafficApi)
     {
         endpoints.MapHealthChecks("/healthz", new HealthCheckOptions
         {
@@ -72,12 +73,12 @@ internal static class AdminEndpoints
         Get(endpoints, "/admin/clusters", api.Clusters);
         endpoints.MapMethods("/admin/reload", Post, api.Reload).Only(null, "/admin/reload");
         Get(endpoints, "/admin/reload", api.LastReload);
-        Get(endpoints, "/admin/traffic", api.Traffic);
+        Get(endpoints, "/admin/traffic", trafficApi.Traffic);
         Get(endpoints, "/admin/certificates", api.Certificates);
         Get(endpoints, "/admin/upstream-tls", api.UpstreamTls);
         Get(endpoints, "/admin/upstream-credentials", api.UpstreamCredentials);
         Get(endpoints, "/admin/observability", api.ObservabilityStatus);
-        Get(endpoints, "/admin/quotas/{quota}", context => api.Quota(context, Value(context, "quota")));
+        Get(endpoints, "/admin/quotas/{quota}", context => trafficApi.Quota(context, Value(context, "quota")));
         endpoints.MapMethods("/admin/issuers/{issuer}/refresh", Post, context => api.RefreshIssuer(context, Value(context, "issuer")))
             .Only(null, "/admin/issuers/{issuer}/refresh");
         foreach (var action in (string[])["drain", "undrain"])

@@ -55,6 +55,7 @@ public static class PortcullisServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<ConfigReloader>());
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
+        services.AddSingleton<AdminTrafficApi>();
         services.AddSingleton<ReadinessWriter>();
         // The gateway's own paths are matched only as spelled (admin API, session paths, assertion JWKS).
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ExactPathMatcherPolicy>());
