@@ -18,6 +18,8 @@ namespace Portcullis.Cli;
 /// </summary>
 internal static partial class KeysCommand
 {
+    private static readonly string[] ListHeader = ["CONSUMER", "GROUP", "SCOPES", "KEY", "SHA256", "CREATED", "NOT BEFORE", "EXPIRES", "STATE"];
+
     public const string FileHeader = "# Managed by `portcullis keys`; holds SHA-256 hashes, never secrets.";
 
     private static readonly TimeSpan DefaultOverlap = TimeSpan.FromHours(24);
@@ -320,7 +322,7 @@ internal static partial class KeysCommand
             return PortcullisCli.Ok;
         }
 
-        var rows = new List<string[]> { new[] { "CONSUMER", "GROUP", "SCOPES", "KEY", "SHA256", "CREATED", "NOT BEFORE", "EXPIRES", "STATE" } };
+        var rows = new List<string[]> { ListHeader };
         foreach (var (id, consumer) in consumers)
         {
             var scopes = consumer.Scopes.Count == 0 ? "-" : string.Join(",", consumer.Scopes);

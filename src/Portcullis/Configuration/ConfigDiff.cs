@@ -270,9 +270,9 @@ public static partial class ConfigDiff
             {
                 var details = new List<string>();
                 DiffFields(route, next, details, "name");
-                if (rankBefore.ContainsKey(name) && rankAfter.ContainsKey(name) && !stayed.Contains(name))
+                if (rankBefore.TryGetValue(name, out var was) && rankAfter.TryGetValue(name, out var now) && !stayed.Contains(name))
                 {
-                    details.Add(string.Create(CultureInfo.InvariantCulture, $"position: {rankBefore[name] + 1}{Arrow}{rankAfter[name] + 1}"));
+                    details.Add(string.Create(CultureInfo.InvariantCulture, $"position: {was + 1}{Arrow}{now + 1}"));
                 }
 
                 if (details.Count > 0) changes.Add(new ConfigChange(ChangeKind.Changed, RouteSection, name, details));

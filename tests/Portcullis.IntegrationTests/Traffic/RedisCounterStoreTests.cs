@@ -43,6 +43,7 @@ public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper
     public async Task DisposeAsync()
     {
         for (var i = _owned.Count - 1; i >= 0; i--) await _owned[i].DisposeAsync();
+        _logs.Dispose();
     }
 
     private async Task<RedisCounterStore> StoreAsync(string connection, TimeSpan? timeout = null, TimeSpan? retryAfter = null, bool waitUntilUp = true, TimeProvider? time = null)
