@@ -9,7 +9,7 @@ namespace Portcullis.Pipeline;
 /// Holds the current snapshot and publishes its routes and clusters to YARP. Readers take the
 /// reference once per request; writers (reloads) replace it whole.
 /// </summary>
-public sealed class SnapshotStore : IProxyConfigProvider
+internal sealed class SnapshotStore : IProxyConfigProvider
 {
     private volatile GatewaySnapshot? _current;
     private volatile ProxyConfigSnapshot? _proxyConfig;
