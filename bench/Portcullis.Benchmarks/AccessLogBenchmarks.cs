@@ -13,11 +13,18 @@ namespace Portcullis.Benchmarks;
 /// Runs off the request path; the request thread only copies the entry into the bounded channel.
 /// </summary>
 [MemoryDiagnoser]
-public class AccessLogBenchmarks
+public class AccessLogBenchmarks : IDisposable
 {
     private readonly AccessLogFormatter _formatter = new();
     private AccessLogEntry _entry;
     private AccessLogEntry _minimal;
+
+    [GlobalCleanup]
+    public void Dispose()
+    {
+        _formatter.Dispose();
+        GC.SuppressFinalize(this);
+    }
 
     [GlobalSetup]
     public void Setup()

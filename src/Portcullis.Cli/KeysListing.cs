@@ -7,6 +7,8 @@ namespace Portcullis.Cli;
 /// <summary>`portcullis keys list`: consumers and their keys with their state, as a table or JSON (never a secret; at most 8 characters of a hash).</summary>
 internal static class KeysListing
 {
+    private static readonly string[] ListHeader = ["CONSUMER", "GROUP", "SCOPES", "KEY", "SHA256", "CREATED", "NOT BEFORE", "EXPIRES", "STATE"];
+
     public static int List(string path, bool json, TimeProvider time, TextWriter output)
     {
         var now = time.GetUtcNow();
@@ -72,7 +74,7 @@ internal static class KeysListing
 
     private static void WriteTable(List<KeyValuePair<string, ApiKeyConsumer>> consumers, DateTimeOffset now, TextWriter output)
     {
-        var rows = new List<string[]> { new[] { "CONSUMER", "GROUP", "SCOPES", "KEY", "SHA256", "CREATED", "NOT BEFORE", "EXPIRES", "STATE" } };
+        var rows = new List<string[]> { ListHeader };
         foreach (var (id, consumer) in consumers)
         {
             var scopes = consumer.Scopes.Count == 0 ? "-" : string.Join(",", consumer.Scopes);

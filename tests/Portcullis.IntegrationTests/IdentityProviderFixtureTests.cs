@@ -326,6 +326,6 @@ public sealed class IdentityProviderFixtureTests
         return document.RootElement.Clone();
     }
 
-    private static IEnumerable<string?> AsStrings(JsonElement element) =>
+    private static string?[] AsStrings(JsonElement element) =>
         element.ValueKind == JsonValueKind.Array ? element.EnumerateArray().Select(e => e.GetString()).ToArray() : [element.GetString()];
 }

@@ -29,7 +29,7 @@ public abstract class ConfigBuildTestBase : IDisposable
         return full;
     }
 
-    protected virtual BuildResult Build(string yaml)
+    private protected virtual BuildResult Build(string yaml)
     {
         WriteFile("portcullis.yaml", yaml);
         return new SnapshotBuilder(environment: name => _environment.GetValueOrDefault(name)).Build(ConfigPath);
@@ -39,7 +39,7 @@ public abstract class ConfigBuildTestBase : IDisposable
         Assert.True((file ?? ConfigPath, line, column) == (diagnostic.File, diagnostic.Line, diagnostic.Column),
             $"expected {file ?? ConfigPath}:{line}:{column}, got {diagnostic.File}:{diagnostic.Line}:{diagnostic.Column}: {diagnostic}");
 
-    protected static ConfigDiagnostic SingleError(BuildResult result)
+    private protected static ConfigDiagnostic SingleError(BuildResult result)
     {
         Assert.False(result.Succeeded, "expected the build to fail");
         var errors = result.Errors.ToList();
@@ -47,12 +47,12 @@ public abstract class ConfigBuildTestBase : IDisposable
         return errors[0];
     }
 
-    protected static ConfigDiagnostic ErrorContaining(BuildResult result, string text)
+    private protected static ConfigDiagnostic ErrorContaining(BuildResult result, string text)
     {
         var matches = result.Errors.Where(e => e.Message.Contains(text, StringComparison.Ordinal)).ToList();
         Assert.True(matches.Count == 1, $"expected one error containing '{text}', got {matches.Count}:\n{Dump(result)}");
         return matches[0];
     }
 
-    protected static string Dump(BuildResult result) => string.Join("\n", result.Diagnostics);
+    private protected static string Dump(BuildResult result) => string.Join("\n", result.Diagnostics);
 }

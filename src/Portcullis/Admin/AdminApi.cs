@@ -45,7 +45,7 @@ internal sealed partial class AdminApi(
     private static AdminCaller Caller(HttpContext context) => context.Features.Get<AdminCaller>()!;
 
     /// <summary>Every other path: the metrics scrape (its path follows reloads), else 404.</summary>
-    public Task NotFoundAsync(HttpContext context)
+    public static Task NotFoundAsync(HttpContext context)
     {
         var metrics = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Observability.MetricsEndpoint>(context.RequestServices);
         if (metrics.Matches(context)) return metrics.HandleAsync(context);
@@ -56,10 +56,10 @@ internal sealed partial class AdminApi(
 
     public Task Certificates(HttpContext context) => Json(context, 200, certificates.WriteStatus);
 
-    public Task UpstreamTls(HttpContext context) =>
+    public static Task UpstreamTls(HttpContext context) =>
         Json(context, 200, Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Upstream.UpstreamTlsStore>(context.RequestServices).WriteStatus);
 
-    public Task UpstreamCredentials(HttpContext context) =>
+    public static Task UpstreamCredentials(HttpContext context) =>
         Json(context, 200, Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Upstream.UpstreamCredentialsStore>(context.RequestServices).WriteStatus);
 
     public Task ObservabilityStatus(HttpContext context) => Json(context, 200, w =>
@@ -149,7 +149,7 @@ internal sealed partial class AdminApi(
             return ProblemWriter.WriteAsync(context, 404, "Unknown cluster", $"There is no cluster '{clusterName}'.", ReasonCodes.AdminUnknownCluster);
         }
 
-        if (!cluster.Destinations.ContainsKey(destinationName))
+        if (!cluster.Destinations.TryGetValue(destinationName, out var destination))
         {
             return ProblemWriter.WriteAsync(context, 404, "Unknown destination", $"Cluster '{clusterName}' has no destination '{destinationName}'.", ReasonCodes.AdminUnknownDestination);
         }
@@ -163,7 +163,7 @@ internal sealed partial class AdminApi(
             w.WriteString("cluster", clusterName);
             w.WriteString("destination", destinationName);
             w.WriteBoolean("drained", drain);
-            w.WriteNumber("inFlight", cluster.Destinations[destinationName].ConcurrentRequestCount);
+            w.WriteNumber("inFlight", destination.ConcurrentRequestCount);
         });
     }
 

@@ -75,8 +75,8 @@ internal static class AdminEndpoints
         Get(endpoints, "/admin/reload", api.LastReload);
         Get(endpoints, "/admin/traffic", trafficApi.Traffic);
         Get(endpoints, "/admin/certificates", api.Certificates);
-        Get(endpoints, "/admin/upstream-tls", api.UpstreamTls);
-        Get(endpoints, "/admin/upstream-credentials", api.UpstreamCredentials);
+        Get(endpoints, "/admin/upstream-tls", AdminApi.UpstreamTls);
+        Get(endpoints, "/admin/upstream-credentials", AdminApi.UpstreamCredentials);
         Get(endpoints, "/admin/observability", api.ObservabilityStatus);
         Get(endpoints, "/admin/quotas/{quota}", context => trafficApi.Quota(context, Value(context, "quota")));
         endpoints.MapMethods("/admin/issuers/{issuer}/refresh", Post, context => api.RefreshIssuer(context, Value(context, "issuer")))
@@ -90,7 +90,7 @@ internal static class AdminEndpoints
 
         // Anything else (any method): the metrics scrape at its configured path, or 404 once authenticated.
         // Matching every method, it also keeps routing from answering 405 where today's answer is 404.
-        endpoints.Map("{**path}", api.NotFoundAsync);
+        endpoints.Map("{**path}", AdminApi.NotFoundAsync);
     }
 
     private static void Get(IEndpointRouteBuilder endpoints, string template, RequestDelegate handler) =>

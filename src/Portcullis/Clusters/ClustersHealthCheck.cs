@@ -14,7 +14,7 @@ internal sealed class ClustersHealthCheck(IProxyStateLookup proxyState) : IHealt
         List<string>? empty = null;
         foreach (var cluster in proxyState.GetClusters())
         {
-            if (cluster.Destinations.Count > 0 && cluster.DestinationsState.AvailableDestinations.Count == 0) (empty ??= []).Add(cluster.ClusterId);
+            if (!cluster.Destinations.IsEmpty && cluster.DestinationsState.AvailableDestinations.Count == 0) (empty ??= []).Add(cluster.ClusterId);
         }
 
         if (empty is null) return Task.FromResult(HealthCheckResult.Healthy());

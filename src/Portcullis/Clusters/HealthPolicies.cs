@@ -169,7 +169,7 @@ internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealt
 }
 
 /// <summary>Destinations an operator drained through the admin API; survives reloads.</summary>
-public sealed class DrainRegistry
+internal sealed class DrainRegistry
 {
     private volatile FrozenSet<(string Cluster, string Destination)> _drained = FrozenSet<(string, string)>.Empty;
     private readonly Lock _writeLock = new();

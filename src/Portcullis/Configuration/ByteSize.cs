@@ -3,7 +3,7 @@ using System.Globalization;
 namespace Portcullis.Configuration;
 
 /// <summary>A size in bytes, written in config as 512, 32KiB, 10MiB, 1GB (KB = 1000, KiB = 1024).</summary>
-public readonly record struct ByteSize(long Bytes)
+internal readonly record struct ByteSize(long Bytes)
 {
     public static ByteSize FromKiB(long value) => new(value * 1024);
 
@@ -58,7 +58,7 @@ public readonly record struct ByteSize(long Bytes)
 }
 
 /// <summary>Durations written as 250ms, 5s, 1m30s, 2h, 1d.</summary>
-public static class DurationFormat
+internal static class DurationFormat
 {
     public static bool TryParse(string text, out TimeSpan value, out string? error)
     {

@@ -8,7 +8,7 @@ using Portcullis.Pipeline;
 
 namespace Portcullis.Configuration;
 
-public enum ChangeKind
+internal enum ChangeKind
 {
     Added,
     Removed,
@@ -22,7 +22,7 @@ public enum ChangeKind
 /// lines under the item (field changes as <c>path: old → new</c>, member changes as <c>+ ...</c>);
 /// they never contain a secret value.
 /// </summary>
-public sealed record ConfigChange(ChangeKind Kind, string Section, string Name, IReadOnlyList<string> Details)
+internal sealed record ConfigChange(ChangeKind Kind, string Section, string Name, IReadOnlyList<string> Details)
 {
     /// <summary>
     /// The change touches a setting read at start-up (<see cref="ConfigDiff.ReadAtStart"/>): a reload
@@ -35,7 +35,7 @@ public sealed record ConfigChange(ChangeKind Kind, string Section, string Name, 
 }
 
 /// <summary>The changes between two snapshots, sorted by section, kind (added, removed, changed) and name.</summary>
-public sealed record ConfigDiffResult(IReadOnlyList<ConfigChange> Changes)
+internal sealed record ConfigDiffResult(IReadOnlyList<ConfigChange> Changes)
 {
     public bool HasChanges => Changes.Count > 0;
 

@@ -31,7 +31,7 @@ public sealed class ConfigException(IReadOnlyList<ConfigDiagnostic> diagnostics)
 }
 
 /// <summary>Where each config path (e.g. routes[0].match.path) was written.</summary>
-public sealed class SourceLocations(string file)
+internal sealed class SourceLocations(string file)
 {
     private readonly Dictionary<string, (int Line, int Column)> _positions = new(StringComparer.Ordinal);
 

@@ -10,7 +10,7 @@ namespace Portcullis.Configuration;
 
 // The generic walk over the serialized config: list matching by name, field-by-field diffs and
 // rendering of values, shared by every section ConfigDiff compares.
-public static partial class ConfigDiff
+internal static partial class ConfigDiff
 {
     private static Dictionary<string, Node> ByName(Node? list)
     {

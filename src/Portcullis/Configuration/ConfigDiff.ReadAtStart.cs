@@ -3,7 +3,7 @@ using Portcullis.Pipeline;
 namespace Portcullis.Configuration;
 
 /// <summary>The settings a reload cannot apply: "restart required".</summary>
-public static partial class ConfigDiff
+internal static partial class ConfigDiff
 {
     /// <summary>
     /// Every setting read once at start-up, with why: the single source of "restart required" for the

@@ -15,7 +15,7 @@ namespace Portcullis.Configuration;
 /// from the redacted form only: a changed secret shows as "(sensitive value changed)". Map entries are
 /// compared as compiled (file and inline), so a changed map file shows even when the config is unchanged.
 /// </summary>
-public static partial class ConfigDiff
+internal static partial class ConfigDiff
 {
     internal const string ListenerSection = "listener";
 
@@ -158,9 +158,9 @@ public static partial class ConfigDiff
             {
                 var details = new List<string>();
                 DiffFields(route, next, details, "name");
-                if (rankBefore.ContainsKey(name) && rankAfter.ContainsKey(name) && !stayed.Contains(name))
+                if (rankBefore.TryGetValue(name, out var was) && rankAfter.TryGetValue(name, out var now) && !stayed.Contains(name))
                 {
-                    details.Add(string.Create(CultureInfo.InvariantCulture, $"position: {rankBefore[name] + 1}{Arrow}{rankAfter[name] + 1}"));
+                    details.Add(string.Create(CultureInfo.InvariantCulture, $"position: {was + 1}{Arrow}{now + 1}"));
                 }
 
                 if (details.Count > 0) changes.Add(new ConfigChange(ChangeKind.Changed, RouteSection, name, details));

@@ -7,10 +7,10 @@ namespace Portcullis.Configuration;
 
 /// <summary>Marks a config value that must never be shown (admin API, logs, diff output).</summary>
 [AttributeUsage(AttributeTargets.Property)]
-public sealed class SecretAttribute : Attribute;
+internal sealed class SecretAttribute : Attribute;
 
 /// <summary>JSON form of the config as written in YAML (durations, sizes, camelCase), secrets redacted.</summary>
-public static class ConfigJson
+internal static class ConfigJson
 {
     public const string Redacted = "<redacted>";
 

@@ -1,14 +1,14 @@
 namespace Portcullis.Configuration;
 
 /// <summary>A config file read and bound to the model, with the positions of everything in it.</summary>
-public sealed record LoadedConfig(string Path, PortcullisConfig Config, SourceLocations Locations, string Text)
+internal sealed record LoadedConfig(string Path, PortcullisConfig Config, SourceLocations Locations, string Text)
 {
     public string BaseDirectory => System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path)) ?? ".";
 
     public string Resolve(string relative) => System.IO.Path.GetFullPath(relative, BaseDirectory);
 }
 
-public static class ConfigLoader
+internal static class ConfigLoader
 {
     /// <summary>Reads and binds a config file. Returns null with diagnostics when it cannot be read or parsed.</summary>
     public static LoadedConfig? Load(string path, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics)

@@ -8,7 +8,7 @@ using Portcullis.Pipeline;
 namespace Portcullis.Configuration;
 
 /// <summary>What a reload attempt did.</summary>
-public sealed record ReloadResult(
+internal sealed record ReloadResult(
     bool Applied,
     bool Changed,
     long Generation,
@@ -43,7 +43,7 @@ public sealed record ReloadResult(
 /// valid and every participant prepared commits them all and swaps the snapshot in (last known good
 /// otherwise: nothing applied).
 /// </summary>
-public sealed partial class ConfigReloader : IHostedService, IDisposable
+internal sealed partial class ConfigReloader : IHostedService, IDisposable
 {
     private static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(150);
 

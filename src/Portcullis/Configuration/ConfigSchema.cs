@@ -19,7 +19,7 @@ namespace Portcullis.Configuration;
 /// no unknown keys. Semantic rules (exactly one route action, known cluster names, ...) stay in
 /// <see cref="SnapshotBuilder"/>; the schema only helps editors.
 /// </summary>
-public static class ConfigSchema
+internal static class ConfigSchema
 {
     public const string Dialect = "https://json-schema.org/draft/2020-12/schema";
 

@@ -4,7 +4,7 @@ using System.Net;
 namespace Portcullis.Configuration;
 
 /// <summary>A parsed listener address: 127.0.0.1:8080, [::1]:8080, *:8080, localhost:8080.</summary>
-public readonly record struct ListenAddress(IPAddress? Ip, bool IsLocalhost, int Port)
+internal readonly record struct ListenAddress(IPAddress? Ip, bool IsLocalhost, int Port)
 {
     /// <summary>True for *:port, 0.0.0.0:port and [::]:port.</summary>
     public bool IsAny => !IsLocalhost && (Ip is null || Ip.Equals(IPAddress.Any) || Ip.Equals(IPAddress.IPv6Any));

@@ -3,7 +3,7 @@ using System.ComponentModel;
 namespace Portcullis.Configuration;
 
 /// <summary>The whole gateway configuration: one YAML file (plus the files it names).</summary>
-public sealed record PortcullisConfig
+internal sealed record PortcullisConfig
 {
     [Description("Addresses the gateway listens on. Exactly one may be the admin listener.")]
     public IReadOnlyList<ListenerOptions> Listeners { get; init; } = [];
@@ -42,14 +42,14 @@ public sealed record PortcullisConfig
     public AdminOptions Admin { get; init; } = new();
 }
 
-public enum ListenerProtocols
+internal enum ListenerProtocols
 {
     Http1,
     Http2,
     Http1AndHttp2,
 }
 
-public sealed record ListenerOptions
+internal sealed record ListenerOptions
 {
     [Description("Unique listener name, used in logs and the admin API.")]
     public string Name { get; init; } = "";
@@ -73,7 +73,7 @@ public sealed record ListenerOptions
     public bool DropUnderscoreHeaders { get; init; } = true;
 }
 
-public sealed record LimitsOptions
+internal sealed record LimitsOptions
 {
     [Description("Largest total size of request headers; larger requests get 431. Default 32KiB.")]
     public ByteSize MaxRequestHeadersSize { get; init; } = ByteSize.FromKiB(32);
@@ -106,14 +106,14 @@ public sealed record LimitsOptions
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
-public enum MapKind
+internal enum MapKind
 {
     Exact,
     Prefix,
     Regex,
 }
 
-public sealed record MapOptions
+internal sealed record MapOptions
 {
     [Description("Path of a map file: one `key value` pair per line, `#` starts a comment. Relative to the config file. Reloaded when it changes.")]
     public string? File { get; init; }
@@ -131,7 +131,7 @@ public sealed record MapOptions
     public string? Default { get; init; }
 }
 
-public sealed record RouteOptions
+internal sealed record RouteOptions
 {
     [Description("Unique route name, used in logs, metrics and the admin API.")]
     public string Name { get; init; } = "";
@@ -176,7 +176,7 @@ public sealed record RouteOptions
     public ResponseHeaderOptions? ResponseHeaders { get; init; }
 }
 
-public enum HeaderMatchMode
+internal enum HeaderMatchMode
 {
     Exact,
     Prefix,
@@ -185,7 +185,7 @@ public enum HeaderMatchMode
     Absent,
 }
 
-public sealed record RouteMatchOptions
+internal sealed record RouteMatchOptions
 {
     [Description("Host names (port optional); `*.example.com` matches any subdomain. Any host when empty.")]
     public IReadOnlyList<string> Hosts { get; init; } = [];
@@ -206,7 +206,7 @@ public sealed record RouteMatchOptions
     public IReadOnlyList<QueryMatchOptions> Query { get; init; } = [];
 }
 
-public sealed record HeaderMatchOptions
+internal sealed record HeaderMatchOptions
 {
     [Description("Header name.")]
     public string Name { get; init; } = "";
@@ -218,7 +218,7 @@ public sealed record HeaderMatchOptions
     public HeaderMatchMode Mode { get; init; } = HeaderMatchMode.Exact;
 }
 
-public enum QueryMatchMode
+internal enum QueryMatchMode
 {
     Exact,
     Prefix,
@@ -226,7 +226,7 @@ public enum QueryMatchMode
     Present,
 }
 
-public sealed record QueryMatchOptions
+internal sealed record QueryMatchOptions
 {
     [Description("Query parameter name.")]
     public string Name { get; init; } = "";
@@ -238,7 +238,7 @@ public sealed record QueryMatchOptions
     public QueryMatchMode Mode { get; init; } = QueryMatchMode.Exact;
 }
 
-public sealed record RedirectOptions
+internal sealed record RedirectOptions
 {
     [Description("Target URL (absolute, or a path on the same host).")]
     public string Url { get; init; } = "";
@@ -250,7 +250,7 @@ public sealed record RedirectOptions
     public bool AppendPath { get; init; }
 }
 
-public sealed record FixedResponseOptions
+internal sealed record FixedResponseOptions
 {
     [Description("Status code. Default 200.")]
     public int Status { get; init; } = 200;
@@ -265,7 +265,7 @@ public sealed record FixedResponseOptions
     public IReadOnlyDictionary<string, string> Headers { get; init; } = new Dictionary<string, string>();
 }
 
-public sealed record RequestHeadersOptions
+internal sealed record RequestHeadersOptions
 {
     [Description("Headers to set on the upstream request; values may contain ${map:...} lookups. A lookup that yields nothing leaves the header unset.")]
     public IReadOnlyDictionary<string, string> Set { get; init; } = new Dictionary<string, string>();
@@ -274,7 +274,7 @@ public sealed record RequestHeadersOptions
     public IReadOnlyList<string> Remove { get; init; } = [];
 }
 
-public enum LoadBalancingPolicy
+internal enum LoadBalancingPolicy
 {
     RoundRobin,
     LeastRequests,
@@ -283,13 +283,13 @@ public enum LoadBalancingPolicy
     First,
 }
 
-public enum UpstreamHttpVersion
+internal enum UpstreamHttpVersion
 {
     Http1,
     Http2,
 }
 
-public sealed record ClusterOptions
+internal sealed record ClusterOptions
 {
     [Description("Upstream addresses, e.g. http://10.0.0.5:8080. A plain string or { name, address, health }.")]
     public IReadOnlyList<DestinationOptions> Destinations { get; init; } = [];
@@ -326,7 +326,7 @@ public sealed record ClusterOptions
 }
 
 [ScalarShorthand(nameof(Address))]
-public sealed record DestinationOptions
+internal sealed record DestinationOptions
 {
     [Description("Destination name; defaults to d1, d2, ... by position.")]
     public string? Name { get; init; }
@@ -338,7 +338,7 @@ public sealed record DestinationOptions
     public string? Health { get; init; }
 }
 
-public sealed record HealthCheckOptions
+internal sealed record HealthCheckOptions
 {
     [Description("Probe every destination periodically.")]
     public ActiveHealthCheckOptions? Active { get; init; }
@@ -347,7 +347,7 @@ public sealed record HealthCheckOptions
     public PassiveHealthCheckOptions? Passive { get; init; }
 }
 
-public sealed record ActiveHealthCheckOptions
+internal sealed record ActiveHealthCheckOptions
 {
     [Description("Path probed with GET; a 2xx answer is healthy. Default /healthz.")]
     public string Path { get; init; } = "/healthz";
@@ -365,7 +365,7 @@ public sealed record ActiveHealthCheckOptions
     public int HealthyThreshold { get; init; } = 1;
 }
 
-public sealed record PassiveHealthCheckOptions
+internal sealed record PassiveHealthCheckOptions
 {
     [Description("Consecutive failed proxied requests (connection errors, timeouts, and 5xx when `statusCodes` include them) that eject a destination. Default 3.")]
     public int Failures { get; init; } = 3;
@@ -377,7 +377,7 @@ public sealed record PassiveHealthCheckOptions
     public IReadOnlyList<int> StatusCodes { get; init; } = [];
 }
 
-public sealed record ClusterTimeoutOptions
+internal sealed record ClusterTimeoutOptions
 {
     [Description("Time to establish a connection to a destination. Default 5s.")]
     public TimeSpan Connect { get; init; } = TimeSpan.FromSeconds(5);
@@ -388,7 +388,7 @@ public sealed record ClusterTimeoutOptions
 
 /// <summary>Lets a list item be written as a plain string that sets the named property.</summary>
 [AttributeUsage(AttributeTargets.Class)]
-public sealed class ScalarShorthandAttribute(string propertyName) : Attribute
+internal sealed class ScalarShorthandAttribute(string propertyName) : Attribute
 {
     public string PropertyName { get; } = propertyName;
 }

@@ -12,7 +12,7 @@ using Portcullis.Pipeline;
 
 namespace Portcullis.Configuration;
 
-public sealed record BuildResult(GatewaySnapshot? Snapshot, IReadOnlyList<ConfigDiagnostic> Diagnostics)
+internal sealed record BuildResult(GatewaySnapshot? Snapshot, IReadOnlyList<ConfigDiagnostic> Diagnostics)
 {
     public bool Succeeded => Snapshot is not null;
 
@@ -25,7 +25,7 @@ public sealed record BuildResult(GatewaySnapshot? Snapshot, IReadOnlyList<Config
 /// Each capability compiles its own section (its XxxCompiler); this class only runs them in order, the
 /// order being that of the diagnostics, and assembles the snapshot.
 /// </summary>
-public sealed class SnapshotBuilder
+internal sealed class SnapshotBuilder
 {
     private readonly Func<string, string?> _environment;
     private readonly IConfigValidator? _proxyValidator;

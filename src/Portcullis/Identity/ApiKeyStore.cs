@@ -9,13 +9,13 @@ using Portcullis.Pipeline;
 namespace Portcullis.Identity;
 
 /// <summary>The API key file: consumers and the SHA-256 hashes of their keys. Never a plain secret.</summary>
-public sealed record ApiKeyFile
+internal sealed record ApiKeyFile
 {
     [Description("Consumers by id.")]
     public IReadOnlyDictionary<string, ApiKeyConsumer> Consumers { get; init; } = new Dictionary<string, ApiKeyConsumer>();
 }
 
-public sealed record ApiKeyConsumer
+internal sealed record ApiKeyConsumer
 {
     [Description("Display name.")]
     public string? Name { get; init; }
@@ -30,7 +30,7 @@ public sealed record ApiKeyConsumer
     public IReadOnlyList<ApiKeyRecord> Keys { get; init; } = [];
 }
 
-public sealed record ApiKeyRecord
+internal sealed record ApiKeyRecord
 {
     [Description("Public key id (the part of the key before the secret), for logs and revocation.")]
     public string Id { get; init; } = "";
@@ -55,7 +55,7 @@ public sealed record ApiKeyRecord
 }
 
 /// <summary>Whether a key is accepted at a given time; revoked wins over expired, expired over not yet valid.</summary>
-public enum ApiKeyState
+internal enum ApiKeyState
 {
     Valid,
     NotYetValid,
@@ -63,7 +63,7 @@ public enum ApiKeyState
     Revoked,
 }
 
-public static class ApiKeyStates
+internal static class ApiKeyStates
 {
     /// <summary>Valid from notBefore (inclusive) until expires (exclusive), unless revoked.</summary>
     public static ApiKeyState Of(bool revoked, DateTimeOffset? notBefore, DateTimeOffset? expires, DateTimeOffset now)
@@ -216,7 +216,7 @@ internal sealed class CompiledApiKeys
 }
 
 /// <summary>Creates keys: `pck_{id}_{secret}` with 256 random bits; only the hash is stored.</summary>
-public static class ApiKeyGenerator
+internal static class ApiKeyGenerator
 {
     public const string Prefix = "pck_";
 

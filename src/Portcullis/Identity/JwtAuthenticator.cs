@@ -248,7 +248,7 @@ internal sealed partial class JwtAuthenticator
         return true;
     }
 
-    private static IEnumerable<SecurityKey> ResolveKeys(CompiledIssuer issuer, IssuerKeySet? keys, string? kid)
+    private static SecurityKey[] ResolveKeys(CompiledIssuer issuer, IssuerKeySet? keys, string? kid)
     {
         if (issuer.SharedKey is not null) return [issuer.SharedKey];
         if (keys is null) return [];

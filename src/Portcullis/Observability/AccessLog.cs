@@ -11,7 +11,7 @@ namespace Portcullis.Observability;
 /// one write (and one thread wake-up) per request. Counters are read by the admin API
 /// (GET /admin/observability) and by metrics.
 /// </summary>
-internal sealed class AccessLog
+internal sealed class AccessLog : IDisposable
 {
     private readonly Channel<AccessLogEntry> _channel;
     private readonly SnapshotStore _store;
@@ -79,7 +79,7 @@ internal sealed class AccessLog
         var interval = _store.Current.Observability.AccessLog?.FlushInterval ?? TimeSpan.Zero;
         if (interval > TimeSpan.Zero && Volatile.Read(ref _sinceDrain) < _highWater) await _halfFull.WaitAsync(interval, cancellationToken);
         Interlocked.Exchange(ref _sinceDrain, 0);
-        if (_halfFull.CurrentCount > 0) _halfFull.Wait(0); // a wake-up that raced the drain starts no empty round
+        if (_halfFull.CurrentCount > 0) _halfFull.Wait(0, CancellationToken.None); // a wake-up that raced the drain starts no empty round
     }
 
     private void WakeWriter()
@@ -92,7 +92,13 @@ internal sealed class AccessLog
         {
             // Already signalled.
         }
+        catch (ObjectDisposedException)
+        {
+            // Shutting down: the writer has stopped, a late request's line wakes nobody.
+        }
     }
+
+    public void Dispose() => _halfFull.Dispose();
 
     internal void CountSampledOut() => Interlocked.Increment(ref _sampledOut);
 

@@ -10,7 +10,7 @@ namespace Portcullis.Observability;
 /// Formats access-log entries as JSON lines (Utf8JsonWriter into a reused buffer: no allocation per
 /// line once the buffer has grown). Used by the background writer only — one instance per writer.
 /// </summary>
-internal sealed class AccessLogFormatter
+internal sealed class AccessLogFormatter : IDisposable
 {
     // Relaxed escaping keeps paths and user agents readable; quotes, backslashes and control
     // characters (CR/LF: no log injection) are still escaped.
@@ -30,6 +30,8 @@ internal sealed class AccessLogFormatter
     public ReadOnlyMemory<byte> Written => _batch.WrittenMemory;
 
     public int Length => _batch.WrittenCount;
+
+    public void Dispose() => _writer.Dispose();
 
     public void Clear() => _batch.ResetWrittenCount();
 
@@ -244,10 +246,10 @@ internal sealed class AccessLogFormatter
         SslProtocols.None => null,
         SslProtocols.Tls13 => "TLSv1.3",
         SslProtocols.Tls12 => "TLSv1.2",
-#pragma warning disable SYSLIB0039 // reported as negotiated, never offered
+#pragma warning disable SYSLIB0039, CA5397 // names a protocol a client negotiated, for the log; never offered
         SslProtocols.Tls11 => "TLSv1.1",
         SslProtocols.Tls => "TLSv1",
-#pragma warning restore SYSLIB0039
+#pragma warning restore SYSLIB0039, CA5397
         _ => "other",
     };
 

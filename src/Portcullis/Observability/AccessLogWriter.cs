@@ -19,6 +19,12 @@ internal sealed partial class AccessLogWriter(AccessLog log, IAccessLogSinkFacto
     private IAccessLogSink? _sink;
     private bool _failing;
 
+    public override void Dispose()
+    {
+        _formatter.Dispose();
+        base.Dispose();
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var reader = log.Reader;

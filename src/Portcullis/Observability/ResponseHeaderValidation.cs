@@ -103,7 +103,7 @@ internal sealed class CompiledResponseHeaderPolicy
 /// start. A DI singleton; <see cref="Counts"/> is what a metrics exporter reads
 /// (portcullis_response_header_findings_total{route,finding}).
 /// </summary>
-public sealed class ResponseHeaderFindings
+internal sealed class ResponseHeaderFindings
 {
     private readonly ConcurrentDictionary<(string Route, string Finding), long> _counts = new();
 

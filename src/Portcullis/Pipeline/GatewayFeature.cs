@@ -9,13 +9,14 @@ namespace Portcullis.Pipeline;
 /// </summary>
 public sealed class GatewayFeature
 {
-    public GatewayFeature(GatewaySnapshot snapshot) => Snapshot = snapshot;
+    internal GatewayFeature(GatewaySnapshot snapshot) => Snapshot = snapshot;
 
     /// <summary>
     /// The generation this request runs on: the one current when it arrived, until routing matches a route;
     /// from then on the one that route's endpoint was built from (<see cref="ResolveRoute"/>).
     /// </summary>
-    public GatewaySnapshot Snapshot { get; private set; }
+    // Internal: the compiled snapshot is the gateway's own model, not part of the embedding surface.
+    internal GatewaySnapshot Snapshot { get; private set; }
 
     public string? RouteName { get; internal set; }
 

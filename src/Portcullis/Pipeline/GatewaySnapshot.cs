@@ -11,7 +11,7 @@ namespace Portcullis.Pipeline;
 /// One immutable, compiled configuration. The request path reads exactly one of these per request;
 /// a reload builds a new one off the request path and swaps a single reference.
 /// </summary>
-public sealed class GatewaySnapshot
+internal sealed class GatewaySnapshot
 {
     internal GatewaySnapshot(
         LoadedConfig source,
@@ -116,4 +116,4 @@ public sealed class GatewaySnapshot
 
 /// <param name="Tls">Null for a cleartext listener.</param>
 /// <param name="RedirectToHttps">Set on a cleartext listener that redirects every request to HTTPS.</param>
-public sealed record ListenerBinding(string Name, ListenAddress Address, ListenerProtocols Protocols, bool Admin, Tls.ListenerTls? Tls = null, Tls.HttpsRedirect? RedirectToHttps = null);
+internal sealed record ListenerBinding(string Name, ListenAddress Address, ListenerProtocols Protocols, bool Admin, Tls.ListenerTls? Tls = null, Tls.HttpsRedirect? RedirectToHttps = null);

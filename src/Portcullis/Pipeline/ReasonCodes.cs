@@ -55,7 +55,7 @@ public sealed class ReasonCode
 /// (ReasonCodesTests checks that no code literal remains outside this file), and docs/reason-codes.md
 /// is generated from this list (<see cref="Markdown"/>).
 /// </summary>
-public static class ReasonCodes
+internal static class ReasonCodes
 {
     // Edge: the gateway's own limits (GatewayMiddleware) and Kestrel's refusals (KestrelRejectionLog).
     public static readonly ReasonCode RequestHeadersTooLarge = new("request.headers-too-large", 431, ReasonStage.Edge, "More request headers, or more header bytes, than `limits` allow.");

@@ -42,7 +42,7 @@ internal enum ParticipantOutcome
 }
 
 /// <summary>One participant's result, for the reload answer and the audit record.</summary>
-public sealed record ParticipantResult(string Participant, string Outcome, string? Reason)
+internal sealed record ParticipantResult(string Participant, string Outcome, string? Reason)
 {
     internal static string Name(ParticipantOutcome outcome) => outcome switch
     {

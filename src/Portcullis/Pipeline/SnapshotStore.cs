@@ -9,7 +9,7 @@ namespace Portcullis.Pipeline;
 /// Holds the current snapshot and publishes its routes and clusters to YARP. Readers take the
 /// reference once per request; writers (reloads) replace it whole.
 /// </summary>
-public sealed class SnapshotStore : IProxyConfigProvider
+internal sealed class SnapshotStore : IProxyConfigProvider
 {
     private volatile GatewaySnapshot? _current;
     private volatile ProxyConfigSnapshot? _proxyConfig;
@@ -59,6 +59,9 @@ public sealed class SnapshotStore : IProxyConfigProvider
     /// <summary>The snapshot a route YARP runs was published with (null for a route not published here).</summary>
     internal GatewaySnapshot? SnapshotOf(RouteConfig route) => _generations.TryGetValue(route, out var snapshot) ? snapshot : null;
 
+    // The token source has no timer and no links, so it holds nothing to release; disposing it while YARP may
+    // still register on its token (after the swap) would race, so it is left to the GC as YARP's own in-memory provider does.
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "unlinked, timerless CancellationTokenSource; see comment")]
     private sealed class ProxyConfigSnapshot : IProxyConfig
     {
         private readonly CancellationTokenSource _changed = new();

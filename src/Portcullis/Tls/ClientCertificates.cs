@@ -11,7 +11,7 @@ using Portcullis.Identity;
 namespace Portcullis.Tls;
 
 /// <summary>A cleartext listener's redirect to HTTPS.</summary>
-public sealed record HttpsRedirect(int Port, int Status);
+internal sealed record HttpsRedirect(int Port, int Status);
 
 /// <summary>A loaded bundle of trusted client CAs: the trust anchors of one listener's client-certificate checks.</summary>
 internal sealed class ClientCaBundle

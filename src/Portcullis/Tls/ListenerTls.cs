@@ -4,7 +4,7 @@ using Portcullis.Configuration;
 namespace Portcullis.Tls;
 
 /// <summary>A listener's validated TLS settings. Equal when every setting and file is the same (a change needs a restart).</summary>
-public sealed record ListenerTls(TlsVersion MinVersion, IReadOnlyList<CertificateSource> Certificates, int DefaultIndex, ClientCertificatePolicy? ClientCertificate = null, string? Hsts = null)
+internal sealed record ListenerTls(TlsVersion MinVersion, IReadOnlyList<CertificateSource> Certificates, int DefaultIndex, ClientCertificatePolicy? ClientCertificate = null, string? Hsts = null)
 {
     /// <summary>The protocols offered: never below TLS 1.2.</summary>
     public SslProtocols Protocols => MinVersion == TlsVersion.Tls13 ? SslProtocols.Tls13 : SslProtocols.Tls12 | SslProtocols.Tls13;
@@ -20,7 +20,7 @@ public sealed record ListenerTls(TlsVersion MinVersion, IReadOnlyList<Certificat
 /// Where one certificate comes from: absolute file paths, the PFX password's environment variable (its
 /// value is read when loading, never kept here) and the configured SNI hosts (empty: the certificate's SANs).
 /// </summary>
-public sealed record CertificateSource(
+internal sealed record CertificateSource(
     string Name,
     string ConfigPath,
     string? CertFile,
@@ -46,7 +46,7 @@ public sealed record CertificateSource(
 /// A listener's validated client-certificate (mTLS) settings: mode, the CA bundle file (absolute), revocation
 /// checking, the extended key usages accepted (OIDs) and the claims tried for the consumer id.
 /// </summary>
-public sealed record ClientCertificatePolicy(
+internal sealed record ClientCertificatePolicy(
     ClientCertificateMode Mode,
     string CaFile,
     string ConfigPath,

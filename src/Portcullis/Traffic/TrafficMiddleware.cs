@@ -111,7 +111,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
 
     // Applies one decision: refuses (429, or 503 for a fail-closed store that cannot answer) and returns
     // false, or records the admitted state for the response headers and returns true.
-    private ValueTask<bool> AdmitAsync(HttpContext context, GatewayFeature gateway, Check check, RateDecision decision, ref StringBuilder? policyHeader, ref StringBuilder? stateHeader)
+    private static ValueTask<bool> AdmitAsync(HttpContext context, GatewayFeature gateway, Check check, RateDecision decision, ref StringBuilder? policyHeader, ref StringBuilder? stateHeader)
     {
         switch (decision.Outcome)
         {
@@ -165,7 +165,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Too many requests in flight", gate.RefusalDetail, ReasonCodes.ConcurrencyLimit);
     }
 
-    private Task RefuseUnavailableAsync(HttpContext context, GatewayFeature gateway, ReasonCode reason, string policy, string detail)
+    private static Task RefuseUnavailableAsync(HttpContext context, GatewayFeature gateway, ReasonCode reason, string policy, string detail)
     {
         gateway.Traffic = new TrafficDecision(TrafficResult.StoreUnavailableRefused, reason, policy);
         gateway.Refusal = reason;

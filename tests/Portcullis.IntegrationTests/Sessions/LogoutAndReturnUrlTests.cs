@@ -45,7 +45,7 @@ public sealed class LogoutAndReturnUrlTests : IAsyncLifetime
         return page;
     }
 
-    private async Task<HttpStatusCode> AppStatusAsync(HttpClient client, string cookie)
+    private static async Task<HttpStatusCode> AppStatusAsync(HttpClient client, string cookie)
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/app/check");
         request.Headers.TryAddWithoutValidation("Accept", "text/html");

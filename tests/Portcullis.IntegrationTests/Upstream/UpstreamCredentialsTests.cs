@@ -51,11 +51,11 @@ public sealed class UpstreamCredentialsTests
             new Dictionary<string, string> { ["client-secret"] = TestIdentityProvider.Reader.Secret + "\n" });
 
         var tokens = new ConcurrentBag<string>();
-        await Parallel.ForEachAsync(Enumerable.Range(0, 40), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, _) =>
+        await Parallel.ForEachAsync(Enumerable.Range(0, 40), new ParallelOptions { MaxDegreeOfParallelism = 8 }, async (i, cancellationToken) =>
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, "/orders/" + i);
             request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", "the-clients-own-token");
-            using var response = await gateway.Client.SendAsync(request);
+            using var response = await gateway.Client.SendAsync(request, cancellationToken);
             var answer = await UpstreamAnswer.ReadAsync(response);
             tokens.Add(Bearer(answer) ?? "none");
         });

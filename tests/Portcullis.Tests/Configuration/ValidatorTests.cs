@@ -1102,7 +1102,7 @@ public sealed class ValidatorTests() : ConfigBuildTestBase("portcullis-validator
         """;
 
     // Also records which variables were looked up.
-    protected override BuildResult Build(string yaml)
+    private protected override BuildResult Build(string yaml)
     {
         WriteFile("portcullis.yaml", yaml);
         var builder = new SnapshotBuilder(environment: name =>

@@ -23,7 +23,7 @@ public sealed class CertificateFilesTests : IDisposable
         return path;
     }
 
-    private CertificateFileError ListenerError(string cert, string? key)
+    private static CertificateFileError ListenerError(string cert, string? key)
     {
         Assert.False(CertificateLoader.TryLoad(new CertificateSource("c", "listeners[0].tls.certificates[0]", cert, key, null, null, []), _ => null, Now, out _, out var error));
         return error!;

@@ -58,7 +58,7 @@ public sealed class AssertionSignerTests : IDisposable
         });
     }
 
-    private IReadOnlyList<string> PublishedKids() => new JsonWebKeySet(_signer.JwksJson()).Keys.Select(k => k.Kid).ToList();
+    private List<string> PublishedKids() => new JsonWebKeySet(_signer.JwksJson()).Keys.Select(k => k.Kid).ToList();
 
     [Fact]
     public void Assertion_CarriesKidIssuerAudienceSubjectAndTheCaller()

@@ -30,7 +30,7 @@ public sealed class InboundHeaderScrubTests() : ConfigBuildTestBase("portcullis-
         return result.Snapshot!;
     }
 
-    private static HttpContext Request(int port, params string[] names)
+    private static DefaultHttpContext Request(int port, params string[] names)
     {
         var context = new DefaultHttpContext();
         context.Connection.LocalPort = port;

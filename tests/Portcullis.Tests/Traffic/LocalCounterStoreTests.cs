@@ -22,7 +22,7 @@ public sealed class LocalCounterStoreTests
         Key = new TrafficKey([new RequestSource(RequestSourceKind.Consumer, "", 0)]),
     };
 
-    private int Admit(LocalCounterStore store, CompiledRateLimit policy, int attempts, string key = "alice")
+    private static int Admit(LocalCounterStore store, CompiledRateLimit policy, int attempts, string key = "alice")
     {
         var admitted = 0;
         for (var i = 0; i < attempts; i++)

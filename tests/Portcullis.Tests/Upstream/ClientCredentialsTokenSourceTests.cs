@@ -71,7 +71,7 @@ public sealed class ClientCredentialsTokenSourceTests
         Assert.Equal("Bearer token-1", await source.GetHeaderAsync());
         Assert.Equal(1, provider.Requests);
         time.Advance(TimeSpan.FromSeconds(1));
-        await Eventually.TrueAsync(() => source.GetHeaderAsync().Result == "Bearer token-2", "not refreshed at 80 %");
+        await Eventually.TrueAsync(() => source.GetHeaderAsync().AsTask().Result == "Bearer token-2", "not refreshed at 80 %");
         Assert.Equal(2, provider.Requests);
     }
 
@@ -112,6 +112,6 @@ public sealed class ClientCredentialsTokenSourceTests
             await Task.Delay(20);
         }
 
-        await Eventually.TrueAsync(() => source.GetHeaderAsync().Result is not null, "never recovered within the 30 s backoff cap");
+        await Eventually.TrueAsync(() => source.GetHeaderAsync().AsTask().Result is not null, "never recovered within the 30 s backoff cap");
     }
 }

@@ -3,14 +3,14 @@ using System.ComponentModel;
 namespace Portcullis.Configuration;
 
 /// <summary>The admin API (served on the listener with `admin: true`).</summary>
-public sealed record AdminOptions
+internal sealed record AdminOptions
 {
     [Description("Who may use the admin API: bearer tokens and/or client certificates, each with a scope. Without it the admin API is open, which validate allows only on a loopback admin listener.")]
     public AdminAuthOptions? Auth { get; init; }
 }
 
 /// <summary>What a credential may do on the admin API.</summary>
-public enum AdminScope
+internal enum AdminScope
 {
     /// <summary>GET and HEAD: health, config, clusters, traffic, metrics.</summary>
     Read,
@@ -19,7 +19,7 @@ public enum AdminScope
     Admin,
 }
 
-public sealed record AdminAuthOptions
+internal sealed record AdminAuthOptions
 {
     [Description("Bearer tokens (Authorization: Bearer TOKEN), each read from an environment variable or a file; list several to rotate without downtime.")]
     public IReadOnlyList<AdminTokenOptions> Tokens { get; init; } = [];
@@ -31,7 +31,7 @@ public sealed record AdminAuthOptions
     public IReadOnlyList<string> Open { get; init; } = ["/healthz", "/readyz"];
 }
 
-public sealed record AdminTokenOptions
+internal sealed record AdminTokenOptions
 {
     [Description("Name of the token's holder, written to the audit log as the actor (never the token).")]
     public string Name { get; init; } = "";
@@ -46,7 +46,7 @@ public sealed record AdminTokenOptions
     public string? File { get; init; }
 }
 
-public sealed record AdminCertificateOptions
+internal sealed record AdminCertificateOptions
 {
     [Description("Name of the allowed certificate holder(s), written to the audit log as the actor with the certificate's subject.")]
     public string Name { get; init; } = "";

@@ -2,7 +2,7 @@ using System.ComponentModel;
 
 namespace Portcullis.Configuration;
 
-public sealed record AuditOptions
+internal sealed record AuditOptions
 {
     [Description("The audit log file (hash-chained JSON lines), relative to the config file; setting it turns the audit log on. Its directory must exist.")]
     public string? Path { get; init; }

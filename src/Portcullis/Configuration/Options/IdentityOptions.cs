@@ -3,7 +3,7 @@ using System.ComponentModel;
 namespace Portcullis.Configuration;
 
 /// <summary>Who may call: token issuers, API keys, and what the upstream is told about the caller.</summary>
-public sealed record IdentityOptions
+internal sealed record IdentityOptions
 {
     [Description("Trusted JWT issuers (OIDC providers or local key files).")]
     public IReadOnlyList<IssuerOptions> Issuers { get; init; } = [];
@@ -30,7 +30,7 @@ public sealed record IdentityOptions
     public SessionsOptions? Sessions { get; init; }
 }
 
-public sealed record IssuerOptions
+internal sealed record IssuerOptions
 {
     [Description("Issuer name used by routes' auth rules.")]
     public string Name { get; init; } = "";
@@ -73,7 +73,7 @@ public sealed record IssuerOptions
     public KeyRefreshOptions Keys { get; init; } = new();
 }
 
-public sealed record IntrospectionOptions
+internal sealed record IntrospectionOptions
 {
     [Description("Introspector name used by routes' auth rules (auth.introspection).")]
     public string Name { get; init; } = "";
@@ -104,7 +104,7 @@ public sealed record IntrospectionOptions
     public ClaimMappingOptions Claims { get; init; } = new();
 }
 
-public sealed record ClaimMappingOptions
+internal sealed record ClaimMappingOptions
 {
     [Description("Claim with the subject. Default sub.")]
     public string Subject { get; init; } = "sub";
@@ -122,7 +122,7 @@ public sealed record ClaimMappingOptions
     public IReadOnlyList<string> Scopes { get; init; } = ["scope", "scp"];
 }
 
-public sealed record KeyRefreshOptions
+internal sealed record KeyRefreshOptions
 {
     [Description("Background refresh of discovery and JWKS, and the longest time a key withdrawn at the provider keeps verifying; a shorter JWKS Cache-Control max-age (not below minRefreshInterval) refreshes sooner. Default 5m.")]
     public TimeSpan RefreshInterval { get; init; } = TimeSpan.FromMinutes(5);
@@ -140,7 +140,7 @@ public sealed record KeyRefreshOptions
     public TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(5);
 }
 
-public sealed record ApiKeyOptions
+internal sealed record ApiKeyOptions
 {
     [Description("Header carrying the key. Default X-Api-Key.")]
     public string Header { get; init; } = "X-Api-Key";
@@ -152,7 +152,7 @@ public sealed record ApiKeyOptions
     public string File { get; init; } = "keys.yaml";
 }
 
-public sealed record IdentityHeadersOptions
+internal sealed record IdentityHeadersOptions
 {
     [Description("Header with the consumer id. Default X-Consumer-Id.")]
     public string Consumer { get; init; } = "X-Consumer-Id";
@@ -171,7 +171,7 @@ public sealed record IdentityHeadersOptions
 }
 
 /// <summary>Who may use a route. A route without `auth` is public; one with `auth` denies by default.</summary>
-public sealed record RouteAuthOptions
+internal sealed record RouteAuthOptions
 {
     [Description("Say explicitly that the route is public (no credentials needed).")]
     public bool Anonymous { get; init; }
@@ -213,7 +213,7 @@ public sealed record RouteAuthOptions
     public bool ForwardCredentials { get; init; }
 }
 
-public sealed record ClaimRuleOptions
+internal sealed record ClaimRuleOptions
 {
     [Description("Claim name.")]
     public string? Claim { get; init; }
@@ -243,7 +243,7 @@ public sealed record ClaimRuleOptions
     public IReadOnlyList<ClaimRuleOptions>? All { get; init; }
 }
 
-public sealed record AssertionOptions
+internal sealed record AssertionOptions
 {
     [Description("Request header carrying the assertion. Default X-Portcullis-Assertion. Inbound copies are always removed.")]
     public string Header { get; init; } = "X-Portcullis-Assertion";

@@ -2,7 +2,7 @@ using System.ComponentModel;
 
 namespace Portcullis.Configuration;
 
-public sealed record MetricsOptions
+internal sealed record MetricsOptions
 {
     [Description("Record the gateway's metrics (meter `Portcullis`) and serve them on the admin listener. Read at start. Default true.")]
     public bool Enabled { get; init; } = true;

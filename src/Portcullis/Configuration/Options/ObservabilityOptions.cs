@@ -2,7 +2,7 @@ using System.ComponentModel;
 
 namespace Portcullis.Configuration;
 
-public enum RequestIdTrust
+internal enum RequestIdTrust
 {
     /// <summary>Keep a valid inbound request id from any client.</summary>
     Always,
@@ -14,7 +14,7 @@ public enum RequestIdTrust
     Never,
 }
 
-public enum AccessLogTarget
+internal enum AccessLogTarget
 {
     /// <summary>One JSON line per request on standard output.</summary>
     Stdout,
@@ -23,7 +23,7 @@ public enum AccessLogTarget
     File,
 }
 
-public sealed record ObservabilityOptions
+internal sealed record ObservabilityOptions
 {
     [Description("Request ids: which inbound X-Request-Id values are kept.")]
     public RequestIdOptions RequestId { get; init; } = new();
@@ -41,13 +41,13 @@ public sealed record ObservabilityOptions
     public AuditOptions Audit { get; init; } = new();
 }
 
-public sealed record RequestIdOptions
+internal sealed record RequestIdOptions
 {
     [Description("Whose X-Request-Id is kept (when valid: 1-128 characters of A-Z a-z 0-9 - _ . : / + = @): always, trustedProxies (default; peers in `trustedProxies`) or never (always mint one).")]
     public RequestIdTrust TrustInbound { get; init; } = RequestIdTrust.TrustedProxies;
 }
 
-public sealed record AccessLogOptions
+internal sealed record AccessLogOptions
 {
     [Description("Write the access log. Default false (the `portcullis run` quickstart turns it on).")]
     public bool Enabled { get; init; }

@@ -2,7 +2,7 @@ using System.ComponentModel;
 
 namespace Portcullis.Configuration;
 
-public enum ResponseHeaderAction
+internal enum ResponseHeaderAction
 {
     /// <summary>Only record findings (access log, counters); the answer passes unchanged.</summary>
     Log,
@@ -15,7 +15,7 @@ public enum ResponseHeaderAction
 }
 
 /// <summary>A route's `responseHeaders` (its own type so the generated schema spells out the keys under routes and clusters).</summary>
-public sealed record ResponseHeaderOptions : ResponseHeaderPolicyOptions
+internal sealed record ResponseHeaderOptions : ResponseHeaderPolicyOptions
 {
     [Description("Value rules: { header, regex } or { header, oneOf }. A present header whose value fails is a finding rule:NAME; an absent header passes (use require).")]
     public IReadOnlyList<ResponseHeaderRuleOptions> Rules { get; init; } = [];
@@ -24,7 +24,7 @@ public sealed record ResponseHeaderOptions : ResponseHeaderPolicyOptions
 }
 
 /// <summary>A cluster's `responseHeaders`, the same keys as a route's.</summary>
-public sealed record ClusterResponseHeaderOptions : ResponseHeaderPolicyOptions
+internal sealed record ClusterResponseHeaderOptions : ResponseHeaderPolicyOptions
 {
     [Description("Value rules: { header, regex } or { header, oneOf }. A present header whose value fails is a finding rule:NAME; an absent header passes (use require).")]
     public IReadOnlyList<ClusterResponseHeaderRuleOptions> Rules { get; init; } = [];
@@ -33,10 +33,10 @@ public sealed record ClusterResponseHeaderOptions : ResponseHeaderPolicyOptions
 }
 
 /// <summary>A cluster's value rule (its own type so the generated schema spells out its keys).</summary>
-public sealed record ClusterResponseHeaderRuleOptions : ResponseHeaderRuleOptions;
+internal sealed record ClusterResponseHeaderRuleOptions : ResponseHeaderRuleOptions;
 
 /// <summary>Checks on the upstream's response headers, for a route or a cluster.</summary>
-public record ResponseHeaderPolicyOptions
+internal record ResponseHeaderPolicyOptions
 {
     [Description("Headers the upstream's answer must carry, e.g. [Cache-Control]. A missing one is a finding require:NAME.")]
     public IReadOnlyList<string> Require { get; init; } = [];
@@ -50,7 +50,7 @@ public record ResponseHeaderPolicyOptions
     public ResponseHeaderAction Action { get; init; } = ResponseHeaderAction.Log;
 }
 
-public record ResponseHeaderRuleOptions
+internal record ResponseHeaderRuleOptions
 {
     [Description("Response header name the rule checks, e.g. Cache-Control.")]
     public string Header { get; init; } = "";

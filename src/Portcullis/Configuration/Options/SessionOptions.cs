@@ -3,7 +3,7 @@ using System.ComponentModel;
 namespace Portcullis.Configuration;
 
 /// <summary>Browser sign-in through OIDC providers, with sessions kept server-side (identity.sessions).</summary>
-public sealed record SessionsOptions
+internal sealed record SessionsOptions
 {
     [Description("OIDC providers browsers sign in with (authorization code + PKCE); routes name one in auth.session.")]
     public IReadOnlyList<SessionProviderOptions> Providers { get; init; } = [];
@@ -30,7 +30,7 @@ public sealed record SessionsOptions
     public TimeSpan RefreshBefore { get; init; } = TimeSpan.FromMinutes(1);
 }
 
-public sealed record SessionProviderOptions
+internal sealed record SessionProviderOptions
 {
     [Description("Provider name used by routes' auth.session.")]
     public string Name { get; init; } = "";
@@ -64,7 +64,7 @@ public sealed record SessionProviderOptions
     public ClaimMappingOptions Claims { get; init; } = new();
 }
 
-public sealed record SessionCookieOptions
+internal sealed record SessionCookieOptions
 {
     [Description("Cookie name prefix; each provider's cookie is NAME-PROVIDER. A __Host- name is always Secure, Path=/ and has no domain (HTTPS listeners only). Default __Host-portcullis.")]
     public string Name { get; init; } = "__Host-portcullis";
@@ -80,7 +80,7 @@ public sealed record SessionCookieOptions
 }
 
 /// <summary>The certificate (with its RSA private key) that encrypts the session key ring stored in Redis.</summary>
-public sealed record SessionKeyRingOptions
+internal sealed record SessionKeyRingOptions
 {
     [Description("PEM certificate file (RSA), relative to the config file. Its private key is in the same file or in `key`.")]
     public string? Cert { get; init; }
@@ -98,7 +98,7 @@ public sealed record SessionKeyRingOptions
     public bool Unprotected { get; init; }
 }
 
-public enum SessionStoreKind
+internal enum SessionStoreKind
 {
     Local,
     Redis,

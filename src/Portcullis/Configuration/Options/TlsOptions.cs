@@ -2,7 +2,7 @@ using System.ComponentModel;
 
 namespace Portcullis.Configuration;
 
-public enum TlsVersion
+internal enum TlsVersion
 {
     /// <summary>TLS 1.2 and 1.3.</summary>
     Tls12,
@@ -12,7 +12,7 @@ public enum TlsVersion
 }
 
 /// <summary>TLS on a listener: certificates chosen by SNI, reloaded when their files change.</summary>
-public sealed record ListenerTlsOptions
+internal sealed record ListenerTlsOptions
 {
     [Description("Server certificates. The client's SNI name picks one (exact names beat wildcards); an unknown or missing name gets the default.")]
     public IReadOnlyList<CertificateOptions> Certificates { get; init; } = [];
@@ -31,7 +31,7 @@ public sealed record ListenerTlsOptions
 }
 
 /// <summary>One server certificate: PEM certificate and key files, or a PKCS#12 (PFX) file.</summary>
-public sealed record CertificateOptions
+internal sealed record CertificateOptions
 {
     [Description("Name used by `default`, in logs and in the admin API. Default: cert1, cert2, ... by position.")]
     public string? Name { get; init; }
@@ -52,7 +52,7 @@ public sealed record CertificateOptions
     public IReadOnlyList<string> Hosts { get; init; } = [];
 }
 
-public enum ClientCertificateMode
+internal enum ClientCertificateMode
 {
     /// <summary>No client certificate is asked for.</summary>
     None,
@@ -64,7 +64,7 @@ public enum ClientCertificateMode
     Required,
 }
 
-public enum RevocationCheck
+internal enum RevocationCheck
 {
     /// <summary>No revocation check.</summary>
     None,
@@ -77,7 +77,7 @@ public enum RevocationCheck
 }
 
 /// <summary>Client certificates (mTLS) on a listener: trusted CAs, revocation and how the certificate becomes an identity.</summary>
-public sealed record ClientCertificateOptions
+internal sealed record ClientCertificateOptions
 {
     [Description("none (default: no client certificate asked for), optional (asked for; a presented one must be trusted) or required (no trusted certificate, no handshake).")]
     public ClientCertificateMode Mode { get; init; } = ClientCertificateMode.None;
@@ -96,7 +96,7 @@ public sealed record ClientCertificateOptions
 }
 
 /// <summary>HTTP Strict Transport Security on a TLS listener's responses.</summary>
-public sealed record HstsOptions
+internal sealed record HstsOptions
 {
     [Description("max-age: how long browsers remember to use HTTPS only. Default 180d.")]
     public TimeSpan MaxAge { get; init; } = TimeSpan.FromDays(180);
@@ -109,7 +109,7 @@ public sealed record HstsOptions
 }
 
 /// <summary>A cleartext listener that answers every request with a redirect to HTTPS.</summary>
-public sealed record RedirectToHttpsOptions
+internal sealed record RedirectToHttpsOptions
 {
     [Description("Port of the HTTPS URL redirected to; 443 is left out of the URL. Default 443.")]
     public int Port { get; init; } = 443;

@@ -2,7 +2,7 @@ using System.ComponentModel;
 
 namespace Portcullis.Configuration;
 
-public sealed record TracingOptions
+internal sealed record TracingOptions
 {
     [Description("OTLP collector address, e.g. http://otel-collector:4317 (gRPC) or http://otel-collector:4318 (HTTP/protobuf: port 4318 or a /v1/traces path). Empty (default): no exporter. Read at start.")]
     public string? OtlpEndpoint { get; init; }

@@ -2,7 +2,7 @@ using System.ComponentModel;
 
 namespace Portcullis.Configuration;
 
-public enum RateLimitAlgorithm
+internal enum RateLimitAlgorithm
 {
     /// <summary>GCRA token bucket: `limit` per `per` on average, up to `burst` at once.</summary>
     TokenBucket,
@@ -14,7 +14,7 @@ public enum RateLimitAlgorithm
     SpikeArrest,
 }
 
-public enum TrafficStore
+internal enum TrafficStore
 {
     /// <summary>In-process counters (the embedded default): per instance, lost on restart.</summary>
     Local,
@@ -23,7 +23,7 @@ public enum TrafficStore
     Redis,
 }
 
-public enum RedisCountingMode
+internal enum RedisCountingMode
 {
     /// <summary>One Redis round trip per decision: exact across instances.</summary>
     Strict,
@@ -32,7 +32,7 @@ public enum RedisCountingMode
     Approximate,
 }
 
-public enum StoreFailureMode
+internal enum StoreFailureMode
 {
     /// <summary>Enforce this instance's share of the limit (limit ÷ stores.redis.instances) in-process while the store is unreachable (the default).</summary>
     Local,
@@ -44,7 +44,7 @@ public enum StoreFailureMode
     Closed,
 }
 
-public sealed record RateLimitOptions
+internal sealed record RateLimitOptions
 {
     [Description("What is counted separately: one or more of consumer, consumerGroup, ip, route, header:NAME, claim:NAME, query:NAME, host, method, path, segment:N. Several parts form one combined key. A part missing on a request is replaced by the client IP. Default [consumer].")]
     public IReadOnlyList<string> Key { get; init; } = ["consumer"];
@@ -77,7 +77,7 @@ public sealed record RateLimitOptions
     public bool Headers { get; init; } = true;
 }
 
-public enum QuotaPeriod
+internal enum QuotaPeriod
 {
     Hour,
     Day,
@@ -85,7 +85,7 @@ public enum QuotaPeriod
     Month,
 }
 
-public sealed record QuotaOptions
+internal sealed record QuotaOptions
 {
     [Description("What is counted separately; same parts as rate limits. Default [consumer].")]
     public IReadOnlyList<string> Key { get; init; } = ["consumer"];
@@ -106,7 +106,7 @@ public sealed record QuotaOptions
     public StoreFailureMode OnStoreFailure { get; init; } = StoreFailureMode.Local;
 }
 
-public sealed record ConcurrencyOptions
+internal sealed record ConcurrencyOptions
 {
     [Description("Most requests in flight at once. Required, at least 1.")]
     public int Max { get; init; }
@@ -121,13 +121,13 @@ public sealed record ConcurrencyOptions
     public TimeSpan RetryAfter { get; init; } = TimeSpan.FromSeconds(1);
 }
 
-public sealed record StoresOptions
+internal sealed record StoresOptions
 {
     [Description("Redis (single node or Redis Cluster) for state shared by every instance. Without it, state is in-process.")]
     public RedisStoreOptions? Redis { get; init; }
 }
 
-public sealed record RedisStoreOptions
+internal sealed record RedisStoreOptions
 {
     [Description("StackExchange.Redis connection string, e.g. \"10.0.0.7:6379,password=${REDIS_PASSWORD}\" or several cluster nodes \"a:6379,b:6379\". Empty means not configured.")]
     [Secret]

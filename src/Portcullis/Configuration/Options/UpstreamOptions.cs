@@ -3,7 +3,7 @@ using System.ComponentModel;
 namespace Portcullis.Configuration;
 
 /// <summary>TLS toward a cluster's https:// destinations: whom to trust, which name to verify, and the gateway's own client certificate.</summary>
-public sealed record UpstreamTlsOptions
+internal sealed record UpstreamTlsOptions
 {
     [Description("PEM file of CA certificates trusted for this cluster's destinations (only these; the system store is not used). Relative to the config file; reloaded when it changes. Default: the system trust store.")]
     public string? Ca { get; init; }
@@ -22,7 +22,7 @@ public sealed record UpstreamTlsOptions
 }
 
 /// <summary>The gateway's client certificate toward a cluster: PEM certificate and key, or a PKCS#12 (PFX) file.</summary>
-public sealed record UpstreamClientCertificateOptions
+internal sealed record UpstreamClientCertificateOptions
 {
     [Description("PEM certificate file (the client certificate first, then any intermediates). Relative to the config file.")]
     public string? Cert { get; init; }
@@ -38,20 +38,20 @@ public sealed record UpstreamClientCertificateOptions
 }
 
 /// <summary>Credentials the gateway obtains for itself and sends to a cluster's destinations.</summary>
-public sealed record UpstreamCredentialsOptions
+internal sealed record UpstreamCredentialsOptions
 {
     [Description("OAuth 2.0 client credentials grant: a token fetched, cached and refreshed in the background, sent as a Bearer token.")]
     public ClientCredentialsOptions? ClientCredentials { get; init; }
 }
 
-public enum ClientAssertionAlgorithm
+internal enum ClientAssertionAlgorithm
 {
     Rs256,
     Es256,
 }
 
 /// <summary>An OAuth 2.0 client_credentials token for upstream requests.</summary>
-public sealed record ClientCredentialsOptions
+internal sealed record ClientCredentialsOptions
 {
     [Description("The provider's token endpoint, an absolute http(s) URL.")]
     public string TokenUrl { get; init; } = "";
@@ -89,7 +89,7 @@ public sealed record ClientCredentialsOptions
 }
 
 /// <summary>Client authentication with a private key (RFC 7523 client assertion).</summary>
-public sealed record PrivateKeyJwtOptions
+internal sealed record PrivateKeyJwtOptions
 {
     [Description("PEM private key (RSA for rs256, P-256 EC for es256) that signs the client assertion; its public key is registered at the provider. Relative to the config file; read at every token request.")]
     public string? KeyFile { get; init; }

@@ -29,8 +29,8 @@ internal sealed partial class SessionEndpoints(SessionRuntime runtime, IOptionsM
         endpoints.Map(login + "{**provider}", context => handlers.LoginAsync(context, context.Request.Path.Value![login.Length..])).AsGatewayPath(login, prefix: true);
         foreach (var provider in runtime.Providers.Values)
         {
-            Path(endpoints, provider.CallbackPath, context => handlers.HandleCallbackAsync(context, provider));
-            Path(endpoints, provider.SignedOutPath, context => handlers.HandleCallbackAsync(context, provider));
+            Path(endpoints, provider.CallbackPath, context => HandleCallbackAsync(context, provider));
+            Path(endpoints, provider.SignedOutPath, context => HandleCallbackAsync(context, provider));
         }
     }
 
@@ -40,7 +40,7 @@ internal sealed partial class SessionEndpoints(SessionRuntime runtime, IOptionsM
         if (GatewayEndpointConventions.Literal(path) is { } pattern) endpoints.Map(pattern, handler).AsGatewayPath(path);
     }
 
-    private async Task HandleCallbackAsync(HttpContext context, CompiledSessionProvider provider)
+    private static async Task HandleCallbackAsync(HttpContext context, CompiledSessionProvider provider)
     {
         SetReason(context, ReasonCodes.SessionCallback);
         // The handler provider is scoped: it caches handlers initialised for one request. Taken from the

@@ -33,7 +33,12 @@ internal sealed partial class SignInStarter(SessionRuntime runtime, ILogger<Sign
         var api = SessionPages.IsApiRequest(context.Request);
         if (!Admit(context, out var retryAfter))
         {
-            if (runtime.ProviderErrors.ShouldLog(provider.Name, "rate-limited")) LogRateLimited(logger, provider.Name, ClientAddress(context));
+            // ShouldLog lets one line through per 5 minutes, so the address is computed only then.
+            if (runtime.ProviderErrors.ShouldLog(provider.Name, "rate-limited"))
+            {
+                var client = ClientAddress(context);
+                LogRateLimited(logger, provider.Name, client);
+            }
             context.Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(retryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
             await WriteAsync(context, api, StatusCodes.Status429TooManyRequests, "Too many sign-ins",
                 "Too many sign-ins were started from here. Please wait a moment, then try again.", ReasonCodes.SessionSignInRateLimited, returnUrl);

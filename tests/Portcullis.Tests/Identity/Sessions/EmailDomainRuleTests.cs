@@ -34,7 +34,7 @@ public sealed class EmailDomainRuleTests : ConfigBuildTestBase
         return result.Snapshot!.Routes["app"].Auth!.Rule!;
     }
 
-    protected override BuildResult Build(string yaml)
+    private protected override BuildResult Build(string yaml)
     {
         WriteFile("keys.yaml", "# no keys\n");
         return base.Build(yaml);
