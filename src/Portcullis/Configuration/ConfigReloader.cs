@@ -139,33 +139,9 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             // Stamped before reading: a file changed while it is being read still differs at the next poll.
             var stamps = StampAll(current.Files);
             if (onlyIfChanged && !DiffersFromRemembered(stamps)) return LastResult;
-            BuildResult build;
-            try
-            {
-                build = await Task.Run(() => _builder.Build(current.Source.Path, current.Generation + 1), cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                // A bug in loading must not lose the reload silently (a file-change reload has nobody to
-                // throw to) nor take the gateway down: reject it like any invalid file.
-                Log.ReloadFailed(_logger, trigger, ex);
-                build = new BuildResult(null, [new ConfigDiagnostic(current.Source.Path, 1, 1,
-                    $"the configuration could not be loaded: {ex.GetType().Name}: {ex.Message}",
-                    "this is a bug in Portcullis; please report it with the file. The previous configuration keeps serving")]);
-            }
-
+            var build = await BuildAsync(current, trigger, cancellationToken).ConfigureAwait(false);
             var now = _time.GetUtcNow();
-            if (build.Snapshot is not { } next)
-            {
-                var errors = build.Errors.ToList();
-                Log.ReloadRejected(_logger, trigger, errors.Count, current.Generation);
-                foreach (var error in errors) Log.ConfigError(_logger, error.ToString());
-                // Remember what was rejected, so the stat poll does not reject the same files every interval.
-                RememberStamps(stamps);
-                Interlocked.Increment(ref _rejected);
-                LastResult = new ReloadResult(false, false, current.Generation, trigger, now, build.Diagnostics, []);
-                return LastResult;
-            }
+            if (build.Snapshot is not { } next) return Rejected(build, current, trigger, now, stamps);
 
             // Relative to what the gateway runs with, not to the previous snapshot: a change to a setting
             // read at start-up stays pending (and reported) until a restart, and undoing it needs none.
@@ -195,20 +171,7 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
 
             // Committed before the swap, as the participants' state must be in place when the first request of
             // the new snapshot arrives (a new issuer's key cache, a new cluster's TLS runtime ...).
-            foreach (var (participant, change) in prepared)
-            {
-                try
-                {
-                    change.Commit();
-                }
-                catch (Exception ex)
-                {
-                    // Commit must not fail (everything that can fail belongs in Prepare); if one does anyway, the
-                    // others are committed already: go on, and say so.
-                    Log.CommitFailed(_logger, participant.Name, ex);
-                }
-            }
-
+            Commit(prepared);
             _store.Swap(next);
             Watch(next, stamps);
             foreach (var (setting, reason) in pending) Log.RestartRequired(_logger, setting, reason);
@@ -223,6 +186,52 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
         finally
         {
             _gate.Release();
+        }
+    }
+
+    private async Task<BuildResult> BuildAsync(GatewaySnapshot current, string trigger, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await Task.Run(() => _builder.Build(current.Source.Path, current.Generation + 1), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // A bug in loading must not lose the reload silently (a file-change reload has nobody to
+            // throw to) nor take the gateway down: reject it like any invalid file.
+            Log.ReloadFailed(_logger, trigger, ex);
+            return new BuildResult(null, [new ConfigDiagnostic(current.Source.Path, 1, 1,
+                $"the configuration could not be loaded: {ex.GetType().Name}: {ex.Message}",
+                "this is a bug in Portcullis; please report it with the file. The previous configuration keeps serving")]);
+        }
+    }
+
+    private ReloadResult Rejected(BuildResult build, GatewaySnapshot current, string trigger, DateTimeOffset now, Dictionary<string, FileStamp> stamps)
+    {
+        var errors = build.Errors.ToList();
+        Log.ReloadRejected(_logger, trigger, errors.Count, current.Generation);
+        foreach (var error in errors) Log.ConfigError(_logger, error.ToString());
+        // Remember what was rejected, so the stat poll does not reject the same files every interval.
+        RememberStamps(stamps);
+        Interlocked.Increment(ref _rejected);
+        LastResult = new ReloadResult(false, false, current.Generation, trigger, now, build.Diagnostics, []);
+        return LastResult;
+    }
+
+    private void Commit(List<(ISnapshotParticipant Participant, PreparedChange Change)> prepared)
+    {
+        foreach (var (participant, change) in prepared)
+        {
+            try
+            {
+                change.Commit();
+            }
+            catch (Exception ex)
+            {
+                // Commit must not fail (everything that can fail belongs in Prepare); if one does anyway, the
+                // others are committed already: go on, and say so.
+                Log.CommitFailed(_logger, participant.Name, ex);
+            }
         }
     }
 

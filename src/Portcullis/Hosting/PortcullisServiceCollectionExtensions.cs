@@ -53,6 +53,46 @@ public static class PortcullisServiceCollectionExtensions
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<ConfigReloader>>(), sp.GetRequiredService<TimeProvider>(),
             sp.GetServices<ISnapshotParticipant>(), sp.GetService<Portcullis.Observability.AuditLog>()));
         services.AddHostedService(sp => sp.GetRequiredService<ConfigReloader>());
+        AddAdminAndHealth(services);
+        services.AddSingleton<Portcullis.Tls.CertificateStore>();
+        services.AddSingleton<Portcullis.Upstream.UpstreamTlsStore>();
+        services.AddSingleton<Portcullis.Upstream.UpstreamCredentialsStore>();
+        services.AddHttpClient(Portcullis.Upstream.ClientCredentialsTokenSource.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false, UseCookies = false });
+        Portcullis.Observability.ObservabilityServices.AddPortcullisObservability(services);
+        Portcullis.Observability.MetricsServices.AddPortcullisTelemetry(services, store.Current);
+        services.AddPortcullisProxy();
+        // Access-log lines for the requests Kestrel refuses before the pipeline runs.
+        services.TryAddSingleton(sp => new KestrelRejectionLog(
+            sp.GetService<System.Diagnostics.DiagnosticListener>(), store, sp.GetRequiredService<Portcullis.Observability.AccessLog>(), sp.GetRequiredService<TimeProvider>()));
+        services.AddHostedService(sp => sp.GetRequiredService<KestrelRejectionLog>());
+        // Kestrel's HTTP/2 flood mitigations log per refused operation: count them, log a summary.
+        Http2FloodLog.Decorate(services);
+
+        AddIdentity(services, store);
+        services.AddSingleton<Portcullis.Traffic.TrafficStores>();
+
+        // What follows the configuration across reloads, prepared and committed together (ConfigReloader).
+        AddParticipant<Portcullis.Identity.Sessions.SessionRuntime>(services);
+        AddParticipant<IssuerRegistry>(services);
+        AddParticipant<Portcullis.Traffic.TrafficStores>(services);
+        AddParticipant<Portcullis.Upstream.UpstreamTlsStore>(services);
+        AddParticipant<Portcullis.Upstream.UpstreamCredentialsStore>(services);
+        services.AddHostedService<Portcullis.Traffic.TrafficStartup>();
+
+        if (options.ConfigureKestrel)
+        {
+            services.AddSingleton<KestrelSetup>();
+            services.AddSingleton<IConfigureOptions<KestrelServerOptions>>(sp => sp.GetRequiredService<KestrelSetup>());
+            services.AddSingleton<IConfigureOptions<HostOptions>>(sp => sp.GetRequiredService<KestrelSetup>());
+        }
+
+        return services;
+    }
+
+    // The admin API and readiness: the admin listener's own endpoints (mapped by AdminEndpoints).
+    private static void AddAdminAndHealth(IServiceCollection services)
+    {
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
         services.AddSingleton<AdminTrafficApi>();
@@ -70,21 +110,11 @@ public static class PortcullisServiceCollectionExtensions
             .AddCheck<Portcullis.Identity.Sessions.SessionStoreHealthCheck>("sessionStore", tags: [AdminEndpoints.ReadyTag])
             .AddCheck<Portcullis.Tls.CertificatesHealthCheck>("certificates", tags: [AdminEndpoints.ReadyTag]);
         services.AddLogging(logging => Microsoft.Extensions.Logging.FilterLoggingBuilderExtensions.AddFilter(logging, "Microsoft.Extensions.Diagnostics.HealthChecks", Microsoft.Extensions.Logging.LogLevel.None));
-        services.AddSingleton<Portcullis.Tls.CertificateStore>();
-        services.AddSingleton<Portcullis.Upstream.UpstreamTlsStore>();
-        services.AddSingleton<Portcullis.Upstream.UpstreamCredentialsStore>();
-        services.AddHttpClient(Portcullis.Upstream.ClientCredentialsTokenSource.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false, UseCookies = false });
-        Portcullis.Observability.ObservabilityServices.AddPortcullisObservability(services);
-        Portcullis.Observability.MetricsServices.AddPortcullisTelemetry(services, store.Current);
-        services.AddPortcullisProxy();
-        // Access-log lines for the requests Kestrel refuses before the pipeline runs.
-        services.TryAddSingleton(sp => new KestrelRejectionLog(
-            sp.GetService<System.Diagnostics.DiagnosticListener>(), store, sp.GetRequiredService<Portcullis.Observability.AccessLog>(), sp.GetRequiredService<TimeProvider>()));
-        services.AddHostedService(sp => sp.GetRequiredService<KestrelRejectionLog>());
-        // Kestrel's HTTP/2 flood mitigations log per refused operation: count them, log a summary.
-        Http2FloodLog.Decorate(services);
+    }
 
+    // Issuer key caches, the assertion signer and its JWKS, token validation and introspection.
+    private static void AddIdentity(IServiceCollection services, SnapshotStore store)
+    {
         // No IHttpClientFactory request logging: it wrote 4 info lines per discovery/JWKS fetch; the key
         // cache logs each outcome once (fetched, failed, recovered) itself.
         services.AddHttpClient(IssuerRegistry.HttpClientName, client => client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis"))
@@ -94,30 +124,12 @@ public static class PortcullisServiceCollectionExtensions
         services.AddHostedService<IssuerStartup>();
         services.AddSingleton(sp => new AssertionSigner(sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<AssertionJwksEndpoint>();
-        services.AddSingleton<Portcullis.Traffic.TrafficStores>();
-
-        // What follows the configuration across reloads, prepared and committed together (ConfigReloader).
-        AddParticipant<Portcullis.Identity.Sessions.SessionRuntime>(services);
-        AddParticipant<IssuerRegistry>(services);
-        AddParticipant<Portcullis.Traffic.TrafficStores>(services);
-        AddParticipant<Portcullis.Upstream.UpstreamTlsStore>(services);
-        AddParticipant<Portcullis.Upstream.UpstreamCredentialsStore>(services);
-        services.AddHostedService<Portcullis.Traffic.TrafficStartup>();
         services.AddSingleton(sp => new JwtAuthenticator(
             sp.GetRequiredService<IssuerRegistry>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<JwtAuthenticator>>(),
             store.Current.Config.Identity.TokenCacheSize));
         services.AddSingleton(sp => new TokenIntrospector(sp.GetRequiredService<IHttpClientFactory>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<TokenIntrospector>>(), store.Current.Config.Identity.TokenCacheSize));
-
-        if (options.ConfigureKestrel)
-        {
-            services.AddSingleton<KestrelSetup>();
-            services.AddSingleton<IConfigureOptions<KestrelServerOptions>>(sp => sp.GetRequiredService<KestrelSetup>());
-            services.AddSingleton<IConfigureOptions<HostOptions>>(sp => sp.GetRequiredService<KestrelSetup>());
-        }
-
-        return services;
     }
 
     // The participant is the capability's own singleton (the one requests read), not a second instance.
