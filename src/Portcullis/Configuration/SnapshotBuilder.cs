@@ -95,6 +95,7 @@ internal sealed class SnapshotBuilder
             Sessions = sessions,
             AdminAuth = adminAuth,
             HeaderScrub = InboundHeaderScrub.Compile(loaded.Config, routes.Compiled, clusters.Compiled),
+            EdgeRefusals = EdgeLimitRefusals.Compile(loaded.Config.Limits),
         };
         return new BuildResult(snapshot, diagnostics);
     }

@@ -25,7 +25,7 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
             gateway.Refusal = ReasonCodes.RequestHeadersTooLarge;
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status431RequestHeaderFieldsTooLarge, "Request headers too large",
-                $"Request headers must stay within {limits.MaxRequestHeaderCount} headers and {limits.MaxRequestHeadersSize} in total.", ReasonCodes.RequestHeadersTooLarge);
+                snapshot.EdgeRefusals.HeadersTooLarge, ReasonCodes.RequestHeadersTooLarge);
         }
 
         if (RequestLineLength(context) > limits.MaxRequestLineSize.Bytes)
@@ -33,7 +33,7 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
             gateway.Refusal = ReasonCodes.RequestLineTooLong;
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status414UriTooLong, "Request line too long",
-                $"The request line (method, target, version) must stay within {limits.MaxRequestLineSize}.", ReasonCodes.RequestLineTooLong);
+                snapshot.EdgeRefusals.RequestLineTooLong, ReasonCodes.RequestLineTooLong);
         }
 
         if (context.Request.ContentLength == Listeners.StrictContentLength.Malformed)
@@ -51,7 +51,7 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
             gateway.Refusal = ReasonCodes.RequestBodyTooLarge;
             context.Response.Headers.Connection = "close";
             return ProblemWriter.WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "Request body too large",
-                $"Request bodies must stay within {limits.MaxRequestBodySize}.", ReasonCodes.RequestBodyTooLarge);
+                snapshot.EdgeRefusals.BodyTooLarge, ReasonCodes.RequestBodyTooLarge);
         }
 
         if (context.Request.Headers.TransferEncoding.Count > 0 && (HttpProtocol.IsHttp11(context.Request.Protocol) || HttpProtocol.IsHttp10(context.Request.Protocol))
@@ -64,6 +64,9 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         return task.IsCompletedSuccessfully && context.Response.HasStarted ? task : AfterAsync(task, context, gateway);
     }
 
+    private static readonly string ChunkExtensionTooLong =
+        $"A chunk extension of the request body is longer than {Listeners.ChunkExtensionGuard.MaxExtensionLength} bytes.";
+
     private static async Task AfterAsync(Task pending, HttpContext context, GatewayFeature gateway)
     {
         await pending;
@@ -75,7 +78,7 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
             gateway.Refusal = ReasonCodes.RequestChunkExtensionTooLong;
             context.Response.Headers.Connection = "close";
             await ProblemWriter.WriteAsync(context, StatusCodes.Status400BadRequest, "Chunk extension too long",
-                $"A chunk extension of the request body is longer than {Listeners.ChunkExtensionGuard.MaxExtensionLength} bytes.", ReasonCodes.RequestChunkExtensionTooLong);
+                ChunkExtensionTooLong, ReasonCodes.RequestChunkExtensionTooLong);
             return;
         }
 

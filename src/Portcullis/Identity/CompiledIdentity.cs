@@ -93,7 +93,18 @@ internal sealed class CompiledRouteAuth
     /// <summary>Request header that carries the client certificate (URL-encoded PEM) to the upstream; null: never sent.</summary>
     public string? ForwardCertificate { get; init; }
 
-    public string[] Scopes { get; init; } = [];
+    public string[] Scopes
+    {
+        get;
+        init
+        {
+            field = value;
+            ScopesJoined = string.Join(' ', value);
+        }
+    } = [];
+
+    /// <summary>The required scopes as one space-separated string (the insufficient_scope refusal names them).</summary>
+    public string ScopesJoined { get; private init; } = "";
 
     public FrozenSet<string> Groups { get; init; } = FrozenSet<string>.Empty;
 

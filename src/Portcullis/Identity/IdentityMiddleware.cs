@@ -206,7 +206,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         {
             if (!identity.Scopes.Contains(scope))
             {
-                return AuthDecision.Forbidden(ReasonCodes.AuthzScope, "The caller lacks a required scope.", identity, string.Join(' ', auth.Scopes));
+                return AuthDecision.Forbidden(ReasonCodes.AuthzScope, "The caller lacks a required scope.", identity, auth.ScopesJoined);
             }
         }
 

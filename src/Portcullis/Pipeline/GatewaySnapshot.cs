@@ -101,6 +101,9 @@ internal sealed class GatewaySnapshot
     /// <summary>Inbound headers removed before routing (spoofed identity headers in any spelling, underscore headers).</summary>
     internal Identity.InboundHeaderScrub HeaderScrub { get; init; } = Identity.InboundHeaderScrub.None;
 
+    /// <summary>The edge-limit refusal texts for <see cref="PortcullisConfig.Limits"/>.</summary>
+    internal Portcullis.Listeners.EdgeLimitRefusals EdgeRefusals { get; init; } = Portcullis.Listeners.EdgeLimitRefusals.Default;
+
     internal bool IsTrustedProxy(IPAddress? address)
     {
         if (address is null || TrustedProxies.Length == 0) return false;
