@@ -200,6 +200,18 @@ EOF
   wait_http "http://127.0.0.1:$origin_port/" "$ORIGIN_PID" || die "origin nginx did not start"
 }
 
+origin_routes() { # one catch-all route to the origin cluster ($origin_port), for a config heredoc
+  cat <<EOF
+routes:
+  - name: all
+    match: { pathPrefix: / }
+    cluster: origin
+clusters:
+  origin:
+    destinations: [http://127.0.0.1:$origin_port]
+EOF
+}
+
 gateway_head() { # PORT ADMIN_PORT: listeners (public + loopback admin) and common settings
   cat <<EOF
 listeners:

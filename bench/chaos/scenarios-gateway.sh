@@ -170,13 +170,7 @@ sc_tls_rotate() {
   {
     gateway_head "$port" "$admin" | sed "s|address: 127.0.0.1:$port|address: 127.0.0.1:$port\n    tls:\n      certificates: [{ cert: live.pem }]|"
     cat <<EOF
-routes:
-  - name: all
-    match: { pathPrefix: / }
-    cluster: origin
-clusters:
-  origin:
-    destinations: [http://127.0.0.1:$origin_port]
+$(origin_routes)
 EOF
   } >"$cfg"
   start_gateway tls "$cfg" "$admin"

@@ -61,7 +61,8 @@ EOF
   [[ $c == 200 ]] || ok=0
   notes+=("rotate: first k2 token $c")
   load rotated "$url" 16 "$IDP_LOAD_S" -H "Authorization: Bearer $t2"
-  # 3. k1 withdrawn (set = k2): refused within refreshInterval (4s) + timeout (1s), no admin call
+  # 3. k1 withdrawn (set = k2): refused within refreshInterval (4s) + timeout (1s), no admin call; the check
+  #    allows 3 s more because a timer on a CPU-starved machine (CI runs this beside other work) fires late
   c=$(code "$t1")
   [[ $c == 200 ]] || { ok=0; notes+=("k1 before withdrawal: $c"); }
   publish_jwks k2
@@ -71,7 +72,7 @@ EOF
     [[ $c == 401 ]] && { waited=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.1f", b - a}'); break; }
     sleep 0.2
   done
-  if [[ -n $waited ]] && awk -v w="$waited" 'BEGIN {exit !(w <= 6)}'; then notes+=("withdrawn k1 refused after ${waited}s (bound 4s+1s)"); else ok=0; notes+=("withdrawn k1 still accepted after ${waited:-10+}s (bound 5s)"); fi
+  if [[ -n $waited ]] && awk -v w="$waited" 'BEGIN {exit !(w <= 8)}'; then notes+=("withdrawn k1 refused after ${waited}s (bound 4s+1s, +3s slack)"); else ok=0; notes+=("withdrawn k1 still accepted after ${waited:-10+}s (bound 4s+1s, +3s slack)"); fi
   # 4. replace: k3 added and k2 withdrawn at once, then POST /admin/issuers/chaos/refresh: k2 refused at once
   publish_jwks k3
   local r
@@ -210,13 +211,7 @@ sc_soak() {
     cat <<EOF
 observability:
   accessLog: { enabled: true, target: file, path: logs/access.log, maxSize: 4GiB }
-routes:
-  - name: all
-    match: { pathPrefix: / }
-    cluster: origin
-clusters:
-  origin:
-    destinations: [http://127.0.0.1:$origin_port]
+$(origin_routes)
 EOF
   } >"$cfg"
   start_gateway soak "$cfg" "$admin"
@@ -254,13 +249,7 @@ sc_idle() {
   {
     gateway_head "$port" "$admin"
     cat <<EOF
-routes:
-  - name: all
-    match: { pathPrefix: / }
-    cluster: origin
-clusters:
-  origin:
-    destinations: [http://127.0.0.1:$origin_port]
+$(origin_routes)
 EOF
   } >"$cfg"
   start_gateway idle "$cfg" "$admin"
