@@ -120,20 +120,8 @@ stop_pid() { # PID [SIGNAL]: signal (default TERM), wait up to 15 s, then KILL; 
   started_pids=("${kept[@]}") # never signal a PID that may since belong to someone else
 }
 
-used_ports=" "
-free_port() { # VAR := a loopback port nobody listens on
-  local p _
-  for _ in $(seq 500); do
-    p=$((20000 + RANDOM % 12000))
-    [[ $used_ports == *" $p "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      used_ports+="$p "
-      printf -v "$1" '%s' "$p"
-      return
-    fi
-  done
-  die "no free loopback port found"
-}
+# shellcheck source=ports.sh
+source "$bench/ports.sh"
 wait_http() { # URL PID [STATUS]: until URL answers STATUS (default 200), at most 60 s; fails if PID exits
   local url=$1 pid=$2 want=${3:-200} got i
   for ((i = 0; i < 600; i++)); do

@@ -20,22 +20,7 @@ public sealed class IssuerKeyHardeningTests
 {
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(100);
 
-    private static string Config(TestIdentityProvider idp, TestUpstream upstream, string keys) => $$"""
-        identity:
-          issuers:
-            - name: corp
-              authority: {{idp.Authority}}
-              audiences: [orders-api]
-              keys: {{keys}}
-        routes:
-          - name: orders
-            match: { pathPrefix: /orders }
-            auth: { issuers: [corp] }
-            cluster: orders
-        clusters:
-          orders:
-            destinations: [{{upstream.Url}}]
-        """;
+    private static string Config(TestIdentityProvider idp, TestUpstream upstream, string keys) => IssuerRouteConfig.Orders(idp.Authority, upstream.Url, keys);
 
     public static TheoryData<string, string> UnusableKeySets()
     {

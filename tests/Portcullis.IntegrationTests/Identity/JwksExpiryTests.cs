@@ -35,21 +35,7 @@ public sealed class JwksExpiryTests : IDisposable
         _ => null,
     };
 
-    private string Config(TestIdentityProvider idp, TestUpstream upstream, string keys) => $$"""
-        identity:
-          issuers:
-            - name: corp
-              authority: {{idp.Authority}}
-              audiences: [orders-api]
-              keys: {{keys}}
-        routes:
-          - name: orders
-            match: { pathPrefix: /orders }
-            auth: { issuers: [corp] }
-            cluster: orders
-        clusters:
-          orders:
-            destinations: [{{upstream.Url}}]
+    private string Config(TestIdentityProvider idp, TestUpstream upstream, string keys) => IssuerRouteConfig.Orders(idp.Authority, upstream.Url, keys, $$"""
         observability:
           audit: { path: {{AuditPath}} }
         admin:
@@ -57,7 +43,7 @@ public sealed class JwksExpiryTests : IDisposable
             tokens:
               - { name: ops, scope: admin, env: OPS_TOKEN }
               - { name: grafana, scope: read, env: GRAFANA_TOKEN }
-        """;
+        """);
 
     /// <summary>The provider serves its JWKS with max-age=2 and withdraws the key that signed a token. Before
     /// the fix the gateway refreshed only every refreshInterval (10m here), so the token kept passing.</summary>
