@@ -9,6 +9,8 @@ internal readonly record struct ByteSize(long Bytes)
 
     public static ByteSize FromMiB(long value) => new(value * 1024 * 1024);
 
+    public static ByteSize FromGiB(long value) => new(value * 1024 * 1024 * 1024);
+
     private static readonly (string Suffix, long Factor)[] Units =
     [
         ("KiB", 1L << 10), ("MiB", 1L << 20), ("GiB", 1L << 30),

@@ -40,6 +40,9 @@ internal sealed record PortcullisConfig
 
     [Description("The admin API: who may use it (bearer tokens, client certificates) and which paths stay open.")]
     public AdminOptions Admin { get; init; } = new();
+
+    [Description("Request analytics: per-minute rollups and sampled requests in an embedded DuckDB file, hourly Parquet exports, the query API and dashboard on the admin listener.")]
+    public AnalyticsOptions Analytics { get; init; } = new();
 }
 
 internal enum ListenerProtocols

@@ -1,0 +1,72 @@
+namespace Portcullis.Analytics;
+
+/// <summary>
+/// The analytics store's tables (DuckDB), the one definition every reader and writer uses: the flusher
+/// appends to them, retention deletes from them, the hourly Parquet export copies them column for column,
+/// and the query API and CLI read them (or the same columns from a fleet's Parquet folder). Times are UTC.
+/// </summary>
+internal static class AnalyticsSchema
+{
+    /// <summary>Bumped when a column changes; stored in analytics_meta so an older file is migrated or refused clearly.</summary>
+    public const int Version = 1;
+
+    public const string Rollups = "rollups";
+    public const string Samples = "samples";
+
+    /// <summary>
+    /// One row per minute × route × cluster × consumer × consumer group × status × reason, flushed every
+    /// flush interval (a minute seen in two flushes has two rows: readers always SUM and merge sketches).
+    /// </summary>
+    public const string CreateRollups = """
+        CREATE TABLE IF NOT EXISTS rollups (
+            minute          TIMESTAMP NOT NULL, -- start of the minute, UTC
+            route           VARCHAR,            -- route name; NULL when no route matched
+            cluster         VARCHAR,            -- cluster the request was sent to; NULL when not proxied
+            consumer        VARCHAR,            -- authenticated consumer id; NULL when anonymous
+            consumer_group  VARCHAR,            -- the caller's consumer group; NULL when none
+            status          SMALLINT NOT NULL,  -- response status sent to the client
+            reason          VARCHAR,            -- refusal/failure reason code (ReasonCodes); NULL when served
+            requests        BIGINT NOT NULL,
+            bytes_in        BIGINT NOT NULL,    -- request body bytes read
+            bytes_out       BIGINT NOT NULL,    -- response body bytes written
+            latency_us_sum  BIGINT NOT NULL,    -- total time in the gateway, microseconds
+            upstream_us_sum BIGINT NOT NULL,    -- time to the upstream's response headers, microseconds (0 when not proxied)
+            latency_buckets SMALLINT[] NOT NULL, -- LatencySketch bucket indexes of the total latency (sparse)
+            latency_counts  BIGINT[] NOT NULL,   -- counts for latency_buckets, same length
+            upstream_buckets SMALLINT[] NOT NULL, -- LatencySketch of the upstream latency (empty when not proxied)
+            upstream_counts BIGINT[] NOT NULL
+        )
+        """;
+
+    /// <summary>
+    /// Individual requests kept for drill-down: every refused or failed one (status ≥ 400) and a configured
+    /// share of the rest. Never credentials, never query strings; the path is the route's template unless
+    /// analytics.samples.rawPaths is on (unmatched requests keep their raw path, capped, since they have no template).
+    /// </summary>
+    public const string CreateSamples = """
+        CREATE TABLE IF NOT EXISTS samples (
+            ts              TIMESTAMP NOT NULL, -- when the request arrived, UTC
+            request_id      VARCHAR NOT NULL,
+            trace_id        VARCHAR,
+            route           VARCHAR,
+            cluster         VARCHAR,
+            consumer        VARCHAR,
+            consumer_group  VARCHAR,
+            client          VARCHAR,            -- client address (the forwarded one behind trusted proxies)
+            method          VARCHAR NOT NULL,
+            host            VARCHAR,
+            path            VARCHAR NOT NULL,   -- route path template, or the raw path (see above), never the query
+            status          SMALLINT NOT NULL,
+            reason          VARCHAR,            -- refusal/failure reason code; NULL when served
+            auth            VARCHAR,            -- the identity stage's code (jwt.valid, apikey.unknown, …)
+            traffic         VARCHAR,            -- the traffic stage's code (admitted, ratelimit.exceeded, …)
+            attempts        TINYINT NOT NULL,
+            bytes_in        BIGINT NOT NULL,
+            bytes_out       BIGINT NOT NULL,
+            latency_us      BIGINT NOT NULL,
+            upstream_us     BIGINT              -- NULL when not proxied
+        )
+        """;
+
+    public const string CreateMeta = "CREATE TABLE IF NOT EXISTS analytics_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)";
+}
