@@ -1,0 +1,46 @@
+using DuckDB.NET.Data;
+
+namespace Portcullis.Analytics;
+
+/// <summary>
+/// The analytics store's DuckDB file. Every reader and writer in the process opens its connections here,
+/// so they share one database instance (DuckDB allows one writing process per file).
+/// </summary>
+internal sealed class AnalyticsDatabase
+{
+    private readonly string _connectionString;
+    private int _schemaReady;
+
+    public AnalyticsDatabase(string path)
+    {
+        Path = path;
+        _connectionString = new DuckDBConnectionStringBuilder { DataSource = path }.ConnectionString;
+    }
+
+    /// <summary>The DuckDB file (absolute).</summary>
+    public string Path { get; }
+
+    /// <summary>An open connection; the tables exist (created on first use).</summary>
+    public DuckDBConnection OpenConnection()
+    {
+        var connection = new DuckDBConnection(_connectionString);
+        try
+        {
+            connection.Open();
+            if (Volatile.Read(ref _schemaReady) == 0)
+            {
+                using var command = connection.CreateCommand();
+                command.CommandText = $"{AnalyticsSchema.CreateMeta};\n{AnalyticsSchema.CreateRollups};\n{AnalyticsSchema.CreateSamples};";
+                command.ExecuteNonQuery();
+                Volatile.Write(ref _schemaReady, 1);
+            }
+
+            return connection;
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+    }
+}
