@@ -52,7 +52,7 @@ public sealed class AnalyticsBadInputTests : IAsyncLifetime
         for (var i = 0; i < count; i++) Assert.Equal(HttpStatusCode.OK, await SendAsync(gateway.Client, "/hello"));
     }
 
-    private static async Task AssertDownLoggedOnceAsync(TestGateway gateway, string cause)
+    internal static async Task AssertDownLoggedOnceAsync(TestGateway gateway, string cause)
     {
         var writer = gateway.Services.GetRequiredService<AnalyticsWriter>();
         await Eventually.TrueAsync(async () => (await AnalyticsCheckAsync(gateway.Admin)).GetProperty("status").GetString() == "degraded", "analytics reported unhealthy",
@@ -68,7 +68,7 @@ public sealed class AnalyticsBadInputTests : IAsyncLifetime
         Assert.Single(gateway.Logs.Lines, l => l.Contains("cannot be written", StringComparison.Ordinal));
     }
 
-    private static async Task AssertRecoveredAsync(TestGateway gateway, long expected)
+    internal static async Task AssertRecoveredAsync(TestGateway gateway, long expected)
     {
         var database = gateway.Services.GetRequiredService<AnalyticsDatabase>();
         await Eventually.TrueAsync(async () => (await AnalyticsCheckAsync(gateway.Admin)).GetProperty("status").GetString() == "healthy", "analytics recovered",
