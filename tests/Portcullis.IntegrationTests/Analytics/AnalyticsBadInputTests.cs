@@ -83,6 +83,23 @@ public sealed class AnalyticsBadInputTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Without_a_path_nothing_is_registered_no_completion_hook_no_writer_no_check_no_file()
+    {
+        await using var gateway = await TestGateway.StartAsync(FixedConfig.Replace("  path: \"{{DB}}\"\n", "", StringComparison.Ordinal).Replace("flushInterval: 100ms", "flushInterval: 1s", StringComparison.Ordinal));
+        Assert.Null(gateway.Services.GetService<Portcullis.Observability.IRequestCompletionObserver>());
+        Assert.Null(gateway.Services.GetService<AnalyticsWriter>());
+        Assert.Null(gateway.Services.GetService<AnalyticsDatabase>());
+        Assert.Equal(HttpStatusCode.OK, await SendAsync(gateway.Client, "/hello"));
+        using var ready = await gateway.Admin.GetAsync("/readyz");
+        var checks = (await ready.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("checks");
+        Assert.False(checks.TryGetProperty("analytics", out _));
+        Assert.DoesNotContain("portcullis_analytics_", await gateway.Admin.GetStringAsync("/metrics"), StringComparison.Ordinal);
+        // flushInterval without a path: a warning at its position, not an error.
+        var warning = Assert.Single(gateway.Services.GetRequiredService<Portcullis.Pipeline.SnapshotStore>().StartupDiagnostics, d => d.Message == "analytics is off without a path");
+        Assert.Equal((5, 18), (warning.Line, warning.Column)); // the value, below the two listeners TestGateway adds
+    }
+
+    [Fact]
     public async Task A_corrupt_file_keeps_the_gateway_proxying_unhealthy_logged_once_and_recovers_when_replaced()
     {
         await File.WriteAllBytesAsync(Database, Enumerable.Range(0, 64 * 1024).Select(i => (byte)(i * 7)).ToArray());
