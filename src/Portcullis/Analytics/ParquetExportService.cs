@@ -19,10 +19,12 @@ internal sealed class ParquetExportService(ParquetExporter exporter, TimeProvide
         {
             while (!stoppingToken.IsCancellationRequested)
             {
+                // The next close is computed from the time the run started: an hour that closed during the run
+                // is exported right away rather than an hour later.
+                var started = time.GetUtcNow();
                 exporter.ExportClosedHours(stoppingToken);
-                var now = time.GetUtcNow();
-                var wait = exporter.Health.Failing ? exporter.Settings.RetryInterval : exporter.NextClose(now) - now;
-                await Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.FromSeconds(1), time, stoppingToken);
+                var wait = exporter.Health.Failing ? exporter.Settings.RetryInterval : exporter.NextClose(started) - time.GetUtcNow();
+                if (wait > TimeSpan.Zero) await Task.Delay(wait, time, stoppingToken);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
