@@ -86,7 +86,7 @@ internal sealed partial class ParquetExporter(AnalyticsDatabase database, Parque
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or DuckDBException)
         {
             Volatile.Write(ref _health, new ParquetExportHealth(true, e.Message, Health.Since ?? now, lastDone));
-            if (!_failing) Log.Failed(logger, hour, settings.Path, e.Message, settings.RetryInterval);
+            if (!_failing) Log.Failed(logger, hour is { } h ? h.ToString("yyyy-MM-dd HH:00", CultureInfo.InvariantCulture) : "(reading the store)", settings.Path, e.Message, settings.RetryInterval);
             _failing = true;
         }
 
@@ -210,13 +210,13 @@ internal sealed partial class ParquetExporter(AnalyticsDatabase database, Parque
 
     private static partial class Log
     {
-        [LoggerMessage(9101, LogLevel.Error, "Exporting analytics hour {Hour:yyyy-MM-dd HH}:00 to {Path} failed: {Message}; retried every {Retry}, the hours are kept in the store meanwhile")]
-        public static partial void Failed(ILogger logger, DateTime? hour, string path, string message, TimeSpan retry);
+        [LoggerMessage(8230, LogLevel.Error, "Exporting analytics hour {Hour} to {Path} failed: {Message}; retried every {Retry}, the hours are kept in the store meanwhile")]
+        public static partial void Failed(ILogger logger, string hour, string path, string message, TimeSpan retry);
 
-        [LoggerMessage(9102, LogLevel.Information, "Exporting analytics to {Path} works again")]
+        [LoggerMessage(8231, LogLevel.Information, "Exporting analytics to {Path} works again")]
         public static partial void Recovered(ILogger logger, string path);
 
-        [LoggerMessage(9103, LogLevel.Debug, "Exported analytics hour {Hour:yyyy-MM-dd HH}:00: {Rollups} rollup row(s), {Samples} sample(s) to {Folder}")]
+        [LoggerMessage(8232, LogLevel.Debug, "Exported analytics hour {Hour:yyyy-MM-dd HH}:00: {Rollups} rollup row(s), {Samples} sample(s) to {Folder}")]
         public static partial void Exported(ILogger logger, DateTime hour, long rollups, long samples, string folder);
     }
 }

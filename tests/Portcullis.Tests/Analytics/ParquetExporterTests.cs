@@ -153,13 +153,13 @@ public sealed class ParquetExporterTests : IDisposable
         var degraded = await check.CheckHealthAsync(new HealthCheckContext());
         Assert.Equal(HealthStatus.Degraded, degraded.Status);
         Assert.Contains(blocker, degraded.Description, StringComparison.Ordinal);
-        Assert.Single(_logger.Lines, l => l.Level == LogLevel.Error && l.EventId == 9101);
+        Assert.Single(_logger.Lines, l => l.Level == LogLevel.Error && l.EventId == 8230);
 
         File.Delete(blocker);
         Assert.Equal(2, exporter.ExportClosedHours());
         Assert.False(exporter.Health.Failing);
         Assert.Equal(HealthStatus.Healthy, (await check.CheckHealthAsync(new HealthCheckContext())).Status);
-        Assert.Single(_logger.Lines, l => l.EventId == 9102);
+        Assert.Single(_logger.Lines, l => l.EventId == 8231);
         Assert.True(File.Exists(Path.Combine(blocker, "exports", Partition(10, "rollups"))));
         Assert.True(File.Exists(Path.Combine(blocker, "exports", Partition(11, "samples"))));
     }
