@@ -85,6 +85,8 @@ internal sealed partial class ParquetExporter(AnalyticsDatabase database, Parque
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or DuckDBException)
         {
+            // The store may have been replaced (a corrupt file moved away): create the table again next time.
+            _tableReady = false;
             Volatile.Write(ref _health, new ParquetExportHealth(true, e.Message, Health.Since ?? now, lastDone));
             if (!_failing) Log.Failed(logger, hour is { } h ? h.ToString("yyyy-MM-dd HH:00", CultureInfo.InvariantCulture) : "(reading the store)", settings.Path, e.Message, settings.RetryInterval);
             _failing = true;
