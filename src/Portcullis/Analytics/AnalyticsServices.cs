@@ -27,6 +27,7 @@ internal static class AnalyticsServices
             return writer;
         });
         services.AddHealthChecks().AddCheck<AnalyticsHealthCheck>("analytics", tags: [Admin.AdminEndpoints.ReadyTag]);
+        ParquetExportServices.AddParquetExport(services, analytics.ExportPath is { } exportPath ? new ParquetExportSettings(exportPath, analytics.ExportInstance!, analytics.FlushInterval, analytics.Retention) : null);
         return services;
     }
 }
