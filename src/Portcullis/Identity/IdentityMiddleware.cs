@@ -5,6 +5,7 @@ using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy.Model;
 using Portcullis.Pipeline;
+using Portcullis.Routing;
 
 namespace Portcullis.Identity;
 

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy.Transforms;
 using Portcullis.Pipeline;
+using Portcullis.Routing;
 
 namespace Portcullis.Observability;
 

@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Tests.Architecture;
