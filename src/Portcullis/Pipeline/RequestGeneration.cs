@@ -28,6 +28,12 @@ internal interface IRouteGeneration
     string RouteId { get; }
 
     IRequestGeneration Generation { get; }
+
+    /// <summary>The route authenticates (its auth is not anonymous): an undecided identity stage was not reached.</summary>
+    bool HasAuth { get; }
+
+    /// <summary>The route has rate limits, quotas or a concurrency limit.</summary>
+    bool HasTrafficControl { get; }
 }
 
 /// <summary>

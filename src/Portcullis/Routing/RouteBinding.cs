@@ -23,6 +23,10 @@ internal sealed class RouteBinding(string routeId, GatewaySnapshot snapshot, Com
 
     IRequestGeneration IRouteGeneration.Generation => Snapshot;
 
+    public bool HasAuth => Route?.Auth is { Anonymous: false };
+
+    public bool HasTrafficControl => Route?.HasTrafficControl == true;
+
     /// <summary>Null only if the snapshot lacks the route (not expected: both come from one snapshot).</summary>
     public CompiledRoute? Route { get; } = route;
 
