@@ -47,6 +47,7 @@ internal sealed class GatewaySnapshot : Pipeline.IRequestGeneration
         ProxyClusters = proxyClusters;
         TrustedProxies = [.. trustedProxies];
         Listeners = listeners;
+        ClusterGates = clusters.Where(c => c.Value.Concurrency is not null).ToFrozenDictionary(c => c.Key, c => c.Value.Concurrency!, StringComparer.Ordinal);
     }
 
     public LoadedConfig Source { get; }
@@ -68,6 +69,15 @@ internal sealed class GatewaySnapshot : Pipeline.IRequestGeneration
     internal FrozenDictionary<string, CompiledCluster> Clusters { get; }
 
     internal FrozenDictionary<string, CompiledMap> Maps { get; }
+
+    /// <summary>The clusters' concurrency limits by cluster name (only clusters that have one), for the traffic stage.</summary>
+    internal FrozenDictionary<string, Traffic.ConcurrencyGate> ClusterGates { get; }
+
+    /// <summary>The clusters' upstream TLS settings (clusters with upstream TLS only), for the upstream TLS store.</summary>
+    internal IEnumerable<Upstream.UpstreamTlsSettings> UpstreamTls => Clusters.Values.Select(c => c.Tls).OfType<Upstream.UpstreamTlsSettings>();
+
+    /// <summary>The clusters' client-credentials settings (clusters with them only), for the upstream token store.</summary>
+    internal IEnumerable<Upstream.ClientCredentialsSettings> UpstreamCredentials => Clusters.Values.Select(c => c.Credentials).OfType<Upstream.ClientCredentialsSettings>();
 
     public IReadOnlyList<RouteConfig> ProxyRoutes { get; }
 
