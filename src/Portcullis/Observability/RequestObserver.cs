@@ -18,7 +18,7 @@ namespace Portcullis.Observability;
 /// </summary>
 internal sealed class RequestObserver
 {
-    public const string RequestIdHeader = "X-Request-Id";
+    public const string RequestIdHeader = GatewayFeature.RequestIdHeader;
     public const int MaxRequestIdLength = 128;
 
     private static readonly SearchValues<char> RequestIdChars =

@@ -111,6 +111,9 @@ public sealed class GatewayFeature
     /// <summary>The <see cref="Refusal"/> code as text.</summary>
     public string? Reason => Refusal?.Code;
 
+    /// <summary>The header that carries the request id, inbound (when trusted) and to the upstream and client.</summary>
+    internal const string RequestIdHeader = "X-Request-Id";
+
     /// <summary>Request id (kept from a trusted X-Request-Id or minted); also HttpContext.TraceIdentifier.</summary>
     public string? RequestId { get; internal set; }
 

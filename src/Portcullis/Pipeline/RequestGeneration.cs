@@ -1,6 +1,5 @@
 using System.Collections.Frozen;
 using System.Net;
-using Portcullis.Configuration;
 
 namespace Portcullis.Pipeline;
 

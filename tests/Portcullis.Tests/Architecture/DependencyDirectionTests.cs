@@ -94,6 +94,29 @@ public sealed partial class DependencyDirectionTests
     }
 
     [Fact]
+    public void PipelineSourceNamesNoOtherFolder()
+    {
+        // Constants are inlined by the compiler, so the metadata graph cannot see them; the source can (a using,
+        // or a qualified Folder.Type.Member).
+        var offenders = new List<string>();
+        foreach (var file in SourceFiles().Where(f => Path.GetRelativePath(SourceRoot, f).StartsWith("Pipeline", StringComparison.Ordinal)))
+        {
+            var lines = File.ReadAllLines(file);
+            for (var i = 0; i < lines.Length; i++)
+            {
+                if (lines[i].TrimStart().StartsWith("//", StringComparison.Ordinal)) continue;
+                if (OtherFolderReference().IsMatch(lines[i])) offenders.Add($"{Path.GetRelativePath(RepoRoot, file)}:{i + 1}: {lines[i].Trim()}");
+            }
+        }
+
+        Assert.True(offenders.Count == 0, string.Join('\n', offenders));
+        Assert.Matches(OtherFolderReference(), "x = Observability.RequestObserver.RequestIdHeader;");
+        Assert.Matches(OtherFolderReference(), "using Portcullis.Routing;");
+        Assert.DoesNotMatch(OtherFolderReference(), "Stage = ReasonStage.Routing;");
+        Assert.DoesNotMatch(OtherFolderReference(), "public string? TrafficPolicy => Traffic.Policy;"); // the feature's own member
+    }
+
+    [Fact]
     public void EveryFolderDependencyIsInTheDocumentedTable()
     {
         var allowed = DocumentedTable(AllowedEdgesTable);
@@ -188,6 +211,9 @@ public sealed partial class DependencyDirectionTests
 
         return table;
     }
+
+    [GeneratedRegex(@"(?<![\w.])(?:Portcullis\.)?(?:Admin|Analytics|Clusters|Configuration|Files|Hosting|Identity|Listeners|Observability|Routing|State|Tls|Traffic|Upstream)\.[A-Z]\w*\.[A-Z]|using Portcullis\.(?!Pipeline;)")]
+    private static partial Regex OtherFolderReference();
 
     [GeneratedRegex(@"`([A-Za-z*]+)/?`")]
     private static partial Regex BacktickName();
