@@ -62,7 +62,7 @@ internal sealed partial class UpstreamTlsStore : IDisposable, ISnapshotParticipa
             if (_disposed) return;
             var now = _time.GetUtcNow();
             var next = new Dictionary<string, ClusterTls>(StringComparer.Ordinal);
-            foreach (var settings in snapshot.Clusters.Values.Select(c => c.Tls).OfType<UpstreamTlsSettings>())
+            foreach (var settings in snapshot.UpstreamTls)
             {
                 next[settings.Fingerprint] = _clusters.TryGetValue(settings.Fingerprint, out var existing) ? existing : Create(settings, now);
             }
@@ -82,7 +82,7 @@ internal sealed partial class UpstreamTlsStore : IDisposable, ISnapshotParticipa
         var clusters = new Dictionary<string, ClusterTls>(StringComparer.Ordinal);
         var created = new List<ClusterTls>();
         var existing = _clusters;
-        foreach (var settings in next.Clusters.Values.Select(c => c.Tls).OfType<UpstreamTlsSettings>())
+        foreach (var settings in next.UpstreamTls)
         {
             if (clusters.ContainsKey(settings.Fingerprint)) continue;
             if (existing.TryGetValue(settings.Fingerprint, out var kept))
