@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Portcullis.Observability;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Analytics;

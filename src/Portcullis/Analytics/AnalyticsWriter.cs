@@ -2,6 +2,7 @@ using System.Diagnostics;
 using DuckDB.NET.Data;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Analytics;

@@ -95,7 +95,7 @@ public sealed class AnalyticsBadInputTests : IAsyncLifetime
         Assert.False(checks.TryGetProperty("analytics", out _));
         Assert.DoesNotContain("portcullis_analytics_", await gateway.Admin.GetStringAsync("/metrics"), StringComparison.Ordinal);
         // flushInterval without a path: a warning at its position, not an error.
-        var warning = Assert.Single(gateway.Services.GetRequiredService<Portcullis.Pipeline.SnapshotStore>().StartupDiagnostics, d => d.Message == "analytics is off without a path");
+        var warning = Assert.Single(gateway.Services.GetRequiredService<Portcullis.Configuration.SnapshotStore>().StartupDiagnostics, d => d.Message == "analytics is off without a path");
         Assert.Equal((5, 18), (warning.Line, warning.Column)); // the value, below the two listeners TestGateway adds
     }
 
