@@ -177,6 +177,7 @@ internal static class ReasonCodes
     public static readonly ReasonCode AdminCertificateNotAllowed = new("admin.certificate-not-allowed", 403, ReasonStage.Admin, "A client certificate no `admin.auth.certificates` rule allows.");
     public static readonly ReasonCode AdminUnauthenticated = new("admin.unauthenticated", 401, ReasonStage.Admin, "No admin credential.");
     public static readonly ReasonCode AdminScopeInsufficient = new("admin.scope-insufficient", 403, ReasonStage.Admin, "A read-scope credential asked for an action that needs the admin scope.");
+    public static readonly ReasonCode AdminUiCrossOrigin = new("admin.ui-cross-origin", 403, ReasonStage.Admin, "A dashboard sign-in or sign-out posted from another origin (a cross-site form).");
     public static readonly ReasonCode AdminNotFound = new("admin.not-found", 404, ReasonStage.Admin, "No admin endpoint has this method and path.");
     public static readonly ReasonCode AdminQuotaUnknown = new("admin.quota-unknown", 404, ReasonStage.Admin, "No quota has this name.");
     public static readonly ReasonCode AdminQuotaKeyMissing = new("admin.quota-key-missing", 400, ReasonStage.Admin, "A quota lookup without the counted key.");
