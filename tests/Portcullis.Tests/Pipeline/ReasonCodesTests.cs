@@ -25,7 +25,7 @@ public sealed partial class ReasonCodesTests
         // File names `portcullis certs dev` writes.
         "client.pem", "client.key",
         // Audit record types (the `type` field), not decisions.
-        "auth.denied", "admin.reload", "admin.issuer-refresh", "admin.drain", "admin.undrain", "admin.denied",
+        "auth.denied", "admin.reload", "admin.issuer-refresh", "admin.drain", "admin.undrain", "admin.denied", "admin.ui-signin", "admin.ui-signout",
     };
 
     [Fact]

@@ -1,6 +1,6 @@
 // The dashboard shell: time range and filters (kept in the page URL, so every view can be linked),
 // calls to the analytics API, auto-refresh, and the page for this path.
-import { el } from './dom.js';
+import { el, fmt } from './dom.js';
 import { mountCharts, resetCharts } from './charts.js';
 import { pages } from './pages.js';
 
@@ -80,7 +80,7 @@ async function load() {
     status.className = 'status';
     status.replaceChildren(
       el('span', { id: 'shown-range', 'data-from': content.from, 'data-to': content.to },
-        `${new Date(content.from).toISOString().slice(0, 16).replace('T', ' ')} → ${new Date(content.to).toISOString().slice(0, 16).replace('T', ' ')} UTC`),
+        `${fmt.time(content.from)} → ${fmt.time(content.to)} UTC`),
       ` · ${content.source} · updated ${new Date().toLocaleTimeString('en-GB')}${paused ? ' · paused' : ''}`);
   } catch (error) {
     status.className = 'status error';
@@ -104,7 +104,9 @@ function setRange(params) {
   load();
 }
 
-const toLocalInput = (date) => new Date(date.getTime() - date.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+// The inputs hold UTC (datetime-local has no zone of its own).
+const toInput = (date) => date.toISOString().slice(0, 16);
+const fromInput = (value) => new Date(value + (value.length === 16 ? ':00Z' : 'Z'));
 
 function setUpControls() {
   const select = $('range');
@@ -112,21 +114,21 @@ function setUpControls() {
   select.value = custom ? 'custom' : (url.searchParams.get('range') in PRESETS ? url.searchParams.get('range') : '1h');
   $('custom').hidden = !custom;
   const now = new Date();
-  $('from').value = toLocalInput(custom ? new Date(url.searchParams.get('from')) : new Date(now.getTime() - 3600_000));
-  $('to').value = toLocalInput(custom ? new Date(url.searchParams.get('to')) : now);
+  $('from').value = toInput(custom ? new Date(url.searchParams.get('from')) : new Date(now.getTime() - 3600_000));
+  $('to').value = toInput(custom ? new Date(url.searchParams.get('to')) : now);
   select.addEventListener('change', () => {
     $('custom').hidden = select.value !== 'custom';
     if (select.value !== 'custom') setRange({ range: select.value });
   });
   $('apply').addEventListener('click', () => {
-    const from = new Date($('from').value);
-    const to = new Date($('to').value);
+    const from = fromInput($('from').value);
+    const to = fromInput($('to').value);
     if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime()) || from >= to) {
       $('status').className = 'status error';
       $('status').textContent = 'Choose a start before the end.';
       return;
     }
-    setRange({ from: from.toISOString(), to: to.toISOString() });
+    setRange({ from: from.toISOString().replace('.000Z', 'Z'), to: to.toISOString().replace('.000Z', 'Z') });
   });
   $('refresh').addEventListener('change', schedule);
   $('pause').addEventListener('click', () => {

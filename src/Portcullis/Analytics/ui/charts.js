@@ -35,6 +35,7 @@ export function timeChart({ id, times, series, format, pick }) {
     const options = {
       width: Math.max(280, box.clientWidth),
       height: 180,
+      tzDate: (t) => uPlot.tzDate(new Date(t * 1000), 'Etc/UTC'),
       cursor: { drag: { x: false, y: false } },
       scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, value: (u, v) => (v === null || v === undefined ? '–' : format(v)) }))],

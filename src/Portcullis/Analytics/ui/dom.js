@@ -31,7 +31,8 @@ export const fmt = {
     while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
     return decimal.format(value) + ' ' + units[unit];
   },
-  time: (iso) => new Date(iso).toLocaleString('en-GB', { dateStyle: 'short', timeStyle: 'medium' }),
+  // Times are shown in UTC everywhere (charts, tables, the range inputs), as the gateway's logs are.
+  time: (iso) => new Date(iso).toISOString().slice(0, 19).replace('T', ' '),
 };
 
 /** A table: columns are { title, cell(row) → Node|string, className? }; an empty list shows `empty`. */
