@@ -162,7 +162,7 @@ internal sealed class AdminUi(SnapshotStore store, AdminListenerFilter listener,
         var html = HtmlEncoder.Default;
         var page = new StringBuilder(1024)
             .Append("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Portcullis analytics · sign in</title>")
-            .Append("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"stylesheet\" href=\"").Append(StylePath).Append("\"></head>\n")
+            .Append("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"").Append(StylePath).Append("\"></head>\n")
             .Append("<body class=\"login\"><main class=\"login-box\"><h1>Portcullis analytics</h1>")
             .Append("<p>Sign in with an admin token (<code>admin.auth.tokens</code>). The dashboard session is read-only and ends after ")
             .Append((int)UiSession.Lifetime.TotalHours).Append(" hours.</p>");

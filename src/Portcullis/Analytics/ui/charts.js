@@ -22,11 +22,12 @@ export function mountCharts() {
 
 /**
  * A time chart. times: seconds since the epoch; series: [{ label, values }]; format: value → text;
- * pick(t): the link to the rows behind the point at t (null: not clickable).
+ * pick(t): the link to the rows behind the point at t (null: not clickable); step: the bucket width in seconds.
  */
-export function timeChart({ id, times, series, format, pick }) {
+export function timeChart({ id, times, series, format, pick, step }) {
   const total = series.reduce((sum, s) => sum + s.values.reduce((a, v) => a + (v ?? 0), 0), 0);
-  const box = el('div', { id, className: 'chart', 'data-points': times.length, 'data-series': series.length, 'data-total': total });
+  // The plotted numbers in attributes too: what the chart shows can be checked without reading pixels.
+  const box = el('div', { id, className: 'chart', 'data-points': times.length, 'data-series': series.length, 'data-total': total, 'data-step': step });
   if (times.length === 0 || series.length === 0) {
     box.append(el('p', { className: 'empty', text: 'No data in this range.' }));
     return box;

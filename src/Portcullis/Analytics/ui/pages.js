@@ -104,7 +104,7 @@ async function dashboard(ctx, title, filter, tops) {
       card('total-bytes-out', 'Bytes out', fmt.bytes(summary.bytesOut), samples({}))),
     el('div', { className: 'grid' },
       panel('Requests per second', samples({}), timeChart({
-        id: 'chart-rps', times: all.times, format: fmt.rate, pick: bucket({}),
+        id: 'chart-rps', times: all.times, format: fmt.rate, pick: bucket({}), step,
         series: [{ label: 'requests/s', values: column.requests.map((n) => n / step) }],
       })),
       panel('Errors and refusals (% of requests)', samples({ minStatus: 400 }), timeChart({
