@@ -40,7 +40,8 @@ internal sealed class AdminUi(SnapshotStore store, AdminListenerFilter listener,
         headers.ContentSecurityPolicy = ContentSecurityPolicy;
         headers.XContentTypeOptions = "nosniff";
         headers.XFrameOptions = "DENY";
-        headers["Referrer-Policy"] = "no-referrer";
+        // Not no-referrer: with it browsers send "Origin: null" on the sign-in form's POST.
+        headers["Referrer-Policy"] = "same-origin";
         headers["Cross-Origin-Opener-Policy"] = "same-origin";
     }
 
@@ -128,10 +129,11 @@ internal sealed class AdminUi(SnapshotStore store, AdminListenerFilter listener,
     private bool NoSignInNeeded => store.Current.AdminAuth is null && listener.OnLoopback;
 
     // A form posted from another site must not sign the browser in (login CSRF) or out. Browsers send
-    // Origin on every POST; a client without it (curl) is not a browser someone else controls.
+    // Sec-Fetch-Site (or, older ones, Origin) on every POST; a client with neither (curl) is not a browser
+    // someone else controls.
     private static bool SameOrigin(HttpRequest request)
     {
-        if (request.Headers["Sec-Fetch-Site"] is [ { } site ] && site is not ("same-origin" or "none")) return false;
+        if (request.Headers["Sec-Fetch-Site"] is [ { } site ]) return site is "same-origin" or "none";
         return request.Headers.Origin is not [ { } origin ] || string.Equals(origin, request.Scheme + "://" + request.Host.Value, StringComparison.OrdinalIgnoreCase);
     }
 

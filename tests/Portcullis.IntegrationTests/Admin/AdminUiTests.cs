@@ -245,6 +245,12 @@ public sealed class AdminUiTests : IAsyncLifetime
         var crossSite = await SignInAsync(OpsToken, origin: "http://evil.example");
         await AssertProblemAsync(crossSite, HttpStatusCode.Forbidden, "admin.ui-cross-origin");
         Assert.False(crossSite.Headers.Contains("Set-Cookie"));
+        // A browser says where the form came from in Sec-Fetch-Site, which decides when present.
+        using (var fetchSite = new HttpRequestMessage(HttpMethod.Post, "/ui/login") { Content = new FormUrlEncodedContent([new("token", OpsToken)]) })
+        {
+            fetchSite.Headers.Add("Sec-Fetch-Site", "cross-site");
+            await AssertProblemAsync(await _client.SendAsync(fetchSite), HttpStatusCode.Forbidden, "admin.ui-cross-origin");
+        }
 
         foreach (var next in new[] { "//evil.example/ui/", "https://evil.example/", "/ui//evil.example", "/admin/config", "/ui/login?next=x", "/ui/\\evil" })
         {
