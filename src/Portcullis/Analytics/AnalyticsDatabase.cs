@@ -20,6 +20,9 @@ internal sealed class AnalyticsDatabase
     /// <summary>The DuckDB file (absolute).</summary>
     public string Path { get; }
 
+    /// <summary>Creates the tables again on the next open (after a failure: the file may have been replaced).</summary>
+    internal void ResetSchema() => Volatile.Write(ref _schemaReady, 0);
+
     /// <summary>An open connection; the tables exist (created on first use).</summary>
     public DuckDBConnection OpenConnection()
     {

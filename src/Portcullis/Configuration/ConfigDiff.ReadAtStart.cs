@@ -19,6 +19,8 @@ internal static partial class ConfigDiff
         ("observability.accessLog.queueSize", "the access-log queue is sized at start-up"),
         ("observability.metrics.enabled", "the metrics reader is registered at start-up"),
         ("observability.tracing", "the trace exporter is set up at start-up"),
+        ("analytics.path", "the analytics store is opened (or left off) at start-up"),
+        ("analytics.samples.queueSize", "the analytics sample queue is sized at start-up"),
     ];
 
     /// <summary>The <see cref="ReadAtStart"/> settings a change touches.</summary>

@@ -59,6 +59,7 @@ internal sealed class SnapshotBuilder
         var sessions = config.Identity.Sessions is { } sessionOptions ? SessionsCompiler.Compile(context, sessionOptions) : null;
         var traffic = TrafficCompiler.Compile(context, config.Stores.Redis, config.RateLimits, config.Quotas);
         var observability = ObservabilityCompiler.Compile(context, config.Observability, config.Identity.ApiKeys?.QueryParameter);
+        var analytics = Portcullis.Analytics.AnalyticsCompiler.Compile(context, config.Analytics, config.Routes);
         var adminAuth = AdminCompiler.Compile(context, config.Admin.Auth, listeners);
         var clusterNames = clusters.Compiled.Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
         var routes = RoutesCompiler.Compile(context, config.Routes, new RouteInputs(maps, clusterNames, credentials, traffic));
@@ -92,6 +93,7 @@ internal sealed class SnapshotBuilder
             traffic.Quotas.ToFrozenDictionary(StringComparer.Ordinal))
         {
             Observability = observability,
+            Analytics = analytics,
             Sessions = sessions,
             AdminAuth = adminAuth,
             HeaderScrub = InboundHeaderScrub.Compile(loaded.Config, routes.Compiled, clusters.Compiled),

@@ -61,6 +61,7 @@ public static class PortcullisServiceCollectionExtensions
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false, UseCookies = false });
         Portcullis.Observability.ObservabilityServices.AddPortcullisObservability(services);
         Portcullis.Observability.MetricsServices.AddPortcullisTelemetry(services, store.Current);
+        Portcullis.Analytics.AnalyticsServices.AddPortcullisAnalytics(services, store.Current);
         services.AddPortcullisProxy();
         // Access-log lines for the requests Kestrel refuses before the pipeline runs.
         services.TryAddSingleton(sp => new KestrelRejectionLog(

@@ -38,13 +38,15 @@ internal sealed class RequestObserver
     private readonly Func<object, Task> _onCompleted;
     private readonly GatewayMetrics? _metrics;
     private readonly GatewayTracing? _tracing;
+    private readonly IRequestCompletionObserver? _completion;
 
-    public RequestObserver(AccessLog log, TimeProvider time, GatewayMetrics? metrics = null, GatewayTracing? tracing = null)
+    public RequestObserver(AccessLog log, TimeProvider time, GatewayMetrics? metrics = null, GatewayTracing? tracing = null, IRequestCompletionObserver? completion = null)
     {
         _log = log;
         _time = time;
         _metrics = metrics;
         _tracing = tracing;
+        _completion = completion; // analytics, when on
         _onCompleted = Completed;
     }
 
@@ -101,7 +103,7 @@ internal sealed class RequestObserver
         }
 
         _tracing?.Begin(context, gateway); // the request span, only when someone samples it
-        if (snapshot.Observability.AccessLog is not null || gateway.RequestActivity is not null || _metrics?.AnyRequestInstrumentEnabled == true)
+        if (snapshot.Observability.AccessLog is not null || gateway.RequestActivity is not null || _metrics?.AnyRequestInstrumentEnabled == true || _completion is not null)
         {
             context.Response.OnCompleted(_onCompleted, context);
         }
@@ -125,6 +127,7 @@ internal sealed class RequestObserver
         gateway.CompleteUpstream(context.Response.StatusCode, context.Features.Get<IForwarderErrorFeature>() is not null);
         _metrics?.RequestCompleted(context, gateway);
         GatewayTracing.Complete(context, gateway);
+        _completion?.Completed(context, gateway);
         if (gateway.Snapshot.Observability.AccessLog is not { } options) return Task.CompletedTask;
         var response = context.Response;
         var status = response.StatusCode;

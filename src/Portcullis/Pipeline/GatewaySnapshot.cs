@@ -91,6 +91,9 @@ internal sealed class GatewaySnapshot
     /// <summary>Request-id trust and the compiled access log (observability).</summary>
     internal Observability.CompiledObservability Observability { get; init; } = Portcullis.Observability.CompiledObservability.Default;
 
+    /// <summary>The analytics store's settings (analytics); null when analytics is off (no path).</summary>
+    internal Analytics.CompiledAnalytics? Analytics { get; init; }
+
     internal FrozenDictionary<string, Traffic.CompiledRateLimit> RateLimits { get; }
 
     internal FrozenDictionary<string, Traffic.CompiledQuota> Quotas { get; }

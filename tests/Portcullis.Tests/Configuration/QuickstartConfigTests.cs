@@ -27,6 +27,7 @@ public sealed class QuickstartConfigTests : IDisposable
         Assert.Contains(snapshot.Listeners, l => l.Name == "public-tls");
         Assert.NotEmpty(snapshot.Routes["reports"].RateLimits);
         Assert.NotNull(snapshot.Routes["reports"].Quota);
+        Assert.Equal(Path.Combine(root, "examples", "quickstart", "data", "analytics.duckdb"), snapshot.Analytics?.Path);
     }
 
     private static string FindRepoRoot()

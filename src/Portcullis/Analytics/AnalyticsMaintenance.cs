@@ -1,0 +1,116 @@
+using DuckDB.NET.Data;
+using Microsoft.Extensions.Logging;
+
+namespace Portcullis.Analytics;
+
+/// <summary>
+/// Retention by age and by size, run by the writer on its own connection between flushes (at start, then
+/// every <see cref="Interval"/>): rows older than analytics.retention are deleted; while the data takes more
+/// than analytics.maxSize, the oldest hour is deleted, then the database is checkpointed. DuckDB reuses the
+/// freed blocks for new rows (and gives back free blocks at the end of the file on checkpoint), so the file
+/// stops growing at about maxSize (docs/analytics.md, "Retention and size").
+/// </summary>
+internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, ILogger logger)
+{
+    internal static readonly TimeSpan Interval = TimeSpan.FromMinutes(5);
+
+    /// <summary>Deleting by size stops once the data is below this share of maxSize (room until the next run).</summary>
+    internal const double SizeTarget = 0.8;
+
+    private DateTimeOffset _nextRun = DateTimeOffset.MinValue;
+
+    public long RowsDeletedByAge { get; private set; }
+
+    public long RowsDeletedBySize { get; private set; }
+
+    public void RunIfDue(DuckDBConnection connection, CompiledAnalytics options, DateTimeOffset now)
+    {
+        if (now < _nextRun) return;
+        Run(connection, options, now);
+        _nextRun = now + Interval;
+    }
+
+    /// <summary>Deletes what is older than the retention, then the oldest hours while the data is above maxSize.</summary>
+    internal void Run(DuckDBConnection connection, CompiledAnalytics options, DateTimeOffset now)
+    {
+        var cutoff = (now - options.Retention).UtcDateTime;
+        var deleted = DeleteBefore(connection, cutoff);
+        RowsDeletedByAge += deleted;
+        if (deleted > 0)
+        {
+            LogRetention(logger, deleted, cutoff);
+            Execute(connection, "CHECKPOINT");
+        }
+
+        if (UsedBytes(connection, database.Path) <= options.MaxSize) return;
+        var target = (long)(options.MaxSize * SizeTarget);
+        while (UsedBytes(connection, database.Path) > target && Oldest(connection) is { } oldest)
+        {
+            // Whole hours, oldest first: the hour after the oldest row's.
+            var before = new DateTime(oldest.Ticks - (oldest.Ticks % TimeSpan.TicksPerHour) + TimeSpan.TicksPerHour, DateTimeKind.Utc);
+            var rows = DeleteBefore(connection, before);
+            RowsDeletedBySize += rows;
+            LogSizeCap(logger, rows, before, options.MaxSize);
+            Execute(connection, "CHECKPOINT");
+        }
+
+    }
+
+    private static long DeleteBefore(DuckDBConnection connection, DateTime cutoff)
+    {
+        long rows = 0;
+        foreach (var sql in (string[])["DELETE FROM rollups WHERE minute < $cutoff", "DELETE FROM samples WHERE ts < $cutoff"])
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            command.Parameters.Add(new DuckDBParameter("cutoff", cutoff));
+            rows += command.ExecuteNonQuery();
+        }
+
+        return rows;
+    }
+
+    private static DateTime? Oldest(DuckDBConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT least((SELECT min(minute) FROM rollups), (SELECT min(ts) FROM samples))";
+        var value = command.ExecuteScalar();
+        return value is DateTime oldest ? DateTime.SpecifyKind(oldest, DateTimeKind.Utc) : null;
+    }
+
+    /// <summary>Bytes in use by the data: DuckDB's used blocks (the file can be larger by blocks it keeps free for reuse) plus the WAL.</summary>
+    internal static long UsedBytes(DuckDBConnection connection, string path)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT block_size, used_blocks FROM pragma_database_size() WHERE database_name = current_database()";
+        using var reader = command.ExecuteReader();
+        if (!reader.Read()) return FileSize(path);
+        return (Convert.ToInt64(reader.GetValue(0)) * Convert.ToInt64(reader.GetValue(1))) + WalSize(path);
+    }
+
+    /// <summary>The store file plus its WAL.</summary>
+    internal static long FileSize(string path)
+    {
+        var file = new FileInfo(path);
+        return (file.Exists ? file.Length : 0) + WalSize(path);
+    }
+
+    private static long WalSize(string path)
+    {
+        var wal = new FileInfo(path + ".wal");
+        return wal.Exists ? wal.Length : 0;
+    }
+
+    private static void Execute(DuckDBConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    [LoggerMessage(EventId = 8210, Level = LogLevel.Information, Message = "Analytics retention: deleted {Rows} rows older than {Cutoff:O}")]
+    private static partial void LogRetention(ILogger logger, long rows, DateTime cutoff);
+
+    [LoggerMessage(EventId = 8211, Level = LogLevel.Warning, Message = "Analytics store above its size cap ({MaxSize} bytes): deleted {Rows} rows older than {Cutoff:O}")]
+    private static partial void LogSizeCap(ILogger logger, long rows, DateTime cutoff, long maxSize);
+}
