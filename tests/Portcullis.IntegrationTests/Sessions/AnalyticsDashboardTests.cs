@@ -37,6 +37,8 @@ public sealed class AnalyticsDashboardTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
+        // The overview asks six queries per load; a busy machine may take a while (the page refreshes anyway).
+        SetDefaultExpectTimeout(30_000);
         _browser = await Browser.LaunchAsync();
         _upstream = await TestUpstream.StartAsync("api");
         _upstream.Handler = static async context =>
