@@ -97,6 +97,7 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
         services.AddSingleton<AdminTrafficApi>();
+        services.AddSingleton<AdminAnalyticsApi>();
         services.AddSingleton<ReadinessWriter>();
         // The gateway's own paths are matched only as spelled (admin API, session paths, assertion JWKS).
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ExactPathMatcherPolicy>());
