@@ -81,6 +81,8 @@ internal static class AdminEndpoints
         Get(endpoints, "/admin/upstream-tls", AdminApi.UpstreamTls);
         Get(endpoints, "/admin/upstream-credentials", AdminApi.UpstreamCredentials);
         Get(endpoints, "/admin/observability", api.ObservabilityStatus);
+        var analytics = endpoints.ServiceProvider.GetRequiredService<AdminAnalyticsApi>();
+        foreach (var (path, kind) in AdminAnalyticsApi.Endpoints) Get(endpoints, path, context => analytics.QueryAsync(context, kind));
         Get(endpoints, "/admin/quotas/{quota}", context => trafficApi.Quota(context, Value(context, "quota")));
         endpoints.MapMethods("/admin/issuers/{issuer}/refresh", Post, context => api.RefreshIssuer(context, Value(context, "issuer")))
             .Only(null, "/admin/issuers/{issuer}/refresh");

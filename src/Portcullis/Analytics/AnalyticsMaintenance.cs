@@ -23,11 +23,18 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
 
     public long RowsDeletedBySize { get; private set; }
 
+    /// <summary>After a flush: the whole job when due; the size cap at once when the file is above maxSize (a stat, no query).</summary>
     public void RunIfDue(DuckDBConnection connection, CompiledAnalytics options, DateTimeOffset now)
     {
-        if (now < _nextRun) return;
-        Run(connection, options, now);
-        _nextRun = now + Interval;
+        if (now >= _nextRun)
+        {
+            Run(connection, options, now);
+            _nextRun = now + Interval;
+        }
+        else if (FileSize(database.Path) > options.MaxSize)
+        {
+            CapSize(connection, options);
+        }
     }
 
     /// <summary>Deletes what is older than the retention, then the oldest hours while the data is above maxSize.</summary>
@@ -42,7 +49,13 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
             Execute(connection, "CHECKPOINT");
         }
 
-        if (UsedBytes(connection, database.Path) <= options.MaxSize) return;
+        CapSize(connection, options);
+    }
+
+    private void CapSize(DuckDBConnection connection, CompiledAnalytics options)
+    {
+        // The file, not only the data in it: DuckDB keeps freed blocks inside the file for reuse.
+        if (FileSize(database.Path) <= options.MaxSize && UsedBytes(connection, database.Path) <= options.MaxSize) return;
         var target = (long)(options.MaxSize * SizeTarget);
         while (UsedBytes(connection, database.Path) > target && Oldest(connection) is { } oldest)
         {

@@ -21,9 +21,11 @@ internal sealed class AnalyticsRecorder : IRequestCompletionObserver
     private readonly CompiledAnalytics _started;
     private long _samplesDropped;
 
-    public AnalyticsRecorder(CompiledAnalytics started)
+    /// <param name="stripes">Rollup stripes (default: two per core); tests pin one so a thread that changes cores finds its row.</param>
+    public AnalyticsRecorder(CompiledAnalytics started, int? stripes = null)
     {
         _started = started;
+        Rollups = new RollupTables(stripes);
         _samples = Channel.CreateBounded<AnalyticsSample>(new BoundedChannelOptions(started.QueueSize)
         {
             SingleReader = true,
@@ -31,7 +33,7 @@ internal sealed class AnalyticsRecorder : IRequestCompletionObserver
         });
     }
 
-    public RollupTables Rollups { get; } = new();
+    public RollupTables Rollups { get; }
 
     public ChannelReader<AnalyticsSample> Samples => _samples.Reader;
 

@@ -38,6 +38,7 @@ internal sealed partial class AnalyticsWriter : BackgroundService
     private long _rollupsDropped;
     private long _samplesDropped;
     private long _fileSize;
+    private long _failedAttempts;
 
     public AnalyticsWriter(AnalyticsDatabase database, AnalyticsRecorder recorder, SnapshotStore store, TimeProvider time, ILogger<AnalyticsWriter> logger)
     {
@@ -57,6 +58,9 @@ internal sealed partial class AnalyticsWriter : BackgroundService
 
     /// <summary>Called with the seconds each successful flush took (the flush-duration histogram).</summary>
     public Action<double>? FlushTimed { get; set; }
+
+    /// <summary>Failed write attempts since start.</summary>
+    public long FailedAttempts => Interlocked.Read(ref _failedAttempts);
 
     public long RollupRowsFlushed => Interlocked.Read(ref _rollupRows);
 
@@ -190,6 +194,7 @@ internal sealed partial class AnalyticsWriter : BackgroundService
         _database.ResetSchema(); // a replaced or recreated file needs its tables again
         var backoff = TimeSpan.FromSeconds(Math.Min(MaxBackoff.TotalSeconds, Math.Pow(2, Math.Min(_failures, 5))));
         _failures++;
+        Interlocked.Increment(ref _failedAttempts);
         _nextAttempt = now + backoff;
         // Once per outage, not per flush: the health check and metrics carry the rest.
         if (Health.Down(now, FirstLine(ex))) LogUnavailable(_logger, _database.Path, Health.LastError ?? "", ex);

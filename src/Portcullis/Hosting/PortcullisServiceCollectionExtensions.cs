@@ -97,6 +97,7 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
         services.AddSingleton<AdminTrafficApi>();
+        services.AddSingleton<AdminAnalyticsApi>();
         services.AddSingleton<UiSession>();
         services.AddSingleton<UiAssets>();
         services.AddSingleton<AdminUi>();

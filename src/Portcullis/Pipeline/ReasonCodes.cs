@@ -185,6 +185,9 @@ internal static class ReasonCodes
     public static readonly ReasonCode AdminUnknownCluster = new("admin.unknown-cluster", 404, ReasonStage.Admin, "No cluster has this name.");
     public static readonly ReasonCode AdminUnknownDestination = new("admin.unknown-destination", 404, ReasonStage.Admin, "The cluster has no destination of this name.");
     public static readonly ReasonCode AdminUnknownIssuer = new("admin.unknown-issuer", 404, ReasonStage.Admin, "No issuer has this name.");
+    public static readonly ReasonCode AnalyticsBadParameter = new("analytics.bad-parameter", 400, ReasonStage.Admin, "An analytics query with an unknown parameter or a bad value (the detail names the parameter).");
+    public static readonly ReasonCode AnalyticsOff = new("analytics.off", 404, ReasonStage.Admin, "An analytics query while analytics is off (no `analytics.path` or `analytics.fleetPath`).");
+    public static readonly ReasonCode AnalyticsUnavailable = new("analytics.unavailable", 503, ReasonStage.Admin, "The analytics store or fleet folder cannot answer right now (busy, timed out, or failing).");
 
     /// <summary>Every entry, in declaration order.</summary>
     public static IReadOnlyList<ReasonCode> All { get; } = typeof(ReasonCodes)
