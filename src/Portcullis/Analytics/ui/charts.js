@@ -39,7 +39,16 @@ export function timeChart({ id, times, series, format, pick, step }) {
       tzDate: (t) => uPlot.tzDate(new Date(t * 1000), 'Etc/UTC'),
       cursor: { drag: { x: false, y: false } },
       scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-      series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2, value: (u, v) => (v === null || v === undefined ? '–' : format(v)) }))],
+      // Latencies and shares have gaps (buckets without requests): lines span them, and a series with
+      // few values shows its points, so one busy minute in an hour is still visible.
+      series: [{}, ...series.map((s, i) => ({
+        label: s.label,
+        stroke: COLORS[i % COLORS.length],
+        width: 2,
+        spanGaps: true,
+        points: { show: s.values.filter((v) => v !== null && v !== undefined).length <= 30, size: 6, fill: COLORS[i % COLORS.length] },
+        value: (u, v) => (v === null || v === undefined ? '–' : format(v)),
+      }))],
       axes: [{}, { size: 70, values: (u, ticks) => ticks.map(format) }],
     };
     const plot = new uPlot(options, [times, ...series.map((s) => s.values)], box);
