@@ -193,7 +193,7 @@ internal static class AnalyticsQuery
         var key = p.GroupBy is { } group ? KeyExpression(group) : "'all'";
         command.CommandText = $"""
             WITH r AS (SELECT {key} AS k, (epoch_us(minute) // $step_us - $first)::INTEGER AS i, * FROM rollups WHERE {where}),
-            top AS (SELECT k, sum(requests) AS n FROM r GROUP BY k ORDER BY n DESC, k NULLS LAST LIMIT $limit),
+            top AS (SELECT k, sum(requests)::BIGINT AS n FROM r GROUP BY k ORDER BY n DESC, k NULLS LAST LIMIT $limit),
             f AS (SELECT r.* FROM r JOIN top ON r.k IS NOT DISTINCT FROM top.k),
             g AS (SELECT k, i, {Sums} FROM f GROUP BY k, i),
             {Percentiles("latency_buckets", "latency_counts", "lat")}

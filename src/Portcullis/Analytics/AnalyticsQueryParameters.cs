@@ -160,8 +160,8 @@ internal sealed record AnalyticsQueryParameters
         var points = Points(parameters.From, parameters.To, step.Step);
         if (points > MaxPoints)
         {
-            throw new AnalyticsQueryException(values.ContainsKey("step") ? "step" : "from",
-                $"{points} points of {step.Name} between from and to; at most {MaxPoints}: choose a larger step or a shorter range");
+            var name = values.ContainsKey("step") ? "step" : "from";
+            throw new AnalyticsQueryException(name, $"'{name}' gives {points} points of {step.Name} between from and to; at most {MaxPoints}: choose a larger step or a shorter range");
         }
 
         return parameters with
