@@ -193,7 +193,8 @@ public sealed class AnalyticsDashboardTests : IAsyncLifetime
         var statuses = page.Locator("#samples tbody tr td:nth-child(5)");
         await Expect(statuses).ToHaveCountAsync(Broken);
         foreach (var status in await statuses.AllTextContentsAsync()) Assert.InRange(int.Parse(status, System.Globalization.CultureInfo.InvariantCulture), 500, 599);
-        await page.GoBackAsync();
+        await page.ClickAsync("#nav-overview");
+        await page.WaitForURLAsync(url => new Uri(url).AbsolutePath == "/ui/");
         await Expect(total).ToHaveTextAsync($"{Total}");
 
         // The range picker: the requests' from/to follow it, and so do the numbers.
@@ -225,6 +226,14 @@ public sealed class AnalyticsDashboardTests : IAsyncLifetime
         await Expect(Cell(page, "top-consumers", "shop", 2)).ToHaveTextAsync($"{ShopOrders}");
         await Expect(Cell(page, "top-consumers", "acme", 2)).ToHaveTextAsync($"{AcmeOrders + AcmeFailures}");
         await Expect(page.Locator("#top-routes")).ToHaveCountAsync(0);
+
+        // And a consumer link there, that consumer's page.
+        await page.Locator("#top-consumers").GetByRole(AriaRole.Link, new() { Name = "shop", Exact = true }).ClickAsync();
+        await page.WaitForURLAsync(url => url.Contains("/ui/consumer?", StringComparison.Ordinal) && url.Contains("consumer=shop", StringComparison.Ordinal));
+        await Expect(page.Locator("#title")).ToHaveTextAsync("Consumer shop");
+        await Expect(total).ToHaveTextAsync($"{ShopOrders}");
+        await Expect(Cell(page, "top-routes", "orders", 2)).ToHaveTextAsync($"{ShopOrders}");
+        await Expect(page.Locator("#recent-samples tbody tr")).ToHaveCountAsync(ShopOrders); // every success is sampled here (successRate: 1)
     }
 
     private static bool IsSummary(IRequest request, string from) =>
