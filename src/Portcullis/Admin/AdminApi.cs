@@ -25,6 +25,7 @@ internal sealed partial class AdminApi(
     Identity.IssuerRegistry issuers,
     Tls.CertificateStore certificates,
     AdminListenerFilter listener,
+    UiSession uiSession,
     ILogger<AdminApi> logger)
 {
     private static readonly JsonWriterOptions WriterOptions = new() { Indented = true };
@@ -35,7 +36,20 @@ internal sealed partial class AdminApi(
     /// </summary>
     public Task AuthorizeAsync(HttpContext context, RequestDelegate next)
     {
-        var decision = AdminAuthenticator.Decide(context, store.Current.AdminAuth, listener.OnLoopback);
+        if (AdminUi.IsSignInPath(context.Request))
+        {
+            context.Features.Set(AdminCaller.Anonymous);
+            return next(context);
+        }
+
+        var auth = store.Current.AdminAuth;
+        var decision = AdminAuthenticator.Decide(context, auth, listener.OnLoopback);
+        // No credential at all: the dashboard's sign-in cookie may stand in, for reads of the dashboard and analytics only.
+        if (decision.Reason == ReasonCodes.AdminUnauthenticated.Code && auth is not null && UiSession.Accepts(context.Request) && uiSession.Read(context, auth) is { } cookieCaller)
+        {
+            decision = new AdminDecision(cookieCaller);
+        }
+
         if (!decision.Allowed) return DenyAsync(context, decision);
         context.Features.Set(decision.Caller);
         return next(context);
@@ -130,6 +144,12 @@ internal sealed partial class AdminApi(
         Log.Refused(logger, context.Request.Method, context.Request.Path.Value ?? "/", context.Connection.RemoteIpAddress?.ToString(), decision.Reason!, decision.Caller.Actor);
         // Waits for room in a full audit queue: the back-pressure lands on whoever floods denials.
         if (Audit(context) is { Enabled: true } audit) await audit.RecordAdminDeniedAsync(context, decision.Caller.Audit, decision.Status, decision.Reason!);
+        if (decision.Status == 401 && AdminUi.IsPageNavigation(context.Request))
+        {
+            AdminUi.RedirectToLogin(context);
+            return;
+        }
+
         await ProblemWriter.WriteAsync(context, decision.Status, decision.Status == 401 ? "Unauthorized" : "Forbidden", decision.Detail!, decision.Reason!);
     }
 

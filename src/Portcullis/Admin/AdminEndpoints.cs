@@ -28,6 +28,8 @@ internal static class AdminEndpoints
         var listener = app.ApplicationServices.GetRequiredService<AdminListenerFilter>();
         var api = app.ApplicationServices.GetRequiredService<AdminApi>();
         var trafficApi = app.ApplicationServices.GetRequiredService<AdminTrafficApi>();
+        var ui = app.ApplicationServices.GetRequiredService<AdminUi>();
+        var uiAssets = app.ApplicationServices.GetRequiredService<UiAssets>();
         return app.MapWhen(context => listener.IsAdmin(context.Connection), admin =>
         {
             admin.UseRouting();
@@ -37,6 +39,7 @@ internal static class AdminEndpoints
                 // Fail fast if the branch ever shared the route listeners' table: admin paths would be routable there.
                 if (ReferenceEquals(endpoints, app)) throw new InvalidOperationException("The admin endpoints must have a route table of their own.");
                 Map(endpoints, api, trafficApi);
+                MapUi(endpoints, ui, uiAssets);
             });
         });
     }
@@ -78,6 +81,8 @@ internal static class AdminEndpoints
         Get(endpoints, "/admin/upstream-tls", AdminApi.UpstreamTls);
         Get(endpoints, "/admin/upstream-credentials", AdminApi.UpstreamCredentials);
         Get(endpoints, "/admin/observability", api.ObservabilityStatus);
+        var analytics = endpoints.ServiceProvider.GetRequiredService<AdminAnalyticsApi>();
+        foreach (var (path, kind) in AdminAnalyticsApi.Endpoints) Get(endpoints, path, context => analytics.QueryAsync(context, kind));
         Get(endpoints, "/admin/quotas/{quota}", context => trafficApi.Quota(context, Value(context, "quota")));
         endpoints.MapMethods("/admin/issuers/{issuer}/refresh", Post, context => api.RefreshIssuer(context, Value(context, "issuer")))
             .Only(null, "/admin/issuers/{issuer}/refresh");
@@ -91,6 +96,17 @@ internal static class AdminEndpoints
         // Anything else (any method): the metrics scrape at its configured path, or 404 once authenticated.
         // Matching every method, it also keeps routing from answering 405 where today's answer is 404.
         endpoints.Map("{**path}", AdminApi.NotFoundAsync);
+    }
+
+    // The dashboard (docs/analytics.md#dashboard): its sign-in, then its pages and files.
+    private static void MapUi(IEndpointRouteBuilder endpoints, AdminUi ui, UiAssets assets)
+    {
+        Get(endpoints, AdminUi.LoginPath, ui.LoginPage);
+        endpoints.MapMethods(AdminUi.LoginPath, Post, ui.Login).Only(null, AdminUi.LoginPath);
+        endpoints.MapMethods(AdminUi.LogoutPath, Post, ui.Logout).Only(null, AdminUi.LogoutPath);
+        Get(endpoints, "/ui", AdminUi.RedirectToRoot);
+        endpoints.MapMethods(UiAssets.Prefix + "{**file}", Read, assets.ServeAsync)
+            .WithMetadata(new ExactPathMetadata(UiAssets.Prefix, prefix: true));
     }
 
     private static void Get(IEndpointRouteBuilder endpoints, string template, RequestDelegate handler) =>

@@ -103,6 +103,10 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
         services.AddSingleton<AdminTrafficApi>();
+        services.AddSingleton<AdminAnalyticsApi>();
+        services.AddSingleton<UiSession>();
+        services.AddSingleton<UiAssets>();
+        services.AddSingleton<AdminUi>();
         services.AddSingleton<ReadinessWriter>();
         // The gateway's own paths are matched only as spelled (admin API, session paths, assertion JWKS).
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ExactPathMatcherPolicy>());

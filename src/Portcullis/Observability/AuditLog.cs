@@ -172,6 +172,26 @@ internal sealed class AuditLog
         return WaitAsync(body);
     }
 
+    /// <summary>
+    /// Records a dashboard sign-in (<c>/ui/login</c>) or sign-out: the token's name when it matched, never the
+    /// token. A failed sign-in waits for room in a full queue, as a denial does.
+    /// </summary>
+    public ValueTask RecordUiSignInAsync(HttpContext context, AuditActor caller, string type, string result, string? reason = null)
+    {
+        if (!Enabled) return ValueTask.CompletedTask;
+        var body = Build(w =>
+        {
+            w.WriteString("type", type);
+            WriteActor(w, caller, context.Connection.RemoteIpAddress?.ToString());
+            w.WriteString("result", result);
+            if (reason is not null) w.WriteString("reason", reason);
+        });
+        Interlocked.Increment(ref _enqueued);
+        if (_channel.Writer.TryWrite(body)) return ValueTask.CompletedTask;
+        Interlocked.Increment(ref _waited);
+        return WaitAsync(body);
+    }
+
     private static void WriteActor(Utf8JsonWriter w, AuditActor caller, string? clientIp)
     {
         w.WriteString("actor", caller.Actor);

@@ -176,6 +176,7 @@ internal static class ReasonCodes
     public static readonly ReasonCode AdminCertificateNotAllowed = new("admin.certificate-not-allowed", 403, ReasonStage.Admin, "A client certificate no `admin.auth.certificates` rule allows.");
     public static readonly ReasonCode AdminUnauthenticated = new("admin.unauthenticated", 401, ReasonStage.Admin, "No admin credential.");
     public static readonly ReasonCode AdminScopeInsufficient = new("admin.scope-insufficient", 403, ReasonStage.Admin, "A read-scope credential asked for an action that needs the admin scope.");
+    public static readonly ReasonCode AdminUiCrossOrigin = new("admin.ui-cross-origin", 403, ReasonStage.Admin, "A dashboard sign-in or sign-out posted from another origin (a cross-site form).");
     public static readonly ReasonCode AdminNotFound = new("admin.not-found", 404, ReasonStage.Admin, "No admin endpoint has this method and path.");
     public static readonly ReasonCode AdminQuotaUnknown = new("admin.quota-unknown", 404, ReasonStage.Admin, "No quota has this name.");
     public static readonly ReasonCode AdminQuotaKeyMissing = new("admin.quota-key-missing", 400, ReasonStage.Admin, "A quota lookup without the counted key.");
@@ -183,6 +184,9 @@ internal static class ReasonCodes
     public static readonly ReasonCode AdminUnknownCluster = new("admin.unknown-cluster", 404, ReasonStage.Admin, "No cluster has this name.");
     public static readonly ReasonCode AdminUnknownDestination = new("admin.unknown-destination", 404, ReasonStage.Admin, "The cluster has no destination of this name.");
     public static readonly ReasonCode AdminUnknownIssuer = new("admin.unknown-issuer", 404, ReasonStage.Admin, "No issuer has this name.");
+    public static readonly ReasonCode AnalyticsBadParameter = new("analytics.bad-parameter", 400, ReasonStage.Admin, "An analytics query with an unknown parameter or a bad value (the detail names the parameter).");
+    public static readonly ReasonCode AnalyticsOff = new("analytics.off", 404, ReasonStage.Admin, "An analytics query while analytics is off (no `analytics.path` or `analytics.fleetPath`).");
+    public static readonly ReasonCode AnalyticsUnavailable = new("analytics.unavailable", 503, ReasonStage.Admin, "The analytics store or fleet folder cannot answer right now (busy, timed out, or failing).");
 
     /// <summary>Every entry, in declaration order.</summary>
     public static IReadOnlyList<ReasonCode> All { get; } = typeof(ReasonCodes)

@@ -22,10 +22,12 @@ public sealed partial class ReasonCodesTests
         "cert.subject", "cert.cn", "cert.dns", "cert.uri", "cert.email", "cert.fingerprint", "cert.issuer", "cert.serial",
         // A config path in diagnostics.
         "admin.auth",
+        // analytics.* config paths in diagnostics and restart notes (the analytics.* reason codes share the prefix).
+        "analytics", "analytics.path", "analytics.export", "analytics.export.path", "analytics.export.instance", "analytics.retention", "analytics.samples",
         // File names `portcullis certs dev` writes.
         "client.pem", "client.key",
         // Audit record types (the `type` field), not decisions.
-        "auth.denied", "admin.reload", "admin.issuer-refresh", "admin.drain", "admin.undrain", "admin.denied",
+        "auth.denied", "admin.reload", "admin.issuer-refresh", "admin.drain", "admin.undrain", "admin.denied", "admin.ui-signin", "admin.ui-signout",
     };
 
     [Fact]

@@ -1,0 +1,266 @@
+using System.Text;
+using DuckDB.NET.Data;
+
+namespace Portcullis.Analytics;
+
+/// <summary>
+/// Runs the analytics queries on a connection from <see cref="AnalyticsSource"/> (the store's tables or a fleet's
+/// Parquet views: the same SQL). Every value from the caller is a DuckDB parameter ($name); the only SQL text
+/// that varies comes from fixed fragments chosen by enums (<see cref="AnalyticsGroup"/>, <see cref="AnalyticsOrder"/>).
+/// Percentiles merge the rows' sketch buckets in SQL (sum of counts per bucket), then take the bucket of rank
+/// ⌊q·(n−1)⌋ exactly as <see cref="LatencySketch.Quantile"/> does, and read its value with <see cref="LatencySketch.ValueOf"/>.
+/// </summary>
+internal static class AnalyticsQuery
+{
+    private const string Errors = "status >= 500";
+    private const string Refused = "reason IS NOT NULL AND status < 500";
+
+    /// <summary>Runs the query; <paramref name="cancellation"/> interrupts DuckDB mid-query (the timeout).</summary>
+    public static AnalyticsResult Run(DuckDBConnection connection, AnalyticsQueryParameters p, string source, CancellationToken cancellation = default)
+    {
+        cancellation.ThrowIfCancellationRequested();
+        var result = p.Kind switch
+        {
+            AnalyticsQueryKind.Summary => new AnalyticsResult(p, source) { Summary = Summary(connection, p, cancellation) },
+            AnalyticsQueryKind.Timeseries => new AnalyticsResult(p, source) { Series = Timeseries(connection, p, cancellation) },
+            AnalyticsQueryKind.Top => new AnalyticsResult(p, source) { Top = Top(connection, p, cancellation) },
+            _ => new AnalyticsResult(p, source) { Samples = Samples(connection, p, cancellation) },
+        };
+        cancellation.ThrowIfCancellationRequested();
+        return result;
+    }
+
+    // DuckDB interrupts the command when the query is cancelled.
+    private static CancellationTokenRegistration Interrupt(DuckDBCommand command, CancellationToken cancellation) =>
+        cancellation.Register(static c => ((DuckDBCommand)c!).Cancel(), command);
+
+    /// <summary>The column of a grouping (rollups and samples spell them alike).</summary>
+    public static string Column(AnalyticsGroup group) => group switch
+    {
+        AnalyticsGroup.Route => "route",
+        AnalyticsGroup.Cluster => "cluster",
+        AnalyticsGroup.Consumer => "consumer",
+        AnalyticsGroup.ConsumerGroup => "consumer_group",
+        AnalyticsGroup.Status => "status",
+        _ => "reason",
+    };
+
+    private static string KeyExpression(AnalyticsGroup group) => group == AnalyticsGroup.Status ? "CAST(status AS VARCHAR)" : Column(group);
+
+    // WHERE for the time range and the filters, with their parameters added to the command.
+    private static string Where(DuckDBCommand command, AnalyticsQueryParameters p, string timeColumn)
+    {
+        var sql = new StringBuilder($"{timeColumn} >= $from AND {timeColumn} < $to");
+        command.Parameters.Add(new DuckDBParameter("from", p.From));
+        command.Parameters.Add(new DuckDBParameter("to", p.To));
+        foreach (var (group, value) in p.Filters)
+        {
+            var column = Column(group);
+            if (value is null)
+            {
+                sql.Append(" AND ").Append(column).Append(" IS NULL");
+                continue;
+            }
+
+            sql.Append(" AND ").Append(column).Append(" = $f_").Append(column);
+            command.Parameters.Add(new DuckDBParameter("f_" + column, value));
+        }
+
+        if (p.Status is { } status)
+        {
+            sql.Append(" AND status BETWEEN $status_low AND $status_high");
+            command.Parameters.Add(new DuckDBParameter("status_low", status.Low));
+            command.Parameters.Add(new DuckDBParameter("status_high", status.High));
+        }
+
+        if (p.MinStatus is { } min)
+        {
+            sql.Append(" AND status >= $min_status");
+            command.Parameters.Add(new DuckDBParameter("min_status", min));
+        }
+
+        return sql.ToString();
+    }
+
+    // Percentile buckets per group (k, i) of a relation `f` with k, i and the sketch columns: the merged
+    // sketch (sum of counts per bucket), then the first bucket whose running count passes rank ⌊q·(n−1)⌋.
+    private static string Percentiles(string buckets, string counts, string name) => $"""
+        {name}_b AS (
+            SELECT k, i, b, sum(n)::BIGINT AS n FROM (SELECT k, i, unnest({buckets}) AS b, unnest({counts}) AS n FROM f) GROUP BY k, i, b),
+        {name}_c AS (
+            SELECT k, i, b, sum(n) OVER (PARTITION BY k, i ORDER BY b) AS cum, sum(n) OVER (PARTITION BY k, i) AS total FROM {name}_b),
+        {name} AS (
+            SELECT k, i,
+                   min(b) FILTER (WHERE cum > floor(0.5::DOUBLE * (total - 1)::DOUBLE)) AS p50,
+                   min(b) FILTER (WHERE cum > floor(0.95::DOUBLE * (total - 1)::DOUBLE)) AS p95,
+                   min(b) FILTER (WHERE cum > floor(0.99::DOUBLE * (total - 1)::DOUBLE)) AS p99,
+                   max(total)::BIGINT AS measured
+            FROM {name}_c GROUP BY k, i)
+        """;
+
+    private const string Sums = $"""
+        sum(requests)::BIGINT AS requests,
+        coalesce(sum(requests) FILTER (WHERE {Errors}), 0)::BIGINT AS errors,
+        coalesce(sum(requests) FILTER (WHERE {Refused}), 0)::BIGINT AS refused,
+        sum(bytes_in)::BIGINT AS bytes_in, sum(bytes_out)::BIGINT AS bytes_out,
+        sum(latency_us_sum)::BIGINT AS latency_sum, sum(upstream_us_sum)::BIGINT AS upstream_sum
+        """;
+
+    private static SummaryResult Summary(DuckDBConnection connection, AnalyticsQueryParameters p, CancellationToken cancellation)
+    {
+        using var command = connection.CreateCommand();
+        using var interrupt = Interrupt(command, cancellation);
+        var where = Where(command, p, "minute");
+        command.CommandText = $"""
+            WITH f AS (SELECT 0 AS k, 0 AS i, * FROM rollups WHERE {where}),
+            {Percentiles("latency_buckets", "latency_counts", "lat")},
+            {Percentiles("upstream_buckets", "upstream_counts", "up")},
+            totals AS (
+                SELECT {Sums},
+                       coalesce(sum(requests) FILTER (WHERE status BETWEEN 200 AND 299), 0)::BIGINT AS s2,
+                       coalesce(sum(requests) FILTER (WHERE status BETWEEN 300 AND 399), 0)::BIGINT AS s3,
+                       coalesce(sum(requests) FILTER (WHERE status BETWEEN 400 AND 499), 0)::BIGINT AS s4,
+                       coalesce(sum(requests) FILTER (WHERE status BETWEEN 500 AND 599), 0)::BIGINT AS s5
+                FROM f)
+            SELECT t.*, lat.p50, lat.p95, lat.p99, up.p50, up.p95, up.p99, up.measured
+            FROM totals t LEFT JOIN lat ON true LEFT JOIN up ON true
+            """;
+        SummaryResult summary;
+        using (var reader = command.ExecuteReader())
+        {
+            reader.Read();
+            var requests = Long(reader, 0);
+            var upstreamMeasured = Long(reader, 17);
+            summary = new SummaryResult(requests, Long(reader, 1), Long(reader, 2), Long(reader, 3), Long(reader, 4),
+                new Latencies(Value(reader, 11), Value(reader, 12), Value(reader, 13), requests == 0 ? null : (double)Long(reader, 5) / requests),
+                upstreamMeasured == 0 ? null : new Latencies(Value(reader, 14), Value(reader, 15), Value(reader, 16), (double)Long(reader, 6) / upstreamMeasured),
+                Long(reader, 7), Long(reader, 8), Long(reader, 9), Long(reader, 10), []);
+        }
+
+        using var reasons = connection.CreateCommand();
+        using var interruptReasons = Interrupt(reasons, cancellation);
+        reasons.CommandText = $"SELECT reason, sum(requests)::BIGINT AS n FROM rollups WHERE {Where(reasons, p, "minute")} AND reason IS NOT NULL GROUP BY reason ORDER BY n DESC, reason LIMIT 10";
+        using var rows = reasons.ExecuteReader();
+        var list = new List<KeyCount>();
+        while (rows.Read()) list.Add(new KeyCount(rows.GetString(0), rows.GetInt64(1)));
+        return summary with { Reasons = list };
+    }
+
+    private static List<TopRow> Top(DuckDBConnection connection, AnalyticsQueryParameters p, CancellationToken cancellation)
+    {
+        using var command = connection.CreateCommand();
+        using var interrupt = Interrupt(command, cancellation);
+        var where = Where(command, p, "minute");
+        var order = p.OrderBy switch
+        {
+            AnalyticsOrder.Errors => "g.errors DESC, g.requests DESC",
+            AnalyticsOrder.ErrorRate => "g.errors / g.requests DESC, g.requests DESC",
+            AnalyticsOrder.P99 => "lat.p99 DESC NULLS LAST, g.requests DESC",
+            AnalyticsOrder.BytesOut => "g.bytes_out DESC, g.requests DESC",
+            _ => "g.requests DESC",
+        };
+        command.Parameters.Add(new DuckDBParameter("limit", p.Limit));
+        command.CommandText = $"""
+            WITH f AS (SELECT {KeyExpression(p.GroupBy!.Value)} AS k, 0 AS i, * FROM rollups WHERE {where}),
+            g AS (SELECT k, {Sums} FROM f GROUP BY k),
+            {Percentiles("latency_buckets", "latency_counts", "lat")}
+            SELECT g.k, g.requests, g.errors, g.refused, g.bytes_in, g.bytes_out, lat.p50, lat.p95, lat.p99
+            FROM g LEFT JOIN lat ON g.k IS NOT DISTINCT FROM lat.k
+            ORDER BY {order}, g.k NULLS LAST
+            LIMIT $limit
+            """;
+        using var reader = command.ExecuteReader();
+        var rows = new List<TopRow>();
+        while (reader.Read())
+        {
+            rows.Add(new TopRow(reader.IsDBNull(0) ? null : reader.GetString(0), Long(reader, 1), Long(reader, 2), Long(reader, 3), Long(reader, 4), Long(reader, 5),
+                Value(reader, 6), Value(reader, 7), Value(reader, 8)));
+        }
+
+        return rows;
+    }
+
+    private static List<Series> Timeseries(DuckDBConnection connection, AnalyticsQueryParameters p, CancellationToken cancellation)
+    {
+        using var command = connection.CreateCommand();
+        using var interrupt = Interrupt(command, cancellation);
+        var where = Where(command, p, "minute");
+        var first = AnalyticsQueryParameters.FirstStep(p.From, p.Step);
+        var count = (int)AnalyticsQueryParameters.Points(p.From, p.To, p.Step);
+        command.Parameters.Add(new DuckDBParameter("step_us", p.Step.Ticks / 10));
+        command.Parameters.Add(new DuckDBParameter("first", first));
+        command.Parameters.Add(new DuckDBParameter("limit", p.Limit));
+        var key = p.GroupBy is { } group ? KeyExpression(group) : "'all'";
+        command.CommandText = $"""
+            WITH r AS (SELECT {key} AS k, (epoch_us(minute) // $step_us - $first)::INTEGER AS i, * FROM rollups WHERE {where}),
+            top AS (SELECT k, sum(requests)::BIGINT AS n FROM r GROUP BY k ORDER BY n DESC, k NULLS LAST LIMIT $limit),
+            f AS (SELECT r.* FROM r JOIN top ON r.k IS NOT DISTINCT FROM top.k),
+            g AS (SELECT k, i, {Sums} FROM f GROUP BY k, i),
+            {Percentiles("latency_buckets", "latency_counts", "lat")}
+            SELECT g.k, g.i, g.requests, g.errors, g.refused, lat.p50, lat.p99, top.n
+            FROM g JOIN top ON g.k IS NOT DISTINCT FROM top.k LEFT JOIN lat ON g.k IS NOT DISTINCT FROM lat.k AND g.i = lat.i
+            """;
+        var byKey = new Dictionary<string, (string? Key, long Total, SeriesPoint?[] Points)>(StringComparer.Ordinal);
+        using (var reader = command.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                var k = reader.IsDBNull(0) ? null : reader.GetString(0);
+                var i = Convert.ToInt32(reader.GetValue(1), System.Globalization.CultureInfo.InvariantCulture);
+                if (!byKey.TryGetValue(k ?? "\0", out var series))
+                {
+                    series = (k, Long(reader, 7), new SeriesPoint?[count]);
+                    byKey[k ?? "\0"] = series;
+                }
+
+                if ((uint)i < (uint)count)
+                {
+                    series.Points[i] = new SeriesPoint(StepStart(first + i, p.Step), Long(reader, 2), Long(reader, 3), Long(reader, 4), Value(reader, 5), Value(reader, 6));
+                }
+            }
+        }
+
+        // Without a group there is always the one series "all", even with no data.
+        if (p.GroupBy is null && byKey.Count == 0) byKey["all"] = ("all", 0, new SeriesPoint?[count]);
+        return byKey.Values
+            .OrderByDescending(s => s.Total).ThenBy(s => s.Key is null).ThenBy(s => s.Key, StringComparer.Ordinal)
+            .Select(s => new Series(s.Key, s.Points.Select((point, i) => point ?? new SeriesPoint(StepStart(first + i, p.Step), 0, 0, 0, null, null)).ToArray()))
+            .ToList();
+    }
+
+    private static List<SampleRow> Samples(DuckDBConnection connection, AnalyticsQueryParameters p, CancellationToken cancellation)
+    {
+        using var command = connection.CreateCommand();
+        using var interrupt = Interrupt(command, cancellation);
+        var where = Where(command, p, "ts");
+        command.Parameters.Add(new DuckDBParameter("limit", p.Limit));
+        command.CommandText = $"""
+            SELECT ts, request_id, trace_id, route, cluster, consumer, consumer_group, client, method, host, path, status, reason, auth, traffic,
+                   attempts, bytes_in, bytes_out, latency_us, upstream_us
+            FROM samples WHERE {where}
+            ORDER BY ts DESC, request_id
+            LIMIT $limit
+            """;
+        using var reader = command.ExecuteReader();
+        var rows = new List<SampleRow>();
+        while (reader.Read())
+        {
+            rows.Add(new SampleRow(DateTime.SpecifyKind(reader.GetDateTime(0), DateTimeKind.Utc), reader.GetString(1), Text(reader, 2), Text(reader, 3), Text(reader, 4),
+                Text(reader, 5), Text(reader, 6), Text(reader, 7), reader.GetString(8), Text(reader, 9), reader.GetString(10), Int(reader, 11), Text(reader, 12),
+                Text(reader, 13), Text(reader, 14), Int(reader, 15), Long(reader, 16), Long(reader, 17), Long(reader, 18), reader.IsDBNull(19) ? null : Long(reader, 19)));
+        }
+
+        return rows;
+    }
+
+    private static DateTime StepStart(long step, TimeSpan size) => DateTime.UnixEpoch.AddTicks(step * size.Ticks);
+
+    private static string? Text(DuckDBDataReader reader, int i) => reader.IsDBNull(i) ? null : reader.GetString(i);
+
+    private static int Int(DuckDBDataReader reader, int i) => Convert.ToInt32(reader.GetValue(i), System.Globalization.CultureInfo.InvariantCulture);
+
+    private static long Long(DuckDBDataReader reader, int i) => reader.IsDBNull(i) ? 0 : Convert.ToInt64(reader.GetValue(i), System.Globalization.CultureInfo.InvariantCulture);
+
+    // A merged sketch's bucket as microseconds.
+    private static double? Value(DuckDBDataReader reader, int i) => reader.IsDBNull(i) ? null : LatencySketch.ValueOf(Int(reader, i));
+}
