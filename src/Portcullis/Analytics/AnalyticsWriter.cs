@@ -108,6 +108,17 @@ internal sealed partial class AnalyticsWriter : BackgroundService
         }
     }
 
+    public override void Dispose()
+    {
+        lock (_gate)
+        {
+            _connection?.Dispose();
+            _connection = null;
+        }
+
+        base.Dispose();
+    }
+
     /// <summary>One flush: everything recorded and queued so far into the store (or kept pending when it fails).</summary>
     internal void Flush(bool final = false)
     {

@@ -28,6 +28,19 @@ internal sealed class RollupTables
         _maxKeys = maxKeysPerTable;
     }
 
+    /// <summary>Where a writer is (tests hold a writer there to check the swap against it).</summary>
+    internal enum WriterPoint
+    {
+        /// <summary>It has read its stripe's table, not yet announced itself as a writer of it.</summary>
+        TableRead,
+
+        /// <summary>It is a writer of a table not sealed when it checked.</summary>
+        Writing,
+    }
+
+    /// <summary>Test hook: called at each <see cref="WriterPoint"/> (null in the gateway: one field check).</summary>
+    internal Action<WriterPoint>? WriterStep { get; set; }
+
     /// <summary>Requests counted in an overflow row instead of their own (too many distinct rows in one interval).</summary>
     public long Overflowed => Interlocked.Read(ref _overflowed);
 
@@ -37,10 +50,12 @@ internal sealed class RollupTables
         while (true)
         {
             var table = Volatile.Read(ref stripe.Current);
+            WriterStep?.Invoke(WriterPoint.TableRead);
             Interlocked.Increment(ref table.Writers);
             try
             {
                 if (Volatile.Read(ref table.Sealed) != 0) continue; // swapped meanwhile: write to the new one
+                WriterStep?.Invoke(WriterPoint.Writing);
                 CellOf(table, key).Add(bytesIn, bytesOut, latencyUs, upstreamUs);
                 return;
             }

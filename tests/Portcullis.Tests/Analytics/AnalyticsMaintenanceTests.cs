@@ -67,6 +67,38 @@ public sealed class AnalyticsMaintenanceTests(ITestOutputHelper output) : IDispo
     }
 
     [Fact]
+    public void A_store_that_cannot_be_written_is_retried_with_backoff_keeps_the_batch_and_writes_it_once_it_can()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (recorder, writer, database, snapshot) = Store(time, "");
+        File.WriteAllBytes(database.Path, Enumerable.Repeat((byte)0x5a, 32 * 1024).ToArray()); // not a DuckDB file
+        using (writer)
+        {
+            Send(recorder, snapshot, time.GetUtcNow(), 2);
+            var attempts = new List<long>();
+            // Flushes every 500 ms of fake time for 8 s: attempts at 0, 1 s, 3 s, 7 s (backoff 1, 2, 4 s).
+            for (var i = 0; i <= 16; i++)
+            {
+                writer.Flush();
+                attempts.Add(writer.FailedAttempts);
+                if (i < 16) time.Advance(TimeSpan.FromMilliseconds(500));
+            }
+
+            Assert.Equal([1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4], attempts);
+            Assert.True(writer.Health.IsDown);
+            Assert.Equal(Start.AddSeconds(0), writer.Health.Since);
+
+            File.Delete(database.Path);
+            Send(recorder, snapshot, time.GetUtcNow(), 1);
+            time.Advance(TimeSpan.FromSeconds(8)); // past the next backoff
+            writer.Flush();
+            Assert.False(writer.Health.IsDown);
+            Assert.Equal(3, Count(database, "SELECT sum(requests)::BIGINT FROM rollups")); // the kept batch and the new request
+            Assert.Equal(3, Count(database, "SELECT count(*) FROM samples"));
+        }
+    }
+
+    [Fact]
     public void The_size_cap_deletes_the_oldest_hours_and_the_file_stops_growing()
     {
         var time = new FakeTimeProvider(Start);

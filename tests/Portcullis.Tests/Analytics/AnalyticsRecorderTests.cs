@@ -155,4 +155,38 @@ public sealed class AnalyticsRecorderTests : IDisposable
         flushed += tables.Swap().Values.Sum(c => c.Requests);
         Assert.Equal(Threads * PerThread, flushed);
     }
+
+    [Theory]
+    [InlineData(false)] // swapped before the writer announced itself: it must write to the new table
+    [InlineData(true)] // swapped while it writes: the swap must wait for it
+    public async Task A_request_caught_by_a_swap_at_any_point_is_counted_exactly_once(bool whileWriting)
+    {
+        var point = whileWriting ? RollupTables.WriterPoint.Writing : RollupTables.WriterPoint.TableRead;
+        var tables = new RollupTables(stripes: 1);
+        var key = new RollupKey(Noon.UtcTicks, "orders", null, null, null, 200, null);
+        using var reached = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        tables.WriterStep = p =>
+        {
+            if (p != point || reached.IsSet) return;
+            reached.Set();
+            release.Wait();
+        };
+        var writer = Task.Run(() => tables.Add(key, 0, 0, 100, -1));
+        Assert.True(reached.Wait(TimeSpan.FromSeconds(10)), "the writer did not reach the point");
+
+        var swap = Task.Run(tables.Swap);
+        if (point == RollupTables.WriterPoint.Writing)
+        {
+            await Task.Delay(200); // gives a swap that does not wait the time to finish wrongly
+            Assert.False(swap.IsCompleted, "the swap did not wait for the writer inside the table");
+        }
+
+        var first = point == RollupTables.WriterPoint.TableRead ? await swap : null;
+        release.Set();
+        await writer;
+        first ??= await swap;
+        var second = tables.Swap();
+        Assert.Equal(1, first.Values.Sum(c => c.Requests) + second.Values.Sum(c => c.Requests));
+    }
 }
