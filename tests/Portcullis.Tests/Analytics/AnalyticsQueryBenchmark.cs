@@ -13,7 +13,8 @@ namespace Portcullis.Tests.Analytics;
 /// The data: 1,000 consumers each call 5 of the 200 routes (5,000 consumer × route pairs, 20 clusters, 10 consumer
 /// groups); every pair is active one minute in ten, so each minute has 500 rows and 30 days 21.6 M rows. A row counts
 /// 4 to 66 requests over 1 to 6 latency buckets; 2 % are 503 upstream.unavailable, 3 % 429 ratelimit.exceeded,
-/// 2 % 401 auth.missing (no upstream sketch), the rest 200.
+/// 2 % 401 auth.missing (no upstream sketch), the rest 200. With PORTCULLIS_BENCH_ANALYTICS_DENSITY=hourly: one row per
+/// pair and hour (3.6 M rows, 4 to 20 buckets a row: six minute rows of 1 to 6 buckets overlap once merged), the shape an hourly compaction of older minutes would leave.
 /// </remarks>
 public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
 {
@@ -28,13 +29,15 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
     {
         if (Environment.GetEnvironmentVariable(Variable) is not { Length: > 0 } folder) return; // a benchmark, not a test: opt in
         Directory.CreateDirectory(folder);
-        var database = new AnalyticsDatabase(Path.Combine(folder, "analytics-30d.duckdb"));
+        // PORTCULLIS_BENCH_ANALYTICS_DENSITY=hourly: one row per pair and hour instead (what an hourly compaction of old minutes would leave).
+        var hourly = Environment.GetEnvironmentVariable(Variable + "_DENSITY") == "hourly";
+        var database = new AnalyticsDatabase(Path.Combine(folder, hourly ? "analytics-30d-hourly.duckdb" : "analytics-30d.duckdb"));
         using (var connection = database.OpenConnection())
         {
             if (Count(connection) == 0)
             {
                 var watch = Stopwatch.StartNew();
-                Generate(connection);
+                Generate(connection, hourly);
                 Say($"generated in {watch.Elapsed.TotalSeconds:0.0} s");
             }
 
@@ -85,7 +88,7 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
         if (Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } folder) File.WriteAllLines(Path.Combine(folder, "results.txt"), _lines);
     }
 
-    private static void Generate(DuckDB.NET.Data.DuckDBConnection connection)
+    private static void Generate(DuckDB.NET.Data.DuckDBConnection connection, bool hourly)
     {
         using var command = connection.CreateCommand();
         command.CommandTimeout = 0;
@@ -94,8 +97,10 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
         command.CommandText = $"""
             INSERT INTO rollups
             WITH base AS (
-                SELECT n, n // {RowsPerMinute} AS m, ((n % {RowsPerMinute}) * 10 + (n // {RowsPerMinute}) % 10) % 5000 AS p, hash(n) % 100 AS h, hash(n * 31) % 300 AS b, 1 + n % 6 AS k
-                FROM range({Days * 1440L * RowsPerMinute}) t(n)),
+                SELECT n, {(hourly ? "(n // 5000) * 60" : $"n // {RowsPerMinute}")} AS m,
+                       {(hourly ? "n % 5000" : $"((n % {RowsPerMinute}) * 10 + (n // {RowsPerMinute}) % 10) % 5000")} AS p,
+                       hash(n) % 100 AS h, hash(n * 31) % 300 AS b, {(hourly ? "4 + n % 17" : "1 + n % 6")} AS k
+                FROM range({(hourly ? Days * 24L * 5000 : Days * 1440L * RowsPerMinute)}) t(n)),
             rows AS (
                 SELECT m, p // 5 AS c, ((p // 5) * 7 + (p % 5) * 37) % 200 AS r, h, k,
                        CASE WHEN h < 2 THEN 503 WHEN h < 5 THEN 429 WHEN h < 7 THEN 401 ELSE 200 END AS status,
