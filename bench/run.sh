@@ -8,6 +8,8 @@
 #   portcullis `portcullis run -c <generated YAML>`
 #   portcullis-redis  the same with its rate limits in Redis (jwt-ratelimit only; the harness starts a
 #              redis-server on a free loopback port, no persistence, and stops it on exit)
+#   portcullis-analytics  the same with analytics on (a DuckDB file next to its config; plain-small-c64 and
+#              jwt only: issue 16 asks for its cost in the same run)
 # in one invocation, interleaved in rounds (each round runs every system once, in a rotated order), and
 # reports medians. One nginx origin serves a small body (/small, also as /jwt/small and /key/small) and a
 # 4 KiB body (/4k); with the h2 scenario it also listens for h2c (prior knowledge) for the "direct" ceiling.
@@ -49,8 +51,8 @@ declare -A SC_PATH=([plain-small-c64]=/small [plain-small-c256]=/small [plain-4k
 declare -A SC_CONNS=([plain-small-c64]=64 [plain-small-c256]=256 [plain-4k-c64]=64 [jwt]=64 [jwt-ratelimit]=64 [apikey]=64 [h2]=8 [tls]=64)
 H2_STREAMS=8
 declare -A NOT_YET=()
-ALL_SYSTEMS=(direct haproxy haproxy-1t nginx bareyarp portcullis portcullis-redis)
-declare -A SYS_LABEL=([direct]="direct (no proxy)" [haproxy]="HAProxy" [haproxy-1t]="HAProxy nbthread 1" [nginx]="nginx" [bareyarp]="bare YARP" [portcullis]="Portcullis" [portcullis-redis]="Portcullis, Redis store")
+ALL_SYSTEMS=(direct haproxy haproxy-1t nginx bareyarp portcullis portcullis-redis portcullis-analytics)
+declare -A SYS_LABEL=([direct]="direct (no proxy)" [haproxy]="HAProxy" [haproxy-1t]="HAProxy nbthread 1" [nginx]="nginx" [bareyarp]="bare YARP" [portcullis]="Portcullis" [portcullis-redis]="Portcullis, Redis store" [portcullis-analytics]="Portcullis, analytics on")
 # jwt-ratelimit: the measured limit (never reached) and the probe route's limit (must refuse the 3rd request).
 # 1,000,000 per second is the most Portcullis's validation accepts (at most one request per microsecond).
 RL_LIMIT=1000000
@@ -63,6 +65,7 @@ na_reason() { # SCENARIO SYSTEM -> why SYSTEM cannot run SCENARIO ("" when it ca
   case $1/$2 in
     */haproxy-1t) [[ $1 == jwt || $1 == jwt-ratelimit ]] && echo "" || echo - ;;
     */portcullis-redis) [[ $1 == jwt-ratelimit ]] && echo "" || echo - ;;
+    */portcullis-analytics) [[ $1 == plain-small-c64 || $1 == jwt ]] && echo "" || echo - ;;
     jwt/direct | apikey/direct | jwt-ratelimit/direct) echo "not a proxy: nothing checks the credential" ;;
     tls/direct) echo "the origin serves cleartext only: nothing terminates TLS" ;;
     jwt/nginx | jwt-ratelimit/nginx) echo "open-source nginx cannot verify a JWT (auth_jwt is NGINX Plus only)" ;;
@@ -283,7 +286,7 @@ publish() { # project output-dir stamp-name executable inputs...
   done
   die "publish $project failed; see bench/out/publish-$name.log"
 }
-{ runs_system portcullis || runs_system portcullis-redis; } && publish src/Portcullis.Cli "$out/portcullis" portcullis portcullis \
+{ runs_system portcullis || runs_system portcullis-redis || runs_system portcullis-analytics; } && publish src/Portcullis.Cli "$out/portcullis" portcullis portcullis \
   "$root/src" "$root/Directory.Build.props" "$root/Directory.Packages.props"
 runs_system bareyarp && publish bench/BareYarp "$out/bareyarp" bareyarp BareYarp \
   "$bench/BareYarp" "$root/Directory.Build.props" "$root/Directory.Packages.props"
@@ -702,7 +705,7 @@ EOF
       BG_PID=$!
       started_pids+=("$BG_PID")
       ;;
-    portcullis | portcullis-redis)
+    portcullis | portcullis-redis | portcullis-analytics)
       free_port port
       ((need_h2)) && free_port "H2PORT[$sys]"
       ((need_tls)) && free_port "TLSPORT[$sys]"
@@ -755,6 +758,14 @@ EOF
 # JSON access log to a file next to this config (one rotated file kept: disk stays bounded)
 observability:
   accessLog: { enabled: true, target: file, path: access.log, maxSize: 200MiB, maxFiles: 1 }
+EOF
+          # portcullis-analytics: the same gateway recording every request into a DuckDB file next to this
+          # config (rollups per minute, samples of every error and 1 % of successes), flushed every 5 s.
+          [[ $sys == portcullis-analytics ]] && cat <<EOF
+
+analytics:
+  path: analytics.duckdb
+  samples: { successRate: 0.01 }
 EOF
           if ((need_rl)); then
             [[ $store == redis ]] && cat <<EOF
@@ -1184,6 +1195,10 @@ if [[ " ${measured[*]} " == *" jwt-ratelimit "* ]]; then
   r=$(awk -F'\t' '$1 == "jwt" && $2 == "portcullis" {a = $3} $1 == "jwt-ratelimit" && $2 == "portcullis" {b = $3} END {if (a > 0 && b > 0) printf "%.2f", b / a; else print "-"}' "$agg")
   [[ $r != - ]] && echo "- jwt-ratelimit: Portcullis with the local limit reached ${r}× its own jwt (no limit) requests/s in this run."
 fi
+for sc in plain-small-c64 jwt; do
+  r=$(ratio "$sc" portcullis-analytics portcullis)
+  [[ $r != - ]] && echo "- $sc: Portcullis with analytics on reached ${r}× the requests/s of Portcullis with it off in this run (issue 16: at least 0.95×)."
+done
 while IFS=$'\t' read -r sc sys why; do echo "- $sc, $(label "$sc" "$sys"): n/a — $why"; done <"$na"
 for sc in "${not_yet[@]}"; do echo "- $sc: not yet — ${NOT_YET[$sc]}"; done
 log "results: ${out#"$root"/}/results.json, raw rounds: ${out#"$root"/}/raw.tsv, logs: ${out#"$root"/}/logs/"

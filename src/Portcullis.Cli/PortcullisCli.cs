@@ -159,7 +159,7 @@ public static class PortcullisCli
             return Invalid;
         }
 
-        var store = app.Services.GetRequiredService<Portcullis.Pipeline.SnapshotStore>();
+        var store = app.Services.GetRequiredService<Portcullis.Configuration.SnapshotStore>();
         foreach (var warning in store.StartupDiagnostics) await errors.WriteLineAsync(warning.ToString());
         var snapshot = store.Current;
         await output.WriteLineAsync($"Portcullis {Version} serving {path}: {snapshot.Routes.Count} routes, {snapshot.Clusters.Count} clusters");

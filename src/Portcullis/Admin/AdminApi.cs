@@ -129,7 +129,7 @@ internal sealed partial class AdminApi(
         // Debug only: an unauthenticated flood must not flood the log; the audit log keeps every denial.
         Log.Refused(logger, context.Request.Method, context.Request.Path.Value ?? "/", context.Connection.RemoteIpAddress?.ToString(), decision.Reason!, decision.Caller.Actor);
         // Waits for room in a full audit queue: the back-pressure lands on whoever floods denials.
-        if (Audit(context) is { Enabled: true } audit) await audit.RecordAdminDeniedAsync(context, decision.Caller, decision.Status, decision.Reason!);
+        if (Audit(context) is { Enabled: true } audit) await audit.RecordAdminDeniedAsync(context, decision.Caller.Audit, decision.Status, decision.Reason!);
         await ProblemWriter.WriteAsync(context, decision.Status, decision.Status == 401 ? "Unauthorized" : "Forbidden", decision.Detail!, decision.Reason!);
     }
 
@@ -137,7 +137,7 @@ internal sealed partial class AdminApi(
     {
         var caller = Caller(context);
         var result = await reloader.ReloadAsync("admin API", context.RequestAborted);
-        Audit(context)?.RecordReload(caller, context.Connection.RemoteIpAddress?.ToString(), result);
+        Audit(context)?.RecordReload(caller.Audit, context.Connection.RemoteIpAddress?.ToString(), result);
         await Json(context, result.Applied ? 200 : 422, w => WriteReload(w, result));
     }
 
@@ -155,7 +155,7 @@ internal sealed partial class AdminApi(
         }
 
         drains.Set(clusterName, destinationName, drain);
-        Audit(context)?.RecordDrain(caller, context.Connection.RemoteIpAddress?.ToString(), clusterName, destinationName, drain);
+        Audit(context)?.RecordDrain(caller.Audit, context.Connection.RemoteIpAddress?.ToString(), clusterName, destinationName, drain);
         destinationsUpdater.UpdateAvailableDestinations(cluster);
         Log.Drained(logger, drain ? "drained" : "undrained", clusterName, destinationName, caller.Actor);
         return Json(context, 200, w =>
@@ -181,7 +181,7 @@ internal sealed partial class AdminApi(
         var finished = await cache.RefreshNowAsync(cache.Source.Timeout + TimeSpan.FromSeconds(1), context.RequestAborted);
         var result = !finished ? "running" : cache.Failing ? "failed" : "refreshed";
         var keys = cache.Keys;
-        Audit(context)?.RecordIssuerRefresh(caller, context.Connection.RemoteIpAddress?.ToString(), issuerName, result, keys?.All.Length);
+        Audit(context)?.RecordIssuerRefresh(caller.Audit, context.Connection.RemoteIpAddress?.ToString(), issuerName, result, keys?.All.Length);
         Log.IssuerRefreshed(logger, issuerName, result, caller.Actor);
         await Json(context, finished ? 200 : 202, w =>
         {

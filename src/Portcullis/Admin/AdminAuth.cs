@@ -32,6 +32,9 @@ internal sealed class CompiledAdminAuth
 /// <summary>Who made an admin request: "token:NAME", "cert:NAME" (with the certificate's subject), "loopback" or "anonymous".</summary>
 internal sealed record AdminCaller(string Actor, AdminScope Scope, string? Subject = null)
 {
+    /// <summary>The caller as the audit log records it.</summary>
+    public Observability.AuditActor Audit => new(Actor, Subject);
+
     /// <summary>No admin.auth on a loopback admin listener: everything is allowed, as it always was.</summary>
     public static readonly AdminCaller Loopback = new("loopback", AdminScope.Admin);
 

@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.AspNetCore.Http;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Admin;
@@ -8,7 +9,7 @@ namespace Portcullis.Admin;
 internal sealed class AdminListenerFilter(SnapshotStore store)
 {
     // Listeners are bound once at start; later reloads cannot move them.
-    private readonly Portcullis.Pipeline.ListenerBinding? _admin = store.Current.Listeners.FirstOrDefault(l => l.Admin);
+    private readonly Portcullis.Configuration.ListenerBinding? _admin = store.Current.Listeners.FirstOrDefault(l => l.Admin);
 
     /// <summary>Whether the running admin listener is reachable from this host only (validate then allows it without admin.auth).</summary>
     public bool OnLoopback => _admin is null || _admin.Address.IsLoopback;

@@ -21,7 +21,7 @@ internal sealed class AdminTrafficApi(SnapshotStore store, TrafficStores traffic
             w.WriteNumber("generation", snapshot.Generation);
             w.WriteStartObject("stores");
             w.WriteStartObject("local");
-            w.WriteNumber("keysPerPolicy", State.LocalCounterStore.KeysPerPolicy);
+            w.WriteNumber("keysPerPolicy", LocalCounterStore.KeysPerPolicy);
             w.WriteEndObject();
             if (traffic.Redis is { } redis)
             {

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Admin;

@@ -58,18 +58,8 @@ internal static class AnalyticsCompiler
         }
 
         var file = CompilePath(context, options.Path, ref ok);
-        string? exportPath = null;
-        if (options.Export is { } export)
-        {
-            if (string.IsNullOrWhiteSpace(export.Path))
-            {
-                Error("export.path", "export.path cannot be empty", "e.g. path: data/parquet, or remove export to turn it off");
-            }
-            else
-            {
-                exportPath = context.Loaded.Resolve(export.Path);
-            }
-        }
+        var export = ParquetExportCompiler.Compile(context, options);
+        if (options.Export is not null && export is null) ok = false;
 
         if (!ok || file is null) return null;
         return new CompiledAnalytics
@@ -81,8 +71,8 @@ internal static class AnalyticsCompiler
             SuccessRate = samples.SuccessRate,
             QueueSize = samples.QueueSize,
             RawPaths = samples.RawPaths,
-            ExportPath = exportPath,
-            ExportInstance = options.Export?.Instance,
+            ExportPath = export?.Path,
+            ExportInstance = export?.Instance,
             RouteTemplates = Templates(routes),
         };
     }

@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Observability;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 using Yarp.ReverseProxy.Model;
 

@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Portcullis.Observability;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Analytics;
@@ -27,6 +28,7 @@ internal static class AnalyticsServices
             return writer;
         });
         services.AddHealthChecks().AddCheck<AnalyticsHealthCheck>("analytics", tags: [Admin.AdminEndpoints.ReadyTag]);
+        ParquetExportServices.AddParquetExport(services, analytics.ExportPath is { } exportPath ? new ParquetExportSettings(exportPath, analytics.ExportInstance!, analytics.FlushInterval, analytics.Retention) : null);
         return services;
     }
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using DuckDB.NET.Data;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Analytics;
@@ -75,7 +76,8 @@ internal sealed partial class AnalyticsWriter : BackgroundService
     /// <summary>The store file plus its WAL, in bytes, as of the last flush.</summary>
     public long FileSize => Interlocked.Read(ref _fileSize);
 
-    private CompiledAnalytics Options => _store.Current.Analytics is { } current && current.Path == _started.Path ? current : _started;
+    // Interval, retention and size follow reloads; the file is the one opened at start (a new path needs a restart).
+    private CompiledAnalytics Options => _store.Current.Analytics ?? _started;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

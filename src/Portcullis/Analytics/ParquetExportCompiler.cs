@@ -51,7 +51,7 @@ internal static class ParquetExportCompiler
         string? folder = null;
         if (string.IsNullOrWhiteSpace(export.Path))
         {
-            context.Error(context.Loaded.Locations.Has(at + ".path") ? at + ".path" : at, "export.path is required", "e.g. path: /shared/portcullis-analytics (a shared volume or bucket mount)");
+            context.Error(context.Loaded.Locations.Has(at + ".path") ? at + ".path" : at, "export.path cannot be empty", "e.g. path: /shared/portcullis-analytics (a shared volume or bucket mount), or remove export to turn it off");
             ok = false;
         }
         else

@@ -83,8 +83,12 @@ internal sealed partial class ParquetExporter(AnalyticsDatabase database, Parque
             if (_failing) Log.Recovered(logger, settings.Path);
             _failing = false;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or DuckDBException)
+        catch (Exception e)
         {
+            // Any failure, not only I/O and DuckDB's: the export must never stop the gateway (a faulted
+            // background service stops the host), so it is reported and retried like the others.
+            // The store may have been replaced (a corrupt file moved away): create the table again next time.
+            _tableReady = false;
             Volatile.Write(ref _health, new ParquetExportHealth(true, e.Message, Health.Since ?? now, lastDone));
             if (!_failing) Log.Failed(logger, hour is { } h ? h.ToString("yyyy-MM-dd HH:00", CultureInfo.InvariantCulture) : "(reading the store)", settings.Path, e.Message, settings.RetryInterval);
             _failing = true;

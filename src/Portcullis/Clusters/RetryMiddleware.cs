@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Model;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Clusters;

@@ -36,11 +36,5 @@ internal static class ConfigLoader
         return new LoadedConfig(path, config, locations, text);
     }
 
-    internal static string Describe(Exception ex) => ex switch
-    {
-        FileNotFoundException => "file not found",
-        DirectoryNotFoundException => "directory not found",
-        UnauthorizedAccessException => "permission denied",
-        _ => ex.Message,
-    };
+    internal static string Describe(Exception ex) => Files.FileErrors.Describe(ex);
 }

@@ -81,7 +81,7 @@ internal static class CertificateFiles
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            error = new CertificateFileError(key, $"cannot read '{file}': {ConfigLoader.Describe(ex)}", "paths are relative to the config file");
+            error = new CertificateFileError(key, $"cannot read '{file}': {FileErrors.Describe(ex)}", "paths are relative to the config file");
             return null;
         }
     }

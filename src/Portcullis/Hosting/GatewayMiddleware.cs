@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http;
 using Yarp.ReverseProxy.Forwarder;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Hosting;

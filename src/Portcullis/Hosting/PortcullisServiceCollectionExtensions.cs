@@ -81,6 +81,12 @@ public static class PortcullisServiceCollectionExtensions
         AddParticipant<Portcullis.Upstream.UpstreamCredentialsStore>(services);
         services.AddHostedService<Portcullis.Traffic.TrafficStartup>();
 
+        // Each capability's observable instruments on the gateway's meter (GatewayMetrics registers them).
+        AddMetrics<Portcullis.Clusters.ClusterMetrics>(services);
+        AddMetrics<Portcullis.Identity.IdentityMetrics>(services);
+        AddMetrics<Portcullis.Tls.CertificateMetrics>(services);
+        AddMetrics<Portcullis.Traffic.TrafficMetrics>(services);
+
         if (options.ConfigureKestrel)
         {
             services.AddSingleton<KestrelSetup>();
@@ -138,6 +144,10 @@ public static class PortcullisServiceCollectionExtensions
     private static void AddParticipant<T>(IServiceCollection services)
         where T : class, ISnapshotParticipant =>
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ISnapshotParticipant, T>(sp => sp.GetRequiredService<T>()));
+    private static void AddMetrics<T>(IServiceCollection services)
+        where T : class, Portcullis.Observability.IMetricsContributor =>
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Portcullis.Observability.IMetricsContributor, T>());
+
 
     /// <summary>
     /// YARP plus Portcullis's policies (health thresholds, passive ejection, draining, connect timeout,
@@ -162,7 +172,7 @@ public static class PortcullisServiceCollectionExtensions
 
             context.RequestTransforms.Add(new Portcullis.Observability.TraceContextRequestTransform());
             context.ResponseTransforms.Add(new Portcullis.Observability.UpstreamTimingResponseTransform());
-            context.ResponseTransforms.Add(new Portcullis.Observability.ResponseHeaderTransform(context.Services.GetService<Portcullis.Observability.ResponseHeaderFindings>()));
+            context.ResponseTransforms.Add(new Portcullis.Routing.ResponseHeaderTransform(context.Services.GetService<Portcullis.Observability.ResponseHeaderFindings>()));
         });
         services.Replace(ServiceDescriptor.Singleton<IForwarderHttpClientFactory, ConnectTimeoutHttpClientFactory>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IActiveHealthCheckPolicy, ThresholdActiveHealthPolicy>());

@@ -20,7 +20,7 @@ internal enum CredentialKind
 }
 
 /// <summary>Who is calling, as proven by a token or an API key. Immutable; cached with the token.</summary>
-internal sealed class CallerIdentity
+internal sealed class CallerIdentity : ICaller
 {
     public required CredentialKind Kind { get; init; }
 

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy.Model;
 using Portcullis.Pipeline;
+using Portcullis.Routing;
 
 namespace Portcullis.Identity;
 
@@ -50,7 +51,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         if (decision.Allowed) decision = Authorize(auth, decision);
         gateway.Times.IdentityEnd = System.Diagnostics.Stopwatch.GetTimestamp();
         gateway.Auth = new Portcullis.Pipeline.AuthDecision(ResultOf(decision.Status), method, decision.Reason);
-        if (!decision.Allowed) audit.RecordDenial(context, gateway, decision.Status, decision.Identity);
+        if (!decision.Allowed) audit.RecordDenial(context, gateway, decision.Status, decision.Identity?.Consumer, decision.Identity?.Subject);
         if (!decision.Allowed && auth.Session is not null) return sessions.DenyAsync(context, auth, decision);
         if (!decision.Allowed) return Deny(context, decision);
 

@@ -58,7 +58,7 @@ internal sealed class InboundHeaderScrub
 
     /// <summary>Set or extended by the gateway toward upstreams; their underscore spellings are removed.</summary>
     internal static readonly string[] SetLater =
-        ["X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix", "X-Real-IP", Observability.RequestObserver.RequestIdHeader];
+        ["X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix", "X-Real-IP", Pipeline.GatewayFeature.RequestIdHeader];
 
     public static InboundHeaderScrub Compile(PortcullisConfig config, IEnumerable<CompiledRoute> routes, IEnumerable<CompiledCluster> clusters)
     {

@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Identity;

@@ -47,7 +47,7 @@ internal static class RouteAuthCompiler
         }
 
         if (auth.ApiKey && context.Config.Identity.ApiKeys is null) context.Error(path + ".apiKey", "apiKey: true needs identity.apiKeys", "add identity: { apiKeys: { file: keys.yaml } }");
-        Portcullis.Tls.TlsCompiler.ValidateClientCertificateAuth(context, auth, path);
+        ValidateClientCertificateAuth(context, auth, path);
         if (auth.Issuers.Count == 0 && auth.Introspection.Count == 0 && !auth.ApiKey && !auth.ClientCertificate) context.Error(path, "auth accepts no credential", "add issuers: [NAME], introspection: [NAME], apiKey: true, or anonymous: true");
 
         return new CompiledRouteAuth
@@ -111,5 +111,25 @@ internal static class RouteAuthCompiler
         }
 
         return result.ToFrozenSet(StringComparer.Ordinal);
+    }
+
+    /// <summary>A route's `auth.clientCertificate` needs a listener that asks for client certificates.</summary>
+    private static void ValidateClientCertificateAuth(CompileContext context, RouteAuthOptions auth, string path)
+    {
+        if (auth.ForwardCertificate is { } header)
+        {
+            if (!auth.ClientCertificate) context.Error(path + ".forwardCertificate", "forwardCertificate needs clientCertificate: true", "add clientCertificate: true, or remove forwardCertificate");
+            if (header.Length == 0 || !header.All(c => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c)))
+            {
+                context.Error(path + ".forwardCertificate", $"'{header}' is not a header name", "e.g. forwardCertificate: X-Client-Cert");
+            }
+        }
+
+        if (!auth.ClientCertificate) return;
+        var any = context.Config.Listeners.Any(l => !l.Admin && l.Tls?.ClientCertificate.Mode is ClientCertificateMode.Optional or ClientCertificateMode.Required);
+        if (!any)
+        {
+            context.Error(path + ".clientCertificate", "clientCertificate: true, but no listener asks for client certificates", "add tls.clientCertificate: { mode: required, ca: certs/clients-ca.pem } to a listener");
+        }
     }
 }

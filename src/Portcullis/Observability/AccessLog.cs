@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Threading.Channels;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
@@ -113,7 +114,7 @@ internal sealed class AccessLog : IDisposable
     private void OnDropped(AccessLogEntry entry) => Interlocked.Increment(ref _dropped);
 
     /// <summary>The admin API's view (GET /admin/observability).</summary>
-    internal void WriteStatus(Utf8JsonWriter writer, Portcullis.Pipeline.GatewaySnapshot snapshot)
+    internal void WriteStatus(Utf8JsonWriter writer, Portcullis.Configuration.GatewaySnapshot snapshot)
     {
         var options = snapshot.Observability.AccessLog;
         writer.WriteStartObject("accessLog");

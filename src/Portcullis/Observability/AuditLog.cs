@@ -82,10 +82,10 @@ internal sealed class AuditLog
     /// wait is attached to the response (OnCompleted): the answer goes out, but the request — and the
     /// next one on its connection — finishes only once its record is queued.
     /// </summary>
-    public void RecordDenial(HttpContext context, GatewayFeature gateway, int status, Identity.CallerIdentity? caller)
+    public void RecordDenial(HttpContext context, GatewayFeature gateway, int status, string? consumer, string? subject)
     {
         if (gateway.Snapshot.Observability.Audit is null || gateway.Auth.Reason is not { } reason) return;
-        var pending = RecordDenialAsync(context, gateway, status, reason, caller?.Consumer, caller?.Subject);
+        var pending = RecordDenialAsync(context, gateway, status, reason, consumer, subject);
         if (pending.IsCompletedSuccessfully) return;
         var task = pending.AsTask();
         context.Response.OnCompleted(static state => (Task)state, task);
@@ -118,7 +118,7 @@ internal sealed class AuditLog
     }
 
     /// <summary>Records a reload asked for on the admin API, with its result and who asked.</summary>
-    public void RecordReload(Admin.AdminCaller caller, string? clientIp, ReloadResult result) => Record(w =>
+    public void RecordReload(AuditActor caller, string? clientIp, ReloadResult result) => Record(w =>
     {
         w.WriteString("type", "admin.reload");
         WriteActor(w, caller, clientIp);
@@ -132,7 +132,7 @@ internal sealed class AuditLog
     });
 
     /// <summary>Records a key refresh forced on the admin API, its outcome, and who asked.</summary>
-    public void RecordIssuerRefresh(Admin.AdminCaller caller, string? clientIp, string issuer, string result, int? keyCount) => Record(w =>
+    public void RecordIssuerRefresh(AuditActor caller, string? clientIp, string issuer, string result, int? keyCount) => Record(w =>
     {
         w.WriteString("type", "admin.issuer-refresh");
         WriteActor(w, caller, clientIp);
@@ -142,7 +142,7 @@ internal sealed class AuditLog
     });
 
     /// <summary>Records draining or undraining a destination on the admin API, and who did it.</summary>
-    public void RecordDrain(Admin.AdminCaller caller, string? clientIp, string cluster, string destination, bool drained) => Record(w =>
+    public void RecordDrain(AuditActor caller, string? clientIp, string cluster, string destination, bool drained) => Record(w =>
     {
         w.WriteString("type", drained ? "admin.drain" : "admin.undrain");
         WriteActor(w, caller, clientIp);
@@ -154,7 +154,7 @@ internal sealed class AuditLog
     /// Records an admin request refused by admin.auth: who (as far as known: the token or certificate rule
     /// name, never the token), from where, what was asked and why. Completes at once unless the queue is full.
     /// </summary>
-    public ValueTask RecordAdminDeniedAsync(HttpContext context, Admin.AdminCaller caller, int status, string reason)
+    public ValueTask RecordAdminDeniedAsync(HttpContext context, AuditActor caller, int status, string reason)
     {
         if (!Enabled) return ValueTask.CompletedTask;
         var body = Build(w =>
@@ -172,7 +172,7 @@ internal sealed class AuditLog
         return WaitAsync(body);
     }
 
-    private static void WriteActor(Utf8JsonWriter w, Admin.AdminCaller caller, string? clientIp)
+    private static void WriteActor(Utf8JsonWriter w, AuditActor caller, string? clientIp)
     {
         w.WriteString("actor", caller.Actor);
         if (caller.Subject is { } subject) w.WriteString("subject", subject);
@@ -308,3 +308,6 @@ internal sealed class AuditLog
         writer.WriteEndObject();
     }
 }
+
+/// <summary>Who did an admin action, for the audit record: the token or certificate rule name and, when known, its subject.</summary>
+internal readonly record struct AuditActor(string Actor, string? Subject);

@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry.Metrics;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;

@@ -2,11 +2,9 @@ using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
-using Portcullis.Clusters;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Forwarder;
-using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
 using Portcullis.Pipeline;
 
@@ -27,11 +25,9 @@ internal sealed class GatewayMetrics : IDisposable
     internal static readonly double[] LatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
     private static readonly string[] StatusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"];
-    private static readonly string[] HealthStates = ["healthy", "unhealthy", "unknown", "drained"];
 
     private readonly Meter _meter;
     private readonly IServiceProvider _services;
-    private readonly TimeProvider _time;
     private readonly Counter<long> _requests;
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _upstreamDuration;
@@ -41,10 +37,9 @@ internal sealed class GatewayMetrics : IDisposable
     private readonly Counter<long> _sessionStoreUnavailable;
     private readonly Counter<long> _upstreamRetries;
 
-    public GatewayMetrics(IServiceProvider services, TimeProvider time, IMeterFactory? meterFactory = null)
+    public GatewayMetrics(IServiceProvider services, IMeterFactory? meterFactory = null)
     {
         _services = services;
-        _time = time;
         _meter = meterFactory?.Create(MeterName) ?? new Meter(MeterName);
         var latency = new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets };
 
@@ -57,17 +52,10 @@ internal sealed class GatewayMetrics : IDisposable
         _upstreamRetries = _meter.CreateCounter<long>("portcullis.upstream.retries", "{retry}", "Upstream attempts retried on another destination, by route, cluster and reason (connect-failure, reset-before-response).");
         _trafficRejections = _meter.CreateCounter<long>("portcullis.traffic.rejections", "{request}", "Requests refused by rate limits, quotas or concurrency limits, by route, decision and policy.");
 
-        _meter.CreateObservableGauge("portcullis.upstream.destination.health", ObserveDestinations, "{destination}",
-            "1 for the destination's current state (healthy, unhealthy, unknown, drained), 0 for the others, by cluster and destination.");
-        _meter.CreateObservableCounter("portcullis.jwks.fetches", ObserveJwksFetches, "{fetch}", "Key-set (JWKS) fetch attempts per issuer.");
-        _meter.CreateObservableCounter("portcullis.jwks.fetch.failures", ObserveJwksFailures, "{fetch}", "Failed key-set (JWKS) fetches per issuer.");
-        _meter.CreateObservableGauge("portcullis.jwks.age", ObserveJwksAge, "s", "Seconds since the issuer's keys were last fetched successfully (staleness).");
-        _meter.CreateObservableGauge("portcullis.jwks.available", ObserveJwksAvailable, "{issuer}", "1 while the issuer's keys are usable, 0 before the first fetch or after staleFor.");
-        _meter.CreateObservableCounter("portcullis.token_cache.lookups", ObserveTokenCaches, "{lookup}", "Token cache lookups by cache (jwt, introspection) and result (hit, miss).");
-        _meter.CreateObservableGauge("portcullis.certificate.expiry", ObserveCertificates, "d", "Days until a listener certificate expires (negative once expired).");
         _meter.CreateObservableCounter("portcullis.config.reloads", ObserveReloads, "{reload}", "Configuration reloads by result (ok, rejected).");
         _meter.CreateObservableCounter("portcullis.access_log.lines", ObserveAccessLog, "{line}", "Access-log lines by outcome (written, dropped, sampled_out, write_error, format_error).");
-        _meter.CreateObservableGauge("portcullis.redis.up", ObserveRedis, "{store}", "1 while the Redis counter store answers, 0 while it is down; absent without Redis.");
+        // The other capabilities' observable instruments (destinations, issuer keys, token caches, certificates, Redis).
+        foreach (var contributor in services.GetServices<IMetricsContributor>()) contributor.Register(_meter);
         _meter.CreateObservableCounter("portcullis.response_header.findings", ObserveResponseFindings, "{finding}", "Response-header validation findings by route and finding (forbid:NAME, require:NAME, rule:NAME).");
     }
 
@@ -135,96 +123,6 @@ internal sealed class GatewayMetrics : IDisposable
         if (_upstreamRetries.Enabled) _upstreamRetries.Add(1, new TagList { { "route", route }, { "cluster", cluster }, { "reason", reason } });
     }
 
-    private IEnumerable<Measurement<int>> ObserveDestinations()
-    {
-        var proxy = _services.GetService<IProxyStateLookup>();
-        if (proxy is null) yield break;
-        var drains = _services.GetService<DrainRegistry>();
-        foreach (var cluster in proxy.GetClusters())
-        {
-            foreach (var destination in cluster.Destinations.Values)
-            {
-                var state = drains?.IsDrained(cluster.ClusterId, destination.DestinationId) == true ? "drained" : HealthOf(destination);
-                foreach (var name in HealthStates)
-                {
-                    yield return new Measurement<int>(name == state ? 1 : 0, new TagList
-                    {
-                        { "cluster", cluster.ClusterId },
-                        { "destination", destination.DestinationId },
-                        { "state", name },
-                    });
-                }
-            }
-        }
-    }
-
-    // Either check saying unhealthy wins; YARP routes to Unknown destinations (no checks, or none yet).
-    private static string HealthOf(DestinationState destination)
-    {
-        var health = destination.Health;
-        if (health.Active == DestinationHealth.Unhealthy || health.Passive == DestinationHealth.Unhealthy) return "unhealthy";
-        if (health.Active == DestinationHealth.Healthy || health.Passive == DestinationHealth.Healthy) return "healthy";
-        return "unknown";
-    }
-
-    private IEnumerable<Measurement<long>> ObserveJwksFetches() => Issuers(c => c.Fetches);
-
-    private IEnumerable<Measurement<long>> ObserveJwksFailures() => Issuers(c => c.Failures);
-
-    private IEnumerable<Measurement<long>> Issuers(Func<Identity.IssuerKeyCache, long> value)
-    {
-        if (_services.GetService<Identity.IssuerRegistry>() is not { } issuers) yield break;
-        foreach (var (name, cache) in issuers.Caches) yield return new Measurement<long>(value(cache), new KeyValuePair<string, object?>("issuer", name));
-    }
-
-    private IEnumerable<Measurement<double>> ObserveJwksAge()
-    {
-        if (_services.GetService<Identity.IssuerRegistry>() is not { } issuers) yield break;
-        var now = _time.GetUtcNow();
-        foreach (var (name, cache) in issuers.Caches)
-        {
-            if (cache.Keys is { } keys) yield return new Measurement<double>(Math.Max(0, (now - keys.FetchedAt).TotalSeconds), new KeyValuePair<string, object?>("issuer", name));
-        }
-    }
-
-    private IEnumerable<Measurement<int>> ObserveJwksAvailable()
-    {
-        if (_services.GetService<Identity.IssuerRegistry>() is not { } issuers) yield break;
-        foreach (var (name, cache) in issuers.Caches)
-        {
-            yield return new Measurement<int>(cache.Availability == Identity.KeyAvailability.Available ? 1 : 0, new KeyValuePair<string, object?>("issuer", name));
-        }
-    }
-
-    private IEnumerable<Measurement<long>> ObserveTokenCaches()
-    {
-        var jwt = _services.GetService<Identity.JwtAuthenticator>()?.CacheMetrics;
-        var introspection = _services.GetService<Identity.TokenIntrospector>()?.CacheMetrics;
-        foreach (var (name, metrics) in new[] { ("jwt", jwt), ("introspection", introspection) })
-        {
-            if (metrics is null) continue;
-            yield return new Measurement<long>(metrics.Hits, new TagList { { "cache", name }, { "result", "hit" } });
-            yield return new Measurement<long>(metrics.Misses, new TagList { { "cache", name }, { "result", "miss" } });
-        }
-    }
-
-    private IEnumerable<Measurement<double>> ObserveCertificates()
-    {
-        if (_services.GetService<Tls.CertificateStore>() is not { } certificates) yield break;
-        var now = _time.GetUtcNow();
-        foreach (var listener in certificates.Listeners)
-        {
-            foreach (var slot in listener.Slots)
-            {
-                yield return new Measurement<double>((slot.State.Current.NotAfter - now).TotalDays, new TagList
-                {
-                    { "listener", listener.Name },
-                    { "certificate", slot.Source.Name },
-                });
-            }
-        }
-    }
-
     private IEnumerable<Measurement<long>> ObserveReloads()
     {
         if (_services.GetService<ConfigReloader>() is not { } reloader) yield break;
@@ -240,12 +138,6 @@ internal sealed class GatewayMetrics : IDisposable
         yield return new Measurement<long>(log.SampledOut, new KeyValuePair<string, object?>("outcome", "sampled_out"));
         yield return new Measurement<long>(log.WriteErrors, new KeyValuePair<string, object?>("outcome", "write_error"));
         yield return new Measurement<long>(log.FormatErrors, new KeyValuePair<string, object?>("outcome", "format_error"));
-    }
-
-    private IEnumerable<Measurement<int>> ObserveRedis()
-    {
-        if (_services.GetService<Traffic.TrafficStores>()?.Redis is not { } redis) yield break;
-        yield return new Measurement<int>(redis.Health.State == State.StoreState.Up ? 1 : 0);
     }
 
     // Route names and findings come from the config (header names it lists), so the label set is bounded.

@@ -6,7 +6,6 @@ using Microsoft.Extensions.Primitives;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Model;
-using Portcullis.Routing;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Observability;
@@ -19,7 +18,7 @@ namespace Portcullis.Observability;
 /// </summary>
 internal sealed class RequestObserver
 {
-    public const string RequestIdHeader = "X-Request-Id";
+    public const string RequestIdHeader = GatewayFeature.RequestIdHeader;
     public const int MaxRequestIdLength = 128;
 
     private static readonly SearchValues<char> RequestIdChars =
@@ -138,7 +137,7 @@ internal sealed class RequestObserver
         }
 
         var request = context.Request;
-        var route = gateway.ResolveRoute(context);
+        var route = gateway.BindRoute(context);
         var proxy = context.Features.Get<IReverseProxyFeature>();
         var error = context.Features.Get<IForwarderErrorFeature>();
         var tls = context.Features.Get<ITlsHandshakeFeature>();
@@ -191,13 +190,13 @@ internal sealed class RequestObserver
     }
 
     // The identity stage's own decision; undecided is "none" on a route without auth, else "not-reached".
-    private static AuthOutcome AuthOf(AuthDecision auth, CompiledRoute? route) => auth.Result switch
+    private static AuthOutcome AuthOf(AuthDecision auth, IRouteGeneration? route) => auth.Result switch
     {
         AuthResult.Allowed => AuthOutcome.Allowed,
         AuthResult.Unauthenticated => AuthOutcome.Unauthenticated,
         AuthResult.Forbidden => AuthOutcome.Forbidden,
         AuthResult.Unavailable => AuthOutcome.Unavailable,
-        _ => route?.Auth is { Anonymous: false } ? AuthOutcome.NotReached : AuthOutcome.None,
+        _ => route?.HasAuth == true ? AuthOutcome.NotReached : AuthOutcome.None,
     };
 
     private static string? Single(StringValues values) => values.Count == 0 ? null : values.Count == 1 ? values[0] : values.ToString();

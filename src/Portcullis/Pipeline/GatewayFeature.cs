@@ -1,5 +1,3 @@
-using Portcullis.Configuration;
-using Portcullis.Routing;
 
 namespace Portcullis.Pipeline;
 
@@ -9,23 +7,24 @@ namespace Portcullis.Pipeline;
 /// </summary>
 public sealed class GatewayFeature
 {
-    internal GatewayFeature(GatewaySnapshot snapshot) => Snapshot = snapshot;
+    internal GatewayFeature(IRequestGeneration generation) => Generation = generation;
 
     /// <summary>
     /// The generation this request runs on: the one current when it arrived, until routing matches a route;
-    /// from then on the one that route's endpoint was built from (<see cref="ResolveRoute"/>).
+    /// from then on the one that route's endpoint was built from (<see cref="BindRoute"/>). Stages read it
+    /// typed as <c>Snapshot</c> (an extension in Configuration, which composes the snapshot).
     /// </summary>
     // Internal: the compiled snapshot is the gateway's own model, not part of the embedding surface.
-    internal GatewaySnapshot Snapshot { get; private set; }
+    internal IRequestGeneration Generation { get; private set; }
 
     public string? RouteName { get; internal set; }
 
-    private Routing.RouteBinding? _binding;
+    private IRouteGeneration? _binding;
     private bool _routeResolved;
 
     /// <summary>
-    /// The compiled form of the route routing matched, taken from the endpoint (<see cref="Routing.RouteBinding"/>)
-    /// once per request and shared by every stage. Null when no route matched.
+    /// The endpoint metadata of the route routing matched, taken once per request and shared by every stage
+    /// (Routing's <c>ResolveRoute</c> gives its compiled form). Null when no route matched.
     /// </summary>
     /// <remarks>
     /// Mid-reload, the endpoint routing matched may come from a newer (or older) generation than the snapshot
@@ -33,19 +32,19 @@ public sealed class GatewayFeature
     /// (identity, traffic, cluster choice, retries, access log) reads one generation; the stages before routing
     /// read only listener-wide settings (limits, header scrub, trusted proxies).
     /// </remarks>
-    internal CompiledRoute? ResolveRoute(Microsoft.AspNetCore.Http.HttpContext context)
+    internal IRouteGeneration? BindRoute(Microsoft.AspNetCore.Http.HttpContext context)
     {
-        if (_routeResolved) return _binding?.Route;
+        if (_routeResolved) return _binding;
         _routeResolved = true;
-        _binding = Microsoft.AspNetCore.Http.EndpointHttpContextExtensions.GetEndpoint(context)?.Metadata.GetMetadata<Routing.RouteBinding>();
+        _binding = Microsoft.AspNetCore.Http.EndpointHttpContextExtensions.GetEndpoint(context)?.Metadata.GetMetadata<IRouteGeneration>();
         if (_binding is null) return null;
         RouteName = _binding.RouteId;
-        Snapshot = _binding.Snapshot;
-        return _binding.Route;
+        Generation = _binding.Generation;
+        return _binding;
     }
 
-    /// <summary>The matched route's endpoint binding (after <see cref="ResolveRoute"/>); null when no route matched.</summary>
-    internal Routing.RouteBinding? RouteBinding => _binding;
+    /// <summary>The matched route's endpoint metadata (after <see cref="BindRoute"/>); null when no route matched.</summary>
+    internal IRouteGeneration? BoundRoute => _binding;
 
     public string? ClusterName { get; internal set; }
 
@@ -53,7 +52,7 @@ public sealed class GatewayFeature
 
     /// <summary>The client's address as text (behind trusted proxies: the forwarded one), resolved once per request.</summary>
     public string ClientAddress(Microsoft.AspNetCore.Http.HttpContext context) =>
-        _clientAddress ??= Routing.ClientAddress.Resolve(context, Snapshot)?.ToString() ?? "unknown";
+        _clientAddress ??= Pipeline.ClientAddress.Resolve(context, Generation)?.ToString() ?? "unknown";
 
     /// <summary>The traffic stage's decision (default: not decided).</summary>
     public TrafficDecision Traffic { get; internal set; }
@@ -92,7 +91,7 @@ public sealed class GatewayFeature
         _upstreamStatus = Attempts > 0 && !forwarderError ? responseStatus : 0;
 
     /// <summary>The authenticated caller, when the route has auth.</summary>
-    internal Identity.CallerIdentity? Caller { get; set; }
+    internal ICaller? Caller { get; set; }
 
     /// <summary>Consumer id of the caller (token claim or API key consumer).</summary>
     public string? Consumer => Caller?.Consumer;
@@ -111,6 +110,9 @@ public sealed class GatewayFeature
 
     /// <summary>The <see cref="Refusal"/> code as text.</summary>
     public string? Reason => Refusal?.Code;
+
+    /// <summary>The header that carries the request id, inbound (when trusted) and to the upstream and client.</summary>
+    internal const string RequestIdHeader = "X-Request-Id";
 
     /// <summary>Request id (kept from a trusted X-Request-Id or minted); also HttpContext.TraceIdentifier.</summary>
     public string? RequestId { get; internal set; }
@@ -139,7 +141,7 @@ public sealed class GatewayFeature
     public DateTimeOffset StartedAt { get; internal set; }
 
     /// <summary>Stopwatch timestamps of the stages (0 = not reached); read through the durations below.</summary>
-    internal Observability.StageTimes Times;
+    internal StageTimes Times;
 
     /// <summary>Authentication and authorization decision time; null when the route has no auth or was not reached.</summary>
     public TimeSpan? IdentityDuration => Times.Identity;

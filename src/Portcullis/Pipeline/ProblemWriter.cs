@@ -1,7 +1,6 @@
 using System.Text;
 using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Http;
-using Portcullis.Configuration;
 
 namespace Portcullis.Pipeline;
 

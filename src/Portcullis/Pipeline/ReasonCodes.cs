@@ -1,7 +1,6 @@
 using System.Collections.Frozen;
 using System.Reflection;
 using System.Text;
-using Portcullis.Configuration;
 
 namespace Portcullis.Pipeline;
 

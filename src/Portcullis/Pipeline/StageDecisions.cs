@@ -1,4 +1,3 @@
-using Portcullis.Configuration;
 
 namespace Portcullis.Pipeline;
 

@@ -15,11 +15,17 @@ namespace Portcullis.Routing;
 /// that one generation to the end, even when a reload lands meanwhile and renames or removes the route and
 /// its clusters (YARP keeps a removed cluster's state alive for requests that hold it).
 /// </summary>
-internal sealed class RouteBinding(string routeId, GatewaySnapshot snapshot, CompiledRoute? route, FrozenDictionary<string, ClusterState> clusters)
+internal sealed class RouteBinding(string routeId, GatewaySnapshot snapshot, CompiledRoute? route, FrozenDictionary<string, ClusterState> clusters) : IRouteGeneration
 {
     public string RouteId { get; } = routeId;
 
     public GatewaySnapshot Snapshot { get; } = snapshot;
+
+    IRequestGeneration IRouteGeneration.Generation => Snapshot;
+
+    public bool HasAuth => Route?.Auth is { Anonymous: false };
+
+    public bool HasTrafficControl => Route?.HasTrafficControl == true;
 
     /// <summary>Null only if the snapshot lacks the route (not expected: both come from one snapshot).</summary>
     public CompiledRoute? Route { get; } = route;
@@ -49,13 +55,29 @@ internal sealed class RouteBindings(SnapshotStore store, IProxyStateLookup proxy
 
 /// <summary>
 /// Right after routing: fixes the request's generation to that of the route it matched (see
-/// <see cref="GatewayFeature.ResolveRoute"/>), before any stage reads the snapshot for route-specific work.
+/// <see cref="GatewayFeature.BindRoute"/>), before any stage reads the snapshot for route-specific work.
 /// </summary>
 internal sealed class RouteGenerationMiddleware(RequestDelegate next)
 {
     public Task InvokeAsync(HttpContext context)
     {
-        context.Features.Get<GatewayFeature>()?.ResolveRoute(context);
+        context.Features.Get<GatewayFeature>()?.BindRoute(context);
         return next(context);
+    }
+}
+
+/// <summary>The compiled route of a request, from the endpoint metadata the feature bound (<see cref="GatewayFeature.BindRoute"/>).</summary>
+internal static class GatewayFeatureRouting
+{
+    extension(GatewayFeature feature)
+    {
+        /// <summary>
+        /// The compiled form of the route routing matched, taken from the endpoint (<see cref="Routing.RouteBinding"/>)
+        /// once per request and shared by every stage. Null when no route matched.
+        /// </summary>
+        internal CompiledRoute? ResolveRoute(HttpContext context) => (feature.BindRoute(context) as RouteBinding)?.Route;
+
+        /// <summary>The matched route's endpoint binding (after <c>ResolveRoute</c>); null when no route matched.</summary>
+        internal RouteBinding? RouteBinding => feature.BoundRoute as RouteBinding;
     }
 }

@@ -277,26 +277,6 @@ internal static class TlsCompiler
         return ok ? new HttpsRedirect(redirect.Port, redirect.Status) : null;
     }
 
-    /// <summary>A route's `auth.clientCertificate` needs a listener that asks for client certificates.</summary>
-    internal static void ValidateClientCertificateAuth(CompileContext context, RouteAuthOptions auth, string path)
-    {
-        if (auth.ForwardCertificate is { } header)
-        {
-            if (!auth.ClientCertificate) context.Error(path + ".forwardCertificate", "forwardCertificate needs clientCertificate: true", "add clientCertificate: true, or remove forwardCertificate");
-            if (header.Length == 0 || !header.All(c => char.IsAsciiLetterOrDigit(c) || "!#$%&'*+-.^_`|~".Contains(c)))
-            {
-                context.Error(path + ".forwardCertificate", $"'{header}' is not a header name", "e.g. forwardCertificate: X-Client-Cert");
-            }
-        }
-
-        if (!auth.ClientCertificate) return;
-        var any = context.Config.Listeners.Any(l => !l.Admin && l.Tls?.ClientCertificate.Mode is ClientCertificateMode.Optional or ClientCertificateMode.Required);
-        if (!any)
-        {
-            context.Error(path + ".clientCertificate", "clientCertificate: true, but no listener asks for client certificates", "add tls.clientCertificate: { mode: required, ca: certs/clients-ca.pem } to a listener");
-        }
-    }
-
     private static bool IsOid(string text)
     {
         var parts = text.Split('.');

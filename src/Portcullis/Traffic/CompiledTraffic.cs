@@ -88,7 +88,7 @@ internal sealed class CompiledRateLimit
     public string LimitedDetailPrefix => _limitedDetailPrefix ??= $"Rate limit '{Name}' allows {Limit} requests per {DurationFormat.Format(Per)}; ";
 
     /// <summary>In-process counters, bound to this policy by the local store (survives reloads with equal settings).</summary>
-    internal State.LocalRateCounters? LocalCounters { get; set; }
+    internal LocalRateCounters? LocalCounters { get; set; }
 }
 
 /// <summary>A calendar quota compiled for the request path.</summary>
@@ -129,7 +129,7 @@ internal sealed class CompiledQuota
 
     public string PolicyHeaderItem(QuotaWindow window) => string.Create(CultureInfo.InvariantCulture, $"\"{Name}\";q={Limit};w={(long)Math.Ceiling((window.End - window.Start).TotalSeconds)}");
 
-    internal State.LocalQuotaCounters? LocalCounters { get; set; }
+    internal LocalQuotaCounters? LocalCounters { get; set; }
 
     private string? _unavailableDetail;
     private string? _limitedDetailPrefix;

@@ -68,9 +68,9 @@ internal static class TrafficCompiler
             if (options.SyncEvery <= TimeSpan.Zero) Fail(path + ".syncEvery", "syncEvery must be greater than zero", "e.g. syncEvery: 100ms");
         }
 
-        if (options.Algorithm == RateLimitAlgorithm.SlidingWindow && options.Store == TrafficStore.Local && options.Limit > State.LocalCounterStore.MaxSlidingWindowLimit)
+        if (options.Algorithm == RateLimitAlgorithm.SlidingWindow && options.Store == TrafficStore.Local && options.Limit > LocalCounterStore.MaxSlidingWindowLimit)
         {
-            Fail(path + ".limit", $"a local slidingWindow counts at most {State.LocalCounterStore.MaxSlidingWindowLimit} per window", "use algorithm: tokenBucket for higher rates");
+            Fail(path + ".limit", $"a local slidingWindow counts at most {LocalCounterStore.MaxSlidingWindowLimit} per window", "use algorithm: tokenBucket for higher rates");
         }
 
         if (options.Store == TrafficStore.Local && options.OnStoreFailure == StoreFailureMode.Closed && context.Loaded.Locations.Has(path + ".onStoreFailure"))

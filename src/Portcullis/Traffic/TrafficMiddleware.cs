@@ -206,7 +206,7 @@ internal sealed class ClusterConcurrencyMiddleware(RequestDelegate next, TimePro
     {
         var gateway = context.Features.Get<GatewayFeature>();
         var clusterId = gateway?.ClusterName ?? context.Features.Get<IReverseProxyFeature>()?.Cluster.Config.ClusterId;
-        if (gateway is null || clusterId is null || gateway.Snapshot.Clusters.GetValueOrDefault(clusterId)?.Concurrency is not { } gate) return next(context);
+        if (gateway is null || clusterId is null || gateway.Snapshot.ClusterGates.GetValueOrDefault(clusterId) is not { } gate) return next(context);
         return EnterAsync(context, gateway, gate);
     }
 

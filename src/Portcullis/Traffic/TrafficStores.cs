@@ -83,9 +83,9 @@ internal sealed class TrafficStores : IAsyncDisposable, ISnapshotParticipant
                 route.Concurrency?.TakeOver(previous.Routes.GetValueOrDefault(name)?.Concurrency);
             }
 
-            foreach (var (name, cluster) in next.Clusters)
+            foreach (var (name, gate) in next.ClusterGates)
             {
-                cluster.Concurrency?.TakeOver(previous.Clusters.GetValueOrDefault(name)?.Concurrency);
+                gate.TakeOver(previous.ClusterGates.GetValueOrDefault(name));
             }
         }
 

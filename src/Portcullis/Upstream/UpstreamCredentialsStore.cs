@@ -49,7 +49,7 @@ internal sealed class UpstreamCredentialsStore : IDisposable, ISnapshotParticipa
         var existing = _sources;
         var next = new Dictionary<string, ClientCredentialsTokenSource>(StringComparer.Ordinal);
         var created = new List<ClientCredentialsTokenSource>();
-        foreach (var settings in snapshot.Clusters.Values.Select(c => c.Credentials).OfType<ClientCredentialsSettings>())
+        foreach (var settings in snapshot.UpstreamCredentials)
         {
             if (next.ContainsKey(settings.Fingerprint)) continue;
             if (!existing.TryGetValue(settings.Fingerprint, out var source))

@@ -62,7 +62,7 @@ internal sealed partial class UpstreamTlsStore : IDisposable, ISnapshotParticipa
             if (_disposed) return;
             var now = _time.GetUtcNow();
             var next = new Dictionary<string, ClusterTls>(StringComparer.Ordinal);
-            foreach (var settings in snapshot.Clusters.Values.Select(c => c.Tls).OfType<UpstreamTlsSettings>())
+            foreach (var settings in snapshot.UpstreamTls)
             {
                 next[settings.Fingerprint] = _clusters.TryGetValue(settings.Fingerprint, out var existing) ? existing : Create(settings, now);
             }
@@ -80,9 +80,9 @@ internal sealed partial class UpstreamTlsStore : IDisposable, ISnapshotParticipa
     {
         var now = _time.GetUtcNow();
         var clusters = new Dictionary<string, ClusterTls>(StringComparer.Ordinal);
-        var created = 0;
+        var created = new List<ClusterTls>();
         var existing = _clusters;
-        foreach (var settings in next.Clusters.Values.Select(c => c.Tls).OfType<UpstreamTlsSettings>())
+        foreach (var settings in next.UpstreamTls)
         {
             if (clusters.ContainsKey(settings.Fingerprint)) continue;
             if (existing.TryGetValue(settings.Fingerprint, out var kept))
@@ -92,13 +92,14 @@ internal sealed partial class UpstreamTlsStore : IDisposable, ISnapshotParticipa
             }
 
             var cluster = Create(settings, now);
+            created.Add(cluster);
             if ((cluster.Trust.LastError ?? cluster.Client.LastError) is { } error)
             {
+                Release(created);
                 return PreparedChange.Failed($"cluster {settings.Cluster}: {error}");
             }
 
             clusters[settings.Fingerprint] = cluster;
-            created++;
         }
 
         void Commit()
@@ -109,7 +110,25 @@ internal sealed partial class UpstreamTlsStore : IDisposable, ISnapshotParticipa
             }
         }
 
-        return created == 0 && clusters.Count == existing.Count ? PreparedChange.Unchanged(Commit) : PreparedChange.Applied(Commit);
+        return created.Count == 0 && clusters.Count == existing.Count
+            ? PreparedChange.Unchanged(Commit)
+            : PreparedChange.Applied(Commit, abort: () => Release(created));
+    }
+
+    /// <summary>
+    /// Disposes the certificates loaded for runtimes that never went live (the reload was rejected): no
+    /// connection was made with them, unlike a replaced certificate, which pooled connections may still use.
+    /// </summary>
+    internal static void Release(List<ClusterTls> neverPublished)
+    {
+        foreach (var cluster in neverPublished)
+        {
+            cluster.Client.Current?.Certificate.Dispose();
+            if (cluster.Trust.Current is { } trust)
+            {
+                foreach (var root in trust.Roots) root.Dispose();
+            }
+        }
     }
 
     private void Publish(Dictionary<string, ClusterTls> next)

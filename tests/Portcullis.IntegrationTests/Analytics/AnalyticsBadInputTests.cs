@@ -52,7 +52,7 @@ public sealed class AnalyticsBadInputTests : IAsyncLifetime
         for (var i = 0; i < count; i++) Assert.Equal(HttpStatusCode.OK, await SendAsync(gateway.Client, "/hello"));
     }
 
-    private static async Task AssertDownLoggedOnceAsync(TestGateway gateway, string cause)
+    internal static async Task AssertDownLoggedOnceAsync(TestGateway gateway, string cause)
     {
         var writer = gateway.Services.GetRequiredService<AnalyticsWriter>();
         await Eventually.TrueAsync(async () => (await AnalyticsCheckAsync(gateway.Admin)).GetProperty("status").GetString() == "degraded", "analytics reported unhealthy",
@@ -68,7 +68,7 @@ public sealed class AnalyticsBadInputTests : IAsyncLifetime
         Assert.Single(gateway.Logs.Lines, l => l.Contains("cannot be written", StringComparison.Ordinal));
     }
 
-    private static async Task AssertRecoveredAsync(TestGateway gateway, long expected)
+    internal static async Task AssertRecoveredAsync(TestGateway gateway, long expected)
     {
         var database = gateway.Services.GetRequiredService<AnalyticsDatabase>();
         await Eventually.TrueAsync(async () => (await AnalyticsCheckAsync(gateway.Admin)).GetProperty("status").GetString() == "healthy", "analytics recovered",
@@ -80,6 +80,23 @@ public sealed class AnalyticsBadInputTests : IAsyncLifetime
         Assert.Matches(@"(?m)^portcullis_analytics_rows_flushed_total\{[^}]*table=""rollups""\} [1-9]", metrics);
         Assert.Matches(@"(?m)^portcullis_analytics_flush_duration_seconds_count\{[^}]*\} [1-9]", metrics);
         Assert.Matches(@"(?m)^portcullis_analytics_file_size_bytes\{[^}]*\} [1-9]", metrics);
+    }
+
+    [Fact]
+    public async Task Without_a_path_nothing_is_registered_no_completion_hook_no_writer_no_check_no_file()
+    {
+        await using var gateway = await TestGateway.StartAsync(FixedConfig.Replace("  path: \"{{DB}}\"\n", "", StringComparison.Ordinal).Replace("flushInterval: 100ms", "flushInterval: 1s", StringComparison.Ordinal));
+        Assert.Null(gateway.Services.GetService<Portcullis.Observability.IRequestCompletionObserver>());
+        Assert.Null(gateway.Services.GetService<AnalyticsWriter>());
+        Assert.Null(gateway.Services.GetService<AnalyticsDatabase>());
+        Assert.Equal(HttpStatusCode.OK, await SendAsync(gateway.Client, "/hello"));
+        using var ready = await gateway.Admin.GetAsync("/readyz");
+        var checks = (await ready.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("checks");
+        Assert.False(checks.TryGetProperty("analytics", out _));
+        Assert.DoesNotContain("portcullis_analytics_", await gateway.Admin.GetStringAsync("/metrics"), StringComparison.Ordinal);
+        // flushInterval without a path: a warning at its position, not an error.
+        var warning = Assert.Single(gateway.Services.GetRequiredService<Portcullis.Configuration.SnapshotStore>().StartupDiagnostics, d => d.Message == "analytics is off without a path");
+        Assert.Equal((5, 18), (warning.Line, warning.Column)); // the value, below the two listeners TestGateway adds
     }
 
     [Fact]

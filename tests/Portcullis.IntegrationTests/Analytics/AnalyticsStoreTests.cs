@@ -97,4 +97,29 @@ public sealed class AnalyticsStoreTests : IAsyncLifetime
             await Eventually.TrueAsync(() => { using var c = database.OpenConnection(); return Requests(c) == (Rounds * kinds.Length) + 1; }, "earlier counts kept, new one added");
         }
     }
+
+    [Fact]
+    public async Task A_reload_that_moves_the_file_is_reported_restart_required_the_store_keeps_its_file_and_sampling_changes_apply()
+    {
+        var (keys, _, _) = await KeysAsync(_directory);
+        await using var gateway = await TestGateway.StartAsync(ConfigFor(Database, _upstream.Url), new Dictionary<string, string> { ["keys.yaml"] = keys });
+        Assert.Equal(HttpStatusCode.OK, await SendAsync(gateway.Client, "/public/1")); // sampled at successRate 1
+
+        var other = Path.Combine(_directory, "other.duckdb");
+        var generation = gateway.Generation;
+        await gateway.WriteConfigAsync(ConfigFor(other, _upstream.Url).Replace("successRate: 1", "successRate: 0", StringComparison.Ordinal));
+        var (status, body) = await gateway.ReloadAsync();
+        Assert.Equal(200, status);
+        Assert.Contains("analytics.path", body.GetProperty("restartRequired").EnumerateArray().Select(e => e.GetString()));
+        await gateway.WaitForGenerationAsync(generation);
+
+        Assert.Equal(HttpStatusCode.OK, await SendAsync(gateway.Client, "/public/2")); // successRate 0 applies: not sampled
+        Assert.Equal((HttpStatusCode)418, await SendAsync(gateway.Client, "/teapot")); // failures always are
+        var database = gateway.Services.GetRequiredService<AnalyticsDatabase>();
+        await Eventually.TrueAsync(() => { using var c = database.OpenConnection(); return Requests(c) == 3; }, "three requests in the store it started with");
+        using var connection = database.OpenConnection();
+        Assert.Equal(2, Scalar(connection, "SELECT count(*) FROM samples"));
+        Assert.Equal(Database, database.Path);
+        Assert.False(File.Exists(other), "the new path is used only after a restart");
+    }
 }

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.IntegrationTests.Infrastructure;

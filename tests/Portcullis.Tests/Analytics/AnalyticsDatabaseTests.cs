@@ -32,5 +32,25 @@ public sealed class AnalyticsDatabaseTests : IDisposable
         Assert.Equal(3L, row.GetInt64(1));
     }
 
+    [Fact]
+    public void Appenders_take_part_in_the_connections_transaction()
+    {
+        var database = new AnalyticsDatabase(Path.Combine(_dir, "t.duckdb"));
+        using var connection = database.OpenConnection();
+        using (var transaction = connection.BeginTransaction())
+        {
+            using (var appender = connection.CreateAppender(AnalyticsSchema.Rollups))
+            {
+                Portcullis.Analytics.AnalyticsRows.AppendRollup(appender, new RollupKey(new DateTime(2026, 12, 4, 12, 0, 0, DateTimeKind.Utc).Ticks, "r", null, null, null, 200, null), new RollupCell());
+            }
+
+            transaction.Rollback(); // as when the samples' appender fails after the rollups' one closed
+        }
+
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT count(*) FROM rollups";
+        Assert.Equal(0L, Convert.ToInt64(command.ExecuteScalar()));
+    }
+
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 }

@@ -1,3 +1,4 @@
+using Portcullis.Configuration;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Portcullis.Analytics;

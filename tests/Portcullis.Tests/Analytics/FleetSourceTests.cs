@@ -111,6 +111,39 @@ public sealed class FleetSourceTests : IDisposable
     }
 
     [Fact]
+    public void AWindowReadsOnlyTheHoursItOverlaps()
+    {
+        var (a, b, _, _) = ExportTwoInstances();
+        Directory.CreateDirectory(Path.Combine(FleetPath, "dt=garbage", "hour=10", "instance=a"));
+        Directory.CreateDirectory(Path.Combine(FleetPath, "notes"));
+        var fleet = AnalyticsSource.Fleet(FleetPath);
+
+        // 10:30–11:00 overlaps the hour 10 only: both instances' files of it, nothing of 09 or 11.
+        Assert.Equal(2, AnalyticsSource.PartitionFiles(FleetPath, AnalyticsSchema.Rollups, Day.AddHours(10.5), Day.AddHours(11)).Count);
+        using (var connection = fleet.OpenConnection(Day.AddHours(10.5), Day.AddHours(11)))
+        {
+            Assert.Equal(a.RequestsByHour[Day.AddHours(10)] + b.RequestsByHour[Day.AddHours(10)], Scalar(connection, "SELECT sum(requests)::BIGINT FROM rollups"));
+            Assert.Equal(2L, Scalar(connection, "SELECT count(DISTINCT instance) FROM samples"));
+        }
+
+        // 09:00–11:00: hours 09 (a) and 10 (a, b).
+        using (var connection = fleet.OpenConnection(Day.AddHours(9), Day.AddHours(11)))
+        {
+            Assert.Equal(a.RequestsByHour[Day.AddHours(9)] + a.RequestsByHour[Day.AddHours(10)] + b.RequestsByHour[Day.AddHours(10)],
+                Scalar(connection, "SELECT sum(requests)::BIGINT FROM rollups"));
+        }
+
+        // No hour exported yet in the window: empty, not an error; without a window: everything.
+        using (var connection = fleet.OpenConnection(Day.AddHours(12), Day.AddHours(13)))
+        {
+            Assert.Equal(0L, Scalar(connection, "SELECT count(*) FROM rollups"));
+        }
+
+        Assert.Equal(a.Requests + b.Requests, Scalar(fleet.OpenConnection(), "SELECT sum(requests)::BIGINT FROM rollups"));
+        Assert.Equal(5, AnalyticsSource.PartitionFiles(FleetPath, AnalyticsSchema.Samples).Count);
+    }
+
+    [Fact]
     public void AFleetFolderWithoutFilesAnswersEmpty()
     {
         foreach (var folder in new[] { Path.Combine(_dir, "missing"), Directory.CreateDirectory(Path.Combine(_dir, "empty", "dt=2026-12-04", "hour=10", "instance=a")).Parent!.Parent!.Parent!.FullName })
@@ -121,7 +154,7 @@ public sealed class FleetSourceTests : IDisposable
             Assert.Equal(-1L, Scalar(connection, "SELECT coalesce(sum(requests)::BIGINT, -1) FROM rollups WHERE route = 'orders'"));
         }
 
-        Assert.False(AnalyticsSource.HasFiles(Path.Combine(_dir, "missing"), AnalyticsSchema.Rollups));
+        Assert.Empty(AnalyticsSource.PartitionFiles(Path.Combine(_dir, "missing"), AnalyticsSchema.Rollups));
     }
 
     [Fact]

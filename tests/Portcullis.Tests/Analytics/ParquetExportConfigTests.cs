@@ -96,6 +96,7 @@ public sealed class ParquetExportConfigTests : ConfigBuildTestBase
                 instance: gw-1
             """);
         AssertAt(Assert.Single(emptyPath), 4, 11);
+        Assert.Contains("export.path cannot be empty", emptyPath[0].Message, StringComparison.Ordinal);
 
         var (_, aFile) = Compile("""
             analytics:

@@ -58,6 +58,19 @@ public sealed class ParquetExporterTests : IDisposable
             Assert.Equal(25L, Convert.ToInt64(reader.GetValue(1)));
         }
 
+        // Times as Parquet timestamps in microseconds, not adjusted to UTC (DuckDB's TIMESTAMP), as docs/analytics.md says.
+        using (var connection = new DuckDBConnection("DataSource=:memory:"))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = $"SELECT type, logical_type::VARCHAR FROM parquet_schema('{file}') WHERE name = 'minute'";
+            using var reader = command.ExecuteReader();
+            Assert.True(reader.Read());
+            Assert.Equal("INT64", reader.GetString(0));
+            Assert.Contains("isAdjustedToUTC=0", reader.GetString(1), StringComparison.Ordinal);
+            Assert.Contains("MICROS=MicroSeconds()", reader.GetString(1), StringComparison.Ordinal);
+        }
+
         // The hour 12 closes at 13:00 + flushInterval (5 s) + grace (1 min), not a tick sooner.
         _time.SetUtcNow(new DateTimeOffset(Day.AddHours(13)) + exporter.Settings.CloseDelay - TimeSpan.FromTicks(1));
         Assert.Equal(0, exporter.ExportClosedHours());

@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Tests.Architecture;
@@ -8,7 +9,8 @@ namespace Portcullis.Tests.Architecture;
 /// Dependencies point inward (docs/architecture.md): capabilities depend on Pipeline/ and Configuration/,
 /// never on Hosting/, which composes them. Checked twice: in the source (a using, a qualified name, a
 /// cref) and in the compiled assembly (every type's signatures), so neither a using nor a fully
-/// qualified name slips through.
+/// qualified name slips through. The folder graph (signatures and method bodies, <see cref="FolderDependencyGraph"/>)
+/// is checked against the allowed-edge table of docs/architecture.md.
 /// </summary>
 public sealed partial class DependencyDirectionTests
 {
@@ -83,6 +85,138 @@ public sealed partial class DependencyDirectionTests
         Assert.Matches(HostingReference(), "/// <see cref=\"Hosting.GatewayMiddleware\"/>");
         Assert.Contains(SignatureTypes(typeof(Portcullis.Hosting.GatewayMiddleware)), t => t == typeof(SnapshotStore));
     }
+
+    [Fact]
+    public void PipelineDependsOnNothingInTheProject()
+    {
+        var offenders = Graph.Edges.Where(e => e.Key.From == "Pipeline").SelectMany(e => e.Value).ToList();
+        Assert.True(offenders.Count == 0, "Pipeline/ (the per-request contract) must not name another folder's types:\n" + string.Join('\n', offenders));
+    }
+
+    [Fact]
+    public void PipelineSourceNamesNoOtherFolder()
+    {
+        // Constants are inlined by the compiler, so the metadata graph cannot see them; the source can (a using,
+        // or a qualified Folder.Type.Member).
+        var offenders = new List<string>();
+        foreach (var file in SourceFiles().Where(f => Path.GetRelativePath(SourceRoot, f).StartsWith("Pipeline", StringComparison.Ordinal)))
+        {
+            var lines = File.ReadAllLines(file);
+            for (var i = 0; i < lines.Length; i++)
+            {
+                if (lines[i].TrimStart().StartsWith("//", StringComparison.Ordinal)) continue;
+                if (OtherFolderReference().IsMatch(lines[i])) offenders.Add($"{Path.GetRelativePath(RepoRoot, file)}:{i + 1}: {lines[i].Trim()}");
+            }
+        }
+
+        Assert.True(offenders.Count == 0, string.Join('\n', offenders));
+        Assert.Matches(OtherFolderReference(), "x = Observability.RequestObserver.RequestIdHeader;");
+        Assert.Matches(OtherFolderReference(), "using Portcullis.Routing;");
+        Assert.DoesNotMatch(OtherFolderReference(), "Stage = ReasonStage.Routing;");
+        Assert.DoesNotMatch(OtherFolderReference(), "public string? TrafficPolicy => Traffic.Policy;"); // the feature's own member
+    }
+
+    [Fact]
+    public void EveryFolderDependencyIsInTheDocumentedTable()
+    {
+        var allowed = DocumentedTable(AllowedEdgesTable);
+        var offenders = new List<string>();
+        foreach (var ((from, to), evidence) in Graph.Edges)
+        {
+            if (allowed.TryGetValue(from, out var targets) && (targets.Contains(to) || targets.Contains("*"))) continue;
+            offenders.Add($"{from} → {to} is not in the table of docs/architecture.md, made by:\n  " + string.Join("\n  ", evidence));
+        }
+
+        Assert.True(offenders.Count == 0, string.Join('\n', offenders));
+    }
+
+    [Fact]
+    public void TheTableHasARowForEveryFolder()
+    {
+        var allowed = DocumentedTable(AllowedEdgesTable);
+        var folders = Directory.EnumerateDirectories(SourceRoot).Select(Path.GetFileName).OfType<string>()
+            .Where(f => f is not ("bin" or "obj" or "Properties")).ToHashSet(StringComparer.Ordinal);
+        Assert.Equal(folders.Order(StringComparer.Ordinal), allowed.Keys.Order(StringComparer.Ordinal));
+        var unknown = allowed.Values.SelectMany(t => t).Where(t => t != "*" && !folders.Contains(t)).ToList();
+        Assert.True(unknown.Count == 0, "The table names folders that do not exist: " + string.Join(", ", unknown));
+    }
+
+    [Fact]
+    public void NoTwoWayEdgeBetweenCapabilitiesUnlessDocumented()
+    {
+        var exceptions = DocumentedTable(TwoWayTable).SelectMany(row => row.Value.Select(other => Pair(row.Key, other))).ToHashSet();
+        var offenders = new List<string>();
+        foreach (var ((from, to), evidence) in Graph.Edges)
+        {
+            if (string.CompareOrdinal(from, to) > 0 || !Capabilities.Contains(from) || !Capabilities.Contains(to)) continue;
+            if (!Graph.Edges.TryGetValue((to, from), out var back) || exceptions.Contains(Pair(from, to))) continue;
+            offenders.Add($"{from} ↔ {to}:\n  " + string.Join("\n  ", evidence.Concat(back)));
+        }
+
+        Assert.True(offenders.Count == 0, "Two-way dependencies between capabilities (list one in docs/architecture.md only with a reason):\n" + string.Join('\n', offenders));
+    }
+
+    [Fact]
+    public void TheGraphSeesRealEdges()
+    {
+        // Guards against a scan that passes because it found nothing, or finds what is not there.
+        Assert.True(Graph.Edges.Count > 30, $"only {Graph.Edges.Count} edges");
+        // A signature: the traffic stage takes the feature.
+        Assert.Contains("Portcullis.Traffic.TrafficMiddleware → Portcullis.Pipeline.GatewayFeature", Graph.Edges[("Traffic", "Pipeline")]);
+        // A method body only: ConfigLoader calls FileErrors.Describe and names Files nowhere else.
+        Assert.Contains("Portcullis.Configuration.ConfigLoader → Portcullis.Files.FileErrors", Graph.Edges[("Configuration", "Files")]);
+        // A generic argument in a property type: FrozenDictionary<string, ConcurrencyGate>.
+        Assert.Contains("Portcullis.Configuration.GatewaySnapshot → Portcullis.Traffic.ConcurrencyGate", Graph.Edges[("Configuration", "Traffic")]);
+        // The DI extensions' namespace counts as Hosting.
+        Assert.Contains(("Hosting", "Pipeline"), Graph.Edges.Keys);
+        // Names alike are not edges (a text scan maps State.X or Names to folders).
+        Assert.DoesNotContain(("State", "Listeners"), Graph.Edges.Keys);
+        Assert.DoesNotContain(("Tls", "Listeners"), Graph.Edges.Keys);
+        Assert.NotEmpty(DocumentedTable(AllowedEdgesTable));
+        Assert.NotEmpty(DocumentedTable(TwoWayTable));
+    }
+
+    // Capabilities in the sense of the two-way rule: not the contract (Pipeline), the model and its composition
+    // (Configuration), the composition root (Hosting) or the shared helpers (State, Files).
+    private static readonly HashSet<string> Capabilities = ["Routing", "Clusters", "Identity", "Traffic", "Tls", "Listeners", "Upstream", "Observability", "Admin", "Analytics"];
+
+    private static readonly Lazy<FolderDependencyGraph> LazyGraph = new(() => new FolderDependencyGraph(typeof(GatewayFeature).Assembly.Location));
+
+    private static FolderDependencyGraph Graph => LazyGraph.Value;
+
+    private const string AllowedEdgesTable = "allowed-edges";
+    private const string TwoWayTable = "two-way-edges";
+
+    private static (string, string) Pair(string a, string b) => string.CompareOrdinal(a, b) < 0 ? (a, b) : (b, a);
+
+    /// <summary>
+    /// A table of docs/architecture.md between <c>&lt;!-- name --&gt;</c> and <c>&lt;!-- /name --&gt;</c>: each row's
+    /// first cell is a folder, the second the folders it may depend on (in backticks; `*` = every folder).
+    /// </summary>
+    private static Dictionary<string, HashSet<string>> DocumentedTable(string name)
+    {
+        var doc = File.ReadAllText(Path.Combine(RepoRoot, "docs", "architecture.md"));
+        var start = doc.IndexOf($"<!-- {name} -->", StringComparison.Ordinal);
+        var end = doc.IndexOf($"<!-- /{name} -->", StringComparison.Ordinal);
+        Assert.True(start >= 0 && end > start, $"docs/architecture.md has no <!-- {name} --> table");
+        var table = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
+        foreach (var line in doc[start..end].Split('\n'))
+        {
+            var cells = line.Split('|');
+            if (cells.Length < 4 || !cells[1].Contains('`', StringComparison.Ordinal)) continue;
+            var from = BacktickName().Match(cells[1]).Groups[1].Value;
+            var targets = table.TryGetValue(from, out var existing) ? existing : table[from] = new HashSet<string>(StringComparer.Ordinal);
+            foreach (Match m in BacktickName().Matches(cells[2])) targets.Add(m.Groups[1].Value);
+        }
+
+        return table;
+    }
+
+    [GeneratedRegex(@"(?<![\w.])(?:Portcullis\.)?(?:Admin|Analytics|Clusters|Configuration|Files|Hosting|Identity|Listeners|Observability|Routing|State|Tls|Traffic|Upstream)\.[A-Z]\w*\.[A-Z]|using Portcullis\.(?!Pipeline;)")]
+    private static partial Regex OtherFolderReference();
+
+    [GeneratedRegex(@"`([A-Za-z*]+)/?`")]
+    private static partial Regex BacktickName();
 
     private static IEnumerable<Type> SignatureTypes(Type type)
     {

@@ -53,6 +53,7 @@ public sealed partial class ReadAtStartTests : IDisposable
     [InlineData("observability: { metrics: { enabled: false } }", "observability.metrics.enabled")]
     [InlineData("observability: { tracing: { serviceName: other } }", "observability.tracing")]
     [InlineData("limits: { keepAliveTimeout: 60s }", "limits")]
+    [InlineData("analytics: { path: a.duckdb }", "analytics.path")]
     [InlineData("identity: { sessions: { providers: [{ name: corp, authority: \"https://idp.example\", clientId: gw, publicClient: true }], cookie: { name: portcullis } } }", "identity.sessions")]
     public void A_change_to_a_read_at_start_setting_is_pending_until_a_restart(string section, string setting)
     {

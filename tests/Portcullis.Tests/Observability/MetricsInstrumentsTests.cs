@@ -58,7 +58,7 @@ public sealed class MetricsInstrumentsTests : IDisposable
     [Fact]
     public void WithoutListener_NothingIsEnabled_AndRecordingAllocatesNothing()
     {
-        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        using var metrics = new GatewayMetrics(_services);
         Assert.False(metrics.AnyRequestInstrumentEnabled);
         var (context, gateway) = Request(Snapshot(), 401, "auth.missing", "ratelimit.exceeded");
 
@@ -71,7 +71,7 @@ public sealed class MetricsInstrumentsTests : IDisposable
     [Fact]
     public void WithListener_RequestsAreRecordedOnce_WithBoundedTags()
     {
-        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        using var metrics = new GatewayMetrics(_services);
         var measurements = new List<(string Name, double Value, Dictionary<string, object?> Tags)>();
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
@@ -113,7 +113,7 @@ public sealed class MetricsInstrumentsTests : IDisposable
     [Fact]
     public void StoreFailureDecisions_AreCountedByTheirTypedResult()
     {
-        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        using var metrics = new GatewayMetrics(_services);
         var counted = new List<(string Name, string? Decision)>();
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
@@ -150,7 +150,7 @@ public sealed class MetricsInstrumentsTests : IDisposable
     [Fact]
     public void SessionStoreRefusals_AndUpstreamRetries_AreCountedWithRouteAndDecision()
     {
-        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        using var metrics = new GatewayMetrics(_services);
         var measurements = new List<(string Name, long Value, Dictionary<string, object?> Tags)>();
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
@@ -182,7 +182,7 @@ public sealed class MetricsInstrumentsTests : IDisposable
     [Fact]
     public void LatencyBuckets_AreAdvisedToTheHistograms()
     {
-        using var metrics = new GatewayMetrics(_services, TimeProvider.System);
+        using var metrics = new GatewayMetrics(_services);
         Histogram<double>? histogram = null;
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, _) =>

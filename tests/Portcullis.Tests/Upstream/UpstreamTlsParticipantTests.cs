@@ -65,4 +65,38 @@ public sealed class UpstreamTlsParticipantTests() : ConfigBuildTestBase("portcul
 
         Assert.Equal(ParticipantOutcome.Unchanged, store.Prepare(next, next).Outcome);
     }
+
+    [Fact]
+    public void An_aborted_prepare_applies_nothing_and_a_later_prepare_loads_the_files_again()
+    {
+        using var store = new UpstreamTlsStore(_ => null, TimeProvider.System, NullLogger<UpstreamTlsStore>.Instance);
+        var current = BuildSnapshot(Plain);
+        store.Sync(current);
+        var next = WithCa();
+
+        var aborted = store.Prepare(next, current);
+        Assert.Equal(ParticipantOutcome.Applied, aborted.Outcome);
+        aborted.Abort();
+        Assert.Empty(store.Clusters);
+
+        var change = store.Prepare(next, current);
+        change.Commit();
+        var live = store.Get(next.Clusters["orders"].Tls!.Fingerprint)!;
+        Assert.NotEqual(IntPtr.Zero, live.Trust.Current!.Roots[0].Handle);
+    }
+
+    [Fact]
+    public void Releasing_a_runtime_that_never_went_live_disposes_its_certificates()
+    {
+        using var store = new UpstreamTlsStore(_ => null, TimeProvider.System, NullLogger<UpstreamTlsStore>.Instance);
+        var next = WithCa();
+        store.Sync(next);
+        var cluster = store.Get(next.Clusters["orders"].Tls!.Fingerprint)!;
+        var root = cluster.Trust.Current!.Roots[0];
+        Assert.NotEqual(IntPtr.Zero, root.Handle);
+
+        UpstreamTlsStore.Release([cluster]);
+
+        Assert.Equal(IntPtr.Zero, root.Handle);
+    }
 }

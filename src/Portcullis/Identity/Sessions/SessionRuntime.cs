@@ -11,6 +11,7 @@ using Microsoft.IdentityModel.Protocols.OpenIdConnect;
 using Portcullis.Configuration;
 using Portcullis.State;
 using Portcullis.Pipeline;
+using Portcullis.Traffic;
 
 namespace Portcullis.Identity.Sessions;
 

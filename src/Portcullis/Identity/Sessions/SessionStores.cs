@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.DataProtection;
 using Portcullis.State;
+using Portcullis.Traffic;
 using StackExchange.Redis;
 
 namespace Portcullis.Identity.Sessions;

@@ -1,4 +1,4 @@
-namespace Portcullis.State;
+namespace Portcullis.Traffic;
 
 /// <summary>
 /// The Lua scripts behind the Redis counter store: each decision is one script, so it is atomic and one

@@ -1,8 +1,7 @@
 using BitFaster.Caching.Lru;
-using Portcullis.Traffic;
 using StackExchange.Redis;
 
-namespace Portcullis.State;
+namespace Portcullis.Traffic;
 
 /// <summary>
 /// Approximate mode of one sliding-window policy on Redis: each decision is made here, with no round

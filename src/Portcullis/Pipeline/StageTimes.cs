@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace Portcullis.Observability;
+namespace Portcullis.Pipeline;
 
 /// <summary>
 /// Stopwatch timestamps a request's stages stamp as they run (plain fields: one request is handled by

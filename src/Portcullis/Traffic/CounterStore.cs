@@ -1,6 +1,5 @@
-using Portcullis.Traffic;
 
-namespace Portcullis.State;
+namespace Portcullis.Traffic;
 
 /// <summary>
 /// Where rate-limit and quota counters live. Implementations never throw on the request path and never
@@ -17,12 +16,3 @@ internal interface ICounterStore
     /// <summary>Requests counted so far in the window, for the admin API; null when the store cannot answer.</summary>
     ValueTask<long?> QuotaUsedAsync(CompiledQuota quota, string key, QuotaWindow window, CancellationToken cancellationToken);
 }
-
-internal enum StoreState
-{
-    Up,
-    Down,
-}
-
-/// <summary>A shared store's health for /readyz and the admin API.</summary>
-internal sealed record StoreHealth(string Name, StoreState State, DateTimeOffset Since, string? LastError);

@@ -1,6 +1,5 @@
-using Portcullis.Configuration;
 
-namespace Portcullis.Pipeline;
+namespace Portcullis.Configuration;
 
 /// <summary>
 /// Runtime state that follows the configuration (key caches, counter stores, upstream TLS and tokens ...).

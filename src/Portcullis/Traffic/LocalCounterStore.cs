@@ -1,9 +1,8 @@
 using System.Collections.Concurrent;
 using BitFaster.Caching.Lru;
 using Portcullis.Configuration;
-using Portcullis.Traffic;
 
-namespace Portcullis.State;
+namespace Portcullis.Traffic;
 
 /// <summary>
 /// In-process counters (the embedded default). Each key's state is one <see cref="long"/> updated by

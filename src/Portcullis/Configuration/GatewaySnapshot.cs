@@ -3,15 +3,14 @@ using System.Net;
 using Portcullis.Clusters;
 using Portcullis.Routing;
 using Yarp.ReverseProxy.Configuration;
-using Portcullis.Configuration;
 
-namespace Portcullis.Pipeline;
+namespace Portcullis.Configuration;
 
 /// <summary>
 /// One immutable, compiled configuration. The request path reads exactly one of these per request;
 /// a reload builds a new one off the request path and swaps a single reference.
 /// </summary>
-internal sealed class GatewaySnapshot
+internal sealed class GatewaySnapshot : Pipeline.IRequestGeneration
 {
     internal GatewaySnapshot(
         LoadedConfig source,
@@ -48,6 +47,7 @@ internal sealed class GatewaySnapshot
         ProxyClusters = proxyClusters;
         TrustedProxies = [.. trustedProxies];
         Listeners = listeners;
+        ClusterGates = clusters.Where(c => c.Value.Concurrency is not null).ToFrozenDictionary(c => c.Key, c => c.Value.Concurrency!, StringComparer.Ordinal);
     }
 
     public LoadedConfig Source { get; }
@@ -69,6 +69,15 @@ internal sealed class GatewaySnapshot
     internal FrozenDictionary<string, CompiledCluster> Clusters { get; }
 
     internal FrozenDictionary<string, CompiledMap> Maps { get; }
+
+    /// <summary>The clusters' concurrency limits by cluster name (only clusters that have one), for the traffic stage.</summary>
+    internal FrozenDictionary<string, Traffic.ConcurrencyGate> ClusterGates { get; }
+
+    /// <summary>The clusters' upstream TLS settings (clusters with upstream TLS only), for the upstream TLS store.</summary>
+    internal IEnumerable<Upstream.UpstreamTlsSettings> UpstreamTls => Clusters.Values.Select(c => c.Tls).OfType<Upstream.UpstreamTlsSettings>();
+
+    /// <summary>The clusters' client-credentials settings (clusters with them only), for the upstream token store.</summary>
+    internal IEnumerable<Upstream.ClientCredentialsSettings> UpstreamCredentials => Clusters.Values.Select(c => c.Credentials).OfType<Upstream.ClientCredentialsSettings>();
 
     public IReadOnlyList<RouteConfig> ProxyRoutes { get; }
 
@@ -107,7 +116,7 @@ internal sealed class GatewaySnapshot
     /// <summary>The edge-limit refusal texts for <see cref="PortcullisConfig.Limits"/>.</summary>
     internal Portcullis.Listeners.EdgeLimitRefusals EdgeRefusals { get; init; } = Portcullis.Listeners.EdgeLimitRefusals.Default;
 
-    internal bool IsTrustedProxy(IPAddress? address)
+    public bool IsTrustedProxy(IPAddress? address)
     {
         if (address is null || TrustedProxies.Length == 0) return false;
         if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
@@ -123,3 +132,16 @@ internal sealed class GatewaySnapshot
 /// <param name="Tls">Null for a cleartext listener.</param>
 /// <param name="RedirectToHttps">Set on a cleartext listener that redirects every request to HTTPS.</param>
 internal sealed record ListenerBinding(string Name, ListenAddress Address, ListenerProtocols Protocols, bool Admin, Tls.ListenerTls? Tls = null, Tls.HttpsRedirect? RedirectToHttps = null);
+
+/// <summary>
+/// The typed snapshot of a request. The per-request contract (Pipeline) holds it as an
+/// <see cref="Pipeline.IRequestGeneration"/> so that it names no capability; this layer composes the snapshot.
+/// </summary>
+internal static class GatewayFeatureSnapshot
+{
+    extension(Pipeline.GatewayFeature feature)
+    {
+        /// <summary>The generation this request runs on (see <see cref="Pipeline.GatewayFeature.Generation"/>).</summary>
+        internal GatewaySnapshot Snapshot => (GatewaySnapshot)feature.Generation;
+    }
+}

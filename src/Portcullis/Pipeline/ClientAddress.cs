@@ -1,9 +1,7 @@
 using System.Net;
 using Microsoft.AspNetCore.Http;
-using Portcullis.Configuration;
-using Portcullis.Pipeline;
 
-namespace Portcullis.Routing;
+namespace Portcullis.Pipeline;
 
 /// <summary>
 /// The address of the client behind any trusted proxies. X-Forwarded-For (or, without it, RFC 7239
@@ -13,7 +11,7 @@ namespace Portcullis.Routing;
 /// </summary>
 internal static class ClientAddress
 {
-    public static IPAddress? Resolve(HttpContext context, GatewaySnapshot snapshot)
+    public static IPAddress? Resolve(HttpContext context, IRequestGeneration snapshot)
     {
         var peer = context.Connection.RemoteIpAddress;
         if (peer is { IsIPv4MappedToIPv6: true }) peer = peer.MapToIPv4();
@@ -27,7 +25,7 @@ internal static class ClientAddress
         return candidate ?? peer;
     }
 
-    private static IPAddress? RightmostUntrusted(Microsoft.Extensions.Primitives.StringValues values, GatewaySnapshot snapshot, bool forwarded)
+    private static IPAddress? RightmostUntrusted(Microsoft.Extensions.Primitives.StringValues values, IRequestGeneration snapshot, bool forwarded)
     {
         IPAddress? leftmost = null;
         for (var v = values.Count - 1; v >= 0; v--)

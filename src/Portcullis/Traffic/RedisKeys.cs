@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 
-namespace Portcullis.State;
+namespace Portcullis.Traffic;
 
 /// <summary>Bounds the caller-chosen part of Redis counter keys.</summary>
 internal static class RedisKeys

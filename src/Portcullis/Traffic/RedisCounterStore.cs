@@ -1,10 +1,10 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Portcullis.Configuration;
-using Portcullis.Traffic;
+using Portcullis.State;
 using StackExchange.Redis;
 
-namespace Portcullis.State;
+namespace Portcullis.Traffic;
 
 /// <summary>
 /// Rate-limit and quota counters in Redis (single node or Redis Cluster), shared by every gateway.

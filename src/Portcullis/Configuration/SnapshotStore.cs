@@ -1,9 +1,8 @@
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Primitives;
-using Portcullis.Configuration;
 using Yarp.ReverseProxy.Configuration;
 
-namespace Portcullis.Pipeline;
+namespace Portcullis.Configuration;
 
 /// <summary>
 /// Holds the current snapshot and publishes its routes and clusters to YARP. Readers take the
