@@ -2,6 +2,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Portcullis.Analytics;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Admin;
