@@ -171,9 +171,13 @@ internal static class AnalyticsQuery
             _ => "g.requests DESC",
         };
         command.Parameters.Add(new DuckDBParameter("limit", p.Limit));
+        // Ordered by a plain sum, only the shown groups' sketches are merged (unnesting every group's is the expensive part).
         command.CommandText = $"""
-            WITH f AS NOT MATERIALIZED (SELECT {KeyExpression(p.GroupBy!.Value)} AS k, 0 AS i, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum, latency_buckets, latency_counts FROM rollups WHERE {where}),
-            g AS (SELECT k, {Sums} FROM f GROUP BY k),
+            WITH a AS NOT MATERIALIZED (SELECT {KeyExpression(p.GroupBy!.Value)} AS k, 0 AS i, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum, latency_buckets, latency_counts FROM rollups WHERE {where}),
+            g AS (SELECT k, {Sums} FROM a GROUP BY k),
+            {(p.OrderBy == AnalyticsOrder.P99
+                ? "f AS NOT MATERIALIZED (SELECT * FROM a),"
+                : $"chosen AS (SELECT k FROM g ORDER BY {order}, g.k NULLS LAST LIMIT $limit),\n f AS NOT MATERIALIZED (SELECT a.* FROM a JOIN chosen ON a.k IS NOT DISTINCT FROM chosen.k),")}
             {Percentiles("latency_buckets", "latency_counts", "lat")}
             SELECT g.k, g.requests, g.errors, g.refused, g.bytes_in, g.bytes_out, lat.p50, lat.p95, lat.p99
             FROM g LEFT JOIN lat ON g.k IS NOT DISTINCT FROM lat.k
