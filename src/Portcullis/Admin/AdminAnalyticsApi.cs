@@ -1,8 +1,8 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Portcullis.Configuration;
 using Portcullis.Analytics;
+using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
 namespace Portcullis.Admin;

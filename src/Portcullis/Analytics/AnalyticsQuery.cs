@@ -108,34 +108,35 @@ internal static class AnalyticsQuery
 
     private static SummaryResult Summary(DuckDBConnection connection, AnalyticsQueryParameters p, CancellationToken cancellation)
     {
+        // Three lean scans (the totals' plain columns, then each sketch's buckets merged), not one query over
+        // every column: on 30 days of rollups the list columns dominate, and each is read once.
         using var command = connection.CreateCommand();
         using var interrupt = Interrupt(command, cancellation);
         var where = Where(command, p, "minute");
         command.CommandText = $"""
-            WITH f AS (SELECT 0 AS k, 0 AS i, * FROM rollups WHERE {where}),
-            {Percentiles("latency_buckets", "latency_counts", "lat")},
-            {Percentiles("upstream_buckets", "upstream_counts", "up")},
-            totals AS (
-                SELECT {Sums},
-                       coalesce(sum(requests) FILTER (WHERE status BETWEEN 200 AND 299), 0)::BIGINT AS s2,
-                       coalesce(sum(requests) FILTER (WHERE status BETWEEN 300 AND 399), 0)::BIGINT AS s3,
-                       coalesce(sum(requests) FILTER (WHERE status BETWEEN 400 AND 499), 0)::BIGINT AS s4,
-                       coalesce(sum(requests) FILTER (WHERE status BETWEEN 500 AND 599), 0)::BIGINT AS s5
-                FROM f)
-            SELECT t.*, lat.p50, lat.p95, lat.p99, up.p50, up.p95, up.p99, up.measured
-            FROM totals t LEFT JOIN lat ON true LEFT JOIN up ON true
+            SELECT {Sums},
+                   coalesce(sum(requests) FILTER (WHERE status BETWEEN 200 AND 299), 0)::BIGINT AS s2,
+                   coalesce(sum(requests) FILTER (WHERE status BETWEEN 300 AND 399), 0)::BIGINT AS s3,
+                   coalesce(sum(requests) FILTER (WHERE status BETWEEN 400 AND 499), 0)::BIGINT AS s4,
+                   coalesce(sum(requests) FILTER (WHERE status BETWEEN 500 AND 599), 0)::BIGINT AS s5
+            FROM rollups WHERE {where}
             """;
-        SummaryResult summary;
+        long requests, errors, refused, bytesIn, bytesOut, latencySum, upstreamSum, s2, s3, s4, s5;
         using (var reader = command.ExecuteReader())
         {
             reader.Read();
-            var requests = Long(reader, 0);
-            var upstreamMeasured = Long(reader, 17);
-            summary = new SummaryResult(requests, Long(reader, 1), Long(reader, 2), Long(reader, 3), Long(reader, 4),
-                new Latencies(Value(reader, 11), Value(reader, 12), Value(reader, 13), requests == 0 ? null : (double)Long(reader, 5) / requests),
-                upstreamMeasured == 0 ? null : new Latencies(Value(reader, 14), Value(reader, 15), Value(reader, 16), (double)Long(reader, 6) / upstreamMeasured),
-                Long(reader, 7), Long(reader, 8), Long(reader, 9), Long(reader, 10), []);
+            (requests, errors, refused, bytesIn, bytesOut, latencySum, upstreamSum) = (Long(reader, 0), Long(reader, 1), Long(reader, 2), Long(reader, 3), Long(reader, 4), Long(reader, 5), Long(reader, 6));
+            (s2, s3, s4, s5) = (Long(reader, 7), Long(reader, 8), Long(reader, 9), Long(reader, 10));
         }
+
+        var latency = MergedSketch(command, where, "latency_buckets", "latency_counts");
+        var upstream = MergedSketch(command, where, "upstream_buckets", "upstream_counts");
+        long upstreamMeasured = 0;
+        foreach (var count in upstream) upstreamMeasured += count;
+        var summary = new SummaryResult(requests, errors, refused, bytesIn, bytesOut,
+            new Latencies(LatencySketch.Quantile(latency, 0.5), LatencySketch.Quantile(latency, 0.95), LatencySketch.Quantile(latency, 0.99), requests == 0 ? null : (double)latencySum / requests),
+            upstreamMeasured == 0 ? null : new Latencies(LatencySketch.Quantile(upstream, 0.5), LatencySketch.Quantile(upstream, 0.95), LatencySketch.Quantile(upstream, 0.99), (double)upstreamSum / upstreamMeasured),
+            s2, s3, s4, s5, []);
 
         using var reasons = connection.CreateCommand();
         using var interruptReasons = Interrupt(reasons, cancellation);
@@ -144,6 +145,16 @@ internal static class AnalyticsQuery
         var list = new List<KeyCount>();
         while (rows.Read()) list.Add(new KeyCount(rows.GetString(0), rows.GetInt64(1)));
         return summary with { Reasons = list };
+    }
+
+    // The rows' sketches merged (counts summed per bucket in SQL), dense by bucket; the command's parameters are reused.
+    private static long[] MergedSketch(DuckDBCommand command, string where, string buckets, string counts)
+    {
+        command.CommandText = $"SELECT b, sum(n)::BIGINT FROM (SELECT unnest({buckets}) AS b, unnest({counts}) AS n FROM rollups WHERE {where}) GROUP BY b";
+        var dense = new long[LatencySketch.BucketCount];
+        using var reader = command.ExecuteReader();
+        while (reader.Read()) dense[Int(reader, 0)] += Long(reader, 1);
+        return dense;
     }
 
     private static List<TopRow> Top(DuckDBConnection connection, AnalyticsQueryParameters p, CancellationToken cancellation)
@@ -160,9 +171,13 @@ internal static class AnalyticsQuery
             _ => "g.requests DESC",
         };
         command.Parameters.Add(new DuckDBParameter("limit", p.Limit));
+        // Ordered by a plain sum, only the shown groups' sketches are merged (unnesting every group's is the expensive part).
         command.CommandText = $"""
-            WITH f AS (SELECT {KeyExpression(p.GroupBy!.Value)} AS k, 0 AS i, * FROM rollups WHERE {where}),
-            g AS (SELECT k, {Sums} FROM f GROUP BY k),
+            WITH a AS NOT MATERIALIZED (SELECT {KeyExpression(p.GroupBy!.Value)} AS k, 0 AS i, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum, latency_buckets, latency_counts FROM rollups WHERE {where}),
+            g AS (SELECT k, {Sums} FROM a GROUP BY k),
+            {(p.OrderBy == AnalyticsOrder.P99
+                ? "f AS NOT MATERIALIZED (SELECT * FROM a),"
+                : $"chosen AS (SELECT k FROM g ORDER BY {order}, g.k NULLS LAST LIMIT $limit),\n f AS NOT MATERIALIZED (SELECT a.* FROM a JOIN chosen ON a.k IS NOT DISTINCT FROM chosen.k),")}
             {Percentiles("latency_buckets", "latency_counts", "lat")}
             SELECT g.k, g.requests, g.errors, g.refused, g.bytes_in, g.bytes_out, lat.p50, lat.p95, lat.p99
             FROM g LEFT JOIN lat ON g.k IS NOT DISTINCT FROM lat.k
@@ -192,9 +207,9 @@ internal static class AnalyticsQuery
         command.Parameters.Add(new DuckDBParameter("limit", p.Limit));
         var key = p.GroupBy is { } group ? KeyExpression(group) : "'all'";
         command.CommandText = $"""
-            WITH r AS (SELECT {key} AS k, (epoch_us(minute) // $step_us - $first)::INTEGER AS i, * FROM rollups WHERE {where}),
+            WITH r AS NOT MATERIALIZED (SELECT {key} AS k, (epoch_us(minute) // $step_us - $first)::INTEGER AS i, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum, latency_buckets, latency_counts FROM rollups WHERE {where}),
             top AS (SELECT k, sum(requests)::BIGINT AS n FROM r GROUP BY k ORDER BY n DESC, k NULLS LAST LIMIT $limit),
-            f AS (SELECT r.* FROM r JOIN top ON r.k IS NOT DISTINCT FROM top.k),
+            f AS NOT MATERIALIZED (SELECT r.* FROM r JOIN top ON r.k IS NOT DISTINCT FROM top.k),
             g AS (SELECT k, i, {Sums} FROM f GROUP BY k, i),
             {Percentiles("latency_buckets", "latency_counts", "lat")}
             SELECT g.k, g.i, g.requests, g.errors, g.refused, lat.p50, lat.p99, top.n

@@ -1,0 +1,137 @@
+using System.Diagnostics;
+using Portcullis.Analytics;
+using Xunit.Abstractions;
+
+namespace Portcullis.Tests.Analytics;
+
+/// <summary>
+/// The issue's query figure: 30 days × 200 routes × 1,000 consumers of per-minute rollups, and how long the
+/// query API's queries take on it. Runs only when PORTCULLIS_BENCH_ANALYTICS names a folder (bench/analytics-query.sh);
+/// the store is generated there once (SQL, reproducible) and reused.
+/// </summary>
+/// <remarks>
+/// The data: 1,000 consumers each call 5 of the 200 routes (5,000 consumer × route pairs, 20 clusters, 10 consumer
+/// groups); every pair is active one minute in ten, so each minute has 500 rows and 30 days 21.6 M rows. A row counts
+/// 4 to 66 requests over 1 to 6 latency buckets; 2 % are 503 upstream.unavailable, 3 % 429 ratelimit.exceeded,
+/// 2 % 401 auth.missing (no upstream sketch), the rest 200. With PORTCULLIS_BENCH_ANALYTICS_DENSITY=hourly: one row per
+/// pair and hour (3.6 M rows, 4 to 20 buckets a row: six minute rows of 1 to 6 buckets overlap once merged), the shape an hourly compaction of older minutes would leave.
+/// </remarks>
+public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
+{
+    public const string Variable = "PORTCULLIS_BENCH_ANALYTICS";
+    private static readonly DateTime End = new(2026, 12, 1, 0, 0, 0, DateTimeKind.Utc);
+    private const int Days = 30;
+    private const int RowsPerMinute = 500;
+
+    [Fact]
+    [Trait("Category", "Benchmark")]
+    public void Queries_over_30_days_of_rollups()
+    {
+        if (Environment.GetEnvironmentVariable(Variable) is not { Length: > 0 } folder) return; // a benchmark, not a test: opt in
+        Directory.CreateDirectory(folder);
+        // PORTCULLIS_BENCH_ANALYTICS_DENSITY=hourly: one row per pair and hour instead (what an hourly compaction of old minutes would leave).
+        var hourly = Environment.GetEnvironmentVariable(Variable + "_DENSITY") == "hourly";
+        var database = new AnalyticsDatabase(Path.Combine(folder, hourly ? "analytics-30d-hourly.duckdb" : "analytics-30d.duckdb"));
+        using (var connection = database.OpenConnection())
+        {
+            if (Count(connection) == 0)
+            {
+                var watch = Stopwatch.StartNew();
+                Generate(connection, hourly);
+                Say($"generated in {watch.Elapsed.TotalSeconds:0.0} s");
+            }
+
+            Say($"rows: {Count(connection):N0}; requests: {Scalar(connection, "SELECT sum(requests)::BIGINT FROM rollups"):N0}");
+        }
+
+        Say($"file: {new FileInfo(database.Path).Length / 1048576.0:0} MiB");
+        var now = End;
+        (string Name, AnalyticsQueryKind Kind, (string, string)[] Query)[] queries =
+        [
+            ("summary 30d", AnalyticsQueryKind.Summary, [("from", "now-30d")]),
+            ("summary 24h", AnalyticsQueryKind.Summary, [("from", "now-24h")]),
+            ("summary 1h", AnalyticsQueryKind.Summary, [("from", "now-1h")]),
+            ("summary 30d consumer=consumer-42", AnalyticsQueryKind.Summary, [("from", "now-30d"), ("consumer", "consumer-42")]),
+            ("top 30d by consumer", AnalyticsQueryKind.Top, [("from", "now-30d"), ("by", "consumer")]),
+            ("top 30d by route orderBy p99", AnalyticsQueryKind.Top, [("from", "now-30d"), ("by", "route"), ("orderBy", "p99")]),
+            ("top 24h by consumer", AnalyticsQueryKind.Top, [("from", "now-24h"), ("by", "consumer")]),
+            ("timeseries 30d (1d)", AnalyticsQueryKind.Timeseries, [("from", "now-30d")]),
+            ("timeseries 30d 1h by route", AnalyticsQueryKind.Timeseries, [("from", "now-30d"), ("step", "1h"), ("groupBy", "route")]),
+            ("timeseries 24h (5m)", AnalyticsQueryKind.Timeseries, [("from", "now-24h")]),
+            ("timeseries 1h (1m) by consumer", AnalyticsQueryKind.Timeseries, [("from", "now-1h"), ("groupBy", "consumer")]),
+        ];
+        // The gateway's writer keeps the database instance open; so does this connection, so a query's time is the
+        // query's, not opening the file.
+        using var keepOpen = database.OpenConnection();
+        Say("query | median ms | min ms | max ms (5 runs after 1 warm-up)");
+        foreach (var (name, kind, query) in queries)
+        {
+            var parameters = AnalyticsQueryParameters.Parse(kind, query.Select(q => KeyValuePair.Create(q.Item1, new[] { q.Item2 })), now);
+            var times = new List<double>();
+            for (var run = 0; run < 6; run++)
+            {
+                var watch = Stopwatch.StartNew();
+                using var connection = database.OpenConnection();
+                AnalyticsQuery.Run(connection, parameters, "local");
+                if (run > 0) times.Add(watch.Elapsed.TotalMilliseconds);
+            }
+
+            times.Sort();
+            Say($"{name} | {times[2]:0} | {times[0]:0} | {times[^1]:0}");
+        }
+    }
+
+    private readonly List<string> _lines = [];
+
+    // To the test output and to {folder}/results.txt (the output is shown only with a verbose logger).
+    private void Say(string line)
+    {
+        output.WriteLine(line);
+        _lines.Add(line);
+        if (Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } folder) File.WriteAllLines(Path.Combine(folder, "results.txt"), _lines);
+    }
+
+    private static void Generate(DuckDB.NET.Data.DuckDBConnection connection, bool hourly)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandTimeout = 0;
+        // n → minute m = n / 500 and row j = n % 500; pair p = (j·10 + m mod 10) mod 5000 (each pair every 10th minute);
+        // consumer c = p / 5, route r = (c·7 + (p mod 5)·37) mod 200. hash() spreads statuses and latencies.
+        command.CommandText = $"""
+            INSERT INTO rollups
+            WITH base AS (
+                SELECT n, {(hourly ? "(n // 5000) * 60" : $"n // {RowsPerMinute}")} AS m,
+                       {(hourly ? "n % 5000" : $"((n % {RowsPerMinute}) * 10 + (n // {RowsPerMinute}) % 10) % 5000")} AS p,
+                       hash(n) % 100 AS h, hash(n * 31) % 300 AS b, {(hourly ? "4 + n % 17" : "1 + n % 6")} AS k
+                FROM range({(hourly ? Days * 24L * 5000 : Days * 1440L * RowsPerMinute)}) t(n)),
+            rows AS (
+                SELECT m, p // 5 AS c, ((p // 5) * 7 + (p % 5) * 37) % 200 AS r, h, k,
+                       CASE WHEN h < 2 THEN 503 WHEN h < 5 THEN 429 WHEN h < 7 THEN 401 ELSE 200 END AS status,
+                       list_transform(range(k), x -> (400 + b + x * 9)::SMALLINT) AS buckets,
+                       list_transform(range(k), x -> (1 + (n + x) % 11)::BIGINT) AS counts
+                FROM base)
+            SELECT TIMESTAMP '{End.AddDays(-Days):yyyy-MM-dd HH:mm:ss}' + to_minutes(m::BIGINT),
+                   'route-' || r, 'cluster-' || (r % 20), 'consumer-' || c, 'group-' || (c % 10), status::SMALLINT,
+                   CASE status WHEN 503 THEN 'upstream.unavailable' WHEN 429 THEN 'ratelimit.exceeded' WHEN 401 THEN 'auth.missing' END,
+                   list_sum(counts)::BIGINT, list_sum(counts) * 300, list_sum(counts) * 2500,
+                   list_sum(list_transform(range(k), x -> (1 + (x % 11)) * 40000))::BIGINT,
+                   CASE WHEN status IN (429, 401) THEN 0 ELSE list_sum(counts) * 20000 END::BIGINT,
+                   buckets, counts,
+                   CASE WHEN status IN (429, 401) THEN []::SMALLINT[] ELSE list_transform(buckets, x -> (x - 30)::SMALLINT) END,
+                   CASE WHEN status IN (429, 401) THEN []::BIGINT[] ELSE counts END
+            FROM rows
+            """;
+        command.ExecuteNonQuery();
+        command.CommandText = "CHECKPOINT";
+        command.ExecuteNonQuery();
+    }
+
+    private static long Count(DuckDB.NET.Data.DuckDBConnection connection) => Scalar(connection, "SELECT count(*) FROM rollups");
+
+    private static long Scalar(DuckDB.NET.Data.DuckDBConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+}
