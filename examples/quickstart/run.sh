@@ -37,6 +37,8 @@ Try:
   curl $admin/admin/certificates           # certificates and days to expiry
   curl $admin/admin/traffic                # rate limits, quotas, stores
   curl $admin/admin/clusters               # destinations and their health
+  curl "$admin/admin/analytics/top?by=consumer"   # analytics (flushed every 5 s): who called what, p50/p99
+  open $admin/ui/                          # the analytics dashboard (loopback admin listener: no sign-in)
   edit examples/quickstart/versions.map    # takes effect without a restart
 TRY
 "$bin" run -c examples/quickstart/portcullis.yaml & pids+=($!)

@@ -92,7 +92,7 @@ internal sealed partial class AdminAnalyticsApi(SnapshotStore store, IServicePro
     {
         var snapshot = store.Current;
         if (snapshot.Analytics is null || services.GetService<AnalyticsDatabase>() is not { } database) return null;
-        if (snapshot.Config.Analytics.FleetPath is { Length: > 0 } fleet) return AnalyticsSource.Fleet(snapshot.Source.Resolve(fleet));
+        if (snapshot.Analytics.FleetPath is { } fleet) return AnalyticsSource.Fleet(fleet);
         return AnalyticsSource.Local(database);
     }
 

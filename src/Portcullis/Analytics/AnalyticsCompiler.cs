@@ -60,6 +60,8 @@ internal static class AnalyticsCompiler
         var file = CompilePath(context, options.Path, ref ok);
         var export = ParquetExportCompiler.Compile(context, options);
         if (options.Export is not null && export is null) ok = false;
+        var fleet = ParquetExportCompiler.CompileFleetPath(context, options);
+        if (options.FleetPath is not null && fleet is null) ok = false;
 
         if (!ok || file is null) return null;
         return new CompiledAnalytics
@@ -73,6 +75,7 @@ internal static class AnalyticsCompiler
             RawPaths = samples.RawPaths,
             ExportPath = export?.Path,
             ExportInstance = export?.Instance,
+            FleetPath = fleet,
             RouteTemplates = Templates(routes),
         };
     }

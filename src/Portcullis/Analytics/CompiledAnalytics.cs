@@ -27,6 +27,9 @@ internal sealed record CompiledAnalytics
 
     public string? ExportInstance { get; init; }
 
+    /// <summary>A fleet's export folder (absolute) the query API, dashboard and CLI read instead of this store; null without it.</summary>
+    public string? FleetPath { get; init; }
+
     /// <summary>Route name → its path template (what samples store instead of the raw path).</summary>
     public FrozenDictionary<string, string> RouteTemplates { get; init; } = FrozenDictionary<string, string>.Empty;
 }

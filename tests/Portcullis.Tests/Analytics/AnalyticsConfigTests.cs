@@ -36,8 +36,22 @@ public sealed class AnalyticsConfigTests() : ConfigBuildTestBase("portcullis-ana
         Assert.Equal(10L << 20, analytics.MaxSize);
         Assert.Equal((0.5, 100, true), (analytics.SuccessRate, analytics.QueueSize, analytics.RawPaths));
         Assert.Equal(Path.Combine(_directory.FullName, "parquet"), analytics.ExportPath);
+        Assert.Null(analytics.FleetPath);
         Assert.Equal("/orders/{**rest}", analytics.RouteTemplates["orders"]);
         Assert.Equal("/one/{id}", analytics.RouteTemplates["one"]);
+    }
+
+    [Fact]
+    public void The_fleet_path_is_compiled_with_the_store_and_a_glob_in_it_refuses_the_config()
+    {
+        Directory.CreateDirectory(Path.Combine(_directory.FullName, "data"));
+        var fleet = Build("analytics: { path: data/a.duckdb, fleetPath: shared/fleet }\nroutes: []\n");
+        Assert.True(fleet.Succeeded, Dump(fleet));
+        Assert.Equal(Path.Combine(_directory.FullName, "shared", "fleet"), fleet.Snapshot!.Analytics!.FleetPath);
+
+        var glob = Build("analytics: { path: data/a.duckdb, fleetPath: \"shared/*\" }\nroutes: []\n");
+        Assert.False(glob.Succeeded);
+        AssertAt(ErrorContaining(glob, "fleetPath cannot contain '*'"), 1, 46);
     }
 
     [Fact]
