@@ -65,6 +65,37 @@ public sealed class AnalyticsQueryApiTests : IAsyncLifetime
     private static string[] Names(JsonElement element) => [.. element.EnumerateObject().Select(p => p.Name)];
 
     [Fact]
+    public async Task With_a_fleet_path_the_api_answers_for_every_instance_in_the_folder()
+    {
+        // Two instances' stores with closed hours (three hours ago), exported into one folder as the fleet does.
+        var fleet = Path.Combine(_directory, "fleet");
+        var hour = new DateTime(DateTime.UtcNow.Ticks - DateTime.UtcNow.Ticks % TimeSpan.TicksPerHour, DateTimeKind.Utc).AddHours(-3);
+        var instances = new[] { ("gw-a", new AnalyticsDataGenerator().Traffic(hour, minutes: 50, rowsPerMinute: 4, seed: 11)),
+                                ("gw-b", new AnalyticsDataGenerator().Traffic(hour.AddHours(1), minutes: 40, rowsPerMinute: 5, seed: 12)) };
+        foreach (var (instance, data) in instances)
+        {
+            var store = new AnalyticsDatabase(Path.Combine(_directory, instance + ".duckdb"));
+            data.WriteTo(store);
+            var exporter = new ParquetExporter(store, new ParquetExportSettings(fleet, instance, TimeSpan.FromSeconds(5), TimeSpan.FromDays(30)),
+                TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<ParquetExporter>.Instance);
+            Assert.True(exporter.ExportClosedHours() > 0);
+        }
+
+        // This instance's own store has other data: the answer must come from the folder only.
+        await using var gateway = await TestGateway.StartAsync(Config().Replace("analytics:\n", $"analytics:\n  fleetPath: \"{fleet}\"\n", StringComparison.Ordinal));
+        var range = $"from={Uri.EscapeDataString(hour.ToString("O"))}&to={Uri.EscapeDataString(hour.AddHours(2).ToString("O"))}";
+
+        var (status, summary, _) = await GetAsync(gateway, "/admin/analytics/summary?" + range);
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("fleet", summary.GetProperty("source").GetString());
+        Assert.Equal(instances.Sum(i => i.Item2.Rollups.Sum(r => r.Requests)), summary.GetProperty("requests").GetInt64());
+        Assert.Equal(instances.Sum(i => i.Item2.Rollups.Where(r => r.Status >= 500).Sum(r => r.Requests)), summary.GetProperty("errors").GetInt64());
+
+        var (_, top, _) = await GetAsync(gateway, "/admin/analytics/top?by=route&limit=1000&" + range);
+        Assert.Equal(instances.Sum(i => i.Item2.Rollups.Sum(r => r.Requests)), top.GetProperty("rows").EnumerateArray().Sum(r => r.GetProperty("requests").GetInt64()));
+    }
+
+    [Fact]
     public async Task Each_endpoint_answers_the_documented_shape_with_the_stores_numbers()
     {
         await using var gateway = await TestGateway.StartAsync(Config());
