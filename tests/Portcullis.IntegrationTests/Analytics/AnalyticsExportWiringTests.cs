@@ -29,9 +29,11 @@ public sealed class AnalyticsExportWiringTests
         await using var gateway = await TestGateway.StartAsync(config, new Dictionary<string, string> { ["keys.yaml"] = "consumers: {}\n" });
         var file = Path.Combine(exports, $"dt={hour:yyyy-MM-dd}", $"hour={hour:HH}", "instance=it-1", "rollups.parquet");
         await Eventually.TrueAsync(() => File.Exists(file), "exported");
-        var ready = await gateway.Admin.GetStringAsync("/readyz");
+        // The file is renamed into place before the exporter records its progress: wait for the status too.
+        var ready = "";
+        await Eventually.TrueAsync(async () => (ready = await gateway.Admin.GetStringAsync("/readyz")).Contains("exported up to", StringComparison.Ordinal),
+            "/readyz reports the export", context: () => Task.FromResult(ready));
         Assert.Contains("analyticsExport", ready, StringComparison.Ordinal);
-        Assert.Contains("exported up to", ready, StringComparison.Ordinal);
         await gateway.DisposeAsync();
         Directory.Delete(dir, recursive: true);
     }
