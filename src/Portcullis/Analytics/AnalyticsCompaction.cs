@@ -78,12 +78,9 @@ internal static class AnalyticsCompaction
         while (merged < max)
         {
             var next = NextRow(connection, cursor, end);
-            if (next is null)
-            {
-                // Nothing left before the end: the progress moves there (the gap needs no visit next time).
-                if (cursor is null || end > cursor) SetProgress(connection, key, end);
-                break;
-            }
+            // Nothing left before the end. The progress stays at the last merged range (it tells readers where the
+            // coarse rows end; a gap costs one min() next time), and an idle store writes nothing.
+            if (next is null) break;
 
             var start = Floor(next.Value, size);
             using (var transaction = connection.BeginTransaction())
