@@ -10,13 +10,16 @@ internal static class AnalyticsCompiler
     internal static readonly TimeSpan MaxFlushInterval = TimeSpan.FromHours(1);
     internal static readonly TimeSpan MinRetention = TimeSpan.FromHours(1);
 
+    /// <summary>Above the export's closing delay (flushInterval + 1m, at most 1h1m): an hour is exported per minute before it is compacted.</summary>
+    internal static readonly TimeSpan MinHourlyAfter = TimeSpan.FromHours(2);
+
     private const string Section = "analytics";
 
     internal static CompiledAnalytics? Compile(CompileContext context, AnalyticsOptions options, IReadOnlyList<RouteOptions> routes)
     {
         if (options.Path is null)
         {
-            foreach (var key in (string[])["flushInterval", "retention", "maxSize", "samples", "export"])
+            foreach (var key in (string[])["flushInterval", "retention", "maxSize", "samples", "export", "compaction"])
             {
                 if (context.Loaded.Locations.Has($"{Section}.{key}")) context.Warning($"{Section}.{key}", "analytics is off without a path", "add path: data/analytics.duckdb");
             }
@@ -46,6 +49,18 @@ internal static class AnalyticsCompiler
             Error("maxSize", $"maxSize must be at least 1MiB (it is {options.MaxSize})", "e.g. maxSize: 2GiB");
         }
 
+        var compaction = options.Compaction;
+        if (compaction.HourlyAfter < MinHourlyAfter)
+        {
+            Error("compaction.hourlyAfter", $"hourlyAfter must be at least 2h (it is {compaction.HourlyAfter})",
+                "minutes are kept per minute this long, and an hour must be closed and exported first: e.g. hourlyAfter: 48h");
+        }
+        else if (compaction.DailyAfter <= compaction.HourlyAfter)
+        {
+            Error("compaction.dailyAfter", $"dailyAfter must be longer than hourlyAfter ({compaction.DailyAfter} ≤ {compaction.HourlyAfter})",
+                "rows become hourly first, then daily: e.g. hourlyAfter: 48h, dailyAfter: 7d");
+        }
+
         var samples = options.Samples;
         if (double.IsNaN(samples.SuccessRate) || samples.SuccessRate is < 0 or > 1)
         {
@@ -70,6 +85,8 @@ internal static class AnalyticsCompiler
             FlushInterval = options.FlushInterval,
             Retention = options.Retention,
             MaxSize = options.MaxSize.Bytes,
+            HourlyAfter = compaction.HourlyAfter,
+            DailyAfter = compaction.DailyAfter,
             SuccessRate = samples.SuccessRate,
             QueueSize = samples.QueueSize,
             RawPaths = samples.RawPaths,

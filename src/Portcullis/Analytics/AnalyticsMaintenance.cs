@@ -8,7 +8,8 @@ namespace Portcullis.Analytics;
 /// every <see cref="Interval"/>): rows older than analytics.retention are deleted; while the data takes more
 /// than analytics.maxSize, the oldest hour is deleted, then the database is checkpointed. DuckDB reuses the
 /// freed blocks for new rows (and gives back free blocks at the end of the file on checkpoint), so the file
-/// stops growing at about maxSize (docs/analytics.md, "Retention and size").
+/// stops growing at about maxSize (docs/analytics.md, "Retention and size"). Then the tiered rollups are
+/// compacted (<see cref="AnalyticsCompaction"/>).
 /// </summary>
 internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, ILogger logger)
 {
@@ -50,7 +51,17 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
         }
 
         CapSize(connection, options);
+
+        var (hours, days) = AnalyticsCompaction.Run(connection, options, now);
+        HoursCompacted += hours;
+        DaysCompacted += days;
+        if (hours + days > 0) LogCompacted(logger, hours, days);
     }
+
+    /// <summary>Hours of minute rows and days of hourly rows merged since start (tiered rollups).</summary>
+    public long HoursCompacted { get; private set; }
+
+    public long DaysCompacted { get; private set; }
 
     private void CapSize(DuckDBConnection connection, CompiledAnalytics options)
     {
@@ -123,6 +134,9 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
 
     [LoggerMessage(EventId = 8210, Level = LogLevel.Information, Message = "Analytics retention: deleted {Rows} rows older than {Cutoff:O}")]
     private static partial void LogRetention(ILogger logger, long rows, DateTime cutoff);
+
+    [LoggerMessage(EventId = 8212, Level = LogLevel.Debug, Message = "Analytics compaction: merged {Hours} hours of minute rows and {Days} days of hourly rows")]
+    private static partial void LogCompacted(ILogger logger, int hours, int days);
 
     [LoggerMessage(EventId = 8211, Level = LogLevel.Warning, Message = "Analytics store above its size cap ({MaxSize} bytes): deleted {Rows} rows older than {Cutoff:O}")]
     private static partial void LogSizeCap(ILogger logger, long rows, DateTime cutoff, long maxSize);

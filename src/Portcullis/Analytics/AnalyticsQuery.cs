@@ -19,6 +19,7 @@ internal static class AnalyticsQuery
     public static AnalyticsResult Run(DuckDBConnection connection, AnalyticsQueryParameters p, string source, CancellationToken cancellation = default)
     {
         cancellation.ThrowIfCancellationRequested();
+        if (p.Kind == AnalyticsQueryKind.Timeseries) p = Coarsened(connection, p);
         var result = p.Kind switch
         {
             AnalyticsQueryKind.Summary => new AnalyticsResult(p, source) { Summary = Summary(connection, p, cancellation) },
@@ -28,6 +29,18 @@ internal static class AnalyticsQuery
         };
         cancellation.ThrowIfCancellationRequested();
         return result;
+    }
+
+    /// <summary>
+    /// A step finer than the stored rows' resolution where the window starts (compacted to hours or days:
+    /// <see cref="AnalyticsCompaction"/>) is rounded up to it, so no step shows a whole hour's or day's requests
+    /// at its start and zeros after; the answer's `step` is the one used.
+    /// </summary>
+    internal static AnalyticsQueryParameters Coarsened(DuckDBConnection connection, AnalyticsQueryParameters p)
+    {
+        if (AnalyticsCompaction.ResolutionAt(connection, p.From) is not { } resolution || p.Step >= resolution) return p;
+        var step = Array.Find(AnalyticsQueryParameters.Steps, s => s.Step == resolution);
+        return p with { Step = step.Step, StepName = step.Name };
     }
 
     // DuckDB interrupts the command when the query is cancelled.

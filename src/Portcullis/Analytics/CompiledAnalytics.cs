@@ -15,6 +15,12 @@ internal sealed record CompiledAnalytics
     /// <summary>Bytes.</summary>
     public required long MaxSize { get; init; }
 
+    /// <summary>Minute rows older than this are merged per hour (AnalyticsCompaction).</summary>
+    public TimeSpan HourlyAfter { get; init; } = TimeSpan.FromHours(48);
+
+    /// <summary>Rows older than this are merged per day.</summary>
+    public TimeSpan DailyAfter { get; init; } = TimeSpan.FromDays(7);
+
     public required double SuccessRate { get; init; }
 
     /// <summary>Read at start: the sample queue is sized once.</summary>

@@ -89,6 +89,21 @@ public sealed class AnalyticsConfigTests() : ConfigBuildTestBase("portcullis-ana
     }
 
     [Fact]
+    public void Compaction_tiers_are_compiled_and_bad_ones_refused_at_their_positions()
+    {
+        Directory.CreateDirectory(Path.Combine(_directory.FullName, "data"));
+        var defaults = Build("analytics: { path: data/a.duckdb }\nroutes: []\n");
+        Assert.True(defaults.Succeeded, Dump(defaults));
+        Assert.Equal((TimeSpan.FromHours(48), TimeSpan.FromDays(7)), (defaults.Snapshot!.Analytics!.HourlyAfter, defaults.Snapshot.Analytics.DailyAfter));
+        var set = Build("analytics: { path: data/a.duckdb, compaction: { hourlyAfter: 6h, dailyAfter: 2d } }\nroutes: []\n");
+        Assert.True(set.Succeeded, Dump(set));
+        Assert.Equal((TimeSpan.FromHours(6), TimeSpan.FromDays(2)), (set.Snapshot!.Analytics!.HourlyAfter, set.Snapshot.Analytics.DailyAfter));
+
+        AssertAt(ErrorContaining(Build("analytics: { path: data/a.duckdb, compaction: { hourlyAfter: 1h } }\nroutes: []\n"), "hourlyAfter must be at least 2h"), 1, 62);
+        AssertAt(ErrorContaining(Build("analytics: { path: data/a.duckdb, compaction: { hourlyAfter: 3d, dailyAfter: 2d } }\nroutes: []\n"), "dailyAfter must be longer than hourlyAfter"), 1, 78);
+    }
+
+    [Fact]
     public void A_directory_the_gateway_cannot_write_is_refused()
     {
         // /sys refuses new files to every user, root included (mode bits would not stop root).

@@ -67,6 +67,30 @@ public sealed class AnalyticsMaintenanceTests(ITestOutputHelper output) : IDispo
     }
 
     [Fact]
+    public void The_maintenance_job_merges_minutes_older_than_hourlyAfter_into_their_hour()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (recorder, writer, database, snapshot) = Store(time, ", compaction: { hourlyAfter: 2h, dailyAfter: 1d }");
+        using (writer)
+        {
+            Send(recorder, snapshot, time.GetUtcNow(), 3);
+            writer.Flush();
+            time.Advance(TimeSpan.FromMinutes(10));
+            Send(recorder, snapshot, time.GetUtcNow(), 2);
+            writer.Flush();
+            Assert.Equal(2, Count(database, "SELECT count(*) FROM rollups"));
+
+            time.Advance(TimeSpan.FromHours(3));
+            Send(recorder, snapshot, time.GetUtcNow(), 1);
+            writer.Flush(); // the job is due: the first hour is 3 hours old
+            Assert.Equal(1, writer.Maintenance.HoursCompacted);
+            Assert.Equal(2, Count(database, "SELECT count(*) FROM rollups")); // the merged hour and the new minute
+            Assert.Equal(5, Count(database, $"SELECT requests FROM rollups WHERE minute = TIMESTAMP '{Start:yyyy-MM-dd HH:mm:ss}'"));
+            Assert.Equal(6, Count(database, "SELECT sum(requests)::BIGINT FROM rollups"));
+        }
+    }
+
+    [Fact]
     public void A_store_that_cannot_be_written_is_retried_with_backoff_keeps_the_batch_and_writes_it_once_it_can()
     {
         var time = new FakeTimeProvider(Start);

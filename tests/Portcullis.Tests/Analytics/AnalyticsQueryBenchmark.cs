@@ -15,6 +15,10 @@ namespace Portcullis.Tests.Analytics;
 /// 4 to 66 requests over 1 to 6 latency buckets; 2 % are 503 upstream.unavailable, 3 % 429 ratelimit.exceeded,
 /// 2 % 401 auth.missing (no upstream sketch), the rest 200. With PORTCULLIS_BENCH_ANALYTICS_DENSITY=hourly: one row per
 /// pair and hour (3.6 M rows, 4 to 20 buckets a row: six minute rows of 1 to 6 buckets overlap once merged), the shape an hourly compaction of older minutes would leave.
+/// With PORTCULLIS_BENCH_ANALYTICS_DENSITY=tiered: what the store's compaction leaves with its defaults (AnalyticsCompaction,
+/// hourlyAfter 48h, dailyAfter 7d): the last 48 h per minute (1.44 M rows), 48 h to 7 d one row per pair and hour (600 k rows),
+/// older one row per pair and day (115 k rows, 150 to 299 buckets a row: 144 minute rows of 1 to 6 buckets spread over
+/// ~345 buckets, merged), 2.16 M rows in all.
 /// </remarks>
 public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
 {
@@ -30,14 +34,33 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
         if (Environment.GetEnvironmentVariable(Variable) is not { Length: > 0 } folder) return; // a benchmark, not a test: opt in
         Directory.CreateDirectory(folder);
         // PORTCULLIS_BENCH_ANALYTICS_DENSITY=hourly: one row per pair and hour instead (what an hourly compaction of old minutes would leave).
-        var hourly = Environment.GetEnvironmentVariable(Variable + "_DENSITY") == "hourly";
-        var database = new AnalyticsDatabase(Path.Combine(folder, hourly ? "analytics-30d-hourly.duckdb" : "analytics-30d.duckdb"));
+        var density = Environment.GetEnvironmentVariable(Variable + "_DENSITY") is { Length: > 0 } d ? d : "minute";
+        if (density is not ("minute" or "hourly" or "tiered")) throw new InvalidOperationException($"{Variable}_DENSITY must be minute, hourly or tiered");
+        var database = new AnalyticsDatabase(Path.Combine(folder, density == "minute" ? "analytics-30d.duckdb" : $"analytics-30d-{density}.duckdb"));
         using (var connection = database.OpenConnection())
         {
             if (Count(connection) == 0)
             {
                 var watch = Stopwatch.StartNew();
-                Generate(connection, hourly);
+                if (density == "tiered")
+                {
+                    // Oldest first, as the tiers lie: days 0–22 daily, then 5 days hourly, then 2 days per minute.
+                    Generate(connection, Tier.Daily, 0, Days - 7);
+                    Generate(connection, Tier.Hourly, Days - 7, 5);
+                    Generate(connection, Tier.Minute, Days - 2, 2);
+                    // The compaction's progress, as it would have written it: timeseries steps are rounded up to the tiers.
+                    using var meta = connection.CreateCommand();
+                    meta.CommandText = $"INSERT OR REPLACE INTO analytics_meta VALUES ('{AnalyticsCompaction.HourlyKey}', '{End.AddDays(-2):yyyy-MM-ddTHH:mm:ssZ}'), ('{AnalyticsCompaction.DailyKey}', '{End.AddDays(-7):yyyy-MM-ddTHH:mm:ssZ}')";
+                    meta.ExecuteNonQuery();
+                }
+                else
+                {
+                    Generate(connection, density == "hourly" ? Tier.Hourly : Tier.Minute, 0, Days);
+                }
+
+                using var checkpoint = connection.CreateCommand();
+                checkpoint.CommandText = "CHECKPOINT";
+                checkpoint.ExecuteNonQuery();
                 Say($"generated in {watch.Elapsed.TotalSeconds:0.0} s");
             }
 
@@ -68,16 +91,17 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
         {
             var parameters = AnalyticsQueryParameters.Parse(kind, query.Select(q => KeyValuePair.Create(q.Item1, new[] { q.Item2 })), now);
             var times = new List<double>();
+            string? step = null;
             for (var run = 0; run < 6; run++)
             {
                 var watch = Stopwatch.StartNew();
                 using var connection = database.OpenConnection();
-                AnalyticsQuery.Run(connection, parameters, "local");
+                step = AnalyticsQuery.Run(connection, parameters, "local").Parameters.StepName;
                 if (run > 0) times.Add(watch.Elapsed.TotalMilliseconds);
             }
 
             times.Sort();
-            Say($"{name} | {times[2]:0} | {times[0]:0} | {times[^1]:0}");
+            Say($"{name}{(kind == AnalyticsQueryKind.Timeseries && step != parameters.StepName ? $" [step used: {step}]" : "")} | {times[2]:0} | {times[0]:0} | {times[^1]:0}");
         }
     }
 
@@ -91,8 +115,19 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
         if (Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } folder) File.WriteAllLines(Path.Combine(folder, "results.txt"), _lines);
     }
 
-    private static void Generate(DuckDB.NET.Data.DuckDBConnection connection, bool hourly)
+    private enum Tier { Minute, Hourly, Daily }
+
+    // Days [firstDay, firstDay + days) of the 30 at one resolution.
+    private static void Generate(DuckDB.NET.Data.DuckDBConnection connection, Tier tier, int firstDay, int days)
     {
+        var (minute, pair, buckets, rowCount) = tier switch
+        {
+            Tier.Minute => ($"n // {RowsPerMinute}", $"((n % {RowsPerMinute}) * 10 + (n // {RowsPerMinute}) % 10) % 5000", "1 + n % 6", days * 1440L * RowsPerMinute),
+            Tier.Hourly => ("(n // 5000) * 60", "n % 5000", "4 + n % 17", days * 24L * 5000),
+            _ => ("(n // 5000) * 1440", "n % 5000", "150 + n % 150", days * 5000L),
+        };
+        // A day merges 144 minute rows of 1–6 buckets spread over ~345: most buckets of that range are in it.
+        var spacing = tier == Tier.Daily ? 1 : 9;
         using var command = connection.CreateCommand();
         command.CommandTimeout = 0;
         // n → minute m = n / 500 and row j = n % 500; pair p = (j·10 + m mod 10) mod 5000 (each pair every 10th minute);
@@ -100,17 +135,15 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
         command.CommandText = $"""
             INSERT INTO rollups
             WITH base AS (
-                SELECT n, {(hourly ? "(n // 5000) * 60" : $"n // {RowsPerMinute}")} AS m,
-                       {(hourly ? "n % 5000" : $"((n % {RowsPerMinute}) * 10 + (n // {RowsPerMinute}) % 10) % 5000")} AS p,
-                       hash(n) % 100 AS h, hash(n * 31) % 300 AS b, {(hourly ? "4 + n % 17" : "1 + n % 6")} AS k
-                FROM range({(hourly ? Days * 24L * 5000 : Days * 1440L * RowsPerMinute)}) t(n)),
+                SELECT n, {minute} AS m, {pair} AS p, hash(n) % 100 AS h, hash(n * 31) % 300 AS b, {buckets} AS k
+                FROM range({rowCount}) t(n)),
             rows AS (
                 SELECT m, p // 5 AS c, ((p // 5) * 7 + (p % 5) * 37) % 200 AS r, h, k,
                        CASE WHEN h < 2 THEN 503 WHEN h < 5 THEN 429 WHEN h < 7 THEN 401 ELSE 200 END AS status,
-                       list_transform(range(k), x -> (400 + b + x * 9)::SMALLINT) AS buckets,
+                       list_transform(range(k), x -> (400 + b + x * {spacing})::SMALLINT) AS buckets,
                        list_transform(range(k), x -> (1 + (n + x) % 11)::BIGINT) AS counts
                 FROM base)
-            SELECT TIMESTAMP '{End.AddDays(-Days):yyyy-MM-dd HH:mm:ss}' + to_minutes(m::BIGINT),
+            SELECT TIMESTAMP '{End.AddDays(firstDay - Days):yyyy-MM-dd HH:mm:ss}' + to_minutes(m::BIGINT),
                    'route-' || r, 'cluster-' || (r % 20), 'consumer-' || c, 'group-' || (c % 10), status::SMALLINT,
                    CASE status WHEN 503 THEN 'upstream.unavailable' WHEN 429 THEN 'ratelimit.exceeded' WHEN 401 THEN 'auth.missing' END,
                    list_sum(counts)::BIGINT, list_sum(counts) * 300, list_sum(counts) * 2500,
@@ -121,8 +154,6 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
                    CASE WHEN status IN (429, 401) THEN []::BIGINT[] ELSE counts END
             FROM rows
             """;
-        command.ExecuteNonQuery();
-        command.CommandText = "CHECKPOINT";
         command.ExecuteNonQuery();
     }
 

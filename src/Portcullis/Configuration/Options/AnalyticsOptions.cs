@@ -17,6 +17,9 @@ internal sealed record AnalyticsOptions
     [Description("The store file is kept below this size: the oldest data is deleted first. Default 2GiB.")]
     public ByteSize MaxSize { get; init; } = ByteSize.FromGiB(2);
 
+    [Description("Tiered rollups: older rollups are merged to coarser time steps so long-range queries stay fast (totals and percentiles are unchanged).")]
+    public AnalyticsCompactionOptions Compaction { get; init; } = new();
+
     [Description("Which individual requests are kept for drill-down besides the rollups.")]
     public AnalyticsSamplesOptions Samples { get; init; } = new();
 
@@ -37,6 +40,15 @@ internal sealed record AnalyticsSamplesOptions
 
     [Description("Keep the raw request path (without the query) instead of the route's path template. Raw paths can hold ids and personal data. Default false.")]
     public bool RawPaths { get; init; }
+}
+
+internal sealed record AnalyticsCompactionOptions
+{
+    [Description("Per-minute rollups older than this are merged into one row per hour. At least 2h. Default 48h.")]
+    public TimeSpan HourlyAfter { get; init; } = TimeSpan.FromHours(48);
+
+    [Description("Hourly rollups older than this are merged into one row per day. More than hourlyAfter. Default 7d.")]
+    public TimeSpan DailyAfter { get; init; } = TimeSpan.FromDays(7);
 }
 
 internal sealed record AnalyticsExportOptions
