@@ -179,22 +179,7 @@ public sealed class OidcIssuerTests
     {
         await using var idp = await TestIdentityProvider.StartAsync("idp-rotate");
         await using var upstream = await TestUpstream.StartAsync("orders");
-        await using var gateway = await TestGateway.StartAsync($$"""
-            identity:
-              issuers:
-                - name: corp
-                  authority: {{idp.Authority}}
-                  audiences: [orders-api]
-                  keys: { unknownKidRefreshInterval: 1s }
-            routes:
-              - name: orders
-                match: { pathPrefix: /orders }
-                auth: { issuers: [corp] }
-                cluster: orders
-            clusters:
-              orders:
-                destinations: [{{upstream.Url}}]
-            """);
+        await using var gateway = await TestGateway.StartAsync(IssuerRouteConfig.Orders(idp.Authority, upstream.Url, "{ unknownKidRefreshInterval: 1s }"));
         await WaitForKeysAsync(gateway, "corp");
         var generation = gateway.Generation;
 
@@ -249,22 +234,7 @@ public sealed class OidcIssuerTests
     {
         await using var idp = await TestIdentityProvider.StartAsync("idp-flood");
         await using var upstream = await TestUpstream.StartAsync("orders");
-        await using var gateway = await TestGateway.StartAsync($$"""
-            identity:
-              issuers:
-                - name: corp
-                  authority: {{idp.Authority}}
-                  audiences: [orders-api]
-                  keys: { unknownKidRefreshInterval: 30s }
-            routes:
-              - name: orders
-                match: { pathPrefix: /orders }
-                auth: { issuers: [corp] }
-                cluster: orders
-            clusters:
-              orders:
-                destinations: [{{upstream.Url}}]
-            """);
+        await using var gateway = await TestGateway.StartAsync(IssuerRouteConfig.Orders(idp.Authority, upstream.Url, "{ unknownKidRefreshInterval: 30s }"));
         await WaitForKeysAsync(gateway, "corp");
         await AssertStatusAsync(gateway, "/orders/1", await idp.GetAccessTokenAsync(TestIdentityProvider.Reader), HttpStatusCode.OK);
 
@@ -307,22 +277,7 @@ public sealed class OidcIssuerTests
     {
         await using var idp = await TestIdentityProvider.StartAsync("idp-stale");
         await using var upstream = await TestUpstream.StartAsync("orders");
-        await using var gateway = await TestGateway.StartAsync($$"""
-            identity:
-              issuers:
-                - name: corp
-                  authority: {{idp.Authority}}
-                  audiences: [orders-api]
-                  keys: { refreshInterval: 1s, staleFor: 3s, timeout: 1s }
-            routes:
-              - name: orders
-                match: { pathPrefix: /orders }
-                auth: { issuers: [corp] }
-                cluster: orders
-            clusters:
-              orders:
-                destinations: [{{upstream.Url}}]
-            """);
+        await using var gateway = await TestGateway.StartAsync(IssuerRouteConfig.Orders(idp.Authority, upstream.Url, "{ refreshInterval: 1s, staleFor: 3s, timeout: 1s }"));
         await WaitForKeysAsync(gateway, "corp");
 
         // Real tokens from the token endpoint, minted before the stop; each is sent once at most, so the
@@ -393,22 +348,7 @@ public sealed class OidcIssuerTests
     {
         await using var idp = await TestIdentityProvider.StartAsync("idp-failing");
         await using var upstream = await TestUpstream.StartAsync("orders");
-        await using var gateway = await TestGateway.StartAsync($$"""
-            identity:
-              issuers:
-                - name: corp
-                  authority: {{idp.Authority}}
-                  audiences: [orders-api]
-                  keys: { refreshInterval: 2s, unknownKidRefreshInterval: 200ms, staleFor: 1h, timeout: 1s }
-            routes:
-              - name: orders
-                match: { pathPrefix: /orders }
-                auth: { issuers: [corp] }
-                cluster: orders
-            clusters:
-              orders:
-                destinations: [{{upstream.Url}}]
-            """);
+        await using var gateway = await TestGateway.StartAsync(IssuerRouteConfig.Orders(idp.Authority, upstream.Url, "{ refreshInterval: 2s, unknownKidRefreshInterval: 200ms, staleFor: 1h, timeout: 1s }"));
         await WaitForKeysAsync(gateway, "corp");
         var token = await idp.GetAccessTokenAsync(TestIdentityProvider.Reader);
 
@@ -453,22 +393,7 @@ public sealed class OidcIssuerTests
     {
         await using var idp = await TestIdentityProvider.StartAsync("idp-reload");
         await using var upstream = await TestUpstream.StartAsync("orders");
-        string Config(string staleFor) => $$"""
-            identity:
-              issuers:
-                - name: corp
-                  authority: {{idp.Authority}}
-                  audiences: [orders-api]
-                  keys: { staleFor: {{staleFor}}, timeout: 1s }
-            routes:
-              - name: orders
-                match: { pathPrefix: /orders }
-                auth: { issuers: [corp] }
-                cluster: orders
-            clusters:
-              orders:
-                destinations: [{{upstream.Url}}]
-            """;
+        string Config(string staleFor) => IssuerRouteConfig.Orders(idp.Authority, upstream.Url, $"{{ staleFor: {staleFor}, timeout: 1s }}");
         await using var gateway = await TestGateway.StartAsync(Config("1h"));
         await WaitForKeysAsync(gateway, "corp");
         var tokens = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => idp.GetAccessTokenAsync(TestIdentityProvider.Reader)));
