@@ -47,6 +47,9 @@ public sealed class AnalyticsProcessTests(ITestOutputHelper output) : IDisposabl
         return (process, client, admin);
     }
 
+    /// <summary>How late a flush may start on a busy host (timer and thread-pool delays), on top of the interval.</summary>
+    private static readonly TimeSpan SchedulingSlack = TimeSpan.FromSeconds(2.5);
+
     [Fact]
     public async Task Kill_9_loses_at_most_one_flush_interval()
     {
@@ -88,9 +91,11 @@ public sealed class AnalyticsProcessTests(ITestOutputHelper output) : IDisposabl
         output.WriteLine($"sent {sent.Count}, samples stored {stored.Count}, rollups {rollups}, lost {lost.Count}: the last {window.TotalMilliseconds:F0} ms before kill -9 (flushInterval {interval.TotalMilliseconds} ms)");
         Assert.True(stored.Count > 0, "nothing was flushed before the kill");
         Assert.All(stored, id => Assert.Contains(sent, s => s.Id == id)); // only what was sent
-        // One interval, plus the flush in progress and scheduling on a busy machine (measured: 1.0–1.2 s at 1 s).
-        Assert.True(window <= interval + TimeSpan.FromSeconds(1.5), $"lost the last {window.TotalMilliseconds:F0} ms of requests, more than one flush interval");
-        var completedBeforeWindow = sent.Count(s => Stopwatch.GetElapsedTime(s.At, killed) > interval + TimeSpan.FromSeconds(1.5));
+        // One interval, plus the flush in progress and a late timer on a CPU-contended CI host (measured on a
+        // quiet machine: 1.0–1.2 s at 1 s); anything beyond the slack means a flush was skipped, not delayed.
+        var bound = interval + SchedulingSlack;
+        Assert.True(window <= bound, $"lost the last {window.TotalMilliseconds:F0} ms of requests, more than one flush interval (+{SchedulingSlack.TotalSeconds} s slack)");
+        var completedBeforeWindow = sent.Count(s => Stopwatch.GetElapsedTime(s.At, killed) > bound);
         Assert.True(rollups >= completedBeforeWindow, $"rollups hold {rollups} requests; {completedBeforeWindow} completed more than one interval before the kill");
     }
 
