@@ -103,6 +103,9 @@ internal sealed class GatewaySnapshot : Pipeline.IRequestGeneration
     /// <summary>The analytics store's settings (analytics); null when analytics is off (no path).</summary>
     internal Analytics.CompiledAnalytics? Analytics { get; init; }
 
+    /// <summary>The advisor's settings (advice); null when the advisor is off.</summary>
+    internal Advice.CompiledAdvice? Advice { get; init; }
+
     internal FrozenDictionary<string, Traffic.CompiledRateLimit> RateLimits { get; }
 
     internal FrozenDictionary<string, Traffic.CompiledQuota> Quotas { get; }

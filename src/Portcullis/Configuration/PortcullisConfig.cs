@@ -43,6 +43,9 @@ internal sealed record PortcullisConfig
 
     [Description("Request analytics: per-minute rollups and sampled requests in an embedded DuckDB file, hourly Parquet exports, the query API and dashboard on the admin listener.")]
     public AnalyticsOptions Analytics { get; init; } = new();
+
+    [Description("The traffic advisor: rate-limit suggestions, unusual routes and callers, misconfigured services; findings with evidence and config patches (docs/advisor.md).")]
+    public AdviceOptions Advice { get; init; } = new();
 }
 
 internal enum ListenerProtocols

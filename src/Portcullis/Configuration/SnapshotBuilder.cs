@@ -60,6 +60,7 @@ internal sealed class SnapshotBuilder
         var traffic = TrafficCompiler.Compile(context, config.Stores.Redis, config.RateLimits, config.Quotas);
         var observability = ObservabilityCompiler.Compile(context, config.Observability, config.Identity.ApiKeys?.QueryParameter);
         var analytics = Portcullis.Analytics.AnalyticsCompiler.Compile(context, config.Analytics, config.Routes);
+        var advice = Portcullis.Advice.AdviceCompiler.Compile(context, config.Advice, analytics?.Path);
         var adminAuth = AdminCompiler.Compile(context, config.Admin.Auth, listeners);
         var clusterNames = clusters.Compiled.Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
         var routes = RoutesCompiler.Compile(context, config.Routes, new RouteInputs(maps, clusterNames, credentials, traffic));
@@ -94,6 +95,7 @@ internal sealed class SnapshotBuilder
         {
             Observability = observability,
             Analytics = analytics,
+            Advice = advice,
             Sessions = sessions,
             AdminAuth = adminAuth,
             HeaderScrub = InboundHeaderScrub.Compile(loaded.Config, routes.Compiled, clusters.Compiled),

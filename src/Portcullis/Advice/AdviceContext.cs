@@ -1,0 +1,60 @@
+using Portcullis.Analytics;
+using Portcullis.Configuration;
+
+namespace Portcullis.Advice;
+
+/// <summary>
+/// What one advisor run reads: the time, the live snapshot (routes, clusters, limits as compiled), the analytics
+/// store (null when there is none: config-only checks still run) and the runtime state (health history,
+/// certificates, JWKS fetches; an offline run has none). Built by the engine once per run, shared by every detector.
+/// </summary>
+internal sealed class AdviceContext
+{
+    /// <summary>Now, UTC, from the engine's TimeProvider (tests use fake time).</summary>
+    public required DateTime Now { get; init; }
+
+    public required GatewaySnapshot Snapshot { get; init; }
+
+    public required CompiledAdvice Settings { get; init; }
+
+    /// <summary>The store (or fleet folder) to read rollups and samples from; null without analytics.</summary>
+    public AnalyticsSource? Analytics { get; init; }
+
+    public required IAdviceRuntime Runtime { get; init; }
+
+    public CancellationToken Cancellation { get; init; }
+
+    /// <summary>Start of the learning window: Now - advice.window.</summary>
+    public DateTime WindowStart => Now - Settings.Window;
+}
+
+/// <summary>
+/// The live state the service checks read (destination health transitions, certificates, JWKS fetch results).
+/// The running gateway registers its implementation; <see cref="OfflineAdviceRuntime"/> is used by
+/// `portcullis advise` and whenever nothing is registered.
+/// </summary>
+internal interface IAdviceRuntime
+{
+    /// <summary>False offline: checks that need live state skip themselves rather than report on nothing.</summary>
+    bool IsLive { get; }
+}
+
+internal sealed class OfflineAdviceRuntime : IAdviceRuntime
+{
+    public static readonly OfflineAdviceRuntime Instance = new();
+
+    public bool IsLive => false;
+}
+
+/// <summary>
+/// One group of checks. Detectors are singletons that depend only on what exists offline too (TimeProvider,
+/// loggers): everything live comes through the <see cref="AdviceContext"/>. A run is synchronous, in the
+/// background, never on the request path; a detector that throws is logged and skipped for that run.
+/// </summary>
+internal interface IAdviceDetector
+{
+    /// <summary>For logs and the run's timing ("ratelimits", "anomalies.unmatched", …).</summary>
+    string Name { get; }
+
+    IReadOnlyList<Finding> Detect(AdviceContext context);
+}
