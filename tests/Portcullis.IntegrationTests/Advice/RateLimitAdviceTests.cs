@@ -125,10 +125,118 @@ public sealed class RateLimitAdviceTests(ITestOutputHelper output) : IAsyncLifet
         Assert.All(hammered, s => Assert.True(s is HttpStatusCode.OK or HttpStatusCode.TooManyRequests, s.ToString()));
     }
 
-    private static async Task<HttpStatusCode> SendAsync(TestGateway gateway, string key)
+    private const string ExistingLimits = """
+        analytics:
+          path: analytics.duckdb
+          flushInterval: 200ms
+        identity:
+          apiKeys: { file: keys.yaml }
+        rateLimits:
+          generous: { key: [consumer], limit: 1000, per: 1s }
+          tight: { key: [consumer], limit: 1, per: 1s, burst: 1 }
+          per-tenant: { key: [header:X-Tenant], limit: 1000, per: 1s }
+        routes:
+          - name: orders
+            match: { pathPrefix: /orders }
+            auth: { apiKey: true }
+            rateLimits: [generous]
+            cluster: reports
+          - name: search
+            match: { pathPrefix: /search }
+            auth: { apiKey: true }
+            rateLimits: tight
+            cluster: reports
+          - name: tenants
+            match: { pathPrefix: /tenants }
+            rateLimits: [per-tenant]
+            cluster: reports
+        clusters:
+          reports:
+            destinations: [{{UPSTREAM}}]
+        """;
+
+    [Fact]
+    public async Task Real_traffic_shows_a_loose_limit_a_tight_limit_and_a_key_part_requests_never_carry()
     {
-        using var request = new HttpRequestMessage(HttpMethod.Get, "/reports/1");
-        request.Headers.TryAddWithoutValidation("X-Api-Key", key);
+        var keysFile = Path.Combine(_keysDirectory, "keys.yaml");
+        await File.WriteAllTextAsync(keysFile, "consumers: {}\n");
+        var keys = new List<string>();
+        for (var c = 0; c < 5; c++) keys.Add(await CreateKeyAsync(keysFile, "c" + c));
+        await using var gateway = await TestGateway.StartAsync(ExistingLimits.Replace("{{UPSTREAM}}", _upstream.Url, StringComparison.Ordinal),
+            new Dictionary<string, string> { ["keys.yaml"] = await File.ReadAllTextAsync(keysFile) });
+
+        // Five consumers, three requests a second each for 12 s on orders and on search; anonymous calls to tenants without X-Tenant.
+        var statuses = new System.Collections.Concurrent.ConcurrentBag<(string Route, HttpStatusCode Status)>();
+        await Task.WhenAll(Enumerable.Range(0, 5).Select(async c =>
+        {
+            for (var s = 0; s < 12; s++)
+            {
+                var paced = Task.Delay(1000);
+                foreach (var route in (string[])["orders", "search", "tenants"])
+                {
+                    for (var i = 0; i < 3; i++) statuses.Add((route, await SendAsync(gateway, route == "tenants" ? null : keys[c], "/" + route + "/1")));
+                }
+
+                await paced;
+            }
+        }));
+        Assert.All(statuses.Where(s => s.Route != "search"), s => Assert.Equal(HttpStatusCode.OK, s.Status));
+        var searchRefused = statuses.Count(s => s is ("search", HttpStatusCode.TooManyRequests));
+        Assert.True(searchRefused >= 60, $"search refused only {searchRefused} of 180");
+
+        var database = gateway.Services.GetRequiredService<AnalyticsDatabase>();
+        await Eventually.TrueAsync(() =>
+        {
+            using var connection = database.OpenConnection();
+            return Scalar(connection, "SELECT coalesce(sum(requests), 0)::BIGINT FROM arrivals") == statuses.Count;
+        }, "the arrivals flushed", context: () => Task.FromResult(gateway.Logs.ToString()));
+        using (var connection = database.OpenConnection())
+        {
+            Assert.Equal(searchRefused, Scalar(connection, "SELECT coalesce(sum(requests), 0)::BIGINT FROM arrivals WHERE route = 'search' AND limited"));
+            Assert.Equal(180, Scalar(connection, "SELECT coalesce(sum(requests), 0)::BIGINT FROM arrivals WHERE route = 'tenants' AND key_missing = 'per-tenant header:X-Tenant'"));
+        }
+
+        var snapshot = gateway.Services.GetRequiredService<SnapshotStore>().Current;
+        var findings = new RateLimitAdvisor(NullLogger<RateLimitAdvisor>.Instance).Detect(new AdviceContext
+        {
+            Now = DateTime.UtcNow.AddMinutes(1),
+            Snapshot = snapshot,
+            Settings = snapshot.Advice!,
+            Analytics = AnalyticsSource.Local(database),
+            Runtime = OfflineAdviceRuntime.Instance,
+        });
+        foreach (var f in findings) output.WriteLine($"{f.Kind} {f.Subject}: {f.Title}\n{f.Patch?.Yaml}");
+        var loose = Assert.Single(findings, f => f.Kind == FindingKinds.RateLimitTooLoose);
+        Assert.Equal(new FindingSubject(SubjectKind.RateLimit, "generous", "orders"), loose.Subject);
+        var tight = Assert.Single(findings, f => f.Kind == FindingKinds.RateLimitTooTight);
+        Assert.Equal(new FindingSubject(SubjectKind.RateLimit, "tight", "search"), tight.Subject);
+        var absent = Assert.Single(findings, f => f.Kind == FindingKinds.RateLimitKeyAbsent);
+        Assert.Equal(new FindingSubject(SubjectKind.RateLimit, "per-tenant", "tenants"), absent.Subject);
+
+        // All three patches together validate and load into the running gateway; the raised limit stops refusing.
+        var yaml = await File.ReadAllTextAsync(gateway.ConfigPath);
+        foreach (var f in (Finding[])[loose, tight, absent]) yaml = ConfigPatchMerge.Apply(yaml, f.Patch!.Yaml);
+        var generation = gateway.Generation;
+        await gateway.WriteConfigAsync(yaml);
+        var (status, body) = await gateway.ReloadAsync();
+        Assert.True(status == 200, body.ToString());
+        await gateway.WaitForGenerationAsync(generation);
+        var current = gateway.Services.GetRequiredService<SnapshotStore>().Current;
+        Assert.True(current.RateLimits["generous"].Limit < 1000);
+        Assert.True(current.RateLimits["tight"].Capacity >= 3, current.RateLimits["tight"].Identity);
+        Assert.Equal("ip", current.RateLimits["per-tenant"].Key.ToString());
+        for (var s = 0; s < 3; s++)
+        {
+            var paced = Task.Delay(1000);
+            for (var i = 0; i < 3; i++) Assert.Equal(HttpStatusCode.OK, await SendAsync(gateway, keys[0], "/search/1"));
+            await paced;
+        }
+    }
+
+    private static async Task<HttpStatusCode> SendAsync(TestGateway gateway, string? key, string path = "/reports/1")
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        if (key is not null) request.Headers.TryAddWithoutValidation("X-Api-Key", key);
         using var response = await gateway.Client.SendAsync(request);
         await response.Content.ReadAsByteArrayAsync();
         return response.StatusCode;
