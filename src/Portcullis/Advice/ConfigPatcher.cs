@@ -21,7 +21,8 @@ internal static class ConfigPatcher
         MergeMapping(config, patch);
         var document = new YamlDocument(config);
         using var writer = new StringWriter();
-        new YamlStream(document).Save(writer, assignAnchors: false);
+        // Sequences indented under their key, as the examples and docs write them.
+        new YamlStream(document).Save(new Emitter(writer, new EmitterSettings().WithIndentedSequences()), assignAnchors: false);
         return Tidy(writer.ToString());
     }
 
