@@ -1,6 +1,6 @@
 using System.Net;
+using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging.Abstractions;
 using Portcullis.Advice;
 using Portcullis.Analytics;
 using Portcullis.Cli;
@@ -19,6 +19,7 @@ namespace Portcullis.IntegrationTests.Advice;
 public sealed class RateLimitAdviceTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private const string Config = """
+        advice: { interval: 5s }
         analytics:
           path: analytics.duckdb
           flushInterval: 200ms
@@ -83,26 +84,19 @@ public sealed class RateLimitAdviceTests(ITestOutputHelper output) : IAsyncLifet
                 && Scalar(connection, "SELECT coalesce(sum(requests), 0)::BIGINT FROM arrivals WHERE rate_key = 'mallory'") == 400;
         }, "the arrivals flushed", context: () => Task.FromResult(gateway.Logs.ToString()));
 
-        var snapshot = gateway.Services.GetRequiredService<SnapshotStore>().Current;
-        var context = new AdviceContext
-        {
-            Now = DateTime.UtcNow.AddMinutes(1),
-            Snapshot = snapshot,
-            Settings = snapshot.Advice!,
-            Analytics = AnalyticsSource.Local(database),
-            Runtime = OfflineAdviceRuntime.Instance,
-        };
-        var findings = new RateLimitAdvisor(NullLogger<RateLimitAdvisor>.Instance).Detect(context);
-        var finding = Assert.Single(findings, f => f.Kind == FindingKinds.RateLimitSuggested);
-        output.WriteLine(finding.Explanation + "\n" + finding.Patch!.Yaml);
-        Assert.Equal("reports", finding.Subject.Name);
-        Assert.Equal(FindingConfidence.Low, finding.Confidence); // under a minute of history
-        Assert.Contains(finding.Evidence.Values, v => v.Name == "abusive callers (set aside)" && v.Value == 1);
-        Assert.Contains(finding.Evidence.Values, v => v.Name == "legitimate requests refused by the suggestion (replay)" && v.Value == 0);
+        // The engine, running in the background, reports it at GET /admin/advice (a run that started after the flush).
+        var findings = await WaitForFindingsAsync(gateway, DateTime.UtcNow, FindingKinds.RateLimitSuggested);
+        var finding = Assert.Single(findings, f => f.GetProperty("kind").GetString() == FindingKinds.RateLimitSuggested);
+        var patch = finding.GetProperty("patch").GetProperty("yaml").GetString()!;
+        output.WriteLine(finding.GetProperty("explanation").GetString() + "\n" + patch);
+        Assert.Equal("reports", finding.GetProperty("subject").GetProperty("name").GetString());
+        Assert.Equal("low", finding.GetProperty("confidence").GetString()); // under a minute of history
+        Assert.Equal(1, Value(finding, "abusive callers (set aside)"));
+        Assert.Equal(0, Value(finding, "legitimate requests refused by the suggestion (replay)"));
 
         // Apply the patch to the running gateway: write the config, reload.
         var generation = gateway.Generation;
-        await gateway.WriteConfigAsync(ConfigPatchMerge.Apply(await File.ReadAllTextAsync(gateway.ConfigPath), finding.Patch.Yaml));
+        await gateway.WriteConfigAsync(ConfigPatcher.Apply(await File.ReadAllTextAsync(gateway.ConfigPath), patch));
         var (status, body) = await gateway.ReloadAsync();
         Assert.True(status == 200, body.ToString());
         await gateway.WaitForGenerationAsync(generation);
@@ -126,6 +120,7 @@ public sealed class RateLimitAdviceTests(ITestOutputHelper output) : IAsyncLifet
     }
 
     private const string ExistingLimits = """
+        advice: { interval: 5s }
         analytics:
           path: analytics.duckdb
           flushInterval: 200ms
@@ -196,26 +191,18 @@ public sealed class RateLimitAdviceTests(ITestOutputHelper output) : IAsyncLifet
             Assert.Equal(180, Scalar(connection, "SELECT coalesce(sum(requests), 0)::BIGINT FROM arrivals WHERE route = 'tenants' AND key_missing = 'per-tenant header:X-Tenant'"));
         }
 
-        var snapshot = gateway.Services.GetRequiredService<SnapshotStore>().Current;
-        var findings = new RateLimitAdvisor(NullLogger<RateLimitAdvisor>.Instance).Detect(new AdviceContext
-        {
-            Now = DateTime.UtcNow.AddMinutes(1),
-            Snapshot = snapshot,
-            Settings = snapshot.Advice!,
-            Analytics = AnalyticsSource.Local(database),
-            Runtime = OfflineAdviceRuntime.Instance,
-        });
-        foreach (var f in findings) output.WriteLine($"{f.Kind} {f.Subject}: {f.Title}\n{f.Patch?.Yaml}");
-        var loose = Assert.Single(findings, f => f.Kind == FindingKinds.RateLimitTooLoose);
-        Assert.Equal(new FindingSubject(SubjectKind.RateLimit, "generous", "orders"), loose.Subject);
-        var tight = Assert.Single(findings, f => f.Kind == FindingKinds.RateLimitTooTight);
-        Assert.Equal(new FindingSubject(SubjectKind.RateLimit, "tight", "search"), tight.Subject);
-        var absent = Assert.Single(findings, f => f.Kind == FindingKinds.RateLimitKeyAbsent);
-        Assert.Equal(new FindingSubject(SubjectKind.RateLimit, "per-tenant", "tenants"), absent.Subject);
+        var findings = await WaitForFindingsAsync(gateway, DateTime.UtcNow, FindingKinds.RateLimitTooLoose, FindingKinds.RateLimitTooTight, FindingKinds.RateLimitKeyAbsent);
+        foreach (var f in findings) output.WriteLine($"{f.GetProperty("kind")} {f.GetProperty("subject")}: {f.GetProperty("title")}\n{f.GetProperty("patch")}");
+        var loose = Assert.Single(findings, f => f.GetProperty("kind").GetString() == FindingKinds.RateLimitTooLoose);
+        Assert.Equal(("rateLimit", "generous", "orders"), Subject(loose));
+        var tight = Assert.Single(findings, f => f.GetProperty("kind").GetString() == FindingKinds.RateLimitTooTight);
+        Assert.Equal(("rateLimit", "tight", "search"), Subject(tight));
+        var absent = Assert.Single(findings, f => f.GetProperty("kind").GetString() == FindingKinds.RateLimitKeyAbsent);
+        Assert.Equal(("rateLimit", "per-tenant", "tenants"), Subject(absent));
 
         // All three patches together validate and load into the running gateway; the raised limit stops refusing.
         var yaml = await File.ReadAllTextAsync(gateway.ConfigPath);
-        foreach (var f in (Finding[])[loose, tight, absent]) yaml = ConfigPatchMerge.Apply(yaml, f.Patch!.Yaml);
+        foreach (var f in (JsonElement[])[loose, tight, absent]) yaml = ConfigPatcher.Apply(yaml, f.GetProperty("patch").GetProperty("yaml").GetString()!);
         var generation = gateway.Generation;
         await gateway.WriteConfigAsync(yaml);
         var (status, body) = await gateway.ReloadAsync();
@@ -231,6 +218,33 @@ public sealed class RateLimitAdviceTests(ITestOutputHelper output) : IAsyncLifet
             for (var i = 0; i < 3; i++) Assert.Equal(HttpStatusCode.OK, await SendAsync(gateway, keys[0], "/search/1"));
             await paced;
         }
+    }
+
+    /// <summary>
+    /// Polls GET /admin/advice until a run of the engine that started after <paramref name="after"/> has reported
+    /// every kind in <paramref name="kinds"/>; returns the findings of those kinds.
+    /// </summary>
+    private static async Task<List<JsonElement>> WaitForFindingsAsync(TestGateway gateway, DateTime after, params string[] kinds)
+    {
+        var found = new List<JsonElement>();
+        await Eventually.TrueAsync(async () =>
+        {
+            using var response = await gateway.Admin.GetAsync("/admin/advice");
+            var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.Clone();
+            if (body.GetProperty("lastRun").ValueKind != JsonValueKind.Object || body.GetProperty("lastRun").GetProperty("at").GetDateTime().ToUniversalTime() <= after) return false;
+            found = [.. body.GetProperty("findings").EnumerateArray().Where(f => kinds.Contains(f.GetProperty("kind").GetString()))];
+            return kinds.All(k => found.Any(f => f.GetProperty("kind").GetString() == k));
+        }, "the engine reports " + string.Join(", ", kinds), TimeSpan.FromSeconds(60), () => Task.FromResult(gateway.Logs.ToString()));
+        return found;
+    }
+
+    private static double Value(JsonElement finding, string name) =>
+        finding.GetProperty("evidence").GetProperty("values").EnumerateArray().Single(v => v.GetProperty("name").GetString() == name).GetProperty("value").GetDouble();
+
+    private static (string?, string?, string?) Subject(JsonElement finding)
+    {
+        var subject = finding.GetProperty("subject");
+        return (subject.GetProperty("kind").GetString(), subject.GetProperty("name").GetString(), subject.GetProperty("route").GetString());
     }
 
     private static async Task<HttpStatusCode> SendAsync(TestGateway gateway, string? key, string path = "/reports/1")

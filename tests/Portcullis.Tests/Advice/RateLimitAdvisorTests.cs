@@ -193,7 +193,7 @@ public sealed class RateLimitAdvisorTests(ITestOutputHelper output) : ConfigBuil
         return findings;
     }
 
-    private GatewaySnapshot ApplyAndBuild(ConfigPatch patch) => BuildSnapshot(ConfigPatchMerge.Apply(Config, patch.Yaml));
+    private GatewaySnapshot ApplyAndBuild(ConfigPatch patch) => BuildSnapshot(ConfigPatcher.Apply(Config, patch.Yaml));
 
     private GatewaySnapshot BuildSnapshot(string yaml)
     {
