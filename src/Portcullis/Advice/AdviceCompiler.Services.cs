@@ -17,7 +17,7 @@ internal static partial class AdviceCompiler
 
         void Between(string key, TimeSpan value, TimeSpan min, TimeSpan max, string hint)
         {
-            if (value < min || value > max) Error(key, $"{key} must be between {DurationFormat.Format(min)} and {DurationFormat.Format(max)} (it is {value})", hint);
+            if (value < min || value > max) Error(key, $"{key} must be between {DurationFormat.Format(min)} and {DurationFormat.Format(max)} (it is {DurationFormat.Format(value)})", hint);
         }
 
         void Share(string key, double value, string hint)
@@ -37,7 +37,7 @@ internal static partial class AdviceCompiler
         AtLeast("minRequests", options.MinRequests, 1, "e.g. minRequests: 30");
         if (options.SustainedFor < TimeSpan.Zero || options.SustainedFor >= options.ErrorWindow)
         {
-            Error("sustainedFor", $"sustainedFor must be at least 0 and shorter than errorWindow ({options.ErrorWindow})", "e.g. sustainedFor: 30s with errorWindow: 2m");
+            Error("sustainedFor", $"sustainedFor must be at least 0 and shorter than errorWindow ({DurationFormat.Format(options.ErrorWindow)})", "e.g. sustainedFor: 30s with errorWindow: 2m");
         }
 
         Between("latencyWindow", options.LatencyWindow, TimeSpan.FromMinutes(1), TimeSpan.FromHours(6), "e.g. latencyWindow: 5m");
@@ -53,7 +53,7 @@ internal static partial class AdviceCompiler
         if (options.CertificateCritical <= TimeSpan.Zero) Error("certificateCritical", "certificateCritical must be greater than zero", "e.g. certificateCritical: 7d");
         if (options.CertificateWarning < options.CertificateCritical)
         {
-            Error("certificateWarning", $"certificateWarning ({options.CertificateWarning}) must not be shorter than certificateCritical ({options.CertificateCritical})", "e.g. certificateWarning: 30d, certificateCritical: 7d");
+            Error("certificateWarning", $"certificateWarning ({DurationFormat.Format(options.CertificateWarning)}) must not be shorter than certificateCritical ({DurationFormat.Format(options.CertificateCritical)})", "e.g. certificateWarning: 30d, certificateCritical: 7d");
         }
 
         Between("jwksFailingFor", options.JwksFailingFor, TimeSpan.Zero, TimeSpan.FromDays(1), "e.g. jwksFailingFor: 1m");
