@@ -30,7 +30,7 @@ public sealed class ServiceAdviceConfigTests() : ConfigBuildTestBase("portcullis
     [Theory]
     [InlineData("errorRatio: 1.5", "errorRatio must be above 0 and at most 1", 7, 17)]
     [InlineData("sustainedFor: 5m", "sustainedFor must be at least 0 and shorter than errorWindow", 7, 19)]
-    [InlineData("certificateWarning: 3d", "certificateWarning (3d) must not be shorter than certificateCritical", 7, 25)]
+    [InlineData("certificateWarning: 3d", "certificateWarning (72h) must not be shorter than certificateCritical", 7, 25)]
     [InlineData("flapTransitions: 1", "flapTransitions must be at least 2", 7, 22)]
     [InlineData("leakingHeaders: [\"X Bad\"]", "'X Bad' is not a header name", 7, 22)]
     public void BadValueIsAnErrorAtItsPosition(string setting, string message, int line, int column)
