@@ -3,14 +3,13 @@ using Portcullis.Advice;
 using Portcullis.Analytics;
 using Portcullis.Configuration;
 using Portcullis.Testing;
-using YamlDotNet.RepresentationModel;
 
 namespace Portcullis.Tests.Advice;
 
 /// <summary>
 /// What the service-advice tests share: configs built by the real SnapshotBuilder, a real temporary DuckDB store,
-/// an <see cref="AdviceContext"/> at a fixed Now, and applying a finding's patch to the config file and building it
-/// again (the patch must validate with the real loader and compiler).
+/// an <see cref="AdviceContext"/> at a fixed Now, and applying a finding's patch with the engine's ConfigPatcher and building
+/// the result (the patch must validate with the real loader and compiler).
 /// </summary>
 public abstract class ServiceAdviceTestBase : ConfigBuildTestBase
 {
@@ -57,57 +56,9 @@ public abstract class ServiceAdviceTestBase : ConfigBuildTestBase
     internal GatewaySnapshot Apply(ConfigPatch? patch)
     {
         Assert.NotNull(patch);
-        var merged = Merge(_yaml, patch.Yaml);
+        var merged = ConfigPatcher.Apply(_yaml, patch.Yaml);
         var result = Build(merged);
         Assert.True(result.Succeeded, "the patched config does not validate:\n" + merged + "\n" + Dump(result));
         return result.Snapshot!;
-    }
-
-    internal static string Merge(string config, string patch)
-    {
-        var target = Load(config);
-        Merge(target, Load(patch));
-        var stream = new YamlStream(new YamlDocument(target));
-        using var writer = new StringWriter();
-        stream.Save(writer, assignAnchors: false);
-        return writer.ToString().TrimEnd('.', '\n', '\r') + "\n";
-    }
-
-    private static YamlMappingNode Load(string yaml)
-    {
-        var stream = new YamlStream();
-        stream.Load(new StringReader(yaml));
-        return (YamlMappingNode)stream.Documents[0].RootNode;
-    }
-
-    private static void Merge(YamlMappingNode target, YamlMappingNode patch)
-    {
-        foreach (var (key, value) in patch.Children)
-        {
-            if (value is YamlScalarNode { Value: null or "null" or "~" } && value.Tag.IsEmpty)
-            {
-                target.Children.Remove(key);
-            }
-            else if (target.Children.TryGetValue(key, out var existing) && existing is YamlMappingNode mapping && value is YamlMappingNode patchMapping)
-            {
-                Merge(mapping, patchMapping);
-            }
-            else if (existing is YamlSequenceNode sequence && value is YamlSequenceNode patchSequence && patchSequence.Children.All(Named))
-            {
-                foreach (var item in patchSequence.Children.Cast<YamlMappingNode>())
-                {
-                    var name = ((YamlScalarNode)item.Children[new YamlScalarNode("name")]).Value;
-                    var match = sequence.Children.OfType<YamlMappingNode>().FirstOrDefault(m => m.Children.TryGetValue(new YamlScalarNode("name"), out var n) && ((YamlScalarNode)n).Value == name);
-                    if (match is null) sequence.Children.Add(item);
-                    else Merge(match, item);
-                }
-            }
-            else
-            {
-                target.Children[key] = value;
-            }
-        }
-
-        static bool Named(YamlNode node) => node is YamlMappingNode m && m.Children.ContainsKey(new YamlScalarNode("name"));
     }
 }
