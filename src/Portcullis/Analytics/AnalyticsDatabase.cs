@@ -24,6 +24,8 @@ internal sealed class AnalyticsDatabase
     internal void ResetSchema() => Volatile.Write(ref _schemaReady, 0);
 
     /// <summary>An open connection; the tables exist (created on first use).</summary>
+    private readonly Lock _schemaLock = new();
+
     public DuckDBConnection OpenConnection()
     {
         var connection = new DuckDBConnection(_connectionString);
@@ -32,10 +34,18 @@ internal sealed class AnalyticsDatabase
             connection.Open();
             if (Volatile.Read(ref _schemaReady) == 0)
             {
-                using var command = connection.CreateCommand();
-                command.CommandText = $"{AnalyticsSchema.CreateMeta};\n{AnalyticsSchema.CreateRollups};\n{AnalyticsSchema.CreateSamples};\n{AnalyticsSchema.CreateArrivals};";
-                command.ExecuteNonQuery();
-                Volatile.Write(ref _schemaReady, 1);
+                // Once, by one caller: two connections creating the tables at the same moment (the writer's first
+                // flush and a reader such as the advisor) fail in DuckDB with a catalog write-write conflict.
+                lock (_schemaLock)
+                {
+                    if (Volatile.Read(ref _schemaReady) == 0)
+                    {
+                        using var command = connection.CreateCommand();
+                        command.CommandText = $"{AnalyticsSchema.CreateMeta};\n{AnalyticsSchema.CreateRollups};\n{AnalyticsSchema.CreateSamples};\n{AnalyticsSchema.CreateArrivals};";
+                        command.ExecuteNonQuery();
+                        Volatile.Write(ref _schemaReady, 1);
+                    }
+                }
             }
 
             return connection;

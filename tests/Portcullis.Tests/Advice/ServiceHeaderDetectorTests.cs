@@ -1,0 +1,103 @@
+using Microsoft.Extensions.DependencyInjection;
+using Portcullis.Advice;
+using Portcullis.Clusters;
+using Portcullis.Configuration;
+using Portcullis.Observability;
+using Portcullis.Tls;
+
+namespace Portcullis.Tests.Advice;
+
+/// <summary>headers.missing-security and headers.leaking: from the config (offline) and from the gateway's response-header findings.</summary>
+public sealed class ServiceHeaderDetectorTests : ServiceAdviceTestBase
+{
+    [Fact]
+    public void TlsListenerWithoutHstsGetsTheListenersHstsSetting()
+    {
+        var now = DateTimeOffset.UtcNow;
+        using var certificate = DevCertificates.CreateServer(null, ["localhost"], now.AddDays(-1), now.AddDays(300));
+        WriteFile("server.pem", DevCertificates.CertificatePem(certificate));
+        WriteFile("server.key", DevCertificates.KeyPem(certificate));
+        var snapshot = Snapshot("""
+            listeners:
+              - name: web
+                address: "127.0.0.1:8443"
+                tls: { certificates: [ { cert: server.pem, key: server.key } ] }
+              - { name: plain, address: "127.0.0.1:8080" }
+            routes:
+              - { name: r, match: { pathPrefix: / }, cluster: c, responseHeaders: { forbid: [Server, X-Powered-By], action: strip } }
+            clusters:
+              c: { destinations: ["http://127.0.0.1:1"] }
+            """);
+        var finding = Assert.Single(new ServiceHeaderDetector().Detect(Context(snapshot, store: false)));
+        Assert.Equal(FindingKinds.MissingSecurityHeaders, finding.Kind);
+        Assert.Equal(new FindingSubject(SubjectKind.Listener, "web"), finding.Subject);
+        var patched = Apply(finding.Patch);
+        Assert.NotNull(patched.Listeners.Single(l => l.Name == "web").Tls!.Hsts);
+    }
+
+    [Fact]
+    public void ClusterThatLetsServerThroughGetsAStripPatch()
+    {
+        var snapshot = Snapshot("""
+            listeners:
+              - { name: plain, address: "127.0.0.1:8080" }
+            routes:
+              - { name: a, match: { pathPrefix: /a }, cluster: leaky }
+              - { name: b, match: { pathPrefix: /b }, cluster: tidy }
+            clusters:
+              leaky: { destinations: ["http://127.0.0.1:1"], responseHeaders: { require: [Cache-Control], forbid: [X-Debug] } }
+              tidy: { destinations: ["http://127.0.0.1:2"], responseHeaders: { forbid: [Server, X-Powered-By], action: strip } }
+            """);
+        var finding = Assert.Single(new ServiceHeaderDetector().Detect(Context(snapshot, store: false)));
+        Assert.Equal(FindingKinds.LeakingHeaders, finding.Kind);
+        Assert.Equal("leaky", finding.Subject.Name);
+        var headers = Apply(finding.Patch).Config.Clusters["leaky"].ResponseHeaders!;
+        Assert.Equal(["X-Debug", "Server", "X-Powered-By"], headers.Forbid);
+        Assert.Equal(["Cache-Control"], headers.Require);
+        Assert.Equal(ResponseHeaderAction.Strip, headers.Action);
+    }
+
+    [Fact]
+    public void ObservedFindingsOfTheGatewayAreReported()
+    {
+        var snapshot = Snapshot("""
+            listeners:
+              - { name: plain, address: "127.0.0.1:8080" }
+            routes:
+              - name: a
+                match: { pathPrefix: /a }
+                cluster: c
+                responseHeaders: { require: [X-Content-Type-Options], forbid: [Server, X-Powered-By] }
+            clusters:
+              c: { destinations: ["http://127.0.0.1:1"], responseHeaders: { forbid: [Server, X-Powered-By], action: strip } }
+            """);
+        using var services = Services(s => s.AddSingleton<ResponseHeaderFindings>().AddSingleton(TimeProvider.System).AddSingleton<DestinationHealthHistory>());
+        var counts = services.GetRequiredService<ResponseHeaderFindings>();
+        counts.Record("a", ["require:X-Content-Type-Options", "forbid:Server"]);
+        counts.Record("a", ["forbid:Server"]);
+        var findings = new ServiceHeaderDetector().Detect(Context(snapshot, store: false, runtime: Live(services)));
+        Assert.Equal(2, findings.Count);
+        var missing = Assert.Single(findings, f => f.Kind == FindingKinds.MissingSecurityHeaders);
+        Assert.Equal(new FindingSubject(SubjectKind.Route, "a"), missing.Subject);
+        Assert.Equal(1, missing.Evidence.Values.Single().Value);
+        var leaking = Assert.Single(findings, f => f.Kind == FindingKinds.LeakingHeaders);
+        Assert.Equal(2, leaking.Evidence.Values.Single().Value);
+        Assert.Equal(ResponseHeaderAction.Strip, Apply(leaking.Patch).Config.Routes.Single().ResponseHeaders!.Action);
+    }
+
+    [Fact]
+    public void EmptyListsTurnTheChecksOff()
+    {
+        var snapshot = Snapshot("""
+            listeners:
+              - { name: plain, address: "127.0.0.1:8080" }
+            routes:
+              - { name: a, match: { pathPrefix: /a }, cluster: c }
+            clusters:
+              c: { destinations: ["http://127.0.0.1:1"] }
+            advice:
+              services: { securityHeaders: [], leakingHeaders: [] }
+            """);
+        Assert.Empty(new ServiceHeaderDetector().Detect(Context(snapshot, store: false)));
+    }
+}
