@@ -233,9 +233,9 @@ internal static class AnalyticsQuery
 
         if (SketchCells.MaxBytes(totals.Count) > MaxSketchBytes) return TopSql(connection, p, cancellation);
         // The same groups again within this snapshot; only their rows' sketch lists are read.
-        var cells = SketchMerge.Read(connection, byP99
-                ? $"SELECT {KeyExpression(p.GroupBy!.Value)} AS k, latency_buckets, latency_counts FROM rollups WHERE {where}"
-                : $"WITH {groupsSql} SELECT a.k, a.latency_buckets, a.latency_counts FROM a SEMI JOIN chosen ON a.k IS NOT DISTINCT FROM chosen.k",
+        // Only the shown groups' rows' sketch lists are read (all rows when ordered by p99).
+        var cells = SketchMerge.Read(connection,
+            $"SELECT k, latency_buckets, latency_counts FROM (SELECT {KeyExpression(p.GroupBy!.Value)} AS k, latency_buckets, latency_counts FROM rollups WHERE {where}){(byP99 ? "" : KeyIn(command, groups))}",
             command.Parameters, groups, 1, 1, cancellation);
         var rows = new List<TopRow>(totals.Count);
         for (var i = 0; i < totals.Count; i++)
@@ -284,6 +284,28 @@ internal static class AnalyticsQuery
         return rows;
     }
 
+    // " WHERE k IN ($k0, …)" for the groups already chosen (each key a bound parameter, at most 1000), so the sketch
+    // query reads only their rows without computing the choice again; the none group as "k IS NULL".
+    private static string KeyIn(DuckDBCommand command, Dictionary<string, int> groups)
+    {
+        var sql = new StringBuilder(" WHERE k IN (NULL");
+        var none = false;
+        foreach (var key in groups.Keys)
+        {
+            if (key == SketchMerge.NullKey)
+            {
+                none = true;
+                continue;
+            }
+
+            var name = "k" + command.Parameters.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            sql.Append(", $").Append(name);
+            command.Parameters.Add(new DuckDBParameter(name, key));
+        }
+
+        return sql.Append(none ? ") OR k IS NULL" : ")").ToString();
+    }
+
     private static List<Series> Timeseries(DuckDBConnection connection, AnalyticsQueryParameters p, SketchMergeMode merge, CancellationToken cancellation)
     {
         using var command = connection.CreateCommand();
@@ -327,7 +349,7 @@ internal static class AnalyticsQuery
             // The shown groups' rows again within this snapshot: only their sketch lists, merged per group and step.
             var grouped = p.GroupBy is not null;
             var cells = SketchMerge.Read(connection,
-                $"WITH {groupsSql} SELECT {(grouped ? "r.k, " : "")}{(count > 1 ? "r.i, " : "")}r.latency_buckets, r.latency_counts FROM r{(grouped ? " SEMI JOIN top ON r.k IS NOT DISTINCT FROM top.k" : "")}",
+                $"SELECT {(grouped ? "k, " : "")}{(count > 1 ? "i, " : "")}latency_buckets, latency_counts FROM (SELECT {key} AS k, (epoch_us(minute) // $step_us - $first)::INTEGER AS i, latency_buckets, latency_counts FROM rollups WHERE {where}){(grouped ? KeyIn(command, groups) : "")}",
                 command.Parameters, grouped ? groups : null, count, 1, cancellation);
             for (var n = 0; n < cellsRead.Count; n++)
             {
