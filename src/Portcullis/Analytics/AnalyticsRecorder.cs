@@ -51,8 +51,9 @@ internal sealed class AnalyticsRecorder : IRequestCompletionObserver
         var options = gateway.Snapshot.Analytics ?? _started;
         var status = context.Response.StatusCode;
         var cluster = gateway.ClusterName ?? context.Features.Get<IReverseProxyFeature>()?.Cluster.Config.ClusterId;
-        var bytesIn = context.Request.ContentLength ?? 0;
-        var bytesOut = context.Response.ContentLength ?? 0;
+        // The access log's sizes (counted when there is no Content-Length); unknown counts as 0 here.
+        var bytesIn = Math.Max(0, Observability.BodyByteCounting.BytesIn(context, gateway));
+        var bytesOut = Math.Max(0, Observability.BodyByteCounting.BytesOut(context, gateway));
         Record(gateway, status, cluster, bytesIn, bytesOut);
         if (gateway.TrafficReached && gateway.Snapshot.Advice is not null) RecordArrival(context, gateway);
         if (status >= 400 || (options.SuccessRate > 0 && (options.SuccessRate >= 1 || Random.Shared.NextDouble() < options.SuccessRate)))

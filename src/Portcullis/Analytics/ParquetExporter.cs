@@ -38,6 +38,7 @@ internal sealed partial class ParquetExporter(AnalyticsDatabase database, Parque
     // One caller at a time (the export service's loop, or a test).
     private bool _tableReady;
     private bool _failing;
+    private bool _expiryFailing;
 
     public ParquetExportSettings Settings => settings;
 
@@ -82,6 +83,7 @@ internal sealed partial class ParquetExporter(AnalyticsDatabase database, Parque
             Volatile.Write(ref _health, new ParquetExportHealth(false, null, null, lastDone));
             if (_failing) Log.Recovered(logger, settings.Path);
             _failing = false;
+            DeleteExpiredPartitions(now);
         }
         catch (Exception e)
         {
@@ -95,6 +97,69 @@ internal sealed partial class ParquetExporter(AnalyticsDatabase database, Parque
         }
 
         return handled;
+    }
+
+    /// <summary>
+    /// Deletes this instance's partitions whose hour ended more than analytics.retention ago (the store no longer
+    /// has those rows either), then the dt=/hour= folders that became empty; returns how many were deleted. Other
+    /// instances' partitions in a shared folder are left to them. A failure is logged once (until a run succeeds)
+    /// and never stops the export: it is retried with the next run.
+    /// </summary>
+    public int DeleteExpiredPartitions(DateTimeOffset now)
+    {
+        var cutoff = now.UtcDateTime - settings.Retention;
+        var deleted = 0;
+        try
+        {
+            if (!Directory.Exists(settings.Path)) return 0;
+            foreach (var day in Directory.EnumerateDirectories(settings.Path, "dt=*"))
+            {
+                if (!DateTime.TryParseExact(Path.GetFileName(day).AsSpan(3), "yyyy-MM-dd", CultureInfo.InvariantCulture,
+                        DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var date) || date >= cutoff)
+                {
+                    continue; // not a partition folder, or no hour of the day is past the cutoff
+                }
+
+                foreach (var hourFolder in Directory.EnumerateDirectories(day, "hour=*"))
+                {
+                    if (!int.TryParse(Path.GetFileName(hourFolder).AsSpan(5), NumberStyles.None, CultureInfo.InvariantCulture, out var h) || h > 23) continue;
+                    if (date.AddHours(h) + Hour > cutoff) continue;
+                    var mine = Path.Combine(hourFolder, "instance=" + settings.Instance);
+                    if (Directory.Exists(mine))
+                    {
+                        Directory.Delete(mine, recursive: true);
+                        deleted++;
+                    }
+
+                    DeleteIfEmpty(hourFolder);
+                }
+
+                DeleteIfEmpty(day);
+            }
+
+            if (_expiryFailing) Log.ExpiryRecovered(logger, settings.Path);
+            _expiryFailing = false;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            if (!_expiryFailing) Log.ExpiryFailed(logger, settings.Path, e.Message);
+            _expiryFailing = true;
+        }
+
+        return deleted;
+    }
+
+    // Another instance may write into the folder meanwhile: then it is not empty, and stays.
+    private static void DeleteIfEmpty(string folder)
+    {
+        if (Directory.EnumerateFileSystemEntries(folder).Any()) return;
+        try
+        {
+            Directory.Delete(folder);
+        }
+        catch (IOException)
+        {
+        }
     }
 
     private void EnsureTable(DuckDBConnection connection)
@@ -222,5 +287,11 @@ internal sealed partial class ParquetExporter(AnalyticsDatabase database, Parque
 
         [LoggerMessage(8232, LogLevel.Debug, "Exported analytics hour {Hour:yyyy-MM-dd HH}:00: {Rollups} rollup row(s), {Samples} sample(s) to {Folder}")]
         public static partial void Exported(ILogger logger, DateTime hour, long rollups, long samples, string folder);
+
+        [LoggerMessage(8233, LogLevel.Warning, "Deleting analytics export partitions older than the retention under {Path} failed: {Message}; retried with the next export run")]
+        public static partial void ExpiryFailed(ILogger logger, string path, string message);
+
+        [LoggerMessage(8234, LogLevel.Information, "Deleting expired analytics export partitions under {Path} works again")]
+        public static partial void ExpiryRecovered(ILogger logger, string path);
     }
 }

@@ -106,6 +106,12 @@ internal sealed class RequestObserver
         {
             context.Response.OnCompleted(_onCompleted, context);
         }
+
+        // Body sizes are counted only for someone who reads them: analytics, or an access log with bytesIn/bytesOut.
+        if (_completion is not null || (snapshot.Observability.AccessLog is { } log && (log.Fields & (AccessLogFields.BytesIn | AccessLogFields.BytesOut)) != 0))
+        {
+            BodyByteCounting.Install(context, gateway);
+        }
     }
 
     internal static bool IsValidRequestId(string? value) =>
@@ -164,8 +170,8 @@ internal sealed class RequestObserver
             Cluster = gateway.ClusterName ?? proxy?.Cluster.Config.ClusterId,
             Destination = proxy?.ProxiedDestination?.Model.Config.Address,
             Attempts = gateway.Upstream.Attempts,
-            BytesIn = request.ContentLength ?? (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestBodyDetectionFeature>()?.CanHaveBody == false ? 0 : -1),
-            BytesOut = response.ContentLength ?? -1,
+            BytesIn = BodyByteCounting.BytesIn(context, gateway),
+            BytesOut = BodyByteCounting.BytesOut(context, gateway),
             Total = times.Total ?? TimeSpan.Zero,
             Identity = times.Identity,
             Traffic = times.Traffic,

@@ -79,6 +79,12 @@ public sealed class GatewayFeature
     /// <summary>Upstream attempts made (1 + retries).</summary>
     public int Attempts { get; internal set; }
 
+    /// <summary>Request body bytes read, when counted (a body without Content-Length, Observability.BodyByteCounting); −1 when not counted.</summary>
+    internal long RequestBodyRead = -1;
+
+    /// <summary>Response body bytes written, when counted (Observability.BodyByteCounting); −1 when not counted.</summary>
+    internal long ResponseBodyWritten = -1;
+
     private ReasonCode? _upstreamFailure;
     private int _upstreamStatus;
 

@@ -64,7 +64,8 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
                 Say($"generated in {watch.Elapsed.TotalSeconds:0.0} s");
             }
 
-            Say($"rows: {Count(connection):N0}; requests: {Scalar(connection, "SELECT sum(requests)::BIGINT FROM rollups"):N0}");
+            if (Scalar(connection, "SELECT count(*) FROM samples") == 0) GenerateSamples(connection);
+            Say($"rows: {Count(connection):N0}; requests: {Scalar(connection, "SELECT sum(requests)::BIGINT FROM rollups"):N0}; samples: {Scalar(connection, "SELECT count(*) FROM samples"):N0}");
         }
 
         Say($"file: {new FileInfo(database.Path).Length / 1048576.0:0} MiB");
@@ -77,32 +78,64 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
             ("summary 30d consumer=consumer-42", AnalyticsQueryKind.Summary, [("from", "now-30d"), ("consumer", "consumer-42")]),
             ("top 30d by consumer", AnalyticsQueryKind.Top, [("from", "now-30d"), ("by", "consumer")]),
             ("top 30d by route orderBy p99", AnalyticsQueryKind.Top, [("from", "now-30d"), ("by", "route"), ("orderBy", "p99")]),
+            ("top 30d by consumer orderBy p99", AnalyticsQueryKind.Top, [("from", "now-30d"), ("by", "consumer"), ("orderBy", "p99")]),
+            ("top 30d by route orderBy errors", AnalyticsQueryKind.Top, [("from", "now-30d"), ("by", "route"), ("orderBy", "errors")]),
+            ("top 30d by route orderBy errorRate", AnalyticsQueryKind.Top, [("from", "now-30d"), ("by", "route"), ("orderBy", "errorRate")]),
+            ("top 30d by cluster orderBy bytesOut", AnalyticsQueryKind.Top, [("from", "now-30d"), ("by", "cluster"), ("orderBy", "bytesOut")]),
             ("top 24h by consumer", AnalyticsQueryKind.Top, [("from", "now-24h"), ("by", "consumer")]),
             ("timeseries 30d (1d)", AnalyticsQueryKind.Timeseries, [("from", "now-30d")]),
             ("timeseries 30d 1h by route", AnalyticsQueryKind.Timeseries, [("from", "now-30d"), ("step", "1h"), ("groupBy", "route")]),
             ("timeseries 24h (5m)", AnalyticsQueryKind.Timeseries, [("from", "now-24h")]),
             ("timeseries 1h (1m) by consumer", AnalyticsQueryKind.Timeseries, [("from", "now-1h"), ("groupBy", "consumer")]),
+            ("samples 30d", AnalyticsQueryKind.Samples, [("from", "now-30d")]),
+            ("samples 30d minStatus=500 consumer=…", AnalyticsQueryKind.Samples, [("from", "now-30d"), ("minStatus", "500"), ("consumer", "consumer-42")]),
         ];
         // The gateway's writer keeps the database instance open; so does this connection, so a query's time is the
         // query's, not opening the file.
         using var keepOpen = database.OpenConnection();
-        Say("query | median ms | min ms | max ms (5 runs after 1 warm-up)");
+        Say($"load average before: {LoadAverage()}");
+        // Each query runs with the sketches merged in C# (the default) and in SQL (as before), alternating, so a
+        // busy machine slows both alike: the two columns compare within one run.
+        Say("query | C# merge: median ms (min–max) | SQL merge: median ms (min–max); 5 runs each after 1 warm-up, alternating");
         foreach (var (name, kind, query) in queries)
         {
             var parameters = AnalyticsQueryParameters.Parse(kind, query.Select(q => KeyValuePair.Create(q.Item1, new[] { q.Item2 })), now);
-            var times = new List<double>();
+            var times = new[] { new List<double>(), new List<double>() };
             string? step = null;
-            for (var run = 0; run < 6; run++)
+            for (var run = 0; run < 12; run++)
             {
+                var mode = run % 2 == 0 ? SketchMergeMode.Native : SketchMergeMode.Sql;
                 var watch = Stopwatch.StartNew();
                 using var connection = database.OpenConnection();
-                step = AnalyticsQuery.Run(connection, parameters, "local").Parameters.StepName;
-                if (run > 0) times.Add(watch.Elapsed.TotalMilliseconds);
+                step = AnalyticsQuery.Run(connection, parameters, "local", mode).Parameters.StepName;
+                if (run > 1) times[(int)mode].Add(watch.Elapsed.TotalMilliseconds);
             }
 
-            times.Sort();
-            Say($"{name}{(kind == AnalyticsQueryKind.Timeseries && step != parameters.StepName ? $" [step used: {step}]" : "")} | {times[2]:0} | {times[0]:0} | {times[^1]:0}");
+            foreach (var t in times) t.Sort();
+            Say($"{name}{(kind == AnalyticsQueryKind.Timeseries && step != parameters.StepName ? $" [step used: {step}]" : "")} | " +
+                $"{times[0][2]:0} ({times[0][0]:0}–{times[0][^1]:0}) | {times[1][2]:0} ({times[1][0]:0}–{times[1][^1]:0})");
         }
+
+        Say($"load average after: {LoadAverage()}");
+    }
+
+    private static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "?";
+
+    // 2 M samples over the 30 days (every 503/429/401 of a real store would be far more; the query reads the newest).
+    private static void GenerateSamples(DuckDB.NET.Data.DuckDBConnection connection)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandTimeout = 0;
+        command.CommandText = $"""
+            INSERT INTO samples
+            SELECT TIMESTAMP '{End.AddDays(-Days):yyyy-MM-dd HH:mm:ss}' + to_microseconds((n * 1296)::BIGINT), 'req-' || n, NULL,
+                   'route-' || (n % 200), 'cluster-' || (n % 20), 'consumer-' || (n % 1000), 'group-' || (n % 10), '192.0.2.1', 'GET', 'api.example.test',
+                   '/orders/' || chr(123) || 'id' || chr(125), CASE WHEN n % 7 = 0 THEN 503 WHEN n % 7 = 1 THEN 429 ELSE 200 END::SMALLINT,
+                   CASE WHEN n % 7 = 0 THEN 'upstream.unavailable' WHEN n % 7 = 1 THEN 'ratelimit.exceeded' END, 'apikey.valid', 'admitted',
+                   1::TINYINT, 100, 2000, 1000 + n % 5000, CASE WHEN n % 7 = 1 THEN NULL ELSE 800 + n % 4000 END
+            FROM range(2000000) t(n)
+            """;
+        command.ExecuteNonQuery();
     }
 
     private readonly List<string> _lines = [];

@@ -132,6 +132,50 @@ public sealed class ParquetExporterTests : IDisposable
     }
 
     [Fact]
+    public void PartitionsOlderThanTheRetentionAreDeleted_OnlyThisInstances_AndEmptyFoldersWithThem()
+    {
+        var database = new AnalyticsDatabase(StorePath);
+        var data = new ExportTestData(seed: 3);
+        foreach (var h in (int[])[-3, -2, 8, 9]) data.WriteHour(database, Day.AddHours(h)); // 21:00 and 22:00 the day before, 08:00, 09:00
+        var exporter = NewExporter(database, retention: TimeSpan.FromHours(12));
+        // Another instance's partition of an expired hour, and an unrelated folder: both stay.
+        var other = Path.Combine(ExportPath, "dt=2026-12-03", "hour=21", "instance=gw-2");
+        Directory.CreateDirectory(other);
+        File.WriteAllText(Path.Combine(other, "rollups.parquet"), "not ours");
+        Directory.CreateDirectory(Path.Combine(ExportPath, "notes"));
+
+        // 12:30, retention 12 h: the store keeps 00:30 onwards, so the hours before were never exported; 08 and 09 are.
+        exporter.ExportClosedHours();
+        Assert.Equal(["hour=08", "hour=09"], HourFolders("2026-12-04"));
+        Assert.False(Directory.Exists(Path.Combine(ExportPath, "dt=2026-12-03", "hour=22")));
+
+        // Write the old hours as an earlier run would have (a longer retention then), then run at 12:30 again.
+        foreach (var h in (int[])[-3, -2])
+        {
+            var folder = Path.Combine(ExportPath, Path.GetDirectoryName(Partition(h, "rollups"))!);
+            Directory.CreateDirectory(folder);
+            File.WriteAllText(Path.Combine(folder, "rollups.parquet"), "old");
+        }
+
+        Assert.Equal(0, exporter.ExportClosedHours()); // nothing new to write; the expired partitions are deleted by the run
+        Assert.False(Directory.Exists(Path.Combine(ExportPath, "dt=2026-12-03", "hour=22")), "an expired hour of this instance, emptied, is gone");
+        Assert.False(Directory.Exists(Path.Combine(ExportPath, "dt=2026-12-03", "hour=21", "instance=gw-1")));
+        Assert.True(File.Exists(Path.Combine(other, "rollups.parquet")), "another instance's partition is left to it");
+        Assert.True(Directory.Exists(Path.Combine(ExportPath, "notes")));
+
+        // 20:59:59.9: hour 08 ended (09:00) exactly 12 h before 21:00, not yet expired; at 21:00 it is, 09 still not.
+        _time.SetUtcNow(new DateTimeOffset(Day.AddHours(21)) - TimeSpan.FromTicks(1));
+        Assert.Equal(0, exporter.DeleteExpiredPartitions(_time.GetUtcNow()));
+        _time.Advance(TimeSpan.FromTicks(1));
+        Assert.Equal(1, exporter.DeleteExpiredPartitions(_time.GetUtcNow()));
+        Assert.Equal(["hour=09"], HourFolders("2026-12-04"));
+        _time.Advance(TimeSpan.FromHours(1));
+        exporter.ExportClosedHours();
+        Assert.False(Directory.Exists(Path.Combine(ExportPath, "dt=2026-12-04")), "the day's folder goes with its last partition");
+        Assert.True(File.Exists(Path.Combine(other, "rollups.parquet")));
+    }
+
+    [Fact]
     public void AnHourWithRollupsButNoSamplesWritesAnEmptySamplesFile()
     {
         var database = new AnalyticsDatabase(StorePath);

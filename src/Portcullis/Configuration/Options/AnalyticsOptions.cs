@@ -11,7 +11,7 @@ internal sealed record AnalyticsOptions
     [Description("How often the in-process rollups and queued samples are written to the store in one batch; a crash loses at most this much. Default 5s.")]
     public TimeSpan FlushInterval { get; init; } = TimeSpan.FromSeconds(5);
 
-    [Description("Data older than this is deleted from the store. Default 30d.")]
+    [Description("Data older than this is deleted from the store and from this instance's Parquet exports. Default 30d.")]
     public TimeSpan Retention { get; init; } = TimeSpan.FromDays(30);
 
     [Description("The store file is kept below this size: the oldest data is deleted first. Default 2GiB.")]
