@@ -54,7 +54,7 @@ public static class PortcullisCli
             return Ok;
         });
 
-        var root = new RootCommand("Portcullis: an identity-aware API gateway on YARP and Kestrel.") { run, validate, diff, echo, schema, KeysCommand.Create(output, errors), CertsCommand.Create(output, errors), AuditCommand.Create(output, errors), AnalyticsCommand.Create(output, errors) };
+        var root = new RootCommand("Portcullis: an identity-aware API gateway on YARP and Kestrel.") { run, validate, diff, echo, schema, KeysCommand.Create(output, errors), CertsCommand.Create(output, errors), AuditCommand.Create(output, errors), AnalyticsCommand.Create(output, errors), AdviseCommand.Create(output, errors) };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
         {
@@ -73,7 +73,7 @@ public static class PortcullisCli
     internal static string Version =>
         typeof(PortcullisCli).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
-    private static BuildResult Build(string path)
+    internal static BuildResult Build(string path)
     {
         // YARP's own validator checks what only it knows (route template syntax), as a reload would.
         using var services = new ServiceCollection().AddLogging().AddPortcullisProxy().BuildServiceProvider();

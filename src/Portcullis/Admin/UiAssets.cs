@@ -12,7 +12,7 @@ internal sealed record UiAsset(byte[] Content, string ContentType, string ETag);
 /// <summary>
 /// The dashboard's static files (src/Portcullis/Analytics/ui, embedded in the assembly as ui/…), served at
 /// /ui/ with strict security headers and revalidated through their ETag. The page paths (/ui/, /ui/route,
-/// /ui/consumer, /ui/samples) all answer index.html, whose script picks the page from the path.
+/// /ui/consumer, /ui/samples, /ui/advice) all answer index.html, whose script picks the page from the path.
 /// </summary>
 internal sealed class UiAssets
 {
@@ -20,7 +20,7 @@ internal sealed class UiAssets
 
     private const string ResourcePrefix = "ui/";
 
-    private static readonly FrozenSet<string> Pages = FrozenSet.Create(StringComparer.Ordinal, "/ui/", "/ui/route", "/ui/consumer", "/ui/samples");
+    private static readonly FrozenSet<string> Pages = FrozenSet.Create(StringComparer.Ordinal, "/ui/", "/ui/route", "/ui/consumer", "/ui/samples", "/ui/advice");
 
     private static readonly FrozenDictionary<string, string> ContentTypes = new Dictionary<string, string>(StringComparer.Ordinal)
     {

@@ -26,7 +26,7 @@ internal sealed class UiSession
 
     // One cookie per path, so the browser sends it nowhere else on this host (a route listener on the same
     // host name never sees it unless its paths start with these).
-    private static readonly string[] CookiePaths = ["/ui", "/admin/analytics"];
+    private static readonly string[] CookiePaths = ["/ui", "/admin/analytics", "/admin/advice"];
 
     private const string Version = "1";
 
@@ -46,7 +46,9 @@ internal sealed class UiSession
     {
         if (!HttpMethods.IsGet(request.Method) && !HttpMethods.IsHead(request.Method)) return false;
         var path = request.Path.Value ?? "";
-        return path.StartsWith("/ui/", StringComparison.Ordinal) || path.StartsWith("/admin/analytics/", StringComparison.Ordinal);
+        // Reads only: the advisor's findings are listed with the cookie; acknowledging or muting needs an admin token.
+        return path.StartsWith("/ui/", StringComparison.Ordinal) || path.StartsWith("/admin/analytics/", StringComparison.Ordinal)
+            || path == "/admin/advice" || path.StartsWith("/admin/advice/", StringComparison.Ordinal);
     }
 
     /// <summary>Sets the cookie for <paramref name="token"/>; returns when it expires.</summary>

@@ -21,6 +21,21 @@ internal static partial class AdviceServices
         services.TryAddSingleton(sp => new AdviceStateStore(advice.StatePath, sp.GetRequiredService<ILogger<AdviceStateStore>>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAdviceListener, AdviceStateStore>(sp => sp.GetRequiredService<AdviceStateStore>()));
         services.TryAddSingleton<AdviceEngine>();
+        services.TryAddSingleton<AdviceMetrics>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IAdviceListener, AdviceMetrics>(sp => sp.GetRequiredService<AdviceMetrics>()));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Observability.IMetricsContributor, AdviceMetrics>(sp => sp.GetRequiredService<AdviceMetrics>()));
+
+        // The webhook always exists (a reload may add advice.webhook); it sends only while one is configured.
+        services.AddHttpClient(AdviceWebhook.HttpClientName, client =>
+            {
+                client.DefaultRequestHeaders.UserAgent.ParseAdd("Portcullis");
+                client.Timeout = Timeout.InfiniteTimeSpan; // per attempt: advice.webhook.timeout
+            })
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler { ConnectTimeout = TimeSpan.FromSeconds(5), AllowAutoRedirect = false, UseCookies = false })
+            .RemoveAllLoggers();
+        services.TryAddSingleton<AdviceWebhook>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IAdviceListener, AdviceWebhook>(sp => sp.GetRequiredService<AdviceWebhook>()));
+        services.AddHostedService(sp => sp.GetRequiredService<AdviceWebhook>());
         services.TryAddSingleton<AdviceService>();
         services.AddHostedService(sp => sp.GetRequiredService<AdviceService>());
         return services;

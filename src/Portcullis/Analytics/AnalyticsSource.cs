@@ -18,12 +18,20 @@ internal sealed class AnalyticsSource
 
     private readonly AnalyticsDatabase? _database;
     private readonly string? _fleetPath;
+    private readonly string? _readOnlyFile;
 
-    private AnalyticsSource(AnalyticsDatabase? database, string? fleetPath)
+    private AnalyticsSource(AnalyticsDatabase? database, string? fleetPath, string? readOnlyFile = null)
     {
         _database = database;
         _fleetPath = fleetPath;
+        _readOnlyFile = readOnlyFile;
     }
+
+    /// <summary>
+    /// A store file opened read-only (offline readers such as `portcullis advise`): never changed, and DuckDB refuses
+    /// (rather than waits) while a gateway writes it. Its tables must exist.
+    /// </summary>
+    public static AnalyticsSource ReadOnlyFile(string path) => new(null, null, Path.GetFullPath(path));
 
     /// <summary>This instance's store.</summary>
     public static AnalyticsSource Local(AnalyticsDatabase database) => new(database, null);
@@ -51,6 +59,21 @@ internal sealed class AnalyticsSource
     /// <param name="to">End of the window, exclusive.</param>
     public DuckDBConnection OpenConnection(DateTime? from = null, DateTime? to = null)
     {
+        if (_readOnlyFile is not null)
+        {
+            var readOnly = new DuckDBConnection(new DuckDBConnectionStringBuilder { DataSource = _readOnlyFile, ["access_mode"] = "READ_ONLY" }.ConnectionString);
+            try
+            {
+                readOnly.Open();
+                return readOnly;
+            }
+            catch
+            {
+                readOnly.Dispose();
+                throw;
+            }
+        }
+
         if (_fleetPath is null) return _database!.OpenConnection();
         var connection = new DuckDBConnection(MemoryConnection);
         try

@@ -164,7 +164,7 @@ public sealed class AdminUiTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.SeeOther, signedIn.StatusCode);
         Assert.Equal("/ui/route?route=orders", signedIn.Headers.Location?.OriginalString);
         var cookies = signedIn.Headers.GetValues("Set-Cookie").ToList();
-        Assert.Equal(2, cookies.Count);
+        Assert.Equal(3, cookies.Count); // /ui, /admin/analytics, /admin/advice
         Assert.All(cookies, c =>
         {
             Assert.StartsWith("portcullis-ui=", c, StringComparison.Ordinal);
@@ -184,6 +184,17 @@ public sealed class AdminUiTests : IAsyncLifetime
         Assert.NotEqual(HttpStatusCode.Unauthorized, analytics.StatusCode);
         Assert.NotEqual(HttpStatusCode.Forbidden, analytics.StatusCode);
 
+        // The advisor's findings are read with it too, but never acknowledged or muted.
+        var adviceCookie = CookieFor(signedIn, "/admin/advice");
+        var advice = await GetAsync("/admin/advice", r => With(r, adviceCookie));
+        Assert.NotEqual(HttpStatusCode.Unauthorized, advice.StatusCode);
+        Assert.NotEqual(HttpStatusCode.Forbidden, advice.StatusCode);
+        using (var mute = new HttpRequestMessage(HttpMethod.Post, "/admin/advice/000000000000/mute"))
+        {
+            With(mute, adviceCookie);
+            await AssertProblemAsync(await _client.SendAsync(mute), HttpStatusCode.Unauthorized, "admin.unauthenticated");
+        }
+
         // Nowhere else, and never for a POST (a cross-site form could send it).
         await AssertProblemAsync(await GetAsync("/admin/config", r => With(r, analyticsCookie)), HttpStatusCode.Unauthorized, "admin.unauthenticated");
         using (var reload = new HttpRequestMessage(HttpMethod.Post, "/admin/reload"))
@@ -202,14 +213,14 @@ public sealed class AdminUiTests : IAsyncLifetime
             r.Headers.Authorization = new AuthenticationHeaderValue("Bearer", "not-a-token-at-all-0000");
         }), HttpStatusCode.Unauthorized, "admin.token-invalid");
 
-        // Signing out clears both cookies.
+        // Signing out clears all three cookies.
         using var logout = new HttpRequestMessage(HttpMethod.Post, "/ui/logout");
         With(logout, uiCookie);
         logout.Headers.Add("Origin", _gateway.AdminUrl);
         var loggedOut = await _client.SendAsync(logout);
         Assert.Equal(HttpStatusCode.SeeOther, loggedOut.StatusCode);
         Assert.Equal("/ui/login", loggedOut.Headers.Location?.OriginalString);
-        Assert.Equal(2, loggedOut.Headers.GetValues("Set-Cookie").Count(c => c.StartsWith("portcullis-ui=;", StringComparison.Ordinal)));
+        Assert.Equal(3, loggedOut.Headers.GetValues("Set-Cookie").Count(c => c.StartsWith("portcullis-ui=;", StringComparison.Ordinal)));
 
         var records = await AuditRecordsAsync(r => r.Count(x => Type(x) is "admin.ui-signin" or "admin.ui-signout") == 3);
         var failed = records.Single(r => Type(r) == "admin.ui-signin" && r.GetProperty("result").GetString() == "failed");

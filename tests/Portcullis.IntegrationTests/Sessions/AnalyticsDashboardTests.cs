@@ -3,6 +3,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
 using Portcullis.Cli;
 using Portcullis.IntegrationTests.Infrastructure;
@@ -65,6 +66,7 @@ public sealed class AnalyticsDashboardTests : IAsyncLifetime
               - { name: orders, match: { pathPrefix: /orders }, auth: { apiKey: true }, cluster: api }
               - { name: catalog, match: { pathPrefix: /catalog }, cluster: api }
               - { name: broken, match: { pathPrefix: /broken }, cluster: dead }
+              - { name: reports, match: { pathPrefix: /reports }, cluster: api } # the advice page's finding patches it
             clusters:
               api: { destinations: ["{{_upstream.Url}}"] }
               dead: { destinations: ["http://127.0.0.1:{{Ports.GetFree()}}"] }
@@ -77,7 +79,9 @@ public sealed class AnalyticsDashboardTests : IAsyncLifetime
                 tokens:
                   - { name: dashboard, scope: read, env: ADMIN_TOKEN }
             """, new Dictionary<string, string> { ["keys.yaml"] = await File.ReadAllTextAsync(keys) },
-            environment: name => name == "ADMIN_TOKEN" ? AdminToken : null);
+            environment: name => name == "ADMIN_TOKEN" ? AdminToken : null,
+            // The advisor's page lists what a detector registered here finds (the real ones need hours of traffic).
+            configureServices: services => services.AddSingleton<Portcullis.Advice.IAdviceDetector, Portcullis.IntegrationTests.Advice.AdviceApiTests.FixedDetector>());
         File.Delete(keys);
     }
 
@@ -156,6 +160,50 @@ public sealed class AnalyticsDashboardTests : IAsyncLifetime
         }
 
         Assert.True(problems.Count == 0, string.Join("\n", problems));
+    }
+
+    [Fact]
+    public async Task The_advice_page_lists_the_findings_with_evidence_and_patch_and_the_cookie_cannot_post()
+    {
+        var page = await _browser.NewPageAsync();
+        var problems = new List<string>();
+        page.Console += (_, message) =>
+        {
+            if (message.Type == "error") problems.Add($"console {message.Type}: {message.Text}");
+        };
+        page.PageError += (_, error) => problems.Add("page error: " + error);
+        await page.GotoAsync(_gateway.AdminUrl + "/ui/advice");
+        await page.FillAsync("#token", AdminToken);
+        await page.ClickAsync("#signin");
+        await page.WaitForURLAsync(_gateway.AdminUrl + "/ui/advice");
+
+        var scanner = Portcullis.Advice.Finding.MakeId(Portcullis.Advice.FindingKinds.UnmatchedScanner, new Portcullis.Advice.FindingSubject(Portcullis.Advice.SubjectKind.Client, "10.0.0.7"));
+        var suggestion = Portcullis.Advice.Finding.MakeId(Portcullis.Advice.FindingKinds.RateLimitSuggested, new Portcullis.Advice.FindingSubject(Portcullis.Advice.SubjectKind.Route, "reports"));
+        try
+        {
+            await Expect(page.Locator($"#finding-{scanner} .title")).ToHaveTextAsync("10.0.0.7 probes for /.env and /wp-admin");
+            await Expect(page.Locator($"#finding-{scanner}")).ToHaveAttributeAsync("data-severity", "warning");
+            await Expect(page.Locator($"#evidence-{suggestion} tbody tr td:nth-child(2)")).ToHaveTextAsync("9.5 req/s");
+            await Expect(page.Locator($"#patch-{suggestion}")).ToContainTextAsync("suggested-reports");
+            await Expect(page.Locator($"#finding-{suggestion} pre.command")).ToContainTextAsync($"/admin/advice/{suggestion}/acknowledge");
+            await Expect(page.Locator("#nav-advice")).ToBeVisibleAsync();
+
+            // Filtered by severity: only the warning stays.
+            await page.GotoAsync(_gateway.AdminUrl + "/ui/advice?severity=warning");
+            await Expect(page.Locator("#advice-severity")).ToHaveValueAsync("warning");
+            await Expect(page.Locator("article.finding")).ToHaveCountAsync(1);
+            await Expect(page.Locator($"#finding-{scanner}")).ToBeVisibleAsync();
+        }
+        catch (Exception ex) when (ex is PlaywrightException or Xunit.Sdk.XunitException)
+        {
+            throw new Xunit.Sdk.XunitException($"{ex.Message}\nat {page.Url}, status: {await page.Locator("#status").TextContentAsync()}\n{string.Join("\n", problems)}\n{_gateway.Logs}");
+        }
+
+        Assert.True(problems.Count == 0, string.Join("\n", problems));
+
+        // The sign-in cookie reads only: a POST from the page is refused (an admin token is needed).
+        var status = await page.EvaluateAsync<int>($"async () => (await fetch('/admin/advice/{scanner}/mute', {{ method: 'POST' }})).status");
+        Assert.Equal(401, status);
     }
 
     private static async Task CheckDashboardAsync(IPage page)

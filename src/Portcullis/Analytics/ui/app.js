@@ -43,9 +43,18 @@ export function href(path, params = {}) {
 }
 
 /** GET /admin/analytics/{endpoint} with the range and `params`; a lost sign-in goes back to the form. */
-async function api(endpoint, params = {}) {
-  const query = new URLSearchParams({ ...range(), ...params });
-  const response = await fetch('/admin/analytics/' + endpoint + '?' + query, { headers: { Accept: 'application/json' } });
+function api(endpoint, params = {}) {
+  return get('/admin/analytics/' + endpoint, endpoint, { ...range(), ...params });
+}
+
+/** GET /admin/advice with `params` (kind, severity, subject, state): the advisor's findings. */
+function advice(params = {}) {
+  return get('/admin/advice', 'advice', params);
+}
+
+async function get(path, endpoint, params) {
+  const query = new URLSearchParams(params);
+  const response = await fetch(path + '?' + query, { headers: { Accept: 'application/json' } });
   if (response.status === 401) {
     location.assign('/ui/login?next=' + encodeURIComponent(location.pathname + location.search));
     throw new Error('signed out');
@@ -72,8 +81,9 @@ async function load() {
   // The navigation keeps the chosen range.
   $('nav-overview').href = href('/ui/');
   $('nav-samples').href = href('/ui/samples');
+  $('nav-advice').href = href('/ui/advice');
   try {
-    const content = await page({ api, href, filters: filters(), range: range() });
+    const content = await page({ api, advice, href, filters: filters(), params: url.searchParams, range: range() });
     resetCharts();
     $('page').replaceChildren(content.node);
     mountCharts();

@@ -2,6 +2,7 @@
 // Each returns { node, from, to, source } once its data is in; app.js puts it on screen.
 import { el, fmt, table, panel } from './dom.js';
 import { align, timeChart } from './charts.js';
+import { advicePage } from './advice.js';
 
 const UNITS = { s: 1, m: 60, h: 3600, d: 86400 };
 const stepSeconds = (step) => {
@@ -148,6 +149,7 @@ export const pages = {
   route: (ctx) => dashboard(ctx, 'Route ' + (ctx.filters.route ?? ''), pick(ctx.filters, 'route'), ['consumers', 'samples']),
   consumer: (ctx) => dashboard(ctx, 'Consumer ' + (ctx.filters.consumer ?? ''), pick(ctx.filters, 'consumer'), ['routes', 'samples']),
   samples: samplesPage,
+  advice: advicePage,
 };
 
 function pick(filters, name) {
