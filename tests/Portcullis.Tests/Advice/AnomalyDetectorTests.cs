@@ -198,3 +198,23 @@ public sealed class AnomalyDetectorTests : IDisposable
         Assert.True(findings.Count == 0, Dump(findings));
     }
 }
+
+/// <summary>With analytics.samples.rawPaths, probes that a catch-all route passed to its upstream are seen too, and get the deny-route patch.</summary>
+public sealed class AnomalyRawPathTests : IDisposable
+{
+    private readonly AnomalyTestData _data = new(rawPaths: true, extraRoutes: "- { name: site, match: { pathPrefix: / }, respond: { status: 404 } }");
+
+    public void Dispose() => _data.Dispose();
+
+    [Fact]
+    public void Probes_that_reached_a_route_are_a_critical_scanner_with_a_deny_route_patch()
+    {
+        string[] probes = ["/.env", "/.git/config", "/wp-admin/", "/wp-login.php"];
+        for (var i = 0; i < probes.Length; i++) _data.Sample(AnomalyTestData.Now.AddSeconds(-60 + i), "site", null, "192.0.2.66", probes[i], 404, null);
+        _data.Flush();
+        var finding = Assert.Single(new AnomalyUnmatchedDetector().Detect(_data.Context()));
+        Assert.Equal((FindingKinds.UnmatchedScanner, FindingSeverity.Critical), (finding.Kind, finding.Severity));
+        Assert.Contains("name: deny-probe-env", finding.Patch!.Yaml, StringComparison.Ordinal);
+        Assert.Contains("name: deny-probe-wp-admin", finding.Patch.Yaml, StringComparison.Ordinal);
+    }
+}

@@ -26,7 +26,7 @@ internal sealed class AnomalyTestData : IDisposable
     private readonly Random _random = new(17);
     private int _requestId;
 
-    public AnomalyTestData(bool rawPaths = false, bool clean = true)
+    public AnomalyTestData(bool rawPaths = false, bool clean = true, string extraRoutes = "")
     {
         Database = new AnalyticsDatabase(Path.Combine(_dir, "analytics.duckdb"));
         File.WriteAllText(Path.Combine(_dir, "portcullis.yaml"), $$"""
@@ -37,6 +37,7 @@ internal sealed class AnomalyTestData : IDisposable
               - { name: users, match: { path: "/users/{id}" }, respond: { status: 200 } }
               - { name: search, match: { pathPrefix: /search }, respond: { status: 200 } }
               - { name: admin, match: { pathPrefix: /admin }, respond: { status: 200 } }
+              {{extraRoutes}}
             """);
         var build = new SnapshotBuilder().Build(Path.Combine(_dir, "portcullis.yaml"));
         Assert.True(build.Succeeded, string.Join("\n", build.Diagnostics));
