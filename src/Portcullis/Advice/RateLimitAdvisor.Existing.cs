@@ -1,5 +1,6 @@
 using System.Globalization;
 using Portcullis.Configuration;
+using Portcullis.Pipeline;
 using Portcullis.Routing;
 using Portcullis.Traffic;
 
@@ -37,7 +38,7 @@ internal sealed partial class RateLimitAdvisor
             var routeList = string.Join(", ", routes.Select(r => r.Name));
             var subject = new FindingSubject(SubjectKind.RateLimit, policy.Name, routes.Count == 1 ? routes[0].Name : null);
             var evidenceFrom = context.WindowStart;
-            var link = DashboardLinks.Samples(context.WindowStart, context.Now, ("route", routes.Count == 1 ? routes[0].Name : null), ("reason", "ratelimit.exceeded"));
+            var link = DashboardLinks.Samples(context.WindowStart, context.Now, ("route", routes.Count == 1 ? routes[0].Name : null), ("reason", ReasonCodes.RateLimitExceeded.Code));
             var (first, last) = (Time(histories.Min(h => h.FirstSecond)), Time(histories.Max(h => h.LastSecond)));
 
             if (tight.Count > 0)
@@ -174,7 +175,7 @@ internal sealed partial class RateLimitAdvisor
             "Its key has parts the advisor's history does not hold, so it is not replayed and no new limit is suggested: raise the limit, or check the key.";
         return NewFinding(FindingKinds.RateLimitTooTight, FindingSeverity.Warning, subject, Time(histories.Min(h => h.FirstSecond)), Time(histories.Max(h => h.LastSecond)),
             $"Rate limit {policy.Name} refuses {Percent(worst.Limited, worst.Total)} of {worst.Key}'s requests", explanation,
-            new Evidence(context.WindowStart, context.Now, values) { DashboardLink = DashboardLinks.Samples(context.WindowStart, context.Now, ("reason", "ratelimit.exceeded")), Basis = basis }, confidence, null);
+            new Evidence(context.WindowStart, context.Now, values) { DashboardLink = DashboardLinks.Samples(context.WindowStart, context.Now, ("reason", ReasonCodes.RateLimitExceeded.Code)), Basis = basis }, confidence, null);
     }
 
     // Parts of the policy's key that (nearly) no request of a route carried: the traffic stage records each missing part.
