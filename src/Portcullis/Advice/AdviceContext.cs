@@ -37,13 +37,39 @@ internal interface IAdviceRuntime
 {
     /// <summary>False offline: checks that need live state skip themselves rather than report on nothing.</summary>
     bool IsLive { get; }
+
+    /// <summary>Destination health changes (active and passive checks) at or after <paramref name="since"/>.</summary>
+    IReadOnlyList<Clusters.HealthTransition> HealthTransitions(DateTime since);
+
+    /// <summary>The certificates in use now: listener server certificates and upstream client certificates.</summary>
+    IReadOnlyList<RuntimeCertificate> Certificates();
+
+    /// <summary>Each issuer's JWKS fetch state (issuers with keys fetched from a URL or file).</summary>
+    IReadOnlyList<RuntimeJwks> Jwks();
+
+    /// <summary>Response-header findings counted since start, per route and finding ("forbid:Server", "require:X-Content-Type-Options").</summary>
+    IReadOnlyList<(string Route, string Finding, long Count)> ResponseHeaderFindings();
 }
+
+/// <summary>A certificate the gateway uses: <paramref name="Owner"/> is the listener (server certificate) or the cluster (upstream client certificate).</summary>
+internal sealed record RuntimeCertificate(SubjectKind OwnerKind, string Owner, string Name, string Subject, DateTime NotAfter, IReadOnlyList<string> Files);
+
+/// <summary>An issuer's key fetching: failing since when (null: the latest fetch succeeded), why, and the counts since start.</summary>
+internal sealed record RuntimeJwks(string Issuer, string Source, DateTime? FailingSince, string? LastError, long Fetches, long Failures, DateTime? KeysFetchedAt, bool KeysExpired);
 
 internal sealed class OfflineAdviceRuntime : IAdviceRuntime
 {
     public static readonly OfflineAdviceRuntime Instance = new();
 
     public bool IsLive => false;
+
+    public IReadOnlyList<Clusters.HealthTransition> HealthTransitions(DateTime since) => [];
+
+    public IReadOnlyList<RuntimeCertificate> Certificates() => [];
+
+    public IReadOnlyList<RuntimeJwks> Jwks() => [];
+
+    public IReadOnlyList<(string Route, string Finding, long Count)> ResponseHeaderFindings() => [];
 }
 
 /// <summary>

@@ -43,6 +43,7 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
     {
         var cutoff = (now - options.Retention).UtcDateTime;
         var deleted = DeleteBefore(connection, cutoff);
+        deleted += DeleteArrivalsBefore(connection, (now - options.ArrivalRetention).UtcDateTime);
         RowsDeletedByAge += deleted;
         if (deleted > 0)
         {
@@ -83,7 +84,7 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
     private static long DeleteBefore(DuckDBConnection connection, DateTime cutoff)
     {
         long rows = 0;
-        foreach (var sql in (string[])["DELETE FROM rollups WHERE minute < $cutoff", "DELETE FROM samples WHERE ts < $cutoff"])
+        foreach (var sql in (string[])["DELETE FROM rollups WHERE minute < $cutoff", "DELETE FROM samples WHERE ts < $cutoff", "DELETE FROM arrivals WHERE minute < $cutoff"])
         {
             using var command = connection.CreateCommand();
             command.CommandText = sql;
@@ -92,6 +93,15 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
         }
 
         return rows;
+    }
+
+    // The advisor's arrivals have their own, shorter retention (advice.window).
+    private static long DeleteArrivalsBefore(DuckDBConnection connection, DateTime cutoff)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = "DELETE FROM arrivals WHERE minute < $cutoff";
+        command.Parameters.Add(new DuckDBParameter("cutoff", cutoff));
+        return command.ExecuteNonQuery();
     }
 
     private static DateTime? Oldest(DuckDBConnection connection)

@@ -27,6 +27,7 @@ internal sealed class AnalyticsRecorder : IRequestCompletionObserver
     {
         _started = started;
         Rollups = new RollupTables(stripes);
+        Arrivals = new ArrivalTables(stripes);
         _samples = Channel.CreateBounded<AnalyticsSample>(new BoundedChannelOptions(started.QueueSize)
         {
             SingleReader = true,
@@ -35,6 +36,9 @@ internal sealed class AnalyticsRecorder : IRequestCompletionObserver
     }
 
     public RollupTables Rollups { get; }
+
+    /// <summary>Per-second arrivals per route and rate key, for the advisor (kept only while advice is on).</summary>
+    public ArrivalTables Arrivals { get; }
 
     public ChannelReader<AnalyticsSample> Samples => _samples.Reader;
 
@@ -50,6 +54,7 @@ internal sealed class AnalyticsRecorder : IRequestCompletionObserver
         var bytesIn = context.Request.ContentLength ?? 0;
         var bytesOut = context.Response.ContentLength ?? 0;
         Record(gateway, status, cluster, bytesIn, bytesOut);
+        if (gateway.TrafficReached && gateway.Snapshot.Advice is not null) RecordArrival(context, gateway);
         if (status >= 400 || (options.SuccessRate > 0 && (options.SuccessRate >= 1 || Random.Shared.NextDouble() < options.SuccessRate)))
         {
             Sample(context, gateway, options, status, cluster, bytesIn, bytesOut);
@@ -63,6 +68,22 @@ internal sealed class AnalyticsRecorder : IRequestCompletionObserver
         var ticks = gateway.StartedAt.UtcTicks;
         var key = new RollupKey(ticks - (ticks % TimeSpan.TicksPerMinute), gateway.RouteName, cluster, caller?.Consumer, caller?.ConsumerGroup, (short)status, ReasonOf(gateway));
         Rollups.Add(key, bytesIn, bytesOut, Microseconds(gateway.Times.Total) ?? 0, Microseconds(gateway.Times.Upstream) ?? -1);
+    }
+
+    /// <summary>
+    /// The arrivals step: the request's second within its minute, under its route and rate key (the consumer, or
+    /// "ip:" and the client address when anonymous: what a `key: consumer` limit counts). Allocation-free for a
+    /// row seen before in this flush interval (the anonymous key's text is built once per request).
+    /// </summary>
+    internal void RecordArrival(HttpContext context, GatewayFeature gateway)
+    {
+        if (gateway.RouteName is not { } route) return;
+        var caller = gateway.Caller;
+        var rateKey = caller?.Consumer is { Length: > 0 } consumer ? consumer : "ip:" + gateway.ClientAddress(context);
+        var ticks = gateway.StartedAt.UtcTicks;
+        var second = (int)(ticks / TimeSpan.TicksPerSecond % 60);
+        var limited = ReferenceEquals(gateway.Refusal, ReasonCodes.RateLimitExceeded);
+        Arrivals.Add(new ArrivalKey(ticks - (ticks % TimeSpan.TicksPerMinute), route, rateKey, caller?.ConsumerGroup, limited, gateway.RateKeyMissing), second);
     }
 
     private void Sample(HttpContext context, GatewayFeature gateway, CompiledAnalytics options, int status, string? cluster, long bytesIn, long bytesOut)

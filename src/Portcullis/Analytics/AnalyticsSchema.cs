@@ -69,4 +69,26 @@ internal static class AnalyticsSchema
         """;
 
     public const string CreateMeta = "CREATE TABLE IF NOT EXISTS analytics_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)";
+
+    public const string Arrivals = "arrivals";
+
+    /// <summary>
+    /// Per-second arrivals for the advisor's rate-limit suggestions (docs/advisor.md#rate-limit-suggestions): one
+    /// row per minute × route × rate key × group × limited × missing key parts, with the seconds that had
+    /// requests and their counts. Only requests that reached the traffic stage (a route matched and
+    /// authentication passed), on every such route whether it has limits or not. Kept for advice.window.
+    /// </summary>
+    public const string CreateArrivals = """
+        CREATE TABLE IF NOT EXISTS arrivals (
+            minute          TIMESTAMP NOT NULL, -- start of the minute, UTC
+            route           VARCHAR NOT NULL,
+            rate_key        VARCHAR NOT NULL,   -- consumer id; "ip:" and the client address when anonymous
+            consumer_group  VARCHAR,            -- the caller's consumer group; NULL when none
+            limited         BOOLEAN NOT NULL,   -- refused by a rate limit (429 ratelimit.exceeded)
+            key_missing     VARCHAR,            -- "policy part" of the route's rate-limit key parts missing on these requests, ", "-joined; NULL when none
+            requests        BIGINT NOT NULL,
+            seconds         UTINYINT[] NOT NULL, -- second offsets within the minute that had requests (sparse)
+            counts          INTEGER[] NOT NULL   -- requests in each of those seconds, same length
+        )
+        """;
 }

@@ -59,13 +59,15 @@ internal static class AnalyticsMetrics
         [
             new(writer.RollupRowsFlushed, new KeyValuePair<string, object?>("table", AnalyticsSchema.Rollups)),
             new(writer.SampleRowsFlushed, new KeyValuePair<string, object?>("table", AnalyticsSchema.Samples)),
+            new(writer.ArrivalRowsFlushed, new KeyValuePair<string, object?>("table", AnalyticsSchema.Arrivals)),
         ], "{row}", "Rows written to the analytics store, by table.");
         meter.CreateObservableCounter("portcullis.analytics.dropped", () => (IEnumerable<Measurement<long>>)
         [
             new(recorder.SamplesDropped + writer.PendingSamplesDropped, new KeyValuePair<string, object?>("kind", "samples")),
             new(writer.RollupsDropped, new KeyValuePair<string, object?>("kind", "rollups")),
             new(recorder.Rollups.Overflowed, new KeyValuePair<string, object?>("kind", "overflow")),
-        ], "{item}", "What analytics did not keep: samples (queue full, or the store failing for long), rollups (rows lost while the store failed for long), overflow (requests counted in their minute's overflow row: too many distinct rows).");
+            new(recorder.Arrivals.Dropped + writer.ArrivalsDropped, new KeyValuePair<string, object?>("kind", "arrivals")),
+        ], "{item}", "What analytics did not keep: samples (queue full, or the store failing for long), rollups (rows lost while the store failed for long), overflow (requests counted in their minute's overflow row: too many distinct rows), arrivals (per-second arrivals the advisor did not get: too many distinct rows, or the store failing for long).");
         meter.CreateObservableGauge("portcullis.analytics.file.size", () => writer.FileSize, "By", "Size of the analytics store file and its WAL, as of the last flush.");
         meter.CreateObservableGauge("portcullis.analytics.up", () => writer.Health.IsDown ? 0 : 1, "{store}", "1 while the analytics store is written normally, 0 while it cannot be written.");
     }

@@ -19,6 +19,9 @@ internal sealed partial class AnalyticsWriter : BackgroundService
     /// <summary>Rollup rows kept across failed flushes; beyond it further rows are dropped and counted.</summary>
     internal const int MaxPendingRollups = 200_000;
 
+    /// <summary>Arrival rows kept across failed flushes; beyond it further rows are dropped and counted.</summary>
+    internal const int MaxPendingArrivals = 200_000;
+
     internal static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
 
     private readonly AnalyticsDatabase _database;
@@ -31,6 +34,9 @@ internal sealed partial class AnalyticsWriter : BackgroundService
     private readonly object _gate = new();
     private Dictionary<RollupKey, RollupCell> _pendingRollups = [];
     private readonly List<AnalyticsSample> _pendingSamples = [];
+    private Dictionary<ArrivalKey, ArrivalCell> _pendingArrivals = [];
+    private long _arrivalRows;
+    private long _arrivalsDropped;
     private DuckDBConnection? _connection;
     private int _failures;
     private DateTimeOffset _nextAttempt;
@@ -66,6 +72,11 @@ internal sealed partial class AnalyticsWriter : BackgroundService
     public long RollupRowsFlushed => Interlocked.Read(ref _rollupRows);
 
     public long SampleRowsFlushed => Interlocked.Read(ref _sampleRows);
+
+    public long ArrivalRowsFlushed => Interlocked.Read(ref _arrivalRows);
+
+    /// <summary>Arrival rows lost because the store failed longer than the pending buffer holds.</summary>
+    public long ArrivalsDropped => Interlocked.Read(ref _arrivalsDropped);
 
     /// <summary>Rollup rows lost because the store failed longer than the pending buffer holds.</summary>
     public long RollupsDropped => Interlocked.Read(ref _rollupsDropped);
@@ -165,6 +176,7 @@ internal sealed partial class AnalyticsWriter : BackgroundService
             }
         }
 
+        CollectArrivals();
         var reader = _recorder.Samples;
         var limit = _started.QueueSize;
         while (reader.TryRead(out var sample))
@@ -174,9 +186,26 @@ internal sealed partial class AnalyticsWriter : BackgroundService
         }
     }
 
+    private void CollectArrivals()
+    {
+        var arrivals = _recorder.Arrivals.Swap();
+        if (_pendingArrivals.Count == 0)
+        {
+            _pendingArrivals = arrivals;
+            return;
+        }
+
+        foreach (var (key, cell) in arrivals)
+        {
+            if (_pendingArrivals.TryGetValue(key, out var into)) into.MergeFrom(cell);
+            else if (_pendingArrivals.Count < MaxPendingArrivals) _pendingArrivals[key] = cell;
+            else Interlocked.Increment(ref _arrivalsDropped);
+        }
+    }
+
     private void Append(DuckDBConnection connection)
     {
-        if (_pendingRollups.Count == 0 && _pendingSamples.Count == 0) return;
+        if (_pendingRollups.Count == 0 && _pendingSamples.Count == 0 && _pendingArrivals.Count == 0) return;
         using (var transaction = connection.BeginTransaction())
         {
             if (_pendingRollups.Count > 0)
@@ -191,8 +220,17 @@ internal sealed partial class AnalyticsWriter : BackgroundService
                 foreach (var sample in _pendingSamples) AnalyticsRows.AppendSample(appender, sample);
             }
 
+            if (_pendingArrivals.Count > 0)
+            {
+                using var appender = connection.CreateAppender(AnalyticsSchema.Arrivals);
+                foreach (var (key, cell) in _pendingArrivals) ArrivalTables.Append(appender, key, cell);
+            }
+
             transaction.Commit();
         }
+
+        Interlocked.Add(ref _arrivalRows, _pendingArrivals.Count);
+        _pendingArrivals = [];
 
         Interlocked.Add(ref _rollupRows, _pendingRollups.Count);
         Interlocked.Add(ref _sampleRows, _pendingSamples.Count);

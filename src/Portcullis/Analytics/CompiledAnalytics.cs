@@ -21,6 +21,9 @@ internal sealed record CompiledAnalytics
     /// <summary>Rows older than this are merged per day.</summary>
     public TimeSpan DailyAfter { get; init; } = TimeSpan.FromDays(7);
 
+    /// <summary>How long the advisor's per-second arrivals are kept: advice.window (at most the retention); zero with the advisor off.</summary>
+    public TimeSpan ArrivalRetention { get; init; }
+
     public required double SuccessRate { get; init; }
 
     /// <summary>Read at start: the sample queue is sized once.</summary>

@@ -17,7 +17,7 @@ namespace Portcullis.Clusters;
 /// but the way back only at Information under its own category, which the gateway filters out: the
 /// recovery is logged here, once per transition.
 /// </summary>
-internal sealed partial class ThresholdActiveHealthPolicy(IDestinationHealthUpdater healthUpdater, SnapshotStore snapshots, ILogger<ThresholdActiveHealthPolicy> logger) : IActiveHealthCheckPolicy
+internal sealed partial class ThresholdActiveHealthPolicy(IDestinationHealthUpdater healthUpdater, SnapshotStore snapshots, DestinationHealthHistory history, ILogger<ThresholdActiveHealthPolicy> logger) : IActiveHealthCheckPolicy
 {
     private readonly ConditionalWeakTable<DestinationState, ProbeCounters> _counters = new();
 
@@ -62,6 +62,12 @@ internal sealed partial class ThresholdActiveHealthPolicy(IDestinationHealthUpda
                 Log.ActiveRecovered(logger, destination.DestinationId, cluster.ClusterId, successes);
             }
 
+            // Unknown → healthy is the first probe, not a change worth counting.
+            if (previous != next && !(previous == DestinationHealth.Unknown && next == DestinationHealth.Healthy))
+            {
+                history.Record(cluster.ClusterId, destination.DestinationId, HealthCheckKind.Active, next == DestinationHealth.Healthy);
+            }
+
             updates[i] = new NewActiveDestinationHealth(destination, next);
         }
 
@@ -87,7 +93,7 @@ internal sealed partial class ThresholdActiveHealthPolicy(IDestinationHealthUpda
 /// ejection nor the reactivation above Information under its own (filtered) category, so both are
 /// logged here: the ejection when it happens, the recovery at the first good answer after it.
 /// </summary>
-internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater healthUpdater, IClusterDestinationsUpdater destinationsUpdater, SnapshotStore snapshots, ILogger<ConsecutiveFailuresPassivePolicy> logger) : IPassiveHealthCheckPolicy
+internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater healthUpdater, IClusterDestinationsUpdater destinationsUpdater, SnapshotStore snapshots, DestinationHealthHistory history, ILogger<ConsecutiveFailuresPassivePolicy> logger) : IPassiveHealthCheckPolicy
 {
     private readonly ConditionalWeakTable<DestinationState, PassiveCounters> _failures = new();
 
@@ -118,6 +124,7 @@ internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealt
             if (Volatile.Read(ref counter.Ejected) != 0 && Interlocked.Exchange(ref counter.Ejected, 0) != 0)
             {
                 Log.PassiveRecovered(logger, destination.DestinationId, cluster.ClusterId);
+                history.Record(cluster.ClusterId, destination.DestinationId, HealthCheckKind.Passive, healthy: true);
             }
 
             return;
@@ -132,6 +139,7 @@ internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealt
             if (Interlocked.Exchange(ref counter.Ejected, 1) == 0 || destination.Health.Passive != DestinationHealth.Unhealthy)
             {
                 Log.PassiveEjected(logger, destination.DestinationId, cluster.ClusterId, count, reactivation);
+                history.Record(cluster.ClusterId, destination.DestinationId, HealthCheckKind.Passive, healthy: false);
             }
 
             healthUpdater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, reactivation);

@@ -178,6 +178,7 @@ public static class PortcullisServiceCollectionExtensions
             context.ResponseTransforms.Add(new Portcullis.Routing.ResponseHeaderTransform(context.Services.GetService<Portcullis.Observability.ResponseHeaderFindings>()));
         });
         services.Replace(ServiceDescriptor.Singleton<IForwarderHttpClientFactory, ConnectTimeoutHttpClientFactory>());
+        services.TryAddSingleton<DestinationHealthHistory>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IActiveHealthCheckPolicy, ThresholdActiveHealthPolicy>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IPassiveHealthCheckPolicy, ConsecutiveFailuresPassivePolicy>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAvailableDestinationsPolicy, HealthyNotDrainedPolicy>());

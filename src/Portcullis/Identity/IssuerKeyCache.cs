@@ -34,6 +34,7 @@ internal sealed partial class IssuerKeyCache : IDisposable
     private volatile bool _failing;
     private volatile string? _lastError;
     private long _nextRefreshTicks;
+    private long _failingSinceTicks;
 
     /// <param name="seed">Keys already fetched from the same place (a reload that only changed timings): they
     /// keep serving, with their original fetch time, until the first fetch of this cache replaces them.</param>
@@ -65,6 +66,9 @@ internal sealed partial class IssuerKeyCache : IDisposable
 
     /// <summary>Why the latest refresh failed (for /readyz); null after a successful one. Never holds key material.</summary>
     public string? LastError => _lastError;
+
+    /// <summary>When the current failing streak began (its first failed fetch); null while the latest refresh succeeded.</summary>
+    public DateTimeOffset? FailingSince => _failing && Interlocked.Read(ref _failingSinceTicks) is var ticks and > 0 ? new DateTimeOffset(ticks, TimeSpan.Zero) : null;
 
     public KeyAvailability Availability
     {
@@ -190,6 +194,7 @@ internal sealed partial class IssuerKeyCache : IDisposable
             }
 
             // Logged once per failing streak; the next success logs the recovery.
+            if (!_failing) Interlocked.Exchange(ref _failingSinceTicks, _time.GetUtcNow().UtcTicks);
             _failing = true;
 
             // Retry sooner than the regular interval while failing.

@@ -57,6 +57,12 @@ public sealed class GatewayFeature
     /// <summary>The traffic stage's decision (default: not decided).</summary>
     public TrafficDecision Traffic { get; internal set; }
 
+    /// <summary>A route matched and authentication passed: the request reached the traffic stage (with or without limits on its route). The advisor's arrivals count these.</summary>
+    internal bool TrafficReached { get; set; }
+
+    /// <summary>The route's rate-limit key parts this request did not carry ("policy part", ", "-joined; counted per client address instead); null when none.</summary>
+    internal string? RateKeyMissing { get; set; }
+
     /// <summary>The traffic decision's code as text: admitted, ratelimit.exceeded, quota.exceeded, concurrency.limit, ….store-unavailable(.open, .local, .local-exceeded).</summary>
     public string? TrafficDecision => Traffic.Reason?.Code;
 

@@ -87,6 +87,11 @@ internal sealed class CompiledRateLimit
     /// <summary>The refusal text up to its retry time, e.g. "Rate limit 'x' allows 100 requests per 1m; ".</summary>
     public string LimitedDetailPrefix => _limitedDetailPrefix ??= $"Rate limit '{Name}' allows {Limit} requests per {DurationFormat.Format(Per)}; ";
 
+    private string[]? _missingLabels;
+
+    /// <summary>"policy part" per key part, e.g. "per-tenant header:X-Tenant": what a request that lacks the part records for the advisor.</summary>
+    public string[] MissingLabels => _missingLabels ??= [.. Key.Parts.Select(part => $"{Name} {part}")];
+
     /// <summary>In-process counters, bound to this policy by the local store (survives reloads with equal settings).</summary>
     internal LocalRateCounters? LocalCounters { get; set; }
 }
@@ -207,21 +212,33 @@ internal sealed class TrafficKey
 
     public override string ToString() => string.Join(", ", _parts);
 
-    public string Build(HttpContext context, GatewayFeature gateway)
+    public string Build(HttpContext context, GatewayFeature gateway) => Build(context, gateway, out _);
+
+    /// <param name="missing">Bit i set when part i was missing on the request (and replaced by the client IP).</param>
+    public string Build(HttpContext context, GatewayFeature gateway, out int missing)
     {
-        if (_parts.Length == 1) return Single(context, gateway, _parts[0]);
+        missing = 0;
+        if (_parts.Length == 1)
+        {
+            var single = Single(context, gateway, _parts[0], out var absent);
+            if (absent) missing = 1;
+            return single;
+        }
+
         var builder = new System.Text.StringBuilder();
         for (var i = 0; i < _parts.Length; i++)
         {
             if (i > 0) builder.Append('\u001f');
-            builder.Append(Single(context, gateway, _parts[i]));
+            builder.Append(Single(context, gateway, _parts[i], out var absent));
+            if (absent && i < 32) missing |= 1 << i;
         }
 
         return builder.ToString();
     }
 
-    private static string Single(HttpContext context, GatewayFeature gateway, RequestSource part)
+    private static string Single(HttpContext context, GatewayFeature gateway, RequestSource part, out bool missing)
     {
+        missing = false;
         switch (part.Kind)
         {
             case RequestSourceKind.Consumer when gateway.Caller?.Consumer is { Length: > 0 } consumer:
@@ -241,6 +258,7 @@ internal sealed class TrafficKey
         }
 
         // Missing on this request: count per client address instead (documented fallback).
+        missing = true;
         return AddressPrefix + gateway.ClientAddress(context);
     }
 

@@ -23,7 +23,9 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
     public Task InvokeAsync(HttpContext context)
     {
         var gateway = context.Features.Get<GatewayFeature>();
-        if (gateway?.ResolveRoute(context) is not { HasTrafficControl: true } route) return next(context);
+        if (gateway?.ResolveRoute(context) is not { } route) return next(context);
+        gateway.TrafficReached = true;
+        if (!route.HasTrafficControl) return next(context);
         return ApplyAsync(context, gateway, route);
     }
 
@@ -34,7 +36,8 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         StringBuilder? stateHeader = null;
         foreach (var policy in route.RateLimits)
         {
-            var key = policy.Key.Build(context, gateway);
+            var key = policy.Key.Build(context, gateway, out var missing);
+            if (missing != 0) NoteMissing(gateway, policy, missing);
             var store = stores.For(policy.Store);
             var decision = store is null ? RateDecision.Unavailable(policy.Limit) : await store.RateAsync(policy, key, context.RequestAborted);
             // Redis cannot answer: this instance enforces its share of the limit in-process.
@@ -148,6 +151,17 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         {
             await answer;
             return false;
+        }
+    }
+
+    // Which key parts the request lacked (the advisor's ratelimit.key-absent): a precomputed label per part, joined only when several are missing.
+    private static void NoteMissing(GatewayFeature gateway, CompiledRateLimit policy, int missing)
+    {
+        var labels = policy.MissingLabels;
+        for (var i = 0; i < labels.Length && i < 32; i++)
+        {
+            if ((missing & (1 << i)) == 0) continue;
+            gateway.RateKeyMissing = gateway.RateKeyMissing is { } earlier ? earlier + ", " + labels[i] : labels[i];
         }
     }
 

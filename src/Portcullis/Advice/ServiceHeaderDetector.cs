@@ -1,0 +1,125 @@
+using Portcullis.Configuration;
+
+namespace Portcullis.Advice;
+
+/// <summary>
+/// headers.missing-security and headers.leaking. Live, from the response-header findings the gateway counts
+/// (require:NAME and forbid:NAME per route); from the config, offline too: a TLS listener without HSTS (the
+/// gateway's own security-header setting), and a proxied cluster through which nothing strips the leaking headers.
+/// </summary>
+internal sealed class ServiceHeaderDetector : IAdviceDetector
+{
+    public string Name => "services.headers";
+
+    public IReadOnlyList<Finding> Detect(AdviceContext context)
+    {
+        var findings = new List<Finding>();
+        var options = context.Settings.Services;
+        if (options.SecurityHeaders.Count > 0) MissingSecurity(context, findings);
+        if (options.LeakingHeaders.Count > 0) Leaking(context, findings);
+        return findings;
+    }
+
+    private static void MissingSecurity(AdviceContext context, List<Finding> findings)
+    {
+        var options = context.Settings.Services;
+        var from = context.Now - TimeSpan.FromDays(1);
+        if (options.SecurityHeaders.Contains("Strict-Transport-Security", StringComparer.OrdinalIgnoreCase))
+        {
+            foreach (var listener in context.Snapshot.Listeners)
+            {
+                if (listener.Admin || listener.Tls is not { Hsts: null }) continue;
+                var patch = new ConfigPatch($"listeners:\n  - name: {ServiceAdvice.Yaml(listener.Name)}\n    tls:\n      hsts:\n        maxAge: 180d\n",
+                    $"turns on HSTS (Strict-Transport-Security, max-age 180 days) on listener {listener.Name}");
+                findings.Add(ServiceAdvice.Make(context, FindingKinds.MissingSecurityHeaders, FindingSeverity.Info, new FindingSubject(SubjectKind.Listener, listener.Name),
+                    $"Listener {listener.Name} serves HTTPS without Strict-Transport-Security",
+                    $"Listener {listener.Name} serves HTTPS but sends no Strict-Transport-Security header, so a browser that once reached it over plain HTTP can be downgraded again. "
+                    + "The patch turns on the listener's hsts setting (max-age 180 days, the default); add includeSubDomains once every subdomain serves HTTPS.",
+                    new Evidence(context.Now, context.Now, [new("listeners over TLS without hsts", 1, "listeners")]) { Basis = "the configuration" },
+                    patch: patch, discriminator: "hsts"));
+            }
+        }
+
+        // Answers seen without a header a route's responseHeaders.require asks for.
+        foreach (var group in context.Runtime.ResponseHeaderFindings().Where(f => f.Count > 0 && f.Finding.StartsWith("require:", StringComparison.OrdinalIgnoreCase))
+                     .Select(f => (f.Route, Header: f.Finding["require:".Length..], f.Count))
+                     .Where(f => options.SecurityHeaders.Contains(f.Header, StringComparer.OrdinalIgnoreCase))
+                     .GroupBy(f => f.Route))
+        {
+            var headers = string.Join(", ", group.Select(g => g.Header));
+            var count = group.Sum(g => g.Count);
+            findings.Add(ServiceAdvice.Make(context, FindingKinds.MissingSecurityHeaders, FindingSeverity.Warning, new FindingSubject(SubjectKind.Route, group.Key),
+                $"Answers of route {group.Key} lack {headers}",
+                $"Since the gateway started, {ServiceAdvice.Number(count)} answers of route {group.Key} came from the upstream without {headers}, which its responseHeaders.require asks for. "
+                + "Browsers then apply no such protection to them. The upstream has to add the header (the gateway only adds Strict-Transport-Security, with a TLS listener's hsts).",
+                new Evidence(from, context.Now, [.. group.Select(g => new EvidenceValue("answers without " + g.Header, g.Count, "responses"))])
+                {
+                    Basis = "the gateway's response-header findings since start (portcullis_response_header_findings_total)",
+                    DashboardLink = DashboardLinks.Route(group.Key, from, context.Now),
+                },
+                discriminator: "observed"));
+        }
+    }
+
+    private static void Leaking(AdviceContext context, List<Finding> findings)
+    {
+        var options = context.Settings.Services;
+        var config = context.Snapshot.Config;
+        var from = context.Now - TimeSpan.FromDays(1);
+
+        // Observed: forbid:NAME counted on a route that only logs it, so the header reached clients.
+        var observed = context.Runtime.ResponseHeaderFindings().Where(f => f.Count > 0 && f.Finding.StartsWith("forbid:", StringComparison.OrdinalIgnoreCase))
+            .Select(f => (f.Route, Header: f.Finding["forbid:".Length..], f.Count))
+            .Where(f => options.LeakingHeaders.Contains(f.Header, StringComparer.OrdinalIgnoreCase))
+            .GroupBy(f => f.Route);
+        foreach (var group in observed)
+        {
+            var route = config.Routes.FirstOrDefault(r => r.Name == group.Key);
+            if (route is null || route.ResponseHeaders is not { Action: ResponseHeaderAction.Log }) continue;
+            var headers = string.Join(", ", group.Select(g => g.Header));
+            findings.Add(ServiceAdvice.Make(context, FindingKinds.LeakingHeaders, FindingSeverity.Warning, new FindingSubject(SubjectKind.Route, group.Key),
+                $"Route {group.Key} passes {headers} to clients",
+                $"Since the gateway started, {ServiceAdvice.Number(group.Sum(g => g.Count))} answers of route {group.Key} carried {headers}, which its responseHeaders forbid but only log. "
+                + "They tell an attacker which server software and version to aim at. The patch sets the route's responseHeaders.action to strip, which removes forbidden headers (and headers failing a rule) from the answers.",
+                new Evidence(from, context.Now, [.. group.Select(g => new EvidenceValue("answers with " + g.Header, g.Count, "responses"))])
+                {
+                    Basis = "the gateway's response-header findings since start (portcullis_response_header_findings_total)",
+                    DashboardLink = DashboardLinks.Route(group.Key, from, context.Now),
+                },
+                patch: new ConfigPatch(ServiceAdvice.RoutePatch(group.Key, "responseHeaders:\n  action: strip"), $"sets routes.{group.Key}.responseHeaders.action to strip"),
+                discriminator: "observed"));
+        }
+
+        // Config: a proxied cluster where neither it nor every route to it strips the leaking headers.
+        var traffic = context.Analytics is null ? null : ServiceAdvice.ClusterTraffic(context, from);
+        foreach (var (cluster, routes) in ServiceAdvice.RoutesByCluster(config))
+        {
+            if (!config.Clusters.TryGetValue(cluster, out var clusterOptions)) continue;
+            if (traffic is not null && traffic.GetValueOrDefault(cluster) < options.MinTrafficRequests) continue;
+            var missing = options.LeakingHeaders.Where(h => !Strips(clusterOptions.ResponseHeaders, h) && !routes.All(r => Strips(r.ResponseHeaders, h))).ToList();
+            if (missing.Count == 0) continue;
+            var existing = clusterOptions.ResponseHeaders;
+            ConfigPatch? patch = null;
+            if (existing is null || existing.Action != ResponseHeaderAction.Block)
+            {
+                var forbid = (existing?.Forbid ?? []).Concat(missing.Where(m => !(existing?.Forbid ?? []).Contains(m, StringComparer.OrdinalIgnoreCase))).ToList();
+                patch = new ConfigPatch(ServiceAdvice.ClusterPatch(cluster, $"responseHeaders:\n  forbid: {ServiceAdvice.FlowList(forbid)}\n  action: strip"),
+                    $"strips {string.Join(", ", missing)} from the answers of cluster {cluster}" + (existing is { Action: ResponseHeaderAction.Log } ? " (its responseHeaders.action becomes strip)" : ""));
+            }
+
+            findings.Add(ServiceAdvice.Make(context, FindingKinds.LeakingHeaders, FindingSeverity.Info, new FindingSubject(SubjectKind.Cluster, cluster),
+                $"Nothing strips {string.Join(", ", missing)} from cluster {cluster}'s answers",
+                $"Answers from cluster {cluster} reach clients with whatever {string.Join(" and ", missing)} header the upstream sets: nothing in its responseHeaders (or its routes') forbids and strips them. "
+                + "They tell an attacker which server software and version to aim at. " + (patch is not null ? "The patch forbids them on the cluster with action strip." : "The cluster's responseHeaders blocks on findings, so there is no patch: add them to its forbid list if a 502 is what you want."),
+                new Evidence(from, context.Now, [new("headers not stripped", missing.Count, "headers"), new("requests", traffic?.GetValueOrDefault(cluster) ?? 0, "requests")])
+                {
+                    Basis = traffic is null ? "the configuration" : "the configuration and the last day of traffic",
+                    DashboardLink = DashboardLinks.Samples(from, context.Now, ("cluster", cluster)),
+                },
+                patch: patch, discriminator: "config"));
+        }
+    }
+
+    private static bool Strips(ResponseHeaderPolicyOptions? policy, string header) =>
+        policy is { Action: not ResponseHeaderAction.Log } && policy.Forbid.Contains(header, StringComparer.OrdinalIgnoreCase);
+}

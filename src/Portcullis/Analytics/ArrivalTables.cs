@@ -1,0 +1,180 @@
+using System.Collections.Concurrent;
+using DuckDB.NET.Data;
+
+namespace Portcullis.Analytics;
+
+/// <summary>
+/// One `arrivals` row's dimensions: the minute, the route, the rate key (the consumer, or "ip:" and the client
+/// address for an anonymous caller: what a `key: consumer` limit counts), the caller's group, whether a rate
+/// limit refused the requests, and which rate-limit key parts were missing on them. Strings the request
+/// already holds, so looking up an existing row allocates nothing.
+/// </summary>
+internal readonly struct ArrivalKey(long minuteTicks, string route, string rateKey, string? consumerGroup, bool limited, string? keyMissing)
+    : IEquatable<ArrivalKey>
+{
+    public long MinuteTicks { get; } = minuteTicks;
+
+    public string Route { get; } = route;
+
+    public string RateKey { get; } = rateKey;
+
+    public string? ConsumerGroup { get; } = consumerGroup;
+
+    /// <summary>Refused by a rate limit (429 ratelimit.exceeded): an attempted arrival all the same.</summary>
+    public bool Limited { get; } = limited;
+
+    /// <summary>"policy part" labels of the route's rate-limit key parts missing on the request (", "-joined); null when none.</summary>
+    public string? KeyMissing { get; } = keyMissing;
+
+    public bool Equals(ArrivalKey other) =>
+        MinuteTicks == other.MinuteTicks && Limited == other.Limited
+        && string.Equals(Route, other.Route, StringComparison.Ordinal)
+        && string.Equals(RateKey, other.RateKey, StringComparison.Ordinal)
+        && string.Equals(ConsumerGroup, other.ConsumerGroup, StringComparison.Ordinal)
+        && string.Equals(KeyMissing, other.KeyMissing, StringComparison.Ordinal);
+
+    public override bool Equals(object? obj) => obj is ArrivalKey other && Equals(other);
+
+    public override int GetHashCode() => HashCode.Combine(MinuteTicks, Route, RateKey, ConsumerGroup, Limited, KeyMissing);
+}
+
+/// <summary>Requests per second of one minute (added to with Interlocked; each stripe has its own cell).</summary>
+internal sealed class ArrivalCell
+{
+    public readonly int[] Seconds = new int[60];
+
+    public void Add(int second) => Interlocked.Increment(ref Seconds[second]);
+
+    public void MergeFrom(ArrivalCell other)
+    {
+        for (var i = 0; i < 60; i++) Seconds[i] += other.Seconds[i];
+    }
+
+    /// <summary>The seconds with arrivals, and their counts (the table's two parallel lists).</summary>
+    public (List<byte> Offsets, List<int> Counts, long Total) ToSparse()
+    {
+        var offsets = new List<byte>();
+        var counts = new List<int>();
+        long total = 0;
+        for (var i = 0; i < 60; i++)
+        {
+            if (Seconds[i] == 0) continue;
+            offsets.Add((byte)i);
+            counts.Add(Seconds[i]);
+            total += Seconds[i];
+        }
+
+        return (offsets, counts, total);
+    }
+}
+
+/// <summary>
+/// The in-process arrivals between two flushes, striped per core like <see cref="RollupTables"/> (same swap
+/// protocol: no locks on the request path, nothing lost or counted twice). Bounded: beyond
+/// <see cref="MaxKeysPerTable"/> new rows per stripe per flush interval a request is not kept here and is
+/// counted in <see cref="Dropped"/> (the rollups still count it).
+/// </summary>
+internal sealed class ArrivalTables
+{
+    public const int MaxKeysPerTable = 20_000;
+
+    private readonly Stripe[] _stripes;
+    private readonly int _mask;
+    private readonly int _maxKeys;
+    private long _dropped;
+
+    public ArrivalTables(int? stripes = null, int maxKeysPerTable = MaxKeysPerTable)
+    {
+        var count = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, stripes ?? Environment.ProcessorCount * 2));
+        _stripes = new Stripe[count];
+        for (var i = 0; i < count; i++) _stripes[i] = new Stripe();
+        _mask = count - 1;
+        _maxKeys = maxKeysPerTable;
+    }
+
+    /// <summary>Requests not kept because a stripe had too many distinct rows in one interval.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    public void Add(in ArrivalKey key, int second)
+    {
+        var stripe = _stripes[Thread.GetCurrentProcessorId() & _mask];
+        while (true)
+        {
+            var table = Volatile.Read(ref stripe.Current);
+            Interlocked.Increment(ref table.Writers);
+            try
+            {
+                if (Volatile.Read(ref table.Sealed) != 0) continue; // swapped meanwhile: write to the new one
+                if (CellOf(table, key) is { } cell) cell.Add(second);
+                return;
+            }
+            finally
+            {
+                Interlocked.Decrement(ref table.Writers);
+            }
+        }
+    }
+
+    private ArrivalCell? CellOf(Table table, in ArrivalKey key)
+    {
+        if (table.Cells.TryGetValue(key, out var cell)) return cell;
+        if (Interlocked.Increment(ref table.Keys) > _maxKeys)
+        {
+            Interlocked.Decrement(ref table.Keys);
+            Interlocked.Increment(ref _dropped);
+            return null;
+        }
+
+        return table.Cells.GetOrAdd(key, static _ => new ArrivalCell());
+    }
+
+    /// <summary>Takes everything recorded so far, merged across stripes (called by the one flusher).</summary>
+    public Dictionary<ArrivalKey, ArrivalCell> Swap()
+    {
+        var merged = new Dictionary<ArrivalKey, ArrivalCell>();
+        foreach (var stripe in _stripes)
+        {
+            var old = Interlocked.Exchange(ref stripe.Current, new Table());
+            Interlocked.Exchange(ref old.Sealed, 1); // a full fence before reading Writers
+            var spin = new SpinWait();
+            while (Volatile.Read(ref old.Writers) != 0) spin.SpinOnce();
+            foreach (var (key, cell) in old.Cells)
+            {
+                if (merged.TryGetValue(key, out var into)) into.MergeFrom(cell);
+                else merged[key] = cell;
+            }
+        }
+
+        return merged;
+    }
+
+    /// <summary>One row in the column order of <see cref="AnalyticsSchema.CreateArrivals"/>.</summary>
+    public static void Append(DuckDBAppender appender, in ArrivalKey key, ArrivalCell cell)
+    {
+        var (offsets, counts, total) = cell.ToSparse();
+        appender.CreateRow()
+            .AppendValue(new DateTime(key.MinuteTicks, DateTimeKind.Utc))
+            .AppendValue(key.Route)
+            .AppendValue(key.RateKey)
+            .AppendValue(key.ConsumerGroup)
+            .AppendValue(key.Limited)
+            .AppendValue(key.KeyMissing)
+            .AppendValue(total)
+            .AppendValue(offsets)
+            .AppendValue(counts)
+            .EndRow();
+    }
+
+    private sealed class Stripe
+    {
+        public Table Current = new();
+    }
+
+    private sealed class Table
+    {
+        public readonly ConcurrentDictionary<ArrivalKey, ArrivalCell> Cells = new();
+        public int Writers;
+        public int Sealed;
+        public int Keys;
+    }
+}
