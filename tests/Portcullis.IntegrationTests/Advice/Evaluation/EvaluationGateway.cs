@@ -119,8 +119,9 @@ internal sealed class EvaluationGateway : IAsyncDisposable
         foreach (var route in TrafficModel.Routes)
         {
             var auth = route.Auth ? "\n    auth: { apiKey: true }" : "";
-            var limits = route.Name == "reports" && tightReports ? "[reports-tight]" : "[per-consumer]";
-            routes.Append(CultureInfo.InvariantCulture, $"  - name: {route.Name}\n    match: {{ pathPrefix: {route.Prefix} }}{auth}\n    cluster: {route.Cluster}\n    rateLimits: {limits}\n");
+            // Anonymous catalog has no consumer-keyed limit (its key part would always be absent).
+            var limits = !route.Auth ? "" : route.Name == "reports" && tightReports ? "\n    rateLimits: [reports-tight]" : "\n    rateLimits: [per-consumer]";
+            routes.Append(CultureInfo.InvariantCulture, $"  - name: {route.Name}\n    match: {{ pathPrefix: {route.Prefix} }}{auth}\n    cluster: {route.Cluster}{limits}\n");
         }
 
         var tight = tightReports ? "\n  reports-tight: { key: [consumer], limit: 2, per: 1m }" : "";

@@ -7,7 +7,7 @@ namespace Portcullis.IntegrationTests.Advice.Evaluation;
 /// Writes days of baseline history of a <see cref="TrafficModel"/> into a new store, in the shape the gateway's own
 /// writer and compaction leave it (docs/analytics.md, "Resolution per age"): minute rows for the last 47 hours, hour
 /// rows before that (with the compaction's progress in analytics_meta), samples of every request ≥ 400 and 1 % of
-/// the rest. Every row is labelled as baseline by construction: no incident is ever written into history.
+/// the rest, and per-second arrivals (the rate-limit advisor's table) for the minute tier. Every row is labelled as baseline by construction: no incident is ever written into history.
 /// </summary>
 internal static class HistorySeeder
 {
@@ -38,12 +38,13 @@ internal static class HistorySeeder
         long rows = 0, samples = 0, requests = 0;
         using (var rollups = connection.CreateAppender(AnalyticsSchema.Rollups))
         using (var sampleAppender = connection.CreateAppender(AnalyticsSchema.Samples))
+        using (var arrivals = connection.CreateAppender(AnalyticsSchema.Arrivals))
         {
             // Hour rows for [first, hourStart), minute rows for [hourStart, end).
             for (var t = first; t < end;)
             {
                 var size = t < hourStart ? TimeSpan.FromHours(1) : TimeSpan.FromMinutes(1);
-                var (r, s, q) = Period(rollups, sampleAppender, model, random, t, size);
+                var (r, s, q) = Period(rollups, sampleAppender, size.TotalMinutes == 1 ? arrivals : null, model, random, t, size);
                 rows += r;
                 samples += s;
                 requests += q;
@@ -63,9 +64,11 @@ internal static class HistorySeeder
         return (rows, samples, requests);
     }
 
-    private static (long Rows, long Samples, long Requests) Period(DuckDBAppender rollups, DuckDBAppender samples, TrafficModel model, Random random, DateTime start, TimeSpan size)
+    private static (long Rows, long Samples, long Requests) Period(DuckDBAppender rollups, DuckDBAppender samples, DuckDBAppender? arrivals, TrafficModel model, Random random, DateTime start, TimeSpan size)
     {
         var cells = new Dictionary<Key, Cell>();
+        // Per-second arrivals (minute tier only) of requests that reached the traffic stage: route × rate key × group.
+        var seconds = new Dictionary<(string Route, string RateKey, string? Group), int[]>();
         long sampleCount = 0, requests = 0;
         foreach (var stream in model.Streams)
         {
@@ -87,6 +90,13 @@ internal static class HistorySeeder
                 }
 
                 requests++;
+                if (arrivals is not null && stream.FixedOutcome is null)
+                {
+                    var rateKey = stream.Caller.HasKey ? stream.Caller.Name : "ip:" + stream.Caller.Client;
+                    if (!seconds.TryGetValue((stream.Route.Name, rateKey, stream.Caller.Group), out var counts)) seconds[(stream.Route.Name, rateKey, stream.Caller.Group)] = counts = new int[60];
+                    counts[random.Next(60)]++;
+                }
+
                 if (key.Status >= 400 || random.NextDouble() < 0.01)
                 {
                     var ts = start + TimeSpan.FromTicks((long)(random.NextDouble() * size.Ticks));
@@ -111,6 +121,15 @@ internal static class HistorySeeder
                 .AppendValue(cell.LatencySum).AppendValue(cell.UpstreamSum)
                 .AppendValue(cell.Latency.Keys.ToList()).AppendValue(cell.Latency.Values.ToList())
                 .AppendValue(cell.Upstream.Keys.ToList()).AppendValue(cell.Upstream.Values.ToList())
+                .EndRow();
+        }
+
+        foreach (var ((route, rateKey, group), counts) in seconds)
+        {
+            var offsets = Enumerable.Range(0, 60).Where(i => counts[i] > 0).ToList();
+            arrivals!.CreateRow()
+                .AppendValue(start).AppendValue(route).AppendValue(rateKey).AppendValue(group).AppendValue(false).AppendValue((string?)null)
+                .AppendValue((long)counts.Sum()).AppendValue(offsets.Select(i => (byte)i).ToList()).AppendValue(offsets.Select(i => counts[i]).ToList())
                 .EndRow();
         }
 
