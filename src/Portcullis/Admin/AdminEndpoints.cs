@@ -83,6 +83,15 @@ internal static class AdminEndpoints
         Get(endpoints, "/admin/observability", api.ObservabilityStatus);
         var analytics = endpoints.ServiceProvider.GetRequiredService<AdminAnalyticsApi>();
         foreach (var (path, kind) in AdminAnalyticsApi.Endpoints) Get(endpoints, path, context => analytics.QueryAsync(context, kind));
+        var advice = endpoints.ServiceProvider.GetRequiredService<AdminAdviceApi>();
+        Get(endpoints, "/admin/advice", advice.List);
+        Get(endpoints, "/admin/advice/{id}", context => advice.Get(context, Value(context, "id")));
+        foreach (var action in AdminAdviceApi.Actions)
+        {
+            var template = "/admin/advice/{id}/" + action;
+            endpoints.MapMethods(template, Post, context => advice.Decide(context, Value(context, "id"), action)).Only(null, template);
+        }
+
         Get(endpoints, "/admin/quotas/{quota}", context => trafficApi.Quota(context, Value(context, "quota")));
         endpoints.MapMethods("/admin/issuers/{issuer}/refresh", Post, context => api.RefreshIssuer(context, Value(context, "issuer")))
             .Only(null, "/admin/issuers/{issuer}/refresh");

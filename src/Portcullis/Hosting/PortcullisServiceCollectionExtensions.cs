@@ -62,6 +62,7 @@ public static class PortcullisServiceCollectionExtensions
         Portcullis.Observability.ObservabilityServices.AddPortcullisObservability(services);
         Portcullis.Observability.MetricsServices.AddPortcullisTelemetry(services, store.Current);
         Portcullis.Analytics.AnalyticsServices.AddPortcullisAnalytics(services, store.Current);
+        Portcullis.Advice.AdviceServices.AddPortcullisAdvice(services, store.Current);
         services.AddPortcullisProxy();
         // Access-log lines for the requests Kestrel refuses before the pipeline runs.
         services.TryAddSingleton(sp => new KestrelRejectionLog(
@@ -104,6 +105,7 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton<AdminApi>();
         services.AddSingleton<AdminTrafficApi>();
         services.AddSingleton<AdminAnalyticsApi>();
+        services.AddSingleton<AdminAdviceApi>();
         services.AddSingleton<UiSession>();
         services.AddSingleton<UiAssets>();
         services.AddSingleton<AdminUi>();

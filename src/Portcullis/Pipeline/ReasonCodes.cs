@@ -187,6 +187,9 @@ internal static class ReasonCodes
     public static readonly ReasonCode AnalyticsBadParameter = new("analytics.bad-parameter", 400, ReasonStage.Admin, "An analytics query with an unknown parameter or a bad value (the detail names the parameter).");
     public static readonly ReasonCode AnalyticsOff = new("analytics.off", 404, ReasonStage.Admin, "An analytics query while analytics is off (no `analytics.path` or `analytics.fleetPath`).");
     public static readonly ReasonCode AnalyticsUnavailable = new("analytics.unavailable", 503, ReasonStage.Admin, "The analytics store or fleet folder cannot answer right now (busy, timed out, or failing).");
+    public static readonly ReasonCode AdviceBadParameter = new("admin.advice-bad-parameter", 400, ReasonStage.Admin, "A findings query with an unknown parameter or a bad value (the detail names the parameter).");
+    public static readonly ReasonCode AdviceUnknownFinding = new("admin.advice-unknown-finding", 404, ReasonStage.Admin, "No current or recently resolved finding has this id.");
+    public static readonly ReasonCode AdviceStateUnwritable = new("admin.advice-state-unwritable", 503, ReasonStage.Admin, "Acknowledging or muting a finding failed: advice.statePath cannot be written (nothing was changed).");
 
     /// <summary>Every entry, in declaration order.</summary>
     public static IReadOnlyList<ReasonCode> All { get; } = typeof(ReasonCodes)

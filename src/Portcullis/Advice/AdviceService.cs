@@ -1,0 +1,85 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Portcullis.Analytics;
+using Portcullis.Configuration;
+
+namespace Portcullis.Advice;
+
+/// <summary>
+/// The advisor in the gateway: runs the <see cref="AdviceEngine"/> at start and then every advice.interval (of
+/// the snapshot current at the time: a reload changes it), on a thread of its own (detectors block in DuckDB),
+/// never on the request path. While a reload has turned the advisor off (advice.enabled: false) it skips runs.
+/// </summary>
+internal sealed partial class AdviceService(
+    AdviceEngine engine,
+    SnapshotStore store,
+    IServiceProvider services,
+    TimeProvider time,
+    ILogger<AdviceService> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        // Let the host finish starting (listeners bound) before the first run.
+        await Task.Yield();
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            var settings = store.Current.Advice;
+            if (settings is not null)
+            {
+                try
+                {
+                    await Task.Factory.StartNew(() => RunOnce(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    Log.RunFailed(logger, ex);
+                }
+            }
+
+            try
+            {
+                await Task.Delay(settings?.Interval ?? TimeSpan.FromMinutes(1), time, stoppingToken);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>One run over the current snapshot, the store and the live state; null while the advisor is off.</summary>
+    public FindingSet? RunOnce(CancellationToken cancellationToken = default)
+    {
+        var snapshot = store.Current;
+        if (snapshot.Advice is not { } settings) return null;
+        var context = new AdviceContext
+        {
+            Now = time.GetUtcNow().UtcDateTime,
+            Snapshot = snapshot,
+            Settings = settings,
+            Analytics = Source(snapshot),
+            Runtime = services.GetService<IAdviceRuntime>() ?? OfflineAdviceRuntime.Instance,
+            Cancellation = cancellationToken,
+        };
+        return engine.Run(context);
+    }
+
+    // As the analytics query API reads: the fleet folder when analytics.fleetPath is set, else this instance's store.
+    private AnalyticsSource? Source(GatewaySnapshot snapshot)
+    {
+        if (snapshot.Analytics is null || services.GetService<AnalyticsDatabase>() is not { } database) return null;
+        if (snapshot.Analytics.FleetPath is { } fleet) return AnalyticsSource.Fleet(fleet);
+        return AnalyticsSource.Local(database);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(9705, LogLevel.Error, "Advice: the run failed; the previous findings stay published")]
+        public static partial void RunFailed(ILogger logger, Exception exception);
+    }
+}

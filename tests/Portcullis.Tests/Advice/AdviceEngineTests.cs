@@ -1,0 +1,148 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Time.Testing;
+using Portcullis.Advice;
+using Portcullis.Configuration;
+
+namespace Portcullis.Tests.Advice;
+
+/// <summary>The engine's run and lifecycle with fake time and detectors registered only here.</summary>
+public sealed class AdviceEngineTests() : ConfigBuildTestBase("portcullis-advice-engine-")
+{
+    private const string Config = """
+        listeners: [{ name: public, address: "127.0.0.1:8080" }]
+        routes:
+          - { name: reports, match: { pathPrefix: /reports }, respond: { status: 200 } }
+        """;
+
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 12, 1, 10, 0, 0, TimeSpan.Zero));
+
+    private DateTime Now => _time.GetUtcNow().UtcDateTime;
+
+    private GatewaySnapshot Snapshot()
+    {
+        var result = Build(Config);
+        Assert.True(result.Succeeded, Dump(result));
+        return result.Snapshot!;
+    }
+
+    private AdviceContext Context(GatewaySnapshot snapshot) => new()
+    {
+        Now = Now,
+        Snapshot = snapshot,
+        Settings = snapshot.Advice!,
+        Runtime = OfflineAdviceRuntime.Instance,
+    };
+
+    private AdviceEngine Engine(ListLogger<AdviceEngine> logger, params IAdviceDetector[] detectors) =>
+        new(detectors, new AdvicePatchValidator(null, null, _time), logger);
+
+    [Fact]
+    public void FirstSeenIsKeptLastSeenMovesAndAFindingNoLongerReturnedIsResolvedThenForgotten()
+    {
+        var snapshot = Snapshot();
+        var detector = new ScriptedDetector("test");
+        var engine = Engine(new ListLogger<AdviceEngine>(), detector);
+        var started = Now;
+        detector.Next = [Findings.Make(FindingKinds.RouteVolume, "reports", Now)];
+        var first = engine.Run(Context(snapshot));
+        var id = Assert.Single(first.Entries).Finding.Id;
+
+        _time.Advance(TimeSpan.FromMinutes(1));
+        detector.Next = [Findings.Make(FindingKinds.RouteVolume, "reports", Now)];
+        var second = engine.Run(Context(snapshot));
+        var kept = Assert.Single(second.Open).Finding;
+        Assert.Equal(started, kept.FirstSeen);
+        Assert.Equal(Now, kept.LastSeen);
+        Assert.Equal(Now, second.GeneratedAt);
+
+        _time.Advance(TimeSpan.FromMinutes(1));
+        detector.Next = [];
+        var third = engine.Run(Context(snapshot));
+        Assert.Empty(third.Open);
+        var resolved = Assert.Single(third.Entries);
+        Assert.Equal(Now, resolved.ResolvedAt);
+        Assert.Same(third, engine.Current);
+
+        _time.Advance(TimeSpan.FromMinutes(59));
+        Assert.Single(engine.Run(Context(snapshot)).Entries); // kept as resolved for an hour
+        _time.Advance(TimeSpan.FromMinutes(2));
+        Assert.Empty(engine.Run(Context(snapshot)).Entries);
+        Assert.False(engine.Current.ById.ContainsKey(id));
+    }
+
+    [Fact]
+    public void AThrowingDetectorIsSkippedAndLoggedOncePerDistinctErrorWhileTheOthersRun()
+    {
+        var snapshot = Snapshot();
+        var logger = new ListLogger<AdviceEngine>();
+        var failing = new ScriptedDetector("failing") { Throw = new InvalidOperationException("boom") };
+        var working = new ScriptedDetector("working") { Next = [Findings.Make(FindingKinds.UpstreamErrors, "reports", Now)] };
+        var engine = Engine(logger, failing, working);
+        for (var i = 0; i < 3; i++) engine.Run(Context(snapshot));
+        failing.Throw = new InvalidOperationException("another");
+        var set = engine.Run(Context(snapshot));
+
+        Assert.Single(set.Open);
+        var run = set.LastRun!;
+        Assert.Equal(["failing", "working"], run.Detectors.Select(d => d.Name));
+        Assert.Equal("InvalidOperationException: another", run.Detectors[0].Error);
+        Assert.Null(run.Detectors[1].Error);
+        Assert.Equal(1, run.Detectors[1].Findings);
+        Assert.Equal(4, working.Calls);
+        Assert.Equal(2, logger.Lines.Count(l => l.Level == LogLevel.Error && l.Text.Contains("detector failing failed", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void APatchThatWouldNotValidateIsDroppedAndLoggedAValidOneIsKept()
+    {
+        var snapshot = Snapshot();
+        var logger = new ListLogger<AdviceEngine>();
+        var valid = new ConfigPatch("""
+            rateLimits:
+              suggested-reports: { key: consumer, limit: 12, per: 1s, burst: 30 }
+            routes:
+              - name: reports
+                rateLimits: [suggested-reports]
+            """, "adds rateLimits.suggested-reports and uses it on route reports");
+        var invalid = new ConfigPatch("""
+            routes:
+              - name: reports
+                rateLimits: [no-such-limit]
+            """, "uses a limit that does not exist");
+        var detector = new ScriptedDetector("test")
+        {
+            Next = [Findings.Make(FindingKinds.RateLimitSuggested, "reports", Now, valid), Findings.Make(FindingKinds.RateLimitTooTight, "reports", Now, invalid)],
+        };
+        var set = Engine(logger, detector).Run(Context(snapshot));
+
+        Assert.True(valid == set.Open.Single(e => e.Finding.Kind == FindingKinds.RateLimitSuggested).Finding.Patch, string.Join("\n", logger.Lines.Select(l => l.Text)));
+        Assert.Null(set.Open.Single(e => e.Finding.Kind == FindingKinds.RateLimitTooTight).Finding.Patch);
+        Assert.Contains(logger.Lines, l => l.Level == LogLevel.Warning && l.Text.Contains("does not validate", StringComparison.Ordinal) && l.Text.Contains("no-such-limit", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void ListenersHearOfAFindingOnceWhileItStaysOpenAndAgainWhenItComesBack()
+    {
+        var snapshot = Snapshot();
+        var listener = new RecordingListener();
+        var detector = new ScriptedDetector("test") { Next = [Findings.Make(FindingKinds.UnmatchedScanner, "gateway", Now)] };
+        var engine = new AdviceEngine([detector], new AdvicePatchValidator(null, null, _time), new ListLogger<AdviceEngine>(), [listener]);
+        engine.Run(Context(snapshot));
+        _time.Advance(TimeSpan.FromMinutes(1));
+        engine.Run(Context(snapshot));
+        var saved = detector.Next;
+        detector.Next = [];
+        engine.Run(Context(snapshot));
+        detector.Next = saved;
+        engine.Run(Context(snapshot));
+
+        Assert.Equal([1, 0, 0, 1], listener.NewCounts);
+    }
+
+    private sealed class RecordingListener : IAdviceListener
+    {
+        public List<int> NewCounts { get; } = [];
+
+        public void Published(FindingSet set, IReadOnlyList<Finding> newFindings) => NewCounts.Add(newFindings.Count);
+    }
+}
