@@ -96,7 +96,10 @@ internal sealed class AnomalyWindows
         var lag = context.Snapshot.Analytics?.FlushInterval ?? TimeSpan.FromSeconds(5);
         var covered = Now - lag - RecentStart;
         RecentMinutes = Math.Max(covered.TotalMinutes, 0.5);
-        BaselineStart = RecentStart - options.RecentBaseline;
+        // Past analytics.compaction.hourlyAfter rows are per hour: per-minute baselines stop an hour short of it.
+        MinuteRowsStart = Floor(Now - (context.Snapshot.Analytics?.HourlyAfter ?? TimeSpan.FromHours(48)) + TimeSpan.FromHours(1), TimeSpan.FromHours(1));
+        var baselineStart = RecentStart - options.RecentBaseline;
+        BaselineStart = baselineStart > MinuteRowsStart ? baselineStart : MinuteRowsStart;
         WindowStart = context.WindowStart;
     }
 
@@ -107,6 +110,9 @@ internal sealed class AnomalyWindows
 
     /// <summary>The detection window's length in minutes the store can hold (rates are per minute over this).</summary>
     public double RecentMinutes { get; }
+
+    /// <summary>From here on the store holds minute rows (older ones may be compacted to hours).</summary>
+    public DateTime MinuteRowsStart { get; }
 
     /// <summary>Start of the recent-hours baseline; it ends at <see cref="RecentStart"/>.</summary>
     public DateTime BaselineStart { get; }

@@ -42,7 +42,7 @@ internal sealed class AnomalyConsumerDetector : IAdviceDetector
                 SELECT consumer, route, sum(requests)::BIGINT AS requests,
                        coalesce(sum(requests) FILTER (WHERE reason IS NULL AND status < 400), 0)::BIGINT AS served,
                        min(minute) AS first, max(minute) AS last, list(DISTINCT reason) FILTER (WHERE reason IS NOT NULL) AS reasons
-                FROM rollups WHERE minute >= $since AND consumer IS NOT NULL AND route IS NOT NULL GROUP BY consumer, route),
+                FROM rollups WHERE minute >= $since AND minute <= $now AND consumer IS NOT NULL AND route IS NOT NULL GROUP BY consumer, route),
             before AS (SELECT DISTINCT consumer, route FROM rollups WHERE minute >= $ws AND minute < $since AND consumer IS NOT NULL AND route IS NOT NULL),
             known AS (SELECT DISTINCT consumer FROM rollups WHERE minute >= $ws AND minute < $since AND consumer IS NOT NULL),
             routes AS (SELECT route, count(DISTINCT consumer)::BIGINT AS consumers FROM before GROUP BY route)
@@ -53,7 +53,7 @@ internal sealed class AnomalyConsumerDetector : IAdviceDetector
             LEFT JOIN known k ON k.consumer = r.consumer
             LEFT JOIN routes rt ON rt.route = r.route
             WHERE b.consumer IS NULL
-            """, ("since", since), ("ws", w.WindowStart));
+            """, ("since", since), ("ws", w.WindowStart), ("now", w.Now));
         using var reader = command.ExecuteReader();
         var routes = context.Snapshot.Config.Routes.ToDictionary(r => r.Name, StringComparer.Ordinal);
         while (reader.Read())
@@ -117,15 +117,15 @@ internal sealed class AnomalyConsumerDetector : IAdviceDetector
         var candidates = new List<(string Consumer, string Route, long Requests, double Rate)>();
         using (var command = AnomalyStore.Command(connection, """
             SELECT consumer, route, sum(requests)::BIGINT AS n FROM rollups
-            WHERE minute >= $rs AND consumer IS NOT NULL AND route IS NOT NULL GROUP BY consumer, route HAVING sum(requests) >= $min ORDER BY n DESC LIMIT $limit
-            """, ("rs", w.RecentStart), ("min", (long)Math.Ceiling(options.MinSurgeRate * w.RecentMinutes)), ("limit", MaxSurgeCandidates)))
+            WHERE minute >= $rs AND minute <= $now AND consumer IS NOT NULL AND route IS NOT NULL GROUP BY consumer, route HAVING sum(requests) >= $min ORDER BY n DESC LIMIT $limit
+            """, ("rs", w.RecentStart), ("now", w.Now), ("min", (long)Math.Ceiling(options.MinSurgeRate * w.RecentMinutes)), ("limit", MaxSurgeCandidates)))
         using (var reader = command.ExecuteReader())
         {
             while (reader.Read()) candidates.Add((reader.GetString(0), reader.GetString(1), reader.GetInt64(2), reader.GetInt64(2) / w.RecentMinutes));
         }
 
         // The usual peak: over the last day (minute rows), before the detection window.
-        var historyStart = w.RecentStart.AddHours(-24) > storeStart ? w.RecentStart.AddHours(-24) : storeStart;
+        var historyStart = new[] { w.RecentStart.AddHours(-24), storeStart, w.MinuteRowsStart }.Max();
         var history = w.RecentStart - historyStart;
         if (history < options.MinHistory) return findings;
         foreach (var (consumer, route, requests, rate) in candidates)

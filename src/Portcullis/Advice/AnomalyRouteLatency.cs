@@ -65,8 +65,8 @@ internal sealed partial class AnomalyRouteDetector
 
     private static Dictionary<string, Dictionary<long, HourP99>> P99ByRouteAndHour(DuckDBConnection connection, AnomalyWindows w, DateTime storeStart)
     {
-        var parameters = new List<(string, object?)> { ("bs", w.BaselineStart), ("rs", w.RecentStart), ("end", w.Now.AddMinutes(1)) };
-        var clauses = new List<string> { "(minute >= $bs AND minute < $end)" };
+        var parameters = new List<(string, object?)> { ("bs", w.BaselineStart), ("rs", w.RecentStart), ("end", w.Now) };
+        var clauses = new List<string> { "(minute >= $bs AND minute <= $end)" };
         var i = 0;
         foreach (var (from, to) in w.SeasonalHours().Where(h => h.From >= storeStart))
         {

@@ -19,7 +19,7 @@ internal sealed partial class AnomalyRouteDetector : IAdviceDetector
         using var connection = context.Analytics!.OpenConnection(w.WindowStart, w.Now.AddMinutes(1));
         if (AnomalyStore.FirstMinute(connection, w.WindowStart) is not { } storeStart) return [];
         var firstSeen = RouteFirstSeen(connection, w);
-        var recent = Totals(connection, w.RecentStart, w.Now.AddMinutes(1));
+        var recent = Totals(connection, w.RecentStart, w.Now);
         var minutes = RecentMinutes(connection, w);
         var seasonal = Seasonal(connection, w, storeStart);
         var findings = new List<Finding>();
@@ -134,7 +134,7 @@ internal sealed partial class AnomalyRouteDetector : IAdviceDetector
 
     private static Dictionary<string, DateTime> RouteFirstSeen(DuckDBConnection connection, AnomalyWindows w)
     {
-        using var command = AnomalyStore.Command(connection, "SELECT route, min(minute) FROM rollups WHERE minute >= $from AND route IS NOT NULL GROUP BY route", ("from", w.WindowStart));
+        using var command = AnomalyStore.Command(connection, "SELECT route, min(minute) FROM rollups WHERE minute >= $from AND minute <= $now AND route IS NOT NULL GROUP BY route", ("from", w.WindowStart), ("now", w.Now));
         using var reader = command.ExecuteReader();
         var result = new Dictionary<string, DateTime>(StringComparer.Ordinal);
         while (reader.Read()) result[reader.GetString(0)] = AnomalyStore.Utc(reader.GetValue(1));
@@ -145,7 +145,7 @@ internal sealed partial class AnomalyRouteDetector : IAdviceDetector
     {
         using var command = AnomalyStore.Command(connection, """
             SELECT route, sum(requests)::BIGINT, coalesce(sum(requests) FILTER (WHERE status >= 500), 0)::BIGINT
-            FROM rollups WHERE minute >= $from AND minute < $to AND route IS NOT NULL GROUP BY route
+            FROM rollups WHERE minute >= $from AND minute <= $to AND route IS NOT NULL GROUP BY route
             """, ("from", from), ("to", to));
         using var reader = command.ExecuteReader();
         var result = new Dictionary<string, Counts>(StringComparer.Ordinal);

@@ -23,12 +23,13 @@ internal sealed class AnomalyUnmatchedDetector : IAdviceDetector
         var from = now - options.BurstWindow;
         var rawPaths = context.Snapshot.Analytics?.RawPaths ?? false;
         using var connection = context.Analytics!.OpenConnection(from, now.AddMinutes(1));
-        var clients = Read(connection, from, now, rawPaths);
+        var clients = Read(connection, from, now);
+        var successRate = context.Snapshot.Analytics?.SuccessRate ?? 0.01;
         var findings = new List<Finding>();
         foreach (var (client, rows) in clients)
         {
             context.Cancellation.ThrowIfCancellationRequested();
-            var unmatched = rows.Where(r => r.Route is null || rawPaths).ToList();
+            var unmatched = rows.Where(r => r.Route is null || (rawPaths && r.Status >= 400)).ToList();
             var probes = unmatched.Where(r => r.Probe is not null).ToList();
             var probePaths = probes.Select(r => r.Path).Distinct(StringComparer.OrdinalIgnoreCase).Count();
             var unmatchedPaths = unmatched.Where(r => r.Route is null).Select(r => r.Path).Distinct(StringComparer.Ordinal).Count();
@@ -43,12 +44,15 @@ internal sealed class AnomalyUnmatchedDetector : IAdviceDetector
                 enumerated.UnionWith(distinct);
             }
 
-            // On a route with an {id} template (paths are templates): many 404s the upstream gave one client.
-            foreach (var route in rows.Where(r => r.Route is not null && !rawPaths && r.Status == 404 && r.Reason is null && AnomalyPaths.HasParameter(r.Path)).GroupBy(r => r.Route!))
+            // On a route with a parameter in its template (paths are templates): many 404s the upstream gave one
+            // client, most of what it asked for (a client using ids it was handed gets a few; a normal 4xx share is not this).
+            foreach (var route in rows.Where(r => r.Route is not null && !rawPaths && AnomalyPaths.HasParameter(r.Path)).GroupBy(r => r.Route!))
             {
-                var count = route.Sum(r => r.Count);
-                if (count < options.MinEnumerationPaths) continue;
-                findings.Add(Enumeration(context, from, client, route.Key, route.First().Path, 0, count, [], route));
+                var notFound = route.Where(r => r.Status == 404 && r.Reason is null).Sum(r => r.Count);
+                if (notFound < options.MinEnumerationPaths) continue;
+                var requests = route.Where(r => r.Status >= 400).Sum(r => r.Count) + (successRate > 0 ? route.Where(r => r.Status < 400).Sum(r => r.Count) / successRate : 0);
+                if (notFound < 0.5 * requests) continue;
+                findings.Add(Enumeration(context, from, client, route.Key, route.First().Path, 0, notFound, [], route.Where(r => r.Status == 404)));
             }
 
             var otherPaths = unmatchedPaths - unmatched.Where(r => r.Route is null && enumerated.Contains(r.Path)).Select(r => r.Path).Distinct(StringComparer.Ordinal).Count();
@@ -68,13 +72,13 @@ internal sealed class AnomalyUnmatchedDetector : IAdviceDetector
         public string Shape { get; } = AnomalyPaths.Shape(Path);
     }
 
-    private static Dictionary<string, List<PathRow>> Read(DuckDBConnection connection, DateTime from, DateTime now, bool rawPaths)
+    private static Dictionary<string, List<PathRow>> Read(DuckDBConnection connection, DateTime from, DateTime now)
     {
         using var command = AnomalyStore.Command(connection, """
             SELECT client, route, path, status, reason, consumer, count(*)::BIGINT, min(ts), max(ts)
-            FROM samples WHERE ts >= $from AND ts <= $now AND client IS NOT NULL AND (route IS NULL OR status = 404 OR $raw)
+            FROM samples WHERE ts >= $from AND ts <= $now AND client IS NOT NULL
             GROUP BY client, route, path, status, reason, consumer
-            """, ("from", from), ("now", now), ("raw", rawPaths));
+            """, ("from", from), ("now", now));
         using var reader = command.ExecuteReader();
         var result = new Dictionary<string, List<PathRow>>(StringComparer.Ordinal);
         while (reader.Read())

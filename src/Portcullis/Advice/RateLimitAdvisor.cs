@@ -157,9 +157,9 @@ internal sealed partial class RateLimitAdvisor(ILogger<RateLimitAdvisor> logger)
         }
     }
 
-    internal static string Hours(TimeSpan span) => span >= TimeSpan.FromDays(2)
-        ? string.Create(CultureInfo.InvariantCulture, $"{span.TotalDays:0.#} days")
-        : string.Create(CultureInfo.InvariantCulture, $"{span.TotalHours:0.#} h");
+    internal static string Hours(TimeSpan span) => span >= TimeSpan.FromDays(2) ? string.Create(CultureInfo.InvariantCulture, $"{span.TotalDays:0.#} days")
+        : span >= TimeSpan.FromHours(1) ? string.Create(CultureInfo.InvariantCulture, $"{span.TotalHours:0.#} h")
+        : string.Create(CultureInfo.InvariantCulture, $"{Math.Max(1, Math.Round(span.TotalMinutes)):0} min");
 
     internal static string Percent(long part, long whole) => whole == 0 ? "0 %" : string.Create(CultureInfo.InvariantCulture, $"{100.0 * part / whole:0.###} %");
 

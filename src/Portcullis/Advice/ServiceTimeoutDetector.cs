@@ -168,8 +168,18 @@ internal sealed class ServiceTimeoutDetector(TimeProvider time) : IAdviceDetecto
         var from = now - LooseWindow < context.WindowStart ? context.WindowStart : now - LooseWindow;
         var sketches = new Dictionary<string, long[]>(StringComparer.Ordinal);
         var timeouts = new HashSet<string>(StringComparer.Ordinal);
+        var firstSeen = new Dictionary<string, DateTime>(StringComparer.Ordinal);
         using (var connection = context.Analytics!.OpenConnection(from, now))
         {
+            using (var firstCommand = connection.CreateCommand())
+            {
+                firstCommand.CommandText = "SELECT cluster, min(minute) FROM rollups WHERE minute >= $from AND minute < $to AND cluster IS NOT NULL GROUP BY cluster";
+                firstCommand.Parameters.Add(new DuckDBParameter("from", from));
+                firstCommand.Parameters.Add(new DuckDBParameter("to", now));
+                using var firstReader = firstCommand.ExecuteReader();
+                while (firstReader.Read()) firstSeen[firstReader.GetString(0)] = firstReader.GetDateTime(1);
+            }
+
             using var command = connection.CreateCommand();
             command.CommandText = """
                 SELECT cluster, b, sum(n)::BIGINT FROM (
@@ -213,8 +223,9 @@ internal sealed class ServiceTimeoutDetector(TimeProvider time) : IAdviceDetecto
             var suggested = TimeSpan.FromSeconds(Math.Max(p99 * 10, max * 2));
             var suggestedText = ServiceAdvice.ConfigDuration(suggested);
             if (TimeSpan.FromSeconds(Math.Ceiling(suggested.TotalSeconds)) >= clusterOptions.Timeouts.Request * 0.5) continue;
-            var hours = (now - from).TotalHours;
-            var evidence = new Evidence(from, now,
+            var dataFrom = firstSeen.GetValueOrDefault(cluster, from);
+            var hours = (now - dataFrom).TotalHours;
+            var evidence = new Evidence(dataFrom, now,
             [
                 new("p99 upstream latency", p99, "s"),
                 new("slowest upstream answer", max, "s"),
@@ -223,7 +234,7 @@ internal sealed class ServiceTimeoutDetector(TimeProvider time) : IAdviceDetecto
                 new("proxied requests", count, "requests"),
             ])
             {
-                DashboardLink = DashboardLinks.Samples(from, now, ("cluster", cluster)),
+                DashboardLink = DashboardLinks.Samples(dataFrom, now, ("cluster", cluster)),
                 Basis = $"{count} proxied requests over {ServiceAdvice.Number(Math.Round(hours, 1))} h, none timed out",
             };
             var explanation = $"Over the last {ServiceAdvice.Number(Math.Round(hours, 1))} hours the p99 upstream latency of cluster {cluster} was {ServiceAdvice.Latency(p99)} and its slowest answer {ServiceAdvice.Latency(max)}, "

@@ -164,7 +164,7 @@ public sealed class RateLimitAdvisorTests(ITestOutputHelper output) : ConfigBuil
         Assert.Equal("thin", thin.Subject.Name);
         Assert.Equal(FindingConfidence.Low, thin.Confidence);
         Assert.Contains("Confidence is low", thin.Explanation, StringComparison.Ordinal);
-        Assert.Contains("h of data", thin.Evidence.Basis, StringComparison.Ordinal);
+        Assert.Contains("min of data", thin.Evidence.Basis, StringComparison.Ordinal);
         Assert.DoesNotContain(findings, f => f.Subject.Name == "tiny");
         ApplyAndBuild(thin.Patch!);
     }

@@ -1,0 +1,200 @@
+using Portcullis.Advice;
+using Portcullis.Configuration;
+
+namespace Portcullis.Tests.Advice;
+
+/// <summary>
+/// The unusual-routes-and-callers detectors on a real DuckDB store of generated traffic (<see cref="AnomalyTestData"/>):
+/// clean traffic with a diurnal shape, heavy-tailed consumers, a normal 4xx share and an expired-token client gives
+/// no finding at any time of the last hours; each injected incident gives its finding, with evidence and baseline.
+/// </summary>
+public sealed class AnomalyDetectorTests : IDisposable
+{
+    private static readonly DateTime Now = AnomalyTestData.Now;
+    private static readonly DateTime Minute = new(2026, 12, 4, 14, 0, 0, DateTimeKind.Utc);
+
+    private readonly AnomalyTestData _data = new();
+
+    public void Dispose() => _data.Dispose();
+
+    private static IAdviceDetector[] All() =>
+        [new AnomalyUnmatchedDetector(), new AnomalyRouteDetector(), new AnomalyConsumerDetector(), new AnomalyAuthBurstDetector(), new AnomalyPathShapeDetector()];
+
+    private List<Finding> RunAll(DateTime? now = null, AdviceAnomalyOptions? options = null) =>
+        [.. All().SelectMany(d => d.Detect(_data.Context(now, options)))];
+
+    private static string Dump(IEnumerable<Finding> findings) => string.Join("\n", findings.Select(f => $"{f.Kind} {f.Subject} {f.Severity}: {f.Title}"));
+
+    [Fact]
+    public void Clean_traffic_gives_no_finding_at_any_run_of_the_last_six_hours()
+    {
+        var runs = 0;
+        for (var now = Now.AddHours(-6); now <= Now; now = now.AddMinutes(13))
+        {
+            var findings = RunAll(now);
+            Assert.True(findings.Count == 0, $"at {now:HH:mm:ss}:\n{Dump(findings)}");
+            runs++;
+        }
+
+        Assert.True(runs >= 27, "the clean run covers the last six hours");
+    }
+
+    [Fact]
+    public void A_client_with_an_expired_token_at_its_usual_pace_is_no_auth_burst_but_a_guessing_client_is()
+    {
+        for (var i = 0; i < 300; i++)
+        {
+            _data.Sample(Now.AddSeconds(-170 + (i * 0.5)), "admin", null, "192.0.2.88", "/admin/{**rest}", 401, "apikey.unknown");
+        }
+
+        _data.Rollup(Minute.AddMinutes(-2), "admin", null, 401, "apikey.unknown", 300, 300).Flush();
+        var findings = new AnomalyAuthBurstDetector().Detect(_data.Context());
+
+        var burst = Assert.Single(findings);
+        Assert.Equal(FindingKinds.AuthFailureBurst, burst.Kind);
+        Assert.Equal(new FindingSubject(SubjectKind.Client, "192.0.2.88"), burst.Subject);
+        Assert.Equal(FindingSeverity.Critical, burst.Severity); // 300 ≥ 10 × minAuthFailures
+        Assert.Contains(burst.Evidence.Values, v => v.Name == "reason apikey.unknown" && v.Value == 300);
+        Assert.Contains(burst.Evidence.Values, v => v.Name == "auth failures per minute" && v.Value == 60 && v.Baseline == 0);
+        Assert.Contains("guessing", burst.Explanation, StringComparison.Ordinal);
+        Assert.DoesNotContain(findings, f => f.Subject.Name == AnomalyTestData.ExpiredClient);
+    }
+
+    [Fact]
+    public void A_burst_of_403s_across_many_consumers_from_one_address_is_credential_stuffing()
+    {
+        for (var i = 0; i < 60; i++) _data.Sample(Now.AddSeconds(-100 + i), "admin", $"c{(i % 12) + 2:00}", "192.0.2.99", "/admin/{**rest}", 403, "authz.consumer");
+        _data.Flush();
+        var burst = Assert.Single(new AnomalyAuthBurstDetector().Detect(_data.Context()));
+        Assert.Equal("192.0.2.99", burst.Subject.Name);
+        Assert.Contains(burst.Evidence.Values, v => v.Name == "distinct consumers" && v.Value == 12);
+        Assert.Contains("credential stuffing", burst.Explanation, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Probe_paths_from_one_address_are_a_scanner_with_the_paths_in_evidence()
+    {
+        string[] probes = ["/.env", "/.git/config", "/wp-admin/setup-config.php", "/phpmyadmin/index.php", "/wp-login.php", "/.aws/credentials", "/server-status"];
+        var t = Now.AddSeconds(-80);
+        foreach (var path in probes) _data.Sample(t = t.AddSeconds(5), null, null, "192.0.2.66", path, 404, "route.unmatched");
+        _data.Rollup(Minute, null, null, 404, "route.unmatched", probes.Length, 200).Flush();
+
+        var finding = Assert.Single(new AnomalyUnmatchedDetector().Detect(_data.Context()));
+        Assert.Equal(FindingKinds.UnmatchedScanner, finding.Kind);
+        Assert.Equal(new FindingSubject(SubjectKind.Client, "192.0.2.66"), finding.Subject);
+        Assert.Equal(FindingConfidence.High, finding.Confidence);
+        Assert.Contains(finding.Evidence.Values, v => v.Name == "distinct probe paths" && v.Value == 7);
+        Assert.Contains(finding.Evidence.Values, v => v.Name == "path /.env");
+        Assert.Contains("7 probe paths", finding.Title, StringComparison.Ordinal);
+        Assert.Contains("/.env", finding.Explanation, StringComparison.Ordinal);
+        Assert.Null(finding.Patch); // unmatched: nothing reached an upstream, the gateway answered 404 already
+        Assert.StartsWith("/ui/samples?", finding.Evidence.DashboardLink, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Many_ids_of_one_shape_or_many_404s_on_an_id_route_are_enumeration()
+    {
+        for (var i = 0; i < 30; i++) _data.Sample(Now.AddSeconds(-120 + (i * 3)), null, null, "192.0.2.77", $"/accounts/{1000 + i}", 404, "route.unmatched");
+        for (var i = 0; i < 40; i++) _data.Sample(Now.AddSeconds(-120 + (i * 2)), "orders", "c02", "192.0.2.78", "/orders/{id}", 404, null);
+        _data.Flush();
+
+        var findings = new AnomalyUnmatchedDetector().Detect(_data.Context());
+        Assert.Equal(2, findings.Count);
+        Assert.All(findings, f => Assert.Equal(FindingKinds.UnmatchedEnumeration, f.Kind));
+        var unmatched = Assert.Single(findings, f => f.Subject.Name == "192.0.2.77");
+        Assert.Contains("/accounts/{id}", unmatched.Explanation, StringComparison.Ordinal);
+        Assert.Contains(unmatched.Evidence.Values, v => v.Name == "distinct ids tried" && v.Value == 30);
+        var onRoute = Assert.Single(findings, f => f.Subject.Name == "192.0.2.78");
+        Assert.Equal("orders", onRoute.Subject.Route);
+    }
+
+    [Fact]
+    public void A_route_at_eight_times_its_rate_is_a_volume_anomaly_against_its_seasonal_baseline()
+    {
+        _data.Rollup(Minute.AddMinutes(-1), "search", "c07", 200, null, 6000, 40_000).Rollup(Minute, "search", "c07", 200, null, 3000, 40_000).Flush();
+        var finding = Assert.Single(new AnomalyRouteDetector().Detect(_data.Context()));
+        Assert.Equal(FindingKinds.RouteVolume, finding.Kind);
+        Assert.Equal(new FindingSubject(SubjectKind.Route, "search"), finding.Subject);
+        var rate = Assert.Single(finding.Evidence.Values, v => v.Name == "requests per minute");
+        Assert.True(rate.Value > 4 * rate.Baseline!.Value, $"{rate.Value} vs {rate.Baseline}");
+        Assert.Contains("same hour of day on 3 past days", finding.Evidence.Basis, StringComparison.Ordinal);
+        Assert.Equal(FindingConfidence.High, finding.Confidence);
+    }
+
+    [Fact]
+    public void A_route_failing_with_5xx_is_an_error_anomaly()
+    {
+        _data.Rollup(Minute.AddMinutes(-1), "orders", "c02", 502, "upstream.error", 1500, 15_000).Rollup(Minute, "orders", "c02", 502, "upstream.error", 700, 15_000).Flush();
+        var finding = Assert.Single(new AnomalyRouteDetector().Detect(_data.Context()));
+        Assert.Equal(FindingKinds.RouteErrors, finding.Kind);
+        Assert.Equal("orders", finding.Subject.Name);
+        var share = Assert.Single(finding.Evidence.Values, v => v.Name == "5xx share");
+        Assert.True(share.Value > 0.3 && share.Baseline < 0.01, $"{share.Value} vs {share.Baseline}");
+    }
+
+    [Fact]
+    public void A_route_eight_times_slower_at_p99_is_a_latency_anomaly()
+    {
+        _data.Rollup(Minute.AddMinutes(-1), "users", "c03", 200, null, 100, 300_000).Rollup(Minute, "users", "c03", 200, null, 50, 300_000).Flush();
+        var findings = new AnomalyRouteDetector().Detect(_data.Context());
+        var finding = Assert.Single(findings, f => f.Kind == FindingKinds.RouteLatency);
+        Assert.Equal("users", finding.Subject.Name);
+        var p99 = Assert.Single(finding.Evidence.Values, v => v.Name == "p99 latency");
+        Assert.InRange(p99.Value, 297, 303);       // the injected 300 ms, within the sketch's 1 %
+        Assert.InRange(p99.Baseline!.Value, 37, 38); // 2.5 × 15 ms
+    }
+
+    [Fact]
+    public void A_known_and_a_new_consumer_on_the_administrative_admin_route_are_new_route_findings_and_an_ordinary_route_is_not()
+    {
+        _data.Rollup(Minute.AddMinutes(-3), "admin", "c05", 403, "authz.consumer", 2, 300)
+            .Rollup(Minute.AddMinutes(-2), "admin", "intruder", 200, null, 3, 15_000)
+            .Rollup(Minute.AddMinutes(-2), "orders", "c03", 200, null, 5, 15_000) // c03 never called orders: ordinary route, not reported by default
+            .Flush();
+        var findings = new AnomalyConsumerDetector().Detect(_data.Context());
+        Assert.Equal(2, findings.Count);
+        var known = Assert.Single(findings, f => f.Subject.Name == "c05");
+        Assert.Equal((FindingKinds.ConsumerNewRoute, "admin", FindingSeverity.Info), (known.Kind, known.Subject.Route, known.Severity)); // refused every time
+        var intruder = Assert.Single(findings, f => f.Subject.Name == "intruder");
+        Assert.Equal(FindingSeverity.Critical, intruder.Severity); // never seen before, and let through
+        Assert.Contains("looks administrative", intruder.Explanation, StringComparison.Ordinal);
+
+        var all = new AnomalyConsumerDetector().Detect(_data.Context(options: new AdviceAnomalyOptions { NewRouteSensitiveOnly = false }));
+        Assert.Contains(all, f => f.Subject is { Name: "c03", Route: "orders" } && f.Severity == FindingSeverity.Info);
+    }
+
+    [Fact]
+    public void A_consumer_at_twenty_times_its_usual_peak_on_a_route_is_a_surge()
+    {
+        _data.Rollup(Minute.AddMinutes(-1), "orders", "c10", 200, null, 900, 15_000).Rollup(Minute, "orders", "c10", 200, null, 450, 15_000).Flush();
+        var findings = new AnomalyConsumerDetector().Detect(_data.Context());
+        var surge = Assert.Single(findings);
+        Assert.Equal(FindingKinds.ConsumerSurge, surge.Kind);
+        Assert.Equal(new FindingSubject(SubjectKind.Consumer, "c10", "orders"), surge.Subject);
+        var rate = Assert.Single(surge.Evidence.Values, v => v.Name == "requests per minute");
+        Assert.True(rate.Value >= 5 * rate.Baseline!.Value, $"{rate.Value} vs {rate.Baseline}");
+    }
+
+    [Fact]
+    public void Unmatched_paths_of_a_new_shape_under_a_route_prefix_are_a_new_path_shape()
+    {
+        for (var i = 0; i < 8; i++) _data.Sample(Now.AddMinutes(-5).AddSeconds(i * 20), null, "c04", $"10.1.0.{4 + (i % 2)}", $"/orders/{500 + i}/refund", 404, "route.unmatched");
+        _data.Flush();
+        var finding = Assert.Single(new AnomalyPathShapeDetector().Detect(_data.Context()));
+        Assert.Equal(FindingKinds.NewPathShape, finding.Kind);
+        Assert.Equal("orders", finding.Subject.Name);
+        Assert.Contains("/orders/{id}/refund", finding.Title, StringComparison.Ordinal);
+        Assert.Equal(FindingSeverity.Info, finding.Severity);
+    }
+
+    [Fact]
+    public void Too_little_history_gives_no_baseline_findings()
+    {
+        using var fresh = new AnomalyTestData(clean: false);
+        fresh.Rollup(Minute.AddMinutes(-10), "search", "c01", 200, null, 5, 15_000)
+            .Rollup(Minute.AddMinutes(-1), "search", "c01", 200, null, 5000, 15_000)
+            .Rollup(Minute.AddMinutes(-1), "admin", "c09", 200, null, 5, 15_000).Flush();
+        var findings = All().SelectMany(d => d.Detect(fresh.Context())).ToList();
+        Assert.True(findings.Count == 0, Dump(findings));
+    }
+}
