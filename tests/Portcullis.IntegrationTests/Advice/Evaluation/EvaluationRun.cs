@@ -34,8 +34,16 @@ internal sealed class EvaluationRun
         _log = log;
     }
 
+    /// <summary>
+    /// Live traffic before the first incident: the gateway's first minutes (cold JIT, first connections, the detection
+    /// window still holding the seconds before traffic began) are not what a gateway in service looks like. Findings
+    /// first seen in it are listed, not scored; incident offsets count from its end.
+    /// </summary>
+    public static readonly TimeSpan WarmUp = TimeSpan.FromSeconds(150);
+
     public async Task<RunResult> RunAsync(string folder, TimeSpan duration, TimeSpan interval, bool clean)
     {
+        duration += WarmUp;
         var store = Path.Combine(folder, $"seed-{_model.Seed}{(clean ? "-clean" : "")}", "analytics.duckdb");
         if (Directory.Exists(Path.GetDirectoryName(store))) Directory.Delete(Path.GetDirectoryName(store)!, recursive: true);
         Directory.CreateDirectory(Path.GetDirectoryName(store)!);
@@ -58,16 +66,21 @@ internal sealed class EvaluationRun
         while (start.Elapsed < duration)
         {
             await Task.Delay(TimeSpan.FromSeconds(30));
-            _log($"  {start.Elapsed.TotalSeconds:0} s: sent {Interlocked.Read(ref _sent):N0}, in flight {Volatile.Read(ref _inFlight)}, dropped {Interlocked.Read(ref _dropped)}, findings {_findings.Count}");
+            _log($"  {(start.Elapsed - WarmUp).TotalSeconds:0} s: sent {Interlocked.Read(ref _sent):N0}, in flight {Volatile.Read(ref _inFlight)}, dropped {Interlocked.Read(ref _dropped)}, findings {_findings.Count}");
         }
 
         await stop.CancelAsync();
         await Task.WhenAll(tasks.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default)));
         await PollOnceAsync(eval, start); // the last word
         var statuses = string.Join(" ", _statuses.OrderBy(s => s.Key, StringComparer.Ordinal).Select(s => $"{s.Key}:{s.Value}"));
-        var notes = $"Sent {_sent:N0} requests ({_sent / duration.TotalSeconds:0.0}/s; {statuses}), dropped {_dropped} (over 400 in flight); longest advisor run {_maxRunMs:0} ms.{(_detectorErrors is null ? "" : " Detector errors: " + _detectorErrors)}";
+        var notes = $"Warm-up {WarmUp.TotalSeconds:0} s (not scored). Sent {_sent:N0} requests ({_sent / duration.TotalSeconds:0.0}/s; {statuses}), dropped {_dropped} (over 400 in flight); longest advisor run {_maxRunMs:0} ms.{(_detectorErrors is null ? "" : " Detector errors: " + _detectorErrors)}";
         _log("  " + notes);
-        return new RunResult(_model.Seed, clean, duration, incidents, [.. _findings.Values.OrderBy(f => f.FirstObserved)], notes);
+        // Offsets from the end of the warm-up; findings first seen in it are kept apart.
+        var seen = _findings.Values.Select(f => f with { FirstObserved = f.FirstObserved - WarmUp }).OrderBy(f => f.FirstObserved).ToList();
+        return new RunResult(_model.Seed, clean, duration - WarmUp, incidents.Select(i => i).ToList(), [.. seen.Where(f => f.FirstObserved >= TimeSpan.Zero)], notes)
+        {
+            WarmUpFindings = [.. seen.Where(f => f.FirstObserved < TimeSpan.Zero)],
+        };
     }
 
     /// <summary>The incidents of a run and their subjects (offsets into the live run; each lasts to the end unless said).</summary>
@@ -81,13 +94,13 @@ internal sealed class EvaluationRun
         var flapper = eval.Flapper;
         return
         [
-            new("scanner", "traffic.scanner", [EvaluationGateway.ScannerClient], TimeSpan.FromSeconds(60), ["traffic.enumeration"]),
-            new("credential stuffing", "auth.failure-burst", [EvaluationGateway.StuffingClient], TimeSpan.FromSeconds(75), ["route.error-anomaly"]),
+            new("scanner", "traffic.scanner", [EvaluationGateway.ScannerClient], TimeSpan.FromSeconds(60), ["traffic.enumeration", "route.volume-anomaly"], ["(unmatched)"]),
+            new("credential stuffing", "auth.failure-burst", [EvaluationGateway.StuffingClient], TimeSpan.FromSeconds(75), ["route.error-anomaly", "route.volume-anomaly"], ["orders"]),
             new("flapping destination", "destination.flapping", ["inventory", flapper.Name, flapper.Url, "inventory/" + flapper.Name], TimeSpan.FromSeconds(90), ["route.error-anomaly", "upstream.errors"]),
             new("failing upstream", "upstream.errors", ["payments", "payments-a", TrafficModel.Route("payments").Prefix], TimeSpan.FromSeconds(120), ["route.error-anomaly"]),
-            new("consumer hammering a route", "consumer.rate-surge", [surger.Name], TimeSpan.FromSeconds(150), ["route.volume-anomaly", "ratelimit.too-tight"]),
+            new("consumer hammering a route", "consumer.rate-surge", [surger.Name], TimeSpan.FromSeconds(150), ["route.volume-anomaly", "ratelimit.too-tight"], [surgeRoute.Name]),
             new("latency creeping to the timeout", "upstream.timeout-too-tight", ["catalog", "catalog-a"], TimeSpan.FromSeconds(150), ["route.latency-anomaly", "upstream.timeouts"]),
-            new("new consumer on the admin route", "consumer.new-route", [newcomer.Name], TimeSpan.FromSeconds(180), ["route.volume-anomaly"]),
+            new("new consumer on the admin route", "consumer.new-route", [newcomer.Name], TimeSpan.FromSeconds(180), ["route.volume-anomaly"], ["admin"]),
             new("limit far too tight", "ratelimit.too-tight", ["reports-tight", "reports"], TimeSpan.FromSeconds(210), ["route.error-anomaly"]),
         ];
     }
@@ -108,9 +121,9 @@ internal sealed class EvaluationRun
         async Task At(string name, Func<Task> action)
         {
             var incident = incidents.Single(i => i.Name == name);
-            var wait = incident.Start - clock.Elapsed;
+            var wait = WarmUp + incident.Start - clock.Elapsed;
             if (wait > TimeSpan.Zero) await Task.Delay(wait, stop);
-            _log($"  {clock.Elapsed.TotalSeconds:0} s: incident '{name}' starts");
+            _log($"  {(clock.Elapsed - WarmUp).TotalSeconds:0} s: incident '{name}' starts");
             await action();
         }
 
@@ -142,13 +155,13 @@ internal sealed class EvaluationRun
         }
     }
 
-    // Catalog's latency creeps from its usual ~10 ms to 1.7 s over 150 s: 85 % of its 2 s request timeout.
+    // Catalog's latency creeps from its usual ~10 ms to 1.7 s over 90 s (85 % of its 2 s request timeout), then stays there.
     private static async Task Creep(EvaluationGateway eval, Stopwatch clock, CancellationToken stop)
     {
         var from = clock.Elapsed;
         while (!stop.IsCancellationRequested)
         {
-            var progress = Math.Min(1, (clock.Elapsed - from).TotalSeconds / 150);
+            var progress = Math.Min(1, (clock.Elapsed - from).TotalSeconds / 90);
             eval.Behaviour["catalog"].ExtraDelayMs = (float)(1700 * progress);
             await Task.Delay(TimeSpan.FromSeconds(1), stop);
         }
@@ -285,7 +298,7 @@ internal sealed class EvaluationRun
                 subject.GetProperty("kind").GetString()!, subject.GetProperty("name").GetString()!,
                 subject.TryGetProperty("route", out var route) && route.ValueKind == JsonValueKind.String ? route.GetString() : null,
                 f.GetProperty("title").GetString() ?? "", now);
-            if (_findings.TryAdd(id, observed)) _log($"  {now.TotalSeconds:0} s: {Scoring.Describe(observed)}");
+            if (_findings.TryAdd(id, observed)) _log($"  {(now - WarmUp).TotalSeconds:0} s: {Scoring.Describe(observed with { FirstObserved = now - WarmUp })}");
         }
     }
 }

@@ -24,10 +24,31 @@ internal static class HistorySeeder
         public readonly SortedDictionary<short, long> Upstream = [];
     }
 
-    /// <summary>History over [now - days, now); returns the rollup rows and samples written.</summary>
+    /// <summary>
+    /// History over [now - days, now), then the minutes that passed while writing it, until it reaches the current
+    /// minute (a gap between history and live traffic would look like traffic falling away); returns what it wrote.
+    /// </summary>
     public static (long Rows, long Samples, long Requests) Write(string path, TrafficModel model, DateTime now, int days)
     {
-        var random = new Random(model.Seed * 7919 + 17);
+        var (rows, samples, requests) = Write(path, model, now, days, null);
+        for (var i = 0; i < 5; i++)
+        {
+            var until = DateTime.UtcNow;
+            var from = Minute(now);
+            if (Minute(until) <= from) break;
+            var (r, s, q) = Write(path, model, until, days, from);
+            (rows, samples, requests) = (rows + r, samples + s, requests + q);
+            now = until;
+        }
+
+        return (rows, samples, requests);
+    }
+
+    private static DateTime Minute(DateTime t) => new(t.Ticks - t.Ticks % TimeSpan.TicksPerMinute, DateTimeKind.Utc);
+
+    private static (long Rows, long Samples, long Requests) Write(string path, TrafficModel model, DateTime now, int days, DateTime? resumeAt)
+    {
+        var random = new Random(model.Seed * 7919 + 17 + (resumeAt is null ? 0 : 1));
         var database = new AnalyticsDatabase(path);
         using var connection = database.OpenConnection();
         var end = new DateTime(now.Ticks - now.Ticks % TimeSpan.TicksPerMinute, DateTimeKind.Utc);
@@ -41,7 +62,7 @@ internal static class HistorySeeder
         using (var arrivals = connection.CreateAppender(AnalyticsSchema.Arrivals))
         {
             // Hour rows for [first, hourStart), minute rows for [hourStart, end).
-            for (var t = first; t < end;)
+            for (var t = resumeAt ?? first; t < end;)
             {
                 var size = t < hourStart ? TimeSpan.FromHours(1) : TimeSpan.FromMinutes(1);
                 var (r, s, q) = Period(rollups, sampleAppender, size.TotalMinutes == 1 ? arrivals : null, model, random, t, size);

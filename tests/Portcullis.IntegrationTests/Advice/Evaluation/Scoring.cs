@@ -9,19 +9,29 @@ namespace Portcullis.IntegrationTests.Advice.Evaluation;
 /// <paramref name="Secondary"/> kinds on the same subjects are correct too (a failing upstream is also a route error
 /// anomaly): they count as true positives for precision, but recall is scored on <paramref name="Kind"/> only.
 /// </summary>
-internal sealed record Incident(string Name, string Kind, string[] Subjects, TimeSpan Start, string[] Secondary)
+/// <param name="SecondarySubjects">More subjects for the secondary kinds only (the route a surge or a burst lands on).</param>
+internal sealed record Incident(string Name, string Kind, string[] Subjects, TimeSpan Start, string[] Secondary, string[]? SecondarySubjects = null)
 {
-    public bool Matches(ObservedFinding finding, bool primaryOnly = false) =>
-        (finding.Kind == Kind || (!primaryOnly && Secondary.Contains(finding.Kind)))
-        && (Subjects.Contains(finding.SubjectName) || (finding.Route is { } route && Subjects.Contains(route)))
-        && finding.FirstObserved >= Start;
+    public bool Matches(ObservedFinding finding, bool primaryOnly = false)
+    {
+        if (finding.FirstObserved < Start) return false;
+        if (finding.Kind == Kind) return About(finding, Subjects);
+        return !primaryOnly && Secondary.Contains(finding.Kind) && About(finding, [.. Subjects, .. SecondarySubjects ?? []]);
+    }
+
+    private static bool About(ObservedFinding finding, string[] subjects) =>
+        subjects.Contains(finding.SubjectName) || (finding.Route is { } route && subjects.Contains(route));
 }
 
 /// <summary>A finding as the harness saw it in GET /admin/advice: when it first appeared (offset into the live run).</summary>
 internal sealed record ObservedFinding(string Id, string Kind, string Severity, string SubjectKind, string SubjectName, string? Route, string Title, TimeSpan FirstObserved);
 
 /// <summary>One run: its seed, incidents, findings and how long it ran (live).</summary>
-internal sealed record RunResult(int Seed, bool Clean, TimeSpan Duration, IReadOnlyList<Incident> Incidents, IReadOnlyList<ObservedFinding> Findings, string Notes);
+internal sealed record RunResult(int Seed, bool Clean, TimeSpan Duration, IReadOnlyList<Incident> Incidents, IReadOnlyList<ObservedFinding> Findings, string Notes)
+{
+    /// <summary>Findings first seen during the warm-up (before offset 0): listed, not scored.</summary>
+    public IReadOnlyList<ObservedFinding> WarmUpFindings { get; init; } = [];
+}
 
 /// <summary>Precision, recall and time to detect per kind over runs; false positives per hour on clean runs.</summary>
 internal static class Scoring
@@ -105,7 +115,8 @@ internal static class Scoring
             }
 
             foreach (var finding in falsePositives) text.AppendLine(CultureInfo.InvariantCulture, $"- unexplained: {Describe(finding)}");
-            var advisory = run.Findings.Where(f => !ScoredKinds.Contains(f.Kind)).GroupBy(f => f.Kind).Select(g => $"{g.Key} ×{g.Count()}");
+            foreach (var finding in run.WarmUpFindings.Where(f => ScoredKinds.Contains(f.Kind))) text.AppendLine(CultureInfo.InvariantCulture, $"- during warm-up (not scored): {Describe(finding)}");
+            var advisory = run.Findings.Concat(run.WarmUpFindings).Where(f => !ScoredKinds.Contains(f.Kind)).GroupBy(f => f.Kind).Select(g => $"{g.Key} ×{g.Count()}");
             text.AppendLine(CultureInfo.InvariantCulture, $"- not scored (suggestions, config checks): {string.Join(", ", advisory.DefaultIfEmpty("none"))}");
         }
 
