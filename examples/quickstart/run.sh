@@ -39,6 +39,8 @@ Try:
   curl $admin/admin/clusters               # destinations and their health
   curl "$admin/admin/analytics/top?by=consumer"   # analytics (flushed every 5 s): who called what, p50/p99
   open $admin/ui/                          # the analytics dashboard (loopback admin listener: no sign-in)
+  DEMO_KEY=$demo_key examples/quickstart/traffic.sh   # traffic + a scanner → a traffic.scanner finding in ~2 min:
+  curl $admin/admin/advice                 # the advisor's findings (every minute), also on $admin/ui/advice
   edit examples/quickstart/versions.map    # takes effect without a restart
 TRY
 "$bin" run -c examples/quickstart/portcullis.yaml & pids+=($!)

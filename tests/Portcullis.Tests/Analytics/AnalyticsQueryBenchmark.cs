@@ -23,8 +23,8 @@ namespace Portcullis.Tests.Analytics;
 public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
 {
     public const string Variable = "PORTCULLIS_BENCH_ANALYTICS";
-    private static readonly DateTime End = new(2026, 12, 1, 0, 0, 0, DateTimeKind.Utc);
-    private const int Days = 30;
+    internal static readonly DateTime End = new(2026, 12, 1, 0, 0, 0, DateTimeKind.Utc);
+    internal const int Days = 30;
     private const int RowsPerMinute = 500;
 
     [Fact]
@@ -148,10 +148,10 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
         if (Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } folder) File.WriteAllLines(Path.Combine(folder, "results.txt"), _lines);
     }
 
-    private enum Tier { Minute, Hourly, Daily }
+    internal enum Tier { Minute, Hourly, Daily }
 
     // Days [firstDay, firstDay + days) of the 30 at one resolution.
-    private static void Generate(DuckDB.NET.Data.DuckDBConnection connection, Tier tier, int firstDay, int days)
+    internal static void Generate(DuckDB.NET.Data.DuckDBConnection connection, Tier tier, int firstDay, int days)
     {
         var (minute, pair, buckets, rowCount) = tier switch
         {
