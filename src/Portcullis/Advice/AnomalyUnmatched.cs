@@ -97,7 +97,7 @@ internal sealed class AnomalyUnmatchedDetector : IAdviceDetector
         var subject = new FindingSubject(SubjectKind.Client, client);
         var requests = unmatched.Sum(r => r.Count);
         var families = probes.GroupBy(r => r.Probe!).OrderByDescending(g => g.Sum(r => r.Count)).Select(g => g.Key).ToList();
-        var examples = (probes.Count > 0 ? probes : unmatched).OrderByDescending(r => r.Count).Select(r => r.Path).Distinct(StringComparer.Ordinal).Take(8).ToList();
+        var examples = (probes.Count > 0 ? probes : unmatched).OrderByDescending(r => r.Count).ThenBy(r => r.Path, StringComparer.Ordinal).Select(r => r.Path).Distinct(StringComparer.Ordinal).Take(8).ToList();
         var consumers = unmatched.Where(r => r.Consumer is not null).Select(r => r.Consumer!).Distinct(StringComparer.Ordinal).ToList();
         var onRoutes = probes.Where(r => r.Route is not null).Select(r => r.Route!).Distinct(StringComparer.Ordinal).ToList();
         var text = new StringBuilder(string.Create(CultureInfo.InvariantCulture,

@@ -16,9 +16,14 @@ internal sealed partial class RateLimitAdvisor(ILogger<RateLimitAdvisor> logger)
     /// <summary>Keys named in a finding's evidence (the most refused first).</summary>
     internal const int TopKeys = 5;
 
+    // The replay of a large store's week of arrivals takes about a minute: off the engine's cycle when live.
+    private readonly BackgroundDetection _background = new();
+
     public string Name => "ratelimits";
 
-    public IReadOnlyList<Finding> Detect(AdviceContext context)
+    public IReadOnlyList<Finding> Detect(AdviceContext context) => _background.Detect(context, Compute);
+
+    private IReadOnlyList<Finding> Compute(AdviceContext context)
     {
         if (context.Analytics is not { } analytics) return [];
         Dictionary<string, RouteHistory> history;

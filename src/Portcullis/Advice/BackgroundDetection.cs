@@ -1,0 +1,51 @@
+using System.Diagnostics;
+
+namespace Portcullis.Advice;
+
+/// <summary>
+/// Keeps a slow detector off the engine's cycle in a running gateway. The rate-limit replay over a week of
+/// per-second arrivals takes about a minute on a large store, so running it inline would delay every other
+/// check by as much. Live, the computation runs on the thread pool: the engine waits at most
+/// <see cref="WaitBudget"/> for it (small stores finish inside it, so their findings are as fresh as inline) and
+/// otherwise gets the last completed result. The next computation starts no sooner than
+/// <see cref="DutyFactor"/> × the last one's duration after it ended, so a slow one uses at most about a tenth
+/// of a core. Offline (`portcullis advise`, tests with <see cref="OfflineAdviceRuntime"/>) it runs inline.
+/// One instance per detector; only the engine's thread calls <see cref="Detect"/>.
+/// </summary>
+internal sealed class BackgroundDetection
+{
+    public static readonly TimeSpan WaitBudget = TimeSpan.FromMilliseconds(500);
+    public const int DutyFactor = 10;
+
+    private readonly TimeSpan _waitBudget;
+    private Task<(IReadOnlyList<Finding> Findings, TimeSpan Took)>? _running;
+    private IReadOnlyList<Finding> _last = [];
+    private DateTime _nextStart = DateTime.MinValue;
+
+    public BackgroundDetection(TimeSpan? waitBudget = null) => _waitBudget = waitBudget ?? WaitBudget;
+
+    /// <summary>True while a computation started by an earlier run has not completed.</summary>
+    public bool IsRunning => _running is not null;
+
+    public IReadOnlyList<Finding> Detect(AdviceContext context, Func<AdviceContext, IReadOnlyList<Finding>> compute)
+    {
+        if (!context.Runtime.IsLive) return compute(context);
+        if (_running is null && context.Now >= _nextStart)
+        {
+            _running = Task.Run(() =>
+            {
+                var started = Stopwatch.GetTimestamp();
+                var findings = compute(context);
+                return (findings, Stopwatch.GetElapsedTime(started));
+            }, context.Cancellation);
+        }
+
+        if (_running is not { } task) return _last;
+        if (!task.IsCompleted && !((IAsyncResult)task).AsyncWaitHandle.WaitOne(_waitBudget)) return _last;
+        _running = null;
+        var (latest, took) = task.GetAwaiter().GetResult(); // a failure surfaces as this run's detector error
+        _last = latest;
+        _nextStart = context.Now + (took * DutyFactor);
+        return _last;
+    }
+}
