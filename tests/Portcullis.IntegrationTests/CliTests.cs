@@ -441,6 +441,21 @@ internal sealed class CliProcess : IDisposable
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         start.Environment["DOTNET_NOLOGO"] = "1";
 
+        return Launch(start);
+    }
+
+    /// <summary>A bash script (e.g. examples/quickstart/run.sh) in <paramref name="workingDirectory"/> with extra environment; its whole process tree is killed on Dispose.</summary>
+    public static CliProcess StartScript(string path, string workingDirectory, IDictionary<string, string> environment)
+    {
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workingDirectory };
+        start.ArgumentList.Add(path);
+        foreach (var (name, value) in environment) start.Environment[name] = value;
+        start.Environment["DOTNET_NOLOGO"] = "1";
+        return Launch(start);
+    }
+
+    private static CliProcess Launch(ProcessStartInfo start)
+    {
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
         var cli = new CliProcess(process);
         process.OutputDataReceived += (_, e) =>

@@ -1,6 +1,4 @@
-using System.Diagnostics;
 using System.Net.Http.Json;
-using System.Text;
 using System.Text.Json;
 using Portcullis.IntegrationTests.Infrastructure;
 using Xunit.Abstractions;
@@ -32,14 +30,14 @@ public sealed class QuickstartAdviceTests(ITestOutputHelper output) : IDisposabl
             ["ECHO_PORT_3"] = Ports.GetFree().ToString(),
             ["QUICKSTART_DATA"] = _data,
         };
-        using var quickstart = Script.Start(Path.Combine(root, "examples", "quickstart", "run.sh"), root, environment);
+        using var quickstart = CliProcess.StartScript(Path.Combine(root, "examples", "quickstart", "run.sh"), root, environment);
         using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{environment["ADMIN_PORT"]}"), Timeout = TimeSpan.FromSeconds(10) };
         try
         {
             // run.sh builds the CLI first (up to minutes on a busy machine), then serves.
             await Eventually.TrueAsync(async () =>
             {
-                Assert.False(quickstart.HasExited, $"run.sh exited: {quickstart.Output}");
+                Assert.False(quickstart.HasExited, $"run.sh exited: {(quickstart.Stdout + quickstart.Stderr)}");
                 try
                 {
                     return (await admin.GetAsync("/admin/advice")).IsSuccessStatusCode;
@@ -49,16 +47,16 @@ public sealed class QuickstartAdviceTests(ITestOutputHelper output) : IDisposabl
                     return false;
                 }
             }, "the quickstart's admin API answers /admin/advice", TimeSpan.FromMinutes(5));
-            var key = quickstart.Output.Split('\n').Select(l => l.Trim()).Where(l => l.Contains("X-Api-Key: pck_", StringComparison.Ordinal))
+            var key = (quickstart.Stdout + quickstart.Stderr).Split('\n').Select(l => l.Trim()).Where(l => l.Contains("X-Api-Key: pck_", StringComparison.Ordinal))
                 .Select(l => l[(l.IndexOf("pck_", StringComparison.Ordinal))..].Split('\'')[0]).FirstOrDefault();
             Assert.NotNull(key);
 
-            using var traffic = Script.Start(Path.Combine(root, "examples", "quickstart", "traffic.sh"), root,
+            using var traffic = CliProcess.StartScript(Path.Combine(root, "examples", "quickstart", "traffic.sh"), root,
                 new Dictionary<string, string>(environment) { ["DEMO_KEY"] = key, ["TRAFFIC_WAIT"] = "300" });
-            Assert.True(await traffic.WaitForExitAsync(TimeSpan.FromMinutes(6)), $"traffic.sh still running:\n{traffic.Output}");
-            output.WriteLine(traffic.Output);
-            Assert.True(traffic.ExitCode == 0, $"traffic.sh exited {traffic.ExitCode}:\n{traffic.Output}\nquickstart:\n{Tail(quickstart.Output)}");
-            Assert.Contains("finding after", traffic.Output, StringComparison.Ordinal);
+            Assert.True(await traffic.WaitForExitAsync(TimeSpan.FromMinutes(6)), $"traffic.sh still running:\n{(traffic.Stdout + traffic.Stderr)}");
+            output.WriteLine((traffic.Stdout + traffic.Stderr));
+            Assert.True(traffic.ExitCode == 0, $"traffic.sh exited {traffic.ExitCode}:\n{(traffic.Stdout + traffic.Stderr)}\nquickstart:\n{Tail((quickstart.Stdout + quickstart.Stderr))}");
+            Assert.Contains("finding after", (traffic.Stdout + traffic.Stderr), StringComparison.Ordinal);
 
             // The finding as the API gives it: the scanner's address, its probe paths in the evidence (the eight most
             // requested, ties by path: every probe is sent once, so /.env is always among them).
@@ -71,7 +69,7 @@ public sealed class QuickstartAdviceTests(ITestOutputHelper output) : IDisposabl
         }
         finally
         {
-            quickstart.Signal("TERM"); // run.sh's trap stops the gateway and the echo upstreams
+            if (!quickstart.HasExited) quickstart.Signal("TERM"); // run.sh's trap stops the gateway and the echo upstreams
             if (!await quickstart.WaitForExitAsync(TimeSpan.FromSeconds(30))) output.WriteLine("run.sh did not stop on SIGTERM; killed");
         }
     }
@@ -86,84 +84,5 @@ public sealed class QuickstartAdviceTests(ITestOutputHelper output) : IDisposabl
         }
 
         throw new InvalidOperationException($"Portcullis.sln not found above {AppContext.BaseDirectory}");
-    }
-
-    /// <summary>A bash script as a child process with its output collected; its whole process tree is killed on Dispose.</summary>
-    private sealed class Script : IDisposable
-    {
-        private readonly Process _process;
-        private readonly StringBuilder _output = new();
-        private readonly Lock _lock = new();
-
-        private Script(Process process) => _process = process;
-
-        public string Output
-        {
-            get
-            {
-                lock (_lock) return _output.ToString();
-            }
-        }
-
-        public bool HasExited => _process.HasExited;
-
-        public int ExitCode => _process.ExitCode;
-
-        public static Script Start(string path, string workingDirectory, IDictionary<string, string> environment)
-        {
-            var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = workingDirectory };
-            start.ArgumentList.Add(path);
-            foreach (var (name, value) in environment) start.Environment[name] = value;
-            start.Environment["DOTNET_NOLOGO"] = "1";
-            var process = new Process { StartInfo = start };
-            var script = new Script(process);
-            void Collect(object _, DataReceivedEventArgs e)
-            {
-                if (e.Data is null) return;
-                lock (script._lock) script._output.AppendLine(e.Data);
-            }
-
-            process.OutputDataReceived += Collect;
-            process.ErrorDataReceived += Collect;
-            process.Start();
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            return script;
-        }
-
-        public async Task<bool> WaitForExitAsync(TimeSpan timeout)
-        {
-            using var cts = new CancellationTokenSource(timeout);
-            try
-            {
-                await _process.WaitForExitAsync(cts.Token);
-                return true;
-            }
-            catch (OperationCanceledException)
-            {
-                return false;
-            }
-        }
-
-        public void Signal(string signal)
-        {
-            if (_process.HasExited) return;
-            using var kill = Process.Start(new ProcessStartInfo("kill", ["-" + signal, _process.Id.ToString()]) { UseShellExecute = false })!;
-            kill.WaitForExit(5000);
-        }
-
-        public void Dispose()
-        {
-            try
-            {
-                if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-                _process.WaitForExit(5000);
-            }
-            catch (InvalidOperationException)
-            {
-            }
-
-            _process.Dispose();
-        }
     }
 }
