@@ -129,6 +129,10 @@ internal sealed partial class RedisCircuitBreaker
         var text = exception switch
         {
             TimeoutException when exception.GetType() == typeof(TimeoutException) => $"no answer within {_timeout.TotalMilliseconds:0} ms",
+            // The library's own timeout (our timeout plus the breaker's grace) can win the race with the
+            // late-answer judge on a busy machine; it is the same failure, so it reads the same, with the
+            // library's detail after it.
+            RedisTimeoutException => $"no answer within {_timeout.TotalMilliseconds:0} ms (RedisTimeoutException: {FirstClause(exception.Message)})",
             RedisConnectionException connection => $"{connection.FailureType}: {FirstClause(connection.Message)}",
             _ => $"{exception.GetType().Name}: {FirstClause(exception.Message)}",
         };
