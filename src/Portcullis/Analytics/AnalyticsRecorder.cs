@@ -74,17 +74,20 @@ internal sealed class AnalyticsRecorder : IRequestCompletionObserver
     /// <summary>
     /// The arrivals step: the request's second within its minute, under its route and rate key (the consumer, or
     /// "ip:" and the client address when anonymous: what a `key: consumer` limit counts). Allocation-free for a
-    /// row seen before in this flush interval (the anonymous key's text is built once per request).
+    /// row seen before in this flush interval.
     /// </summary>
     internal void RecordArrival(HttpContext context, GatewayFeature gateway)
     {
         if (gateway.RouteName is not { } route) return;
         var caller = gateway.Caller;
-        var rateKey = caller?.Consumer is { Length: > 0 } consumer ? consumer : "ip:" + gateway.ClientAddress(context);
         var ticks = gateway.StartedAt.UtcTicks;
+        var minute = ticks - (ticks % TimeSpan.TicksPerMinute);
         var second = (int)(ticks / TimeSpan.TicksPerSecond % 60);
         var limited = ReferenceEquals(gateway.Refusal, ReasonCodes.RateLimitExceeded);
-        Arrivals.Add(new ArrivalKey(ticks - (ticks % TimeSpan.TicksPerMinute), route, rateKey, caller?.ConsumerGroup, limited, gateway.RateKeyMissing), second);
+        var key = caller?.Consumer is { Length: > 0 } consumer
+            ? new ArrivalKey(minute, route, consumer, caller.ConsumerGroup, limited, gateway.RateKeyMissing)
+            : ArrivalKey.ForAddress(minute, route, gateway.ClientAddress(context), caller?.ConsumerGroup, limited, gateway.RateKeyMissing);
+        Arrivals.Add(key, second);
     }
 
     private void Sample(HttpContext context, GatewayFeature gateway, CompiledAnalytics options, int status, string? cluster, long bytesIn, long bytesOut)

@@ -6,36 +6,65 @@ namespace Portcullis.Analytics;
 /// <summary>
 /// One `arrivals` row's dimensions: the minute, the route, the rate key (the consumer, or "ip:" and the client
 /// address for an anonymous caller: what a `key: consumer` limit counts), the caller's group, whether a rate
-/// limit refused the requests, and which rate-limit key parts were missing on them. Strings the request
-/// already holds, so looking up an existing row allocates nothing.
+/// limit refused the requests, and which rate-limit key parts were missing on them. Holds strings the request
+/// already has (an anonymous caller's key keeps the address and a flag; "ip:" is prefixed only when the row is
+/// written), so looking up an existing row allocates nothing.
 /// </summary>
-internal readonly struct ArrivalKey(long minuteTicks, string route, string rateKey, string? consumerGroup, bool limited, string? keyMissing)
-    : IEquatable<ArrivalKey>
+internal readonly struct ArrivalKey : IEquatable<ArrivalKey>
 {
-    public long MinuteTicks { get; } = minuteTicks;
+    private const string AnonymousPrefix = "ip:";
 
-    public string Route { get; } = route;
+    private readonly string _key;
+    private readonly bool _anonymous;
 
-    public string RateKey { get; } = rateKey;
+    /// <param name="rateKey">The rate key as stored: a consumer, or "ip:" and an address.</param>
+    public ArrivalKey(long minuteTicks, string route, string rateKey, string? consumerGroup, bool limited, string? keyMissing)
+        : this(minuteTicks, route, rateKey, anonymous: false, consumerGroup, limited, keyMissing)
+    {
+    }
 
-    public string? ConsumerGroup { get; } = consumerGroup;
+    private ArrivalKey(long minuteTicks, string route, string key, bool anonymous, string? consumerGroup, bool limited, string? keyMissing)
+    {
+        MinuteTicks = minuteTicks;
+        Route = route;
+        _key = key;
+        _anonymous = anonymous;
+        ConsumerGroup = consumerGroup;
+        Limited = limited;
+        KeyMissing = keyMissing;
+    }
+
+    /// <summary>An anonymous caller's row, keyed by its address (stored as "ip:" and the address).</summary>
+    public static ArrivalKey ForAddress(long minuteTicks, string route, string address, string? consumerGroup, bool limited, string? keyMissing) =>
+        new(minuteTicks, route, address, anonymous: true, consumerGroup, limited, keyMissing);
+
+    public long MinuteTicks { get; }
+
+    public string Route { get; }
+
+    /// <summary>The rate key as stored ("ip:" and the address for an anonymous caller; built when asked, at flush).</summary>
+    public string RateKey => _anonymous ? AnonymousPrefix + _key : _key;
+
+    public string? ConsumerGroup { get; }
 
     /// <summary>Refused by a rate limit (429 ratelimit.exceeded): an attempted arrival all the same.</summary>
-    public bool Limited { get; } = limited;
+    public bool Limited { get; }
 
     /// <summary>"policy part" labels of the route's rate-limit key parts missing on the request (", "-joined); null when none.</summary>
-    public string? KeyMissing { get; } = keyMissing;
+    public string? KeyMissing { get; }
 
+    // A consumer literally named "ip:1.2.3.4" and the anonymous caller 1.2.3.4 are two rows with one stored key:
+    // the table has rows per flush anyway, and readers sum them.
     public bool Equals(ArrivalKey other) =>
-        MinuteTicks == other.MinuteTicks && Limited == other.Limited
+        MinuteTicks == other.MinuteTicks && Limited == other.Limited && _anonymous == other._anonymous
         && string.Equals(Route, other.Route, StringComparison.Ordinal)
-        && string.Equals(RateKey, other.RateKey, StringComparison.Ordinal)
+        && string.Equals(_key, other._key, StringComparison.Ordinal)
         && string.Equals(ConsumerGroup, other.ConsumerGroup, StringComparison.Ordinal)
         && string.Equals(KeyMissing, other.KeyMissing, StringComparison.Ordinal);
 
     public override bool Equals(object? obj) => obj is ArrivalKey other && Equals(other);
 
-    public override int GetHashCode() => HashCode.Combine(MinuteTicks, Route, RateKey, ConsumerGroup, Limited, KeyMissing);
+    public override int GetHashCode() => HashCode.Combine(MinuteTicks, Route, _key, _anonymous, ConsumerGroup, Limited, KeyMissing);
 }
 
 /// <summary>Requests per second of one minute (added to with Interlocked; each stripe has its own cell).</summary>

@@ -189,4 +189,27 @@ public sealed class AnalyticsRecorderTests : IDisposable
         var second = tables.Swap();
         Assert.Equal(1, first.Values.Sum(c => c.Requests) + second.Values.Sum(c => c.Requests));
     }
+
+    [Fact]
+    public void Arrivals_key_anonymous_callers_by_address_and_consumers_by_name()
+    {
+        var snapshot = Snapshot(_dir);
+        var recorder = new AnalyticsRecorder(snapshot.Analytics!, stripes: 1);
+        foreach (var (consumer, address, second) in new (string?, string, int)[]
+        {
+            (null, "203.0.113.7", 3), (null, "203.0.113.7", 3), (null, "203.0.113.7", 4), (null, "198.51.100.1", 3), ("alice", "203.0.113.7", 3),
+        })
+        {
+            var (context, gateway) = Request(snapshot, Noon.AddSeconds(second), consumer: consumer);
+            context.Connection.RemoteIpAddress = System.Net.IPAddress.Parse(address);
+            gateway.TrafficReached = true;
+            recorder.Completed(context, gateway);
+        }
+
+        var rows = recorder.Arrivals.Swap().ToDictionary(r => r.Key.RateKey, r => r.Value.ToSparse());
+        Assert.Equal(["alice", "ip:198.51.100.1", "ip:203.0.113.7"], rows.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal([3, 4], rows["ip:203.0.113.7"].Offsets.Select(o => (int)o));
+        Assert.Equal([2, 1], rows["ip:203.0.113.7"].Counts);
+        Assert.Equal(1, rows["alice"].Total);
+    }
 }
