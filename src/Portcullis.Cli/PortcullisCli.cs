@@ -23,16 +23,16 @@ public static class PortcullisCli
         var output = stdout ?? Console.Out;
         var errors = stderr ?? Console.Error;
 
-        var runConfig = ConfigOption();
+        var runConfig = ConfigsOption();
         var run = new Command("run", "Run the gateway with a configuration file.") { runConfig };
         run.SetAction((result, ct) => RunGatewayAsync(result.GetRequiredValue(runConfig), output, errors, ct));
 
-        var validateConfig = ConfigOption();
+        var validateConfig = ConfigsOption();
         var validate = new Command("validate", "Check a configuration file (like haproxy -c): prints every problem as file:line:column.") { validateConfig };
         validate.SetAction(result => Validate(result.GetRequiredValue(validateConfig), output, errors));
 
-        var diffConfig = ConfigOption("The current configuration file.");
-        var diffNew = new Argument<string>("NEW") { Description = "The configuration file to compare it with." };
+        var diffConfig = ConfigsOption("The current configuration file (repeat -c for overlays: later files override earlier ones by name).");
+        var diffNew = new Argument<string[]>("NEW") { Description = "The configuration file to compare it with (several: a main file and its overlays, in order).", Arity = ArgumentArity.OneOrMore };
         var exitCode = new Option<bool>("--exit-code") { Description = "Exit with 3 when there are changes." };
         var diff = new Command("diff", "Show what a reload from the current to the new file would change.") { diffConfig, diffNew, exitCode };
         diff.SetAction(result => Diff(result.GetRequiredValue(diffConfig), result.GetRequiredValue(diffNew), result.GetValue(exitCode), output, errors));
@@ -70,19 +70,28 @@ public static class PortcullisCli
     private static Option<string> ConfigOption(string description = "The YAML configuration file.") =>
         new("--config", "-c") { Description = description, Required = true };
 
+    // -c base.yaml -c prod.yaml: a main file and overlays, each overriding the ones before it by name.
+    private static Option<string[]> ConfigsOption(string description = "The YAML configuration file; repeat -c to add overlays (later files override earlier ones by name).") =>
+        new("--config", "-c") { Description = description, Required = true, Arity = ArgumentArity.OneOrMore };
+
+    private static string Name(IReadOnlyList<string> paths) => string.Join(" + ", paths);
+
     internal static string Version =>
         typeof(PortcullisCli).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
-    internal static BuildResult Build(string path)
+    internal static BuildResult Build(string path) => Build([path]);
+
+    internal static BuildResult Build(IReadOnlyList<string> paths)
     {
         // YARP's own validator checks what only it knows (route template syntax), as a reload would.
         using var services = new ServiceCollection().AddLogging().AddPortcullisProxy().BuildServiceProvider();
-        return new SnapshotBuilder(proxyValidator: services.GetRequiredService<IConfigValidator>()).Build(path);
+        return new SnapshotBuilder(proxyValidator: services.GetRequiredService<IConfigValidator>()).Build(paths);
     }
 
-    private static int Validate(string path, TextWriter output, TextWriter errors)
+    private static int Validate(string[] paths, TextWriter output, TextWriter errors)
     {
-        var result = Build(path);
+        var path = Name(paths);
+        var result = Build(paths);
         foreach (var diagnostic in result.Diagnostics) errors.WriteLine(diagnostic);
         if (result.Snapshot is not { } snapshot)
         {
@@ -94,7 +103,7 @@ public static class PortcullisCli
         return Ok;
     }
 
-    private static int Diff(string currentPath, string newPath, bool exitCode, TextWriter output, TextWriter errors)
+    private static int Diff(string[] currentPath, string[] newPath, bool exitCode, TextWriter output, TextWriter errors)
     {
         var current = Build(currentPath);
         var next = Build(newPath);
@@ -117,8 +126,9 @@ public static class PortcullisCli
         return exitCode && changes.HasChanges ? Changes : Ok;
     }
 
-    private static async Task<int> RunGatewayAsync(string path, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
+    private static async Task<int> RunGatewayAsync(string[] paths, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
     {
+        var path = Name(paths);
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(options =>
@@ -136,7 +146,11 @@ public static class PortcullisCli
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
         try
         {
-            builder.Services.AddPortcullis(options => options.ConfigPath = path);
+            builder.Services.AddPortcullis(options =>
+            {
+                options.ConfigPath = paths[0];
+                foreach (var overlay in paths.Skip(1)) options.Overlays.Add(overlay);
+            });
         }
         catch (ConfigException ex)
         {

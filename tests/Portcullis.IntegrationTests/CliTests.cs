@@ -188,6 +188,36 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Validate_and_diff_take_overlays_and_name_the_overlay_in_errors()
+    {
+        var port = Ports.GetFree();
+        var baseFile = Write("compose-base.yaml", ValidConfig(port, "v1"));
+        var staging = Write("compose-staging.yaml", "routes:\n  - { name: hello, respond: { status: 200, body: staging } }\n");
+        var prod = Write("compose-prod.yaml", "routes:\n  - { name: hello, respond: { status: 200, body: prod } }\n");
+        var broken = Write("compose-broken.yaml", "routes:\n  - { name: hello, respond: { status: 2000 } }\n");
+
+        var (ok, okOut, okErr) = await RunCliAsync("validate", "-c", baseFile, "-c", staging);
+        Assert.Equal(PortcullisCli.Ok, ok);
+        Assert.Contains($"{baseFile} + {staging}: OK (1 routes", okOut, StringComparison.Ordinal);
+        Assert.Equal("", okErr);
+
+        var (bad, _, badErr) = await RunCliAsync("validate", "-c", baseFile, "-c", broken);
+        Assert.Equal(PortcullisCli.Invalid, bad);
+        var error = Assert.Single(ErrorLines(badErr, broken));
+        Assert.Equal(2, error.Line);
+        Assert.Empty(ErrorLines(badErr, baseFile));
+
+        // Staging's composition against production's: the overlays' difference, nothing else.
+        var (changed, changedOut, changedErr) = await RunCliAsync("diff", "-c", baseFile, "-c", staging, baseFile, prod, "--exit-code");
+        Assert.Equal(PortcullisCli.Changes, changed);
+        Assert.Contains("hello", changedOut, StringComparison.Ordinal);
+        AssertNoStackTrace(changedOut + changedErr);
+        var (same, sameOut, _) = await RunCliAsync("diff", "-c", baseFile, "-c", prod, baseFile, prod, "--exit-code");
+        Assert.Equal(PortcullisCli.Ok, same);
+        Assert.Contains("No changes", sameOut, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Diff_InvalidSide_Returns1WithoutStackTrace()
     {
         var a = Write("diff-a.yaml", ValidConfig(Ports.GetFree(), "v1"));

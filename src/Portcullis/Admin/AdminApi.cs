@@ -98,6 +98,10 @@ internal sealed partial class AdminApi(
         {
             w.WriteNumber("generation", snapshot.Generation);
             w.WriteString("file", Path.GetFullPath(snapshot.Source.Path));
+            // Composed from several files (includes, overlays): all of them, in the order they were read.
+            w.WriteStartArray("files");
+            foreach (var file in snapshot.Source.Files) w.WriteStringValue(file);
+            w.WriteEndArray();
             w.WriteString("fingerprint", snapshot.Fingerprint);
             w.WriteString("loadedAt", snapshot.LoadedAt);
             w.WritePropertyName("config");

@@ -27,15 +27,22 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
             }
 
             if (_cache.TryGetValue(patch.Yaml, out var known)) return known;
-            var check = Check(snapshot.Source.Path, snapshot.Source.Text, patch);
+            var check = Check(snapshot.Source.Paths, snapshot.Source.MainText, patch);
             _cache[patch.Yaml] = check with { Snapshot = null }; // the answer, not the compiled config
             return check;
         }
     }
 
     /// <summary>Merges the patch into <paramref name="configText"/> (the file at <paramref name="configPath"/>) and compiles the result.</summary>
-    public PatchCheck Check(string configPath, string configText, ConfigPatch patch)
+    public PatchCheck Check(string configPath, string configText, ConfigPatch patch) => Check([configPath], configText, patch);
+
+    /// <summary>
+    /// Merges the patch into <paramref name="mainText"/> (the main file's text; includes and overlays are read from
+    /// disk) and compiles the result. A patch for something an included file defines conflicts and is not offered.
+    /// </summary>
+    public PatchCheck Check(IReadOnlyList<string> configPaths, string mainText, ConfigPatch patch)
     {
+        var configText = mainText;
         string patched;
         try
         {
@@ -48,7 +55,7 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
 
         var env = environment ?? Environment.GetEnvironmentVariable;
         var diagnostics = new List<ConfigDiagnostic>();
-        var loaded = ConfigLoader.Parse(configPath, patched, env, diagnostics);
+        var loaded = ConfigLoader.Load(configPaths, env, diagnostics, mainText: patched);
         var result = loaded is null ? new BuildResult(null, diagnostics) : new SnapshotBuilder(env, proxyValidator, time).Compile(loaded, 0, diagnostics);
         var errors = result.Errors.Select(e => e.ToString()).ToList();
         return new PatchCheck(patched, result.Snapshot, errors);

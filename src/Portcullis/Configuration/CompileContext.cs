@@ -19,7 +19,7 @@ internal sealed class CompileContext
         _diagnostics = diagnostics;
         Environment = environment;
         _time = time;
-        Files = [Path.GetFullPath(loaded.Path)];
+        Files = [.. loaded.Files];
         FileContents = [loaded.Text];
     }
 
@@ -45,14 +45,14 @@ internal sealed class CompileContext
 
     public void Error(string path, string message, string? hint = null)
     {
-        var (line, column) = Loaded.Locations.Of(path);
-        _diagnostics.Add(new ConfigDiagnostic(Loaded.Path, line, column, message, hint));
+        var (file, line, column) = Loaded.Locations.At(path);
+        _diagnostics.Add(new ConfigDiagnostic(file, line, column, message, hint));
     }
 
     public void Warning(string path, string message, string? hint = null)
     {
-        var (line, column) = Loaded.Locations.Of(path);
-        _diagnostics.Add(new ConfigDiagnostic(Loaded.Path, line, column, message, hint, DiagnosticSeverity.Warning));
+        var (file, line, column) = Loaded.Locations.At(path);
+        _diagnostics.Add(new ConfigDiagnostic(file, line, column, message, hint, DiagnosticSeverity.Warning));
     }
 
     public void Add(ConfigDiagnostic diagnostic) => _diagnostics.Add(diagnostic);

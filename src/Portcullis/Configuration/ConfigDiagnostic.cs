@@ -30,23 +30,32 @@ public sealed class ConfigException(IReadOnlyList<ConfigDiagnostic> diagnostics)
     public IReadOnlyList<ConfigDiagnostic> Diagnostics { get; } = diagnostics;
 }
 
-/// <summary>Where each config path (e.g. routes[0].match.path) was written.</summary>
+/// <summary>Where each config path (e.g. routes[0].match.path) was written: the file (when composed from several) and line:column.</summary>
 internal sealed class SourceLocations(string file)
 {
-    private readonly Dictionary<string, (int Line, int Column)> _positions = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (string? File, int Line, int Column)> _positions = new(StringComparer.Ordinal);
 
+    /// <summary>The main file (the first -c).</summary>
     public string File { get; } = file;
 
-    internal void Add(string path, int line, int column) => _positions.TryAdd(path, (line, column));
+    /// <param name="file">The file the path was written in; null for the main file.</param>
+    internal void Add(string path, string? file, int line, int column) => _positions.TryAdd(path, (file, line, column));
 
-    /// <summary>Position of the path, or of its nearest written ancestor.</summary>
+    /// <summary>Line and column of the path, or of its nearest written ancestor.</summary>
     public (int Line, int Column) Of(string path)
+    {
+        var (_, line, column) = At(path);
+        return (line, column);
+    }
+
+    /// <summary>File, line and column of the path, or of its nearest written ancestor.</summary>
+    public (string File, int Line, int Column) At(string path)
     {
         while (true)
         {
-            if (_positions.TryGetValue(path, out var pos)) return pos;
+            if (_positions.TryGetValue(path, out var pos)) return (pos.File ?? File, pos.Line, pos.Column);
             var cut = Math.Max(path.LastIndexOf('.'), path.LastIndexOf('['));
-            if (cut <= 0) return _positions.TryGetValue("", out var root) ? root : (1, 1);
+            if (cut <= 0) return _positions.TryGetValue("", out var root) ? (root.File ?? File, root.Line, root.Column) : (File, 1, 1);
             path = path[..cut];
         }
     }

@@ -1,40 +1,63 @@
 namespace Portcullis.Configuration;
 
-/// <summary>A config file read and bound to the model, with the positions of everything in it.</summary>
+/// <summary>
+/// A configuration read and bound to the model, with the positions of everything in it: one file, or a main
+/// file with its includes and overlays (<see cref="ConfigComposer"/>).
+/// </summary>
 internal sealed record LoadedConfig(string Path, PortcullisConfig Config, SourceLocations Locations, string Text)
 {
+    /// <summary>The files given on the command line: the main file, then each overlay.</summary>
+    public IReadOnlyList<string> Paths { get; init; } = [Path];
+
+    /// <summary>The main file's own text (what a config patch is merged into).</summary>
+    public string MainText { get; init; } = Text;
+
+    /// <summary>Every file the configuration was read from (full paths) and each included folder: what is watched.</summary>
+    public IReadOnlyList<string> Files { get; init; } = [System.IO.Path.GetFullPath(Path)];
+
     public string BaseDirectory => System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path)) ?? ".";
 
+    /// <summary>A path written in the configuration, relative to the main file (values from other files were made absolute when bound).</summary>
     public string Resolve(string relative) => System.IO.Path.GetFullPath(relative, BaseDirectory);
 }
 
 internal static class ConfigLoader
 {
     /// <summary>Reads and binds a config file. Returns null with diagnostics when it cannot be read or parsed.</summary>
-    public static LoadedConfig? Load(string path, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics)
-    {
-        string text;
-        try
-        {
-            text = File.ReadAllText(path);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
-        {
-            diagnostics.Add(new ConfigDiagnostic(path, 1, 1, $"cannot read the configuration file: {Describe(ex)}", "check the path and its permissions"));
-            return null;
-        }
+    public static LoadedConfig? Load(string path, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics) =>
+        Load([path], environment, diagnostics);
 
-        return Parse(path, text, environment, diagnostics);
-    }
-
-    public static LoadedConfig? Parse(string path, string text, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics)
+    /// <summary>
+    /// Reads the main file (first), its includes, and each overlay in order, composes them and binds the result.
+    /// Returns null with diagnostics when a file cannot be read, parsed or composed.
+    /// </summary>
+    /// <param name="mainText">The main file's text, when a changed copy is checked (with the includes and overlays from disk).</param>
+    public static LoadedConfig? Load(IReadOnlyList<string> paths, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics, string? mainText = null)
     {
+        if (paths.Count == 0) throw new ArgumentException("at least one configuration file", nameof(paths));
+        var path = paths[0];
         var locations = new SourceLocations(path);
         var binder = new YamlConfigBinder(path, environment, diagnostics, locations);
-        var config = binder.BindDocument<PortcullisConfig>(text);
+        var composer = new ConfigComposer(binder, mainText);
+        var root = composer.Compose(paths);
+        if (root is null) return null;
+        if (composer.Sources.Count > 1) binder.FileOf = composer.FileOf;
+        var config = binder.BindRoot<PortcullisConfig>(root);
         if (config is null) return null;
-        return new LoadedConfig(path, config, locations, text);
+        var text = composer.Sources.Count == 1
+            ? composer.Sources[0].Text
+            : string.Join("\0", composer.Sources.Select(s => s.Path + "\n" + s.Text));
+        return new LoadedConfig(path, config, locations, text)
+        {
+            MainText = composer.Sources[0].Text,
+            Paths = [.. paths],
+            Files = [.. composer.Sources.Select(s => s.Path), .. composer.Folders.Distinct(StringComparer.Ordinal)],
+        };
     }
+
+    /// <summary>Binds text as if it were the file at <paramref name="path"/> (its includes are read from disk).</summary>
+    public static LoadedConfig? Parse(string path, string text, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics) =>
+        Load([path], environment, diagnostics, mainText: text);
 
     internal static string Describe(Exception ex) => Files.FileErrors.Describe(ex);
 }

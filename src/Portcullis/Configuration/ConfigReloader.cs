@@ -193,7 +193,7 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
     {
         try
         {
-            return await Task.Run(() => _builder.Build(current.Source.Path, current.Generation + 1), cancellationToken).ConfigureAwait(false);
+            return await Task.Run(() => _builder.Build(current.Source.Paths, current.Generation + 1), cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

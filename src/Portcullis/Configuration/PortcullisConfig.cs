@@ -46,6 +46,9 @@ internal sealed record PortcullisConfig
 
     [Description("The traffic advisor: rate-limit suggestions, unusual routes and callers, misconfigured services; findings with evidence and config patches (docs/advisor.md).")]
     public AdviceOptions Advice { get; init; } = new();
+
+    [Description("Other files (or folders of *.yaml files, or *-patterns) whose content is added to this one, relative to this file: e.g. [conf.d/] with one file per service. An included file may add names (routes, clusters, maps, keys …) but not redefine another file's; read in name order.")]
+    public IReadOnlyList<string> Include { get; init; } = [];
 }
 
 internal enum ListenerProtocols
@@ -122,6 +125,7 @@ internal enum MapKind
 internal sealed record MapOptions
 {
     [Description("Path of a map file: one `key value` pair per line, `#` starts a comment. Relative to the config file. Reloaded when it changes.")]
+    [FilePath]
     public string? File { get; init; }
 
     [Description("Entries given inline instead of (or in addition to, after) the file.")]
@@ -391,6 +395,13 @@ internal sealed record ClusterTimeoutOptions
     [Description("Longest the upstream may stay silent (no response headers or body data) before the request fails with 504. Default 100s.")]
     public TimeSpan Request { get; init; } = TimeSpan.FromSeconds(100);
 }
+
+/// <summary>
+/// A file or folder path, relative to the file it is written in: when the config is composed of several files
+/// (include, overlays), a relative path from another file's folder is made absolute as it is bound.
+/// </summary>
+[AttributeUsage(AttributeTargets.Property)]
+internal sealed class FilePathAttribute : Attribute;
 
 /// <summary>Lets a list item be written as a plain string that sets the named property.</summary>
 [AttributeUsage(AttributeTargets.Class)]

@@ -6,6 +6,9 @@ public sealed class PortcullisOptions
     /// <summary>The YAML configuration file.</summary>
     public string ConfigPath { get; set; } = "portcullis.yaml";
 
+    /// <summary>Files read after <see cref="ConfigPath"/>, in order, each overriding what came before by name (environment overlays).</summary>
+    public IList<string> Overlays { get; } = [];
+
     /// <summary>Bind Kestrel to the configured listeners and limits (turn off when the host binds its own).</summary>
     public bool ConfigureKestrel { get; set; } = true;
 

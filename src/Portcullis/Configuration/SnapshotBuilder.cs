@@ -38,10 +38,13 @@ internal sealed class SnapshotBuilder
         _time = time ?? TimeProvider.System;
     }
 
-    public BuildResult Build(string path, long generation = 1)
+    public BuildResult Build(string path, long generation = 1) => Build([path], generation);
+
+    /// <summary>Builds from a main file and its overlays (each overriding the ones before it by name).</summary>
+    public BuildResult Build(IReadOnlyList<string> paths, long generation = 1)
     {
         var diagnostics = new List<ConfigDiagnostic>();
-        var loaded = ConfigLoader.Load(path, _environment, diagnostics);
+        var loaded = ConfigLoader.Load(paths, _environment, diagnostics);
         return loaded is null ? new BuildResult(null, diagnostics) : Compile(loaded, generation, diagnostics);
     }
 

@@ -16,6 +16,7 @@ namespace Portcullis.Configuration;
 internal sealed partial class YamlConfigBinder
 {
     private readonly string _file;
+    private string? _current;
     private readonly Func<string, string?> _environment;
     private readonly List<ConfigDiagnostic> _diagnostics;
     private readonly SourceLocations _locations;
@@ -32,36 +33,66 @@ internal sealed partial class YamlConfigBinder
     public static string KeyName(PropertyInfo property) =>
         char.ToLowerInvariant(property.Name[0]) + property.Name[1..];
 
+    /// <summary>The first (main) file: diagnostics about nodes of no other file name it.</summary>
+    public string File => _file;
+
+    /// <summary>Says which file a node came from when several were composed (null: the main file).</summary>
+    public Func<YamlNode, string?>? FileOf { get; set; }
+
     /// <summary>Parses YAML text and binds it; returns null when the document cannot be parsed at all.</summary>
-    public T? BindDocument<T>(string yaml) where T : class, new()
+    public T? BindDocument<T>(string yaml) where T : class, new() =>
+        Parse(_file, yaml) is { } root ? BindRoot<T>(root) : null;
+
+    /// <summary>Parses one file's text into a node tree, reporting malformed YAML at that file's positions.</summary>
+    public YamlNode? Parse(string file, string yaml)
     {
-        var stream = new YamlStream();
-        var parser = new Parser(new StringReader(yaml));
+        var previous = _current;
+        _current = file;
         try
         {
-            stream.Load(parser);
-        }
-        catch (Exception ex) when (ex is YamlException or InvalidOperationException)
-        {
-            ReportMalformed(yaml, ex, parser);
-            return null;
-        }
+            var stream = new YamlStream();
+            var parser = new Parser(new StringReader(yaml));
+            try
+            {
+                stream.Load(parser);
+            }
+            catch (Exception ex) when (ex is YamlException or InvalidOperationException)
+            {
+                ReportMalformed(yaml, ex, parser);
+                return null;
+            }
 
-        if (stream.Documents.Count == 0 || stream.Documents[0].RootNode is YamlScalarNode { Value: null or "" })
+            if (stream.Documents.Count == 0) return new YamlScalarNode(null);
+            if (stream.Documents.Count > 1)
+            {
+                var second = stream.Documents[1].RootNode;
+                Error(second.Start.Line, second.Start.Column, "only one YAML document is allowed", "remove the '---' separator");
+            }
+
+            return stream.Documents[0].RootNode;
+        }
+        finally
         {
-            _locations.Add("", 1, 1);
+            _current = previous;
+        }
+    }
+
+    /// <summary>Binds a (possibly composed) tree; null when the main document is empty.</summary>
+    public T? BindRoot<T>(YamlNode root) where T : class, new()
+    {
+        if (root is YamlScalarNode { Value: null or "" })
+        {
+            _locations.Add("", null, 1, 1);
             Error(1, 1, "the configuration file is empty", "start from examples/quickstart/portcullis.yaml");
             return null;
         }
 
-        if (stream.Documents.Count > 1)
-        {
-            var second = stream.Documents[1].RootNode;
-            Error(second.Start.Line, second.Start.Column, "only one YAML document is allowed", "remove the '---' separator");
-        }
-
-        return Bind(stream.Documents[0].RootNode, typeof(T), "") as T;
+        return Bind(root, typeof(T), "") as T;
     }
+
+    /// <summary>A diagnostic in a named file (the composer's include and merge problems).</summary>
+    public void ErrorIn(string file, long line, long column, string message, string? hint) =>
+        _diagnostics.Add(new ConfigDiagnostic(file, (int)line, (int)column, message, hint));
 
     private void ReportMalformed(string yaml, Exception ex, Parser parser)
     {
@@ -103,7 +134,7 @@ internal sealed partial class YamlConfigBinder
 
     private object? Bind(YamlNode node, Type type, string path)
     {
-        _locations.Add(path, (int)node.Start.Line, (int)node.Start.Column);
+        _locations.Add(path, FileOf?.Invoke(node), (int)node.Start.Line, (int)node.Start.Column);
         var underlying = Nullable.GetUnderlyingType(type);
         if (underlying is not null) type = underlying;
 
@@ -167,7 +198,7 @@ internal sealed partial class YamlConfigBinder
         {
             if (keyNode is not YamlScalarNode { Value: { } key })
             {
-                Error(keyNode.Start.Line, keyNode.Start.Column, "a key must be a plain name", null);
+                ErrorAt(keyNode, "a key must be a plain name", null);
                 continue;
             }
 
@@ -178,11 +209,16 @@ internal sealed partial class YamlConfigBinder
                 var hint = suggestion is not null
                     ? $"did you mean '{suggestion}'?"
                     : "allowed keys here: " + string.Join(", ", properties.Keys);
-                Error(keyNode.Start.Line, keyNode.Start.Column, $"unknown key '{key}'" + (path.Length == 0 ? "" : $" in {path}"), hint);
+                ErrorAt(keyNode, $"unknown key '{key}'" + (path.Length == 0 ? "" : $" in {path}"), hint);
                 continue;
             }
 
             var value = Bind(valueNode, property.PropertyType, childPath);
+            if (value is string relative && FileOf?.Invoke(valueNode) is { } file && property.IsDefined(typeof(FilePathAttribute)))
+            {
+                value = RelativeTo(file, relative);
+            }
+
             if (value is not null) property.SetValue(instance, value);
         }
 
@@ -230,12 +266,12 @@ internal sealed partial class YamlConfigBinder
         {
             if (keyNode is not YamlScalarNode { Value: { } key } || key.Length == 0)
             {
-                Error(keyNode.Start.Line, keyNode.Start.Column, "a name must be a non-empty plain string", null);
+                ErrorAt(keyNode, "a name must be a non-empty plain string", null);
                 continue;
             }
 
             var childPath = path + "." + key;
-            _locations.Add(childPath + "#key", (int)keyNode.Start.Line, (int)keyNode.Start.Column);
+            _locations.Add(childPath + "#key", FileOf?.Invoke(keyNode), (int)keyNode.Start.Line, (int)keyNode.Start.Column);
             var value = Bind(valueNode, valueType, childPath);
             if (value is null && valueType == typeof(string) && valueNode is YamlScalarNode)
             {
@@ -265,7 +301,7 @@ internal sealed partial class YamlConfigBinder
         var (ok, value, error) = parse(text);
         if (!ok)
         {
-            Error(node.Start.Line, node.Start.Column, $"{Describe(path)}: {error ?? "bad value"}", $"expected {expected}");
+            ErrorAt(node, $"{Describe(path)}: {error ?? "bad value"}", $"expected {expected}");
             return null;
         }
 
@@ -289,7 +325,7 @@ internal sealed partial class YamlConfigBinder
             failed = true;
             var quote = scalar.Style is ScalarStyle.SingleQuoted or ScalarStyle.DoubleQuoted ? 1 : 0;
             var column = scalar.Style is ScalarStyle.Literal or ScalarStyle.Folded ? scalar.Start.Column : scalar.Start.Column + quote + match.Index;
-            Error(scalar.Start.Line, column, $"environment variable '{name}' is not set", $"set {name}, or give a default with ${{{name}:-value}}");
+            ErrorAt(scalar, scalar.Start.Line, column, $"environment variable '{name}' is not set", $"set {name}, or give a default with ${{{name}:-value}}");
             return "";
         });
         return failed ? null : result;
@@ -341,13 +377,28 @@ internal sealed partial class YamlConfigBinder
             YamlScalarNode s => $"'{s.Value}'",
             _ => "something else",
         };
-        Error(node.Start.Line, node.Start.Column, $"{Describe(path)}: expected {expected}, found {found}", null);
+        ErrorAt(node, $"{Describe(path)}: expected {expected}, found {found}", null);
+    }
+
+    // A path written in an included or overlay file is relative to that file; made absolute unless that file sits
+    // beside the main file (then the main file's folder resolves it the same, and it stays as written).
+    private string RelativeTo(string file, string path)
+    {
+        if (path.Length == 0 || Path.IsPathRooted(path)) return path;
+        var folder = Path.GetDirectoryName(Path.GetFullPath(file))!;
+        var mainFolder = Path.GetDirectoryName(Path.GetFullPath(_file))!;
+        return string.Equals(folder, mainFolder, StringComparison.Ordinal) ? path : Path.GetFullPath(path, folder);
     }
 
     private static string Describe(string path) => path.Length == 0 ? "document" : path;
 
-    private void Error(long line, long column, string message, string? hint) =>
-        _diagnostics.Add(new ConfigDiagnostic(_file, (int)line, (int)column, message, hint));
+    // While parsing: the file being parsed; while binding, a node's own file (ErrorAt).
+    private void Error(long line, long column, string message, string? hint) => ErrorIn(_current ?? _file, line, column, message, hint);
+
+    private void ErrorAt(YamlNode node, string message, string? hint) => ErrorAt(node, node.Start.Line, node.Start.Column, message, hint);
+
+    private void ErrorAt(YamlNode node, long line, long column, string message, string? hint) =>
+        ErrorIn(FileOf?.Invoke(node) ?? _file, line, column, message, hint);
 
     /// <summary>The closest candidate within a small edit distance, for "did you mean".</summary>
     public static string? Suggest(string input, IEnumerable<string> candidates)

@@ -39,7 +39,8 @@ internal sealed partial class FileChangeWatcher : IDisposable
         _time = time;
         _onChange = onChange;
         _stamps = _files.ToDictionary(f => f, f => known is not null && known.TryGetValue(f, out var stamp) ? stamp : FileStamp.Of(f), StringComparer.Ordinal);
-        foreach (var directory in _files.Select(Path.GetDirectoryName).Distinct(StringComparer.Ordinal))
+        // A watched folder (a config include of conf.d/) is watched itself too: a file added to it is a change.
+        foreach (var directory in _files.Select(Path.GetDirectoryName).Concat(_files.Where(Directory.Exists)).Distinct(StringComparer.Ordinal))
         {
             if (directory is null || !Directory.Exists(directory)) continue;
             var watcher = new FileSystemWatcher(directory)
@@ -70,7 +71,8 @@ internal sealed partial class FileChangeWatcher : IDisposable
 
     private void OnFileEvent(object sender, FileSystemEventArgs e)
     {
-        if (!_files.Contains(e.FullPath) && !(e is RenamedEventArgs r && _files.Contains(r.OldFullPath))) return;
+        if (!_files.Contains(e.FullPath) && !(e is RenamedEventArgs r && _files.Contains(r.OldFullPath))
+            && !(Path.GetDirectoryName(e.FullPath) is { } folder && _files.Contains(folder))) return;
         Schedule();
     }
 
@@ -115,13 +117,23 @@ internal sealed partial class FileChangeWatcher : IDisposable
     }
 }
 
-/// <summary>What identifies a file's version: the final target of any symlinks, its write time and size.</summary>
+/// <summary>
+/// What identifies a file's version: the final target of any symlinks, its write time and size. For a folder:
+/// its write time (changed when an entry is added, removed or renamed) and its number of entries.
+/// </summary>
 internal readonly record struct FileStamp(string Target, DateTime Written, long Length)
 {
     public static FileStamp Of(string file)
     {
         try
         {
+            if (Directory.Exists(file))
+            {
+                var folder = new DirectoryInfo(file);
+                if (folder.LinkTarget is not null && folder.ResolveLinkTarget(returnFinalTarget: true) is DirectoryInfo target) folder = target;
+                return new FileStamp(folder.FullName, folder.LastWriteTimeUtc, folder.EnumerateFileSystemInfos().Count());
+            }
+
             FileSystemInfo info = new FileInfo(file);
             if (info.LinkTarget is not null) info = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
             return info.Exists && info is FileInfo f ? new FileStamp(f.FullName, f.LastWriteTimeUtc, f.Length) : new FileStamp(file, default, -1);

@@ -287,7 +287,7 @@ internal sealed class AuditLog
     private static Dictionary<string, string> HashFiles(GatewaySnapshot snapshot)
     {
         var hashes = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var file in snapshot.Files.Append(snapshot.Source.Path).Select(Path.GetFullPath).Distinct(StringComparer.Ordinal))
+        foreach (var file in snapshot.Files.Append(snapshot.Source.Path).Select(Path.GetFullPath).Distinct(StringComparer.Ordinal).Where(f => !Directory.Exists(f)))
         {
             try
             {

@@ -52,14 +52,17 @@ internal sealed class TestGateway : IAsyncDisposable
 
     /// <summary>Listeners public ({{PORT}}) and admin ({{ADMIN_PORT}}) are prepended unless the YAML has its own.</summary>
     /// <param name="configureServices">Runs after AddPortcullis (e.g. to replace a service with a test double).</param>
-    public static async Task<TestGateway> StartAsync(string yaml, IDictionary<string, string>? files = null, Func<string, string?>? environment = null, Action<IServiceCollection>? configureServices = null)
+    /// <param name="overlays">Files (written by <paramref name="files"/>) applied after portcullis.yaml, as `-c portcullis.yaml -c OVERLAY`.</param>
+    public static async Task<TestGateway> StartAsync(string yaml, IDictionary<string, string>? files = null, Func<string, string?>? environment = null, Action<IServiceCollection>? configureServices = null, IReadOnlyList<string>? overlays = null)
     {
         var directory = System.IO.Directory.CreateTempSubdirectory("portcullis-it-").FullName;
         var port = Ports.GetFree();
         var adminPort = Ports.GetFree();
         foreach (var (name, content) in files ?? new Dictionary<string, string>())
         {
-            await File.WriteAllTextAsync(Path.Combine(directory, name), content);
+            var file = Path.Combine(directory, name);
+            System.IO.Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            await File.WriteAllTextAsync(file, content);
         }
 
         var configPath = Path.Combine(directory, "portcullis.yaml");
@@ -73,6 +76,7 @@ internal sealed class TestGateway : IAsyncDisposable
         {
             options.ConfigPath = configPath;
             options.Environment = environment;
+            foreach (var overlay in overlays ?? []) options.Overlays.Add(Path.Combine(directory, overlay));
         });
         configureServices?.Invoke(builder.Services);
         var app = builder.Build();
@@ -98,6 +102,7 @@ internal sealed class TestGateway : IAsyncDisposable
     public async Task WriteFileAsync(string name, string content)
     {
         var target = Path.Combine(Directory, name);
+        System.IO.Directory.CreateDirectory(Path.GetDirectoryName(target)!);
         var temporary = target + ".tmp-" + Guid.NewGuid().ToString("N");
         await File.WriteAllTextAsync(temporary, content);
         File.Move(temporary, target, overwrite: true);

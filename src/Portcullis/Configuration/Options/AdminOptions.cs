@@ -43,6 +43,7 @@ internal sealed record AdminTokenOptions
     public string? Env { get; init; }
 
     [Description("File holding the token (trailing newline ignored), relative to the config file; watched, so replacing it reloads. Exclusive with `env`.")]
+    [FilePath]
     public string? File { get; init; }
 }
 

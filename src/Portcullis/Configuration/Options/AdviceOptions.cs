@@ -19,6 +19,7 @@ internal sealed record AdviceOptions
     public TimeSpan Window { get; init; } = TimeSpan.FromDays(7);
 
     [Description("JSON file where acknowledged and muted findings are kept across restarts; relative to the config file. Default: advice-state.json next to analytics.path (kept in memory only when analytics is off).")]
+    [FilePath]
     public string? StatePath { get; init; }
 
     [Description("POST every new finding as JSON to a URL, retried with backoff; never blocks the advisor.")]

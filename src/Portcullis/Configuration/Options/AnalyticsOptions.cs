@@ -6,6 +6,7 @@ namespace Portcullis.Configuration;
 internal sealed record AnalyticsOptions
 {
     [Description("The DuckDB file, relative to the config file. Setting it turns analytics on; without it nothing is recorded and nothing costs.")]
+    [FilePath]
     public string? Path { get; init; }
 
     [Description("How often the in-process rollups and queued samples are written to the store in one batch; a crash loses at most this much. Default 5s.")]
@@ -27,6 +28,7 @@ internal sealed record AnalyticsOptions
     public AnalyticsExportOptions? Export { get; init; }
 
     [Description("A folder of Parquet exports from many instances (the export paths of a fleet on a shared volume); when set, the query API, dashboard and CLI show the whole fleet from it instead of this instance's store.")]
+    [FilePath]
     public string? FleetPath { get; init; }
 }
 
@@ -54,6 +56,7 @@ internal sealed record AnalyticsCompactionOptions
 internal sealed record AnalyticsExportOptions
 {
     [Description("Folder the closed hours are written to, as dt=YYYY-MM-DD/hour=HH/instance=ID/{rollups,samples}.parquet; relative to the config file.")]
+    [FilePath]
     public string Path { get; init; } = "";
 
     [Description("This instance's name in the partition path. Default: the host name.")]

@@ -5,6 +5,7 @@ namespace Portcullis.Configuration;
 internal sealed record AuditOptions
 {
     [Description("The audit log file (hash-chained JSON lines), relative to the config file; setting it turns the audit log on. Its directory must exist.")]
+    [FilePath]
     public string? Path { get; init; }
 
     [Description("Rotate before the file would grow beyond this size (the chain continues in the new file). Default 100MiB.")]

@@ -42,6 +42,7 @@ internal sealed record IssuerOptions
     public string? JwksUri { get; init; }
 
     [Description("Local JWKS file (reloaded when it changes), instead of fetching keys.")]
+    [FilePath]
     public string? JwksFile { get; init; }
 
     [Description("Expected `iss` claim, compared exactly (a trailing `/` counts). Default: the discovery document's issuer, else the authority.")]
@@ -89,6 +90,7 @@ internal sealed record IntrospectionOptions
     public string? ClientSecretEnv { get; init; }
 
     [Description("File holding the client secret (trailing newline ignored), relative to the config file.")]
+    [FilePath]
     public string? ClientSecretFile { get; init; }
 
     [Description("How long an active answer is reused; never beyond the token's exp. Default 60s.")]
@@ -149,6 +151,7 @@ internal sealed record ApiKeyOptions
     public string? QueryParameter { get; init; }
 
     [Description("YAML file of consumers and their key hashes, managed by `portcullis keys`. Reloaded when it changes.")]
+    [FilePath]
     public string File { get; init; } = "keys.yaml";
 }
 

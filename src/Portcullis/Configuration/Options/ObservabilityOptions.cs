@@ -56,6 +56,7 @@ internal sealed record AccessLogOptions
     public AccessLogTarget Target { get; init; } = AccessLogTarget.Stdout;
 
     [Description("target: file: the log file, relative to the config file. Rotated files get .1, .2, ... suffixes.")]
+    [FilePath]
     public string? Path { get; init; }
 
     [Description("target: file: rotate when the file would grow beyond this size. Default 100MiB.")]

@@ -49,6 +49,7 @@ internal sealed record SessionProviderOptions
     public string? ClientSecretEnv { get; init; }
 
     [Description("File holding the client secret (trailing newline ignored), relative to the config file.")]
+    [FilePath]
     public string? ClientSecretFile { get; init; }
 
     [Description("Scopes requested at sign-in; must include openid. Add offline_access for refresh tokens. Default [openid, profile, email].")]
@@ -83,12 +84,15 @@ internal sealed record SessionCookieOptions
 internal sealed record SessionKeyRingOptions
 {
     [Description("PEM certificate file (RSA), relative to the config file. Its private key is in the same file or in `key`.")]
+    [FilePath]
     public string? Cert { get; init; }
 
     [Description("PEM private key file (unencrypted PKCS#8 or PKCS#1). Default: the key is read from the `cert` file.")]
+    [FilePath]
     public string? Key { get; init; }
 
     [Description("PKCS#12 (PFX) file holding the certificate and its private key, instead of `cert` and `key`.")]
+    [FilePath]
     public string? Pfx { get; init; }
 
     [Description("Environment variable holding the PFX password. Default: no password.")]

@@ -37,12 +37,15 @@ internal sealed record CertificateOptions
     public string? Name { get; init; }
 
     [Description("PEM certificate file (the leaf first, then any intermediates). Relative to the config file. Reloaded when it changes.")]
+    [FilePath]
     public string? Cert { get; init; }
 
     [Description("PEM private key file (PKCS#8, PKCS#1 or SEC1; unencrypted). Default: the key is read from the `cert` file.")]
+    [FilePath]
     public string? Key { get; init; }
 
     [Description("PKCS#12 (PFX) file holding the certificate, its key and any intermediates, instead of `cert` and `key`. Reloaded when it changes.")]
+    [FilePath]
     public string? Pfx { get; init; }
 
     [Description("Environment variable holding the PFX password. Default: no password.")]
@@ -83,6 +86,7 @@ internal sealed record ClientCertificateOptions
     public ClientCertificateMode Mode { get; init; } = ClientCertificateMode.None;
 
     [Description("PEM bundle of the CAs that issue client certificates (the only trust anchors; system roots are not used). Required unless mode is none. Reloaded when it changes.")]
+    [FilePath]
     public string? Ca { get; init; }
 
     [Description("Revocation check of client certificates: none (default), offline (CRLs cached on this machine) or online (CRL/OCSP fetched during the handshake).")]

@@ -6,6 +6,7 @@ namespace Portcullis.Configuration;
 internal sealed record UpstreamTlsOptions
 {
     [Description("PEM file of CA certificates trusted for this cluster's destinations (only these; the system store is not used). Relative to the config file; reloaded when it changes. Default: the system trust store.")]
+    [FilePath]
     public string? Ca { get; init; }
 
     [Description("Host name sent as SNI and verified against the destination's certificate, instead of the destination's host (e.g. when destinations are IP addresses).")]
@@ -25,12 +26,15 @@ internal sealed record UpstreamTlsOptions
 internal sealed record UpstreamClientCertificateOptions
 {
     [Description("PEM certificate file (the client certificate first, then any intermediates). Relative to the config file.")]
+    [FilePath]
     public string? Cert { get; init; }
 
     [Description("PEM private key file (PKCS#8, PKCS#1 or SEC1; unencrypted). Default: the key is read from the `cert` file.")]
+    [FilePath]
     public string? Key { get; init; }
 
     [Description("PKCS#12 (PFX) file with the certificate and its key, instead of `cert` and `key`.")]
+    [FilePath]
     public string? Pfx { get; init; }
 
     [Description("Environment variable holding the PFX password. Default: no password.")]
@@ -64,6 +68,7 @@ internal sealed record ClientCredentialsOptions
     public string? ClientSecret { get; init; }
 
     [Description("File holding the client secret (trailing newline ignored), relative to the config file; read at every token request, so a rotated secret is used without a reload.")]
+    [FilePath]
     public string? ClientSecretFile { get; init; }
 
     [Description("Environment variable holding the client secret.")]
@@ -92,6 +97,7 @@ internal sealed record ClientCredentialsOptions
 internal sealed record PrivateKeyJwtOptions
 {
     [Description("PEM private key (RSA for rs256, P-256 EC for es256) that signs the client assertion; its public key is registered at the provider. Relative to the config file; read at every token request.")]
+    [FilePath]
     public string? KeyFile { get; init; }
 
     [Description("`kid` header of the client assertion. Default: none.")]

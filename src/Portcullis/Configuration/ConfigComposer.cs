@@ -1,0 +1,271 @@
+using YamlDotNet.RepresentationModel;
+
+namespace Portcullis.Configuration;
+
+/// <summary>
+/// Builds one YAML tree from several files before binding: a file's <c>include:</c> (files, folders of
+/// <c>*.yaml</c>/<c>*.yml</c> read in name order, or <c>*</c> patterns, relative to that file) adds to it, and
+/// each overlay (<c>-c base.yaml -c prod.yaml</c>) overrides what came before.
+/// <list type="bullet">
+/// <item>Mappings merge key by key, recursively (a cluster named in two files is one cluster).</item>
+/// <item>Lists whose items all have a <c>name</c> (routes, listeners, issuers …) merge by name: an item of
+/// an existing name merges into it, a new name is appended.</item>
+/// <item>Other lists and plain values: an overlay replaces them; an include may not (two files setting one
+/// value is a conflict, reported at both places), nor may two includes define one name — onboarding a
+/// service by adding a file must never silently change another service.</item>
+/// </list>
+/// The nodes keep their own files' positions; <see cref="FileOf"/> says which file a node came from, so every
+/// diagnostic names the file it is about.
+/// </summary>
+internal sealed class ConfigComposer
+{
+    private const int MaxDepth = 8;
+    private static readonly string[] YamlExtensions = [".yaml", ".yml"];
+
+    private readonly YamlConfigBinder _binder;
+    private readonly Dictionary<YamlNode, string> _nodeFiles = new(ReferenceEqualityComparer.Instance);
+    private readonly List<string> _reading = [];
+
+    private readonly string? _mainText;
+
+    /// <param name="mainText">The main file's text when it is not to be read from disk (a patched copy being checked).</param>
+    public ConfigComposer(YamlConfigBinder binder, string? mainText = null)
+    {
+        _binder = binder;
+        _mainText = mainText;
+    }
+
+    /// <summary>Every file read, in order (full paths), with its text.</summary>
+    public List<(string Path, string Text)> Sources { get; } = [];
+
+    /// <summary>Folders named by an include: a file added to or removed from one changes the configuration.</summary>
+    public List<string> Folders { get; } = [];
+
+    /// <summary>The file a node was written in; null for the first file (which the binder names itself).</summary>
+    public string? FileOf(YamlNode node) => _nodeFiles.GetValueOrDefault(node);
+
+    /// <summary>The composed tree; null when a file could not be read or parsed (diagnostics say why).</summary>
+    public YamlNode? Compose(IReadOnlyList<string> paths)
+    {
+        YamlNode? root = null;
+        var failed = false;
+        for (var i = 0; i < paths.Count; i++)
+        {
+            var node = Read(paths[i], paths[i], first: i == 0, depth: 0, from: null);
+            if (node is null)
+            {
+                failed = true;
+                continue;
+            }
+
+            if (root is null) root = node;
+            else Merge(root, node, overlay: true, "");
+        }
+
+        return failed ? null : root;
+    }
+
+    /// <param name="display">The file's name as diagnostics show it (as given, or relative to the current folder).</param>
+    private YamlNode? Read(string path, string display, bool first, int depth, (YamlNode Node, string File)? from)
+    {
+        var full = Path.GetFullPath(path);
+        if (_reading.Contains(full, StringComparer.Ordinal))
+        {
+            Report(from, $"'{path}' includes itself (through {string.Join(" → ", _reading.Select(Path.GetFileName))})", "remove the include that closes the loop");
+            return null;
+        }
+
+        if (depth > MaxDepth)
+        {
+            Report(from, $"includes are nested more than {MaxDepth} deep", "include the files from one place");
+            return null;
+        }
+
+        string text;
+        try
+        {
+            text = first && _mainText is not null ? _mainText : File.ReadAllText(full);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            if (from is null) _binder.ErrorIn(display, 1, 1, $"cannot read the configuration file: {ConfigLoader.Describe(ex)}", "check the path and its permissions");
+            else Report(from, $"cannot read included file '{path}': {ConfigLoader.Describe(ex)}", "paths are relative to the file that includes them");
+            return null;
+        }
+
+        Sources.Add((full, text));
+        // The first file's nodes are the binder's own file; only the others are mapped (a one-file config maps nothing).
+        var root = _binder.Parse(display, text);
+        if (root is null) return null;
+        if (!first) Map(root, display);
+        if (root is not YamlMappingNode mapping) return root;
+
+        var include = mapping.Children.FirstOrDefault(c => c.Key is YamlScalarNode { Value: "include" });
+        if (include.Key is null) return root;
+        mapping.Children.Remove(include.Key);
+        var file = display;
+        var entries = include.Value switch
+        {
+            YamlSequenceNode list => list.Children,
+            YamlScalarNode scalar => [scalar],
+            _ => [],
+        };
+        if (include.Value is YamlMappingNode)
+        {
+            _binder.ErrorIn(file, include.Value.Start.Line, include.Value.Start.Column, "include: expected a file, a folder or a list of them", "include: [conf.d/] or include: [services/*.yaml]");
+            return null;
+        }
+
+        _reading.Add(full);
+        var ok = true;
+        foreach (var entry in entries)
+        {
+            if (entry is not YamlScalarNode { Value: { Length: > 0 } name })
+            {
+                _binder.ErrorIn(file, entry.Start.Line, entry.Start.Column, "include: expected a file or folder name", null);
+                ok = false;
+                continue;
+            }
+
+            foreach (var included in Expand(name, Path.GetDirectoryName(full)!, (entry, file)))
+            {
+                var node = Read(included, Display(included), first: false, depth + 1, (entry, file));
+                if (node is null)
+                {
+                    ok = false;
+                    continue;
+                }
+
+                if (node is YamlScalarNode { Value: null or "" }) continue; // an empty file adds nothing
+                ok &= Merge(root, node, overlay: false, "");
+            }
+        }
+
+        _reading.RemoveAt(_reading.Count - 1);
+        return ok ? root : null;
+    }
+
+    private List<string> Expand(string name, string directory, (YamlNode Node, string File) from)
+    {
+        var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(name, directory));
+        if (Directory.Exists(full))
+        {
+            Folders.Add(full);
+            return Directory.EnumerateFiles(full)
+                .Where(f => YamlExtensions.Contains(Path.GetExtension(f), StringComparer.OrdinalIgnoreCase) && !Path.GetFileName(f).StartsWith('.'))
+                .Order(StringComparer.Ordinal)
+                .ToList();
+        }
+
+        var fileName = Path.GetFileName(full);
+        if (fileName.Contains('*', StringComparison.Ordinal) || fileName.Contains('?', StringComparison.Ordinal))
+        {
+            var folder = Path.GetDirectoryName(full)!;
+            if (!Directory.Exists(folder))
+            {
+                Report(from, $"included folder '{Path.GetDirectoryName(name)}' does not exist ({folder})", "paths are relative to the file that includes them");
+                return [];
+            }
+
+            Folders.Add(folder);
+            return Directory.EnumerateFiles(folder, fileName).Where(f => !Path.GetFileName(f).StartsWith('.')).Order(StringComparer.Ordinal).ToList();
+        }
+
+        if (!File.Exists(full))
+        {
+            Report(from, $"included file '{name}' does not exist ({full})", "paths are relative to the file that includes them; a folder includes its *.yaml files");
+            return [];
+        }
+
+        return [full];
+    }
+
+    /// <summary>Merges <paramref name="next"/> into <paramref name="into"/>; false after reporting a conflict.</summary>
+    private bool Merge(YamlNode into, YamlNode next, bool overlay, string path)
+    {
+        if (into is YamlMappingNode target && next is YamlMappingNode source)
+        {
+            var ok = true;
+            foreach (var (key, value) in source.Children)
+            {
+                if (key is not YamlScalarNode { Value: { } name })
+                {
+                    target.Children.Add(key, value); // the binder reports a key that is not a plain name
+                    continue;
+                }
+
+                var existing = target.Children.FirstOrDefault(c => c.Key is YamlScalarNode { Value: { } n } && n == name);
+                var childPath = path.Length == 0 ? name : path + "." + name;
+                if (existing.Key is null) target.Children.Add(key, value);
+                else if (existing.Value is YamlMappingNode && value is YamlMappingNode) ok &= Merge(existing.Value, value, overlay, childPath);
+                else if (IsNamedList(existing.Value) && IsNamedList(value)) ok &= MergeNamed((YamlSequenceNode)existing.Value, (YamlSequenceNode)value, overlay, childPath);
+                else if (overlay) target.Children[existing.Key] = value;
+                else ok &= Conflict(childPath, existing.Value, value);
+            }
+
+            return ok;
+        }
+
+        if (overlay) return true; // the caller replaces what is not a mapping
+        return Conflict(path.Length == 0 ? "document" : path, into, next);
+    }
+
+    private bool MergeNamed(YamlSequenceNode into, YamlSequenceNode next, bool overlay, string path)
+    {
+        var ok = true;
+        foreach (var item in next.Children)
+        {
+            var name = NameOf(item);
+            var index = into.Children.ToList().FindIndex(i => NameOf(i) == name);
+            if (index < 0)
+            {
+                into.Children.Add(item);
+            }
+            else if (overlay)
+            {
+                ok &= Merge(into.Children[index], item, overlay: true, $"{path}[{name}]");
+            }
+            else
+            {
+                ok &= Conflict($"{path} '{name}'", into.Children[index], item, defined: true);
+            }
+        }
+
+        return ok;
+    }
+
+    private bool Conflict(string what, YamlNode first, YamlNode second, bool defined = false)
+    {
+        var firstFile = FileOf(first) ?? _binder.File;
+        _binder.ErrorIn(FileOf(second) ?? _binder.File, second.Start.Line, second.Start.Column,
+            defined ? $"{what} is already defined in {Describe(firstFile, first)}" : $"{what} is already set in {Describe(firstFile, first)}",
+            "an included file may add names but not change what another file set; use an overlay (-c base.yaml -c override.yaml) to override");
+        return false;
+    }
+
+    // Relative to the current folder when below it (conf.d/orders.yaml), else the full path.
+    private static string Display(string full)
+    {
+        var relative = Path.GetRelativePath(Environment.CurrentDirectory, full);
+        return relative.StartsWith("..", StringComparison.Ordinal) || Path.IsPathRooted(relative) ? full : relative;
+    }
+
+    private static string Describe(string file, YamlNode node) => $"{file}:{node.Start.Line}:{node.Start.Column}";
+
+    private static bool IsNamedList(YamlNode node) =>
+        node is YamlSequenceNode { Children.Count: > 0 } list && list.Children.All(i => NameOf(i) is not null);
+
+    private static string? NameOf(YamlNode item) =>
+        item is YamlMappingNode mapping && mapping.Children.FirstOrDefault(c => c.Key is YamlScalarNode { Value: "name" }).Value is YamlScalarNode { Value: { Length: > 0 } name } ? name : null;
+
+    private void Map(YamlNode root, string file)
+    {
+        foreach (var node in root.AllNodes) _nodeFiles[node] = file;
+    }
+
+    private void Report((YamlNode Node, string File)? from, string message, string? hint)
+    {
+        if (from is { } at) _binder.ErrorIn(at.File, at.Node.Start.Line, at.Node.Start.Column, message, hint);
+        else _binder.ErrorIn(_binder.File, 1, 1, message, hint);
+    }
+}
