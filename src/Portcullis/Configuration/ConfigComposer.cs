@@ -186,6 +186,12 @@ internal sealed class ConfigComposer
         if (into is YamlMappingNode target && next is YamlMappingNode source)
         {
             var ok = true;
+            var keys = new Dictionary<string, YamlNode>(StringComparer.Ordinal);
+            foreach (var key in target.Children.Keys)
+            {
+                if (key is YamlScalarNode { Value: { } n }) keys.TryAdd(n, key);
+            }
+
             foreach (var (key, value) in source.Children)
             {
                 if (key is not YamlScalarNode { Value: { } name })
@@ -194,7 +200,7 @@ internal sealed class ConfigComposer
                     continue;
                 }
 
-                var existing = target.Children.FirstOrDefault(c => c.Key is YamlScalarNode { Value: { } n } && n == name);
+                var existing = keys.TryGetValue(name, out var existingKey) ? new KeyValuePair<YamlNode, YamlNode>(existingKey, target.Children[existingKey]) : default;
                 var childPath = path.Length == 0 ? name : path + "." + name;
                 if (existing.Key is null) target.Children.Add(key, value);
                 else if (existing.Value is YamlMappingNode && value is YamlMappingNode) ok &= Merge(existing.Value, value, overlay, childPath);
@@ -213,12 +219,15 @@ internal sealed class ConfigComposer
     private bool MergeNamed(YamlSequenceNode into, YamlSequenceNode next, bool overlay, string path)
     {
         var ok = true;
+        // By name in one pass (thousands of routes across conf.d files must not cost a scan each).
+        var indexes = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < into.Children.Count; i++) indexes.TryAdd(NameOf(into.Children[i])!, i);
         foreach (var item in next.Children)
         {
-            var name = NameOf(item);
-            var index = into.Children.ToList().FindIndex(i => NameOf(i) == name);
-            if (index < 0)
+            var name = NameOf(item)!;
+            if (!indexes.TryGetValue(name, out var index))
             {
+                indexes[name] = into.Children.Count;
                 into.Children.Add(item);
             }
             else if (overlay)
