@@ -86,6 +86,26 @@ public sealed class ConfigCompositionTests
         await Eventually.TrueAsync(async () => (await GetAsync(gateway, "/home")).Server == "prod", "the overlay's new destination");
     }
 
+    [Fact]
+    public async Task A_file_secret_is_applied_when_the_file_is_rotated_and_never_shown()
+    {
+        await using var gateway = await TestGateway.StartAsync("""
+            routes:
+              - { name: banner, match: { path: /banner }, respond: { status: 200, body: "${file:secrets/banner}" } }
+            """,
+            new Dictionary<string, string> { ["secrets/banner"] = "first-secret\n" });
+
+        Assert.Equal("first-secret", await gateway.Client.GetStringAsync("/banner"));
+        var generation = gateway.Generation;
+        await gateway.WriteFileAsync("secrets/banner", "second-secret\n");
+        await gateway.WaitForGenerationAsync(generation, TimeSpan.FromSeconds(30));
+        await Eventually.TrueAsync(async () => await gateway.Client.GetStringAsync("/banner") == "second-secret", "the rotated secret");
+
+        var config = await gateway.Admin.GetStringAsync("/admin/config");
+        Assert.DoesNotContain("second-secret", config, StringComparison.Ordinal);
+        Assert.Contains("redacted", config, StringComparison.Ordinal);
+    }
+
     private static async Task<UpstreamAnswer> GetAsync(TestGateway gateway, string path)
     {
         using var response = await gateway.Client.GetAsync(path);

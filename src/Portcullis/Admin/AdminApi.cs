@@ -105,7 +105,7 @@ internal sealed partial class AdminApi(
             w.WriteString("fingerprint", snapshot.Fingerprint);
             w.WriteString("loadedAt", snapshot.LoadedAt);
             w.WritePropertyName("config");
-            ConfigJson.ToElement(snapshot.Config).WriteTo(w);
+            ConfigJson.ToElement(snapshot.Config, snapshot.Source.SecretPaths).WriteTo(w);
         });
     }
 

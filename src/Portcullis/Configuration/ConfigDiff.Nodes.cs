@@ -155,8 +155,8 @@ internal static partial class ConfigDiff
     /// </summary>
     private readonly record struct Node(JsonElement Raw, JsonElement Shown)
     {
-        public static Node Of(PortcullisConfig config) =>
-            new(JsonSerializer.SerializeToElement(config, RawOptions), ConfigJson.ToElement(config));
+        public static Node Of(LoadedConfig config) =>
+            new(JsonSerializer.SerializeToElement(config.Config, RawOptions), ConfigJson.ToElement(config.Config, config.SecretPaths));
 
         public JsonValueKind Kind => Raw.ValueKind;
 

@@ -61,8 +61,8 @@ internal static partial class ConfigDiff
     {
         ArgumentNullException.ThrowIfNull(before);
         ArgumentNullException.ThrowIfNull(after);
-        var a = Node.Of(before.Config);
-        var b = Node.Of(after.Config);
+        var a = Node.Of(before.Source);
+        var b = Node.Of(after.Source);
         var changes = new List<ConfigChange>();
         foreach (var key in Keys(a, b))
         {

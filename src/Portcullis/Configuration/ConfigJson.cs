@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 
@@ -21,6 +22,55 @@ internal static class ConfigJson
     public static string Serialize(PortcullisConfig config) => JsonSerializer.Serialize(config, Options);
 
     public static JsonElement ToElement(PortcullisConfig config) => JsonSerializer.SerializeToElement(config, Options);
+
+    /// <summary>As <see cref="ToElement(PortcullisConfig)"/>, with the values at <paramref name="secretPaths"/> (from ${file:...}) redacted too.</summary>
+    public static JsonElement ToElement(PortcullisConfig config, IReadOnlySet<string> secretPaths)
+    {
+        if (secretPaths.Count == 0) return ToElement(config);
+        var root = JsonSerializer.SerializeToNode(config, Options)!;
+        foreach (var path in secretPaths) RedactAt(root, path);
+        return JsonSerializer.SerializeToElement(root, Options);
+    }
+
+    // A binder path (routes[0].requestHeaders.set.X-Api-Key, clusters.a.b): names may hold dots, so at each object
+    // the longest property name that the rest of the path starts with wins.
+    private static void RedactAt(JsonNode node, string path)
+    {
+        while (path.Length > 0)
+        {
+            if (path[0] == '[')
+            {
+                var close = path.IndexOf(']', StringComparison.Ordinal);
+                if (node is not JsonArray array || close < 0 || !int.TryParse(path.AsSpan(1, close - 1), out var index) || index >= array.Count) return;
+                path = path[(close + 1)..].TrimStart('.');
+                if (path.Length == 0)
+                {
+                    array[index] = Redacted;
+                    return;
+                }
+
+                node = array[index]!;
+                continue;
+            }
+
+            if (node is not JsonObject obj) return;
+            string? name = null;
+            foreach (var (key, _) in obj)
+            {
+                if (path.StartsWith(key, StringComparison.Ordinal) && (path.Length == key.Length || path[key.Length] is '.' or '[') && key.Length > (name?.Length ?? -1)) name = key;
+            }
+
+            if (name is null) return;
+            path = path[name.Length..].TrimStart('.');
+            if (path.Length == 0)
+            {
+                obj[name] = Redacted;
+                return;
+            }
+
+            node = obj[name]!;
+        }
+    }
 
     /// <summary>Header values that look like credentials are redacted too (they may come from ${ENV}).</summary>
     public static bool IsSensitiveHeader(string name)

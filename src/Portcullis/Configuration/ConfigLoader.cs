@@ -15,6 +15,9 @@ internal sealed record LoadedConfig(string Path, PortcullisConfig Config, Source
     /// <summary>Every file the configuration was read from (full paths) and each included folder: what is watched.</summary>
     public IReadOnlyList<string> Files { get; init; } = [System.IO.Path.GetFullPath(Path)];
 
+    /// <summary>Config paths whose values came from <c>${file:PATH}</c>: redacted in /admin/config and diffs.</summary>
+    public IReadOnlySet<string> SecretPaths { get; init; } = new HashSet<string>();
+
     public string BaseDirectory => System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path)) ?? ".";
 
     /// <summary>A path written in the configuration, relative to the main file (values from other files were made absolute when bound).</summary>
@@ -47,11 +50,14 @@ internal static class ConfigLoader
         var text = composer.Sources.Count == 1
             ? composer.Sources[0].Text
             : string.Join("\0", composer.Sources.Select(s => s.Path + "\n" + s.Text));
+        // A rotated ${file:...} secret changes the fingerprint (its digest, never its text), so the reload applies it.
+        foreach (var (file, digest) in binder.SecretFiles) text += $"\0secret:{file}:{digest}";
         return new LoadedConfig(path, config, locations, text)
         {
             MainText = composer.Sources[0].Text,
             Paths = [.. paths],
-            Files = [.. composer.Sources.Select(s => s.Path), .. composer.Folders.Distinct(StringComparer.Ordinal)],
+            Files = [.. composer.Sources.Select(s => s.Path), .. composer.Folders.Distinct(StringComparer.Ordinal), .. binder.SecretFiles.Select(f => f.Path).Distinct(StringComparer.Ordinal)],
+            SecretPaths = binder.SecretPaths,
         };
     }
 
