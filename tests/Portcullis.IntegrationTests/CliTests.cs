@@ -218,6 +218,76 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Explain_shows_each_stages_decision_for_staging_and_prod_without_proxying()
+    {
+        var (created, createdOut, _) = await RunCliAsync("keys", "create", "--file", Path.Combine(_directory, "explain-keys.yaml"), "--consumer", "alice");
+        Assert.Equal(PortcullisCli.Ok, created);
+        var key = Regex.Match(createdOut, @"key: (\S+)").Groups[1].Value;
+        File.WriteAllText(Path.Combine(_directory, "explain-versions.map"), "1 orders-v1\n2 orders-v2\n");
+        var audit = Path.Combine(_directory, "explain-audit.log");
+        var analytics = Path.Combine(_directory, "explain-analytics.duckdb");
+        var baseFile = Write("explain.yaml", $$"""
+            listeners:
+              - { name: public, address: "127.0.0.1:{{Ports.GetFree()}}" }
+            identity:
+              apiKeys: { file: explain-keys.yaml }
+            maps:
+              versions: { file: explain-versions.map, default: orders-v1 }
+            rateLimits:
+              per-consumer: { key: consumer, algorithm: tokenBucket, limit: 10, per: 1s }
+            routes:
+              - name: orders
+                match: { pathPrefix: /orders }
+                cluster: "${map:versions(header:Api-Version)}"
+                auth: { apiKey: true }
+                rateLimits: [per-consumer]
+            clusters:
+              orders-v1: { destinations: ["http://10.255.0.7:8080"] }
+              orders-v2: { destinations: ["http://10.255.0.8:8080"] }
+            observability:
+              audit: { path: {{audit}} }
+            analytics: { path: {{analytics}} }
+            """);
+        var prod = Write("explain-prod.yaml", """
+            clusters:
+              orders-v2: { destinations: ["http://10.255.9.9:8080"] }
+            """);
+
+        var (code, stdout, stderr) = await RunCliAsync("explain", "-c", baseFile, "--request", "GET http://api.example.com/orders/42?x=1", "-H", $"X-Api-Key: {key}", "-H", "Api-Version: 2");
+
+        Assert.Equal(PortcullisCli.Ok, code);
+        Assert.Equal("", stderr);
+        Assert.Contains("route      orders (order 0; match {\"pathPrefix\":\"/orders\"})", stdout, StringComparison.Ordinal);
+        Assert.Contains("maps       cluster ${map:versions(header:Api-Version)} → orders-v2", stdout, StringComparison.Ordinal);
+        Assert.Contains("auth       allowed via apikey (apikey.valid); consumer alice", stdout, StringComparison.Ordinal);
+        Assert.Contains("limits     per-consumer (TokenBucket 10/1s, key consumer) — admitted", stdout, StringComparison.Ordinal);
+        Assert.Contains("upstream   GET http://10.255.0.8:8080/orders/42?x=1", stdout, StringComparison.Ordinal);
+        Assert.Contains("X-Consumer-Id: alice", stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain(key, stdout, StringComparison.Ordinal); // the key never reaches the upstream, nor the output
+        Assert.Contains("decision   proxied", stdout, StringComparison.Ordinal);
+        // Nothing written: no audit record, no analytics store.
+        Assert.False(File.Exists(audit));
+        Assert.False(File.Exists(analytics));
+
+        // The production overlay decides the same, to another destination.
+        var (_, prodOut, _) = await RunCliAsync("explain", "-c", baseFile, "-c", prod, "-r", "GET http://api.example.com/orders/42", "-H", $"X-Api-Key: {key}", "-H", "Api-Version: 2");
+        Assert.Contains("upstream   GET http://10.255.9.9:8080/orders/42", prodOut, StringComparison.Ordinal);
+
+        // Refused: the stage and reason, with the problem body the client would get.
+        var (_, refusedOut, _) = await RunCliAsync("explain", "-c", baseFile, "-r", "GET /orders/42", "--json");
+        using var refused = System.Text.Json.JsonDocument.Parse(refusedOut);
+        Assert.Equal("Unauthenticated", refused.RootElement.GetProperty("auth").GetProperty("result").GetString());
+        Assert.Equal(401, refused.RootElement.GetProperty("decision").GetProperty("status").GetInt32());
+        Assert.Equal("auth.missing", refused.RootElement.GetProperty("decision").GetProperty("reason").GetString());
+
+        // Bad usage: a clear message, exit 2.
+        var (bad, _, badErr) = await RunCliAsync("explain", "-c", baseFile, "-r", "FETCH ftp://x/");
+        Assert.Equal(PortcullisCli.Usage, bad);
+        Assert.Contains("expected 'METHOD URL'", badErr, StringComparison.Ordinal);
+        AssertNoStackTrace(badErr);
+    }
+
+    [Fact]
     public async Task Diff_InvalidSide_Returns1WithoutStackTrace()
     {
         var a = Write("diff-a.yaml", ValidConfig(Ports.GetFree(), "v1"));

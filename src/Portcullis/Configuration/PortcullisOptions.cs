@@ -12,6 +12,12 @@ public sealed class PortcullisOptions
     /// <summary>Bind Kestrel to the configured listeners and limits (turn off when the host binds its own).</summary>
     public bool ConfigureKestrel { get; set; } = true;
 
+    /// <summary>
+    /// Changes the loaded configuration before it is compiled (portcullis explain turns off what would write files
+    /// or shared counters). Not for gateways: what runs must be what the file says.
+    /// </summary>
+    internal Func<PortcullisConfig, PortcullisConfig>? Rewrite { get; set; }
+
     /// <summary>Where ${VAR} values come from; the process environment by default.</summary>
     public Func<string, string?>? Environment { get; set; }
 }

@@ -38,6 +38,9 @@ internal sealed class SnapshotBuilder
         _time = time ?? TimeProvider.System;
     }
 
+    /// <summary>Changes the loaded configuration before it is compiled (see <see cref="PortcullisOptions"/>); null for gateways.</summary>
+    internal Func<PortcullisConfig, PortcullisConfig>? Rewrite { get; init; }
+
     public BuildResult Build(string path, long generation = 1) => Build([path], generation);
 
     /// <summary>Builds from a main file and its overlays (each overriding the ones before it by name).</summary>
@@ -45,6 +48,7 @@ internal sealed class SnapshotBuilder
     {
         var diagnostics = new List<ConfigDiagnostic>();
         var loaded = ConfigLoader.Load(paths, _environment, diagnostics);
+        if (loaded is not null && Rewrite is not null) loaded = loaded with { Config = Rewrite(loaded.Config) };
         return loaded is null ? new BuildResult(null, diagnostics) : Compile(loaded, generation, diagnostics);
     }
 

@@ -39,7 +39,7 @@ public static class PortcullisServiceCollectionExtensions
         var store = new SnapshotStore();
         using (var validation = new ServiceCollection().AddLogging().AddPortcullisProxy().BuildServiceProvider())
         {
-            var result = new SnapshotBuilder(options.Environment, validation.GetRequiredService<IConfigValidator>()).Build([options.ConfigPath, .. options.Overlays]);
+            var result = new SnapshotBuilder(options.Environment, validation.GetRequiredService<IConfigValidator>()) { Rewrite = options.Rewrite }.Build([options.ConfigPath, .. options.Overlays]);
             if (result.Snapshot is null) throw new ConfigException(result.Diagnostics);
             store.Initialize(result.Snapshot, result.Diagnostics);
         }
