@@ -57,8 +57,16 @@ public sealed class FindingKindCoverageTests
         [FindingKinds.UnauthenticatedSibling] = [T<ServiceConfigAdviceTests>(nameof(ServiceConfigAdviceTests.Retries_on_a_post_only_route_and_a_public_route_beside_authenticated_ones_are_found_and_their_twins_are_not))],
         [FindingKinds.MissingSecurityHeaders] = [T<ServiceConfigAdviceTests>(nameof(ServiceConfigAdviceTests.Answers_lacking_a_security_header_or_carrying_a_leaking_one_and_a_listener_without_hsts_are_found_and_a_clean_route_is_not))],
         [FindingKinds.LeakingHeaders] = [T<ServiceConfigAdviceTests>(nameof(ServiceConfigAdviceTests.Answers_lacking_a_security_header_or_carrying_a_leaking_one_and_a_listener_without_hsts_are_found_and_a_clean_route_is_not))],
-        [FindingKinds.CertificateExpiring] = [T<ServiceAdviceIntegrationTests>(nameof(ServiceAdviceIntegrationTests.ServedCertificateNearExpiryIsCritical))],
-        [FindingKinds.JwksFailing] = [T<ServiceAdviceIntegrationTests>(nameof(ServiceAdviceIntegrationTests.IssuerThatStopsIsFoundWhileItsLastKeysServe))],
+        [FindingKinds.CertificateExpiring] =
+        [
+            T<ServiceTrustAdviceTests>(nameof(ServiceTrustAdviceTests.A_served_certificate_expiring_within_30_days_is_a_warning_and_one_valid_for_a_year_is_not)),
+            T<ServiceAdviceIntegrationTests>(nameof(ServiceAdviceIntegrationTests.ServedCertificateNearExpiryIsCritical)),
+        ],
+        [FindingKinds.JwksFailing] =
+        [
+            T<ServiceTrustAdviceTests>(nameof(ServiceTrustAdviceTests.An_issuer_whose_provider_stops_is_jwks_failing_while_its_last_keys_still_serve)),
+            T<ServiceAdviceIntegrationTests>(nameof(ServiceAdviceIntegrationTests.IssuerThatStopsIsFoundWhileItsLastKeysServe)),
+        ],
     };
 
     [Fact]
