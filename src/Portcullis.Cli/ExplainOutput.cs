@@ -51,7 +51,7 @@ internal sealed record Explanation(IReadOnlyList<(string Stage, string Text)> Li
             if (compiled?.Concurrency is not null) policies.Add("concurrency limit");
             var traffic = gateway.Traffic;
             var trafficText = !gateway.TrafficReached ? "not reached" : traffic.Result.ToString().ToLowerInvariant()
-                + (traffic.Reason is { } code && code.Code != "admitted" ? $" ({code.Code}{(traffic.Policy is { } p ? $", {p}" : "")})" : "");
+                + (traffic.Reason is { } code && !ReferenceEquals(code, ReasonCodes.Admitted) ? $" ({code.Code}{(traffic.Policy is { } p ? $", {p}" : "")})" : "");
             Add("limits", $"{(policies.Count == 0 ? "none on this route" : string.Join("; ", policies))} — {trafficText} (counted in memory: every explain starts from an empty counter)",
                 new JsonObject { ["policies"] = new JsonArray([.. policies.Select(p => (JsonNode)p!)]), ["result"] = gateway.TrafficReached ? traffic.Result.ToString() : null, ["reason"] = traffic.Reason?.Code });
         }

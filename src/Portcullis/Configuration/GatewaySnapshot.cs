@@ -33,7 +33,6 @@ internal sealed class GatewaySnapshot : Pipeline.IRequestGeneration
         RateLimits = rateLimits;
         Quotas = quotas;
         Issuers = issuers;
-        Assertion = source.Config.Identity.Assertion is { } a ? new(a.Header, a.Issuer, a.Lifetime, a.RotateEvery) : null;
         ApiKeys = apiKeys;
         Source = source;
         Generation = generation;
@@ -111,7 +110,7 @@ internal sealed class GatewaySnapshot : Pipeline.IRequestGeneration
     internal FrozenDictionary<string, Traffic.CompiledQuota> Quotas { get; }
 
     /// <summary>Null when identity.assertion is not configured.</summary>
-    internal Identity.AssertionSettings? Assertion { get; }
+    internal Identity.AssertionSettings? Assertion { get; init; }
 
     /// <summary>Inbound headers removed before routing (spoofed identity headers in any spelling, underscore headers).</summary>
     internal Identity.InboundHeaderScrub HeaderScrub { get; init; } = Identity.InboundHeaderScrub.None;

@@ -101,6 +101,7 @@ internal sealed class SnapshotBuilder
             traffic.Quotas.ToFrozenDictionary(StringComparer.Ordinal))
         {
             Observability = observability,
+            Assertion = credentials.Assertion,
             Analytics = analytics is null ? null : analytics with { ArrivalRetention = advice is null ? TimeSpan.Zero : TimeSpan.FromTicks(Math.Min(advice.Window.Ticks, analytics.Retention.Ticks)) },
             Advice = advice,
             Sessions = sessions,

@@ -49,6 +49,6 @@ internal sealed class AssertionJwksEndpoint(SnapshotStore store, AssertionSigner
     {
         context.Response.ContentType = "application/jwk-set+json";
         context.Response.Headers.CacheControl = "public, max-age=300";
-        return context.Response.WriteAsync(signer.JwksJson());
+        return context.Response.WriteAsync(signer.JwksJson(store.Current.Assertion));
     }
 }

@@ -7,7 +7,102 @@ using Microsoft.IdentityModel.Tokens;
 namespace Portcullis.Identity;
 
 /// <summary>Settings of the gateway-signed identity assertion, compiled from identity.assertion.</summary>
-internal sealed record AssertionSettings(string Header, string Issuer, TimeSpan Lifetime, TimeSpan RotateEvery);
+internal sealed record AssertionSettings(string Header, string Issuer, TimeSpan Lifetime, TimeSpan RotateEvery)
+{
+    /// <summary>The fleet's keys from identity.assertion.keysFile (the first signs, all are published); null: this instance's own keys.</summary>
+    public AssertionKeys? SharedKeys { get; init; }
+}
+
+/// <summary>
+/// Keys shared by every instance (identity.assertion.keysFile): EC P-256 private keys in one PEM file, read when the
+/// configuration is compiled. The first signs; every one is in the JWKS, so a next key can be published everywhere
+/// before any instance signs with it, and an old one stays verifiable until its assertions have expired.
+/// </summary>
+internal sealed class AssertionKeys
+{
+    private AssertionKeys(IReadOnlyList<AssertionSigner.SigningKey> keys) => Keys = keys;
+
+    public IReadOnlyList<AssertionSigner.SigningKey> Keys { get; }
+
+    public AssertionSigner.SigningKey Current => Keys[0];
+
+    public static AssertionKeys? Load(Configuration.CompileContext context, string file)
+    {
+        const string path = "identity.assertion.keysFile";
+        var full = context.Loaded.Resolve(file);
+        context.Files.Add(full);
+        string pem;
+        try
+        {
+            pem = File.ReadAllText(full);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            context.Error(path, $"cannot read assertion keys file '{file}' ({full}): {Configuration.ConfigLoader.Describe(ex)}",
+                "create one with: openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out " + file);
+            return null;
+        }
+
+        // The content is a secret: only its digest goes into the fingerprint, so a rotated file reloads.
+        context.FileContents.Add("secret:" + Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(pem))));
+        var keys = new List<AssertionSigner.SigningKey>();
+        var created = context.Now;
+        foreach (var block in PemBlocks(pem))
+        {
+            var ecdsa = ECDsa.Create();
+            try
+            {
+                ecdsa.ImportFromPem(block);
+            }
+            catch (Exception ex) when (ex is ArgumentException or CryptographicException)
+            {
+                ecdsa.Dispose();
+                context.Error(path, $"assertion keys file '{file}': key {keys.Count + 1} is not an EC private key in PEM ({ex.Message})", "each key is a -----BEGIN PRIVATE KEY----- (PKCS#8) or -----BEGIN EC PRIVATE KEY----- block");
+                return null;
+            }
+
+            if (ecdsa.KeySize != 256 || ecdsa.ExportParameters(false).Curve.Oid.FriendlyName is not ("nistP256" or "ECDSA_P256"))
+            {
+                ecdsa.Dispose();
+                context.Error(path, $"assertion keys file '{file}': key {keys.Count + 1} is not on curve P-256 (ES256)", "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256");
+                return null;
+            }
+
+            keys.Add(AssertionSigner.SigningKey.From(ecdsa, created));
+        }
+
+        if (keys.Count == 0)
+        {
+            context.Error(path, $"assertion keys file '{file}' holds no private key", "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 >> " + file);
+            return null;
+        }
+
+        if (keys.Select(k => k.Key.KeyId).Distinct(StringComparer.Ordinal).Count() != keys.Count)
+        {
+            context.Error(path, $"assertion keys file '{file}' holds the same key twice", "keep one copy of each key");
+            return null;
+        }
+
+        return new AssertionKeys(keys);
+    }
+
+    private static IEnumerable<string> PemBlocks(string pem)
+    {
+        var at = 0;
+        while (true)
+        {
+            var begin = pem.IndexOf("-----BEGIN ", at, StringComparison.Ordinal);
+            if (begin < 0) yield break;
+            var endMarker = pem.IndexOf("-----END ", begin, StringComparison.Ordinal);
+            if (endMarker < 0) yield break;
+            var end = pem.IndexOf("-----", endMarker + 9, StringComparison.Ordinal);
+            if (end < 0) yield break;
+            at = end + 5;
+            var block = pem[begin..at];
+            if (block.Contains("PRIVATE KEY-----", StringComparison.Ordinal)) yield return block;
+        }
+    }
+}
 
 /// <summary>
 /// Signs short-lived, audience-scoped JWTs that tell an upstream who called (ES256, always with a
@@ -29,7 +124,16 @@ internal sealed class AssertionSigner : IDisposable
         _ring = new KeyRing(NewKey(time.GetUtcNow()), null);
     }
 
-    private sealed record SigningKey(ECDsa Ecdsa, ECDsaSecurityKey Key, SigningCredentials Credentials, DateTimeOffset Created);
+    internal sealed record SigningKey(ECDsa Ecdsa, ECDsaSecurityKey Key, SigningCredentials Credentials, DateTimeOffset Created)
+    {
+        /// <summary>A key and its `kid`: the base64url of the first 12 bytes of its public key's SHA-256 (the same on every instance).</summary>
+        public static SigningKey From(ECDsa ecdsa, DateTimeOffset created)
+        {
+            var kid = Base64UrlEncoder.Encode(SHA256.HashData(ecdsa.ExportSubjectPublicKeyInfo()).AsSpan(0, 12).ToArray());
+            var key = new ECDsaSecurityKey(ecdsa) { KeyId = kid };
+            return new SigningKey(ecdsa, key, new SigningCredentials(key, SecurityAlgorithms.EcdsaSha256), created);
+        }
+    }
 
     private sealed record KeyRing(SigningKey Current, SigningKey? Previous);
 
@@ -44,11 +148,11 @@ internal sealed class AssertionSigner : IDisposable
     public string Sign(CallerIdentity identity, string audience, AssertionSettings settings)
     {
         var now = _time.GetUtcNow();
-        var ring = Rotate(now, settings);
+        var current = settings.SharedKeys is { } shared ? shared.Current : Rotate(now, settings).Current;
         var cache = _issued.GetOrCreateValue(identity);
         lock (cache.Gate)
         {
-            if (cache.ByAudience.TryGetValue(audience, out var issued) && issued.RenewAt > now && issued.Kid == ring.Current.Key.KeyId)
+            if (cache.ByAudience.TryGetValue(audience, out var issued) && issued.RenewAt > now && issued.Kid == current.Key.KeyId)
             {
                 return issued.Token;
             }
@@ -75,20 +179,24 @@ internal sealed class AssertionSigner : IDisposable
             NotBefore = now.UtcDateTime,
             Expires = expires.UtcDateTime,
             Claims = claims,
-            SigningCredentials = ring.Current.Credentials,
+            SigningCredentials = current.Credentials,
             TokenType = "JWT",
         });
         lock (cache.Gate)
         {
-            cache.ByAudience[audience] = (token, now + (expires - now) / 2, ring.Current.Key.KeyId);
+            cache.ByAudience[audience] = (token, now + (expires - now) / 2, current.Key.KeyId);
         }
 
         return token;
     }
 
-    /// <summary>The public keys as a JWKS document (current and, during overlap, previous).</summary>
-    public string JwksJson()
+    /// <summary>
+    /// The public keys as a JWKS document: the fleet's shared keys when configured, else this instance's current and,
+    /// during overlap, previous key.
+    /// </summary>
+    public string JwksJson(AssertionSettings? settings = null)
     {
+        if (settings?.SharedKeys is { } shared) return JsonSerializer.Serialize(new { keys = shared.Keys.Select(Jwk).ToList() });
         var ring = _ring;
         var keys = new List<object> { Jwk(ring.Current) };
         if (ring.Previous is not null) keys.Add(Jwk(ring.Previous));
@@ -126,13 +234,7 @@ internal sealed class AssertionSigner : IDisposable
         }
     }
 
-    private static SigningKey NewKey(DateTimeOffset now)
-    {
-        var ecdsa = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var kid = Base64UrlEncoder.Encode(SHA256.HashData(ecdsa.ExportSubjectPublicKeyInfo()).AsSpan(0, 12).ToArray());
-        var key = new ECDsaSecurityKey(ecdsa) { KeyId = kid };
-        return new SigningKey(ecdsa, key, new SigningCredentials(key, SecurityAlgorithms.EcdsaSha256), now);
-    }
+    private static SigningKey NewKey(DateTimeOffset now) => SigningKey.From(ECDsa.Create(ECCurve.NamedCurves.nistP256), now);
 
     public void Dispose()
     {

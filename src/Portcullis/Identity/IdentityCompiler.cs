@@ -8,7 +8,11 @@ namespace Portcullis.Identity;
 internal sealed record CompiledCredentials(
     Dictionary<string, CompiledIssuer> Issuers,
     CompiledApiKeys? ApiKeys,
-    Dictionary<string, CompiledIntrospector> Introspectors);
+    Dictionary<string, CompiledIntrospector> Introspectors)
+{
+    /// <summary>The identity assertion's settings (with the fleet's shared keys when keysFile is set); null when off.</summary>
+    public AssertionSettings? Assertion { get; init; }
+}
 
 /// <summary>Validation and compilation of the identity section (issuers, assertion, limits, API keys, introspection).</summary>
 internal static class IdentityCompiler
@@ -40,7 +44,12 @@ internal static class IdentityCompiler
 
         ValidateAssertionAndLimits(context, identity);
         var apiKeys = identity.ApiKeys is { } apiKeyOptions ? CompileApiKeys(context, apiKeyOptions) : null;
-        return new CompiledCredentials(issuers, apiKeys, CompileIntrospection(context, identity.Introspection));
+        return new CompiledCredentials(issuers, apiKeys, CompileIntrospection(context, identity.Introspection))
+        {
+            Assertion = identity.Assertion is { } a
+                ? new AssertionSettings(a.Header, a.Issuer, a.Lifetime, a.RotateEvery) { SharedKeys = a.KeysFile is { } file ? AssertionKeys.Load(context, file) : null }
+                : null,
+        };
     }
 
     private static CompiledIssuer CompileIssuer(CompileContext context, IssuerOptions issuer, string path)

@@ -262,4 +262,8 @@ internal sealed record AssertionOptions
 
     [Description("Path on the route listeners where the assertion's public keys are served as a JWKS. Default /.well-known/portcullis/jwks.json.")]
     public string JwksPath { get; init; } = "/.well-known/portcullis/jwks.json";
+
+    [Description("PEM file of EC P-256 private keys shared by every instance of a fleet, so upstreams verify one JWKS: the first key signs, every key is published. Rotate by adding the next key at the end, then moving it first, then removing the old one. Watched. Without it each instance makes its own keys and rotates them every rotateEvery.")]
+    [FilePath]
+    public string? KeysFile { get; init; }
 }
