@@ -169,6 +169,20 @@ public static class PortcullisCli
         {
             // Address in use and the like: say which, without a stack trace.
             await errors.WriteLineAsync(ex is IOException ? $"error: cannot listen: {ex.Message}" : $"error: cannot start: {ex.Message}");
+            // Background services that had started (analytics, advisor, health probes) are stopped before the
+            // container is disposed: disposed first, a loop still running logs ObjectDisposedException traces.
+            using (var stopping = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
+            {
+                try
+                {
+                    await app.StopAsync(stopping.Token);
+                }
+                catch (Exception stopError) when (stopError is OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+                {
+                    // Best effort: the process exits next either way.
+                }
+            }
+
             await app.DisposeAsync();
             return Invalid;
         }
