@@ -29,7 +29,7 @@ internal static class AnalyticsDaySummaries
     internal static readonly string[][] Grains = [[], ["route", "cluster"], ["cluster"], ["consumer_group"]];
 
     /// <summary>
-    /// Grain 4, not one of <see cref="Grains"/>, in table rollup_consumer_days: one row per day × consumer, status 0 and reason NULL, for the latency
+    /// Grain 4, not one of <see cref="Grains"/>: one row per day × consumer, status 0 and reason NULL, for the latency
     /// sketches of top by consumer ordered by p99 (its counters come from rollups, which a status is needed for).
     /// Per consumer and status the rows would outnumber the consumer × route rows they merge.
     /// </summary>
@@ -73,12 +73,11 @@ internal static class AnalyticsDaySummaries
     internal static void Summarize(DuckDBConnection connection, DateTime day)
     {
         Execute(connection, "DELETE FROM rollup_days WHERE minute >= $from AND minute < $to", day);
-        Execute(connection, "DELETE FROM rollup_consumer_days WHERE minute >= $from AND minute < $to", day);
         Execute(connection, Insert(1, "rollups"), day);
         Execute(connection, Insert(2, "(SELECT * FROM rollup_days WHERE grain = 1)"), day);
         Execute(connection, Insert(0, "(SELECT * FROM rollup_days WHERE grain = 2)"), day);
         Execute(connection, Insert(3, "rollups"), day);
-        Execute(connection, $"INSERT INTO rollup_consumer_days SELECT *, {ConsumerSketches}::TINYINT FROM ({AnalyticsCompaction.MergeSql("rollups", ["consumer"])})", day);
+        Execute(connection, $"INSERT INTO rollup_days SELECT *, {ConsumerSketches}::TINYINT FROM ({AnalyticsCompaction.MergeSql("rollups", ["consumer"])})", day);
     }
 
     private static string Insert(int grain, string source) =>
@@ -95,7 +94,6 @@ internal static class AnalyticsDaySummaries
         using var transaction = connection.BeginTransaction();
         SetMeta(connection, FromKey, from);
         Execute(connection, "DELETE FROM rollup_days WHERE minute < $from", from);
-        Execute(connection, "DELETE FROM rollup_consumer_days WHERE minute < $from", from);
         transaction.Commit();
     }
 

@@ -42,7 +42,7 @@ internal static partial class AnalyticsQuery
         return $"""
             (SELECT {RollupColumns} FROM rollups WHERE minute < $days_from
              UNION ALL SELECT {RollupColumns} FROM rollups WHERE minute >= $days_to
-             UNION ALL SELECT {RollupColumns} FROM {(cover.Grain == AnalyticsDaySummaries.ConsumerSketches ? "rollup_consumer_days" : "rollup_days")} WHERE grain = {cover.Grain} AND minute >= $days_from AND minute < $days_to) AS rollups
+             UNION ALL SELECT {RollupColumns} FROM rollup_days WHERE grain = {cover.Grain} AND minute >= $days_from AND minute < $days_to) AS rollups
             """;
     }
 }

@@ -40,9 +40,6 @@ internal static class AnalyticsSchema
 
     public const string RollupDays = "rollup_days";
 
-    /// <summary>Grain 4 of the day summaries (per day × consumer, sketches for top by consumer): a table of its own, so the other grains' scans never read its lists.</summary>
-    public const string CreateRollupConsumerDays = "CREATE TABLE IF NOT EXISTS rollup_consumer_days AS SELECT * FROM rollup_days LIMIT 0";
-
     /// <summary>
     /// Per-day summaries of closed days (<see cref="AnalyticsDaySummaries"/>): rollups' columns, one row per day ×
     /// status × reason × the dimensions its grain keeps (the others NULL), minute = the day's start; derived from
@@ -53,7 +50,7 @@ internal static class AnalyticsSchema
             minute          TIMESTAMP NOT NULL, -- start of the day, UTC
             route           VARCHAR,
             cluster         VARCHAR,
-            consumer        VARCHAR,            -- only in rollup_consumer_days (grain 4)
+            consumer        VARCHAR,            -- only in grain 4
             consumer_group  VARCHAR,
             status          SMALLINT NOT NULL,
             reason          VARCHAR,
@@ -66,7 +63,7 @@ internal static class AnalyticsSchema
             latency_counts  BIGINT[] NOT NULL,
             upstream_buckets SMALLINT[] NOT NULL,
             upstream_counts BIGINT[] NOT NULL,
-            grain           TINYINT NOT NULL    -- 0: none; 1: route and cluster; 2: cluster; 3: consumer group; 4 (in rollup_consumer_days, same columns): consumer (sketches only: status 0)
+            grain           TINYINT NOT NULL    -- 0: none; 1: route and cluster; 2: cluster; 3: consumer group; 4: consumer (sketches only: status 0)
         )
         """;
 
