@@ -119,7 +119,7 @@ internal static class AnalyticsCompaction
     /// <summary>
     /// A SELECT of rollups' columns: the rows of <paramref name="source"/> (a table or parenthesized query with rollups'
     /// columns) in [$from, $to) merged into one per <paramref name="keys"/> at $from (counters summed, sketches merged
-    /// bucket for bucket); the dimensions not in <paramref name="keys"/> are NULL, a status not in them 0 (AnalyticsDaySummaries' coarser rows).
+    /// bucket for bucket); the dimensions not in <paramref name="keys"/> are NULL (AnalyticsDaySummaries' coarser rows).
     /// </summary>
     internal static string MergeSql(string source, string[] keys)
     {
@@ -135,7 +135,7 @@ internal static class AnalyticsCompaction
                          sum(latency_us_sum)::BIGINT AS latency_us_sum, sum(upstream_us_sum)::BIGINT AS upstream_us_sum FROM src GROUP BY ALL),
             {Sketch("l", "latency_buckets", "latency_counts")},
             {Sketch("u", "upstream_buckets", "upstream_counts")}
-            SELECT $from::TIMESTAMP AS minute, {string.Join(", ", Key.Select(c => keys.Contains(c) ? "t." + c : c == "status" ? "0::SMALLINT AS status" : $"NULL::VARCHAR AS {c}"))},
+            SELECT $from::TIMESTAMP AS minute, {string.Join(", ", Key.Select(c => keys.Contains(c) ? "t." + c : c == "status" ? "NULL::SMALLINT" : $"NULL::VARCHAR AS {c}"))},
                    t.requests, t.bytes_in, t.bytes_out, t.latency_us_sum, t.upstream_us_sum,
                    coalesce(l.buckets, []::SMALLINT[]), coalesce(l.counts, []::BIGINT[]),
                    coalesce(u.buckets, []::SMALLINT[]), coalesce(u.counts, []::BIGINT[])

@@ -28,13 +28,6 @@ internal static class AnalyticsDaySummaries
     /// <summary>The dimensions a grain keeps besides status and reason (its index is the rows' grain column).</summary>
     internal static readonly string[][] Grains = [[], ["route", "cluster"], ["cluster"], ["consumer_group"]];
 
-    /// <summary>
-    /// Grain 4, not one of <see cref="Grains"/>: one row per day × consumer, status 0 and reason NULL, for the latency
-    /// sketches of top by consumer ordered by p99 (its counters come from rollups, which a status is needed for).
-    /// Per consumer and status the rows would outnumber the consumer × route rows they merge.
-    /// </summary>
-    public const int ConsumerSketches = 4;
-
     /// <summary>How long after a day's end it is closed: the export's closing delay (a flush interval and a minute of grace for requests in flight).</summary>
     public static TimeSpan ClosingDelay(CompiledAnalytics options) => options.FlushInterval + TimeSpan.FromMinutes(1);
 
@@ -77,7 +70,6 @@ internal static class AnalyticsDaySummaries
         Execute(connection, Insert(2, "(SELECT * FROM rollup_days WHERE grain = 1)"), day);
         Execute(connection, Insert(0, "(SELECT * FROM rollup_days WHERE grain = 2)"), day);
         Execute(connection, Insert(3, "rollups"), day);
-        Execute(connection, $"INSERT INTO rollup_days SELECT *, {ConsumerSketches}::TINYINT FROM ({AnalyticsCompaction.MergeSql("rollups", ["consumer"])})", day);
     }
 
     private static string Insert(int grain, string source) =>

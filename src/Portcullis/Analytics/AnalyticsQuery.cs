@@ -232,13 +232,6 @@ internal static partial class AnalyticsQuery
         }
 
         if (SketchCells.MaxBytes(totals.Count) > MaxSketchBytes) return TopSql(connection, p, r, cancellation);
-        // By consumer with no filter: the covered days' per-consumer sketches (grain 4; its rows' status is 0, so only without filters).
-        if (r is null && p.GroupBy == AnalyticsGroup.Consumer && p.Filters.Count == 0 && p.Status is null && p.MinStatus is null
-            && AnalyticsDaySummaries.Covered(connection, p.From, p.To) is { } days)
-        {
-            r = new DayCover(days.From, days.To, AnalyticsDaySummaries.ConsumerSketches);
-        }
-
         var cells = SketchMerge.Read(connection, $"SELECT {key} AS k, latency_buckets, latency_counts FROM {Rollups(command, r)} WHERE {where}",
             command.Parameters, groups, 1, 1, cancellation);
         var rows = new List<TopRow>(totals.Count);

@@ -50,7 +50,7 @@ internal static class AnalyticsSchema
             minute          TIMESTAMP NOT NULL, -- start of the day, UTC
             route           VARCHAR,
             cluster         VARCHAR,
-            consumer        VARCHAR,            -- only in grain 4
+            consumer        VARCHAR,            -- always NULL (no grain keeps it; kept so the columns are rollups')
             consumer_group  VARCHAR,
             status          SMALLINT NOT NULL,
             reason          VARCHAR,
@@ -63,7 +63,7 @@ internal static class AnalyticsSchema
             latency_counts  BIGINT[] NOT NULL,
             upstream_buckets SMALLINT[] NOT NULL,
             upstream_counts BIGINT[] NOT NULL,
-            grain           TINYINT NOT NULL    -- 0: none; 1: route and cluster; 2: cluster; 3: consumer group; 4: consumer (sketches only: status 0)
+            grain           TINYINT NOT NULL    -- 0: none; 1: route and cluster; 2: cluster; 3: consumer group
         )
         """;
 
