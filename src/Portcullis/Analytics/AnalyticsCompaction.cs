@@ -110,28 +110,37 @@ internal static class AnalyticsCompaction
     /// <summary>Merges the rows of [from, to) into one per key at <paramref name="from"/> (inside the caller's transaction).</summary>
     internal static void Merge(DuckDBConnection connection, DateTime from, DateTime to)
     {
-        var key = string.Join(", ", Key);
-        string On(string other) => string.Join(" AND ", Key.Select(c => $"t.{c} IS NOT DISTINCT FROM {other}.{c}"));
+        Execute(connection, $"CREATE OR REPLACE TEMP TABLE compacted AS {MergeSql("rollups", Key)}", from, to);
+        Execute(connection, "DELETE FROM rollups WHERE minute >= $from AND minute < $to", from, to);
+        Execute(connection, "INSERT INTO rollups SELECT * FROM compacted");
+        Execute(connection, "DROP TABLE compacted");
+    }
+
+    /// <summary>
+    /// A SELECT of rollups' columns: the rows of <paramref name="source"/> (a table or parenthesized query with rollups'
+    /// columns) in [$from, $to) merged into one per <paramref name="keys"/> at $from (counters summed, sketches merged
+    /// bucket for bucket); the dimensions not in <paramref name="keys"/> are NULL (AnalyticsDaySummaries' coarser rows).
+    /// </summary>
+    internal static string MergeSql(string source, string[] keys)
+    {
+        var key = string.Join(", ", keys);
+        string On(string other) => string.Join(" AND ", keys.Select(c => $"t.{c} IS NOT DISTINCT FROM {other}.{c}"));
         string Sketch(string name, string buckets, string counts) => $"""
             {name}_b AS (SELECT {key}, b, sum(n)::BIGINT AS n FROM (SELECT {key}, unnest({buckets}) AS b, unnest({counts}) AS n FROM src) GROUP BY ALL),
             {name} AS (SELECT {key}, list(b ORDER BY b) AS buckets, list(n ORDER BY b) AS counts FROM {name}_b GROUP BY ALL)
             """;
-        Execute(connection, $"""
-            CREATE OR REPLACE TEMP TABLE compacted AS
-            WITH src AS (SELECT * FROM rollups WHERE minute >= $from AND minute < $to),
+        return $"""
+            WITH src AS (SELECT * FROM {source} WHERE minute >= $from AND minute < $to),
             t AS (SELECT {key}, sum(requests)::BIGINT AS requests, sum(bytes_in)::BIGINT AS bytes_in, sum(bytes_out)::BIGINT AS bytes_out,
                          sum(latency_us_sum)::BIGINT AS latency_us_sum, sum(upstream_us_sum)::BIGINT AS upstream_us_sum FROM src GROUP BY ALL),
             {Sketch("l", "latency_buckets", "latency_counts")},
             {Sketch("u", "upstream_buckets", "upstream_counts")}
-            SELECT $from::TIMESTAMP AS minute, {string.Join(", ", Key.Select(c => "t." + c))},
+            SELECT $from::TIMESTAMP AS minute, {string.Join(", ", Key.Select(c => keys.Contains(c) ? "t." + c : c == "status" ? "NULL::SMALLINT" : $"NULL::VARCHAR AS {c}"))},
                    t.requests, t.bytes_in, t.bytes_out, t.latency_us_sum, t.upstream_us_sum,
                    coalesce(l.buckets, []::SMALLINT[]), coalesce(l.counts, []::BIGINT[]),
                    coalesce(u.buckets, []::SMALLINT[]), coalesce(u.counts, []::BIGINT[])
             FROM t LEFT JOIN l ON {On("l")} LEFT JOIN u ON {On("u")}
-            """, from, to);
-        Execute(connection, "DELETE FROM rollups WHERE minute >= $from AND minute < $to", from, to);
-        Execute(connection, "INSERT INTO rollups SELECT * FROM compacted");
-        Execute(connection, "DROP TABLE compacted");
+            """;
     }
 
     // The hour after the newest one the export handled (nothing before the export's first run).

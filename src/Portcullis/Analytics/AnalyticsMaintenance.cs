@@ -57,7 +57,13 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
         HoursCompacted += hours;
         DaysCompacted += days;
         if (hours + days > 0) LogCompacted(logger, hours, days);
+        var summarized = AnalyticsDaySummaries.Run(connection, now.UtcDateTime - AnalyticsDaySummaries.ClosingDelay(options));
+        DaysSummarized += summarized;
+        if (summarized > 0) LogSummarized(logger, summarized);
     }
+
+    /// <summary>Closed days summarized into rollup_days since start (AnalyticsDaySummaries).</summary>
+    public long DaysSummarized { get; private set; }
 
     /// <summary>Hours of minute rows and days of hourly rows merged since start (tiered rollups).</summary>
     public long HoursCompacted { get; private set; }
@@ -83,6 +89,8 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
 
     private static long DeleteBefore(DuckDBConnection connection, DateTime cutoff)
     {
+        // The day summaries of the days the cutoff cuts into go first, so no query reads a summary of deleted rows.
+        AnalyticsDaySummaries.Trim(connection, cutoff);
         long rows = 0;
         foreach (var sql in (string[])["DELETE FROM rollups WHERE minute < $cutoff", "DELETE FROM samples WHERE ts < $cutoff", "DELETE FROM arrivals WHERE minute < $cutoff"])
         {
@@ -147,6 +155,9 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
 
     [LoggerMessage(EventId = 8212, Level = LogLevel.Debug, Message = "Analytics compaction: merged {Hours} hours of minute rows and {Days} days of hourly rows")]
     private static partial void LogCompacted(ILogger logger, int hours, int days);
+
+    [LoggerMessage(EventId = 8213, Level = LogLevel.Debug, Message = "Analytics compaction: summarized {Days} closed days into rollup_days")]
+    private static partial void LogSummarized(ILogger logger, int days);
 
     [LoggerMessage(EventId = 8211, Level = LogLevel.Warning, Message = "Analytics store above its size cap ({MaxSize} bytes): deleted {Rows} rows older than {Cutoff:O}")]
     private static partial void LogSizeCap(ILogger logger, long rows, DateTime cutoff, long maxSize);

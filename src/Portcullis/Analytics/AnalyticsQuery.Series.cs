@@ -5,7 +5,7 @@ namespace Portcullis.Analytics;
 /// <summary>The time-series and samples answers of <see cref="AnalyticsQuery"/> (summary and top are in AnalyticsQuery.cs).</summary>
 internal static partial class AnalyticsQuery
 {
-    private static List<Series> Timeseries(DuckDBConnection connection, AnalyticsQueryParameters p, SketchMergeMode merge, CancellationToken cancellation)
+    private static List<Series> Timeseries(DuckDBConnection connection, AnalyticsQueryParameters p, DayCover? r, SketchMergeMode merge, CancellationToken cancellation)
     {
         using var command = connection.CreateCommand();
         using var interrupt = Interrupt(command, cancellation);
@@ -17,7 +17,7 @@ internal static partial class AnalyticsQuery
         command.Parameters.Add(new DuckDBParameter("limit", p.Limit));
         var key = p.GroupBy is { } group ? KeyExpression(group) : "'all'";
         var groupsSql = $"""
-            r AS NOT MATERIALIZED (SELECT {key} AS k, (epoch_us(minute) // $step_us - $first)::INTEGER AS i, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum, latency_buckets, latency_counts FROM rollups WHERE {where}),
+            r AS NOT MATERIALIZED (SELECT {key} AS k, (epoch_us(minute) // $step_us - $first)::INTEGER AS i, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum, latency_buckets, latency_counts FROM {Rollups(command, r)} WHERE {where}),
             top AS (SELECT k, sum(requests)::BIGINT AS n FROM r GROUP BY k ORDER BY n DESC, k NULLS LAST LIMIT $limit),
             f AS NOT MATERIALIZED (SELECT r.* FROM r JOIN top ON r.k IS NOT DISTINCT FROM top.k),
             g AS (SELECT k, i, {Sums} FROM f GROUP BY k, i)
@@ -44,11 +44,11 @@ internal static partial class AnalyticsQuery
         foreach (var c in cellsRead) groups.TryAdd(c.Key ?? SketchMerge.NullKey, groups.Count);
         if (merge == SketchMergeMode.Native && cellsRead.Count > 0)
         {
-            if (SketchCells.MaxBytes(cellsRead.Count) > MaxSketchBytes) return Timeseries(connection, p, SketchMergeMode.Sql, cancellation);
+            if (SketchCells.MaxBytes(cellsRead.Count) > MaxSketchBytes) return Timeseries(connection, p, r, SketchMergeMode.Sql, cancellation);
             // The shown groups' rows again within this snapshot: only their sketch lists, merged per group and step.
             var grouped = p.GroupBy is not null;
             var cells = SketchMerge.Read(connection,
-                $"SELECT {(grouped ? "k, " : "")}{(count > 1 ? "i, " : "")}latency_buckets, latency_counts FROM (SELECT {key} AS k, (epoch_us(minute) // $step_us - $first)::INTEGER AS i, latency_buckets, latency_counts FROM rollups WHERE {where}){(grouped ? KeyIn(command, groups) : "")}",
+                $"SELECT {(grouped ? "k, " : "")}{(count > 1 ? "i, " : "")}latency_buckets, latency_counts FROM (SELECT {key} AS k, (epoch_us(minute) // $step_us - $first)::INTEGER AS i, latency_buckets, latency_counts FROM {Rollups(command, r)} WHERE {where}){(grouped ? KeyIn(command, groups) : "")}",
                 command.Parameters, grouped ? groups : null, count, 1, cancellation);
             for (var n = 0; n < cellsRead.Count; n++)
             {

@@ -23,20 +23,22 @@ internal static partial class AnalyticsQuery
 
     /// <summary>Runs the query; <paramref name="cancellation"/> interrupts DuckDB mid-query (the timeout).</summary>
     public static AnalyticsResult Run(DuckDBConnection connection, AnalyticsQueryParameters p, string source, CancellationToken cancellation = default) =>
-        Run(connection, p, source, SketchMergeMode.Native, cancellation);
+        Run(connection, p, source, SketchMergeMode.Native, cancellation: cancellation);
 
     /// <param name="merge">Where the sketches are merged: in C# (<see cref="SketchMerge"/>, the default) or in SQL (the reference the tests compare with).</param>
-    internal static AnalyticsResult Run(DuckDBConnection connection, AnalyticsQueryParameters p, string source, SketchMergeMode merge, CancellationToken cancellation = default)
+    /// <param name="days">Read the covered whole days from the day summaries (<see cref="AnalyticsDaySummaries"/>, the default); false: every rollup row (the reference).</param>
+    internal static AnalyticsResult Run(DuckDBConnection connection, AnalyticsQueryParameters p, string source, SketchMergeMode merge, bool days = true, CancellationToken cancellation = default)
     {
         cancellation.ThrowIfCancellationRequested();
         if (p.Kind == AnalyticsQueryKind.Timeseries) p = Coarsened(connection, p);
         // One snapshot for the statements of one answer (totals, then sketches), however the writer appends meanwhile.
         using var transaction = connection.BeginTransaction();
+        var r = days ? Cover(connection, p) : null;
         var result = p.Kind switch
         {
-            AnalyticsQueryKind.Summary => new AnalyticsResult(p, source) { Summary = Summary(connection, p, cancellation) },
-            AnalyticsQueryKind.Timeseries => new AnalyticsResult(p, source) { Series = Timeseries(connection, p, merge, cancellation) },
-            AnalyticsQueryKind.Top => new AnalyticsResult(p, source) { Top = Top(connection, p, merge, cancellation) },
+            AnalyticsQueryKind.Summary => new AnalyticsResult(p, source) { Summary = Summary(connection, p, r, merge, cancellation) },
+            AnalyticsQueryKind.Timeseries => new AnalyticsResult(p, source) { Series = Timeseries(connection, p, r, merge, cancellation) },
+            AnalyticsQueryKind.Top => new AnalyticsResult(p, source) { Top = Top(connection, p, r, merge, cancellation) },
             _ => new AnalyticsResult(p, source) { Samples = Samples(connection, p, cancellation) },
         };
         cancellation.ThrowIfCancellationRequested();
@@ -131,7 +133,7 @@ internal static partial class AnalyticsQuery
         sum(latency_us_sum)::BIGINT AS latency_sum, sum(upstream_us_sum)::BIGINT AS upstream_sum
         """;
 
-    private static SummaryResult Summary(DuckDBConnection connection, AnalyticsQueryParameters p, CancellationToken cancellation)
+    private static SummaryResult Summary(DuckDBConnection connection, AnalyticsQueryParameters p, DayCover? r, SketchMergeMode merge, CancellationToken cancellation)
     {
         // Three lean scans (the totals' plain columns, then each sketch's buckets merged), not one query over
         // every column: on 30 days of rollups the list columns dominate, and each is read once.
@@ -144,7 +146,7 @@ internal static partial class AnalyticsQuery
                    coalesce(sum(requests) FILTER (WHERE status BETWEEN 300 AND 399), 0)::BIGINT AS s3,
                    coalesce(sum(requests) FILTER (WHERE status BETWEEN 400 AND 499), 0)::BIGINT AS s4,
                    coalesce(sum(requests) FILTER (WHERE status BETWEEN 500 AND 599), 0)::BIGINT AS s5
-            FROM rollups WHERE {where}
+            FROM {Rollups(command, r)} WHERE {where}
             """;
         long requests, errors, refused, bytesIn, bytesOut, latencySum, upstreamSum, s2, s3, s4, s5;
         using (var reader = command.ExecuteReader())
@@ -154,10 +156,21 @@ internal static partial class AnalyticsQuery
             (s2, s3, s4, s5) = (Long(reader, 7), Long(reader, 8), Long(reader, 9), Long(reader, 10));
         }
 
-        // Merged in SQL also with SketchMergeMode.Native: one summary sketch is a single group, where the C# merge
-        // measured no faster (1.3× slower to 1.8× faster over four runs on a busy machine; bench/analytics-query).
-        var latency = MergedSketch(command, where, "latency_buckets", "latency_counts");
-        var upstream = MergedSketch(command, where, "upstream_buckets", "upstream_counts");
+        long[] latency, upstream;
+        if (merge == SketchMergeMode.Native)
+        {
+            // Both sketches in one streamed scan (the SQL merge unnests and aggregates each in a scan of its own).
+            var cells = SketchMerge.Read(connection, $"SELECT latency_buckets, latency_counts, upstream_buckets, upstream_counts FROM {Rollups(command, r)} WHERE {where}",
+                command.Parameters, null, 1, 2, cancellation);
+            latency = cells.Get(0, 0, 0) ?? new long[LatencySketch.BucketCount];
+            upstream = cells.Get(0, 0, 1) ?? new long[LatencySketch.BucketCount];
+        }
+        else
+        {
+            latency = MergedSketch(command, Rollups(command, r), where, "latency_buckets", "latency_counts");
+            upstream = MergedSketch(command, Rollups(command, r), where, "upstream_buckets", "upstream_counts");
+        }
+
         long upstreamMeasured = 0;
         foreach (var count in upstream) upstreamMeasured += count;
         var summary = new SummaryResult(requests, errors, refused, bytesIn, bytesOut,
@@ -167,7 +180,7 @@ internal static partial class AnalyticsQuery
 
         using var reasons = connection.CreateCommand();
         using var interruptReasons = Interrupt(reasons, cancellation);
-        reasons.CommandText = $"SELECT reason, sum(requests)::BIGINT AS n FROM rollups WHERE {Where(reasons, p, "minute")} AND reason IS NOT NULL GROUP BY reason ORDER BY n DESC, reason LIMIT 10";
+        reasons.CommandText = $"SELECT reason, sum(requests)::BIGINT AS n FROM {Rollups(reasons, r)} WHERE {Where(reasons, p, "minute")} AND reason IS NOT NULL GROUP BY reason ORDER BY n DESC, reason LIMIT 10";
         using var rows = reasons.ExecuteReader();
         var list = new List<KeyCount>();
         while (rows.Read()) list.Add(new KeyCount(rows.GetString(0), rows.GetInt64(1)));
@@ -175,9 +188,9 @@ internal static partial class AnalyticsQuery
     }
 
     // The rows' sketches merged (counts summed per bucket in SQL), dense by bucket; the command's parameters are reused.
-    private static long[] MergedSketch(DuckDBCommand command, string where, string buckets, string counts)
+    private static long[] MergedSketch(DuckDBCommand command, string rollups, string where, string buckets, string counts)
     {
-        command.CommandText = $"SELECT b, sum(n)::BIGINT FROM (SELECT unnest({buckets}) AS b, unnest({counts}) AS n FROM rollups WHERE {where}) GROUP BY b";
+        command.CommandText = $"SELECT b, sum(n)::BIGINT FROM (SELECT unnest({buckets}) AS b, unnest({counts}) AS n FROM {rollups} WHERE {where}) GROUP BY b";
         var dense = new long[LatencySketch.BucketCount];
         using var reader = command.ExecuteReader();
         while (reader.Read()) dense[Int(reader, 0)] += Long(reader, 1);
@@ -193,18 +206,18 @@ internal static partial class AnalyticsQuery
         _ => "g.requests DESC",
     };
 
-    private static List<TopRow> Top(DuckDBConnection connection, AnalyticsQueryParameters p, SketchMergeMode merge, CancellationToken cancellation)
+    private static List<TopRow> Top(DuckDBConnection connection, AnalyticsQueryParameters p, DayCover? r, SketchMergeMode merge, CancellationToken cancellation)
     {
         // Ordered by a plain sum, only the shown groups' sketches are needed: one SQL statement choosing them and
         // merging theirs is faster than choosing them first and streaming their rows out (measured, bench/analytics-query).
-        if (merge == SketchMergeMode.Sql || p.OrderBy != AnalyticsOrder.P99) return TopSql(connection, p, cancellation);
+        if (merge == SketchMergeMode.Sql || p.OrderBy != AnalyticsOrder.P99) return TopSql(connection, p, r, cancellation);
         using var command = connection.CreateCommand();
         using var interrupt = Interrupt(command, cancellation);
         var where = Where(command, p, "minute");
         var key = KeyExpression(p.GroupBy!.Value);
         // Every group's totals (the order is known only once each group's sketch is merged), then every row's list.
         command.CommandText = $"""
-            SELECT k, {Sums} FROM (SELECT {key} AS k, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum FROM rollups WHERE {where}) GROUP BY k
+            SELECT k, {Sums} FROM (SELECT {key} AS k, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum FROM {Rollups(command, r)} WHERE {where}) GROUP BY k
             """;
         var totals = new List<(string? Key, long Requests, long Errors, long Refused, long BytesIn, long BytesOut)>();
         var groups = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -218,8 +231,8 @@ internal static partial class AnalyticsQuery
             }
         }
 
-        if (SketchCells.MaxBytes(totals.Count) > MaxSketchBytes) return TopSql(connection, p, cancellation);
-        var cells = SketchMerge.Read(connection, $"SELECT {key} AS k, latency_buckets, latency_counts FROM rollups WHERE {where}",
+        if (SketchCells.MaxBytes(totals.Count) > MaxSketchBytes) return TopSql(connection, p, r, cancellation);
+        var cells = SketchMerge.Read(connection, $"SELECT {key} AS k, latency_buckets, latency_counts FROM {Rollups(command, r)} WHERE {where}",
             command.Parameters, groups, 1, 1, cancellation);
         var rows = new List<TopRow>(totals.Count);
         for (var i = 0; i < totals.Count; i++)
@@ -236,7 +249,7 @@ internal static partial class AnalyticsQuery
     }
 
     // The merge in SQL: unnest every row's lists and sum per (group, bucket); the reference for SketchMerge and its fallback.
-    private static List<TopRow> TopSql(DuckDBConnection connection, AnalyticsQueryParameters p, CancellationToken cancellation)
+    private static List<TopRow> TopSql(DuckDBConnection connection, AnalyticsQueryParameters p, DayCover? r, CancellationToken cancellation)
     {
         using var command = connection.CreateCommand();
         using var interrupt = Interrupt(command, cancellation);
@@ -245,7 +258,7 @@ internal static partial class AnalyticsQuery
         command.Parameters.Add(new DuckDBParameter("limit", p.Limit));
         // Ordered by a plain sum, only the shown groups' sketches are merged (unnesting every group's is the expensive part).
         command.CommandText = $"""
-            WITH a AS NOT MATERIALIZED (SELECT {KeyExpression(p.GroupBy!.Value)} AS k, 0 AS i, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum, latency_buckets, latency_counts FROM rollups WHERE {where}),
+            WITH a AS NOT MATERIALIZED (SELECT {KeyExpression(p.GroupBy!.Value)} AS k, 0 AS i, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum, latency_buckets, latency_counts FROM {Rollups(command, r)} WHERE {where}),
             g AS (SELECT k, {Sums} FROM a GROUP BY k),
             {(p.OrderBy == AnalyticsOrder.P99
                 ? "f AS NOT MATERIALIZED (SELECT * FROM a),"

@@ -38,6 +38,35 @@ internal static class AnalyticsSchema
         )
         """;
 
+    public const string RollupDays = "rollup_days";
+
+    /// <summary>
+    /// Per-day summaries of closed days (<see cref="AnalyticsDaySummaries"/>): rollups' columns, one row per day ×
+    /// status × reason × the dimensions its grain keeps (the others NULL), minute = the day's start; derived from
+    /// rollups, never exported, rebuilt by the maintenance job.
+    /// </summary>
+    public const string CreateRollupDays = """
+        CREATE TABLE IF NOT EXISTS rollup_days (
+            minute          TIMESTAMP NOT NULL, -- start of the day, UTC
+            route           VARCHAR,
+            cluster         VARCHAR,
+            consumer        VARCHAR,            -- always NULL (no grain keeps it; kept so the columns are rollups')
+            consumer_group  VARCHAR,
+            status          SMALLINT NOT NULL,
+            reason          VARCHAR,
+            requests        BIGINT NOT NULL,
+            bytes_in        BIGINT NOT NULL,
+            bytes_out       BIGINT NOT NULL,
+            latency_us_sum  BIGINT NOT NULL,
+            upstream_us_sum BIGINT NOT NULL,
+            latency_buckets SMALLINT[] NOT NULL,
+            latency_counts  BIGINT[] NOT NULL,
+            upstream_buckets SMALLINT[] NOT NULL,
+            upstream_counts BIGINT[] NOT NULL,
+            grain           TINYINT NOT NULL    -- 0: none; 1: route and cluster; 2: cluster; 3: consumer group
+        )
+        """;
+
     /// <summary>
     /// Individual requests kept for drill-down: every refused or failed one (status ≥ 400) and a configured
     /// share of the rest. Never credentials, never query strings; the path is the route's template unless
