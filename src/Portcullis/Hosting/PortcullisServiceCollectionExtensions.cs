@@ -64,6 +64,14 @@ public static class PortcullisServiceCollectionExtensions
         Portcullis.Analytics.AnalyticsServices.AddPortcullisAnalytics(services, store.Current);
         Portcullis.Advice.AdviceServices.AddPortcullisAdvice(services, store.Current);
         services.AddPortcullisProxy();
+        // YARP's per-failure Warning lines carry a stack trace each: the gateway logs one line with the cause instead.
+        services.AddLogging(logging =>
+        {
+            foreach (var category in Portcullis.Clusters.UpstreamFailureLog.Filtered)
+            {
+                Microsoft.Extensions.Logging.FilterLoggingBuilderExtensions.AddFilter(logging, category, Microsoft.Extensions.Logging.LogLevel.Error);
+            }
+        });
         // Access-log lines for the requests Kestrel refuses before the pipeline runs.
         services.TryAddSingleton(sp => new KestrelRejectionLog(
             sp.GetService<System.Diagnostics.DiagnosticListener>(), store, sp.GetRequiredService<Portcullis.Observability.AccessLog>(), sp.GetRequiredService<TimeProvider>()));
