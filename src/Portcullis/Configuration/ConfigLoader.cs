@@ -14,6 +14,14 @@ internal static class ConfigLoader
     public static LoadedConfig? Load(string path, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics)
     {
         string text;
+        if (Directory.Exists(path))
+        {
+            // Reading a directory fails as "access denied", which sends the operator after permissions.
+            diagnostics.Add(new ConfigDiagnostic(path, 1, 1, "cannot read the configuration file: it is a directory",
+                $"pass the YAML file itself, e.g. {System.IO.Path.Combine(path, "portcullis.yaml")}"));
+            return null;
+        }
+
         try
         {
             text = File.ReadAllText(path);
