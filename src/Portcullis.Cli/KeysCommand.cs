@@ -143,12 +143,7 @@ internal static class KeysCommand
     {
         var root = new RootCommand("Portcullis") { Create(output, errors, time) };
         var parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
-        {
-            foreach (var error in parsed.Errors) await errors.WriteLineAsync("error: " + error.Message);
-            await errors.WriteLineAsync("Run 'portcullis keys --help' for usage.");
-            return PortcullisCli.Usage;
-        }
+        if (parsed.Errors.Count > 0) return await PortcullisCli.UsageErrorAsync(parsed, errors);
 
         return await parsed.InvokeAsync(new InvocationConfiguration { Output = output, Error = errors }, cancellationToken);
     }
