@@ -53,6 +53,7 @@ public static class PortcullisServiceCollectionExtensions
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<ConfigReloader>>(), sp.GetRequiredService<TimeProvider>(),
             sp.GetServices<ISnapshotParticipant>(), sp.GetService<Portcullis.Observability.AuditLog>()));
         services.AddHostedService(sp => sp.GetRequiredService<ConfigReloader>());
+        services.AddHostedService<Portcullis.Hosting.ShutdownLog>(); // "stopping", in flight, what was cut
         AddAdminAndHealth(services);
         services.AddSingleton<Portcullis.Tls.CertificateStore>();
         services.AddSingleton<Portcullis.Upstream.UpstreamTlsStore>();
