@@ -14,11 +14,19 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v jq >/dev/null || need_apt+=(jq)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
-# Browser-session tests drive Debian's Chromium (/usr/bin/chromium) headless through Playwright.
-[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# Browser-session tests drive Debian's Chromium (/usr/bin/chromium) headless through Playwright. Of its
+# recommended packages headless use needs only a font (fonts-liberation); the rest (udev, upower, printing,
+# notifications, Mesa drivers: about 130 packages with their dependencies) is for a desktop.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-liberation)
 if ((${#need_apt[@]})); then
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq && $sudo_cmd apt-get install -y -qq "${need_apt[@]}"
+  apt_log="${TMPDIR:-/tmp}/portcullis-test-apt.log"
+  echo "test.sh: installing ${need_apt[*]} (apt output in $apt_log)" >&2
+  if ! { $sudo_cmd apt-get update -qq && $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; } >"$apt_log" 2>&1; then
+    echo "test.sh: apt-get failed; the last lines of $apt_log:" >&2
+    tail -n 20 "$apt_log" >&2
+    exit 1
+  fi
 fi
 
 # Every test gateway watches its files (FileSystemWatcher = one inotify instance each); Linux allows 128

@@ -44,7 +44,7 @@ internal static class AuditCommand
     /// the OS user) to the audit file named by --audit, or by the config's observability.audit.path.
     /// Returns the command's exit code, or 1 when the record could not be written.
     /// </summary>
-    internal static int AfterKeys(int exitCode, System.CommandLine.ParseResult result, (Option<string?> Audit, Option<string?> Config) options, string action, string keyFile, string? consumer, string? keyId, TimeProvider time, TextWriter errors)
+    internal static int AfterKeys(int exitCode, System.CommandLine.ParseResult result, (Option<string?> Audit, Option<string?> Config) options, string action, string keyFile, KeyChange changed, TimeProvider time, TextWriter errors)
     {
         if (exitCode != PortcullisCli.Ok) return exitCode;
         var path = result.GetValue(options.Audit);
@@ -76,8 +76,9 @@ internal static class AuditCommand
                 writer.WriteString("user", Environment.UserName);
                 writer.WriteString("host", Environment.MachineName);
                 writer.WriteString("keyFile", Path.GetFullPath(keyFile));
-                writer.WriteString("consumer", consumer);
-                writer.WriteString("keyId", keyId);
+                // What the command changed, never null: one consumer and key as strings, several as arrays.
+                WriteOneOrMany(writer, "consumer", "consumers", changed.Consumers);
+                WriteOneOrMany(writer, "keyId", "keyIds", changed.KeyIds);
                 writer.WriteEndObject();
             }
 
@@ -91,5 +92,36 @@ internal static class AuditCommand
             errors.WriteLine($"error: the change is made, but the audit record could not be written to {path}: {e.Message}");
             return PortcullisCli.Invalid;
         }
+    }
+
+    private static void WriteOneOrMany(Utf8JsonWriter writer, string one, string many, IReadOnlyList<string> values)
+    {
+        if (values.Count == 1)
+        {
+            writer.WriteString(one, values[0]);
+        }
+        else if (values.Count > 1)
+        {
+            writer.WriteStartArray(many);
+            foreach (var value in values) writer.WriteStringValue(value);
+            writer.WriteEndArray();
+        }
+    }
+}
+
+/// <summary>The consumers and keys a key command changed, for its audit record.</summary>
+internal sealed class KeyChange
+{
+    private readonly List<string> _consumers = [];
+    private readonly List<string> _keyIds = [];
+
+    public IReadOnlyList<string> Consumers => _consumers;
+
+    public IReadOnlyList<string> KeyIds => _keyIds;
+
+    public void Add(string consumer, string keyId)
+    {
+        if (!_consumers.Contains(consumer)) _consumers.Add(consumer);
+        _keyIds.Add(keyId);
     }
 }

@@ -39,6 +39,14 @@ internal static class CertsCommand
 
         foreach (var host in hosts)
         {
+            // Digits and dots only is meant as an IPv4 address: 999.1.1.1 or 10.1 must not become a DNS name
+            // (or, through IPAddress's lenient forms, some other address).
+            if (host.All(c => char.IsAsciiDigit(c) || c == '.') && !IsDottedQuad(host))
+            {
+                errors.WriteLine($"error: --hosts: '{host}' is not a valid IPv4 address (four numbers 0-255, e.g. 127.0.0.1)");
+                return PortcullisCli.Usage;
+            }
+
             if (!IPAddress.TryParse(host, out _) && !TlsCompiler.IsSniName(host.ToLowerInvariant(), out var problem) && host != "localhost")
             {
                 errors.WriteLine($"error: --hosts: '{host}' is not a host name or IP address: {problem}");
@@ -69,7 +77,17 @@ internal static class CertsCommand
         output.WriteLine($"  client.pem, client.key  client certificate (CN={DevCertificates.ClientName}, URI {DevCertificates.ClientUri})");
         output.WriteLine("Use them in a listener:");
         output.WriteLine($"  tls: {{ certificates: [{{ cert: {Path.Combine(directory, "server.pem")}, key: {Path.Combine(directory, "server.key")} }}] }}");
-        output.WriteLine($"Try it: curl --cacert {Path.Combine(directory, "ca.pem")} https://localhost:8443/");
+        output.WriteLine($"Try it: curl --cacert {Path.Combine(directory, "ca.pem")} https://{UrlHost(hosts[0])}:8443/");
         return PortcullisCli.Ok;
     }
+
+    private static bool IsDottedQuad(string host)
+    {
+        var parts = host.Split('.');
+        return parts.Length == 4 && parts.All(p => p.Length is > 0 and <= 3 && int.Parse(p, System.Globalization.CultureInfo.InvariantCulture) <= 255);
+    }
+
+    // The first of --hosts as a URL host: an IPv6 address in brackets.
+    private static string UrlHost(string host) =>
+        IPAddress.TryParse(host, out var ip) && ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{host}]" : host;
 }

@@ -46,7 +46,10 @@ internal static class KeysCommand
         var createAudit = AuditCommand.KeyOptions();
         create.Options.Add(createAudit.Audit);
         create.Options.Add(createAudit.Config);
-        create.SetAction(result => AuditCommand.AfterKeys(Guard(errors, () => CreateKey(
+        create.SetAction(result =>
+        {
+            var changed = new KeyChange();
+            return AuditCommand.AfterKeys(Guard(errors, () => CreateKey(
             result.GetRequiredValue(createFile),
             result.GetRequiredValue(createConsumer),
             result.GetValue(createName),
@@ -56,7 +59,9 @@ internal static class KeysCommand
             result.GetValue(createNotBefore),
             time,
             output,
-            errors)), result, createAudit, "keys.create", result.GetRequiredValue(createFile), result.GetValue(createConsumer), null, time, errors));
+            errors,
+            changed)), result, createAudit, "keys.create", result.GetRequiredValue(createFile), changed, time, errors);
+        });
         return create;
     }
 
@@ -74,14 +79,19 @@ internal static class KeysCommand
         var rotateAudit = AuditCommand.KeyOptions();
         rotate.Options.Add(rotateAudit.Audit);
         rotate.Options.Add(rotateAudit.Config);
-        rotate.SetAction(result => AuditCommand.AfterKeys(Guard(errors, () => Rotate(
+        rotate.SetAction(result =>
+        {
+            var changed = new KeyChange();
+            return AuditCommand.AfterKeys(Guard(errors, () => Rotate(
             result.GetRequiredValue(rotateFile),
             result.GetRequiredValue(rotateConsumer),
             result.GetValue(rotateOverlap),
             result.GetValue(rotateExpires),
             time,
             output,
-            errors)), result, rotateAudit, "keys.rotate", result.GetRequiredValue(rotateFile), result.GetValue(rotateConsumer), null, time, errors));
+            errors,
+            changed)), result, rotateAudit, "keys.rotate", result.GetRequiredValue(rotateFile), changed, time, errors);
+        });
         return rotate;
     }
 
@@ -104,12 +114,17 @@ internal static class KeysCommand
         var revokeAudit = AuditCommand.KeyOptions();
         revoke.Options.Add(revokeAudit.Audit);
         revoke.Options.Add(revokeAudit.Config);
-        revoke.SetAction(result => AuditCommand.AfterKeys(Guard(errors, () => Revoke(
+        revoke.SetAction(result =>
+        {
+            var changed = new KeyChange();
+            return AuditCommand.AfterKeys(Guard(errors, () => Revoke(
             result.GetRequiredValue(revokeFile),
             result.GetValue(revokeKeyId),
             result.GetValue(revokeConsumer),
             output,
-            errors)), result, revokeAudit, "keys.revoke", result.GetRequiredValue(revokeFile), result.GetValue(revokeConsumer), result.GetValue(revokeKeyId), time, errors));
+            errors,
+            changed)), result, revokeAudit, "keys.revoke", result.GetRequiredValue(revokeFile), changed, time, errors);
+        });
         return revoke;
     }
 
@@ -128,12 +143,7 @@ internal static class KeysCommand
     {
         var root = new RootCommand("Portcullis") { Create(output, errors, time) };
         var parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
-        {
-            foreach (var error in parsed.Errors) await errors.WriteLineAsync("error: " + error.Message);
-            await errors.WriteLineAsync("Run 'portcullis keys --help' for usage.");
-            return PortcullisCli.Usage;
-        }
+        if (parsed.Errors.Count > 0) return await PortcullisCli.UsageErrorAsync(parsed, errors);
 
         return await parsed.InvokeAsync(new InvocationConfiguration { Output = output, Error = errors }, cancellationToken);
     }
@@ -146,7 +156,7 @@ internal static class KeysCommand
 
     // ------------------------------------------------------------------ commands
 
-    private static int CreateKey(string path, string consumerId, string? name, string? group, string[]? scopesOption, string? expiresText, string? notBeforeText, TimeProvider time, TextWriter output, TextWriter errors)
+    private static int CreateKey(string path, string consumerId, string? name, string? group, string[]? scopesOption, string? expiresText, string? notBeforeText, TimeProvider time, TextWriter output, TextWriter errors, KeyChange changed)
     {
         var now = Now(time);
         KeysArguments.CheckName("--consumer", consumerId);
@@ -181,12 +191,13 @@ internal static class KeysCommand
         consumers[consumerId] = consumer with { Keys = [.. consumer.Keys, record] };
         ApiKeyFileStore.Save(full, new ApiKeyFile { Consumers = consumers });
 
+        changed.Add(consumerId, record.Id);
         if (isNew) errors.WriteLine($"created consumer '{consumerId}'");
         PrintSecret(output, errors, path, consumerId, key, record);
         return PortcullisCli.Ok;
     }
 
-    private static int Rotate(string path, string consumerId, string? overlapText, string? expiresText, TimeProvider time, TextWriter output, TextWriter errors)
+    private static int Rotate(string path, string consumerId, string? overlapText, string? expiresText, TimeProvider time, TextWriter output, TextWriter errors, KeyChange changed)
     {
         var now = Now(time);
         var overlap = DefaultOverlap;
@@ -227,13 +238,14 @@ internal static class KeysCommand
         var consumers = new Dictionary<string, ApiKeyConsumer>(file.Consumers, StringComparer.Ordinal) { [consumerId] = consumer with { Keys = records } };
         ApiKeyFileStore.Save(full, new ApiKeyFile { Consumers = consumers });
 
+        changed.Add(consumerId, newRecord.Id);
         if (notes.Count == 0) errors.WriteLine($"consumer '{consumerId}' had no valid key; the new key is its only one");
         foreach (var note in notes) errors.WriteLine(note);
         PrintSecret(output, errors, path, consumerId, key, newRecord);
         return PortcullisCli.Ok;
     }
 
-    private static int Revoke(string path, string? keyId, string? consumerId, TextWriter output, TextWriter errors)
+    private static int Revoke(string path, string? keyId, string? consumerId, TextWriter output, TextWriter errors, KeyChange changed)
     {
         var full = Path.GetFullPath(path);
         using var fileLock = ApiKeyFileStore.Lock(path, full);
@@ -277,7 +289,12 @@ internal static class KeysCommand
         }
 
         if (revoked.Count > 0) ApiKeyFileStore.Save(full, new ApiKeyFile { Consumers = consumers });
-        foreach (var (consumer, key) in revoked) output.WriteLine($"revoked key {key} of consumer '{consumer}'");
+        foreach (var (consumer, key) in revoked)
+        {
+            changed.Add(consumer, key);
+            output.WriteLine($"revoked key {key} of consumer '{consumer}'");
+        }
+
         foreach (var (consumer, key) in already) errors.WriteLine($"key {key} of consumer '{consumer}' was already revoked");
         if (revoked.Count == 0 && already.Count == 0) errors.WriteLine($"consumer '{consumerId}' has no keys; nothing to revoke");
         if (revoked.Count > 0) errors.WriteLine($"wrote {path}; a gateway watching it refuses the key(s) after its reload");

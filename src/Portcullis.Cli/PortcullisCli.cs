@@ -56,15 +56,30 @@ public static class PortcullisCli
 
         var root = new RootCommand("Portcullis: an identity-aware API gateway on YARP and Kestrel.") { run, validate, diff, echo, schema, KeysCommand.Create(output, errors), CertsCommand.Create(output, errors), AuditCommand.Create(output, errors), AnalyticsCommand.Create(output, errors), AdviseCommand.Create(output, errors), ExplainCommand.Create(output, errors) };
         var parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
-        {
-            foreach (var error in parsed.Errors) await errors.WriteLineAsync("error: " + error.Message);
-            await errors.WriteLineAsync("Run 'portcullis --help' for usage.");
-            return Usage;
-        }
+        if (parsed.Errors.Count > 0) return await UsageErrorAsync(parsed, errors);
 
         var configuration = new InvocationConfiguration { Output = output, Error = errors };
         return await parsed.InvokeAsync(configuration, cancellationToken);
+    }
+
+    /// <summary>
+    /// Prints a parse failure: only the words the parser did not know when there are any (a mistyped
+    /// command also leaves "Required command was not provided"), and the help of the command that was meant.
+    /// </summary>
+    internal static async Task<int> UsageErrorAsync(ParseResult parsed, TextWriter errors)
+    {
+        var unmatched = parsed.UnmatchedTokens;
+        var shown = parsed.Errors.Where(e => unmatched.Count == 0 || unmatched.Any(t => e.Message.Contains($"'{t}'", StringComparison.Ordinal))).ToList();
+        if (shown.Count == 0) shown = [.. parsed.Errors];
+        foreach (var error in shown) await errors.WriteLineAsync("error: " + error.Message);
+        var names = new List<string>();
+        for (var result = parsed.CommandResult; result is not null; result = result.Parent as System.CommandLine.Parsing.CommandResult)
+        {
+            if (result.Command is not RootCommand) names.Insert(0, result.Command.Name);
+        }
+
+        await errors.WriteLineAsync($"Run '{string.Join(' ', ["portcullis", .. names])} --help' for usage.");
+        return Usage;
     }
 
     private static Option<string> ConfigOption(string description = "The YAML configuration file.") =>

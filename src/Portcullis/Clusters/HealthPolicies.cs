@@ -38,11 +38,14 @@ internal sealed partial class ThresholdActiveHealthPolicy(IDestinationHealthUpda
             var previous = destination.Health.Active;
             DestinationHealth next;
             int successes;
+            string? cause = null;
+            var repeat = false;
             lock (counters)
             {
                 if (result.Response is { IsSuccessStatusCode: true })
                 {
                     counters.Failures = 0;
+                    counters.LastCause = null;
                     counters.Successes++;
                     next = previous == DestinationHealth.Unhealthy && counters.Successes < healthyThreshold ? DestinationHealth.Unhealthy : DestinationHealth.Healthy;
                 }
@@ -51,10 +54,17 @@ internal sealed partial class ThresholdActiveHealthPolicy(IDestinationHealthUpda
                     counters.Successes = 0;
                     counters.Failures++;
                     next = counters.Failures >= unhealthyThreshold ? DestinationHealth.Unhealthy : previous;
+                    cause = ProbeFailureCause(result);
+                    repeat = cause == counters.LastCause;
+                    counters.LastCause = cause;
                 }
 
                 successes = counters.Successes;
             }
+
+            // One Warning line when a destination starts failing (or fails differently); the same failure
+            // probe after probe only at Debug. The ejection itself is YARP's own Warning line.
+            if (cause is not null) UpstreamFailureLog.ProbeFailed(logger, destination.DestinationId, cluster.ClusterId, cause, repeat, result.Exception);
 
             // Probing is serialized per cluster, so the previous state seen here is the one this update replaces.
             if (previous == DestinationHealth.Unhealthy && next == DestinationHealth.Healthy)
@@ -74,10 +84,19 @@ internal sealed partial class ThresholdActiveHealthPolicy(IDestinationHealthUpda
         healthUpdater.SetActive(cluster, updates);
     }
 
+    private static string ProbeFailureCause(DestinationProbingResult result) => result switch
+    {
+        { Response: { } response } => $"answered {(int)response.StatusCode}",
+        // YARP cancels a probe at the cluster's probe timeout.
+        { Exception: OperationCanceledException { InnerException: not TimeoutException } } => "no answer within the probe timeout",
+        _ => UpstreamFailureLog.Describe(result.Exception),
+    };
+
     private sealed class ProbeCounters
     {
         public int Failures;
         public int Successes;
+        public string? LastCause;
     }
 
     private static partial class Log

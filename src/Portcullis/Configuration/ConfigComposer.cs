@@ -81,6 +81,14 @@ internal sealed class ConfigComposer
             return null;
         }
 
+        if (from is null && !(first && _mainText is not null) && Directory.Exists(full))
+        {
+            // Reading a directory fails as "access denied", which sends the operator after permissions.
+            _binder.ErrorIn(display, 1, 1, "cannot read the configuration file: it is a directory",
+                $"pass the YAML file itself, e.g. {Path.Combine(path, "portcullis.yaml")}; a folder of files is included with include: [FOLDER/]");
+            return null;
+        }
+
         string text;
         try
         {

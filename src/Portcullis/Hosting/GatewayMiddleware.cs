@@ -1,5 +1,7 @@
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Model;
 using Portcullis.Configuration;
 using Portcullis.Pipeline;
 
@@ -10,7 +12,7 @@ namespace Portcullis.Hosting;
 /// takes the snapshot for this request, enforces the configured header and body limits with problem+json
 /// answers (Kestrel's own, higher limits stay as the hard backstop), and turns proxy errors into problem+json.
 /// </summary>
-internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore store, Observability.RequestObserver observer)
+internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore store, Observability.RequestObserver observer, ILogger<Clusters.UpstreamFailureLog.Category> logger)
 {
     public Task InvokeAsync(HttpContext context)
     {
@@ -68,11 +70,14 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
     private static readonly string ChunkExtensionTooLong =
         $"A chunk extension of the request body is longer than {Listeners.ChunkExtensionGuard.MaxExtensionLength} bytes.";
 
-    private static async Task AfterAsync(Task pending, HttpContext context, GatewayFeature gateway)
+    private async Task AfterAsync(Task pending, HttpContext context, GatewayFeature gateway)
     {
         await pending;
-        if (context.Response.HasStarted) return;
         if (context.Features.Get<IForwarderErrorFeature>() is not { } error) return;
+        var proxy = context.Features.Get<IReverseProxyFeature>();
+        Clusters.UpstreamFailureLog.ProxyFailed(logger, error.Error, error.Exception, gateway.RequestId ?? context.TraceIdentifier, gateway.RouteName,
+            proxy?.Cluster.Config.ClusterId, proxy?.ProxiedDestination?.DestinationId);
+        if (context.Response.HasStarted) return;
 
         if (error.Error == ForwarderError.RequestBodyClient && context.Features.Get<Listeners.ChunkExtensionGuard>() is { Refused: true })
         {

@@ -53,6 +53,7 @@ public static class PortcullisServiceCollectionExtensions
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<ConfigReloader>>(), sp.GetRequiredService<TimeProvider>(),
             sp.GetServices<ISnapshotParticipant>(), sp.GetService<Portcullis.Observability.AuditLog>()));
         services.AddHostedService(sp => sp.GetRequiredService<ConfigReloader>());
+        services.AddHostedService<Portcullis.Hosting.ShutdownLog>(); // "stopping", in flight, what was cut
         AddAdminAndHealth(services);
         services.AddSingleton<Portcullis.Tls.CertificateStore>();
         services.AddSingleton<Portcullis.Upstream.UpstreamTlsStore>();
@@ -64,6 +65,14 @@ public static class PortcullisServiceCollectionExtensions
         Portcullis.Analytics.AnalyticsServices.AddPortcullisAnalytics(services, store.Current);
         Portcullis.Advice.AdviceServices.AddPortcullisAdvice(services, store.Current);
         services.AddPortcullisProxy();
+        // YARP's per-failure Warning lines carry a stack trace each: the gateway logs one line with the cause instead.
+        services.AddLogging(logging =>
+        {
+            foreach (var category in Portcullis.Clusters.UpstreamFailureLog.Filtered)
+            {
+                Microsoft.Extensions.Logging.FilterLoggingBuilderExtensions.AddFilter(logging, category, Microsoft.Extensions.Logging.LogLevel.Error);
+            }
+        });
         // Access-log lines for the requests Kestrel refuses before the pipeline runs.
         services.TryAddSingleton(sp => new KestrelRejectionLog(
             sp.GetService<System.Diagnostics.DiagnosticListener>(), store, sp.GetRequiredService<Portcullis.Observability.AccessLog>(), sp.GetRequiredService<TimeProvider>()));

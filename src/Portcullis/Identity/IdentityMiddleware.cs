@@ -53,7 +53,7 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         gateway.Auth = new Portcullis.Pipeline.AuthDecision(ResultOf(decision.Status), method, decision.Reason);
         if (!decision.Allowed) audit.RecordDenial(context, gateway, decision.Status, decision.Identity?.Consumer, decision.Identity?.Subject);
         if (!decision.Allowed && auth.Session is not null) return sessions.DenyAsync(context, auth, decision);
-        if (!decision.Allowed) return Deny(context, decision);
+        if (!decision.Allowed) return Deny(context, decision, auth, snapshot);
 
         var identity = decision.Identity!;
         gateway.Caller = identity;
@@ -239,15 +239,31 @@ internal sealed class IdentityMiddleware(RequestDelegate next, JwtAuthenticator 
         return decision;
     }
 
-    private static Task Deny(HttpContext context, AuthDecision decision)
+    private static Task Deny(HttpContext context, AuthDecision decision, CompiledRouteAuth auth, GatewaySnapshot snapshot)
     {
         var response = context.Response;
         switch (decision.Status)
         {
             case 401:
-                var challenge = new StringBuilder("Bearer realm=\"").Append(Realm).Append('"');
-                if (decision.ChallengeError is { } error) challenge.Append(", error=\"").Append(error).Append('"');
-                response.Headers.WWWAuthenticate = challenge.ToString();
+                // One challenge per way this route accepts credentials: a client of an API-key route learns
+                // the header to send, not to fetch a bearer token.
+                var apiKeys = auth.ApiKey ? snapshot.ApiKeys : null;
+                string? bearer = null;
+                if (apiKeys is null || auth.AcceptsJwt || auth.AcceptsIntrospection)
+                {
+                    var challenge = new StringBuilder("Bearer realm=\"").Append(Realm).Append('"');
+                    if (decision.ChallengeError is { } error) challenge.Append(", error=\"").Append(error).Append('"');
+                    bearer = challenge.ToString();
+                }
+
+                var apiKey = apiKeys is null ? null
+                    : $"ApiKey realm=\"{Realm}\", header=\"{apiKeys.Header}\"" + (decision.ChallengeError is { } keyError ? $", error=\"{keyError}\"" : "");
+                response.Headers.WWWAuthenticate = (bearer, apiKey) switch
+                {
+                    (null, _) => apiKey,
+                    (_, null) => bearer,
+                    _ => new Microsoft.Extensions.Primitives.StringValues([bearer, apiKey]),
+                };
                 return ProblemWriter.WriteAsync(context, 401, "Unauthorized", decision.Detail ?? "Credentials are missing or invalid.", decision.Reason);
             case 403:
                 if (decision.ChallengeError is not null)

@@ -125,7 +125,8 @@ internal static class AuditVerifier
         }
         catch (JsonException e)
         {
-            problem = $"unparsable: {e.Message}";
+            // Our own words: System.Text.Json's message speaks of its reader's zero-based positions.
+            problem = $"unparsable: not valid JSON (at byte {(e.BytePositionInLine ?? 0) + 1} of the line)";
             return false;
         }
 

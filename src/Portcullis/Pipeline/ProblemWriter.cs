@@ -30,5 +30,6 @@ internal static class ProblemWriter
         return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(bytes).AsTask();
     }
 
-    private static string Escape(string value) => JavaScriptEncoder.Default.Encode(value);
+    // Relaxed: the body is JSON served as application/problem+json, never embedded in HTML, so ' < > & stay as they are (only quotes, backslashes and control characters are escaped).
+    private static string Escape(string value) => JavaScriptEncoder.UnsafeRelaxedJsonEscaping.Encode(value);
 }

@@ -84,7 +84,12 @@ internal sealed class RouteActionMiddleware(RequestDelegate next)
                     "The route's map lookup did not select a cluster.", ReasonCodes.RouteClusterUnresolved);
             }
 
-            if (!ReferenceEquals(cluster.Model, proxy.Cluster)) context.ReassignProxyRequest(cluster);
+            if (!ReferenceEquals(cluster.Model, proxy.Cluster))
+            {
+                // With the route model of that cluster: YARP's later stages take the cluster from the route model.
+                if (gateway.RouteBinding!.RouteModels.GetValueOrDefault(clusterName) is { } model) context.ReassignProxyRequest(model, cluster);
+                else context.ReassignProxyRequest(cluster);
+            }
         }
 
         if (route.RemoveHeaders.Length > 0 || route.SetHeaders.Length > 0)

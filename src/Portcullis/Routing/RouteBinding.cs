@@ -15,7 +15,8 @@ namespace Portcullis.Routing;
 /// that one generation to the end, even when a reload lands meanwhile and renames or removes the route and
 /// its clusters (YARP keeps a removed cluster's state alive for requests that hold it).
 /// </summary>
-internal sealed class RouteBinding(string routeId, GatewaySnapshot snapshot, CompiledRoute? route, FrozenDictionary<string, ClusterState> clusters) : IRouteGeneration
+internal sealed class RouteBinding(string routeId, GatewaySnapshot snapshot, CompiledRoute? route, FrozenDictionary<string, ClusterState> clusters,
+    FrozenDictionary<string, RouteModel>? routeModels = null) : IRouteGeneration
 {
     public string RouteId { get; } = routeId;
 
@@ -32,6 +33,14 @@ internal sealed class RouteBinding(string routeId, GatewaySnapshot snapshot, Com
 
     /// <summary>The clusters a map-driven route may choose, as YARP ran them when this generation's endpoints were built.</summary>
     public FrozenDictionary<string, ClusterState> Clusters { get; } = clusters;
+
+    /// <summary>
+    /// For a map-driven route, YARP's route model once per cluster it may choose. YARP's own stages read the
+    /// cluster from the route model (the forwarder's log line, its concurrency counters and telemetry, passive
+    /// health, session affinity), so switching only the proxy feature's cluster would leave them on the
+    /// route's default cluster.
+    /// </summary>
+    public FrozenDictionary<string, RouteModel> RouteModels { get; } = routeModels ?? FrozenDictionary<string, RouteModel>.Empty;
 }
 
 /// <summary>Adds a <see cref="RouteBinding"/> to each YARP route endpoint as YARP builds it (a convention).</summary>
@@ -49,7 +58,10 @@ internal sealed class RouteBindings(SnapshotStore store, IProxyStateLookup proxy
             .Select(name => proxyState.TryGetCluster(name, out var cluster) ? cluster : null)
             .OfType<ClusterState>()
             .ToFrozenDictionary(c => c.ClusterId, StringComparer.Ordinal));
-        endpoint.Metadata.Add(new RouteBinding(model.Config.RouteId, snapshot, snapshot.Routes.GetValueOrDefault(model.Config.RouteId), clusters));
+        var route = snapshot.Routes.GetValueOrDefault(model.Config.RouteId);
+        var routeModels = route?.ClusterTemplate is null ? null
+            : clusters.ToFrozenDictionary(c => c.Key, c => new RouteModel(model.Config, c.Value, model.Transformer), StringComparer.Ordinal);
+        endpoint.Metadata.Add(new RouteBinding(model.Config.RouteId, snapshot, route, clusters, routeModels));
     }
 }
 

@@ -188,7 +188,10 @@ public sealed class ApiKeyTests : IAsyncLifetime
         }
 
         using var response = await SendAsync("/orders/1", "nope");
-        Assert.Contains("error=\"invalid_token\"", response.Headers.WwwAuthenticate.ToString(), StringComparison.Ordinal);
+        // The challenge names the header of an API-key route (issue 18, item 19), not a bearer token.
+        Assert.Equal("ApiKey realm=\"portcullis\", header=\"X-Api-Key\", error=\"invalid_token\"", response.Headers.WwwAuthenticate.ToString());
+        using var missing = await SendAsync("/orders/1", null);
+        Assert.Equal("ApiKey realm=\"portcullis\", header=\"X-Api-Key\"", missing.Headers.WwwAuthenticate.ToString());
         await AssertAcceptedAsync(key);
     }
 

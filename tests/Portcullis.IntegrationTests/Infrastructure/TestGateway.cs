@@ -130,6 +130,9 @@ internal sealed class TestGateway : IAsyncDisposable
         await Task.Delay(100);
     }
 
+    /// <summary>Stops the host as SIGTERM would (its clients stay usable); DisposeAsync still cleans up.</summary>
+    public Task StopAsync() => _app.StopAsync();
+
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();
