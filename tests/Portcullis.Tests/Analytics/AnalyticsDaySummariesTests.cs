@@ -204,16 +204,5 @@ public sealed class AnalyticsDaySummariesTests(AnalyticsDaySummariesTests.Store 
         return Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static string Json(AnalyticsResult result)
-    {
-        using var stream = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(stream))
-        {
-            writer.WriteStartObject();
-            result.WriteJson(writer);
-            writer.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(stream.ToArray());
-    }
+    private static string Json(AnalyticsResult result) => SketchMergeTests.Json(result);
 }

@@ -129,7 +129,8 @@ public sealed class SketchMergeTests : IDisposable
             SketchMerge.Read(connection, "SELECT latency_buckets, latency_counts FROM rollups", command.Parameters, null, 1, 1, cancelled.Token));
     }
 
-    private static string Json(AnalyticsResult result)
+    /// <summary>An answer as the query API writes it (shared by the equality tests).</summary>
+    internal static string Json(AnalyticsResult result)
     {
         using var stream = new MemoryStream();
         using (var writer = new Utf8JsonWriter(stream))
