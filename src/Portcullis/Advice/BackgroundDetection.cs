@@ -27,17 +27,24 @@ internal sealed class BackgroundDetection
     /// <summary>True while a computation started by an earlier run has not completed.</summary>
     public bool IsRunning => _running is not null;
 
+    /// <summary>How long the last completed computation took (live only).</summary>
+    public TimeSpan LastDuration { get; private set; }
+
+    /// <summary>Waits for a computation in progress to complete (the benchmark spaces its cycles as the gateway's minute does).</summary>
+    public bool WaitForCompletion(TimeSpan timeout) => _running is not { } task || ((IAsyncResult)task).AsyncWaitHandle.WaitOne(timeout);
+
     public IReadOnlyList<Finding> Detect(AdviceContext context, Func<AdviceContext, IReadOnlyList<Finding>> compute)
     {
         if (!context.Runtime.IsLive) return compute(context);
         if (_running is null && context.Now >= _nextStart)
         {
-            _running = Task.Run(() =>
+            // A thread of its own, not the pool's: the request path's threads are never taken for seconds of replay.
+            _running = Task.Factory.StartNew(() =>
             {
                 var started = Stopwatch.GetTimestamp();
                 var findings = compute(context);
                 return (findings, Stopwatch.GetElapsedTime(started));
-            }, context.Cancellation);
+            }, context.Cancellation, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         }
 
         if (_running is not { } task) return _last;
@@ -45,6 +52,7 @@ internal sealed class BackgroundDetection
         _running = null;
         var (latest, took) = task.GetAwaiter().GetResult(); // a failure surfaces as this run's detector error
         _last = latest;
+        LastDuration = took;
         _nextStart = context.Now + (took * DutyFactor);
         return _last;
     }

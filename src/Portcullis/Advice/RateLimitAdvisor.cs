@@ -24,6 +24,12 @@ internal sealed partial class RateLimitAdvisor(ILogger<RateLimitAdvisor> logger)
 
     public string Name => "ratelimits";
 
+    /// <summary>The live computation (for the cycle benchmark).</summary>
+    internal BackgroundDetection Background => _background;
+
+    /// <summary>Minutes of arrivals the last computation read from the store.</summary>
+    internal int LastMinutesRead => _cache.LastMinutesRead;
+
     public IReadOnlyList<Finding> Detect(AdviceContext context) => _background.Detect(context, Compute);
 
     private IReadOnlyList<Finding> Compute(AdviceContext context)
