@@ -9,7 +9,8 @@ namespace Portcullis.Advice;
 /// <see cref="WaitBudget"/> for it (small stores finish inside it, so their findings are as fresh as inline) and
 /// otherwise gets the last completed result. The next computation starts no sooner than
 /// <see cref="DutyFactor"/> × the last one's duration after it ended, so a slow one uses at most about a tenth
-/// of a core. Offline (`portcullis advise`, tests with <see cref="OfflineAdviceRuntime"/>) it runs inline.
+/// of a core — except after the first computation, which (for the rate-limit advisor) reads and replays the whole
+/// window while later ones only continue it, so its duration says nothing about the next. Offline (`portcullis advise`, tests with <see cref="OfflineAdviceRuntime"/>) it runs inline.
 /// One instance per detector; only the engine's thread calls <see cref="Detect"/>.
 /// </summary>
 internal sealed class BackgroundDetection
@@ -21,6 +22,7 @@ internal sealed class BackgroundDetection
     private Task<(IReadOnlyList<Finding> Findings, TimeSpan Took)>? _running;
     private IReadOnlyList<Finding> _last = [];
     private DateTime _nextStart = DateTime.MinValue;
+    private long _completed;
 
     public BackgroundDetection(TimeSpan? waitBudget = null) => _waitBudget = waitBudget ?? WaitBudget;
 
@@ -53,7 +55,7 @@ internal sealed class BackgroundDetection
         var (latest, took) = task.GetAwaiter().GetResult(); // a failure surfaces as this run's detector error
         _last = latest;
         LastDuration = took;
-        _nextStart = context.Now + (took * DutyFactor);
+        _nextStart = ++_completed == 1 ? context.Now : context.Now + (took * DutyFactor);
         return _last;
     }
 }
