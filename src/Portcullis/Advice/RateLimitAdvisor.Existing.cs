@@ -9,7 +9,7 @@ namespace Portcullis.Advice;
 /// <summary>The checks of the limits already configured: too loose, too tight, keyed on a part requests never carry.</summary>
 internal sealed partial class RateLimitAdvisor
 {
-    private static IEnumerable<Finding> CheckExisting(AdviceContext context, Dictionary<string, RouteHistory> history)
+    private static IEnumerable<Finding> CheckExisting(AdviceContext context, Dictionary<string, RouteHistory> history, RateLimitHistoryCache? cache)
     {
         var settings = context.Settings.RateLimits;
         foreach (var policy in context.Snapshot.RateLimits.Values.OrderBy(p => p.Name, StringComparer.Ordinal))
@@ -20,7 +20,7 @@ internal sealed partial class RateLimitAdvisor
             foreach (var finding in KeyAbsent(context, policy, histories)) yield return finding;
             var total = histories.Sum(h => h.Total);
             if (total < settings.MinRequests) continue;
-            var keys = GroupByPolicyKey(policy, histories);
+            var keys = GroupByPolicyKey(policy, histories, cache);
             if (keys is null)
             {
                 if (ObservedTooTight(context, policy, routes, histories) is { } observed) yield return observed;
@@ -113,7 +113,7 @@ internal sealed partial class RateLimitAdvisor
     /// (a header, claim, query, path …, or ip with authenticated callers): the arrivals do not hold it, so the
     /// policy cannot be replayed, only its recorded refusals read.
     /// </summary>
-    internal static List<KeyHistory>? GroupByPolicyKey(CompiledRateLimit policy, List<RouteHistory> histories)
+    internal static List<KeyHistory>? GroupByPolicyKey(CompiledRateLimit policy, List<RouteHistory> histories, RateLimitHistoryCache? cache = null)
     {
         var groups = new Dictionary<string, List<KeyHistory>>(StringComparer.Ordinal);
         foreach (var route in histories)
@@ -148,7 +148,7 @@ internal sealed partial class RateLimitAdvisor
             }
         }
 
-        return [.. groups.Select(g => KeyHistory.Merge(g.Key, g.Value))];
+        return [.. groups.Select(g => cache?.Merged(policy.Name, g.Key, g.Value) ?? KeyHistory.Merge(g.Key, g.Value))];
     }
 
     // A policy the arrivals cannot replay: too tight from the refusals recorded on routes where it is the only rate limit.

@@ -16,20 +16,34 @@ internal sealed partial class RateLimitAdvisor(ILogger<RateLimitAdvisor> logger)
     /// <summary>Keys named in a finding's evidence (the most refused first).</summary>
     internal const int TopKeys = 5;
 
-    // The replay of a large store's week of arrivals takes about a minute: off the engine's cycle when live.
+    // The first run over a large store reads and replays a week of arrivals (seconds to a minute): off the engine's
+    // cycle when live. Later runs read and replay only what changed (RateLimitHistoryCache, RateLimitReplay).
     private readonly BackgroundDetection _background = new();
+    private readonly RateLimitHistoryCache _cache = new();
+    private readonly Lock _computing = new();
 
     public string Name => "ratelimits";
+
+    /// <summary>The live computation (for the cycle benchmark).</summary>
+    internal BackgroundDetection Background => _background;
+
+    /// <summary>Minutes of arrivals the last computation read from the store.</summary>
+    internal int LastMinutesRead => _cache.LastMinutesRead;
 
     public IReadOnlyList<Finding> Detect(AdviceContext context) => _background.Detect(context, Compute);
 
     private IReadOnlyList<Finding> Compute(AdviceContext context)
     {
+        lock (_computing) return ComputeLocked(context);
+    }
+
+    private List<Finding> ComputeLocked(AdviceContext context)
+    {
         if (context.Analytics is not { } analytics) return [];
         Dictionary<string, RouteHistory> history;
         using (var connection = analytics.OpenConnection(context.WindowStart, context.Now))
         {
-            history = RateLimitHistory.Load(connection, context.WindowStart, context.Now, context.Cancellation);
+            history = _cache.Load(connection, analytics.Identity, context.WindowStart, context.Now, context.Cancellation);
         }
 
         var findings = new List<Finding>();
@@ -39,7 +53,7 @@ internal sealed partial class RateLimitAdvisor(ILogger<RateLimitAdvisor> logger)
             if (Suggest(context, route, routeHistory) is { } finding) findings.Add(finding);
         }
 
-        findings.AddRange(CheckExisting(context, history));
+        findings.AddRange(CheckExisting(context, history, _cache));
         LogRun(logger, history.Count, findings.Count);
         return findings;
     }

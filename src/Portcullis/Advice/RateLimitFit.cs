@@ -81,7 +81,7 @@ internal static class RateLimitFit
             while (low <= high)
             {
                 var mid = (low + high) / 2;
-                if (RateLimitReplay.Refused(legitimate, sequence[mid]) <= allowed)
+                if (RateLimitReplay.Fits(legitimate, sequence[mid], allowed))
                 {
                     found = mid;
                     high = mid - 1;

@@ -22,6 +22,9 @@ internal sealed class KeyHistory
 
     public bool Anonymous => Key.StartsWith("ip:", StringComparison.Ordinal);
 
+    /// <summary>The replays kept for this key between runs (<see cref="RateLimitHistoryCache"/>); null: replayed from scratch each time.</summary>
+    public KeyReplays? Replays { get; init; }
+
     /// <summary>Most requests in one second.</summary>
     public int PeakSecond => Counts.Length == 0 ? 0 : Counts.Max();
 
@@ -42,19 +45,52 @@ internal sealed class KeyHistory
     }
 
     /// <summary>Several histories as one (what a policy keyed on the route or the group counts together).</summary>
-    public static KeyHistory Merge(string key, IReadOnlyList<KeyHistory> parts)
+    public static KeyHistory Merge(string key, IReadOnlyList<KeyHistory> parts, KeyReplays? replays = null)
     {
         if (parts.Count == 1 && parts[0].Key == key) return parts[0];
-        var sums = new SortedDictionary<long, int>();
+        long[] seconds = [];
+        int[] counts = [];
         long limited = 0, total = 0;
         foreach (var part in parts)
         {
-            for (var i = 0; i < part.Seconds.Length; i++) sums[part.Seconds[i]] = sums.GetValueOrDefault(part.Seconds[i]) + part.Counts[i];
+            (seconds, counts) = MergeSorted(seconds, counts, part.Seconds, part.Counts);
             limited += part.Limited;
             total += part.Total;
         }
 
-        return new KeyHistory { Key = key, Group = parts.Count > 0 ? parts[0].Group : null, Seconds = [.. sums.Keys], Counts = [.. sums.Values], Limited = limited, Total = total };
+        return new KeyHistory { Key = key, Group = parts.Count > 0 ? parts[0].Group : null, Seconds = seconds, Counts = counts, Limited = limited, Total = total, Replays = replays };
+    }
+
+    // Two ascending second lists as one, counts of a second in both summed.
+    private static (long[] Seconds, int[] Counts) MergeSorted(long[] aSeconds, int[] aCounts, long[] bSeconds, int[] bCounts)
+    {
+        if (aSeconds.Length == 0) return (bSeconds, bCounts);
+        var seconds = new long[aSeconds.Length + bSeconds.Length];
+        var counts = new int[seconds.Length];
+        int i = 0, j = 0, n = 0;
+        while (i < aSeconds.Length || j < bSeconds.Length)
+        {
+            if (j == bSeconds.Length || (i < aSeconds.Length && aSeconds[i] < bSeconds[j]))
+            {
+                (seconds[n], counts[n]) = (aSeconds[i], aCounts[i]);
+                i++;
+            }
+            else if (i == aSeconds.Length || bSeconds[j] < aSeconds[i])
+            {
+                (seconds[n], counts[n]) = (bSeconds[j], bCounts[j]);
+                j++;
+            }
+            else
+            {
+                (seconds[n], counts[n]) = (aSeconds[i], aCounts[i] + bCounts[j]);
+                i++;
+                j++;
+            }
+
+            n++;
+        }
+
+        return (seconds[..n], counts[..n]);
     }
 }
 
@@ -78,91 +114,11 @@ internal sealed class RouteHistory
     public TimeSpan Span => TimeSpan.FromSeconds(LastSecond - FirstSecond + 1);
 }
 
-/// <summary>Reads the `arrivals` table (<see cref="AnalyticsSchema.CreateArrivals"/>) of a window into per-route, per-key histories.</summary>
+/// <summary>The `arrivals` table (<see cref="AnalyticsSchema.CreateArrivals"/>): read by <see cref="RateLimitHistoryCache"/>.</summary>
 internal static class RateLimitHistory
 {
-    public static Dictionary<string, RouteHistory> Load(DuckDBConnection connection, DateTime from, DateTime to, CancellationToken cancellation)
-    {
-        var routes = new Dictionary<string, RouteHistory>(StringComparer.Ordinal);
-        if (!HasArrivals(connection)) return routes;
-
-        // A minute flushed twice has two rows: the seconds are summed per key.
-        using (var command = connection.CreateCommand())
-        {
-            command.CommandText = """
-                SELECT route, rate_key, any_value(consumer_group) AS consumer_group, minute_s + s AS second,
-                       CAST(sum(n) AS BIGINT) AS n, CAST(sum(CASE WHEN limited THEN n ELSE 0 END) AS BIGINT) AS refused
-                FROM (SELECT route, rate_key, consumer_group, limited, CAST(epoch(minute) AS BIGINT) AS minute_s,
-                             unnest(seconds) AS s, unnest(counts) AS n
-                      FROM arrivals WHERE minute >= $from AND minute < $to)
-                GROUP BY route, rate_key, second
-                ORDER BY route, rate_key, second
-                """;
-            command.Parameters.Add(new DuckDBParameter("from", from));
-            command.Parameters.Add(new DuckDBParameter("to", to));
-            using var reader = command.ExecuteReader();
-            string? route = null, key = null, group = null;
-            var seconds = new List<long>();
-            var counts = new List<int>();
-            long limited = 0, total = 0;
-            void Close()
-            {
-                if (key is null) return;
-                if (!routes.TryGetValue(route!, out var history)) routes[route!] = history = new RouteHistory { Route = route! };
-                history.Keys.Add(new KeyHistory { Key = key, Group = group, Seconds = [.. seconds], Counts = [.. counts], Limited = limited, Total = total });
-                seconds.Clear();
-                counts.Clear();
-                limited = total = 0;
-            }
-
-            while (reader.Read())
-            {
-                cancellation.ThrowIfCancellationRequested();
-                var r = reader.GetString(0);
-                var k = reader.GetString(1);
-                if (r != route || k != key)
-                {
-                    Close();
-                    route = r;
-                    key = k;
-                    group = reader.IsDBNull(2) ? null : reader.GetString(2);
-                }
-
-                var n = (int)Math.Min(int.MaxValue, reader.GetInt64(4));
-                seconds.Add(reader.GetInt64(3));
-                counts.Add(n);
-                total += n;
-                limited += reader.GetInt64(5);
-            }
-
-            Close();
-        }
-
-        using (var command = connection.CreateCommand())
-        {
-            command.CommandText = """
-                SELECT route, key_missing, CAST(sum(requests) AS BIGINT) FROM arrivals
-                WHERE minute >= $from AND minute < $to AND key_missing IS NOT NULL GROUP BY route, key_missing
-                """;
-            command.Parameters.Add(new DuckDBParameter("from", from));
-            command.Parameters.Add(new DuckDBParameter("to", to));
-            using var reader = command.ExecuteReader();
-            while (reader.Read())
-            {
-                if (!routes.TryGetValue(reader.GetString(0), out var history)) continue;
-                var requests = reader.GetInt64(2);
-                foreach (var label in reader.GetString(1).Split(", ", StringSplitOptions.RemoveEmptyEntries))
-                {
-                    history.Missing[label] = history.Missing.GetValueOrDefault(label) + requests;
-                }
-            }
-        }
-
-        return routes;
-    }
-
     // A fleet folder (or a store written before the table existed) has no arrivals relation.
-    private static bool HasArrivals(DuckDBConnection connection)
+    public static bool HasArrivals(DuckDBConnection connection)
     {
         using var command = connection.CreateCommand();
         command.CommandText = "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'arrivals' AND database_name = current_database()";

@@ -48,6 +48,9 @@ internal sealed class AnalyticsSource
 
     public bool IsFleet => _fleetPath is not null;
 
+    /// <summary>What the source reads (the database, the file or the folder): equal for two sources over the same data, so a reader may keep what it read between runs.</summary>
+    public object Identity => (object?)_database ?? _readOnlyFile ?? _fleetPath!;
+
     /// <summary>
     /// An open connection in which `rollups` and `samples` are what to query: the store's tables (local), or
     /// (fleet) an in-memory database with views over the folder's files — empty tables while the folder has
