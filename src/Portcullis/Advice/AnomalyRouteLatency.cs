@@ -18,7 +18,8 @@ internal sealed partial class AnomalyRouteDetector
     {
         var options = context.Settings.Anomalies;
         var p99 = P99ByRouteAndHour(connection, w, storeStart);
-        var findings = new List<Finding>();
+        var risers = new List<LatencyRise>();
+        var active = 0;
         foreach (var (route, hours) in p99)
         {
             if (!context.Snapshot.Routes.ContainsKey(route) || !hours.TryGetValue(RecentKey, out var recent) || recent.Count < options.MinLatencyRequests) continue;
@@ -27,41 +28,64 @@ internal sealed partial class AnomalyRouteDetector
             if (history < options.MinHistory) continue;
             var baseline = hours.Where(h => h.Key != RecentKey && h.Value.Count >= options.MinLatencyRequests).Select(h => h.Value.P99Us).ToList();
             if (baseline.Count < 3) continue;
+            active++;
             var median = RobustStats.Median(baseline);
             var scale = Math.Max(RobustStats.MadScale * RobustStats.Mad(baseline, median), median * 0.05);
             var z = RobustStats.Z(recent.P99Us, median, scale);
             var increase = recent.P99Us - median;
             if (recent.P99Us < options.LatencyRatio * median || increase < options.MinLatencyIncrease.TotalMicroseconds || z < options.ZThreshold) continue;
-
-            var subject = new FindingSubject(SubjectKind.Route, route);
-            var nowMs = recent.P99Us / 1000;
-            var baseMs = median / 1000;
-            findings.Add(new Finding
-            {
-                Id = Finding.MakeId(FindingKinds.RouteLatency, subject),
-                Kind = FindingKinds.RouteLatency,
-                Severity = recent.P99Us >= 5 * median ? FindingSeverity.Critical : FindingSeverity.Warning,
-                Subject = subject,
-                FirstSeen = w.RecentStart,
-                LastSeen = w.Now,
-                Title = string.Create(CultureInfo.InvariantCulture, $"p99 latency of route {route} is {nowMs:0.#} ms ({recent.P99Us / median:0.#}× its usual {baseMs:0.#} ms)"),
-                Explanation = string.Create(CultureInfo.InvariantCulture,
-                    $"The slowest 1 % of the {recent.Count} requests route {route} served in the last {w.RecentMinutes:0.#} minutes took {nowMs:0.#} ms or more; over the baseline's {baseline.Count} hours its p99 was {baseMs:0.#} ms (median; spread {scale / 1000:0.#} ms), {z:0.#} robust standard deviations lower. ")
-                    + "The upstream (or something it depends on) is slowing down; if it nears the cluster's request timeout, clients will start to see 504s.",
-                Evidence = new Evidence(w.RecentStart, w.Now,
-                    [new EvidenceValue("p99 latency", Math.Round(nowMs, 3), "ms", Math.Round(baseMs, 3)), new EvidenceValue("served requests", recent.Count, "requests"), new EvidenceValue("robust z", Math.Round(z, 1))])
-                {
-                    DashboardLink = DashboardLinks.Route(route, w.RecentStart.AddHours(-3), w.Now),
-                    Basis = $"{AnomalyStore.Span(history)} of history; p99 of {baseline.Count} baseline hours with ≥ {options.MinLatencyRequests} requests",
-                },
-                Confidence = baseline.Count >= 24 ? FindingConfidence.High : baseline.Count >= 6 ? FindingConfidence.Medium : FindingConfidence.Low,
-            });
+            risers.Add(new(route, recent, median, scale, z, baseline.Count, history));
         }
 
+        // A rise on many routes of different clusters at once is the gateway's or the host's (or a shared dependency's),
+        // not each route's: one gateway finding instead of N route findings. A route far slower than the rest of the
+        // group (its own incident during a host stall) keeps its route finding.
+        var clusters = risers.Count < 2 ? [] : ClusterOfRoute(connection, w);
+        var (shared, own) = SharedSlowdown(risers, active, r => clusters.GetValueOrDefault(r.Route));
+        var findings = own.Select(r => RouteLatencyFinding(context, w, r)).ToList();
+        if (shared.Count > 0) findings.Add(GatewayLatencyFinding(w, shared, active));
         return findings;
     }
 
-    private readonly record struct HourP99(double P99Us, long Count);
+    private static Finding RouteLatencyFinding(AdviceContext context, AnomalyWindows w, LatencyRise r)
+    {
+        var options = context.Settings.Anomalies;
+        var (route, recent, median, scale, z) = (r.Route, r.Recent, r.MedianUs, r.ScaleUs, r.Z);
+        var subject = new FindingSubject(SubjectKind.Route, route);
+        var nowMs = recent.P99Us / 1000;
+        var baseMs = median / 1000;
+        return new Finding
+        {
+            Id = Finding.MakeId(FindingKinds.RouteLatency, subject),
+            Kind = FindingKinds.RouteLatency,
+            Severity = recent.P99Us >= 5 * median ? FindingSeverity.Critical : FindingSeverity.Warning,
+            Subject = subject,
+            FirstSeen = w.RecentStart,
+            LastSeen = w.Now,
+            Title = string.Create(CultureInfo.InvariantCulture, $"p99 latency of route {route} is {nowMs:0.#} ms ({recent.P99Us / median:0.#}× its usual {baseMs:0.#} ms)"),
+            Explanation = string.Create(CultureInfo.InvariantCulture,
+                $"The slowest 1 % of the {recent.Count} requests route {route} served in the last {w.RecentMinutes:0.#} minutes took {nowMs:0.#} ms or more; over the baseline's {r.BaselineHours} hours its p99 was {baseMs:0.#} ms (median; spread {scale / 1000:0.#} ms), {z:0.#} robust standard deviations lower. ")
+                + "The upstream (or something it depends on) is slowing down; if it nears the cluster's request timeout, clients will start to see 504s.",
+            Evidence = new Evidence(w.RecentStart, w.Now,
+                [new EvidenceValue("p99 latency", Math.Round(nowMs, 3), "ms", Math.Round(baseMs, 3)), new EvidenceValue("served requests", recent.Count, "requests"), new EvidenceValue("robust z", Math.Round(z, 1))])
+            {
+                DashboardLink = DashboardLinks.Route(route, w.RecentStart.AddHours(-3), w.Now),
+                Basis = $"{AnomalyStore.Span(r.History)} of history; p99 of {r.BaselineHours} baseline hours with ≥ {options.MinLatencyRequests} requests",
+            },
+            Confidence = r.BaselineHours >= 24 ? FindingConfidence.High : r.BaselineHours >= 6 ? FindingConfidence.Medium : FindingConfidence.Low,
+        };
+    }
+
+    private static Dictionary<string, string> ClusterOfRoute(DuckDBConnection connection, AnomalyWindows w)
+    {
+        using var command = AnomalyStore.Command(connection,
+            "SELECT route, max(cluster) FROM rollups WHERE minute >= $rs AND minute <= $end AND route IS NOT NULL AND cluster IS NOT NULL GROUP BY route",
+            ("rs", w.RecentStart), ("end", w.Now));
+        using var reader = command.ExecuteReader();
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        while (reader.Read()) result[reader.GetString(0)] = reader.GetString(1);
+        return result;
+    }
 
     private static Dictionary<string, Dictionary<long, HourP99>> P99ByRouteAndHour(DuckDBConnection connection, AnomalyWindows w, DateTime storeStart)
     {

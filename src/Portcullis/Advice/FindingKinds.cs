@@ -18,6 +18,7 @@ internal static class FindingKinds
     public const string RouteVolume = "route.volume-anomaly";
     public const string RouteErrors = "route.error-anomaly";
     public const string RouteLatency = "route.latency-anomaly";
+    public const string GatewayLatency = "gateway.latency-anomaly";
     public const string ConsumerNewRoute = "consumer.new-route";
     public const string ConsumerSurge = "consumer.rate-surge";
     public const string AuthFailureBurst = "auth.failure-burst";

@@ -145,6 +145,60 @@ public sealed class AnomalyDetectorTests : IDisposable
     }
 
     [Fact]
+    public void Routes_of_different_clusters_slower_at_once_are_one_gateway_latency_finding_not_one_per_route()
+    {
+        // The host overloaded: every route's p99 rises in the same minutes (the harness saw users 15 → 185 ms and
+        // orders 24 → 222 ms together); the routes are not at fault, so no route finding.
+        foreach (var route in new[] { "orders", "users", "search" })
+        {
+            _data.Rollup(Minute.AddMinutes(-1), route, "c03", 200, null, 100, 200_000).Rollup(Minute, route, "c03", 200, null, 50, 200_000);
+        }
+
+        _data.Flush();
+        var findings = new AnomalyRouteDetector().Detect(_data.Context());
+        Assert.DoesNotContain(findings, f => f.Kind == FindingKinds.RouteLatency);
+        var gateway = Assert.Single(findings, f => f.Kind == FindingKinds.GatewayLatency);
+        Assert.Equal(new FindingSubject(SubjectKind.Gateway, "gateway"), gateway.Subject);
+        Assert.Equal(3, Assert.Single(gateway.Evidence.Values, v => v.Name == "routes slower").Value);
+        foreach (var route in new[] { "orders", "users", "search" })
+        {
+            Assert.InRange(Assert.Single(gateway.Evidence.Values, v => v.Name == $"p99 latency {route}").Value, 197, 203);
+        }
+    }
+
+    [Fact]
+    public void A_route_far_slower_than_the_others_during_a_shared_slowdown_keeps_its_route_latency_finding()
+    {
+        // catalog's incident (upstream creeping to 1.7 s) while the host also slows two other routes to 200 ms.
+        _data.Rollup(Minute.AddMinutes(-1), "search", "c03", 200, null, 100, 1_700_000).Rollup(Minute, "search", "c03", 200, null, 50, 1_700_000);
+        foreach (var route in new[] { "orders", "users" })
+        {
+            _data.Rollup(Minute.AddMinutes(-1), route, "c03", 200, null, 100, 200_000).Rollup(Minute, route, "c03", 200, null, 50, 200_000);
+        }
+
+        _data.Flush();
+        var findings = new AnomalyRouteDetector().Detect(_data.Context());
+        var own = Assert.Single(findings, f => f.Kind == FindingKinds.RouteLatency);
+        Assert.Equal("search", own.Subject.Name);
+        var gateway = Assert.Single(findings, f => f.Kind == FindingKinds.GatewayLatency);
+        Assert.Equal(2, Assert.Single(gateway.Evidence.Values, v => v.Name == "routes slower").Value);
+        Assert.DoesNotContain(gateway.Evidence.Values, v => v.Name == "p99 latency search");
+    }
+
+    [Theory]
+    [InlineData(2, 2, 8, true)]   // two routes of two clusters out of eight: shared
+    [InlineData(2, 1, 8, false)]  // two routes of one cluster: that cluster's upstream
+    [InlineData(2, 2, 12, false)] // two of twelve: under a quarter
+    [InlineData(3, 3, 12, true)]
+    public void A_shared_slowdown_needs_a_quarter_of_the_routes_and_two_clusters(int rising, int clusters, int active, bool shared)
+    {
+        var risers = Enumerable.Range(0, rising).Select(i => new LatencyRise($"r{i}", new HourP99(150_000, 500), 20_000, 2_000, 60, 24, TimeSpan.FromDays(3))).ToList();
+        var (group, own) = AnomalyRouteDetector.SharedSlowdown(risers, active, r => "cluster" + (int.Parse(r.Route[1..], System.Globalization.CultureInfo.InvariantCulture) % clusters));
+        Assert.Equal(shared ? rising : 0, group.Count);
+        Assert.Equal(shared ? 0 : rising, own.Count);
+    }
+
+    [Fact]
     public void A_known_and_a_new_consumer_on_the_administrative_admin_route_are_new_route_findings_and_an_ordinary_route_is_not()
     {
         _data.Rollup(Minute.AddMinutes(-3), "admin", "c05", 403, "authz.consumer", 2, 300)

@@ -43,7 +43,7 @@ internal static class Scoring
     /// </summary>
     public static readonly HashSet<string> ScoredKinds =
     [
-        "traffic.scanner", "traffic.enumeration", "route.volume-anomaly", "route.error-anomaly", "route.latency-anomaly",
+        "traffic.scanner", "traffic.enumeration", "route.volume-anomaly", "route.error-anomaly", "route.latency-anomaly", "gateway.latency-anomaly",
         "consumer.new-route", "consumer.rate-surge", "auth.failure-burst", "route.new-path-shape",
         "upstream.errors", "upstream.timeouts", "upstream.timeout-too-tight", "destination.flapping", "ratelimit.too-tight",
     ];
