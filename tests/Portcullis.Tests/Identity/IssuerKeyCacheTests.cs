@@ -38,7 +38,15 @@ public sealed class IssuerKeyCacheTests : IDisposable
         return _keys[kid] = JsonSerializer.Serialize(new { kty = "RSA", use = "sig", alg = "RS256", kid, n = Base64UrlEncoder.Encode(p.Modulus!), e = Base64UrlEncoder.Encode(p.Exponent!) });
     }
 
-    private void WriteKeys(params string[] keys) => File.WriteAllText(_file, "{\"keys\":[" + string.Join(",", keys) + "]}");
+    private void WriteKeys(params string[] keys) => WriteFile("{\"keys\":[" + string.Join(",", keys) + "]}");
+
+    // Written aside and renamed into place: a refresh still running must never read a half-written (empty) file.
+    private void WriteFile(string text)
+    {
+        var temporary = _file + ".tmp";
+        File.WriteAllText(temporary, text);
+        File.Move(temporary, _file, overwrite: true);
+    }
 
     private IssuerKeyCache Start()
     {
@@ -69,7 +77,7 @@ public sealed class IssuerKeyCacheTests : IDisposable
         using var cache = Start();
         var good = cache.Keys!;
 
-        File.WriteAllText(_file, keySet);
+        WriteFile(keySet);
         Assert.True(cache.TriggerRefresh());
         Until(() => cache.Failures == 1, "the failed refresh");
 
