@@ -29,6 +29,7 @@ public sealed class FindingKindCoverageTests
         [FindingKinds.RouteVolume] = [T<RouteAnomalyAdviceTests>(nameof(RouteAnomalyAdviceTests.A_route_whose_traffic_jumps_to_many_times_its_baseline_is_a_volume_anomaly_and_flat_routes_are_not))],
         [FindingKinds.RouteErrors] = [T<RouteAnomalyAdviceTests>(nameof(RouteAnomalyAdviceTests.A_route_whose_upstream_starts_answering_5xx_is_an_error_anomaly_and_a_route_at_its_usual_share_is_not))],
         [FindingKinds.RouteLatency] = [T<RouteAnomalyAdviceTests>(nameof(RouteAnomalyAdviceTests.One_route_whose_upstream_slows_down_is_a_latency_anomaly_while_the_flat_routes_are_not))],
+        [FindingKinds.GatewayLatency] = [T<RouteAnomalyAdviceTests>(nameof(RouteAnomalyAdviceTests.Every_route_slowing_at_once_is_one_gateway_latency_finding_not_one_per_route))],
         [FindingKinds.ConsumerNewRoute] = [T<AnomalyAdviceTests>(nameof(AnomalyAdviceTests.A_consumer_calling_the_admin_route_for_the_first_time_is_a_new_route_finding_against_the_stored_history))],
         [FindingKinds.ConsumerSurge] = [T<CallerAnomalyAdviceTests>(nameof(CallerAnomalyAdviceTests.A_consumer_calling_a_route_at_many_times_its_usual_peak_is_a_rate_surge_and_a_consumer_at_its_pace_is_not))],
         [FindingKinds.AuthFailureBurst] = [T<AnomalyAdviceTests>(nameof(AnomalyAdviceTests.A_burst_of_unknown_api_keys_from_one_address_is_an_auth_failure_burst_and_a_client_without_a_key_now_and_then_is_not))],

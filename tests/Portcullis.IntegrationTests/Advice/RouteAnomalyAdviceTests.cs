@@ -170,4 +170,33 @@ public sealed class RouteAnomalyAdviceTests : IAsyncLifetime
         Assert.Contains("of the 45 requests route orders served", Explanation(finding), StringComparison.Ordinal);
         Assert.Contains("slowing down", Explanation(finding), StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Every_route_slowing_at_once_is_one_gateway_latency_finding_not_one_per_route()
+    {
+        // The same history as the one-route test: p99 ~690 ms on every route, each on a cluster of its own.
+        SeedHistory((history, minute, route) => history.Rollup(minute, route, null, 200, null, Latencies(20, 400, 700), cluster: route));
+        await using var gateway = await StartAsync();
+        var live = DateTime.UtcNow;
+
+        // All three upstreams (three clusters) slow to 3 s in the same minutes: what a starved host looks like.
+        foreach (var upstream in _upstreams.Values) upstream.Delay = TimeSpan.FromSeconds(3);
+        await Task.WhenAll(RouteNames.Select(route => SendManyAsync(gateway, 25, i => $"/{route}/slow-{i}", parallel: 25)));
+        await FlushedAsync(gateway, live, 75);
+
+        var routeFindings = await RunAsync(gateway, FindingKinds.RouteLatency);
+        Assert.True(routeFindings.Count == 0, Describe(routeFindings));
+        var finding = Assert.Single(await RunAsync(gateway, FindingKinds.GatewayLatency));
+        Assert.Equal(("gateway", "gateway"), (SubjectKind(finding), Subject(finding)));
+        Assert.Equal("warning", Severity(finding));
+        Assert.Equal(3, Value(finding, "routes slower"));
+        foreach (var route in RouteNames)
+        {
+            Assert.True(Value(finding, $"p99 latency {route}") >= 2900, finding.ToString());
+            Assert.InRange(Baseline(finding, $"p99 latency {route}"), 640, 730);
+        }
+
+        Assert.Contains("rose together", Explanation(finding), StringComparison.Ordinal);
+        Assert.Contains("host", Explanation(finding), StringComparison.Ordinal);
+    }
 }
