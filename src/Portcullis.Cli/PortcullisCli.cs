@@ -54,7 +54,7 @@ public static class PortcullisCli
             return Ok;
         });
 
-        var root = new RootCommand("Portcullis: an identity-aware API gateway on YARP and Kestrel.") { run, validate, diff, echo, schema, KeysCommand.Create(output, errors), CertsCommand.Create(output, errors), AuditCommand.Create(output, errors), AnalyticsCommand.Create(output, errors), AdviseCommand.Create(output, errors), ExplainCommand.Create(output, errors) };
+        var root = new RootCommand("Portcullis: an identity-aware API gateway on YARP and Kestrel.") { run, validate, diff, echo, schema, KeysCommand.Create(output, errors), CertsCommand.Create(output, errors), AuditCommand.Create(output, errors), AnalyticsCommand.Create(output, errors), AdviseCommand.Create(output, errors), ExplainCommand.Create(output, errors), HealthCommand.Create(output, errors) };
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0) return await UsageErrorAsync(parsed, errors);
 
