@@ -111,7 +111,16 @@ public sealed class BrowserSessionTests : IAsyncLifetime
             var page = await _browser.NewPageAsync();
             await page.GotoAsync(gateway.Url + $"/app/visit{i}");
             await SessionSetup.SignInAsync(page, BrowserIdentityProvider.Alice);
-            await page.WaitForURLAsync(gateway.Url + $"/app/visit{i}");
+            try
+            {
+                await page.WaitForURLAsync(gateway.Url + $"/app/visit{i}");
+            }
+            catch (TimeoutException ex)
+            {
+                // Seen once in CI at load ~35: say where the browser ended up, so the next failure can be diagnosed.
+                throw new TimeoutException($"sign-in {i} did not return to /app/visit{i}; the page is at {page.Url}: {(await page.ContentAsync())[..Math.Min(2000, (await page.ContentAsync()).Length)]}", ex);
+            }
+
             var seen = await SessionSetup.UpstreamAnswerAsync(page);
             Assert.Equal($"/app/visit{i}", seen.Path);
             Assert.Equal("alice", seen.Header("X-Subject"));
