@@ -36,7 +36,14 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
         {
             CapSize(connection, options);
         }
+
+        // The WAL holds every flush since the last checkpoint (DuckDB's own trigger is 16 MiB): bounded to a
+        // share of maxSize, so the file plus WAL stays near the cap instead of carrying a large unmerged tail.
+        if (WalSize(database.Path) > WalLimit(options)) Execute(connection, "CHECKPOINT");
     }
+
+    /// <summary>The WAL size that triggers a checkpoint after a flush: 1/16 of maxSize, at most DuckDB's default 16 MiB.</summary>
+    internal static long WalLimit(CompiledAnalytics options) => Math.Min(16L << 20, options.MaxSize / 16);
 
     /// <summary>Deletes what is older than the retention, then the oldest hours while the data is above maxSize.</summary>
     internal void Run(DuckDBConnection connection, CompiledAnalytics options, DateTimeOffset now)
