@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using DuckDB.NET.Data;
 
 namespace Portcullis.Analytics;
@@ -68,7 +67,7 @@ internal readonly struct ArrivalKey : IEquatable<ArrivalKey>
 }
 
 /// <summary>Requests per second of one minute (added to with Interlocked; each stripe has its own cell).</summary>
-internal sealed class ArrivalCell
+internal sealed class ArrivalCell : IMergeableCell<ArrivalCell>
 {
     public readonly int[] Seconds = new int[60];
 
@@ -98,84 +97,30 @@ internal sealed class ArrivalCell
 }
 
 /// <summary>
-/// The in-process arrivals between two flushes, striped per core like <see cref="RollupTables"/> (same swap
-/// protocol: no locks on the request path, nothing lost or counted twice). Bounded: beyond
-/// <see cref="MaxKeysPerTable"/> new rows per stripe per flush interval a request is not kept here and is
-/// counted in <see cref="Dropped"/> (the rollups still count it).
+/// The in-process arrivals between two flushes, striped per core like the rollups
+/// (<see cref="StripedTables{TKey, TCell}"/>). Bounded: beyond <see cref="MaxKeysPerTable"/> new rows per stripe
+/// per flush interval a request is not kept here and is counted in <see cref="Dropped"/> (the rollups still count it).
 /// </summary>
 internal sealed class ArrivalTables
 {
     public const int MaxKeysPerTable = 20_000;
 
-    private readonly Stripe[] _stripes;
-    private readonly int _mask;
-    private readonly int _maxKeys;
-    private long _dropped;
+    private readonly StripedTables<ArrivalKey, ArrivalCell> _tables;
 
-    public ArrivalTables(int? stripes = null, int maxKeysPerTable = MaxKeysPerTable)
-    {
-        var count = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, stripes ?? Environment.ProcessorCount * 2));
-        _stripes = new Stripe[count];
-        for (var i = 0; i < count; i++) _stripes[i] = new Stripe();
-        _mask = count - 1;
-        _maxKeys = maxKeysPerTable;
-    }
+    public ArrivalTables(int? stripes = null, int maxKeysPerTable = MaxKeysPerTable) =>
+        _tables = new StripedTables<ArrivalKey, ArrivalCell>(stripes, maxKeysPerTable, overflowKey: null);
 
     /// <summary>Requests not kept because a stripe had too many distinct rows in one interval.</summary>
-    public long Dropped => Interlocked.Read(ref _dropped);
+    public long Dropped => _tables.Overflowed;
 
     public void Add(in ArrivalKey key, int second)
     {
-        var stripe = _stripes[Thread.GetCurrentProcessorId() & _mask];
-        while (true)
-        {
-            var table = Volatile.Read(ref stripe.Current);
-            Interlocked.Increment(ref table.Writers);
-            try
-            {
-                if (Volatile.Read(ref table.Sealed) != 0) continue; // swapped meanwhile: write to the new one
-                if (CellOf(table, key) is { } cell) cell.Add(second);
-                return;
-            }
-            finally
-            {
-                Interlocked.Decrement(ref table.Writers);
-            }
-        }
-    }
-
-    private ArrivalCell? CellOf(Table table, in ArrivalKey key)
-    {
-        if (table.Cells.TryGetValue(key, out var cell)) return cell;
-        if (Interlocked.Increment(ref table.Keys) > _maxKeys)
-        {
-            Interlocked.Decrement(ref table.Keys);
-            Interlocked.Increment(ref _dropped);
-            return null;
-        }
-
-        return table.Cells.GetOrAdd(key, static _ => new ArrivalCell());
+        using var writer = _tables.Enter(key);
+        writer.Cell?.Add(second);
     }
 
     /// <summary>Takes everything recorded so far, merged across stripes (called by the one flusher).</summary>
-    public Dictionary<ArrivalKey, ArrivalCell> Swap()
-    {
-        var merged = new Dictionary<ArrivalKey, ArrivalCell>();
-        foreach (var stripe in _stripes)
-        {
-            var old = Interlocked.Exchange(ref stripe.Current, new Table());
-            Interlocked.Exchange(ref old.Sealed, 1); // a full fence before reading Writers
-            var spin = new SpinWait();
-            while (Volatile.Read(ref old.Writers) != 0) spin.SpinOnce();
-            foreach (var (key, cell) in old.Cells)
-            {
-                if (merged.TryGetValue(key, out var into)) into.MergeFrom(cell);
-                else merged[key] = cell;
-            }
-        }
-
-        return merged;
-    }
+    public Dictionary<ArrivalKey, ArrivalCell> Swap() => _tables.Swap();
 
     /// <summary>One row in the column order of <see cref="AnalyticsSchema.CreateArrivals"/>.</summary>
     public static void Append(DuckDBAppender appender, in ArrivalKey key, ArrivalCell cell)
@@ -192,18 +137,5 @@ internal sealed class ArrivalTables
             .AppendValue(offsets)
             .AppendValue(counts)
             .EndRow();
-    }
-
-    private sealed class Stripe
-    {
-        public Table Current = new();
-    }
-
-    private sealed class Table
-    {
-        public readonly ConcurrentDictionary<ArrivalKey, ArrivalCell> Cells = new();
-        public int Writers;
-        public int Sealed;
-        public int Keys;
     }
 }

@@ -47,7 +47,7 @@ internal readonly struct RollupKey(long minuteTicks, string? route, string? clus
 /// cores rarely touch the same one). Sketch buckets are allocated in chunks on first use: an existing
 /// row whose latencies fall in buckets seen before allocates nothing.
 /// </summary>
-internal sealed class RollupCell
+internal sealed class RollupCell : IMergeableCell<RollupCell>
 {
     public long Requests;
     public long BytesIn;

@@ -161,7 +161,7 @@ public sealed class AnalyticsRecorderTests : IDisposable
     [InlineData(true)] // swapped while it writes: the swap must wait for it
     public async Task A_request_caught_by_a_swap_at_any_point_is_counted_exactly_once(bool whileWriting)
     {
-        var point = whileWriting ? RollupTables.WriterPoint.Writing : RollupTables.WriterPoint.TableRead;
+        var point = whileWriting ? StripedWriterPoint.Writing : StripedWriterPoint.TableRead;
         var tables = new RollupTables(stripes: 1);
         var key = new RollupKey(Noon.UtcTicks, "orders", null, null, null, 200, null);
         using var reached = new ManualResetEventSlim();
@@ -176,13 +176,13 @@ public sealed class AnalyticsRecorderTests : IDisposable
         Assert.True(reached.Wait(TimeSpan.FromSeconds(10)), "the writer did not reach the point");
 
         var swap = Task.Run(tables.Swap);
-        if (point == RollupTables.WriterPoint.Writing)
+        if (point == StripedWriterPoint.Writing)
         {
             await Task.Delay(200); // gives a swap that does not wait the time to finish wrongly
             Assert.False(swap.IsCompleted, "the swap did not wait for the writer inside the table");
         }
 
-        var first = point == RollupTables.WriterPoint.TableRead ? await swap : null;
+        var first = point == StripedWriterPoint.TableRead ? await swap : null;
         release.Set();
         await writer;
         first ??= await swap;
