@@ -39,6 +39,14 @@ internal sealed record Explanation(IReadOnlyList<(string Stage, string Text)> Li
                 Add("maps", $"cluster {template} → {gateway!.ClusterName ?? "(not reached)"}", new JsonObject { ["cluster"] = template, ["result"] = gateway!.ClusterName });
             }
 
+            if (route.Split is { } split)
+            {
+                var shares = string.Join(", ", split.Clusters.Select(t => $"{t.Cluster} {t.Weight}"));
+                var how = split.Sticky is { } sticky ? $"sticky by {sticky}" : "at random per request";
+                Add("split", $"{shares} ({how}) → {gateway!.ClusterName ?? "(not reached)"}",
+                    new JsonObject { ["clusters"] = new JsonArray([.. split.Clusters.Select(t => (JsonNode)new JsonObject { ["cluster"] = t.Cluster, ["weight"] = t.Weight })]), ["sticky"] = split.Sticky, ["result"] = gateway!.ClusterName });
+            }
+
             var auth = gateway!.Auth;
             var caller = gateway.Consumer is { } consumer ? $"; consumer {consumer}" : "";
             var rule = route.Auth is null ? "public route" : $"rule {Compact(JsonSerializer.SerializeToNode(route.Auth, ConfigJson.Options)!)}";

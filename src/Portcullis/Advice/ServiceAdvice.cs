@@ -28,9 +28,12 @@ internal static class ServiceAdvice
         var result = new Dictionary<string, List<RouteOptions>>(StringComparer.Ordinal);
         foreach (var route in config.Routes)
         {
-            if (route.Cluster is not { } cluster) continue;
-            if (!result.TryGetValue(cluster, out var list)) result[cluster] = list = [];
-            list.Add(route);
+            IEnumerable<string> clusters = route.Cluster is { } cluster ? [cluster] : route.Split?.Clusters.Select(t => t.Cluster) ?? [];
+            foreach (var name in clusters)
+            {
+                if (!result.TryGetValue(name, out var list)) result[name] = list = [];
+                list.Add(route);
+            }
         }
 
         return result;

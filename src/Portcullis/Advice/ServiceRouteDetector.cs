@@ -59,7 +59,7 @@ internal sealed class ServiceRouteDetector : IAdviceDetector
         var routes = context.Snapshot.Config.Routes;
         foreach (var route in routes)
         {
-            if (route.Auth is not null || route.Redirect is not null || route.Respond is not null || route.Cluster is null) continue;
+            if (route.Auth is not null || route.Redirect is not null || route.Respond is not null || (route.Cluster is null && route.Split is null)) continue;
             if (Segment(route.Match) is not { } segment) continue;
             var siblings = routes.Where(r => r.Auth is { Anonymous: false } && !ReferenceEquals(r, route) && Segment(r.Match) == segment && HostsOverlap(r.Match.Hosts, route.Match.Hosts)).ToList();
             if (siblings.Count == 0) continue;

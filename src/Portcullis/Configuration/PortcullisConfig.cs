@@ -155,6 +155,9 @@ internal sealed record RouteOptions
     [Description("Cluster to proxy to. May contain ${map:NAME(SOURCE[,SOURCE...])} lookups, e.g. \"orders-${map:versions(header:Api-Version,segment:1)}\".")]
     public string? Cluster { get; init; }
 
+    [Description("Send to several clusters by weight (canary, blue/green), optionally keeping each caller on one side. Instead of cluster.")]
+    public RouteSplitOptions? Split { get; init; }
+
     [Description("Answer with a redirect instead of proxying.")]
     public RedirectOptions? Redirect { get; init; }
 
@@ -184,6 +187,26 @@ internal sealed record RouteOptions
 
     [Description("Checks on the upstream's response headers (required, forbidden, value rules) and what a finding does; applied before the cluster's.")]
     public ResponseHeaderOptions? ResponseHeaders { get; init; }
+}
+
+/// <summary>A route's weighted clusters (routes[].split): a share of the requests to each.</summary>
+internal sealed record RouteSplitOptions
+{
+    [Description("The clusters and their relative weights (integers ≥ 0; 95 and 5 send 95 % and 5 %). A weight of 0 keeps a cluster listed but sends it nothing.")]
+    public IReadOnlyList<SplitTargetOptions> Clusters { get; init; } = [];
+
+    [Description("Keep one caller on one side: the request source whose value is hashed to choose (consumer, header:NAME, cookie:NAME, claim:NAME, ip, ...). The same value always lands on the same cluster while the weights stay; raising the last cluster's weight only moves callers toward it. A request without the value is drawn at random. Without sticky every request is drawn at random.")]
+    public string? Sticky { get; init; }
+}
+
+/// <summary>One cluster of a route's split and its weight.</summary>
+internal sealed record SplitTargetOptions
+{
+    [Description("Cluster name (under clusters).")]
+    public string Cluster { get; init; } = "";
+
+    [Description("Relative weight, an integer ≥ 0.")]
+    public int Weight { get; init; }
 }
 
 internal enum HeaderMatchMode

@@ -21,6 +21,9 @@ internal sealed class CompiledRoute
 
     public string? StaticCluster { get; init; }
 
+    /// <summary>Set when the route sends to several clusters by weight (routes[].split).</summary>
+    public CompiledSplit? Split { get; init; }
+
     public (string Name, ValueTemplate Value)[] SetHeaders { get; init; } = [];
 
     public string[] RemoveHeaders { get; init; } = [];

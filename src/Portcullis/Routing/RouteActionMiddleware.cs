@@ -57,7 +57,7 @@ internal sealed class RouteResponseMiddleware(RequestDelegate next)
 }
 
 /// <summary>
-/// Runs first in YARP's pipeline: chooses the cluster of map-driven routes and applies the route's
+/// Runs first in YARP's pipeline: chooses the cluster of map-driven and weighted (split) routes and applies the route's
 /// request header edits.
 /// </summary>
 internal sealed class RouteActionMiddleware(RequestDelegate next)
@@ -77,19 +77,17 @@ internal sealed class RouteActionMiddleware(RequestDelegate next)
         {
             // The cluster of the route's own generation, even if a reload since removed it from YARP.
             var clusterName = template.Evaluate(context.Request);
-            if (clusterName is null || gateway.RouteBinding?.Clusters.GetValueOrDefault(clusterName) is not { } cluster)
+            if (clusterName is null || !Reassign(context, gateway, proxy, clusterName))
             {
                 gateway.Refusal = ReasonCodes.RouteClusterUnresolved;
                 return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "No upstream for this request",
                     "The route's map lookup did not select a cluster.", ReasonCodes.RouteClusterUnresolved);
             }
-
-            if (!ReferenceEquals(cluster.Model, proxy.Cluster))
-            {
-                // With the route model of that cluster: YARP's later stages take the cluster from the route model.
-                if (gateway.RouteBinding!.RouteModels.GetValueOrDefault(clusterName) is { } model) context.ReassignProxyRequest(model, cluster);
-                else context.ReassignProxyRequest(cluster);
-            }
+        }
+        else if (route.Split is { } split)
+        {
+            // Every split cluster exists in the route's generation (validated), so this always finds it.
+            Reassign(context, gateway, proxy, split.Choose(context.Request));
         }
 
         if (route.RemoveHeaders.Length > 0 || route.SetHeaders.Length > 0)
@@ -105,6 +103,20 @@ internal sealed class RouteActionMiddleware(RequestDelegate next)
         }
 
         return Proxy(context, gateway, context.GetReverseProxyFeature());
+    }
+
+    /// <summary>Moves the request to a cluster of its route's generation; false when that generation has none by the name.</summary>
+    private static bool Reassign(HttpContext context, GatewayFeature gateway, IReverseProxyFeature proxy, string clusterName)
+    {
+        if (gateway.RouteBinding?.Clusters.GetValueOrDefault(clusterName) is not { } cluster) return false;
+        if (!ReferenceEquals(cluster.Model, proxy.Cluster))
+        {
+            // With the route model of that cluster: YARP's later stages take the cluster from the route model.
+            if (gateway.RouteBinding!.RouteModels.GetValueOrDefault(clusterName) is { } model) context.ReassignProxyRequest(model, cluster);
+            else context.ReassignProxyRequest(cluster);
+        }
+
+        return true;
     }
 
     private Task Proxy(HttpContext context, GatewayFeature gateway, IReverseProxyFeature proxy)

@@ -59,7 +59,7 @@ internal sealed class RouteBindings(SnapshotStore store, IProxyStateLookup proxy
             .OfType<ClusterState>()
             .ToFrozenDictionary(c => c.ClusterId, StringComparer.Ordinal));
         var route = snapshot.Routes.GetValueOrDefault(model.Config.RouteId);
-        var routeModels = route?.ClusterTemplate is null ? null
+        var routeModels = route?.ClusterTemplate is null && route?.Split is null ? null
             : clusters.ToFrozenDictionary(c => c.Key, c => new RouteModel(model.Config, c.Value, model.Transformer), StringComparer.Ordinal);
         endpoint.Metadata.Add(new RouteBinding(model.Config.RouteId, snapshot, route, clusters, routeModels));
     }

@@ -47,10 +47,10 @@ internal static class RoutesCompiler
             }
 
             names[route.Name] = i;
-            var actions = (route.Cluster is not null ? 1 : 0) + (route.Redirect is not null ? 1 : 0) + (route.Respond is not null ? 1 : 0);
+            var actions = (route.Cluster is not null ? 1 : 0) + (route.Split is not null ? 1 : 0) + (route.Redirect is not null ? 1 : 0) + (route.Respond is not null ? 1 : 0);
             if (actions != 1)
             {
-                context.Error(path, $"route '{route.Name}' must have exactly one of cluster, redirect or respond (it has {actions})", "to proxy, add cluster: NAME");
+                context.Error(path, $"route '{route.Name}' must have exactly one of cluster, split, redirect or respond (it has {actions})", "to proxy, add cluster: NAME");
                 continue;
             }
 
@@ -66,6 +66,7 @@ internal static class RoutesCompiler
     {
         var match = RouteMatchCompiler.Compile(context, route.Match, path + ".match");
         var (staticCluster, clusterTemplate) = route.Cluster is null ? (null, null) : CompileClusterTarget(context, route, path, inputs);
+        var split = route.Split is null ? null : CompileSplit(context, route.Split, path + ".split", inputs.ClusterNames);
         var setHeaders = CompileSetHeaders(context, route, path, inputs.Maps);
         ValidateAction(context, route, path);
         var (rateLimits, quota, concurrency) = Traffic.TrafficCompiler.CompileRoute(context, route, path, inputs.Traffic);
@@ -80,6 +81,7 @@ internal static class RoutesCompiler
             Action = route.Redirect is not null ? RouteAction.Redirect : route.Respond is not null ? RouteAction.Respond : RouteAction.Proxy,
             ClusterTemplate = clusterTemplate,
             StaticCluster = staticCluster,
+            Split = split,
             SetHeaders = [.. setHeaders],
             RemoveHeaders = [.. route.RequestHeaders.Remove],
             Redirect = route.Redirect,
@@ -95,10 +97,65 @@ internal static class RoutesCompiler
             Order = rank,
             // YARP needs a cluster to start its pipeline; a map-driven route starts on its first
             // possible cluster and RouteActionMiddleware reassigns it per request.
-            ClusterId = staticCluster ?? clusterTemplate?.PossibleValues().FirstOrDefault(inputs.ClusterNames.Contains),
+            ClusterId = staticCluster ?? clusterTemplate?.PossibleValues().FirstOrDefault(inputs.ClusterNames.Contains) ?? split?.Clusters[0],
             Match = match,
             Transforms = RouteTransforms(route),
         });
+    }
+
+    /// <summary>Weighted clusters: each a known cluster, listed once, weights ≥ 0 with a positive sum; sticky a request source.</summary>
+    private static CompiledSplit? CompileSplit(CompileContext context, RouteSplitOptions split, string path, HashSet<string> clusterNames)
+    {
+        var ok = true;
+        if (split.Clusters.Count == 0)
+        {
+            context.Error(path + ".clusters", "split has no clusters", "e.g. clusters: [{ cluster: orders-v1, weight: 95 }, { cluster: orders-v2, weight: 5 }]");
+            return null;
+        }
+
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < split.Clusters.Count; i++)
+        {
+            var target = split.Clusters[i];
+            var at = $"{path}.clusters[{i}]";
+            if (!clusterNames.Contains(target.Cluster))
+            {
+                var suggestion = YamlConfigBinder.Suggest(target.Cluster, clusterNames);
+                context.Error(at + ".cluster", string.IsNullOrEmpty(target.Cluster) ? "split entry has no cluster" : $"split names unknown cluster '{target.Cluster}'",
+                    suggestion is not null ? $"did you mean '{suggestion}'?" : "define it under clusters:");
+                ok = false;
+            }
+            else if (!seen.Add(target.Cluster))
+            {
+                context.Error(at + ".cluster", $"cluster '{target.Cluster}' is listed twice in the split", "list each cluster once, with its whole weight");
+                ok = false;
+            }
+
+            if (target.Weight < 0)
+            {
+                context.Error(at + ".weight", $"weight must be 0 or more (it is {target.Weight})", "weights are relative shares, e.g. 95 and 5");
+                ok = false;
+            }
+        }
+
+        if (ok && split.Clusters.Sum(t => (long)t.Weight) == 0)
+        {
+            context.Error(path + ".clusters", "every weight is 0: the split would send nothing anywhere", "give at least one cluster a positive weight");
+            ok = false;
+        }
+
+        RequestSource? sticky = null;
+        if (split.Sticky is not null)
+        {
+            if (RequestSource.TryParse(split.Sticky, out var source, out var error)) sticky = source;
+            else
+            {
+                context.Error(path + ".sticky", $"{error}", $"one of {RequestSource.Syntax}; e.g. sticky: consumer");
+                ok = false;
+            }
+        }
+
+        return ok ? new CompiledSplit([.. split.Clusters.Select(t => (t.Cluster, t.Weight))], sticky) : null;
     }
 
     /// <summary>A literal cluster name, or a template whose every possible value must name a cluster.</summary>

@@ -7,6 +7,7 @@ namespace Portcullis.Routing;
 internal enum RequestSourceKind
 {
     Header,
+    Cookie,
     Query,
     Segment,
     Host,
@@ -23,10 +24,10 @@ internal enum RequestSourceKind
     Route,
 }
 
-/// <summary>A part of the request a map is looked up with: header:NAME, query:NAME, segment:N (1-based), host, path, method.</summary>
+/// <summary>A part of the request a value is read from (map lookups, rate-limit keys, sticky splits): see <see cref="Syntax"/>.</summary>
 internal readonly record struct RequestSource(RequestSourceKind Kind, string Name, int Index)
 {
-    public const string Syntax = "header:NAME, query:NAME, segment:N (1-based path segment), host, path, method, claim:NAME, consumer, consumerGroup, ip or route";
+    public const string Syntax = "header:NAME, cookie:NAME, query:NAME, segment:N (1-based path segment), host, path, method, claim:NAME, consumer, consumerGroup, ip or route";
 
     public static bool TryParse(string text, out RequestSource source, out string? error)
     {
@@ -39,6 +40,9 @@ internal readonly record struct RequestSource(RequestSourceKind Kind, string Nam
         {
             case "header" when argument.Length > 0:
                 source = new RequestSource(RequestSourceKind.Header, argument, 0);
+                return true;
+            case "cookie" when argument.Length > 0:
+                source = new RequestSource(RequestSourceKind.Cookie, argument, 0);
                 return true;
             case "query" when argument.Length > 0:
                 source = new RequestSource(RequestSourceKind.Query, argument, 0);
@@ -83,6 +87,8 @@ internal readonly record struct RequestSource(RequestSourceKind Kind, string Nam
             case RequestSourceKind.Header:
                 var header = request.Headers[Name];
                 return header.Count > 0 ? header[0].AsSpan() : default;
+            case RequestSourceKind.Cookie:
+                return request.Cookies[Name].AsSpan();
             case RequestSourceKind.Query:
                 var query = request.Query[Name];
                 return query.Count > 0 ? query[0].AsSpan() : default;
@@ -134,6 +140,7 @@ internal readonly record struct RequestSource(RequestSourceKind Kind, string Nam
     public override string ToString() => Kind switch
     {
         RequestSourceKind.Header => "header:" + Name,
+        RequestSourceKind.Cookie => "cookie:" + Name,
         RequestSourceKind.Query => "query:" + Name,
         RequestSourceKind.Segment => "segment:" + Index.ToString(CultureInfo.InvariantCulture),
         RequestSourceKind.Claim => "claim:" + Name,

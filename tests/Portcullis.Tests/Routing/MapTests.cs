@@ -206,7 +206,7 @@ public sealed class MapTests
     [InlineData("${map:(host)}", "lookup names no map")]
     [InlineData("${map:tier()}", "lookup in map 'tier' names no request source")]
     [InlineData("${map:tier( , )}", "lookup in map 'tier' names no request source")]
-    [InlineData("${map:tier(cookie:x)}", "unknown request source 'cookie:x'")]
+    [InlineData("${map:tier(bogus:x)}", "unknown request source 'bogus:x'")]
     [InlineData("${map:tier(header:)}", "unknown request source 'header:'")]
     [InlineData("${map:tier(query)}", "unknown request source 'query'")]
     [InlineData("${map:tier(segment:0)}", "unknown request source 'segment:0'")]
@@ -226,7 +226,7 @@ public sealed class MapTests
     [Fact]
     public void Template_SourceErrors_ListTheSyntax()
     {
-        ValueTemplate.Parse("${map:tier(cookie:x)}", out var error);
+        ValueTemplate.Parse("${map:tier(bogus:x)}", out var error);
 
         Assert.EndsWith("; sources are " + RequestSource.Syntax, error, StringComparison.Ordinal);
     }
