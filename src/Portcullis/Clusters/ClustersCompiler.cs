@@ -94,6 +94,51 @@ internal static class ClustersCompiler
         }
     }
 
+    private static CompiledConsistentHash? CompileConsistentHash(CompileContext context, ClusterOptions options, string path)
+    {
+        var settings = options.ConsistentHash;
+        if (options.LoadBalancing != LoadBalancingPolicy.ConsistentHash)
+        {
+            if (settings is not null) context.Error(path + ".consistentHash", "consistentHash is set but loadBalancing is not consistentHash", "add loadBalancing: consistentHash, or remove consistentHash");
+            return null;
+        }
+
+        if (settings is null || string.IsNullOrEmpty(settings.Key))
+        {
+            context.Error(path + (settings is null ? ".loadBalancing" : ".consistentHash.key"), "loadBalancing: consistentHash needs consistentHash.key (what to hash)", "e.g. consistentHash: { key: header:X-User-Id }");
+            return null;
+        }
+
+        var ok = true;
+        if (!Routing.RequestSource.TryParse(settings.Key, out var key, out var error))
+        {
+            context.Error(path + ".consistentHash.key", $"{error}", $"one of {Routing.RequestSource.Syntax}");
+            ok = false;
+        }
+
+        if (settings.BalanceFactor != 0 && (settings.BalanceFactor < 1 || !double.IsFinite(settings.BalanceFactor)))
+        {
+            context.Error(path + ".consistentHash.balanceFactor", $"balanceFactor must be at least 1, or 0 for no bound (it is {settings.BalanceFactor.ToString(CultureInfo.InvariantCulture)})", "1.25 lets a destination take 25 % more than its share before keys spill over");
+            ok = false;
+        }
+
+        return ok ? new CompiledConsistentHash(key, settings.BalanceFactor) : null;
+    }
+
+    private static void CompileAffinity(CompileContext context, ClusterOptions options, string path)
+    {
+        if (options.Affinity is not { } affinity) return;
+        if (string.IsNullOrWhiteSpace(affinity.Cookie) || affinity.Cookie.Any(c => c <= ' ' || c >= 127 || "()<>@,;:\\\"/[]?={}".Contains(c)))
+        {
+            context.Error(path + ".affinity.cookie", $"'{affinity.Cookie}' is not a valid cookie name", "letters, digits and !#$%&'*+-.^_`|~, e.g. .Portcullis.Affinity");
+        }
+
+        if (affinity.MaxAge is { } maxAge && maxAge <= TimeSpan.Zero)
+        {
+            context.Error(path + ".affinity.maxAge", "maxAge must be greater than zero", "omit it for a session cookie");
+        }
+    }
+
     private static (CompiledCluster Compiled, ClusterConfig Proxy) CompileCluster(CompileContext context, string name, ClusterOptions options, string path, Dictionary<string, DestinationConfig> destinations)
     {
         var active = options.HealthCheck.Active;
@@ -102,6 +147,8 @@ internal static class ClustersCompiler
         if (options.Timeouts.Request <= TimeSpan.Zero) context.Error(path + ".timeouts.request", "request timeout must be greater than zero", "e.g. request: 100s");
         if (options.Retries < 0) context.Error(path + ".retries", "retries cannot be negative", "0 disables retries");
         if (options.MaxConnectionsPerDestination < 0) context.Error(path + ".maxConnectionsPerDestination", "maxConnectionsPerDestination cannot be negative", "0 means unlimited");
+        var consistentHash = CompileConsistentHash(context, options, path);
+        CompileAffinity(context, options, path);
         var upstreamTls = Upstream.UpstreamCompiler.CompileTls(context, name, options, path);
         var upstreamCredentials = Upstream.UpstreamCompiler.CompileCredentials(context, name, options, path);
 
@@ -115,6 +162,7 @@ internal static class ClustersCompiler
             PassiveReactivation = passive?.Reactivation ?? TimeSpan.FromSeconds(30),
             FailureStatusCodes = (passive?.StatusCodes ?? []).ToFrozenSet(),
             Concurrency = Traffic.TrafficCompiler.CompileConcurrency(context, options.Concurrency, path + ".concurrency", "cluster:" + name),
+            ConsistentHash = consistentHash,
             Tls = upstreamTls,
             Credentials = upstreamCredentials,
             ResponseHeaders = Observability.ResponseHeadersCompiler.Compile(context, options.ResponseHeaders, path + ".responseHeaders"),
@@ -136,9 +184,29 @@ internal static class ClustersCompiler
                 LoadBalancingPolicy.LeastRequests => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.LeastRequests,
                 LoadBalancingPolicy.PowerOfTwoChoices => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.PowerOfTwoChoices,
                 LoadBalancingPolicy.Random => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.Random,
+                LoadBalancingPolicy.ConsistentHash => ConsistentHashPolicy.PolicyName,
                 _ => Yarp.ReverseProxy.LoadBalancing.LoadBalancingPolicies.FirstAlphabetical,
             },
             Destinations = destinations,
+            SessionAffinity = options.Affinity is not { } affinity ? null : new SessionAffinityConfig
+            {
+                Enabled = true,
+                // A hash of the destination's name, not YARP's data-protected "Cookie": every instance of a fleet
+                // reads every other's cookie without sharing a key ring.
+                Policy = Yarp.ReverseProxy.SessionAffinity.SessionAffinityConstants.Policies.HashCookie,
+                FailurePolicy = affinity.FailurePolicy == AffinityFailurePolicy.Return503
+                    ? Yarp.ReverseProxy.SessionAffinity.SessionAffinityConstants.FailurePolicies.Return503Error
+                    : Yarp.ReverseProxy.SessionAffinity.SessionAffinityConstants.FailurePolicies.Redistribute,
+                AffinityKeyName = affinity.Cookie,
+                Cookie = new SessionAffinityCookieConfig
+                {
+                    HttpOnly = true,
+                    SameSite = Microsoft.AspNetCore.Http.SameSiteMode.Lax,
+                    SecurePolicy = Microsoft.AspNetCore.Http.CookieSecurePolicy.SameAsRequest,
+                    MaxAge = affinity.MaxAge,
+                    Path = "/",
+                },
+            },
             HealthCheck = new HealthCheckConfig
             {
                 AvailableDestinationsPolicy = AvailableDestinationsPolicy,

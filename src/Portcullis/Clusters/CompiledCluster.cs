@@ -21,6 +21,9 @@ internal sealed class CompiledCluster
 
     public Traffic.ConcurrencyGate? Concurrency { get; init; }
 
+    /// <summary>Set for loadBalancing: consistentHash.</summary>
+    public CompiledConsistentHash? ConsistentHash { get; init; }
+
     /// <summary>Null when the cluster has no `tls` section.</summary>
     public Upstream.UpstreamTlsSettings? Tls { get; init; }
 

@@ -314,6 +314,7 @@ internal enum LoadBalancingPolicy
     PowerOfTwoChoices,
     Random,
     First,
+    ConsistentHash,
 }
 
 internal enum UpstreamHttpVersion
@@ -327,8 +328,14 @@ internal sealed record ClusterOptions
     [Description("Upstream addresses, e.g. http://10.0.0.5:8080. A plain string or { name, address, health }.")]
     public IReadOnlyList<DestinationOptions> Destinations { get; init; } = [];
 
-    [Description("roundRobin (default), leastRequests, powerOfTwoChoices, random or first (the available destination whose name sorts first, case-insensitively; default names are d1, d2, ...).")]
+    [Description("roundRobin (default), leastRequests, powerOfTwoChoices, random, first (the available destination whose name sorts first, case-insensitively; default names are d1, d2, ...) or consistentHash (by consistentHash.key).")]
     public LoadBalancingPolicy LoadBalancing { get; init; } = LoadBalancingPolicy.RoundRobin;
+
+    [Description("For loadBalancing: consistentHash: what to hash and how much load one destination may take beyond its share.")]
+    public ConsistentHashOptions? ConsistentHash { get; init; }
+
+    [Description("Sticky sessions: a cookie that sends a client back to the destination that served it (YARP session affinity).")]
+    public ClusterAffinityOptions? Affinity { get; init; }
 
     [Description("Active and passive health checks.")]
     public HealthCheckOptions HealthCheck { get; init; } = new();
@@ -356,6 +363,35 @@ internal sealed record ClusterOptions
 
     [Description("Checks on this cluster's response headers (required, forbidden, value rules) and what a finding does; applied after the route's.")]
     public ClusterResponseHeaderOptions? ResponseHeaders { get; init; }
+}
+
+/// <summary>clusters.NAME.consistentHash: the key of a consistent-hash cluster and its load bound.</summary>
+internal sealed record ConsistentHashOptions
+{
+    [Description("The request source hashed to choose a destination: header:NAME, cookie:NAME, query:NAME, claim:NAME, consumer, consumerGroup, ip, path, ... A request without it goes to a random destination.")]
+    public string Key { get; init; } = "";
+
+    [Description("Bounded loads: a destination with this many times the average requests in flight is passed over for the next one on the ring. At least 1; default 1.25. 0 turns the bound off (pure consistent hashing).")]
+    public double BalanceFactor { get; init; } = 1.25;
+}
+
+/// <summary>clusters.NAME.affinity: cookie-based session affinity.</summary>
+internal sealed record ClusterAffinityOptions
+{
+    [Description("Cookie that names the destination (a hash of its name: the same on every instance, no key to share). Default .Portcullis.Affinity.")]
+    public string Cookie { get; init; } = ".Portcullis.Affinity";
+
+    [Description("When the destination in the cookie is not available: redistribute (default: choose another and set a new cookie) or return503.")]
+    public AffinityFailurePolicy FailurePolicy { get; init; } = AffinityFailurePolicy.Redistribute;
+
+    [Description("Cookie lifetime; without it a session cookie (until the browser closes).")]
+    public TimeSpan? MaxAge { get; init; }
+}
+
+internal enum AffinityFailurePolicy
+{
+    Redistribute,
+    Return503,
 }
 
 [ScalarShorthand(nameof(Address))]

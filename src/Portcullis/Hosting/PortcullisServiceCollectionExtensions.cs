@@ -193,6 +193,7 @@ public static class PortcullisServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IActiveHealthCheckPolicy, ThresholdActiveHealthPolicy>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IPassiveHealthCheckPolicy, ConsecutiveFailuresPassivePolicy>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAvailableDestinationsPolicy, HealthyNotDrainedPolicy>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, ConsistentHashPolicy>());
         return services;
     }
 
