@@ -187,6 +187,31 @@ internal sealed record RouteOptions
 
     [Description("Checks on the upstream's response headers (required, forbidden, value rules) and what a finding does; applied before the cluster's.")]
     public ResponseHeaderOptions? ResponseHeaders { get; init; }
+
+    [Description("Cross-origin requests from browsers (CORS): allowed origins, methods, headers, credentials. Preflights are answered at the gateway, before auth, without reaching the upstream.")]
+    public RouteCorsOptions? Cors { get; init; }
+}
+
+/// <summary>routes[].cors: the route's CORS policy (Fetch standard), answered by ASP.NET Core's CORS middleware.</summary>
+internal sealed record RouteCorsOptions
+{
+    [Description("Origins allowed to call the route: https://app.example.com, a subdomain pattern https://*.example.com, or \"*\" (any origin; not with allowCredentials).")]
+    public IReadOnlyList<string> AllowOrigins { get; init; } = [];
+
+    [Description("Methods allowed on cross-origin requests. Default: any.")]
+    public IReadOnlyList<string> AllowMethods { get; init; } = [];
+
+    [Description("Request headers a cross-origin request may send beyond the CORS-safelisted ones, or \"*\". Default: none.")]
+    public IReadOnlyList<string> AllowHeaders { get; init; } = [];
+
+    [Description("Response headers the calling page may read beyond the CORS-safelisted ones.")]
+    public IReadOnlyList<string> ExposeHeaders { get; init; } = [];
+
+    [Description("Allow requests with credentials (cookies, Authorization): Access-Control-Allow-Credentials. Default false.")]
+    public bool AllowCredentials { get; init; }
+
+    [Description("How long a browser may cache a preflight answer (Access-Control-Max-Age). Default 10m.")]
+    public TimeSpan MaxAge { get; init; } = TimeSpan.FromMinutes(10);
 }
 
 /// <summary>A route's weighted clusters (routes[].split): a share of the requests to each.</summary>

@@ -194,6 +194,8 @@ public static class PortcullisServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IPassiveHealthCheckPolicy, ConsecutiveFailuresPassivePolicy>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAvailableDestinationsPolicy, HealthyNotDrainedPolicy>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, ConsistentHashPolicy>());
+        services.AddCors();
+        services.Replace(ServiceDescriptor.Singleton<Microsoft.AspNetCore.Cors.Infrastructure.ICorsPolicyProvider, Portcullis.Routing.RouteCorsPolicyProvider>());
         return services;
     }
 
@@ -241,6 +243,7 @@ public static class PortcullisServiceCollectionExtensions
 
         app.UseRouting();
         app.UseMiddleware<RouteGenerationMiddleware>(); // the request's generation is its route's from here on
+        app.UseCors(); // routes[].cors: preflights answered here, before auth; headers added to the rest
         app.UseMiddleware<IdentityMiddleware>();
         app.UseMiddleware<Portcullis.Traffic.TrafficMiddleware>();
         app.UseMiddleware<RouteResponseMiddleware>();

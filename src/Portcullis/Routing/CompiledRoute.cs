@@ -51,6 +51,9 @@ internal sealed class CompiledRoute
     /// <summary>True when the route has any traffic control (the stage is skipped otherwise).</summary>
     public bool HasTrafficControl => RateLimits.Length > 0 || Quota is not null || Concurrency is not null;
 
+    /// <summary>The route's CORS policy, as the completed task the CORS middleware asks for (no allocation per request); null without `cors`.</summary>
+    public Task<Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy?>? CorsTask { get; init; }
+
     /// <summary>Null when the route has no `responseHeaders`.</summary>
     public Observability.CompiledResponseHeaderPolicy? ResponseHeaders { get; init; }
 }

@@ -67,6 +67,7 @@ internal static class RoutesCompiler
         var match = RouteMatchCompiler.Compile(context, route.Match, path + ".match");
         var (staticCluster, clusterTemplate) = route.Cluster is null ? (null, null) : CompileClusterTarget(context, route, path, inputs);
         var split = route.Split is null ? null : CompileSplit(context, route.Split, path + ".split", inputs.ClusterNames);
+        var cors = CorsCompiler.Compile(context, route.Cors, path + ".cors");
         var setHeaders = CompileSetHeaders(context, route, path, inputs.Maps);
         ValidateAction(context, route, path);
         var (rateLimits, quota, concurrency) = Traffic.TrafficCompiler.CompileRoute(context, route, path, inputs.Traffic);
@@ -82,6 +83,7 @@ internal static class RoutesCompiler
             ClusterTemplate = clusterTemplate,
             StaticCluster = staticCluster,
             Split = split,
+            CorsTask = cors is null ? null : Task.FromResult<Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy?>(cors),
             SetHeaders = [.. setHeaders],
             RemoveHeaders = [.. route.RequestHeaders.Remove],
             Redirect = route.Redirect,
@@ -99,6 +101,7 @@ internal static class RoutesCompiler
             // possible cluster and RouteActionMiddleware reassigns it per request.
             ClusterId = staticCluster ?? clusterTemplate?.PossibleValues().FirstOrDefault(inputs.ClusterNames.Contains) ?? split?.Clusters[0],
             Match = match,
+            CorsPolicy = route.Cors is null ? null : CorsCompiler.PolicyName,
             Transforms = RouteTransforms(route),
         });
     }
