@@ -158,6 +158,10 @@ internal static class ReasonCodes
     public static readonly ReasonCode QuotaStoreUnavailableLocal = new("quota.store-unavailable.local", 0, ReasonStage.Traffic, "Redis cannot answer; admitted by this instance's local share of the quota.");
     public static readonly ReasonCode QuotaStoreUnavailableLocalExceeded = new("quota.store-unavailable.local-exceeded", 429, ReasonStage.Traffic, "Redis cannot answer; refused by this instance's local share (the client sees `quota.exceeded`).");
     public static readonly ReasonCode ConcurrencyLimit = new("concurrency.limit", 503, ReasonStage.Traffic, "The route's or cluster's in-flight limit is reached (after the queue timeout, if queued).");
+    public static readonly ReasonCode ConcurrencyStoreUnavailable = new("concurrency.store-unavailable", 503, ReasonStage.Traffic, "Redis cannot answer and the shared concurrency limit says `onStoreFailure: closed`.");
+    public static readonly ReasonCode ConcurrencyStoreUnavailableOpen = new("concurrency.store-unavailable.open", 0, ReasonStage.Traffic, "Redis cannot answer and the shared concurrency limit says `onStoreFailure: open`: admitted without a slot.");
+    public static readonly ReasonCode ConcurrencyStoreUnavailableLocal = new("concurrency.store-unavailable.local", 0, ReasonStage.Traffic, "Redis cannot answer; admitted within this instance's local share of the concurrency limit.");
+    public static readonly ReasonCode ConcurrencyStoreUnavailableLocalExceeded = new("concurrency.store-unavailable.local-exceeded", 503, ReasonStage.Traffic, "Redis cannot answer; refused by this instance's local share (the client sees `concurrency.limit`).");
 
     // Upstream.
     public static readonly ReasonCode UpstreamUnavailable = new("upstream.unavailable", 503, ReasonStage.Upstream, "No healthy, undrained destination.");
