@@ -187,6 +187,9 @@ internal static class ReasonCodes
     public static readonly ReasonCode AdminStoreUnavailable = new("admin.store-unavailable", 503, ReasonStage.Admin, "The quota's store cannot answer right now.");
     public static readonly ReasonCode AdminUnknownCluster = new("admin.unknown-cluster", 404, ReasonStage.Admin, "No cluster has this name.");
     public static readonly ReasonCode AdminUnknownDestination = new("admin.unknown-destination", 404, ReasonStage.Admin, "The cluster has no destination of this name.");
+    public static readonly ReasonCode AdminDrainScopeInvalid = new("admin.drain-scope-invalid", 400, ReasonStage.Admin, "A drain or undrain with a `scope` other than `instance` or `fleet`.");
+    public static readonly ReasonCode AdminFleetStoreMissing = new("admin.fleet-store-missing", 409, ReasonStage.Admin, "A fleet-wide drain (`scope=fleet`) without `stores.redis` to keep it in.");
+    public static readonly ReasonCode AdminFleetStoreUnavailable = new("admin.fleet-store-unavailable", 503, ReasonStage.Admin, "Redis cannot answer, so a fleet-wide drain was not changed.");
     public static readonly ReasonCode AdminUnknownIssuer = new("admin.unknown-issuer", 404, ReasonStage.Admin, "No issuer has this name.");
     public static readonly ReasonCode AnalyticsBadParameter = new("analytics.bad-parameter", 400, ReasonStage.Admin, "An analytics query with an unknown parameter or a bad value (the detail names the parameter).");
     public static readonly ReasonCode AnalyticsOff = new("analytics.off", 404, ReasonStage.Admin, "An analytics query while analytics is off (no `analytics.path` or `analytics.fleetPath`).");

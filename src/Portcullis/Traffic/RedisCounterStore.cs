@@ -78,6 +78,9 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
 
     internal IDatabase? Database => Volatile.Read(ref _database);
 
+    /// <summary>The connection once made (for pub/sub); null before that and after disposal.</summary>
+    internal ConnectionMultiplexer? Connection => Volatile.Read(ref _connection);
+
     private static ConfigurationOptions Configure(RedisStoreOptions options, BreakerPolicy breaker)
     {
         var configuration = ConfigurationOptions.Parse(options.Connection);
