@@ -85,7 +85,14 @@ internal sealed partial class FleetDrains(
             {
                 // A malformed record or a subscription failure must not end the loop; the next read tries again.
                 Log.ReadFailed(logger, ex.GetType().Name);
-                await Task.Delay(PollEvery, time, stoppingToken).ConfigureAwait(false);
+                try
+                {
+                    await Task.Delay(PollEvery, time, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
             }
         }
     }

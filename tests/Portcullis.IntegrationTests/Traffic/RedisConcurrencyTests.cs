@@ -66,7 +66,12 @@ public sealed class RedisConcurrencyTests : IAsyncLifetime
             match: { pathPrefix: /local }
             cluster: api
             concurrency: { max: 4, store: redis }
-        clusters: { api: { destinations: [{{UPSTREAM}}] } }
+          - { name: capped, match: { pathPrefix: /capped }, cluster: capped }
+        clusters:
+          api: { destinations: [{{UPSTREAM}}] }
+          capped:
+            destinations: [{{UPSTREAM}}]
+            concurrency: { max: 1, store: redis, onStoreFailure: closed }
         observability:
           accessLog: { enabled: true, target: file, path: access.log, flushInterval: 0ms }
         """;
@@ -154,6 +159,23 @@ public sealed class RedisConcurrencyTests : IAsyncLifetime
         }
 
         await Eventually.TrueAsync(async () => (await LeaseExpiriesAsync(redis, "route:slow")).Length == 0, "abandoned request's lease released");
+
+        // A cluster's shared limit works the same way: one request through A holds its only slot.
+        var capped = a.Client.SendAsync(Held("/capped"));
+        await Eventually.TrueAsync(async () => (await LeaseExpiriesAsync(redis, "cluster:capped")).Length == 1, "the cluster's slot taken");
+        using (var refused = await b.Client.GetAsync("/capped"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.Equal("concurrency.limit", await ReasonAsync(refused));
+        }
+
+        _hold.SetResult();
+        using (var done = await capped) Assert.Equal(HttpStatusCode.OK, done.StatusCode);
+        await Eventually.TrueAsync(async () =>
+        {
+            using var response = await b.Client.GetAsync("/capped");
+            return response.StatusCode == HttpStatusCode.OK;
+        }, "the cluster's slot back");
 
         // The admin API says the limit is shared and how it fails.
         var traffic = JsonDocument.Parse(await a.Admin.GetStringAsync("/admin/traffic")).RootElement;
