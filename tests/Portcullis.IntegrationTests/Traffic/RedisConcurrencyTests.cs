@@ -116,8 +116,8 @@ public sealed class RedisConcurrencyTests : IAsyncLifetime
     {
         var redis = await RedisServer.StartAsync();
         _disposables.Add(redis);
-        var a = await StartGatewayAsync(Yaml(redis, "1s"));
-        var b = await StartGatewayAsync(Yaml(redis, "1s"));
+        var a = await StartGatewayAsync(Yaml(redis, "2s"));
+        var b = await StartGatewayAsync(Yaml(redis, "2s"));
 
         // Two slow requests in flight on A take both slots of the fleet.
         var first = a.Client.SendAsync(Held("/slow"));
@@ -126,12 +126,12 @@ public sealed class RedisConcurrencyTests : IAsyncLifetime
         var initial = await LeaseExpiriesAsync(redis, "route:slow");
         Assert.Equal(2, initial.Length);
 
-        // Both leases are renewed while the requests run past the 1 s lease TTL (without renewal they would
-        // expire and B would be admitted).
+        // Both leases are renewed while the requests run past the 2 s lease TTL (without renewal they would
+        // expire and B would be admitted). Renewal every ⅓ TTL leaves 1.3 s for a late timer on a busy machine.
         await Eventually.TrueAsync(async () =>
         {
             var now = await LeaseExpiriesAsync(redis, "route:slow");
-            return now.Length == 2 && now.Min() > initial.Max() + 1500;
+            return now.Length == 2 && now.Min() > initial.Max() + 2500;
         }, "both leases renewed past their first expiry");
 
         using (var refused = await b.Client.GetAsync("/slow"))
