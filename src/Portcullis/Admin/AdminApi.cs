@@ -22,6 +22,7 @@ internal sealed partial class AdminApi(
     IProxyStateLookup proxyState,
     IClusterDestinationsUpdater destinationsUpdater,
     DrainRegistry drains,
+    FleetDrains fleetDrains,
     Identity.IssuerRegistry issuers,
     Tls.CertificateStore certificates,
     AdminListenerFilter listener,
@@ -129,6 +130,7 @@ internal sealed partial class AdminApi(
                 w.WriteString("active", HealthName(destination.Health.Active));
                 w.WriteString("passive", HealthName(destination.Health.Passive));
                 w.WriteBoolean("drained", drains.IsDrained(cluster.ClusterId, destination.DestinationId));
+                WriteDrainSources(w, cluster.ClusterId, destination.DestinationId);
                 w.WriteBoolean("available", available.Contains(destination));
                 w.WriteNumber("inFlight", destination.ConcurrentRequestCount);
                 w.WriteEndObject();
@@ -140,6 +142,24 @@ internal sealed partial class AdminApi(
 
         w.WriteEndArray();
     });
+
+    // Which drains hold a destination: this instance's and/or the fleet's (with who, when, through which instance).
+    private void WriteDrainSources(Utf8JsonWriter w, string cluster, string destination)
+    {
+        var here = drains.IsDrainedHere(cluster, destination);
+        var fleet = drains.Fleet(cluster, destination);
+        if (!here && fleet is null) return;
+        w.WriteStartArray("drainedBy");
+        if (here) w.WriteStringValue("instance");
+        if (fleet is not null) w.WriteStringValue("fleet");
+        w.WriteEndArray();
+        if (fleet is null) return;
+        w.WriteStartObject("fleetDrain");
+        w.WriteString("by", fleet.By);
+        w.WriteString("at", fleet.At);
+        w.WriteString("instance", fleet.Instance);
+        w.WriteEndObject();
+    }
 
     private async Task DenyAsync(HttpContext context, AdminDecision decision)
     {
@@ -165,28 +185,60 @@ internal sealed partial class AdminApi(
         await Json(context, result.Applied ? 200 : 422, w => WriteReload(w, result));
     }
 
-    public Task Drain(HttpContext context, string clusterName, string destinationName, bool drain)
+    /// <summary>
+    /// Drains or undrains a destination on this instance (scope=instance, the default) or for every instance
+    /// sharing stores.redis (scope=fleet). The two are separate: a fleet drain is undrained with scope=fleet.
+    /// </summary>
+    public async Task Drain(HttpContext context, string clusterName, string destinationName, bool drain)
     {
         var caller = Caller(context);
+        var scope = context.Request.Query["scope"].ToString();
+        if (scope is not ("" or "instance" or "fleet"))
+        {
+            await ProblemWriter.WriteAsync(context, 400, "Unknown drain scope", $"scope must be instance (the default) or fleet, not '{scope}'.", ReasonCodes.AdminDrainScopeInvalid);
+            return;
+        }
+
         if (!proxyState.TryGetCluster(clusterName, out var cluster))
         {
-            return ProblemWriter.WriteAsync(context, 404, "Unknown cluster", $"There is no cluster '{clusterName}'.", ReasonCodes.AdminUnknownCluster);
+            await ProblemWriter.WriteAsync(context, 404, "Unknown cluster", $"There is no cluster '{clusterName}'.", ReasonCodes.AdminUnknownCluster);
+            return;
         }
 
         if (!cluster.Destinations.TryGetValue(destinationName, out var destination))
         {
-            return ProblemWriter.WriteAsync(context, 404, "Unknown destination", $"Cluster '{clusterName}' has no destination '{destinationName}'.", ReasonCodes.AdminUnknownDestination);
+            await ProblemWriter.WriteAsync(context, 404, "Unknown destination", $"Cluster '{clusterName}' has no destination '{destinationName}'.", ReasonCodes.AdminUnknownDestination);
+            return;
         }
 
-        drains.Set(clusterName, destinationName, drain);
-        Audit(context)?.RecordDrain(caller.Audit, context.Connection.RemoteIpAddress?.ToString(), clusterName, destinationName, drain);
-        destinationsUpdater.UpdateAvailableDestinations(cluster);
-        Log.Drained(logger, drain ? "drained" : "undrained", clusterName, destinationName, caller.Actor);
-        return Json(context, 200, w =>
+        var fleet = scope == "fleet";
+        if (fleet)
+        {
+            switch (await fleetDrains.SetAsync(clusterName, destinationName, drain, caller.Actor, context.RequestAborted))
+            {
+                case FleetDrains.Outcome.NoStore:
+                    await ProblemWriter.WriteAsync(context, 409, "No shared store", "scope=fleet keeps the drain in Redis, and stores.redis is not configured; drain each instance instead (scope=instance).", ReasonCodes.AdminFleetStoreMissing);
+                    return;
+                case FleetDrains.Outcome.Unavailable:
+                    context.Response.Headers.RetryAfter = "1";
+                    await ProblemWriter.WriteAsync(context, 503, "Shared store unavailable", "Redis cannot answer right now, so the fleet-wide drain was not changed; retry, or drain each instance (scope=instance).", ReasonCodes.AdminFleetStoreUnavailable);
+                    return;
+            }
+        }
+        else
+        {
+            drains.Set(clusterName, destinationName, drain);
+            destinationsUpdater.UpdateAvailableDestinations(cluster);
+        }
+
+        Audit(context)?.RecordDrain(caller.Audit, context.Connection.RemoteIpAddress?.ToString(), clusterName, destinationName, drain, fleet ? "fleet" : "instance");
+        Log.Drained(logger, drain ? "drained" : "undrained", clusterName, destinationName, fleet ? "fleet" : "instance", caller.Actor);
+        await Json(context, 200, w =>
         {
             w.WriteString("cluster", clusterName);
             w.WriteString("destination", destinationName);
-            w.WriteBoolean("drained", drain);
+            w.WriteString("scope", fleet ? "fleet" : "instance");
+            w.WriteBoolean("drained", drains.IsDrained(clusterName, destinationName));
             w.WriteNumber("inFlight", destination.ConcurrentRequestCount);
         });
     }
@@ -270,8 +322,8 @@ internal sealed partial class AdminApi(
 
     private static partial class Log
     {
-        [LoggerMessage(3001, LogLevel.Information, "Admin: {Action} destination {Destination} of cluster {Cluster} (by {Actor})")]
-        public static partial void Drained(ILogger logger, string action, string cluster, string destination, string actor);
+        [LoggerMessage(3001, LogLevel.Information, "Admin: {Action} destination {Destination} of cluster {Cluster} (scope {Scope}, by {Actor})")]
+        public static partial void Drained(ILogger logger, string action, string cluster, string destination, string scope, string actor);
 
         [LoggerMessage(3010, LogLevel.Information, "Admin: key refresh of issuer {Issuer}: {Result} (by {Actor})")]
         public static partial void IssuerRefreshed(ILogger logger, string issuer, string result, string actor);

@@ -88,7 +88,7 @@ internal sealed class AdminTrafficApi(SnapshotStore store, TrafficStores traffic
             w.WriteEndArray();
     }
 
-    private static void WriteConcurrency(Utf8JsonWriter w, GatewaySnapshot snapshot)
+    private void WriteConcurrency(Utf8JsonWriter w, GatewaySnapshot snapshot)
     {
             w.WriteStartArray("concurrency");
             var gates = snapshot.Routes.Values.Select(r => r.Concurrency).Concat(snapshot.Clusters.Values.Select(c => c.Concurrency));
@@ -99,9 +99,22 @@ internal sealed class AdminTrafficApi(SnapshotStore store, TrafficStores traffic
                 w.WriteString("scope", gate.Scope);
                 w.WriteNumber("max", gate.Options.Max);
                 w.WriteNumber("queue", gate.Options.Queue);
-                w.WriteNumber("inFlight", gate.Options.Max - (statistics?.CurrentAvailablePermits ?? gate.Options.Max));
                 w.WriteNumber("queued", statistics?.CurrentQueuedCount ?? 0);
-                w.WriteNumber("refused", statistics?.TotalFailedLeases ?? 0);
+                if (gate.Shared)
+                {
+                    // The fleet's count is in Redis; what this instance shows is its own share of it.
+                    w.WriteString("store", "redis");
+                    w.WriteNumber("leaseTtlSeconds", gate.Options.LeaseTtl.TotalSeconds);
+                    w.WriteString("onStoreFailure", gate.Options.OnStoreFailure.ToString().ToLowerInvariant());
+                    WriteBreaker(w, gate.Options.OnStoreFailure, gate.LocalShare);
+                    if (gate.Options.OnStoreFailure == StoreFailureMode.Local) w.WriteNumber("localShareInFlight", gate.LocalShare - (statistics?.CurrentAvailablePermits ?? gate.LocalShare));
+                }
+                else
+                {
+                    w.WriteString("store", "local");
+                    w.WriteNumber("inFlight", gate.Options.Max - (statistics?.CurrentAvailablePermits ?? gate.Options.Max));
+                    w.WriteNumber("refused", statistics?.TotalFailedLeases ?? 0);
+                }
                 w.WriteEndObject();
             }
 

@@ -195,15 +195,29 @@ internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealt
     }
 }
 
-/// <summary>Destinations an operator drained through the admin API; survives reloads.</summary>
+/// <summary>
+/// Destinations an operator drained through the admin API; survives reloads. Drains of this instance
+/// (scope=instance) and fleet-wide drains read from Redis (scope=fleet, <see cref="FleetDrains"/>) are
+/// kept apart: a destination is drained while either says so, and each is undrained through its own scope.
+/// </summary>
 internal sealed class DrainRegistry
 {
     private volatile FrozenSet<(string Cluster, string Destination)> _drained = FrozenSet<(string, string)>.Empty;
+    private volatile FrozenDictionary<(string Cluster, string Destination), FleetDrain> _fleet = FrozenDictionary<(string, string), FleetDrain>.Empty;
     private readonly Lock _writeLock = new();
 
-    public bool IsDrained(string cluster, string destination) => _drained.Count > 0 && _drained.Contains((cluster, destination));
+    public bool IsDrained(string cluster, string destination) =>
+        (_drained.Count > 0 && _drained.Contains((cluster, destination))) || (_fleet.Count > 0 && _fleet.ContainsKey((cluster, destination)));
 
+    /// <summary>Drained on this instance only.</summary>
     public IReadOnlyCollection<(string Cluster, string Destination)> Drained => _drained;
+
+    public bool IsDrainedHere(string cluster, string destination) => _drained.Count > 0 && _drained.Contains((cluster, destination));
+
+    /// <summary>The fleet-wide drain of a destination, as last read from Redis; null when none.</summary>
+    public FleetDrain? Fleet(string cluster, string destination) => _fleet.Count > 0 ? _fleet.GetValueOrDefault((cluster, destination)) : null;
+
+    public IReadOnlyDictionary<(string Cluster, string Destination), FleetDrain> FleetDrains => _fleet;
 
     public bool Set(string cluster, string destination, bool drained)
     {
@@ -215,7 +229,37 @@ internal sealed class DrainRegistry
             return changed;
         }
     }
+
+    /// <summary>Replaces the fleet-wide drains (all of them, as read from Redis); returns the clusters whose drains changed.</summary>
+    public IReadOnlyCollection<string> SetFleet(IReadOnlyDictionary<(string Cluster, string Destination), FleetDrain> drains)
+    {
+        lock (_writeLock)
+        {
+            var before = _fleet;
+            var changed = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var key in before.Keys) if (!drains.ContainsKey(key)) changed.Add(key.Cluster);
+            foreach (var key in drains.Keys) if (!before.ContainsKey(key)) changed.Add(key.Cluster);
+            if (changed.Count == 0 && drains.Count == before.Count) return [];
+            _fleet = drains.ToFrozenDictionary();
+            return changed;
+        }
+    }
+
+    /// <summary>Applies one fleet-wide drain or undrain this instance itself wrote to Redis, without waiting for the next read.</summary>
+    public void SetFleet(string cluster, string destination, FleetDrain? drain)
+    {
+        lock (_writeLock)
+        {
+            var next = _fleet.ToDictionary();
+            if (drain is null) next.Remove((cluster, destination));
+            else next[(cluster, destination)] = drain;
+            _fleet = next.ToFrozenDictionary();
+        }
+    }
 }
+
+/// <summary>Who drained a destination fleet-wide, when, and through which instance.</summary>
+internal sealed record FleetDrain(string By, DateTimeOffset At, string Instance);
 
 /// <summary>Healthy-or-unknown destinations, minus drained ones (YARP's default, plus draining).</summary>
 internal sealed class HealthyNotDrainedPolicy(DrainRegistry drains) : IAvailableDestinationsPolicy

@@ -112,6 +112,9 @@ public static class PortcullisServiceCollectionExtensions
     {
         services.AddSingleton<AdminListenerFilter>();
         services.AddSingleton<AdminApi>();
+        // Fleet-wide drains: read from Redis at start, on a pub/sub message and every few seconds.
+        services.AddSingleton<FleetDrains>();
+        services.AddHostedService(sp => sp.GetRequiredService<FleetDrains>());
         services.AddSingleton<AdminTrafficApi>();
         services.AddSingleton<AdminAnalyticsApi>();
         services.AddSingleton<AdminAdviceApi>();

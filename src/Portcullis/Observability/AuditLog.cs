@@ -142,12 +142,13 @@ internal sealed class AuditLog
     });
 
     /// <summary>Records draining or undraining a destination on the admin API, and who did it.</summary>
-    public void RecordDrain(AuditActor caller, string? clientIp, string cluster, string destination, bool drained) => Record(w =>
+    public void RecordDrain(AuditActor caller, string? clientIp, string cluster, string destination, bool drained, string scope = "instance") => Record(w =>
     {
         w.WriteString("type", drained ? "admin.drain" : "admin.undrain");
         WriteActor(w, caller, clientIp);
         w.WriteString("cluster", cluster);
         w.WriteString("destination", destination);
+        w.WriteString("scope", scope);
     });
 
     /// <summary>

@@ -158,6 +158,10 @@ internal static class ReasonCodes
     public static readonly ReasonCode QuotaStoreUnavailableLocal = new("quota.store-unavailable.local", 0, ReasonStage.Traffic, "Redis cannot answer; admitted by this instance's local share of the quota.");
     public static readonly ReasonCode QuotaStoreUnavailableLocalExceeded = new("quota.store-unavailable.local-exceeded", 429, ReasonStage.Traffic, "Redis cannot answer; refused by this instance's local share (the client sees `quota.exceeded`).");
     public static readonly ReasonCode ConcurrencyLimit = new("concurrency.limit", 503, ReasonStage.Traffic, "The route's or cluster's in-flight limit is reached (after the queue timeout, if queued).");
+    public static readonly ReasonCode ConcurrencyStoreUnavailable = new("concurrency.store-unavailable", 503, ReasonStage.Traffic, "Redis cannot answer and the shared concurrency limit says `onStoreFailure: closed`.");
+    public static readonly ReasonCode ConcurrencyStoreUnavailableOpen = new("concurrency.store-unavailable.open", 0, ReasonStage.Traffic, "Redis cannot answer and the shared concurrency limit says `onStoreFailure: open`: admitted without a slot.");
+    public static readonly ReasonCode ConcurrencyStoreUnavailableLocal = new("concurrency.store-unavailable.local", 0, ReasonStage.Traffic, "Redis cannot answer; admitted within this instance's local share of the concurrency limit.");
+    public static readonly ReasonCode ConcurrencyStoreUnavailableLocalExceeded = new("concurrency.store-unavailable.local-exceeded", 503, ReasonStage.Traffic, "Redis cannot answer; refused by this instance's local share (the client sees `concurrency.limit`).");
 
     // Upstream.
     public static readonly ReasonCode UpstreamUnavailable = new("upstream.unavailable", 503, ReasonStage.Upstream, "No healthy, undrained destination.");
@@ -183,6 +187,9 @@ internal static class ReasonCodes
     public static readonly ReasonCode AdminStoreUnavailable = new("admin.store-unavailable", 503, ReasonStage.Admin, "The quota's store cannot answer right now.");
     public static readonly ReasonCode AdminUnknownCluster = new("admin.unknown-cluster", 404, ReasonStage.Admin, "No cluster has this name.");
     public static readonly ReasonCode AdminUnknownDestination = new("admin.unknown-destination", 404, ReasonStage.Admin, "The cluster has no destination of this name.");
+    public static readonly ReasonCode AdminDrainScopeInvalid = new("admin.drain-scope-invalid", 400, ReasonStage.Admin, "A drain or undrain with a `scope` other than `instance` or `fleet`.");
+    public static readonly ReasonCode AdminFleetStoreMissing = new("admin.fleet-store-missing", 409, ReasonStage.Admin, "A fleet-wide drain (`scope=fleet`) without `stores.redis` to keep it in.");
+    public static readonly ReasonCode AdminFleetStoreUnavailable = new("admin.fleet-store-unavailable", 503, ReasonStage.Admin, "Redis cannot answer, so a fleet-wide drain was not changed.");
     public static readonly ReasonCode AdminUnknownIssuer = new("admin.unknown-issuer", 404, ReasonStage.Admin, "No issuer has this name.");
     public static readonly ReasonCode AnalyticsBadParameter = new("analytics.bad-parameter", 400, ReasonStage.Admin, "An analytics query with an unknown parameter or a bad value (the detail names the parameter).");
     public static readonly ReasonCode AnalyticsOff = new("analytics.off", 404, ReasonStage.Admin, "An analytics query while analytics is off (no `analytics.path` or `analytics.fleetPath`).");

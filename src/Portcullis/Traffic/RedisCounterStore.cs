@@ -39,6 +39,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         Options = options;
         _time = time;
         _logger = logger;
+        Slots = new RedisSlots(this, time);
         var policy = breaker ?? BreakerPolicy.Ratio50;
         ConfigurationOptions? configuration = null;
         string? invalid = null;
@@ -61,6 +62,9 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
 
     public RedisStoreOptions Options { get; }
 
+    /// <summary>Slots of shared concurrency limits (leases this instance holds, renewed in the background).</summary>
+    internal RedisSlots Slots { get; }
+
     /// <summary>Up or Down, since when, and the last error (never the connection string or password).</summary>
     public StoreHealth Health => _breaker.Health;
 
@@ -73,6 +77,9 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     internal TimeProvider Time => _time;
 
     internal IDatabase? Database => Volatile.Read(ref _database);
+
+    /// <summary>The connection once made (for pub/sub); null before that and after disposal.</summary>
+    internal ConnectionMultiplexer? Connection => Volatile.Read(ref _connection);
 
     private static ConfigurationOptions Configure(RedisStoreOptions options, BreakerPolicy breaker)
     {
@@ -332,6 +339,7 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
         Interlocked.Exchange(ref _healthTimer, null)?.Dispose();
+        Slots.Dispose();
         // Push what approximate counters counted since their last sync, bounded like any other call.
         var flushes = new List<Task>();
         foreach (var counters in _approximate.Values)

@@ -129,4 +129,41 @@ internal static class RedisScripts
         redis.call('PEXPIREAT', KEYS[1], ARGV[2])
         return {1, used}
         """;
+
+    /// <summary>
+    /// A slot of a shared concurrency limit: a sorted set of lease ids scored by their expiry (Redis server
+    /// time, ms). KEYS[1]: the set. ARGV: max, lease TTL (ms), lease id. Drops expired leases (those of a
+    /// crashed or partitioned instance), then adds this one if fewer than max remain. Returns {admitted,
+    /// leases held after}. The key itself expires with its longest lease, so an idle limit leaves nothing.
+    /// </summary>
+    public const string ConcurrencyAcquire = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+        local held = redis.call('ZCARD', KEYS[1])
+        if held >= tonumber(ARGV[1]) then
+          return {0, held}
+        end
+        local ttl = tonumber(ARGV[2])
+        redis.call('ZADD', KEYS[1], now + ttl, ARGV[3])
+        if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+        return {1, held + 1}
+        """;
+
+    /// <summary>
+    /// Extends this instance's leases of one shared concurrency limit. KEYS[1]: the set. ARGV: lease TTL
+    /// (ms), then lease ids. A lease that already expired (and may have been taken over) is not brought
+    /// back (ZADD XX). Returns how many were renewed.
+    /// </summary>
+    public const string ConcurrencyRenew = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local ttl = tonumber(ARGV[1])
+        local renewed = 0
+        for i = 2, #ARGV do
+          renewed = renewed + redis.call('ZADD', KEYS[1], 'XX', 'CH', now + ttl, ARGV[i])
+        end
+        if renewed > 0 and redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+        return renewed
+        """;
 }

@@ -224,7 +224,34 @@ internal static class TrafficCompiler
             ok = false;
         }
 
-        return ok ? new ConcurrencyGate(scope, options) : null;
+        var redis = context.Config.Stores.Redis;
+        if (options.Store == TrafficStore.Redis)
+        {
+            if (string.IsNullOrWhiteSpace(redis?.Connection))
+            {
+                context.Error(path + ".store", "store: redis needs a Redis connection, but stores.redis.connection is not set (or empty)", "add stores: { redis: { connection: \"127.0.0.1:6379\" } } or use store: local");
+                ok = false;
+            }
+
+            if (options.Queue > 0)
+            {
+                // Waiting for a fleet-wide slot would mean polling Redis; refuse at once and let Retry-After pace clients.
+                context.Error(path + ".queue", $"queue is not supported with store: redis (it is {options.Queue})", "use queue: 0 (refuse at once with Retry-After) or store: local");
+                ok = false;
+            }
+
+            if (options.LeaseTtl < TimeSpan.FromSeconds(1))
+            {
+                context.Error(path + ".leaseTtl", "leaseTtl must be at least 1s", "e.g. leaseTtl: 30s (a crashed instance's slots come back after it)");
+                ok = false;
+            }
+        }
+        else if (context.Loaded.Locations.Has(path + ".leaseTtl") || context.Loaded.Locations.Has(path + ".onStoreFailure"))
+        {
+            context.Warning(path, "leaseTtl and onStoreFailure have no effect on a local concurrency limit", "remove them, or set store: redis");
+        }
+
+        return ok ? new ConcurrencyGate(scope, options, Math.Max(1, redis?.Instances ?? 1)) : null;
     }
 }
 

@@ -56,12 +56,15 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         RateLimitLease? lease = null;
         if (route.Concurrency is { } gate)
         {
-            lease = await gate.EnterAsync(time, context.RequestAborted);
-            if (lease is null)
+            var entry = await gate.EnterAsync(stores, time, context.RequestAborted);
+            if (entry.Lease is null)
             {
-                await RefuseConcurrencyAsync(context, gateway, gate);
+                await RefuseConcurrencyAsync(context, gateway, gate, entry);
                 return;
             }
+
+            lease = entry.Lease;
+            if (entry.Result != TrafficResult.None) gateway.Traffic = new TrafficDecision(entry.Result, entry.Reason, gate.Scope);
         }
 
         try
@@ -171,9 +174,16 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         Outcome = decision.Outcome == RateOutcome.Allowed ? RateOutcome.FallbackAllowed : RateOutcome.FallbackLimited,
     };
 
-    internal static Task RefuseConcurrencyAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate)
+    internal static Task RefuseConcurrencyAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate, ConcurrencyEntry entry)
     {
-        gateway.Traffic = new TrafficDecision(TrafficResult.Refused, ReasonCodes.ConcurrencyLimit, gate.Scope);
+        if (entry.Result == TrafficResult.StoreUnavailableRefused)
+        {
+            return RefuseUnavailableAsync(context, gateway, ReasonCodes.ConcurrencyStoreUnavailable, gate.Scope,
+                "The shared concurrency limit's store cannot answer right now and it is configured to refuse meanwhile.");
+        }
+
+        // The client sees the usual refusal; the access log and metrics tell when it was the local share.
+        gateway.Traffic = new TrafficDecision(entry.Result, entry.Reason, gate.Scope);
         gateway.Refusal = ReasonCodes.ConcurrencyLimit;
         context.Response.Headers.RetryAfter = gate.RetryAfterSeconds;
         return ProblemWriter.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "Too many requests in flight", gate.RefusalDetail, ReasonCodes.ConcurrencyLimit);
@@ -214,7 +224,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
 /// Cluster concurrency limits, inside YARP's pipeline once the cluster is known (it can be chosen per
 /// request by a map): all routes to a cluster share its in-flight limit.
 /// </summary>
-internal sealed class ClusterConcurrencyMiddleware(RequestDelegate next, TimeProvider time)
+internal sealed class ClusterConcurrencyMiddleware(RequestDelegate next, TrafficStores stores, TimeProvider time)
 {
     public Task InvokeAsync(HttpContext context)
     {
@@ -226,13 +236,16 @@ internal sealed class ClusterConcurrencyMiddleware(RequestDelegate next, TimePro
 
     private async Task EnterAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate)
     {
-        using var lease = await gate.EnterAsync(time, context.RequestAborted);
-        if (lease is null)
+        var entry = await gate.EnterAsync(stores, time, context.RequestAborted);
+        if (entry.Lease is null)
         {
-            await TrafficMiddleware.RefuseConcurrencyAsync(context, gateway, gate);
+            await TrafficMiddleware.RefuseConcurrencyAsync(context, gateway, gate, entry);
             return;
         }
 
+        // Released however the request ends (client gone, upstream failed): the lease's Dispose gives the slot back.
+        using var lease = entry.Lease;
+        if (entry.Result != TrafficResult.None) gateway.Traffic = new TrafficDecision(entry.Result, entry.Reason, gate.Scope);
         await next(context);
     }
 }

@@ -158,6 +158,30 @@ public sealed class TrafficConfigTests() : ConfigBuildTestBase("portcullis-traff
     }
 
     [Fact]
+    public void A_shared_concurrency_limit_needs_redis_no_queue_and_a_lease_ttl_of_at_least_a_second()
+    {
+        var result = Build(Head + """
+            routes:
+              - name: r
+                match: { pathPrefix: / }
+                cluster: api
+                concurrency: { max: 2, store: redis }
+            """);
+        AssertAt(ErrorContaining(result, "store: redis needs a Redis connection"), 8, 35);
+
+        result = Build(Head + """
+            stores: { redis: { connection: "127.0.0.1:6379" } }
+            routes:
+              - name: r
+                match: { pathPrefix: / }
+                cluster: api
+                concurrency: { max: 2, store: redis, queue: 5, leaseTtl: 500ms }
+            """);
+        AssertAt(ErrorContaining(result, "queue is not supported with store: redis"), 9, 49);
+        AssertAt(ErrorContaining(result, "leaseTtl must be at least 1s"), 9, 62);
+    }
+
+    [Fact]
     public void Approximate_mode_needs_a_sliding_window()
     {
         var result = Build(Head + """

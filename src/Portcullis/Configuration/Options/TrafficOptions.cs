@@ -119,6 +119,15 @@ internal sealed record ConcurrencyOptions
 
     [Description("Retry-After sent with the 503. Default 1s.")]
     public TimeSpan RetryAfter { get; init; } = TimeSpan.FromSeconds(1);
+
+    [Description("local (default; the limit is per instance) or redis (one limit for every instance sharing stores.redis; needs queue: 0).")]
+    public TrafficStore Store { get; init; } = TrafficStore.Local;
+
+    [Description("redis only, while Redis cannot answer: local (default; each instance allows max ÷ stores.redis.instances in flight), open (admit everything) or closed (answer 503).")]
+    public StoreFailureMode OnStoreFailure { get; init; } = StoreFailureMode.Local;
+
+    [Description("redis only: how long a slot outlives the instance holding it (a crashed instance's slots come back after this). Renewed every third of it while the request runs. Default 30s, at least 1s.")]
+    public TimeSpan LeaseTtl { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 internal sealed record StoresOptions
