@@ -132,6 +132,7 @@ public static class PortcullisServiceCollectionExtensions
             .AddCheck<IssuerKeysHealthCheck>("issuers", tags: [AdminEndpoints.ReadyTag])
             .AddCheck<Portcullis.Traffic.RedisStoreHealthCheck>("redis", tags: [AdminEndpoints.ReadyTag])
             .AddCheck<Portcullis.Identity.Sessions.SessionStoreHealthCheck>("sessionStore", tags: [AdminEndpoints.ReadyTag])
+            .AddCheck<Portcullis.Identity.Sessions.SessionProvidersHealthCheck>("sessionProviders", tags: [AdminEndpoints.ReadyTag])
             .AddCheck<Portcullis.Tls.CertificatesHealthCheck>("certificates", tags: [AdminEndpoints.ReadyTag]);
         services.AddLogging(logging => Microsoft.Extensions.Logging.FilterLoggingBuilderExtensions.AddFilter(logging, "Microsoft.Extensions.Diagnostics.HealthChecks", Microsoft.Extensions.Logging.LogLevel.None));
     }
