@@ -112,8 +112,10 @@ internal static class ExplainCommand
 
     // Nothing explain does may write the gateway's files or shared counters: no analytics store, advisor, access or
     // audit log, health probes; rate limits and quotas count in memory (each explain starts from an empty counter).
+    // It serves nobody, so its stop does not wait out limits.shutdownDelay.
     internal static PortcullisConfig WithoutSideEffects(PortcullisConfig config) => config with
     {
+        Limits = config.Limits with { ShutdownDelay = TimeSpan.Zero },
         Analytics = new(),
         Advice = config.Advice with { Enabled = false },
         Observability = config.Observability with

@@ -113,6 +113,9 @@ internal sealed record LimitsOptions
 
     [Description("Time in-flight requests get to finish when the gateway stops. Default 30s.")]
     public TimeSpan ShutdownTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    [Description("On SIGTERM, how long the route listeners keep accepting and serving before they stop (then shutdownTimeout applies): /readyz answers 503 at once and every response closes its connection (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY), so clients move while load balancers and Kubernetes endpoints catch up. Default 0s (stop accepting at once, as HAProxy and Traefik do by default); 5s to 10s behind Kubernetes.")]
+    public TimeSpan ShutdownDelay { get; init; } = TimeSpan.Zero;
 }
 
 internal enum MapKind

@@ -12,7 +12,7 @@ namespace Portcullis.Hosting;
 /// takes the snapshot for this request, enforces the configured header and body limits with problem+json
 /// answers (Kestrel's own, higher limits stay as the hard backstop), and turns proxy errors into problem+json.
 /// </summary>
-internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore store, Observability.RequestObserver observer, ILogger<Clusters.UpstreamFailureLog.Category> logger)
+internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore store, Observability.RequestObserver observer, Listeners.RouteListenerGate routeListeners, ILogger<Clusters.UpstreamFailureLog.Category> logger)
 {
     public Task InvokeAsync(HttpContext context)
     {
@@ -20,6 +20,7 @@ internal sealed class GatewayMiddleware(RequestDelegate next, SnapshotStore stor
         var gateway = new GatewayFeature(snapshot);
         context.Features.Set(gateway);
         observer.Begin(context, gateway); // stage 1: request id, trace context; the access log when the response completes
+        if (routeListeners.Draining) Listeners.RouteListenerGate.CloseAfterResponse(context); // shutting down: clients move on
 
         var limits = snapshot.Config.Limits;
         var (headerCount, headersSize) = Measure(context.Request.Headers);

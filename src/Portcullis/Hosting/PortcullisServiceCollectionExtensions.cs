@@ -53,7 +53,9 @@ public static class PortcullisServiceCollectionExtensions
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<ConfigReloader>>(), sp.GetRequiredService<TimeProvider>(),
             sp.GetServices<ISnapshotParticipant>(), sp.GetService<Portcullis.Observability.AuditLog>()));
         services.AddHostedService(sp => sp.GetRequiredService<ConfigReloader>());
-        services.AddHostedService<Portcullis.Hosting.ShutdownLog>(); // "stopping", in flight, what was cut
+        // Shutdown: /readyz 503, limits.shutdownDelay, route listeners closed apart from the admin listener, logged.
+        RouteListenerGate.DecorateTransports(services);
+        services.AddHostedService<Portcullis.Hosting.GatewayShutdown>();
         AddAdminAndHealth(services);
         services.AddSingleton<Portcullis.Tls.CertificateStore>();
         services.AddSingleton<Portcullis.Upstream.UpstreamTlsStore>();
@@ -133,6 +135,7 @@ public static class PortcullisServiceCollectionExtensions
             .AddCheck<IssuerKeysHealthCheck>("issuers", tags: [AdminEndpoints.ReadyTag])
             .AddCheck<Portcullis.Traffic.RedisStoreHealthCheck>("redis", tags: [AdminEndpoints.ReadyTag])
             .AddCheck<Portcullis.Identity.Sessions.SessionStoreHealthCheck>("sessionStore", tags: [AdminEndpoints.ReadyTag])
+            .AddCheck<Portcullis.Identity.Sessions.SessionProvidersHealthCheck>("sessionProviders", tags: [AdminEndpoints.ReadyTag])
             .AddCheck<Portcullis.Tls.CertificatesHealthCheck>("certificates", tags: [AdminEndpoints.ReadyTag]);
         services.AddLogging(logging => Microsoft.Extensions.Logging.FilterLoggingBuilderExtensions.AddFilter(logging, "Microsoft.Extensions.Diagnostics.HealthChecks", Microsoft.Extensions.Logging.LogLevel.None));
     }

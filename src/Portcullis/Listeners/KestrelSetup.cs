@@ -75,5 +75,6 @@ internal sealed class KestrelSetup(SnapshotStore store, Tls.CertificateStore cer
     /// <summary>Twice the configured limit, kept within 1..int.MaxValue/2.</summary>
     private static int Backstop(long configured) => (int)Math.Clamp(configured, 1, int.MaxValue / 4) * 2;
 
-    public void Configure(HostOptions options) => options.ShutdownTimeout = store.Current.Config.Limits.ShutdownTimeout;
+    // The stop's whole time: the delay during which route listeners still accept, then the drain (GatewayShutdown).
+    public void Configure(HostOptions options) => options.ShutdownTimeout = store.Current.Config.Limits.ShutdownDelay + store.Current.Config.Limits.ShutdownTimeout;
 }

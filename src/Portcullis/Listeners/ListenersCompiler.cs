@@ -115,5 +115,10 @@ internal static class ListenersCompiler
         }
 
         if (limits.ShutdownTimeout < TimeSpan.Zero) context.Error("limits.shutdownTimeout", "limits.shutdownTimeout cannot be negative");
+        if (limits.ShutdownDelay < TimeSpan.Zero) context.Error("limits.shutdownDelay", "limits.shutdownDelay cannot be negative", "0s stops accepting at once; 5s to 10s behind Kubernetes");
+        else if (limits.ShutdownDelay > TimeSpan.FromMinutes(10))
+        {
+            context.Error("limits.shutdownDelay", "limits.shutdownDelay is above 10m", "it only has to outlast your load balancer's health-check interval × fall count (Kubernetes: a few seconds)");
+        }
     }
 }

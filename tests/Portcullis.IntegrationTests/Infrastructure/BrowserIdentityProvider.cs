@@ -99,9 +99,10 @@ internal sealed class BrowserIdentityProvider : IAsyncDisposable
     public string LogTail => _logs.Tail(60);
 
     /// <param name="pushedAuthorization">Offer a pushed-authorization endpoint (RFC 9126) in discovery; clients then use it.</param>
-    public static async Task<BrowserIdentityProvider> StartAsync(bool pushedAuthorization = false)
+    /// <param name="port">A port chosen beforehand (e.g. one a gateway already names while nothing listens there yet).</param>
+    public static async Task<BrowserIdentityProvider> StartAsync(bool pushedAuthorization = false, int? port = null)
     {
-        var provider = new BrowserIdentityProvider(Ports.GetFree(), pushedAuthorization);
+        var provider = new BrowserIdentityProvider(port ?? Ports.GetFree(), pushedAuthorization);
         provider._users[Alice.Username] = Alice;
         provider._users[Bob.Username] = Bob;
         await provider.StartCoreAsync();

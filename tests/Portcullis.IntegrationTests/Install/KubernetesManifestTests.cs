@@ -112,9 +112,15 @@ public sealed class KubernetesManifestTests : IDisposable
         Assert.Equal("ALL", ((YamlScalarNode)Assert.Single((YamlSequenceNode)At(container, "securityContext", "capabilities", "drop"))).Value);
         Assert.NotNull(At(container, "resources", "requests", "memory"));
 
-        // The drain (limits.shutdownTimeout, default 30 s) and the preStop pause fit in the grace period.
+        // limits.shutdownDelay (serving while the endpoints drop the pod, instead of a preStop sleep) and the
+        // drain (limits.shutdownTimeout) fit in the grace period.
         var grace = TimeSpan.FromSeconds(int.Parse(Str(pod, "spec", "terminationGracePeriodSeconds"), System.Globalization.CultureInfo.InvariantCulture));
-        Assert.True(grace >= new Portcullis.Configuration.LimitsOptions().ShutdownTimeout + TimeSpan.FromSeconds(10), $"grace {grace}");
+        var limits = System.Text.RegularExpressions.Regex.Match(ConfigMapConfig(), @"limits: \{ shutdownDelay: (\d+)s, shutdownTimeout: (\d+)s \}");
+        Assert.True(limits.Success, "the ConfigMap sets limits.shutdownDelay and limits.shutdownTimeout");
+        var delay = TimeSpan.FromSeconds(int.Parse(limits.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(delay >= TimeSpan.FromSeconds(5), $"shutdownDelay {delay}: endpoints take seconds to drop a terminating pod");
+        Assert.True(grace >= delay + TimeSpan.FromSeconds(int.Parse(limits.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture)) + TimeSpan.FromSeconds(5), $"grace {grace}");
+        Assert.False(container.Children.ContainsKey(new YamlScalarNode("lifecycle")), "no preStop sleep: limits.shutdownDelay does its job");
     }
 
     [Fact]

@@ -420,6 +420,27 @@ public sealed class ValidatorTests() : ConfigBuildTestBase("portcullis-validator
         Assert.Equal("limits.maxRequestHeadersSize must be greater than zero", error.Message);
     }
 
+    [Fact]
+    public void Validate_ShutdownDelayAbove10m_ReportsLineAndColumnWithHint()
+    {
+        // (A negative duration is already refused by the duration parser.)
+        var result = Build("""
+            listeners:
+              - name: public
+                address: 127.0.0.1:8080
+            limits:
+              shutdownDelay: 11m
+            routes:
+              - name: all
+                respond: { status: 200 }
+            """);
+
+        var error = SingleError(result);
+        AssertAt(error, 5, 18);
+        Assert.Equal("limits.shutdownDelay is above 10m", error.Message);
+        Assert.NotNull(error.Hint);
+    }
+
     // ---------------------------------------------------------------- timeouts
 
     [Fact]

@@ -294,6 +294,8 @@ internal static class SessionServiceCollectionExtensions
     {
         services.AddSingleton(sp => new SessionRuntime(initial.Sessions, sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILoggerFactory>()));
         services.AddHostedService<SessionStoreStartup>();
+        services.AddSingleton<SessionDiscoveryMonitor>(); // /readyz: each provider's discovery, checked in the background
+        services.AddHostedService(sp => sp.GetRequiredService<SessionDiscoveryMonitor>());
         services.AddSingleton<SessionGate>();
         services.AddSingleton<SignInStarter>();
         var authentication = services.AddAuthentication(); // the session endpoints need the handler provider even without providers
