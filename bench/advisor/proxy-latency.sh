@@ -9,7 +9,7 @@
 # alternating in ROUNDS rounds (order rotated), a fresh copy of the store each time. Reports wrk's p50/p99 and
 # rps per mode (median over rounds) and the advisor runs the gateway made during each measurement (/metrics).
 #
-#   bench/advisor/proxy-latency.sh [FOLDER]      env: ROUNDS=2 DURATION=60 WARMUP=5 CONNS=32 THREADS=2 INTERVAL=10s
+#   bench/advisor/proxy-latency.sh [FOLDER]      env: ROUNDS=2 DURATION=60 WARMUP=5 CONNS=32 THREADS=2 INTERVAL=10s REUSE=0
 #
 # Results: FOLDER/results.txt (default bench/out/advisor-proxy). Everything started here is stopped on exit.
 set -euo pipefail
@@ -29,10 +29,15 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_http() { for _ in $(seq 1 600); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done; echo "not ready: $1" >&2; return 1; }
 
 # The store (generated once, ~90 s) and its copy shifted to now.
-dotnet build "$root/tests/Portcullis.Tests/Portcullis.Tests.csproj" -c Release -v q --nologo >/dev/null
-PORTCULLIS_BENCH_ADVICE_CYCLE="$data" PORTCULLIS_BENCH_ADVICE_CYCLE_GENERATE_ONLY=1 PORTCULLIS_BENCH_ADVICE_CYCLE_SHIFTED="$folder/store-now.duckdb" \
-  dotnet test "$root/tests/Portcullis.Tests" -c Release --no-build --filter "FullyQualifiedName~AdviceCycleBenchmark" >/dev/null
-say "$(grep -h "rollups\|shifted" "$data/results.txt")"
+# REUSE=1: keep an existing shifted copy (e.g. while cycle.sh holds the generated store open).
+if [[ ${REUSE:-0} == 1 && -f "$folder/store-now.duckdb" ]]; then
+  say "reusing $folder/store-now.duckdb (data ends $(date -u -r "$folder/store-now.duckdb" +%H:00)Z or earlier)"
+else
+  dotnet build "$root/tests/Portcullis.Tests/Portcullis.Tests.csproj" -c Release -v q --nologo >/dev/null
+  PORTCULLIS_BENCH_ADVICE_CYCLE="$data" PORTCULLIS_BENCH_ADVICE_CYCLE_GENERATE_ONLY=1 PORTCULLIS_BENCH_ADVICE_CYCLE_SHIFTED="$folder/store-now.duckdb" \
+    dotnet test "$root/tests/Portcullis.Tests" -c Release --no-build --filter "FullyQualifiedName~AdviceCycleBenchmark" >/dev/null
+  say "$(grep -h "rollups\|shifted" "$data/results.txt")"
+fi
 dotnet build "$root/src/Portcullis.Cli/Portcullis.Cli.csproj" -c Release -v q --nologo >/dev/null
 cli="$root/src/Portcullis.Cli/bin/Release/net10.0/portcullis.dll"
 
@@ -117,7 +122,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.2f\n", v }'; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 say "summary (median of $rounds rounds; wrk -t$threads -c$conns -d${duration}s, advice.interval $interval, $(nproc) cores):"
 for mode in on off; do
   say "  advice $mode: p50 $(echo "${p50[$mode]}" | tr ' ' '\n' | grep -v '^$' | ms | median) ms, p99 $(echo "${p99[$mode]}" | tr ' ' '\n' | grep -v '^$' | ms | median) ms, $(echo "${rps[$mode]}" | median) req/s"
