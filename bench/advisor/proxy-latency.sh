@@ -31,7 +31,7 @@ wait_http() { for _ in $(seq 1 600); do curl -fsS -o /dev/null "$1" 2>/dev/null 
 # The store (generated once, ~90 s) and its copy shifted to now.
 # REUSE=1: keep an existing shifted copy (e.g. while cycle.sh holds the generated store open).
 if [[ ${REUSE:-0} == 1 && -f "$folder/store-now.duckdb" ]]; then
-  say "reusing $folder/store-now.duckdb (data ends $(date -u -r "$folder/store-now.duckdb" +%H:00)Z or earlier)"
+  say "reusing $folder/store-now.duckdb (shifted when it was written: its data ends at that hour)"
 else
   dotnet build "$root/tests/Portcullis.Tests/Portcullis.Tests.csproj" -c Release -v q --nologo >/dev/null
   PORTCULLIS_BENCH_ADVICE_CYCLE="$data" PORTCULLIS_BENCH_ADVICE_CYCLE_GENERATE_ONLY=1 PORTCULLIS_BENCH_ADVICE_CYCLE_SHIFTED="$folder/store-now.duckdb" \
