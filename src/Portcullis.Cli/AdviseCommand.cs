@@ -20,7 +20,7 @@ internal static class AdviseCommand
 {
     public static Command Create(TextWriter output, TextWriter errors)
     {
-        var config = new Option<string>("--config", "-c") { Description = "The YAML configuration file.", Required = true };
+        var config = new Option<string[]>("--config", "-c") { Description = "The YAML configuration file; repeat -c to add overlays (later files override earlier ones by name).", Required = true, Arity = ArgumentArity.OneOrMore };
         var store = new Option<string?>("--store") { Description = "The analytics store file (default: analytics.path of the config), opened read-only." };
         var since = new Option<string>("--since") { Description = "How much history to learn from, e.g. 1h, 24h, 7d (default: advice.window, 7d).", };
         var format = new Option<string>("--format") { Description = "text (default), json (the admin API's JSON) or patch (the YAML patches).", DefaultValueFactory = _ => "text" };
@@ -32,7 +32,11 @@ internal static class AdviseCommand
     }
 
     /// <param name="configureServices">Tests add a detector of their own here, as the gateway's test host does.</param>
-    internal static int Run(string configPath, string? storePath, string? since, string format, string? applyId, TimeProvider time, TextWriter output, TextWriter errors, Action<IServiceCollection>? configureServices = null)
+    internal static int Run(string configPath, string? storePath, string? since, string format, string? applyId, TimeProvider time, TextWriter output, TextWriter errors, Action<IServiceCollection>? configureServices = null) =>
+        Run([configPath], storePath, since, format, applyId, time, output, errors, configureServices);
+
+    /// <param name="configPaths">The main file, then each overlay.</param>
+    internal static int Run(IReadOnlyList<string> configPaths, string? storePath, string? since, string format, string? applyId, TimeProvider time, TextWriter output, TextWriter errors, Action<IServiceCollection>? configureServices = null)
     {
         TimeSpan? window = null;
         if (since is not null)
@@ -46,7 +50,8 @@ internal static class AdviseCommand
             window = parsed;
         }
 
-        var built = PortcullisCli.Build(configPath);
+        var configPath = configPaths[0];
+        var built = PortcullisCli.Build(configPaths);
         if (built.Snapshot is not { } snapshot)
         {
             foreach (var diagnostic in built.Errors) errors.WriteLine(diagnostic);
@@ -83,7 +88,7 @@ internal static class AdviseCommand
         });
         var decisions = new AdviceStateStore(settings.StatePath, services.GetRequiredService<ILogger<AdviceStateStore>>());
 
-        if (applyId is not null) return Apply(configPath, snapshot, set, validator, applyId, output, errors);
+        if (applyId is not null) return Apply(configPaths, snapshot, set, validator, applyId, output, errors);
         switch (format)
         {
             case "json":
@@ -131,8 +136,9 @@ internal static class AdviseCommand
         }
     }
 
-    private static int Apply(string configPath, GatewaySnapshot before, FindingSet set, AdvicePatchValidator validator, string id, TextWriter output, TextWriter errors)
+    private static int Apply(IReadOnlyList<string> configPaths, GatewaySnapshot before, FindingSet set, AdvicePatchValidator validator, string id, TextWriter output, TextWriter errors)
     {
+        var configPath = configPaths[0];
         if (!set.ById.TryGetValue(id, out var entry))
         {
             errors.WriteLine($"error: no finding '{id}' in this run ({set.Entries.Count} finding(s); list them with portcullis advise -c {configPath}). {configPath} is unchanged.");
@@ -145,35 +151,36 @@ internal static class AdviseCommand
             return PortcullisCli.Usage;
         }
 
-        // The file as it is now (it may have changed since the gateway loaded it), patched and compiled in memory first.
-        var current = File.ReadAllText(configPath);
-        var check = validator.Check(configPath, current, patch);
-        if (!check.Valid)
+        // The files as they are now (read for this run), the patch merged into the one that defines what it changes, compiled in memory first.
+        var check = validator.Check(before.Source, patch);
+        var target = check.TargetFile is { } full ? ConfigProvenance.DisplayRelativeTo(Path.GetFullPath(configPath), full) : configPath;
+        if (!check.Valid || check.TargetFile is null)
         {
             foreach (var error in check.Errors) errors.WriteLine(error);
-            errors.WriteLine($"error: the patch of finding {id} would not validate; {configPath} is unchanged.");
+            errors.WriteLine($"error: the patch of finding {id} would not validate; {target} is unchanged.");
             return PortcullisCli.Usage;
         }
 
-        var backup = $"{configPath}.bak-{DateTime.UtcNow.ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture)}";
-        File.Copy(configPath, backup, overwrite: false);
-        var temporary = configPath + ".advise-tmp";
+        var file = check.TargetFile;
+        var backup = $"{file}.bak-{DateTime.UtcNow.ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture)}";
+        File.Copy(file, backup, overwrite: false);
+        var temporary = file + ".advise-tmp";
         File.WriteAllText(temporary, check.PatchedText);
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temporary, File.GetUnixFileMode(configPath));
-        File.Move(temporary, configPath, overwrite: true);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temporary, File.GetUnixFileMode(file));
+        File.Move(temporary, file, overwrite: true);
 
-        // The file as written, through the real validate path.
-        var after = PortcullisCli.Build(configPath);
+        // The files as written, through the real validate path.
+        var after = PortcullisCli.Build(configPaths);
         if (after.Snapshot is null)
         {
-            File.Copy(backup, configPath, overwrite: true);
+            File.Copy(backup, file, overwrite: true);
             foreach (var diagnostic in after.Errors) errors.WriteLine(diagnostic);
-            errors.WriteLine($"error: the written file did not validate; {configPath} was restored from {backup}.");
+            errors.WriteLine($"error: the written file did not validate; {target} was restored from {backup}.");
             return PortcullisCli.Invalid;
         }
 
         output.WriteLine($"Applied finding {id} ({entry.Finding.Kind}): {patch.Summary}");
-        output.WriteLine($"  {configPath} written (backup of the previous file: {backup}; comments are not kept, the backup has them).");
+        output.WriteLine($"  {(file == Path.GetFullPath(configPath) ? configPath : target)} written (backup of the previous file: {backup}; comments are not kept, the backup has them).");
         output.WriteLine("What a reload would change (portcullis diff):");
         output.Write(ConfigDiff.Compare(before, after.Snapshot).Format());
         output.WriteLine("Reload the gateway to use it (SIGHUP or POST /admin/reload).");
@@ -200,7 +207,7 @@ internal static class AdviseCommand
             }
 
             if (f.Evidence.DashboardLink is { } link) output.WriteLine($"  dashboard: {link}");
-            if (f.Patch is { } patch) output.WriteLine($"  patch: {patch.Summary} — portcullis advise -c {configPath} --apply {f.Id}");
+            if (f.Patch is { } patch) output.WriteLine($"  patch{(patch.File is { } file ? $" ({file})" : "")}: {patch.Summary} — portcullis advise -c {configPath} --apply {f.Id}");
         }
     }
 
@@ -226,7 +233,7 @@ internal static class AdviseCommand
         if (patched.Count == 0) errors.WriteLine($"note: none of the {set.Entries.Count} finding(s) has a patch.");
         foreach (var entry in patched)
         {
-            output.WriteLine($"# {entry.Finding.Id} {entry.Finding.Kind}: {entry.Finding.Patch!.Summary}");
+            output.WriteLine($"# {entry.Finding.Id} {entry.Finding.Kind}: {entry.Finding.Patch!.Summary}{(entry.Finding.Patch.File is { } file ? $" (file {file})" : "")}");
             output.Write(entry.Finding.Patch.Yaml.TrimEnd('\n') + "\n");
             output.WriteLine();
         }

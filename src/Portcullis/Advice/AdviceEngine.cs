@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
+using Portcullis.Configuration;
 
 namespace Portcullis.Advice;
 
@@ -139,7 +140,12 @@ internal sealed partial class AdviceEngine(IEnumerable<IAdviceDetector> detector
             check = new PatchCheck(null, null, [ex.GetType().Name + ": " + ex.Message]);
         }
 
-        if (check.Valid) return finding;
+        if (check.Valid)
+        {
+            var file = ConfigProvenance.DisplayRelativeTo(Path.GetFullPath(context.Snapshot.Source.Paths[0]), check.TargetFile ?? Path.GetFullPath(context.Snapshot.Source.Paths[0]));
+            return finding with { Patch = patch with { File = file } };
+        }
+
         if (_logged.Add("patch|" + context.Snapshot.Fingerprint + "|" + finding.Id))
         {
             Log.PatchDropped(logger, detector.Name, finding.Id, finding.Kind, string.Join("; ", check.Errors.Take(3)));

@@ -27,46 +27,77 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
             }
 
             if (_cache.TryGetValue(patch.Yaml, out var known)) return known;
-            var check = Check(snapshot.Source.Paths, snapshot.Source.MainText, patch);
+            var check = Check(snapshot.Source, patch);
             _cache[patch.Yaml] = check with { Snapshot = null }; // the answer, not the compiled config
             return check;
         }
     }
 
-    /// <summary>Merges the patch into <paramref name="configText"/> (the file at <paramref name="configPath"/>) and compiles the result.</summary>
-    public PatchCheck Check(string configPath, string configText, ConfigPatch patch) => Check([configPath], configText, patch);
+    /// <summary>Merges the patch into <paramref name="configText"/> (the file at <paramref name="configPath"/>, read alone) and compiles the result.</summary>
+    public PatchCheck Check(string configPath, string configText, ConfigPatch patch)
+    {
+        var env = environment ?? Environment.GetEnvironmentVariable;
+        var diagnostics = new List<ConfigDiagnostic>();
+        var loaded = ConfigLoader.Load([configPath], env, diagnostics, mainText: configText);
+        if (loaded is null) return new PatchCheck(null, null, [.. diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).Select(d => d.ToString())]);
+        return Check(loaded, patch);
+    }
 
     /// <summary>
-    /// Merges the patch into <paramref name="mainText"/> (the main file's text; includes and overlays are read from
-    /// disk) and compiles the result. A patch for something an included file defines conflicts and is not offered.
+    /// Merges the patch into the file that defines what it changes (<see cref="ConfigProvenance.TargetOf"/>: the main
+    /// file, an included file, or the overlay whose definition wins) and compiles the whole configuration with that
+    /// file's text replaced; the other files are taken as <paramref name="source"/> read them (a folder include
+    /// still lists its folder). A patch that changes entries of several files is not offered.
     /// </summary>
-    public PatchCheck Check(IReadOnlyList<string> configPaths, string mainText, ConfigPatch patch)
+    public PatchCheck Check(LoadedConfig source, ConfigPatch patch)
     {
-        var configText = mainText;
+        var main = Path.GetFullPath(source.Paths[0]);
+        string target;
         string patched;
         try
         {
-            patched = ConfigPatcher.Apply(configText, patch.Yaml);
+            var fragment = ConfigPatcher.Parse(patch.Yaml);
+            if (source.Provenance is { } provenance)
+            {
+                if (provenance.TargetOf(fragment, out var conflict) is not { } file) return new PatchCheck(null, null, [conflict!]);
+                target = file;
+            }
+            else
+            {
+                target = main;
+            }
+
+            var text = target == main ? source.MainText
+                : source.Provenance!.Texts.TryGetValue(target, out var known) ? known : File.ReadAllText(target);
+            patched = ConfigPatcher.Apply(text, patch.Yaml);
         }
         catch (ConfigPatchException ex)
         {
             return new PatchCheck(null, null, [ex.Message]);
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return new PatchCheck(null, null, [$"cannot read the file the patch is for: {ex.Message}"]);
+        }
 
+        var texts = new Dictionary<string, string>(source.Provenance?.Texts ?? new Dictionary<string, string>(), StringComparer.Ordinal) { [target] = patched };
         var env = environment ?? Environment.GetEnvironmentVariable;
         var diagnostics = new List<ConfigDiagnostic>();
-        var loaded = ConfigLoader.Load(configPaths, env, diagnostics, mainText: patched);
+        var loaded = ConfigLoader.Load(source.Paths, env, diagnostics, mainText: target == main ? patched : source.MainText, texts: texts);
         var result = loaded is null ? new BuildResult(null, diagnostics) : new SnapshotBuilder(env, proxyValidator, time).Compile(loaded, 0, diagnostics);
         var errors = result.Errors.Select(e => e.ToString()).ToList();
-        return new PatchCheck(patched, result.Snapshot, errors);
+        return new PatchCheck(patched, result.Snapshot, errors) { TargetFile = target };
     }
 }
 
 /// <summary>The outcome of <see cref="AdvicePatchValidator.Check(GatewaySnapshot, ConfigPatch)"/>.</summary>
-/// <param name="PatchedText">The whole config with the patch merged (null when it could not be merged).</param>
+/// <param name="PatchedText">The whole target file with the patch merged (null when it could not be merged).</param>
 /// <param name="Snapshot">The compiled result (null when it does not validate).</param>
 /// <param name="Errors">Why it does not validate.</param>
+/// <param name="TargetFile">The file the patch is merged into (full path): the main file, or the included file or overlay that defines what it changes.</param>
 internal sealed record PatchCheck(string? PatchedText, GatewaySnapshot? Snapshot, IReadOnlyList<string> Errors)
 {
+    public string? TargetFile { get; init; }
+
     public bool Valid => PatchedText is not null && Errors.Count == 0;
 }

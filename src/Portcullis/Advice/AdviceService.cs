@@ -8,8 +8,8 @@ namespace Portcullis.Advice;
 
 /// <summary>
 /// The advisor in the gateway: runs the <see cref="AdviceEngine"/> at start and then every advice.interval (of
-/// the snapshot current at the time: a reload changes it), on a thread of its own (detectors block in DuckDB),
-/// never on the request path. While a reload has turned the advisor off (advice.enabled: false) it skips runs.
+/// the snapshot current at the time: a reload changes it), on a thread of its own (detectors block in DuckDB) at
+/// lower priority than requests (<see cref="BackgroundPriority"/>), never on the request path. While a reload has turned the advisor off (advice.enabled: false) it skips runs.
 /// </summary>
 internal sealed partial class AdviceService(
     AdviceEngine engine,
@@ -29,7 +29,12 @@ internal sealed partial class AdviceService(
             {
                 try
                 {
-                    await Task.Factory.StartNew(() => RunOnce(stoppingToken), stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                    // A thread of its own below the request path's priority (LongRunning: a new thread each run, so the niceness never leaks into the pool).
+                    await Task.Factory.StartNew(() =>
+                    {
+                        BackgroundPriority.LowerCurrentThread();
+                        return RunOnce(stoppingToken);
+                    }, stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
                 }
                 catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
                 {

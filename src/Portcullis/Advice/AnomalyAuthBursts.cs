@@ -41,6 +41,7 @@ internal sealed class AnomalyAuthBurstDetector : IAdviceDetector
 
         foreach (var group in failures.Where(r => r.Client is not null).GroupBy(r => r.Client!, StringComparer.Ordinal))
         {
+            if (!CouldBurst(options, group)) continue; // no pace query for an address Burst would pass over whatever its pace
             var pace = ClientPace(connection, group.Key, paceFrom > storeStart ? paceFrom : storeStart, from, successRate);
             if (Burst(context, from, new FindingSubject(SubjectKind.Client, group.Key), [.. group], pace) is { } finding)
             {
@@ -54,11 +55,21 @@ internal sealed class AnomalyAuthBurstDetector : IAdviceDetector
         {
             var addresses = group.Select(r => r.Client).Distinct().ToList();
             if (addresses.Count == 1 && addresses[0] is { } only && reportedClients.Contains(only)) continue;
+            if (!CouldBurst(options, group)) continue;
             var pace = ConsumerPace(connection, group.Key, paceFrom > storeStart ? paceFrom : storeStart, from);
             if (Burst(context, from, new FindingSubject(SubjectKind.Consumer, group.Key), [.. group], pace) is { } finding) findings.Add(finding);
         }
 
         return findings;
+    }
+
+    // Burst's own first two tests with the smallest pace it uses (1 a minute): a group failing them is never a
+    // finding, so the per-address or per-consumer pace query (one scan each; thousands of ordinary 401s a cycle on
+    // a busy store) is not run for it.
+    private static bool CouldBurst(Configuration.AdviceAnomalyOptions options, IEnumerable<FailureRow> rows)
+    {
+        var count = rows.Sum(r => r.Count);
+        return count >= options.MinAuthFailures && count / options.BurstWindow.TotalMinutes >= options.AuthBurstRatio;
     }
 
     internal sealed record FailureRow(string? Client, string? Consumer, string? Route, string Reason, int Status, long Count, DateTime First, DateTime Last);

@@ -40,9 +40,10 @@ internal sealed class BackgroundDetection
         if (!context.Runtime.IsLive) return compute(context);
         if (_running is null && context.Now >= _nextStart)
         {
-            // A thread of its own, not the pool's: the request path's threads are never taken for seconds of replay.
+            // A thread of its own, not the pool's, at lower priority: the request path's threads are never taken for seconds of replay.
             _running = Task.Factory.StartNew(() =>
             {
+                BackgroundPriority.LowerCurrentThread();
                 var started = Stopwatch.GetTimestamp();
                 var findings = compute(context);
                 return (findings, Stopwatch.GetElapsedTime(started));

@@ -26,6 +26,10 @@ internal static class ConfigPatcher
         return Tidy(writer.ToString());
     }
 
+    /// <summary>The patch as a YAML mapping (to see what it changes).</summary>
+    /// <exception cref="ConfigPatchException">It is not one YAML mapping.</exception>
+    public static YamlMappingNode Parse(string patchYaml) => LoadMapping(patchYaml, "the patch", allowEmpty: false);
+
     private static YamlMappingNode LoadMapping(string text, string what, bool allowEmpty)
     {
         var stream = new YamlStream();

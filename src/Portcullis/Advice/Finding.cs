@@ -121,4 +121,12 @@ internal sealed record EvidenceValue(string Name, double Value, string? Unit = n
 /// </summary>
 /// <param name="Yaml">The fragment.</param>
 /// <param name="Summary">One line for `portcullis advise` and the dashboard ("adds rateLimits.suggested-reports and uses it on route reports").</param>
-internal sealed record ConfigPatch(string Yaml, string Summary);
+internal sealed record ConfigPatch(string Yaml, string Summary)
+{
+    /// <summary>
+    /// The file the fragment is merged into, relative to the main config file's folder (or a full path outside it):
+    /// the file that defines what it changes — an included file, the overlay whose definition wins, or the main
+    /// file. Set by the engine when it validates the patch; null before.
+    /// </summary>
+    public string? File { get; init; }
+}

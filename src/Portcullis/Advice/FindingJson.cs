@@ -80,6 +80,7 @@ internal static class FindingJson
             w.WriteStartObject("patch");
             w.WriteString("yaml", patch.Yaml);
             w.WriteString("summary", patch.Summary);
+            w.WriteString("file", patch.File);
             w.WriteEndObject();
         }
         else

@@ -14,8 +14,16 @@ internal sealed class AnalyticsDatabase
     public AnalyticsDatabase(string path)
     {
         Path = path;
-        _connectionString = new DuckDBConnectionStringBuilder { DataSource = path }.ConnectionString;
+        _connectionString = new DuckDBConnectionStringBuilder { DataSource = path, ["threads"] = Threads.ToString(System.Globalization.CultureInfo.InvariantCulture) }.ConnectionString;
     }
+
+    /// <summary>
+    /// DuckDB's worker threads (the calling thread included): half the cores, at least one. DuckDB otherwise runs a
+    /// query on every core at normal priority — an advisor cycle or a dashboard query would then take the cores the
+    /// request path needs. With one thread (2 cores) a query runs on the thread that asked, so the advisor's
+    /// lowered priority (<see cref="Advice.BackgroundPriority"/>) applies to its queries as well.
+    /// </summary>
+    public static int Threads => Math.Max(1, Environment.ProcessorCount / 2);
 
     /// <summary>The DuckDB file (absolute).</summary>
     public string Path { get; }

@@ -24,15 +24,19 @@ internal sealed class ConfigComposer
 
     private readonly YamlConfigBinder _binder;
     private readonly Dictionary<YamlNode, string> _nodeFiles = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<string, string> _fullPaths = new(StringComparer.Ordinal);
     private readonly List<string> _reading = [];
 
     private readonly string? _mainText;
+    private readonly IReadOnlyDictionary<string, string>? _texts;
 
     /// <param name="mainText">The main file's text when it is not to be read from disk (a patched copy being checked).</param>
-    public ConfigComposer(YamlConfigBinder binder, string? mainText = null)
+    /// <param name="texts">Files (full paths) whose text is given rather than read from disk (a patched include or overlay being checked).</param>
+    public ConfigComposer(YamlConfigBinder binder, string? mainText = null, IReadOnlyDictionary<string, string>? texts = null)
     {
         _binder = binder;
         _mainText = mainText;
+        _texts = texts;
     }
 
     /// <summary>Every file read, in order (full paths), with its text.</summary>
@@ -43,6 +47,12 @@ internal sealed class ConfigComposer
 
     /// <summary>The file a node was written in; null for the first file (which the binder names itself).</summary>
     public string? FileOf(YamlNode node) => _nodeFiles.GetValueOrDefault(node);
+
+    /// <summary>Which file wrote each part of <paramref name="root"/> (the tree <see cref="Compose"/> returned).</summary>
+    public ConfigProvenance Provenance(YamlNode root) => new(root,
+        node => _nodeFiles.TryGetValue(node, out var display) ? _fullPaths[display] : null,
+        Sources[0].Path,
+        Sources.GroupBy(s => s.Path, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Text, StringComparer.Ordinal));
 
     /// <summary>The composed tree; null when a file could not be read or parsed (diagnostics say why).</summary>
     public YamlNode? Compose(IReadOnlyList<string> paths)
@@ -92,7 +102,9 @@ internal sealed class ConfigComposer
         string text;
         try
         {
-            text = first && _mainText is not null ? _mainText : File.ReadAllText(full);
+            text = first && _mainText is not null ? _mainText
+                : _texts is not null && _texts.TryGetValue(full, out var given) ? given
+                : File.ReadAllText(full);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
@@ -105,7 +117,7 @@ internal sealed class ConfigComposer
         // The first file's nodes are the binder's own file; only the others are mapped (a one-file config maps nothing).
         var root = _binder.Parse(display, text);
         if (root is null) return null;
-        if (!first) Map(root, display);
+        if (!first) Map(root, display, full);
         if (root is not YamlMappingNode mapping) return root;
 
         var include = mapping.Children.FirstOrDefault(c => c.Key is YamlScalarNode { Value: "include" });
@@ -275,8 +287,9 @@ internal sealed class ConfigComposer
     private static string? NameOf(YamlNode item) =>
         item is YamlMappingNode mapping && mapping.Children.FirstOrDefault(c => c.Key is YamlScalarNode { Value: "name" }).Value is YamlScalarNode { Value: { Length: > 0 } name } ? name : null;
 
-    private void Map(YamlNode root, string file)
+    private void Map(YamlNode root, string file, string full)
     {
+        _fullPaths[file] = full;
         foreach (var node in root.AllNodes) _nodeFiles[node] = file;
     }
 

@@ -18,6 +18,9 @@ internal sealed record LoadedConfig(string Path, PortcullisConfig Config, Source
     /// <summary>Config paths whose values came from <c>${file:PATH}</c>: redacted in /admin/config and diffs.</summary>
     public IReadOnlySet<string> SecretPaths { get; init; } = new HashSet<string>();
 
+    /// <summary>Which file wrote each part, when the configuration was composed from several files (null: all of it is the main file).</summary>
+    public ConfigProvenance? Provenance { get; init; }
+
     public string BaseDirectory => System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path)) ?? ".";
 
     /// <summary>A path written in the configuration, relative to the main file (values from other files were made absolute when bound).</summary>
@@ -35,13 +38,14 @@ internal static class ConfigLoader
     /// Returns null with diagnostics when a file cannot be read, parsed or composed.
     /// </summary>
     /// <param name="mainText">The main file's text, when a changed copy is checked (with the includes and overlays from disk).</param>
-    public static LoadedConfig? Load(IReadOnlyList<string> paths, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics, string? mainText = null)
+    /// <param name="texts">Files (full paths) whose text is given rather than read from disk.</param>
+    public static LoadedConfig? Load(IReadOnlyList<string> paths, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics, string? mainText = null, IReadOnlyDictionary<string, string>? texts = null)
     {
         if (paths.Count == 0) throw new ArgumentException("at least one configuration file", nameof(paths));
         var path = paths[0];
         var locations = new SourceLocations(path);
         var binder = new YamlConfigBinder(path, environment, diagnostics, locations);
-        var composer = new ConfigComposer(binder, mainText);
+        var composer = new ConfigComposer(binder, mainText, texts);
         var root = composer.Compose(paths);
         if (root is null) return null;
         if (composer.Sources.Count > 1) binder.FileOf = composer.FileOf;
@@ -58,6 +62,7 @@ internal static class ConfigLoader
             Paths = [.. paths],
             Files = [.. composer.Sources.Select(s => s.Path), .. composer.Folders.Distinct(StringComparer.Ordinal), .. binder.SecretFiles.Select(f => f.Path).Distinct(StringComparer.Ordinal)],
             SecretPaths = binder.SecretPaths,
+            Provenance = composer.Sources.Count > 1 ? composer.Provenance(root) : null,
         };
     }
 

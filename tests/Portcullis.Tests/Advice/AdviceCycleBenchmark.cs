@@ -40,6 +40,13 @@ public sealed class AdviceCycleBenchmark(ITestOutputHelper output)
         }
 
         var snapshot = Snapshot(folder, store);
+        if (Environment.GetEnvironmentVariable(Variable + "_GENERATE_ONLY") == "1")
+        {
+            // bench/advisor/proxy-latency.sh: the store only, and a copy moved to end at the current hour (a gateway reads it with the real clock).
+            if (Environment.GetEnvironmentVariable(Variable + "_SHIFTED") is { Length: > 0 } shifted) Shift(store, shifted);
+            return;
+        }
+
         var source = AnalyticsSource.Local(database);
         using var keepOpen = database.OpenConnection(); // the gateway's writer keeps the database instance open
         if (HasArrivals(keepOpen)) Execute(keepOpen, $"DELETE FROM arrivals WHERE minute >= TIMESTAMP '{End:yyyy-MM-dd HH:mm:ss}'"); // minutes an earlier run appended
@@ -219,6 +226,23 @@ public sealed class AdviceCycleBenchmark(ITestOutputHelper output)
                list_transform(range(k), x -> ((hash(n) % 10 + x * 9) % 60)::UTINYINT),
                list_transform(range(k), x -> (1 + (n + x) % 11)::INTEGER)
         """;
+
+    // A copy of the store with every timestamp moved by whole hours so its data ends at the current hour.
+    private void Shift(string store, string copy)
+    {
+        var hours = (long)Math.Floor((DateTime.UtcNow - End).TotalHours);
+        File.Copy(store, copy, overwrite: true);
+        var database = new AnalyticsDatabase(copy);
+        using var connection = database.OpenConnection();
+        foreach (var (table, column) in new[] { ("rollups", "minute"), ("rollup_days", "minute"), ("samples", "ts"), ("arrivals", "minute") })
+        {
+            Execute(connection, $"UPDATE {table} SET {column} = {column} + to_hours({hours})");
+        }
+
+        Execute(connection, $"INSERT OR REPLACE INTO analytics_meta VALUES ('{AnalyticsCompaction.HourlyKey}', '{End.AddHours(hours).AddDays(-2):yyyy-MM-ddTHH:mm:ssZ}'), ('{AnalyticsCompaction.DailyKey}', '{End.AddHours(hours).AddDays(-7):yyyy-MM-ddTHH:mm:ssZ}')");
+        Execute(connection, "CHECKPOINT");
+        Say($"shifted copy {copy}: +{hours} h, data ends {End.AddHours(hours):yyyy-MM-ddTHH:mm}Z");
+    }
 
     private static bool HasArrivals(DuckDB.NET.Data.DuckDBConnection connection) =>
         Scalar(connection, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'arrivals'") > 0;

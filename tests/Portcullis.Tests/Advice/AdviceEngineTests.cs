@@ -115,7 +115,7 @@ public sealed class AdviceEngineTests() : ConfigBuildTestBase("portcullis-advice
         };
         var set = Engine(logger, detector).Run(Context(snapshot));
 
-        Assert.True(valid == set.Open.Single(e => e.Finding.Kind == FindingKinds.RateLimitSuggested).Finding.Patch, string.Join("\n", logger.Lines.Select(l => l.Text)));
+        Assert.True(valid with { File = "portcullis.yaml" } == set.Open.Single(e => e.Finding.Kind == FindingKinds.RateLimitSuggested).Finding.Patch, string.Join("\n", logger.Lines.Select(l => l.Text)));
         Assert.Null(set.Open.Single(e => e.Finding.Kind == FindingKinds.RateLimitTooTight).Finding.Patch);
         Assert.Contains(logger.Lines, l => l.Level == LogLevel.Warning && l.Text.Contains("does not validate", StringComparison.Ordinal) && l.Text.Contains("no-such-limit", StringComparison.Ordinal));
     }

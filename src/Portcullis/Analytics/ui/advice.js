@@ -47,7 +47,7 @@ function finding(f) {
     el('p', { className: 'explanation', text: f.explanation }),
     evidence(f),
     f.patch ? el('div', { className: 'patch' },
-      el('p', { className: 'hint', text: 'Patch: ' + f.patch.summary }),
+      el('p', { className: 'hint', text: 'Patch' + (f.patch.file ? ' (for ' + f.patch.file + ')' : '') + ': ' + f.patch.summary }),
       el('pre', { id: 'patch-' + f.id, text: f.patch.yaml })) : null,
     actions(f));
 }
