@@ -10,8 +10,9 @@ namespace Portcullis.Analytics;
 /// other dimensions NULL): counters summed, sketches merged bucket for bucket, so totals and percentiles are
 /// exactly those of the rows they summarize. A query whose groupBy and filters are all kept by a grain reads the
 /// whole days of its window that are covered from rollup_days, and only the ragged edges (and the uncovered
-/// days) from rollups (<see cref="AnalyticsQuery"/>). Run by the maintenance job after compaction, one day per
-/// transaction; retention keeps the covered range exact (<see cref="Trim"/>).
+/// days) from rollups (<see cref="AnalyticsQuery"/>). The same transaction writes the day's per-consumer latency
+/// sketches (table consumer_days, for top by consumer ordered by p99: no grain keeps the consumer). Run by the
+/// maintenance job after compaction, one day per transaction; retention keeps the covered range exact (<see cref="Trim"/>).
 /// </summary>
 internal static class AnalyticsDaySummaries
 {

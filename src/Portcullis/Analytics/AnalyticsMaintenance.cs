@@ -70,7 +70,7 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
         if (summarized > 0) LogSummarized(logger, summarized);
 
         // Again once they are written, so the day summaries count too (consumer_days can be as large as a day's rollups
-        // when most consumers call once): the file is at most maxSize when the job ends; the trim deletes them with the oldest hours.
+        // when most consumers call once): the data is below maxSize when the job ends; the trim deletes them with the oldest hours.
         CapSize(connection, options);
     }
 
