@@ -49,7 +49,7 @@ internal sealed class AnalyticsDatabase
                     if (Volatile.Read(ref _schemaReady) == 0)
                     {
                         using var command = connection.CreateCommand();
-                        command.CommandText = $"{AnalyticsSchema.CreateMeta};\n{AnalyticsSchema.CreateRollups};\n{AnalyticsSchema.CreateRollupDays};\n{AnalyticsSchema.CreateSamples};\n{AnalyticsSchema.CreateArrivals};";
+                        command.CommandText = $"{AnalyticsSchema.CreateMeta};\n{AnalyticsSchema.CreateRollups};\n{AnalyticsSchema.CreateRollupDays};\n{AnalyticsSchema.CreateConsumerDays};\n{AnalyticsSchema.CreateSamples};\n{AnalyticsSchema.CreateArrivals};";
                         command.ExecuteNonQuery();
                         Volatile.Write(ref _schemaReady, 1);
                     }

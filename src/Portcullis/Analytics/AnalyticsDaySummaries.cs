@@ -10,8 +10,9 @@ namespace Portcullis.Analytics;
 /// other dimensions NULL): counters summed, sketches merged bucket for bucket, so totals and percentiles are
 /// exactly those of the rows they summarize. A query whose groupBy and filters are all kept by a grain reads the
 /// whole days of its window that are covered from rollup_days, and only the ragged edges (and the uncovered
-/// days) from rollups (<see cref="AnalyticsQuery"/>). Run by the maintenance job after compaction, one day per
-/// transaction; retention keeps the covered range exact (<see cref="Trim"/>).
+/// days) from rollups (<see cref="AnalyticsQuery"/>). The same transaction writes the day's per-consumer latency
+/// sketches (table consumer_days, for top by consumer ordered by p99: no grain keeps the consumer). Run by the
+/// maintenance job after compaction, one day per transaction; retention keeps the covered range exact (<see cref="Trim"/>).
 /// </summary>
 internal static class AnalyticsDaySummaries
 {
@@ -22,6 +23,15 @@ internal static class AnalyticsDaySummaries
 
     /// <summary>analytics_meta: no day before this one is covered (retention deleted part of it); absent: from the start.</summary>
     public const string FromKey = "days.from";
+
+    /// <summary>
+    /// analytics_meta: the first day summarized with its consumer sketches (consumer_days); days summarized before
+    /// (by a version without them) are not covered for top by consumer. Absent: no consumer day is covered.
+    /// </summary>
+    public const string ConsumersFromKey = "days.consumers.from";
+
+    /// <summary>The cover's grain for consumer_days (top by consumer ordered by p99: sketches only, counters from rollups).</summary>
+    public const int ConsumerGrain = -1;
 
     public static readonly TimeSpan Day = TimeSpan.FromDays(1);
 
@@ -39,6 +49,8 @@ internal static class AnalyticsDaySummaries
     {
         var end = Floor(closedBefore);
         var cursor = Max(AnalyticsCompaction.Progress(connection, UntilKey), AnalyticsCompaction.Progress(connection, FromKey));
+        // From here on every summarized day has its consumer sketches (a store summarized before them is covered from now).
+        if (AnalyticsCompaction.Progress(connection, ConsumersFromKey) is null) SetMeta(connection, ConsumersFromKey, cursor);
         var done = 0;
         while (done < max)
         {
@@ -70,7 +82,19 @@ internal static class AnalyticsDaySummaries
         Execute(connection, Insert(2, "(SELECT * FROM rollup_days WHERE grain = 1)"), day);
         Execute(connection, Insert(0, "(SELECT * FROM rollup_days WHERE grain = 2)"), day);
         Execute(connection, Insert(3, "rollups"), day);
+        Execute(connection, "DELETE FROM consumer_days WHERE minute >= $from AND minute < $to", day);
+        Execute(connection, ConsumerInsert, day);
     }
+
+    // One row per consumer (NULL: anonymous) with the day's latency buckets merged; a consumer with no buckets has no row.
+    private const string ConsumerInsert = """
+        INSERT INTO consumer_days
+        SELECT $from::TIMESTAMP, consumer, list(b ORDER BY b), list(n ORDER BY b)
+        FROM (SELECT consumer, b, sum(n)::BIGINT AS n
+              FROM (SELECT consumer, unnest(latency_buckets) AS b, unnest(latency_counts) AS n FROM rollups WHERE minute >= $from AND minute < $to)
+              GROUP BY ALL)
+        GROUP BY ALL
+        """;
 
     private static string Insert(int grain, string source) =>
         $"INSERT INTO rollup_days SELECT *, {grain}::TINYINT FROM ({AnalyticsCompaction.MergeSql(source, [.. Grains[grain], "status", "reason"])})";
@@ -86,6 +110,7 @@ internal static class AnalyticsDaySummaries
         using var transaction = connection.BeginTransaction();
         SetMeta(connection, FromKey, from);
         Execute(connection, "DELETE FROM rollup_days WHERE minute < $from", from);
+        Execute(connection, "DELETE FROM consumer_days WHERE minute < $from", from);
         transaction.Commit();
     }
 
@@ -93,16 +118,23 @@ internal static class AnalyticsDaySummaries
     /// The whole days of [<paramref name="from"/>, <paramref name="to"/>) that rollup_days covers on this connection
     /// (in the caller's snapshot); null when none, or on a fleet's Parquet views (no such table).
     /// </summary>
-    public static (DateTime From, DateTime To)? Covered(DuckDBConnection connection, DateTime from, DateTime to)
+    /// <param name="consumers">Covered in consumer_days too (from <see cref="ConsumersFromKey"/> on).</param>
+    public static (DateTime From, DateTime To)? Covered(DuckDBConnection connection, DateTime from, DateTime to, bool consumers = false)
     {
         using (var command = connection.CreateCommand())
         {
-            command.CommandText = "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('rollup_days', 'analytics_meta')";
-            if (Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture) < 2) return null;
+            command.CommandText = "SELECT count(*) FROM duckdb_tables() WHERE table_name IN ('rollup_days', 'consumer_days', 'analytics_meta')";
+            if (Convert.ToInt64(command.ExecuteScalar(), CultureInfo.InvariantCulture) < 3) return null;
         }
 
         if (AnalyticsCompaction.Progress(connection, UntilKey) is not { } until) return null;
         var first = Max(Floor(from) == from ? from : Floor(from) + Day, AnalyticsCompaction.Progress(connection, FromKey));
+        if (consumers)
+        {
+            if (AnalyticsCompaction.Progress(connection, ConsumersFromKey) is not { } consumersFrom) return null;
+            first = Max(first, consumersFrom);
+        }
+
         var last = Min(Floor(to), until);
         return first < last ? (first, last) : null;
     }

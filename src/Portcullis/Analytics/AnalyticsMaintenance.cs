@@ -8,8 +8,9 @@ namespace Portcullis.Analytics;
 /// every <see cref="Interval"/>): rows older than analytics.retention are deleted; while the data takes more
 /// than analytics.maxSize, the oldest hour is deleted, then the database is checkpointed. DuckDB reuses the
 /// freed blocks for new rows (and gives back free blocks at the end of the file on checkpoint), so the file
-/// stops growing at about maxSize (docs/analytics.md, "Retention and size"). Then the tiered rollups are
-/// compacted (<see cref="AnalyticsCompaction"/>).
+/// stops growing at about maxSize (docs/analytics.md, "Retention and size"). The tiered rollups are compacted
+/// (<see cref="AnalyticsCompaction"/>) and closed days summarized (<see cref="AnalyticsDaySummaries"/>) and the size
+/// cap is checked again after them, so it counts every table as the job leaves them.
 /// </summary>
 internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, ILogger logger)
 {
@@ -67,6 +68,10 @@ internal sealed partial class AnalyticsMaintenance(AnalyticsDatabase database, I
         var summarized = AnalyticsDaySummaries.Run(connection, now.UtcDateTime - AnalyticsDaySummaries.ClosingDelay(options));
         DaysSummarized += summarized;
         if (summarized > 0) LogSummarized(logger, summarized);
+
+        // Again once they are written, so the day summaries count too (consumer_days can be as large as a day's rollups
+        // when most consumers call once): the data is below maxSize when the job ends; the trim deletes them with the oldest hours.
+        CapSize(connection, options);
     }
 
     /// <summary>Closed days summarized into rollup_days since start (AnalyticsDaySummaries).</summary>

@@ -210,14 +210,14 @@ internal static partial class AnalyticsQuery
     {
         // Ordered by a plain sum, only the shown groups' sketches are needed: one SQL statement choosing them and
         // merging theirs is faster than choosing them first and streaming their rows out (measured, bench/analytics-query).
-        if (merge == SketchMergeMode.Sql || p.OrderBy != AnalyticsOrder.P99) return TopSql(connection, p, r, cancellation);
+        if (merge == SketchMergeMode.Sql || p.OrderBy != AnalyticsOrder.P99) return TopSql(connection, p, Counters(r), cancellation);
         using var command = connection.CreateCommand();
         using var interrupt = Interrupt(command, cancellation);
         var where = Where(command, p, "minute");
         var key = KeyExpression(p.GroupBy!.Value);
         // Every group's totals (the order is known only once each group's sketch is merged), then every row's list.
         command.CommandText = $"""
-            SELECT k, {Sums} FROM (SELECT {key} AS k, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum FROM {Rollups(command, r)} WHERE {where}) GROUP BY k
+            SELECT k, {Sums} FROM (SELECT {key} AS k, requests, status, reason, bytes_in, bytes_out, latency_us_sum, upstream_us_sum FROM {Rollups(command, Counters(r))} WHERE {where}) GROUP BY k
             """;
         var totals = new List<(string? Key, long Requests, long Errors, long Refused, long BytesIn, long BytesOut)>();
         var groups = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -231,7 +231,7 @@ internal static partial class AnalyticsQuery
             }
         }
 
-        if (SketchCells.MaxBytes(totals.Count) > MaxSketchBytes) return TopSql(connection, p, r, cancellation);
+        if (SketchCells.MaxBytes(totals.Count) > MaxSketchBytes) return TopSql(connection, p, Counters(r), cancellation);
         var cells = SketchMerge.Read(connection, $"SELECT {key} AS k, latency_buckets, latency_counts FROM {Rollups(command, r)} WHERE {where}",
             command.Parameters, groups, 1, 1, cancellation);
         var rows = new List<TopRow>(totals.Count);

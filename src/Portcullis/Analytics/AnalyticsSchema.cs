@@ -67,6 +67,22 @@ internal static class AnalyticsSchema
         )
         """;
 
+    public const string ConsumerDays = "consumer_days";
+
+    /// <summary>
+    /// Per-day latency sketches per consumer of closed days (<see cref="AnalyticsDaySummaries"/>), for top by consumer
+    /// ordered by p99 (no other grain keeps the consumer): one row per day × consumer, the day's latency buckets merged,
+    /// no counters (those stay in rollups). Derived from rollups, never exported, written and trimmed with rollup_days.
+    /// </summary>
+    public const string CreateConsumerDays = """
+        CREATE TABLE IF NOT EXISTS consumer_days (
+            minute          TIMESTAMP NOT NULL, -- start of the day, UTC
+            consumer        VARCHAR,            -- NULL: anonymous requests
+            latency_buckets SMALLINT[] NOT NULL,
+            latency_counts  BIGINT[] NOT NULL
+        )
+        """;
+
     /// <summary>
     /// Individual requests kept for drill-down: every refused or failed one (status ≥ 400) and a configured
     /// share of the rest. Never credentials, never query strings; the path is the route's template unless

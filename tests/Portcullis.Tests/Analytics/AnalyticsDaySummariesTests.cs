@@ -89,7 +89,14 @@ public sealed class AnalyticsDaySummariesTests(AnalyticsDaySummariesTests.Store 
         { true, "top", "from=now-30d&by=consumerGroup&orderBy=errors" },
         { true, "top", "from=now-30d&by=status&orderBy=p99" },
         { true, "top", "from=now-30d&by=reason&orderBy=requests&status=4xx" },
-        { false, "top", "from=now-30d&by=consumer&orderBy=p99" },
+        // Top by consumer ordered by p99: sketches from consumer_days, counters from rollups; any other filter or order: rollups.
+        { true, "top", "from=now-30d&by=consumer&orderBy=p99" },
+        { true, "top", "from=2026-11-02T05:17:00Z&to=2026-11-09T13:00:00Z&by=consumer&orderBy=p99&limit=2" },
+        { true, "top", "from=now-30d&by=consumer&orderBy=p99&consumer=alice" },
+        { true, "top", "from=now-30d&by=consumer&orderBy=p99&consumer=(none)" },
+        { false, "top", "from=now-30d&by=consumer&orderBy=p99&route=orders" },
+        { false, "top", "from=now-30d&by=consumer&orderBy=p99&status=5xx" },
+        { false, "top", "from=now-30d&by=consumer&orderBy=requests" },
         { true, "timeseries", "from=now-30d" },
         { true, "timeseries", "from=2026-11-02T05:17:00Z&step=1d&groupBy=route" },
         { true, "timeseries", "from=now-30d&step=1d&groupBy=cluster&limit=2" },
@@ -147,6 +154,55 @@ public sealed class AnalyticsDaySummariesTests(AnalyticsDaySummariesTests.Store 
     }
 
     [Fact]
+    public void Each_closed_day_has_one_consumer_sketch_per_consumer_merging_exactly_that_consumers_rows()
+    {
+        using var connection = store.Database.OpenConnection();
+        var generated = store.Data.Rollups.Where(r => r.Minute < Start.AddDays(10)).ToList();
+        Assert.Equal(DateTime.UnixEpoch, AnalyticsCompaction.Progress(connection, AnalyticsDaySummaries.ConsumersFromKey)); // summarized with them from the start
+        Assert.Equal(generated.Select(r => (Day: r.Minute.Date, r.Consumer)).Distinct().Count(), Scalar(connection, "SELECT count(*) FROM consumer_days"));
+        Assert.Equal(10, Scalar(connection, "SELECT count(DISTINCT minute) FROM consumer_days"));
+        foreach (var consumer in (string?[])["alice", null])
+        {
+            var day = Start.AddDays(4);
+            var rows = generated.Where(r => r.Minute >= day && r.Minute < day.AddDays(1) && r.Consumer == consumer).ToList();
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT latency_buckets, latency_counts FROM consumer_days WHERE minute = $day AND consumer IS NOT DISTINCT FROM $consumer";
+            command.Parameters.Add(new DuckDBParameter("day", day));
+            command.Parameters.Add(new DuckDBParameter("consumer", consumer));
+            using var reader = command.ExecuteReader();
+            Assert.True(reader.Read());
+            var dense = new long[LatencySketch.BucketCount];
+            var buckets = reader.GetFieldValue<List<short>>(0);
+            var counts = reader.GetFieldValue<List<long>>(1);
+            for (var i = 0; i < buckets.Count; i++) dense[buckets[i]] += counts[i];
+            Assert.Equal(AnalyticsDataGenerator.Dense(rows), dense);
+            Assert.False(reader.Read());
+        }
+    }
+
+    [Fact]
+    public void Days_summarized_before_the_consumer_sketches_existed_are_not_covered_for_top_by_consumer()
+    {
+        // A store summarized by a version without consumer_days: its days stay covered for the other grains only.
+        var database = store.Copy("before-consumers.duckdb");
+        using var connection = database.OpenConnection();
+        using (var command = connection.CreateCommand())
+        {
+            command.CommandText = $"DELETE FROM consumer_days; DELETE FROM analytics_meta WHERE key = '{AnalyticsDaySummaries.ConsumersFromKey}'";
+            command.ExecuteNonQuery();
+        }
+
+        var top = Parse("top", "from=now-30d&by=consumer&orderBy=p99");
+        Assert.Null(Cover(connection, top));
+        Assert.Equal(0, AnalyticsDaySummaries.Run(connection, Now)); // nothing new to summarize: consumer sketches from day 10 on
+        Assert.Equal(Start.AddDays(10), AnalyticsCompaction.Progress(connection, AnalyticsDaySummaries.ConsumersFromKey));
+        Assert.Null(Cover(connection, top));
+        Assert.NotNull(Cover(connection, Parse("top", "from=now-30d&by=route&orderBy=p99")));
+        Assert.Equal(Json(AnalyticsQuery.Run(connection, top, "local", SketchMergeMode.Native, days: false)),
+            Json(AnalyticsQuery.Run(connection, top, "local", SketchMergeMode.Native, days: true)));
+    }
+
+    [Fact]
     public void Retention_cutting_into_a_summarized_day_leaves_that_day_to_the_rollups_and_the_answers_unchanged()
     {
         // Retention of 9 days at now = day 10 07:00: the cutoff is day 1 07:00, inside a summarized day.
@@ -160,9 +216,14 @@ public sealed class AnalyticsDaySummariesTests(AnalyticsDaySummariesTests.Store 
 
         Assert.Equal(Start.AddDays(2), AnalyticsCompaction.Progress(connection, AnalyticsDaySummaries.FromKey));
         Assert.Equal(0, Scalar(connection, $"SELECT count(*) FROM rollup_days WHERE minute < TIMESTAMP '{Start.AddDays(2):yyyy-MM-dd HH:mm:ss}'"));
+        Assert.Equal(0, Scalar(connection, $"SELECT count(*) FROM consumer_days WHERE minute < TIMESTAMP '{Start.AddDays(2):yyyy-MM-dd HH:mm:ss}'"));
         Assert.Equal(Start.AddDays(2), Cover(connection, parameters)!.From);
         var withDays = Json(AnalyticsQuery.Run(connection, parameters, "local", SketchMergeMode.Native, days: true));
         Assert.Equal(Json(AnalyticsQuery.Run(connection, parameters, "local", SketchMergeMode.Native, days: false)), withDays);
+        var top = Parse("top", "from=2026-10-20T00:00:00Z&by=consumer&orderBy=p99");
+        Assert.Equal(new AnalyticsQuery.DayCover(Start.AddDays(2), Start.AddDays(10), AnalyticsDaySummaries.ConsumerGrain), Cover(connection, top));
+        Assert.Equal(Json(AnalyticsQuery.Run(connection, top, "local", SketchMergeMode.Native, days: false)),
+            Json(AnalyticsQuery.Run(connection, top, "local", SketchMergeMode.Native, days: true)));
         // The rows of the cut day that are kept still count (day 1 was compacted to one row per key at 00:00: all deleted).
         Assert.Equal(store.Data.Rollups.Where(r => r.Minute >= Start.AddDays(2)).Sum(r => r.Requests),
             AnalyticsQuery.Run(connection, parameters, "local").Summary!.Requests);

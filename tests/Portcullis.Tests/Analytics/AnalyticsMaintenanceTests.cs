@@ -91,6 +91,40 @@ public sealed class AnalyticsMaintenanceTests(ITestOutputHelper output) : IDispo
     }
 
     [Fact]
+    public void The_job_writes_each_closed_days_consumer_sketches_and_top_by_consumer_p99_reads_them()
+    {
+        var time = new FakeTimeProvider(Start);
+        var (recorder, writer, database, snapshot) = Store(time, "");
+        using (writer)
+        {
+            Send(recorder, snapshot, time.GetUtcNow(), 3, consumer: "alice");
+            Send(recorder, snapshot, time.GetUtcNow(), 2, consumer: "bob");
+            writer.Flush();
+            time.Advance(TimeSpan.FromHours(23));
+            Send(recorder, snapshot, time.GetUtcNow(), 1, consumer: "alice");
+            writer.Flush();
+            Assert.Equal(0, Count(database, "SELECT count(*) FROM consumer_days")); // the day is not closed yet
+
+            time.Advance(TimeSpan.FromHours(1) + TimeSpan.FromMinutes(2)); // past the day's end and its closing delay
+            Send(recorder, snapshot, time.GetUtcNow().AddMinutes(-1), 1, consumer: "bob"); // in the open day, before `now` (the window's exclusive end)
+            writer.Flush();
+            Assert.Equal(1, writer.Maintenance.DaysSummarized);
+            Assert.Equal(2, Count(database, "SELECT count(*) FROM consumer_days"));
+            Assert.Equal(4, Count(database, "SELECT list_sum(latency_counts)::BIGINT FROM consumer_days WHERE consumer = 'alice'"));
+            Assert.Equal(2, Count(database, "SELECT list_sum(latency_counts)::BIGINT FROM consumer_days WHERE consumer = 'bob'"));
+
+            // Over the two days: day one's sketches from consumer_days, the open day's from rollups; the same answer as without.
+            var top = AnalyticsQueryParameters.Parse(AnalyticsQueryKind.Top,
+                [KeyValuePair.Create("from", new[] { "now-2d" }), KeyValuePair.Create("by", new[] { "consumer" }), KeyValuePair.Create("orderBy", new[] { "p99" })], time.GetUtcNow().UtcDateTime);
+            using var connection = database.OpenConnection();
+            Assert.Equal(new AnalyticsQuery.DayCover(Start.UtcDateTime, Start.UtcDateTime.AddDays(1), AnalyticsDaySummaries.ConsumerGrain), AnalyticsQuery.Cover(connection, top));
+            var withDays = SketchMergeTests.Json(AnalyticsQuery.Run(connection, top, "local", SketchMergeMode.Native, days: true));
+            Assert.Equal(SketchMergeTests.Json(AnalyticsQuery.Run(connection, top, "local", SketchMergeMode.Native, days: false)), withDays);
+            Assert.True(withDays.Contains("\"key\":\"bob\",\"requests\":3", StringComparison.Ordinal), withDays);
+        }
+    }
+
+    [Fact]
     public void A_store_that_cannot_be_written_is_retried_with_backoff_keeps_the_batch_and_writes_it_once_it_can()
     {
         var time = new FakeTimeProvider(Start);

@@ -76,6 +76,8 @@ public sealed class AnalyticsQueryBenchmark(ITestOutputHelper output)
                 checkpoint.ExecuteNonQuery();
             }
 
+            if (density == "tiered")
+                Say($"consumer_days (top by consumer orderBy p99): {Scalar(connection, "SELECT count(*) FROM consumer_days"):N0} rows, {Scalar(connection, "SELECT coalesce(sum(len(latency_buckets)), 0)::BIGINT FROM consumer_days"):N0} latency sketch entries");
             Say($"rows: {Count(connection):N0}; requests: {Scalar(connection, "SELECT sum(requests)::BIGINT FROM rollups"):N0}; samples: {Scalar(connection, "SELECT count(*) FROM samples"):N0}");
         }
 
