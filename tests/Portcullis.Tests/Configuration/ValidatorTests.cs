@@ -271,7 +271,7 @@ public sealed class ValidatorTests() : ConfigBuildTestBase("portcullis-validator
         var error = SingleError(result);
         AssertAt(error, 6, 20);
         Assert.Equal("clusters.backend.loadBalancing: 'roundRobn' is not allowed (did you mean 'roundRobin'?)", error.Message);
-        Assert.Equal("expected one of roundRobin, leastRequests, powerOfTwoChoices, random, first", error.Hint);
+        Assert.Equal("expected one of roundRobin, leastRequests, powerOfTwoChoices, random, first, consistentHash", error.Hint);
     }
 
     // ---------------------------------------------------------------- wrong types
@@ -698,12 +698,12 @@ public sealed class ValidatorTests() : ConfigBuildTestBase("portcullis-validator
                 destinations: [http://127.0.0.1:5001]
             routes:
               - name: all
-                cluster: orders-${map:tier(cookie:tier)}
+                cluster: orders-${map:tier(bogus:tier)}
             """);
 
         var error = SingleError(result);
         AssertAt(error, 13, 14);
-        Assert.StartsWith("bad cluster template: unknown request source 'cookie:tier'", error.Message, StringComparison.Ordinal);
+        Assert.StartsWith("bad cluster template: unknown request source 'bogus:tier'", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
