@@ -3,6 +3,7 @@ using Portcullis.Configuration;
 using Portcullis.Routing;
 using Portcullis.State;
 using Portcullis.Traffic;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Benchmarks;
 

@@ -1,6 +1,7 @@
 using BenchmarkDotNet.Attributes;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Routing;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Benchmarks;
 

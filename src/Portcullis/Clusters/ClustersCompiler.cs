@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy.Configuration;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Clusters;
 
@@ -110,9 +111,9 @@ internal static class ClustersCompiler
         }
 
         var ok = true;
-        if (!Routing.RequestSource.TryParse(settings.Key, out var key, out var error))
+        if (!RequestSource.TryParse(settings.Key, out var key, out var error))
         {
-            context.Error(path + ".consistentHash.key", $"{error}", $"one of {Routing.RequestSource.Syntax}");
+            context.Error(path + ".consistentHash.key", $"{error}", $"one of {RequestSource.Syntax}");
             ok = false;
         }
 

@@ -1,6 +1,7 @@
 using System.IO.Hashing;
 using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Http;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Routing;
 

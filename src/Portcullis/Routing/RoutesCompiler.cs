@@ -1,6 +1,7 @@
 using System.Text;
 using Portcullis.Configuration;
 using Yarp.ReverseProxy.Configuration;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Routing;
 

@@ -1,5 +1,6 @@
 using Portcullis.Configuration;
 using Portcullis.Routing;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Traffic;
 

@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Http;
 using Portcullis.Configuration;
 using Portcullis.Routing;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Tests.Routing;
 
