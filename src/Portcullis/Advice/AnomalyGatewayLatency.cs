@@ -2,8 +2,14 @@ using System.Globalization;
 
 namespace Portcullis.Advice;
 
-/// <summary>One route's p99 rise in the detection window, before it is judged a route's or the gateway's.</summary>
-internal readonly record struct LatencyRise(string Route, HourP99 Recent, double MedianUs, double ScaleUs, double Z, int BaselineHours, TimeSpan History);
+/// <summary>
+/// One route's p99 rise in the detection window, before it is judged a route's or the gateway's: of the total latency,
+/// or (<paramref name="Upstream"/>) of the time its upstream took, with the window's total in <see cref="Total"/>.
+/// </summary>
+internal readonly record struct LatencyRise(string Route, HourP99 Recent, double MedianUs, double ScaleUs, double Z, int BaselineHours, TimeSpan History, bool Upstream = false)
+{
+    public HourP99? Total { get; init; }
+}
 
 /// <summary>A p99 of one route in one hour (or the detection window) from the merged latency sketches.</summary>
 internal readonly record struct HourP99(double P99Us, long Count);

@@ -145,6 +145,46 @@ public sealed class AnomalyDetectorTests : IDisposable
     }
 
     [Fact]
+    public void A_route_whose_total_latency_rose_but_not_its_upstream_is_no_route_latency_anomaly()
+    {
+        // The gateway's own time grew (queueing, a starved host) while the upstream answered as fast as ever: not the
+        // route's problem, and one route alone is no gateway finding either.
+        _data.Rollup(Minute.AddMinutes(-1), "users", "c03", 200, null, 100, 300_000, upstreamUs: 14_000)
+            .Rollup(Minute, "users", "c03", 200, null, 50, 300_000, upstreamUs: 14_000).Flush();
+        var findings = new AnomalyRouteDetector().Detect(_data.Context());
+        Assert.True(findings.Count == 0, Dump(findings));
+    }
+
+    [Fact]
+    public void A_route_whose_upstream_got_slower_is_a_latency_anomaly_judged_on_the_upstream_time()
+    {
+        _data.Rollup(Minute.AddMinutes(-1), "users", "c03", 200, null, 100, 300_000, upstreamUs: 280_000)
+            .Rollup(Minute, "users", "c03", 200, null, 50, 300_000, upstreamUs: 280_000).Flush();
+        var finding = Assert.Single(new AnomalyRouteDetector().Detect(_data.Context()));
+        Assert.Equal((FindingKinds.RouteLatency, "users"), (finding.Kind, finding.Subject.Name));
+        Assert.StartsWith("p99 upstream latency of route users", finding.Title, StringComparison.Ordinal);
+        Assert.InRange(Assert.Single(finding.Evidence.Values, v => v.Name == "p99 latency").Value, 277, 283);
+        Assert.InRange(Assert.Single(finding.Evidence.Values, v => v.Name.StartsWith("p99 total latency", StringComparison.Ordinal)).Value, 297, 303);
+        Assert.Contains("waited for the upstream", finding.Explanation, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(5, false)]  // a second's host stall catching a few requests of a quiet route: the p99 of ~90 requests, not a slowdown
+    [InlineData(15, true)]  // a slowdown carried by many requests
+    public void A_quiet_routes_latency_rise_needs_enough_slow_requests_not_just_its_p99(int slow, bool reported)
+    {
+        using var data = new AnomalyTestData(clean: false, extraRoutes: "- { name: quiet, match: { pathPrefix: /quiet }, respond: { status: 200 } }");
+        var hourEnd = AnomalyWindows.Floor(Now.AddHours(-8), TimeSpan.FromHours(1));
+        for (var hour = hourEnd.AddDays(-3); hour < hourEnd; hour = hour.AddHours(1)) data.Rollup(hour, "quiet", "c01", 200, null, 40 * 60, 20_000);
+        for (var minute = hourEnd; minute < Minute; minute = minute.AddMinutes(1)) data.Rollup(minute, "quiet", "c01", 200, null, 40, 20_000);
+        data.Rollup(Minute, "quiet", "c01", 200, null, 20, 20_000).Rollup(Minute.AddMinutes(-1), "quiet", "c01", 200, null, slow, 1_000_000).Flush();
+
+        var findings = new AnomalyRouteDetector().Detect(data.Context()).Where(f => f.Kind == FindingKinds.RouteLatency).ToList();
+        Assert.True(findings.Count == (reported ? 1 : 0), Dump(findings));
+        if (reported) Assert.Contains($"The slowest {AnomalyRouteDetector.MinSlowRequests} of the", findings[0].Explanation, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Routes_of_different_clusters_slower_at_once_are_one_gateway_latency_finding_not_one_per_route()
     {
         // The host overloaded: every route's p99 rises in the same minutes (the harness saw users 15 → 185 ms and

@@ -141,8 +141,11 @@ internal sealed class AnomalyTestData : IDisposable
 
     public static string Template(string route) => route switch { "orders" => "/orders/{id}", "users" => "/users/{id}", "search" => "/search/{**rest}", _ => "/admin/{**rest}" };
 
-    /// <summary>Adds a rollup row: <paramref name="requests"/> requests, 98 % near <paramref name="latencyUs"/> and 2 % at 2.5× it.</summary>
-    public AnomalyTestData Rollup(DateTime minute, string? route, string? consumer, short status, string? reason, long requests, long latencyUs)
+    /// <summary>
+    /// Adds a rollup row: <paramref name="requests"/> requests, 98 % near <paramref name="latencyUs"/> and 2 % at 2.5× it;
+    /// proxied ones spent <paramref name="upstreamUs"/> (default: all of it) waiting for the upstream, in the same shape.
+    /// </summary>
+    public AnomalyTestData Rollup(DateTime minute, string? route, string? consumer, short status, string? reason, long requests, long latencyUs, long? upstreamUs = null)
     {
         if (requests <= 0) return this;
         var tail = requests / 50;
@@ -154,9 +157,12 @@ internal sealed class AnomalyTestData : IDisposable
             counts.Add(tail);
         }
 
+        var upstream = upstreamUs ?? latencyUs;
+        var upstreamBuckets = new List<short> { (short)LatencySketch.BucketOf(upstream) };
+        if (tail > 0) upstreamBuckets.Add((short)LatencySketch.BucketOf(upstream * 5 / 2));
         var proxied = route is not null && reason is null or "upstream.error";
         _rollups.Add([minute, route, route is null ? null : route + "-cluster", consumer, consumer is null ? null : "gold", status, reason, requests, 0L, 0L,
-            requests * latencyUs, proxied ? requests * latencyUs : 0L, buckets, counts, proxied ? buckets : new List<short>(), proxied ? counts : new List<long>()]);
+            requests * latencyUs, proxied ? requests * upstream : 0L, buckets, counts, proxied ? upstreamBuckets : new List<short>(), proxied ? counts : new List<long>()]);
         return this;
     }
 

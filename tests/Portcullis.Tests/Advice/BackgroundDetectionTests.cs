@@ -34,12 +34,12 @@ public sealed class BackgroundDetectionTests() : ConfigBuildTestBase("portcullis
         Runtime = runtime,
     };
 
-    private GatewaySnapshot Snapshot()
+    private GatewaySnapshot Snapshot(int status = 200)
     {
-        var result = Build("""
+        var result = Build($$"""
             listeners: [{ name: public, address: "127.0.0.1:8080" }]
             routes:
-              - { name: reports, match: { pathPrefix: /reports }, respond: { status: 200 } }
+              - { name: reports, match: { pathPrefix: /reports }, respond: { status: {{status}} } }
             """);
         Assert.True(result.Succeeded, Dump(result));
         return result.Snapshot!;
@@ -113,6 +113,67 @@ public sealed class BackgroundDetectionTests() : ConfigBuildTestBase("portcullis
 
         // Long after: a new computation.
         _time.Advance(TimeSpan.FromMinutes(5));
+        background.Detect(Context(snapshot, new LiveRuntime()), Measured);
+        Assert.Equal(3, computations);
+    }
+
+    [Fact]
+    public void LiveAReloadStartsAComputationAtTheNextRunWhateverTheSpacing()
+    {
+        // The evaluation's too-tight limit came minutes late: a reload installed it while the next computation
+        // was spaced by ten times a load-inflated duration, so nothing judged the new limit until then.
+        var before = Snapshot();
+        var after = Snapshot(status: 204);
+        Assert.NotEqual(before.Fingerprint, after.Fingerprint);
+        var background = new BackgroundDetection(TimeSpan.FromSeconds(30));
+        var seen = new List<string>();
+        IReadOnlyList<Finding> Measured(AdviceContext context)
+        {
+            lock (seen) seen.Add(context.Snapshot.Fingerprint);
+            Thread.Sleep(200);
+            return [];
+        }
+
+        background.Detect(Context(before, new LiveRuntime()), Measured); // cold
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        background.Detect(Context(before, new LiveRuntime()), Measured); // spaces the next by ≥ 2 s
+        _time.Advance(TimeSpan.FromMilliseconds(500));
+        background.Detect(Context(before, new LiveRuntime()), Measured);
+        Assert.Equal(2, seen.Count);
+
+        // Same instant, reloaded config: computed now, against the new snapshot.
+        background.Detect(Context(after, new LiveRuntime()), Measured);
+        Assert.Equal(3, seen.Count);
+        Assert.Equal(after.Fingerprint, seen[^1]);
+
+        // And then spaced again as usual.
+        _time.Advance(TimeSpan.FromMilliseconds(500));
+        background.Detect(Context(after, new LiveRuntime()), Measured);
+        Assert.Equal(3, seen.Count);
+    }
+
+    [Fact]
+    public void LiveTheSpacingNeverExceedsTheMaximum()
+    {
+        // Ten times a wall-clock duration is minutes on a loaded host; the wait is capped.
+        var snapshot = Snapshot();
+        var background = new BackgroundDetection(TimeSpan.FromSeconds(30), maxSpacing: TimeSpan.FromSeconds(1));
+        var computations = 0;
+        IReadOnlyList<Finding> Measured(AdviceContext context)
+        {
+            Interlocked.Increment(ref computations);
+            Thread.Sleep(300); // ten times this (3 s) is above the 1 s cap
+            return [];
+        }
+
+        background.Detect(Context(snapshot, new LiveRuntime()), Measured);
+        _time.Advance(TimeSpan.FromMilliseconds(1));
+        background.Detect(Context(snapshot, new LiveRuntime()), Measured);
+        Assert.Equal(2, computations);
+        _time.Advance(TimeSpan.FromMilliseconds(900));
+        background.Detect(Context(snapshot, new LiveRuntime()), Measured);
+        Assert.Equal(2, computations);
+        _time.Advance(TimeSpan.FromMilliseconds(200)); // 1.1 s after: past the cap, well short of 10 × 300 ms
         background.Detect(Context(snapshot, new LiveRuntime()), Measured);
         Assert.Equal(3, computations);
     }

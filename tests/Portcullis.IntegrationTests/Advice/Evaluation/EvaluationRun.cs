@@ -99,7 +99,7 @@ internal sealed class EvaluationRun
             new("flapping destination", "destination.flapping", ["inventory", flapper.Name, flapper.Url, "inventory/" + flapper.Name], TimeSpan.FromSeconds(90), ["route.error-anomaly", "upstream.errors"]),
             new("failing upstream", "upstream.errors", ["payments", "payments-a", TrafficModel.Route("payments").Prefix], TimeSpan.FromSeconds(120), ["route.error-anomaly"]),
             new("consumer hammering a route", "consumer.rate-surge", [surger.Name], TimeSpan.FromSeconds(150), ["route.volume-anomaly", "ratelimit.too-tight"], [surgeRoute.Name]),
-            new("latency creeping to the timeout", "upstream.timeout-too-tight", ["catalog", "catalog-a"], TimeSpan.FromSeconds(150), ["route.latency-anomaly", "upstream.timeouts"]),
+            new("latency creeping to the timeout", "upstream.timeout-too-tight", ["catalog", "catalog-a"], TimeSpan.FromSeconds(150), ["route.latency-anomaly", "upstream.timeouts", "route.error-anomaly"]), // past the timeout: 504s
             new("new consumer on the admin route", "consumer.new-route", [newcomer.Name], TimeSpan.FromSeconds(180), ["route.volume-anomaly"], ["admin"]),
             new("limit far too tight", "ratelimit.too-tight", ["reports-tight", "reports"], TimeSpan.FromSeconds(210), ["route.error-anomaly"]),
         ];
