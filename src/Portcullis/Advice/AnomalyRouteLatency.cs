@@ -185,5 +185,5 @@ internal sealed partial class AnomalyRouteDetector
         return result;
     }
 
-    private static DateTime Lowest(List<(string Name, object? Value)> parameters) => parameters.Where(p => p.Name != "end" && p.Name != "rs").Min(p => (DateTime)p.Value!);
+    private static DateTime Lowest(List<(string Name, object? Value)> parameters) => parameters.Where(p => p.Value is DateTime && p.Name != "end" && p.Name != "rs").Min(p => (DateTime)p.Value!);
 }
