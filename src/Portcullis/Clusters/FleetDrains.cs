@@ -38,6 +38,7 @@ internal sealed partial class FleetDrains(
         """;
 
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _messages;
     private ConnectionMultiplexer? _subscribed;
     private bool _read;
 
@@ -96,6 +97,9 @@ internal sealed partial class FleetDrains(
             }
         }
     }
+
+    /// <summary>Change messages received on the drains channel since start (pub/sub, not the poll, carried a change).</summary>
+    internal long MessagesReceived => Interlocked.Read(ref _messages);
 
     private void Wake() => Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
@@ -156,7 +160,11 @@ internal sealed partial class FleetDrains(
     private async Task SubscribeAsync(RedisCounterStore redis)
     {
         if (redis.Connection is not { } connection || ReferenceEquals(connection, _subscribed)) return;
-        await connection.GetSubscriber().SubscribeAsync(RedisChannel.Literal(Key(redis)), (_, _) => Wake()).ConfigureAwait(false);
+        await connection.GetSubscriber().SubscribeAsync(RedisChannel.Literal(Key(redis)), (_, _) =>
+        {
+            Interlocked.Increment(ref _messages);
+            Wake();
+        }).ConfigureAwait(false);
         _subscribed = connection;
     }
 

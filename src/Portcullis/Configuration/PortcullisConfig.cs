@@ -195,48 +195,6 @@ internal sealed record RouteOptions
     public RouteCorsOptions? Cors { get; init; }
 }
 
-/// <summary>routes[].cors: the route's CORS policy (Fetch standard), answered by ASP.NET Core's CORS middleware.</summary>
-internal sealed record RouteCorsOptions
-{
-    [Description("Origins allowed to call the route: https://app.example.com, a subdomain pattern https://*.example.com, or \"*\" (any origin; not with allowCredentials).")]
-    public IReadOnlyList<string> AllowOrigins { get; init; } = [];
-
-    [Description("Methods allowed on cross-origin requests. Default: any.")]
-    public IReadOnlyList<string> AllowMethods { get; init; } = [];
-
-    [Description("Request headers a cross-origin request may send beyond the CORS-safelisted ones, or \"*\". Default: none.")]
-    public IReadOnlyList<string> AllowHeaders { get; init; } = [];
-
-    [Description("Response headers the calling page may read beyond the CORS-safelisted ones.")]
-    public IReadOnlyList<string> ExposeHeaders { get; init; } = [];
-
-    [Description("Allow requests with credentials (cookies, Authorization): Access-Control-Allow-Credentials. Default false.")]
-    public bool AllowCredentials { get; init; }
-
-    [Description("How long a browser may cache a preflight answer (Access-Control-Max-Age). Default 10m.")]
-    public TimeSpan MaxAge { get; init; } = TimeSpan.FromMinutes(10);
-}
-
-/// <summary>A route's weighted clusters (routes[].split): a share of the requests to each.</summary>
-internal sealed record RouteSplitOptions
-{
-    [Description("The clusters and their relative weights (integers ≥ 0; 95 and 5 send 95 % and 5 %). A weight of 0 keeps a cluster listed but sends it nothing.")]
-    public IReadOnlyList<SplitTargetOptions> Clusters { get; init; } = [];
-
-    [Description("Keep one caller on one side: the request source whose value is hashed to choose (consumer, header:NAME, cookie:NAME, claim:NAME, ip, ...). The same value always lands on the same cluster while the weights stay; raising the last cluster's weight only moves callers toward it. A request without the value is drawn at random. Without sticky every request is drawn at random.")]
-    public string? Sticky { get; init; }
-}
-
-/// <summary>One cluster of a route's split and its weight.</summary>
-internal sealed record SplitTargetOptions
-{
-    [Description("Cluster name (under clusters).")]
-    public string Cluster { get; init; } = "";
-
-    [Description("Relative weight, an integer ≥ 0.")]
-    public int Weight { get; init; }
-}
-
 internal enum HeaderMatchMode
 {
     Exact,
@@ -391,35 +349,6 @@ internal sealed record ClusterOptions
 
     [Description("Checks on this cluster's response headers (required, forbidden, value rules) and what a finding does; applied after the route's.")]
     public ClusterResponseHeaderOptions? ResponseHeaders { get; init; }
-}
-
-/// <summary>clusters.NAME.consistentHash: the key of a consistent-hash cluster and its load bound.</summary>
-internal sealed record ConsistentHashOptions
-{
-    [Description("The request source hashed to choose a destination: header:NAME, cookie:NAME, query:NAME, claim:NAME, consumer, consumerGroup, ip, path, ... A request without it goes to a random destination.")]
-    public string Key { get; init; } = "";
-
-    [Description("Bounded loads: a destination with this many times the average requests in flight is passed over for the next one on the ring. At least 1; default 1.25. 0 turns the bound off (pure consistent hashing).")]
-    public double BalanceFactor { get; init; } = 1.25;
-}
-
-/// <summary>clusters.NAME.affinity: cookie-based session affinity.</summary>
-internal sealed record ClusterAffinityOptions
-{
-    [Description("Cookie that names the destination (a hash of its name: the same on every instance, no key to share). Default .Portcullis.Affinity.")]
-    public string Cookie { get; init; } = ".Portcullis.Affinity";
-
-    [Description("When the destination in the cookie is not available: redistribute (default: choose another and set a new cookie) or return503.")]
-    public AffinityFailurePolicy FailurePolicy { get; init; } = AffinityFailurePolicy.Redistribute;
-
-    [Description("Cookie lifetime; without it a session cookie (until the browser closes).")]
-    public TimeSpan? MaxAge { get; init; }
-}
-
-internal enum AffinityFailurePolicy
-{
-    Redistribute,
-    Return503,
 }
 
 [ScalarShorthand(nameof(Address))]

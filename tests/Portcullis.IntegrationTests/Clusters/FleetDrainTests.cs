@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
@@ -128,8 +129,10 @@ public sealed class FleetDrainTests : IAsyncLifetime
         Assert.Equal("fleet", drained.GetProperty("scope").GetString());
         await Eventually.TrueAsync(async () => (await AuditAsync(Path.Combine(_directory, "b-audit.log"))).Any(r => r.GetProperty("type").GetString() == "admin.undrain" && r.GetProperty("scope").GetString() == "fleet"), "undrain audited on B");
 
-        // Pub/sub, not the 5 s poll, carried it (generous bound for a loaded machine).
-        Assert.True(applied < TimeSpan.FromSeconds(4.5), $"B applied the drain after {applied}");
+        // Pub/sub, not only the 5 s poll, carried it: B received the change messages (a count, not a timing, so a
+        // loaded machine cannot fail it); the time stays as a loose sanity bound.
+        Assert.True(b.Services.GetRequiredService<Portcullis.Clusters.FleetDrains>().MessagesReceived >= 2, "B got no drain/undrain message on the channel");
+        Assert.True(applied < TimeSpan.FromSeconds(30), $"B applied the drain after {applied}");
     }
 
     [Fact]
