@@ -101,6 +101,9 @@ internal sealed partial class FleetDrains(
     /// <summary>Change messages received on the drains channel since start (pub/sub, not the poll, carried a change).</summary>
     internal long MessagesReceived => Interlocked.Read(ref _messages);
 
+    /// <summary>True once this instance listens on the drains channel (until then only reads carry changes).</summary>
+    internal bool Subscribed => Volatile.Read(ref _subscribed) is not null;
+
     private void Wake() => Interlocked.Exchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     /// <summary>Reads every fleet drain from Redis and applies the differences.</summary>
@@ -165,7 +168,7 @@ internal sealed partial class FleetDrains(
             Interlocked.Increment(ref _messages);
             Wake();
         }).ConfigureAwait(false);
-        _subscribed = connection;
+        Volatile.Write(ref _subscribed, connection);
     }
 
     private static string Key(RedisCounterStore redis) => redis.Options.KeyPrefix + "drains";

@@ -69,6 +69,8 @@ public sealed class FleetDrainTests : IAsyncLifetime
         return names;
     }
 
+    private static Portcullis.Clusters.FleetDrains Drains(TestGateway gateway) => gateway.Services.GetRequiredService<Portcullis.Clusters.FleetDrains>();
+
     private static async Task<JsonElement> DestinationAsync(TestGateway gateway, string name) =>
         JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/clusters")).RootElement.GetProperty("clusters")[0]
             .GetProperty("destinations").EnumerateArray().Single(d => d.GetProperty("name").GetString() == name).Clone();
@@ -89,6 +91,10 @@ public sealed class FleetDrainTests : IAsyncLifetime
         var a = await StartAsync(Yaml(redis, "a-audit.log"));
         var b = await StartAsync(Yaml(redis, "b-audit.log"));
         Assert.Equal(["one", "two"], (await AnsweringAsync(b)).Order());
+
+        // A message published before B listens cannot reach it (B would pick the drain up on a read instead, which
+        // is not what this test is about): wait until both listen. On a loaded machine Redis connects late.
+        await Eventually.TrueAsync(() => Drains(a).Subscribed && Drains(b).Subscribed, "A and B subscribe to the drains channel");
 
         // Drain "two" for the fleet through A: B stops sending to it without being told directly.
         using (var drain = await a.Admin.PostAsync("/admin/clusters/api/destinations/two/drain?scope=fleet", null))
@@ -131,7 +137,8 @@ public sealed class FleetDrainTests : IAsyncLifetime
 
         // Pub/sub, not only the 5 s poll, carried it: B received the change messages (a count, not a timing, so a
         // loaded machine cannot fail it); the time stays as a loose sanity bound.
-        Assert.True(b.Services.GetRequiredService<Portcullis.Clusters.FleetDrains>().MessagesReceived >= 2, "B got no drain/undrain message on the channel");
+        // Handlers run on the client's own queue, so the count may trail the applied change by a moment.
+        await Eventually.TrueAsync(() => Drains(b).MessagesReceived >= 2, "B receives the drain and undrain messages on the channel");
         Assert.True(applied < TimeSpan.FromSeconds(30), $"B applied the drain after {applied}");
     }
 
