@@ -193,6 +193,9 @@ internal sealed record RouteOptions
 
     [Description("Cross-origin requests from browsers (CORS): allowed origins, methods, headers, credentials. Preflights are answered at the gateway, before auth, without reaching the upstream.")]
     public RouteCorsOptions? Cors { get; init; }
+
+    [Description("JSON threat protection for the route's JSON request bodies: size, depth, string length, array and object sizes, checked while the body streams (400/413 problem+json with a reason code).")]
+    public JsonLimitsOptions? JsonLimits { get; init; }
 }
 
 internal enum HeaderMatchMode

@@ -253,6 +253,7 @@ public static class PortcullisServiceCollectionExtensions
         app.UseMiddleware<IdentityMiddleware>();
         app.UseMiddleware<Portcullis.Traffic.TrafficMiddleware>();
         app.UseMiddleware<RouteResponseMiddleware>();
+        app.UseMiddleware<JsonLimitsMiddleware>(); // routes[].jsonLimits, checked while the body streams
         var bindings = new RouteBindings(store, app.Services.GetRequiredService<Yarp.ReverseProxy.IProxyStateLookup>());
         app.MapReverseProxy(pipeline =>
         {

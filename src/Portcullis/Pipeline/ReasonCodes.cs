@@ -63,6 +63,13 @@ internal static class ReasonCodes
     public static readonly ReasonCode RequestBodyTooLarge = new("request.body-too-large", 413, ReasonStage.Edge, "The request body is larger than `limits.maxRequestBodySize`.");
     public static readonly ReasonCode RequestBodyTimeout = new("request.body-timeout", 408, ReasonStage.Edge, "The request body arrived more slowly than the minimum data rate.");
     public static readonly ReasonCode RequestBodyInvalid = new("request.body-invalid", 400, ReasonStage.Edge, "The request body could not be read (bad framing or the client went away mid-body).");
+    public static readonly ReasonCode JsonRequired = new("request.json-required", 415, ReasonStage.Edge, "A body that is not declared as JSON on a route whose `jsonLimits.requireJson` is set.");
+    public static readonly ReasonCode JsonTooLarge = new("request.json-too-large", 413, ReasonStage.Edge, "A JSON body larger than the route's `jsonLimits.maxSize`.");
+    public static readonly ReasonCode JsonTooDeep = new("request.json-too-deep", 400, ReasonStage.Edge, "A JSON body nested deeper than the route's `jsonLimits.maxDepth`.");
+    public static readonly ReasonCode JsonStringTooLong = new("request.json-string-too-long", 400, ReasonStage.Edge, "A JSON string or property name (or another single token) longer than the route's `jsonLimits.maxStringLength`.");
+    public static readonly ReasonCode JsonTooManyItems = new("request.json-too-many-items", 400, ReasonStage.Edge, "A JSON array with more items than the route's `jsonLimits.maxArrayItems`.");
+    public static readonly ReasonCode JsonTooManyMembers = new("request.json-too-many-members", 400, ReasonStage.Edge, "A JSON object with more members than the route's `jsonLimits.maxObjectMembers`.");
+    public static readonly ReasonCode JsonMalformed = new("request.json-malformed", 400, ReasonStage.Edge, "A body declared as JSON on a route with `jsonLimits` that is not one well-formed JSON value (comments and trailing commas included).");
     public static readonly ReasonCode RequestChunkExtensionTooLong = new("request.chunk-extension-too-long", 400, ReasonStage.Edge, "A chunk extension of a chunked body is longer than the gateway accepts.");
     public static readonly ReasonCode RequestHeadersTimeout = new("request.headers-timeout", 408, ReasonStage.Edge, "The request headers did not arrive in time (Kestrel's refusal).");
     public static readonly ReasonCode RequestLengthRequired = new("request.length-required", 411, ReasonStage.Edge, "A body without Content-Length or chunked framing (Kestrel's refusal).");

@@ -84,6 +84,7 @@ internal static class RoutesCompiler
             ClusterTemplate = clusterTemplate,
             StaticCluster = staticCluster,
             Split = split,
+            JsonLimits = CompiledJsonLimits.Compile(context, route.JsonLimits, path + ".jsonLimits"),
             CorsTask = cors is null ? null : Task.FromResult<Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy?>(cors),
             SetHeaders = [.. setHeaders],
             RemoveHeaders = [.. route.RequestHeaders.Remove],
