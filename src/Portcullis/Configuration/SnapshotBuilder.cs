@@ -119,6 +119,8 @@ internal sealed class SnapshotBuilder
         for (var i = 0; i < routes.Count; i++)
         {
             var errors = _proxyValidator!.ValidateRouteAsync(routes[i]).AsTask().GetAwaiter().GetResult();
+            if (errors.Count == 0) continue;
+            // Looked up only for a route with errors: a search per route made validation quadratic in the route count.
             var index = context.Config.Routes.Select((r, n) => (r, n)).First(x => x.r.Name == routes[i].RouteId).n;
             foreach (var error in errors)
             {
