@@ -454,6 +454,12 @@ public sealed class ReloadAndMapTests
         Assert.True(body.GetProperty("generation").GetInt64() > generation);
         Assert.Contains(gateway.Logs.Lines, l => l.Contains("Changes to listeners take effect only after a restart", StringComparison.Ordinal));
 
+        // A reload with nothing changed since still says so (it reuses what the applying reload found).
+        (status, body) = await gateway.ReloadAsync();
+        Assert.Equal(200, status);
+        Assert.False(body.GetProperty("changed").GetBoolean());
+        Assert.Contains("listeners", Strings(body.GetProperty("restartRequired")));
+
         // The new listener is not bound until a restart; the old ones keep working.
         using (var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
         {

@@ -52,6 +52,9 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
     private readonly ILogger<ConfigReloader> _logger;
     private readonly TimeProvider _time;
     private readonly GatewaySnapshot _running;
+
+    // Settings of the serving snapshot that differ from what the gateway started with (applied only at restart).
+    private IReadOnlyList<string> _pendingRestart = [];
     private readonly ISnapshotParticipant[] _participants;
     private readonly Observability.AuditLog? _audit;
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -143,18 +146,20 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             var now = _time.GetUtcNow();
             if (build.Snapshot is not { } next) return Rejected(build, current, trigger, now, stamps);
 
+            if (next.Fingerprint == current.Fingerprint)
+            {
+                // Same inputs, same snapshot: what waits for a restart is what waited before (the diff of a whole
+                // config is seconds at tens of thousands of routes, so it is not redone for nothing).
+                RememberStamps(stamps);
+                Interlocked.Increment(ref _applied);
+                LastResult = new ReloadResult(true, false, current.Generation, trigger, now, build.Diagnostics, _pendingRestart);
+                return LastResult;
+            }
+
             // Relative to what the gateway runs with, not to the previous snapshot: a change to a setting
             // read at start-up stays pending (and reported) until a restart, and undoing it needs none.
             var pending = ConfigDiff.PendingRestart(_running, next);
             var restart = pending.Select(p => p.Setting).ToList();
-
-            if (next.Fingerprint == current.Fingerprint)
-            {
-                RememberStamps(stamps);
-                Interlocked.Increment(ref _applied);
-                LastResult = new ReloadResult(true, false, current.Generation, trigger, now, build.Diagnostics, restart);
-                return LastResult;
-            }
 
             if (!TryPrepare(next, current, out var prepared, out var results))
             {
@@ -173,6 +178,7 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             // the new snapshot arrives (a new issuer's key cache, a new cluster's TLS runtime ...).
             Commit(prepared);
             _store.Swap(next);
+            _pendingRestart = restart;
             Watch(next, stamps);
             foreach (var (setting, reason) in pending) Log.RestartRequired(_logger, setting, reason);
             foreach (var result in results.Where(r => r.Outcome == "restart-required")) Log.ParticipantRestartRequired(_logger, result.Participant, result.Reason ?? "");
