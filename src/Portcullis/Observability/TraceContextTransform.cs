@@ -21,6 +21,7 @@ internal sealed class TraceContextRequestTransform : RequestTransform
         if (context.HttpContext.Features.Get<GatewayFeature>() is not { } gateway) return ValueTask.CompletedTask;
         if (gateway.Times.UpstreamStart == 0) gateway.Times.UpstreamStart = Stopwatch.GetTimestamp();
         gateway.Times.UpstreamEnd = 0; // a retry starts over
+        gateway.Times.AttemptStart = Stopwatch.GetTimestamp();
         if (gateway.RequestIdMinted)
         {
             var proxyHeaders = context.ProxyRequest.Headers;
