@@ -54,6 +54,10 @@ public sealed class OutlierEjectionTests(ITestOutputHelper output)
         await SendAsync(gateway, 200, after);
         Assert.Equal((200, 0), (after.Total, after.Errors));
         Assert.Equal(dRequests, upstreams[3].Requests);
+
+        var metrics = await gateway.Admin.GetStringAsync("/metrics");
+        Assert.Matches(@"(?m)^portcullis_upstream_outlier_ejections_total\{(?=[^}]*cluster=""web"")(?=[^}]*reason=""outlier.failure-percentage"")[^}]*\} 1$", metrics);
+        Assert.Matches(@"(?m)^portcullis_upstream_outlier_ejected\{(?=[^}]*cluster=""web"")[^}]*\} 1$", metrics);
     }
 
     [Fact]
@@ -91,6 +95,7 @@ public sealed class OutlierEjectionTests(ITestOutputHelper output)
         var final = await ClusterAsync(gateway);
         Assert.Equal("in", Outlier(Destinations(final).Single(d => d.GetProperty("name").GetString() == "a")).State);
         Assert.Equal(2, final.GetProperty("availableDestinations").GetInt32());
+        Assert.Matches(@"(?m)^portcullis_upstream_outlier_capped_total\{[^}]*cluster=""web""[^}]*\} [1-9]", await gateway.Admin.GetStringAsync("/metrics"));
     }
 
     [Fact]
