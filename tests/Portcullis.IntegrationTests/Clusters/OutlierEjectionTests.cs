@@ -129,6 +129,26 @@ public sealed class OutlierEjectionTests(ITestOutputHelper output)
         Assert.NotEqual("unhealthy", (await DestinationAsync(gateway, "d")).GetProperty("passive").GetString());
     }
 
+    [Fact]
+    public async Task A_destination_much_slower_than_the_others_is_ejected_for_latency()
+    {
+        var upstreams = await StartAsync(4);
+        await using var _ = new Disposables(upstreams);
+        upstreams[2].Delay = TimeSpan.FromSeconds(1);
+        await using var gateway = await TestGateway.StartAsync(Yaml(upstreams,
+            "{ interval: 1s, baseEjectionTime: 5m, latency: { factor: 3, minRequests: 3, minDestinations: 3, minLatency: 200ms } }"));
+
+        await Eventually.TrueAsync(async () =>
+        {
+            await SendAsync(gateway, 24, new Tally());
+            return Outlier(await DestinationAsync(gateway, "c")).State == "ejected";
+        }, "c to be ejected for latency", context: gateway.ClustersAndLogDump());
+        Assert.Equal("outlier.latency", Outlier(await DestinationAsync(gateway, "c")).Reason);
+        foreach (var name in new[] { "a", "b", "d" }) Assert.Equal("in", Outlier(await DestinationAsync(gateway, name)).State);
+        var line = Assert.Single(gateway.Logs.Lines, l => l.Contains("ejected as an outlier (outlier.latency)", StringComparison.Ordinal));
+        output.WriteLine(line);
+    }
+
     private static int CapLines(TestGateway gateway) => gateway.Logs.Lines.Count(l => l.Contains("but stays in service", StringComparison.Ordinal));
 
     /// <summary>Answers 500 to <paramref name="percent"/> % of requests (evenly spread: every tenth request decides).</summary>
