@@ -44,6 +44,7 @@ internal sealed partial class OutlierDetector(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        await Task.Yield(); // not on the host's start-up thread
         while (!stoppingToken.IsCancellationRequested)
         {
             var sleep = snapshots.IsInitialized ? Tick() : MaxSleep;
