@@ -150,6 +150,28 @@ public sealed class OutlierEjectionTests(ITestOutputHelper output)
         output.WriteLine(line);
     }
 
+    [Fact]
+    public async Task Outlier_detection_added_by_a_reload_ejects_without_a_restart()
+    {
+        var upstreams = await StartAsync(4);
+        await using var _ = new Disposables(upstreams);
+        upstreams[1].Handler = Failing(100);
+        var yaml = Yaml(upstreams, "{ interval: 300ms, baseEjectionTime: 5m, failurePercentage: { threshold: 50, minRequests: 5 } }");
+        await using var gateway = await TestGateway.StartAsync(yaml.Replace("    healthCheck:\n      outlierDetection:", "    #", StringComparison.Ordinal));
+        await SendAsync(gateway, 40, new Tally());
+        var b = await DestinationAsync(gateway, "b");
+        Assert.False(b.TryGetProperty("outlier", out var none), $"no outlier detection configured, yet: {none}");
+
+        await gateway.WriteConfigAsync(yaml);
+        var (status, body) = await gateway.ReloadAsync();
+        Assert.True(status == 200, body.ToString());
+        await Eventually.TrueAsync(async () =>
+        {
+            await SendAsync(gateway, 24, new Tally());
+            return Outlier(await DestinationAsync(gateway, "b")).State == "ejected";
+        }, "b to be ejected after the reload", context: gateway.ClustersAndLogDump());
+    }
+
     private static int CapLines(TestGateway gateway) => gateway.Logs.Lines.Count(l => l.Contains("but stays in service", StringComparison.Ordinal));
 
     /// <summary>Answers 500 to <paramref name="percent"/> % of requests (evenly spread: every tenth request decides).</summary>
