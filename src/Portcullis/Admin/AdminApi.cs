@@ -23,6 +23,7 @@ internal sealed partial class AdminApi(
     IClusterDestinationsUpdater destinationsUpdater,
     DrainRegistry drains,
     FleetDrains fleetDrains,
+    OutlierDetector outliers,
     Identity.IssuerRegistry issuers,
     Tls.CertificateStore certificates,
     AdminListenerFilter listener,
@@ -133,6 +134,7 @@ internal sealed partial class AdminApi(
                 WriteDrainSources(w, cluster.ClusterId, destination.DestinationId);
                 w.WriteBoolean("available", available.Contains(destination));
                 w.WriteNumber("inFlight", destination.ConcurrentRequestCount);
+                WriteOutlier(w, cluster.ClusterId, destination);
                 w.WriteEndObject();
             }
 
@@ -142,6 +144,24 @@ internal sealed partial class AdminApi(
 
         w.WriteEndArray();
     });
+
+    // healthCheck.outlierDetection: "ejected" with why and until when, or "in" (absent without outlier detection).
+    private void WriteOutlier(Utf8JsonWriter w, string cluster, DestinationState destination)
+    {
+        var ejection = outliers.EjectionOf(destination);
+        if (ejection is null && !(store.Current.Clusters.TryGetValue(cluster, out var compiled) && compiled.Outliers is not null)) return;
+        w.WriteStartObject("outlier");
+        w.WriteString("state", ejection is null ? "in" : "ejected");
+        if (ejection is not null)
+        {
+            w.WriteString("reason", ejection.Reason);
+            w.WriteString("since", ejection.At);
+            w.WriteString("until", ejection.Until);
+            w.WriteNumber("ejections", ejection.Times);
+        }
+
+        w.WriteEndObject();
+    }
 
     // Which drains hold a destination: this instance's and/or the fleet's (with who, when, through which instance).
     private void WriteDrainSources(Utf8JsonWriter w, string cluster, string destination)

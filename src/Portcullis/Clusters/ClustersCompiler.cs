@@ -167,6 +167,8 @@ internal static class ClustersCompiler
             Tls = upstreamTls,
             Credentials = upstreamCredentials,
             ResponseHeaders = Observability.ResponseHeadersCompiler.Compile(context, options.ResponseHeaders, path + ".responseHeaders"),
+            ConsecutiveFailures = passive is not null,
+            Outliers = OutlierCompiler.Compile(context, options.HealthCheck.OutlierDetection, destinations.Count, path + ".healthCheck.outlierDetection"),
         };
 
         return (compiled, ToProxy(name, options, destinations, upstreamTls, upstreamCredentials));
@@ -176,6 +178,7 @@ internal static class ClustersCompiler
     {
         var active = options.HealthCheck.Active;
         var passive = options.HealthCheck.Passive;
+        var outliers = options.HealthCheck.OutlierDetection;
         return new ClusterConfig
         {
             ClusterId = name,
@@ -219,11 +222,13 @@ internal static class ClustersCompiler
                     Path = active.Path,
                     Policy = ActiveHealthPolicy,
                 },
-                Passive = passive is null ? null : new PassiveHealthCheckConfig
+                // Outlier ejections are passive ejections too (each with its own period): one policy sees every
+                // proxied request and serves both.
+                Passive = passive is null && outliers is null ? null : new PassiveHealthCheckConfig
                 {
                     Enabled = true,
                     Policy = PassiveHealthPolicy,
-                    ReactivationPeriod = passive.Reactivation,
+                    ReactivationPeriod = passive?.Reactivation ?? outliers!.BaseEjectionTime,
                 },
             },
             HttpClient = new HttpClientConfig

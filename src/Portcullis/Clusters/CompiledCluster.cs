@@ -19,6 +19,12 @@ internal sealed class CompiledCluster
 
     public FrozenSet<int> FailureStatusCodes { get; init; } = FrozenSet<int>.Empty;
 
+    /// <summary>healthCheck.passive is set: N failed requests in a row eject a destination.</summary>
+    public bool ConsecutiveFailures { get; init; } = true;
+
+    /// <summary>Null when the cluster has no healthCheck.outlierDetection.</summary>
+    public CompiledOutlierDetection? Outliers { get; init; }
+
     public Traffic.ConcurrencyGate? Concurrency { get; init; }
 
     /// <summary>Set for loadBalancing: consistentHash.</summary>

@@ -107,40 +107,43 @@ internal sealed partial class ThresholdActiveHealthPolicy(IDestinationHealthUpda
 }
 
 /// <summary>
-/// Passive health like Envoy's outlier detection: N consecutive failed requests (transport errors, and
-/// the configured 5xx codes) eject a destination for the reactivation period. YARP logs neither the
-/// ejection nor the reactivation above Information under its own (filtered) category, so both are
-/// logged here: the ejection when it happens, the recovery at the first good answer after it.
+/// Passive health like Envoy's outlier detection. healthCheck.passive: N consecutive failed requests (transport
+/// errors, and the configured 5xx codes) eject a destination for the reactivation period. YARP logs neither the
+/// ejection nor the reactivation above Information under its own (filtered) category, so both are logged here:
+/// the ejection when it happens, the recovery at the first good answer after it. healthCheck.outlierDetection:
+/// every request is counted (Interlocked, in the destination's own counters) for <see cref="OutlierDetector"/>.
 /// </summary>
-internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater healthUpdater, IClusterDestinationsUpdater destinationsUpdater, SnapshotStore snapshots, DestinationHealthHistory history, ILogger<ConsecutiveFailuresPassivePolicy> logger) : IPassiveHealthCheckPolicy
+internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealthUpdater healthUpdater, IClusterDestinationsUpdater destinationsUpdater, SnapshotStore snapshots, DestinationCounterTable table, DestinationHealthHistory history, ILogger<ConsecutiveFailuresPassivePolicy> logger) : IPassiveHealthCheckPolicy
 {
-    private readonly ConditionalWeakTable<DestinationState, PassiveCounters> _failures = new();
-
     public string Name => ClustersCompiler.PassiveHealthPolicy;
 
     public void RequestProxied(HttpContext context, ClusterState cluster, DestinationState destination)
     {
-        snapshots.Current.Clusters.TryGetValue(cluster.ClusterId, out var settings);
+        var gateway = context.Features.Get<GatewayFeature>();
+        CompiledCluster? settings;
+        if (gateway is not null) gateway.Snapshot.Clusters.TryGetValue(cluster.ClusterId, out settings);
+        else snapshots.Current.Clusters.TryGetValue(cluster.ClusterId, out settings);
         var error = context.Features.Get<IForwarderErrorFeature>();
-        bool failed;
-        if (error is not null)
+
+        // A client that gave up or sent a broken body says nothing about the destination: neither a failure
+        // nor a success.
+        if (error is not null && !IsDestinationFailure(error.Error)) return;
+        var counter = table.Of(destination);
+        if (settings?.Outliers is not null)
         {
-            // A client that gave up or sent a broken body says nothing about the destination: neither
-            // a failure nor a success.
-            if (!IsDestinationFailure(error.Error)) return;
-            failed = true;
-        }
-        else
-        {
-            failed = settings is not null && settings.FailureStatusCodes.Count > 0 && settings.FailureStatusCodes.Contains(context.Response.StatusCode);
+            // Any 5xx counts against the destination here; the latency is this attempt's, request sent → headers.
+            var answered = error is null && gateway is not null;
+            counter.Window.Record(error is not null || context.Response.StatusCode >= 500, answered ? gateway!.Times.AttemptStart : 0, answered ? gateway!.Times.UpstreamEnd : 0);
         }
 
-        var counter = _failures.GetOrCreateValue(destination);
+        if (settings is { ConsecutiveFailures: false }) return;
+        var failed = error is not null
+            || (settings is not null && settings.FailureStatusCodes.Count > 0 && settings.FailureStatusCodes.Contains(context.Response.StatusCode));
         if (!failed)
         {
-            if (Volatile.Read(ref counter.Failures) != 0) Interlocked.Exchange(ref counter.Failures, 0);
+            if (Volatile.Read(ref counter.ConsecutiveFailures) != 0) Interlocked.Exchange(ref counter.ConsecutiveFailures, 0);
             // Once per ejection: only the request that clears the flag logs.
-            if (Volatile.Read(ref counter.Ejected) != 0 && Interlocked.Exchange(ref counter.Ejected, 0) != 0)
+            if (Volatile.Read(ref counter.ConsecutiveEjected) != 0 && Interlocked.Exchange(ref counter.ConsecutiveEjected, 0) != 0)
             {
                 Log.PassiveRecovered(logger, destination.DestinationId, cluster.ClusterId);
                 history.Record(cluster.ClusterId, destination.DestinationId, HealthCheckKind.Passive, healthy: true);
@@ -149,13 +152,13 @@ internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealt
             return;
         }
 
-        var count = Interlocked.Increment(ref counter.Failures);
+        var count = Interlocked.Increment(ref counter.ConsecutiveFailures);
         var threshold = settings?.PassiveFailures ?? 3;
         if (count >= threshold)
         {
-            Interlocked.Exchange(ref counter.Failures, 0);
+            Interlocked.Exchange(ref counter.ConsecutiveFailures, 0);
             var reactivation = settings?.PassiveReactivation ?? TimeSpan.FromSeconds(30);
-            if (Interlocked.Exchange(ref counter.Ejected, 1) == 0 || destination.Health.Passive != DestinationHealth.Unhealthy)
+            if (Interlocked.Exchange(ref counter.ConsecutiveEjected, 1) == 0 || destination.Health.Passive != DestinationHealth.Unhealthy)
             {
                 Log.PassiveEjected(logger, destination.DestinationId, cluster.ClusterId, count, reactivation);
                 history.Record(cluster.ClusterId, destination.DestinationId, HealthCheckKind.Passive, healthy: false);
@@ -176,14 +179,6 @@ internal sealed partial class ConsecutiveFailuresPassivePolicy(IDestinationHealt
         or ForwarderError.ResponseBodyDestination
         or ForwarderError.UpgradeRequestDestination
         or ForwarderError.UpgradeResponseDestination;
-
-    private sealed class PassiveCounters
-    {
-        public int Failures;
-
-        /// <summary>1 from an ejection until the destination's next good answer.</summary>
-        public int Ejected;
-    }
 
     private static partial class Log
     {

@@ -374,6 +374,9 @@ internal sealed record HealthCheckOptions
 
     [Description("Eject a destination after consecutive proxying failures.")]
     public PassiveHealthCheckOptions? Passive { get; init; }
+
+    [Description("Eject destinations whose error rate or latency is far from the rest of the cluster's (outlier detection), judged every interval.")]
+    public OutlierDetectionOptions? OutlierDetection { get; init; }
 }
 
 internal sealed record ActiveHealthCheckOptions

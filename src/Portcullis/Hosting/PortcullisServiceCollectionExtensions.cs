@@ -98,6 +98,7 @@ public static class PortcullisServiceCollectionExtensions
         AddMetrics<Portcullis.Identity.IdentityMetrics>(services);
         AddMetrics<Portcullis.Tls.CertificateMetrics>(services);
         AddMetrics<Portcullis.Traffic.TrafficMetrics>(services);
+        AddMetrics<Portcullis.Clusters.OutlierMetrics>(services);
 
         if (options.ConfigureKestrel)
         {
@@ -117,6 +118,9 @@ public static class PortcullisServiceCollectionExtensions
         // Fleet-wide drains: read from Redis at start, on a pub/sub message and every few seconds.
         services.AddSingleton<FleetDrains>();
         services.AddHostedService(sp => sp.GetRequiredService<FleetDrains>());
+        // healthCheck.outlierDetection: judged per cluster interval, off the request path.
+        services.AddSingleton<OutlierDetector>();
+        services.AddHostedService(sp => sp.GetRequiredService<OutlierDetector>());
         services.AddSingleton<AdminTrafficApi>();
         services.AddSingleton<AdminAnalyticsApi>();
         services.AddSingleton<AdminAdviceApi>();
@@ -196,6 +200,7 @@ public static class PortcullisServiceCollectionExtensions
         });
         services.Replace(ServiceDescriptor.Singleton<IForwarderHttpClientFactory, ConnectTimeoutHttpClientFactory>());
         services.TryAddSingleton<DestinationHealthHistory>();
+        services.TryAddSingleton<DestinationCounterTable>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IActiveHealthCheckPolicy, ThresholdActiveHealthPolicy>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IPassiveHealthCheckPolicy, ConsecutiveFailuresPassivePolicy>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAvailableDestinationsPolicy, HealthyNotDrainedPolicy>());

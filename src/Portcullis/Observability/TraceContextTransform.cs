@@ -19,7 +19,9 @@ internal sealed class TraceContextRequestTransform : RequestTransform
     public override ValueTask ApplyAsync(RequestTransformContext context)
     {
         if (context.HttpContext.Features.Get<GatewayFeature>() is not { } gateway) return ValueTask.CompletedTask;
-        if (gateway.Times.UpstreamStart == 0) gateway.Times.UpstreamStart = Stopwatch.GetTimestamp();
+        var now = Stopwatch.GetTimestamp();
+        if (gateway.Times.UpstreamStart == 0) gateway.Times.UpstreamStart = now;
+        gateway.Times.AttemptStart = now;
         gateway.Times.UpstreamEnd = 0; // a retry starts over
         if (gateway.RequestIdMinted)
         {

@@ -15,6 +15,10 @@ internal struct StageTimes
     public long TrafficStart;
     public long TrafficEnd;
     public long UpstreamStart;
+
+    /// <summary>When the latest attempt's request was sent (a retry starts over; outlier latency is per attempt).</summary>
+    public long AttemptStart;
+
     public long UpstreamEnd;
     public long End;
 
