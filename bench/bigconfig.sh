@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Config scale (issue 20): for each N, a generated config of N routes (pathPrefix /svcI/api, GET and POST),
+# N/10 clusters all pointing at one local echo upstream (`portcullis echo`), and prints one Markdown row:
+#   validate wall time and peak RSS (`portcullis validate`),
+#   run → first answer on the last route, and the gateway's RSS then,
+#   a reload with nothing changed and a reload with one route changed (POST /admin/reload, wall time),
+#   requests per second on the first and on the last route (wrk, 1 thread, 16 connections, short), so
+#   matching cost flat in N shows as equal rates across rows.
+#
+#   bench/bigconfig.sh [N ...]          default: 10 1000 10000 50000
+# Environment: BIGCONFIG_WRK_SECONDS (default 5; 0 skips the rate columns).
+# Everything started here is stopped on exit. Not a test: numbers depend on the machine (record them in
+# BENCHMARKS.md with the load average printed at the end).
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+die() { echo "bigconfig: $*" >&2; exit 1; }
+source bench/ports.sh
+sizes=("$@"); ((${#sizes[@]})) || sizes=(10 1000 10000 50000)
+wrk_seconds=${BIGCONFIG_WRK_SECONDS:-5}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+echo "building the CLI..." >&2
+dotnet build src/Portcullis.Cli -c Release -o "$work/bin" --nologo -v quiet -clp:ErrorsOnly >&2
+cli="$work/bin/portcullis"
+
+free_port echo_port
+"$cli" echo --port "$echo_port" >"$work/echo.log" 2>&1 & pids+=($!)
+
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+generate() { # N PORT ADMIN → portcullis.yaml
+  python3 - "$1" "$2" "$3" "$echo_port" >"$work/portcullis.yaml" <<'PY'
+import sys
+n, port, admin, echo = (int(a) for a in sys.argv[1:5])
+clusters = max(1, n // 10)
+print(f"listeners:\n  - {{ name: public, address: 127.0.0.1:{port} }}\n  - {{ name: admin, address: 127.0.0.1:{admin}, admin: true }}")
+print("routes:")
+for i in range(n):
+    print(f"  - {{ name: r{i}, match: {{ pathPrefix: /svc{i}/api, methods: [GET, POST] }}, cluster: c{i % clusters} }}")
+print("clusters:")
+for c in range(clusters):
+    print(f"  c{c}: {{ destinations: [http://127.0.0.1:{echo}] }}")
+PY
+}
+
+rate() { # URL → requests per second (wrk)
+  ((wrk_seconds > 0)) || { echo "-"; return; }
+  wrk -t1 -c16 -d"${wrk_seconds}s" "$1" 2>/dev/null | awk '/Requests\/sec/ { printf "%d", $2 }'
+}
+
+echo "| routes | validate | validate RSS | run → first answer | RSS at first answer | no-op reload | one-route reload | rps first route | rps last route |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for n in "${sizes[@]}"; do
+  free_port port; free_port admin
+  generate "$n" "$port" "$admin"
+  /usr/bin/time -f "%e %M" -o "$work/time" "$cli" validate -c "$work/portcullis.yaml" >/dev/null 2>"$work/validate.err" \
+    || die "validate failed for N=$n: $(cat "$work/validate.err")"
+  read -r v_wall v_rss <"$work/time"
+
+  start=$(date +%s%N)
+  "$cli" run -c "$work/portcullis.yaml" >"$work/gateway-$n.log" 2>&1 & gw=$!; pids+=($gw)
+  last="http://127.0.0.1:$port/svc$((n - 1))/api/x"
+  until curl -fs -o /dev/null "$last"; do
+    kill -0 "$gw" 2>/dev/null || die "gateway exited for N=$n: $(tail -5 "$work/gateway-$n.log")"
+    sleep 0.05
+  done
+  first_ms=$(ms_since "$start")
+  rss_mb=$(( $(awk '/VmRSS/ { print $2 }' "/proc/$gw/status") / 1024 ))
+
+  start=$(date +%s%N)
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$admin/admin/reload")
+  noop_ms=$(ms_since "$start"); [[ $code == 200 ]] || die "no-op reload answered $code"
+
+  sed -i "s|pathPrefix: /svc0/api,|pathPrefix: /svc0/v2,|" "$work/portcullis.yaml"
+  start=$(date +%s%N)
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$admin/admin/reload")
+  one_ms=$(ms_since "$start"); [[ $code == 200 ]] || die "one-route reload answered $code"
+  curl -fs -o /dev/null "http://127.0.0.1:$port/svc0/v2/x" || die "the changed route does not answer after its reload"
+
+  rps_first=$(rate "http://127.0.0.1:$port/svc0/v2/x")
+  rps_last=$(rate "$last")
+  kill "$gw"; wait "$gw" 2>/dev/null || true
+  printf '| %s | %.2f s | %d MB | %.2f s | %d MB | %.2f s | %.2f s | %s | %s |\n' "$n" "$v_wall" $((v_rss / 1024)) \
+    "$(echo "$first_ms / 1000" | bc -l)" "$rss_mb" "$(echo "$noop_ms / 1000" | bc -l)" "$(echo "$one_ms / 1000" | bc -l)" "$rps_first" "$rps_last"
+done
+echo
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
