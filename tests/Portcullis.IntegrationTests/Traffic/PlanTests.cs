@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using Portcullis.Identity;
 using Portcullis.IntegrationTests.Infrastructure;
+using Portcullis.IntegrationTests.Observability;
 
 namespace Portcullis.IntegrationTests.Traffic;
 
@@ -32,6 +33,7 @@ public sealed class PlanTests : IAsyncLifetime
           - { name: reports, match: { pathPrefix: /reports }, auth: { apiKey: true }, cluster: api }
           - { name: health, match: { path: /health }, plans: false, respond: { status: 200, body: ok } }
         clusters: { api: { destinations: [{{UPSTREAM}}] } }
+        observability: { accessLog: { enabled: true, target: file, path: access.log } }
         """;
 
     private readonly Dictionary<string, string> _keys = [];
@@ -152,6 +154,12 @@ public sealed class PlanTests : IAsyncLifetime
         Assert.Equal("plan.route-not-included", problem.RootElement.GetProperty("reason").GetString());
         Assert.Equal("free", problem.RootElement.GetProperty("plan").GetString());
         Assert.Equal(upstreamBefore, _upstream.Requests);
+        var line = await AccessLogFile.LineAsync(Path.Combine(gateway.Directory, "access.log"), AccessLogFile.RequestId(refused), TimeSpan.FromSeconds(30));
+        Assert.Equal(403, line.GetProperty("status").GetInt32());
+        Assert.Equal("plan.route-not-included", line.GetProperty("reason").GetString());
+        var traffic = line.GetProperty("stages").GetProperty("traffic");
+        Assert.Equal("plan.route-not-included", traffic.GetProperty("result").GetString());
+        Assert.Equal("free", traffic.GetProperty("plan").GetString());
 
         // The refusal spent none of ann's budget on the routes the plan includes; pro includes reports.
         Assert.Equal(2, await CountAdmittedAsync("ann"));
