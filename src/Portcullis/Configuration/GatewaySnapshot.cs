@@ -109,6 +109,9 @@ internal sealed class GatewaySnapshot : Pipeline.IRequestGeneration
 
     internal FrozenDictionary<string, Traffic.CompiledQuota> Quotas { get; }
 
+    /// <summary>The plans (`plans`) with their own copies of the policies they name; null without plans.</summary>
+    internal Traffic.CompiledPlans? Plans { get; init; }
+
     /// <summary>Null when identity.assertion is not configured.</summary>
     internal Identity.AssertionSettings? Assertion { get; init; }
 

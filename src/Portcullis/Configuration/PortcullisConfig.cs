@@ -32,6 +32,12 @@ internal sealed record PortcullisConfig
     [Description("Named calendar quotas (per hour, day, week or month); routes name one in `quota`.")]
     public IReadOnlyDictionary<string, QuotaOptions> Quotas { get; init; } = new Dictionary<string, QuotaOptions>();
 
+    [Description("Named plans (API products): per caller tier, extra rate limits and a quota, and which routes the tier may call. Chosen per request by `plan`.")]
+    public IReadOnlyDictionary<string, PlanOptions> Plans { get; init; } = new Dictionary<string, PlanOptions>();
+
+    [Description("How a request's plan is chosen (with `plans`): from the consumer group by default, a claim, or a map lookup, with a default plan.")]
+    public PlanSelectionOptions Plan { get; init; } = new();
+
     [Description("Where shared state lives. Without a store, counters are in-process.")]
     public StoresOptions Stores { get; init; } = new();
 
@@ -184,6 +190,9 @@ internal sealed record RouteOptions
 
     [Description("Name of a quota (under quotas) this route's requests count against.")]
     public string? Quota { get; init; }
+
+    [Description("Apply the caller's plan (top-level `plans`) to this route: its extra limits and its list of routes. Default true; false exempts the route (health checks, sign-in pages).")]
+    public bool Plans { get; init; } = true;
 
     [Description("Most requests in flight on this route at once, with an optional short queue; beyond it 503 with Retry-After.")]
     public ConcurrencyOptions? Concurrency { get; init; }

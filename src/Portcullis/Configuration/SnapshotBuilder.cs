@@ -65,6 +65,7 @@ internal sealed class SnapshotBuilder
         var credentials = IdentityCompiler.Compile(context, config.Identity);
         var sessions = config.Identity.Sessions is { } sessionOptions ? SessionsCompiler.Compile(context, sessionOptions) : null;
         var traffic = TrafficCompiler.Compile(context, config.Stores.Redis, config.RateLimits, config.Quotas);
+        traffic = traffic with { Plans = PlanCompiler.Compile(context, traffic, maps) };
         var observability = ObservabilityCompiler.Compile(context, config.Observability, config.Identity.ApiKeys?.QueryParameter);
         var analytics = Portcullis.Analytics.AnalyticsCompiler.Compile(context, config.Analytics, config.Routes);
         var advice = Portcullis.Advice.AdviceCompiler.Compile(context, config.Advice, analytics?.Path);
@@ -108,6 +109,7 @@ internal sealed class SnapshotBuilder
             AdminAuth = adminAuth,
             HeaderScrub = InboundHeaderScrub.Compile(loaded.Config, routes.Compiled, clusters.Compiled),
             EdgeRefusals = EdgeLimitRefusals.Compile(loaded.Config.Limits),
+            Plans = traffic.Plans,
         };
         return new BuildResult(snapshot, diagnostics);
     }

@@ -68,6 +68,9 @@ internal struct AccessLogEntry
     public bool RouteHasTraffic;
     public string? TrafficDecision;
 
+    /// <summary>The caller's plan (`plans`); null on routes without plans.</summary>
+    public string? Plan;
+
     /// <summary>Why the gateway answered itself (its stage tells edge-limit refusals apart).</summary>
     public Portcullis.Pipeline.ReasonCode? Reason;
 

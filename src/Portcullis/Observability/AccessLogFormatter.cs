@@ -165,6 +165,7 @@ internal sealed class AccessLogFormatter : IDisposable
         w.WriteStartObject(Names.Traffic);
         w.WriteString(Names.Result, !e.RouteHasTraffic ? "none" : e.TrafficDecision ?? "not-reached");
         if (e.Traffic is { } traffic) w.WriteNumber(Names.Ms, Milliseconds(traffic));
+        if (e.Plan is not null) w.WriteString(Names.Plan, e.Plan);
         w.WriteEndObject();
 
         w.WriteStartObject(Names.Upstream);
@@ -343,6 +344,7 @@ internal sealed class AccessLogFormatter : IDisposable
         public static readonly JsonEncodedText Identity = JsonEncodedText.Encode("identity");
         public static readonly JsonEncodedText Authorization = JsonEncodedText.Encode("authorization");
         public static readonly JsonEncodedText Traffic = JsonEncodedText.Encode("traffic");
+        public static readonly JsonEncodedText Plan = JsonEncodedText.Encode("plan");
         public static readonly JsonEncodedText Upstream = JsonEncodedText.Encode("upstream");
         public static readonly JsonEncodedText Attempt = JsonEncodedText.Encode("attempt");
         public static readonly JsonEncodedText Error = JsonEncodedText.Encode("error");

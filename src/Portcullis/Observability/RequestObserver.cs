@@ -186,6 +186,7 @@ internal sealed class RequestObserver
             Authenticated = auth.Authenticated,
             RouteHasTraffic = route?.HasTrafficControl == true || traffic.Result != TrafficResult.None,
             TrafficDecision = traffic.Reason?.Code,
+            Plan = gateway.Plan,
             Reason = gateway.Refusal,
             ResponseFindings = gateway.ResponseFindings,
             UpstreamStatus = gateway.Upstream.Status,

@@ -60,6 +60,9 @@ public sealed class GatewayFeature
     /// <summary>A route matched and authentication passed: the request reached the traffic stage (with or without limits on its route). The advisor's arrivals count these.</summary>
     internal bool TrafficReached { get; set; }
 
+    /// <summary>The caller's plan (`plans`) on a route plans apply to; null otherwise.</summary>
+    public string? Plan { get; internal set; }
+
     /// <summary>The route's rate-limit key parts this request did not carry ("policy part", ", "-joined; counted per client address instead); null when none.</summary>
     internal string? RateKeyMissing { get; set; }
 

@@ -9,7 +9,10 @@ internal static class ProblemWriter
 {
     public const string ContentType = "application/problem+json";
 
-    public static Task WriteAsync(HttpContext context, int status, string title, string detail, string reason)
+    public static Task WriteAsync(HttpContext context, int status, string title, string detail, string reason) => WriteAsync(context, status, title, detail, reason, null);
+
+    /// <param name="plan">The caller's plan (`plans`), written as a `plan` member so clients can tell their tier's limit; null leaves it out.</param>
+    public static Task WriteAsync(HttpContext context, int status, string title, string detail, string reason, string? plan)
     {
         var response = context.Response;
         if (response.HasStarted) return Task.CompletedTask;
@@ -22,10 +25,10 @@ internal static class ProblemWriter
             .Append("\",\"status\":").Append(status)
             .Append(",\"detail\":\"").Append(Escape(detail))
             .Append("\",\"reason\":\"").Append(Escape(reason))
-            .Append("\",\"requestId\":\"").Append(Escape(requestId))
-            .Append("\"}")
-            .ToString();
-        var bytes = Encoding.UTF8.GetBytes(json);
+            .Append("\",\"requestId\":\"").Append(Escape(requestId));
+        if (plan is not null) json.Append("\",\"plan\":\"").Append(Escape(plan));
+        var text = json.Append("\"}").ToString();
+        var bytes = Encoding.UTF8.GetBytes(text);
         response.ContentLength = bytes.Length;
         return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.Body.WriteAsync(bytes).AsTask();
     }

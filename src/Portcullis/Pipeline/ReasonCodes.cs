@@ -164,6 +164,8 @@ internal static class ReasonCodes
     public static readonly ReasonCode QuotaStoreUnavailableOpen = new("quota.store-unavailable.open", 0, ReasonStage.Traffic, "Redis cannot answer and the quota says `onStoreFailure: open`: admitted uncounted.");
     public static readonly ReasonCode QuotaStoreUnavailableLocal = new("quota.store-unavailable.local", 0, ReasonStage.Traffic, "Redis cannot answer; admitted by this instance's local share of the quota.");
     public static readonly ReasonCode QuotaStoreUnavailableLocalExceeded = new("quota.store-unavailable.local-exceeded", 429, ReasonStage.Traffic, "Redis cannot answer; refused by this instance's local share (the client sees `quota.exceeded`).");
+    public static readonly ReasonCode PlanRouteNotIncluded = new("plan.route-not-included", 403, ReasonStage.Traffic, "The caller's plan (`plans.<name>.routes`) does not include the route.");
+    public static readonly ReasonCode PlanNone = new("plan.none", 403, ReasonStage.Traffic, "The caller has no plan: its `plan.from` source is missing or names no plan, and there is no `plan.default`.");
     public static readonly ReasonCode ConcurrencyLimit = new("concurrency.limit", 503, ReasonStage.Traffic, "The route's or cluster's in-flight limit is reached (after the queue timeout, if queued).");
     public static readonly ReasonCode ConcurrencyStoreUnavailable = new("concurrency.store-unavailable", 503, ReasonStage.Traffic, "Redis cannot answer and the shared concurrency limit says `onStoreFailure: closed`.");
     public static readonly ReasonCode ConcurrencyStoreUnavailableOpen = new("concurrency.store-unavailable.open", 0, ReasonStage.Traffic, "Redis cannot answer and the shared concurrency limit says `onStoreFailure: open`: admitted without a slot.");

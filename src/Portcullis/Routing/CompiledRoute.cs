@@ -48,8 +48,11 @@ internal sealed class CompiledRoute
 
     public Traffic.ConcurrencyGate? Concurrency { get; init; }
 
+    /// <summary>The plans that apply on this route (`plans`, unless the route says `plans: false`); null without.</summary>
+    public Traffic.RoutePlans? Plans { get; init; }
+
     /// <summary>True when the route has any traffic control (the stage is skipped otherwise).</summary>
-    public bool HasTrafficControl => RateLimits.Length > 0 || Quota is not null || Concurrency is not null;
+    public bool HasTrafficControl => RateLimits.Length > 0 || Quota is not null || Concurrency is not null || Plans is not null;
 
     /// <summary>The route's CORS policy, as the completed task the CORS middleware asks for (no allocation per request); null without `cors`.</summary>
     public Task<Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy?>? CorsTask { get; init; }

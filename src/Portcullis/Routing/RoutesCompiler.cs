@@ -78,6 +78,7 @@ internal static class RoutesCompiler
             RateLimits = rateLimits,
             Quota = quota,
             Concurrency = concurrency,
+            Plans = route.Plans ? inputs.Traffic.Plans?.ForRoute(route.Name) : null,
             ResponseHeaders = Observability.ResponseHeadersCompiler.Compile(context, route.ResponseHeaders, path + ".responseHeaders"),
             Auth = Identity.RouteAuthCompiler.Compile(context, route.Auth, path + ".auth", inputs.Credentials, staticCluster ?? route.Name),
             Action = route.Redirect is not null ? RouteAction.Redirect : route.Respond is not null ? RouteAction.Respond : RouteAction.Proxy,

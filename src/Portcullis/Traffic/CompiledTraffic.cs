@@ -11,6 +11,14 @@ internal sealed class CompiledRateLimit
 {
     public required string Name { get; init; }
 
+    private readonly string? _counter;
+
+    /// <summary>What the counters are named by (store keys, state kept across reloads): the policy's name, or "name@plan" for a plan's copy, so plans never share a bucket.</summary>
+    public string Counter { get => _counter ?? Name; init => _counter = value; }
+
+    /// <summary>The plan this copy of the policy belongs to; null for the route's own policies.</summary>
+    public string? Plan { get; init; }
+
     public required RateLimitAlgorithm Algorithm { get; init; }
 
     public required long Limit { get; init; }
@@ -44,6 +52,8 @@ internal sealed class CompiledRateLimit
     public CompiledRateLimit Share => _share ??= new CompiledRateLimit
     {
         Name = Name,
+        Counter = Counter,
+        Plan = Plan,
         Algorithm = Algorithm,
         Limit = ShareOf(Limit, Instances),
         Per = Per,
@@ -73,7 +83,7 @@ internal sealed class CompiledRateLimit
     private string? _policyHeaderItem;
 
     /// <summary>A stable text of the settings that change counting, so state survives a reload only when they are equal.</summary>
-    public string Identity => _identity ??= string.Create(CultureInfo.InvariantCulture, $"{Name}|{Algorithm}|{Limit}|{Per.Ticks}|{Capacity}|{Store}|{Mode}");
+    public string Identity => _identity ??= string.Create(CultureInfo.InvariantCulture, $"{Counter}|{Algorithm}|{Limit}|{Per.Ticks}|{Capacity}|{Store}|{Mode}");
 
     /// <summary>This policy's item of the RateLimit-Policy header, e.g. "per-consumer";q=100;w=1.</summary>
     public string PolicyHeaderItem => _policyHeaderItem ??= string.Create(CultureInfo.InvariantCulture, $"\"{Name}\";q={Limit};w={Math.Max(1, (long)Math.Ceiling(Per.TotalSeconds))}");
@@ -101,6 +111,14 @@ internal sealed class CompiledQuota
 {
     public required string Name { get; init; }
 
+    private readonly string? _counter;
+
+    /// <summary>What the counters are named by: the quota's name, or "name@plan" for a plan's copy.</summary>
+    public string Counter { get => _counter ?? Name; init => _counter = value; }
+
+    /// <summary>The plan this copy of the quota belongs to; null for the route's own quota.</summary>
+    public string? Plan { get; init; }
+
     public required long Limit { get; init; }
 
     public required QuotaPeriod Period { get; init; }
@@ -122,6 +140,8 @@ internal sealed class CompiledQuota
     public CompiledQuota Share => _share ??= new CompiledQuota
     {
         Name = Name,
+        Counter = Counter,
+        Plan = Plan,
         Limit = CompiledRateLimit.ShareOf(Limit, Instances),
         Period = Period,
         Zone = Zone,
@@ -130,7 +150,7 @@ internal sealed class CompiledQuota
         Key = Key,
     };
 
-    public string Identity => $"{Name}|{Limit}|{Period}|{Zone.Id}|{Store}";
+    public string Identity => $"{Counter}|{Limit}|{Period}|{Zone.Id}|{Store}";
 
     public string PolicyHeaderItem(QuotaWindow window) => string.Create(CultureInfo.InvariantCulture, $"\"{Name}\";q={Limit};w={(long)Math.Ceiling((window.End - window.Start).TotalSeconds)}");
 

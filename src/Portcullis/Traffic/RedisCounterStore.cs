@@ -302,16 +302,16 @@ internal sealed partial class RedisCounterStore : ICounterStore, IAsyncDisposabl
         task?.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
 
     /// <summary>
-    /// <c>{prefix}rl:{policy␟key}:{kind}</c>. The hash tag keeps everything of one policy and key in one
+    /// <c>{prefix}rl:{policy␟key}:{kind}</c> (a plan's copy of a policy: <c>policy@plan</c>). The hash tag keeps everything of one policy and key in one
     /// Redis Cluster slot; the kind keeps GCRA strings and sliding-window hashes apart when a policy's
     /// algorithm changes.
     /// </summary>
     internal RedisKey RateKey(CompiledRateLimit policy, string key, string kind) =>
-        string.Concat(Options.KeyPrefix, "rl:{", policy.Name, "\u001f", RedisKeys.Bounded(key), "}:", kind);
+        string.Concat(Options.KeyPrefix, "rl:{", policy.Counter, "\u001f", RedisKeys.Bounded(key), "}:", kind);
 
-    /// <summary><c>{prefix}q:{quota␟key}:{window id}</c>, e.g. portcullis:q:{daily␟alice}:2025-01-31.</summary>
+    /// <summary><c>{prefix}q:{quota␟key}:{window id}</c>, e.g. portcullis:q:{daily␟alice}:2025-01-31 (a plan's copy: daily@pro).</summary>
     internal RedisKey QuotaKey(CompiledQuota quota, string key, QuotaWindow window) =>
-        string.Concat(Options.KeyPrefix, "q:{", quota.Name, "\u001f", RedisKeys.Bounded(key), "}:", window.Id);
+        string.Concat(Options.KeyPrefix, "q:{", quota.Counter, "\u001f", RedisKeys.Bounded(key), "}:", window.Id);
 
     internal static long PerMicros(CompiledRateLimit policy) => Math.Max(1, policy.Per.Ticks / 10);
 

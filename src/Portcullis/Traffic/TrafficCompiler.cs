@@ -257,7 +257,11 @@ internal static class TrafficCompiler
 }
 
 /// <summary>The named rate-limit and quota policies that compiled; routes refer to them by name.</summary>
-internal sealed record TrafficPolicies(Dictionary<string, CompiledRateLimit> RateLimits, Dictionary<string, CompiledQuota> Quotas, bool RedisConfigured);
+internal sealed record TrafficPolicies(Dictionary<string, CompiledRateLimit> RateLimits, Dictionary<string, CompiledQuota> Quotas, bool RedisConfigured)
+{
+    /// <summary>The plans (`plans`), compiled after the named policies they copy; null without plans.</summary>
+    public CompiledPlans? Plans { get; init; }
+}
 
 /// <summary>One route's traffic control.</summary>
 internal sealed record RouteTraffic(CompiledRateLimit[] RateLimits, CompiledQuota? Quota, ConcurrencyGate? Concurrency);

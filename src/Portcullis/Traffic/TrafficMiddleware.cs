@@ -34,23 +34,48 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
         gateway.Times.TrafficStart = System.Diagnostics.Stopwatch.GetTimestamp(); // a refusal counts until the response completes
         StringBuilder? policyHeader = null;
         StringBuilder? stateHeader = null;
-        foreach (var policy in route.RateLimits)
+        CompiledPlan? plan = null;
+        if (route.Plans is { } plans)
         {
-            var key = policy.Key.Build(context, gateway, out var missing);
-            if (missing != 0) NoteMissing(gateway, policy, missing);
-            var store = stores.For(policy.Store);
-            var decision = store is null ? RateDecision.Unavailable(policy.Limit) : await store.RateAsync(policy, key, context.RequestAborted);
-            // Redis cannot answer: this instance enforces its share of the limit in-process.
-            if (policy.OnStoreFailure == StoreFailureMode.Local && policy.Store == TrafficStore.Redis)
+            // The plan is chosen first: a caller without one, or whose plan leaves this route out, is refused before anything is counted.
+            var chosen = plans.Select(context.Request);
+            if (chosen is null)
             {
-                // The share also counts what Redis admitted here, so an outage (or a few late answers on a
-                // busy machine) adds to this instance's own admissions only up to its share, not on top of them.
-                if (decision.Outcome == RateOutcome.StoreUnavailable) decision = Fallback(stores.Fallback.Rate(policy.Share, key));
-                else if (decision.Outcome == RateOutcome.Allowed) stores.Fallback.Rate(policy.Share, key);
+                await RefusePlanAsync(context, gateway, ReasonCodes.PlanNone, "No plan", NoPlanDetail, null);
+                return;
+            }
+
+            gateway.Plan = chosen.Name;
+            if (!chosen.Included)
+            {
+                await RefusePlanAsync(context, gateway, ReasonCodes.PlanRouteNotIncluded, "Not included in your plan", chosen.Plan.RouteNotIncludedDetail, chosen.Name);
+                return;
+            }
+
+            plan = chosen.Plan;
+        }
+
+        // The route's own limits first, then the plan's (in addition, counted per plan): every one must admit.
+        for (var set = 0; set < 2; set++)
+        {
+            foreach (var policy in set == 0 ? route.RateLimits : plan?.RateLimits ?? [])
+            {
+                var key = policy.Key.Build(context, gateway, out var missing);
+                if (missing != 0) NoteMissing(gateway, policy, missing);
+                var store = stores.For(policy.Store);
+                var decision = store is null ? RateDecision.Unavailable(policy.Limit) : await store.RateAsync(policy, key, context.RequestAborted);
+                // Redis cannot answer: this instance enforces its share of the limit in-process.
+                if (policy.OnStoreFailure == StoreFailureMode.Local && policy.Store == TrafficStore.Redis)
+                {
+                    // The share also counts what Redis admitted here, so an outage (or a few late answers on a
+                    // busy machine) adds to this instance's own admissions only up to its share, not on top of them.
+                    if (decision.Outcome == RateOutcome.StoreUnavailable) decision = Fallback(stores.Fallback.Rate(policy.Share, key));
+                    else if (decision.Outcome == RateOutcome.Allowed) stores.Fallback.Rate(policy.Share, key);
             }
             var check = new Check(TrafficCodes.RateLimit, policy.Name, policy.OnStoreFailure, policy.PolicyHeaderItem, policy.Headers,
-                "Too many requests", policy.UnavailableDetail, policy.LimitedDetailPrefix, null);
+                "Too many requests", policy.UnavailableDetail, policy.LimitedDetailPrefix, null, gateway.Plan);
             if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
+            }
         }
 
         RateLimitLease? lease = null;
@@ -69,8 +94,9 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
 
         try
         {
-            if (route.Quota is { } quota)
+            for (var set = 0; set < 2; set++)
             {
+                if ((set == 0 ? route.Quota : plan?.Quota) is not { } quota) continue;
                 var window = quota.WindowAt(time.GetUtcNow());
                 var key = quota.Key.Build(context, gateway);
                 var store = stores.For(quota.Store);
@@ -81,7 +107,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                     else if (decision.Outcome == RateOutcome.Allowed) await stores.Fallback.QuotaAsync(quota.Share, key, window, context.RequestAborted);
                 }
                 var check = new Check(TrafficCodes.Quota, quota.Name, quota.OnStoreFailure, quota.PolicyHeaderItem(window), true,
-                    "Quota exhausted", quota.UnavailableDetail, quota.LimitedDetailPrefix, window.End);
+                    "Quota exhausted", quota.UnavailableDetail, quota.LimitedDetailPrefix, window.End, gateway.Plan);
                 if (!await AdmitAsync(context, gateway, check, decision, ref policyHeader, ref stateHeader)) return;
             }
 
@@ -113,7 +139,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
     }
 
     /// <summary>What a rate limit or quota check needs to explain its decision (the texts come precomputed with the policy).</summary>
-    private readonly record struct Check(TrafficCodes Kind, string Name, StoreFailureMode OnStoreFailure, string PolicyHeaderItem, bool Headers, string Title, string UnavailableDetail, string LimitedDetailPrefix, DateTimeOffset? RenewsAt);
+    private readonly record struct Check(TrafficCodes Kind, string Name, StoreFailureMode OnStoreFailure, string PolicyHeaderItem, bool Headers, string Title, string UnavailableDetail, string LimitedDetailPrefix, DateTimeOffset? RenewsAt, string? Plan);
 
     // Applies one decision: refuses (429, or 503 for a fail-closed store that cannot answer) and returns
     // false, or records the admitted state for the response headers and returns true.
@@ -144,7 +170,7 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
                 var detail = check.RenewsAt is { } renewsAt
                     ? string.Concat(check.LimitedDetailPrefix, "it renews at ", renewsAt.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", CultureInfo.InvariantCulture), ".")
                     : string.Concat(check.LimitedDetailPrefix, "retry after ", Seconds(decision.RetryAfter), " s.");
-                return Refused(ProblemWriter.WriteAsync(context, StatusCodes.Status429TooManyRequests, check.Title, detail, reason));
+                return Refused(ProblemWriter.WriteAsync(context, StatusCodes.Status429TooManyRequests, check.Title, detail, reason, check.Plan));
             default:
                 if (check.Headers) Append(ref policyHeader, ref stateHeader, check.PolicyHeaderItem, StateItem(check.Name, decision));
                 return ValueTask.FromResult(true);
@@ -173,6 +199,16 @@ internal sealed class TrafficMiddleware(RequestDelegate next, TrafficStores stor
     {
         Outcome = decision.Outcome == RateOutcome.Allowed ? RateOutcome.FallbackAllowed : RateOutcome.FallbackLimited,
     };
+
+    private const string NoPlanDetail = "Your credentials carry no plan that allows this API.";
+
+    // 403: the caller's plan (or the lack of one) does not allow the route; nothing was counted.
+    private static Task RefusePlanAsync(HttpContext context, GatewayFeature gateway, ReasonCode reason, string title, string detail, string? plan)
+    {
+        gateway.Traffic = new TrafficDecision(TrafficResult.Refused, reason, plan);
+        gateway.Refusal = reason;
+        return ProblemWriter.WriteAsync(context, StatusCodes.Status403Forbidden, title, detail, reason.Code, plan);
+    }
 
     internal static Task RefuseConcurrencyAsync(HttpContext context, GatewayFeature gateway, ConcurrencyGate gate, ConcurrencyEntry entry)
     {

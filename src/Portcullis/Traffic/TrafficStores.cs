@@ -72,10 +72,13 @@ internal sealed class TrafficStores : IAsyncDisposable, ISnapshotParticipant
 
     private void Sync(GatewaySnapshot next, GatewaySnapshot? previous, bool removeRedis, RedisCounterStore? fresh)
     {
-        Local.Bind(next.RateLimits.Values, next.Quotas.Values);
+        // Plans' copies of the policies count under their own names ("policy@plan"): bound like the named ones.
+        var rateLimits = next.RateLimits.Values.Concat(next.Plans?.RateLimits ?? []).ToList();
+        var quotas = next.Quotas.Values.Concat(next.Plans?.Quotas ?? []).ToList();
+        Local.Bind(rateLimits, quotas);
         Fallback.Bind(
-            next.RateLimits.Values.Where(static p => p.Store == TrafficStore.Redis && p.OnStoreFailure == StoreFailureMode.Local).Select(static p => p.Share),
-            next.Quotas.Values.Where(static q => q.Store == TrafficStore.Redis && q.OnStoreFailure == StoreFailureMode.Local).Select(static q => q.Share));
+            rateLimits.Where(static p => p.Store == TrafficStore.Redis && p.OnStoreFailure == StoreFailureMode.Local).Select(static p => p.Share),
+            quotas.Where(static q => q.Store == TrafficStore.Redis && q.OnStoreFailure == StoreFailureMode.Local).Select(static q => q.Share));
         if (previous is not null)
         {
             foreach (var (name, route) in next.Routes)
@@ -100,6 +103,8 @@ internal sealed class TrafficStores : IAsyncDisposable, ISnapshotParticipant
         {
             s.Config.RateLimits,
             s.Config.Quotas,
+            s.Config.Plans,
+            s.Config.Plan,
             Routes = s.Config.Routes.Select(r => new { r.Name, r.Concurrency }),
             Clusters = s.Config.Clusters.Select(c => new { c.Key, c.Value.Concurrency }),
         }, ConfigJson.Options);

@@ -249,7 +249,7 @@ public sealed class ValidatorTests() : ConfigBuildTestBase("portcullis-validator
 
         AssertAt(errors[1], 11, 1);
         Assert.Equal("unknown key 'foobar'", errors[1].Message);
-        Assert.Equal("allowed keys here: listeners, limits, trustedProxies, identity, maps, routes, clusters, rateLimits, quotas, stores, observability, admin, analytics, advice, include", errors[1].Hint);
+        Assert.Equal("allowed keys here: listeners, limits, trustedProxies, identity, maps, routes, clusters, rateLimits, quotas, plans, plan, stores, observability, admin, analytics, advice, include", errors[1].Hint);
     }
 
     [Fact]

@@ -22,6 +22,8 @@ public sealed partial class ReasonCodesTests
         "cert.subject", "cert.cn", "cert.dns", "cert.uri", "cert.email", "cert.fingerprint", "cert.issuer", "cert.serial",
         // A config path in diagnostics.
         "admin.auth",
+        // plan.* config paths in diagnostics (the plan.* reason codes share the prefix).
+        "plan.from", "plan.default",
         // analytics.* config paths in diagnostics and restart notes (the analytics.* reason codes share the prefix).
         "analytics", "analytics.path", "analytics.export", "analytics.export.path", "analytics.export.instance", "analytics.retention", "analytics.samples",
         // File names `portcullis certs dev` writes.
