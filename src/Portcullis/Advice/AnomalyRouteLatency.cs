@@ -29,25 +29,32 @@ internal sealed partial class AnomalyRouteDetector
     {
         var options = context.Settings.Anomalies;
         var p99 = P99ByRouteAndHour(connection, w, storeStart);
-        var totalRisers = new List<LatencyRise>();
-        var routeRisers = new List<LatencyRise>();
-        var active = 0;
+        var measured = new List<(string Route, TimeSpan History, LatencySeries Total, LatencySeries? Upstream)>();
         foreach (var (route, hours) in p99)
         {
             if (!context.Snapshot.Routes.ContainsKey(route) || !firstSeen.TryGetValue(route, out var first)) continue;
             var history = w.RecentStart - (first > storeStart ? first : storeStart);
             if (history < options.MinHistory) continue;
             if (Series(options, hours, upstream: false) is not { } total) continue;
-            active++;
-            var totalRise = Rise(options, route, total, history, upstream: false);
+            measured.Add((route, history, total, Series(options, hours, upstream: true)));
+        }
+
+        var active = measured.Count;
+        var floorUs = RouteRiseFloorUs(options, measured.Select(m => m.Total));
+        var totalRisers = new List<LatencyRise>();
+        var routeRisers = new List<LatencyRise>();
+        foreach (var (route, history, total, upstreamSeries) in measured)
+        {
+            var totalRise = Rise(options, route, total, history, upstream: false, options.MinLatencyIncrease.TotalMicroseconds);
             if (totalRise is { } t) totalRisers.Add(t);
 
             // Upstream time where the route proxies (and its baseline hours measured it); else the total is all there is.
-            if (Series(options, hours, upstream: true) is { } upstream)
+            // A route's own finding needs a rise above the host's share (RouteRiseFloorUs).
+            if (upstreamSeries is { } upstream)
             {
-                if (Rise(options, route, upstream, history, upstream: true) is { } u) routeRisers.Add(u with { Total = total.Recent });
+                if (Rise(options, route, upstream, history, upstream: true, floorUs) is { } u) routeRisers.Add(u with { Total = total.Recent });
             }
-            else if (totalRise is { } only)
+            else if (totalRise is { } only && only.Recent.P99Us - only.MedianUs >= floorUs)
             {
                 routeRisers.Add(only);
             }
@@ -66,7 +73,7 @@ internal sealed partial class AnomalyRouteDetector
         return findings;
     }
 
-    private readonly record struct LatencySeries(HourP99 Recent, List<double> Baseline);
+    internal readonly record struct LatencySeries(HourP99 Recent, List<double> Baseline);
 
     // The window's value and the baseline hours' p99s of one measure, or null when either has too few requests.
     private static LatencySeries? Series(AdviceAnomalyOptions options, Dictionary<(long Hour, bool Upstream), HourP99> hours, bool upstream)
@@ -76,14 +83,34 @@ internal sealed partial class AnomalyRouteDetector
         return baseline.Count < 3 ? null : new LatencySeries(recent, baseline);
     }
 
-    private static LatencyRise? Rise(AdviceAnomalyOptions options, string route, LatencySeries series, TimeSpan history, bool upstream)
+    /// <summary>
+    /// How many times the host's share of a rise a route's own rise must exceed: see <see cref="RouteRiseFloorUs"/>.
+    /// </summary>
+    internal const double HostRiseFactor = 3;
+
+    /// <summary>
+    /// The least rise of a route's p99 that is the route's own: <c>minLatencyIncrease</c>, or <see cref="HostRiseFactor"/>
+    /// times the median rise of every measured route's total p99 over its baseline when that is more (at least three
+    /// routes). On a starved host every request waits a little longer, upstream time included (the in-process
+    /// upstreams, the sockets, the clock reads all queue for the same cores), and one route's p99 then rises by
+    /// 100 ms+ without any incident of its own — the clean evaluation runs' remaining false positives at load 40–65.
+    /// On a quiet host the median rise is about zero and the floor stays <c>minLatencyIncrease</c>.
+    /// </summary>
+    internal static double RouteRiseFloorUs(AdviceAnomalyOptions options, IEnumerable<LatencySeries> totals)
+    {
+        var rises = totals.Select(t => Math.Max(0, t.Recent.P99Us - RobustStats.Median(t.Baseline))).ToList();
+        var floor = options.MinLatencyIncrease.TotalMicroseconds;
+        return rises.Count < 3 ? floor : Math.Max(floor, HostRiseFactor * RobustStats.Median(rises));
+    }
+
+    private static LatencyRise? Rise(AdviceAnomalyOptions options, string route, LatencySeries series, TimeSpan history, bool upstream, double minIncreaseUs)
     {
         var (recent, baseline) = (series.Recent, series.Baseline);
         var median = RobustStats.Median(baseline);
         var scale = Math.Max(RobustStats.MadScale * RobustStats.Mad(baseline, median), median * 0.05);
         var z = RobustStats.Z(recent.P99Us, median, scale);
         var increase = recent.P99Us - median;
-        if (recent.P99Us < options.LatencyRatio * median || increase < options.MinLatencyIncrease.TotalMicroseconds || z < options.ZThreshold) return null;
+        if (recent.P99Us < options.LatencyRatio * median || increase < minIncreaseUs || z < options.ZThreshold) return null;
         return new LatencyRise(route, recent, median, scale, z, baseline.Count, history, upstream);
     }
 

@@ -31,7 +31,9 @@ internal sealed class ServiceHealthDetector : IAdviceDetector
     {
         var options = context.Settings.Services;
         var from = context.Now - options.FlapWindow;
-        var byDestination = context.Runtime.HealthTransitions(from).GroupBy(t => (t.Cluster, t.Destination));
+        var recorded = context.Runtime.HealthTransitions(from);
+        var shared = SharedTransitions(context, recorded);
+        var byDestination = recorded.Where(t => !shared.Contains(t)).GroupBy(t => (t.Cluster, t.Destination));
         foreach (var group in byDestination)
         {
             var transitions = group.OrderBy(t => t.At).ToList();
@@ -90,6 +92,38 @@ internal sealed class ServiceHealthDetector : IAdviceDetector
                 count >= options.FlapTransitions * 2 ? FindingConfidence.High : FindingConfidence.Medium, patch) with { FirstSeen = first });
         }
     }
+
+    /// <summary>
+    /// Changes most of a cluster's destinations made together — the same way (all down, or all back up) within a
+    /// couple of probe intervals, on at least <see cref="SharedShare"/> of its destinations and at least two. When
+    /// every probe of a cluster times out at once, the cause is the prober's side (a starved host, the gateway's own
+    /// network) or something all destinations share, not each destination: the clean evaluation run's stall at load
+    /// 65 flipped all three destinations of a cluster in the same seconds, which read as three flapping destinations.
+    /// Those changes do not count toward destination.flapping; a destination that also flaps on its own still does.
+    /// </summary>
+    internal static HashSet<HealthTransition> SharedTransitions(AdviceContext context, IReadOnlyList<HealthTransition> transitions)
+    {
+        var shared = new HashSet<HealthTransition>();
+        foreach (var cluster in transitions.GroupBy(t => t.Cluster))
+        {
+            if (!context.Snapshot.Config.Clusters.TryGetValue(cluster.Key, out var options) || options.Destinations.Count < 2) continue;
+            var needed = Math.Max(2, (int)Math.Ceiling(SharedShare * options.Destinations.Count));
+            var window = options.HealthCheck.Active is { } active && active.Interval * 2 > MinSharedWindow ? active.Interval * 2 : MinSharedWindow;
+            var ordered = cluster.OrderBy(t => t.At).ToList();
+            foreach (var t in ordered)
+            {
+                var together = ordered.Where(o => o.Healthy == t.Healthy && (o.At - t.At).Duration() <= window).Select(o => o.Destination).Distinct(StringComparer.Ordinal).Count();
+                if (together >= needed) shared.Add(t);
+            }
+        }
+
+        return shared;
+    }
+
+    /// <summary>The share of a cluster's destinations that changing together makes a change shared.</summary>
+    internal const double SharedShare = 0.75;
+
+    private static readonly TimeSpan MinSharedWindow = TimeSpan.FromSeconds(5);
 
     private static void Topology(AdviceContext context, Dictionary<string, long> traffic, DateTime from, List<Finding> findings)
     {

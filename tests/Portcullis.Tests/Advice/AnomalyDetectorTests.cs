@@ -184,6 +184,38 @@ public sealed class AnomalyDetectorTests : IDisposable
         if (reported) Assert.Contains($"The slowest {AnomalyRouteDetector.MinSlowRequests} of the", findings[0].Explanation, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(true, false)]  // the host slowed every route by ~50 ms: users' 112 ms upstream rise is within 3× that share
+    [InlineData(false, true)]  // the same rise on a quiet host is the route's own
+    public void A_routes_rise_must_exceed_the_hosts_share_of_the_minute(bool hostSlow, bool reported)
+    {
+        // The clean runs' last false positives: at load 40–65 one route's upstream p99 rose ~110 ms (users 14 → 132 ms)
+        // while every route was somewhat slower, none enough for the gateway finding.
+        var (orders, search) = hostSlow ? (35_000L, 48_000L) : (15_000L, 16_000L); // p99s 2.5× these: usually 37.5 and 40 ms
+        foreach (var minute in new[] { Minute.AddMinutes(-1), Minute })
+        {
+            // Enough requests that these rows, not the clean data's, make each route's p99 (2.5× the value given).
+            _data.Rollup(minute, "orders", "c03", 200, null, 5000, orders, upstreamUs: 15_000)
+                .Rollup(minute, "search", "c03", 200, null, 5000, search, upstreamUs: 40_000)
+                .Rollup(minute, "users", "c03", 200, null, 5000, hostSlow ? 80_000 : 62_000, upstreamUs: 60_000);
+        }
+
+        _data.Flush();
+        var findings = new AnomalyRouteDetector().Detect(_data.Context()).Where(f => f.Kind is FindingKinds.RouteLatency or FindingKinds.GatewayLatency).ToList();
+        Assert.True(findings.Count == (reported ? 1 : 0), Dump(findings) + string.Join("; ", findings.SelectMany(f => f.Evidence.Values).Select(v => $"{v.Name}={v.Value}/{v.Baseline}")));
+        if (reported) Assert.Equal((FindingKinds.RouteLatency, "users"), (findings[0].Kind, findings[0].Subject.Name));
+    }
+
+    [Fact]
+    public void The_route_floor_is_the_configured_least_rise_unless_three_times_the_median_total_rise_is_more()
+    {
+        var options = new AdviceAnomalyOptions();
+        static AnomalyRouteDetector.LatencySeries Series(double recentMs, double baselineMs) => new(new HourP99(recentMs * 1000, 500), [baselineMs * 1000, baselineMs * 1000, baselineMs * 1000]);
+        Assert.Equal(100_000, AnomalyRouteDetector.RouteRiseFloorUs(options, [Series(40, 40), Series(40, 37), Series(500, 40)]));
+        Assert.Equal(150_000, AnomalyRouteDetector.RouteRiseFloorUs(options, [Series(90, 40), Series(140, 90), Series(500, 40)]));
+        Assert.Equal(100_000, AnomalyRouteDetector.RouteRiseFloorUs(options, [Series(300, 40), Series(300, 40)])); // too few routes to tell the host's share
+    }
+
     [Fact]
     public void Routes_of_different_clusters_slower_at_once_are_one_gateway_latency_finding_not_one_per_route()
     {

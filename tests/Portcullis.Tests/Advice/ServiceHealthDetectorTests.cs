@@ -61,6 +61,40 @@ public sealed class ServiceHealthDetectorTests : ServiceAdviceTestBase
     }
 
     [Fact]
+    public void DestinationsOfAClusterChangingTogetherAreNotFlappingButOneFlappingOnItsOwnStillIs()
+    {
+        // A host stall: every probe of the cluster times out in the same seconds, three times. The clean evaluation
+        // run read that as each destination flapping.
+        var snapshot = Snapshot(Config);
+        var (history, runtime) = LiveRuntime();
+        for (var i = 0; i < 3; i++)
+        {
+            history.Record("orders", "d1", HealthCheckKind.Active, healthy: false);
+            _time.Advance(TimeSpan.FromSeconds(3)); // within two probe intervals (10 s) of the other
+            history.Record("orders", "d2", HealthCheckKind.Active, healthy: false);
+            _time.Advance(TimeSpan.FromSeconds(40));
+            history.Record("orders", "d2", HealthCheckKind.Active, healthy: true);
+            history.Record("orders", "d1", HealthCheckKind.Active, healthy: true);
+            _time.Advance(TimeSpan.FromSeconds(40));
+        }
+
+        Assert.Empty(new ServiceHealthDetector().Detect(Context(snapshot, store: false, runtime: runtime)));
+
+        // d2 then flaps alone: its own changes count (not the shared ones).
+        for (var i = 0; i < 2; i++)
+        {
+            history.Record("orders", "d2", HealthCheckKind.Active, healthy: false);
+            _time.Advance(TimeSpan.FromSeconds(30));
+            history.Record("orders", "d2", HealthCheckKind.Active, healthy: true);
+            _time.Advance(TimeSpan.FromSeconds(30));
+        }
+
+        var finding = Assert.Single(new ServiceHealthDetector().Detect(Context(snapshot, store: false, runtime: runtime, now: _time.GetUtcNow().UtcDateTime)));
+        Assert.Equal(new FindingSubject(SubjectKind.Destination, "orders/d2"), finding.Subject);
+        Assert.Equal(4, finding.Evidence.Values.Single(v => v.Name == "health transitions").Value);
+    }
+
+    [Fact]
     public void TransitionsOutsideTheWindowDoNotCount()
     {
         var snapshot = Snapshot(Config);
