@@ -205,6 +205,9 @@ internal sealed record RouteOptions
 
     [Description("JSON threat protection for the route's JSON request bodies: size, depth, string length, array and object sizes, checked while the body streams (400/413 problem+json with a reason code).")]
     public JsonLimitsOptions? JsonLimits { get; init; }
+
+    [Description("Compress the route's answers with gzip or Brotli for clients that accept it (per Accept-Encoding), above a least size, for compressible content types.")]
+    public CompressionOptions? Compression { get; init; }
 }
 
 internal enum HeaderMatchMode

@@ -206,6 +206,9 @@ public static class PortcullisServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAvailableDestinationsPolicy, HealthyNotDrainedPolicy>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<Yarp.ReverseProxy.LoadBalancing.ILoadBalancingPolicy, ConsistentHashPolicy>());
         services.AddCors();
+        // routes[].compression: ASP.NET Core's middleware, its decisions made per route (RouteCompressionProvider).
+        services.AddResponseCompression();
+        services.Replace(ServiceDescriptor.Singleton<Microsoft.AspNetCore.ResponseCompression.IResponseCompressionProvider, Portcullis.Routing.RouteCompressionProvider>());
         services.Replace(ServiceDescriptor.Singleton<Microsoft.AspNetCore.Cors.Infrastructure.ICorsPolicyProvider, Portcullis.Routing.RouteCorsPolicyProvider>());
         return services;
     }
@@ -254,6 +257,7 @@ public static class PortcullisServiceCollectionExtensions
 
         app.UseRouting();
         app.UseMiddleware<RouteGenerationMiddleware>(); // the request's generation is its route's from here on
+        app.UseResponseCompression(); // routes[].compression; every later answer of such a route, problem bodies included
         app.UseCors(); // routes[].cors: preflights answered here, before auth; headers added to the rest
         app.UseMiddleware<IdentityMiddleware>();
         app.UseMiddleware<Portcullis.Traffic.TrafficMiddleware>();

@@ -86,6 +86,7 @@ internal static class RoutesCompiler
             StaticCluster = staticCluster,
             Split = split,
             JsonLimits = CompiledJsonLimits.Compile(context, route.JsonLimits, path + ".jsonLimits"),
+            Compression = CompiledCompression.Compile(context, route.Compression, path + ".compression"),
             CorsTask = cors is null ? null : Task.FromResult<Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy?>(cors),
             SetHeaders = [.. setHeaders],
             RemoveHeaders = [.. route.RequestHeaders.Remove],
