@@ -208,6 +208,9 @@ internal sealed record RouteOptions
 
     [Description("Compress the route's answers with gzip or Brotli for clients that accept it (per Accept-Encoding), above a least size, for compressible content types.")]
     public CompressionOptions? Compression { get; init; }
+
+    [Description("Keep the route's GET answers in memory as their Cache-Control allows (shared-cache rules: no private or no-store answers, Vary respected), per consumer on routes with auth only when asked.")]
+    public RouteCacheOptions? Cache { get; init; }
 }
 
 internal enum HeaderMatchMode

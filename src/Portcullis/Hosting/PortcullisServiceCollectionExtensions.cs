@@ -197,6 +197,14 @@ public static class PortcullisServiceCollectionExtensions
             context.RequestTransforms.Add(new Portcullis.Observability.TraceContextRequestTransform());
             context.ResponseTransforms.Add(new Portcullis.Observability.UpstreamTimingResponseTransform());
             context.ResponseTransforms.Add(new Portcullis.Routing.ResponseHeaderTransform(context.Services.GetService<Portcullis.Observability.ResponseHeaderFindings>()));
+            if (context.Route.OutputCachePolicy == RouteOutputCachePolicy.Name) context.ResponseTransforms.Add(new CacheDecisionTransform());
+        });
+        // routes[].cache: one named output-cache policy; YARP checks route names against it when validating.
+        services.AddOutputCache(options =>
+        {
+            options.AddPolicy(RouteOutputCachePolicy.Name, new RouteOutputCachePolicy());
+            options.SizeLimit = CompiledCache.TotalSize;
+            options.MaximumBodySize = CompiledCache.MaxEntrySize;
         });
         services.Replace(ServiceDescriptor.Singleton<IForwarderHttpClientFactory, ConnectTimeoutHttpClientFactory>());
         services.TryAddSingleton<DestinationHealthHistory>();
@@ -263,6 +271,7 @@ public static class PortcullisServiceCollectionExtensions
         app.UseMiddleware<Portcullis.Traffic.TrafficMiddleware>();
         app.UseMiddleware<RouteResponseMiddleware>();
         app.UseMiddleware<JsonLimitsMiddleware>(); // routes[].jsonLimits, checked while the body streams
+        app.UseOutputCache(); // routes[].cache: after auth and limits, so a cached answer goes only to an admitted caller
         var bindings = new RouteBindings(store, app.Services.GetRequiredService<Yarp.ReverseProxy.IProxyStateLookup>());
         app.MapReverseProxy(pipeline =>
         {

@@ -87,6 +87,7 @@ internal static class RoutesCompiler
             Split = split,
             JsonLimits = CompiledJsonLimits.Compile(context, route.JsonLimits, path + ".jsonLimits"),
             Compression = CompiledCompression.Compile(context, route.Compression, path + ".compression"),
+            Cache = CompiledCache.Compile(context, route.Cache, route, path + ".cache"),
             CorsTask = cors is null ? null : Task.FromResult<Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy?>(cors),
             SetHeaders = [.. setHeaders],
             RemoveHeaders = [.. route.RequestHeaders.Remove],
@@ -106,6 +107,7 @@ internal static class RoutesCompiler
             ClusterId = staticCluster ?? clusterTemplate?.PossibleValues().FirstOrDefault(inputs.ClusterNames.Contains) ?? split?.Clusters[0],
             Match = match,
             CorsPolicy = route.Cors is null ? null : CorsCompiler.PolicyName,
+            OutputCachePolicy = route.Cache is { Enabled: true } ? RouteOutputCachePolicy.Name : null,
             Transforms = RouteTransforms(route),
         });
     }
