@@ -55,6 +55,11 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
 
     // Settings of the serving snapshot that differ from what the gateway started with (applied only at restart).
     private IReadOnlyList<string> _pendingRestart = [];
+
+    // What the serving snapshot was built from, and its diagnostics (warnings): a reload that finds the same inputs
+    // answers with them without rebuilding. Null until the reloader starts.
+    private Files.InputDigest? _inputs;
+    private IReadOnlyList<ConfigDiagnostic> _builtDiagnostics = [];
     private readonly ISnapshotParticipant[] _participants;
     private readonly Observability.AuditLog? _audit;
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -100,6 +105,8 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
     public Task StartAsync(CancellationToken cancellationToken)
     {
         Watch(_store.Current);
+        _inputs = Files.InputDigest.Of(_store.Current.Files);
+        _builtDiagnostics = _store.StartupDiagnostics;
         try
         {
             // Right before registering: with SIGHUP inherited as ignored, the registration would install nothing.
@@ -142,6 +149,17 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             // Stamped before reading: a file changed while it is being read still differs at the next poll.
             var stamps = StampAll(current.Files);
             if (onlyIfChanged && !DiffersFromRemembered(stamps)) return LastResult;
+
+            // Every input as the serving snapshot read it: nothing to rebuild (a touched file, a forced reload).
+            var inputs = Files.InputDigest.Of(current.Files);
+            if (_inputs is { } built && built.SameAs(inputs))
+            {
+                RememberStamps(stamps);
+                Interlocked.Increment(ref _applied);
+                LastResult = new ReloadResult(true, false, current.Generation, trigger, _time.GetUtcNow(), _builtDiagnostics, _pendingRestart);
+                return LastResult;
+            }
+
             var build = await BuildAsync(current, trigger, cancellationToken).ConfigureAwait(false);
             var now = _time.GetUtcNow();
             if (build.Snapshot is not { } next) return Rejected(build, current, trigger, now, stamps);
@@ -152,6 +170,8 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
                 // config is seconds at tens of thousands of routes, so it is not redone for nothing).
                 RememberStamps(stamps);
                 Interlocked.Increment(ref _applied);
+                _inputs = Files.InputDigest.Of(next.Files);
+                _builtDiagnostics = build.Diagnostics;
                 LastResult = new ReloadResult(true, false, current.Generation, trigger, now, build.Diagnostics, _pendingRestart);
                 return LastResult;
             }
@@ -179,6 +199,9 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             Commit(prepared);
             _store.Swap(next);
             _pendingRestart = restart;
+            // After the build: an edit made while it ran is the file watcher's to reload (its stamps were taken before).
+            _inputs = Files.InputDigest.Of(next.Files);
+            _builtDiagnostics = build.Diagnostics;
             Watch(next, stamps);
             foreach (var (setting, reason) in pending) Log.RestartRequired(_logger, setting, reason);
             foreach (var result in results.Where(r => r.Outcome == "restart-required")) Log.ParticipantRestartRequired(_logger, result.Participant, result.Reason ?? "");
