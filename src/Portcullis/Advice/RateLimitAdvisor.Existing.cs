@@ -14,6 +14,7 @@ internal sealed partial class RateLimitAdvisor
         var settings = context.Settings.RateLimits;
         foreach (var policy in context.Snapshot.RateLimits.Values.OrderBy(p => p.Name, StringComparer.Ordinal))
         {
+            context.Cancellation.ThrowIfCancellationRequested(); // a policy's replays can take seconds on a cold run
             var routes = context.Snapshot.Routes.Values.Where(r => r.RateLimits.Any(l => l.Name == policy.Name)).OrderBy(r => r.Name, StringComparer.Ordinal).ToList();
             var histories = routes.Select(r => history.GetValueOrDefault(r.Name)).OfType<RouteHistory>().ToList();
             if (histories.Count == 0) continue;

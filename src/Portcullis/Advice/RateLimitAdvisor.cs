@@ -49,6 +49,8 @@ internal sealed partial class RateLimitAdvisor(ILogger<RateLimitAdvisor> logger)
         var findings = new List<Finding>();
         foreach (var route in context.Snapshot.Routes.Values.OrderBy(r => r.Name, StringComparer.Ordinal))
         {
+            // A stopping gateway ends a cold run here (seconds of replay per route) rather than after every route.
+            context.Cancellation.ThrowIfCancellationRequested();
             if (route.RateLimits.Length > 0 || !history.TryGetValue(route.Name, out var routeHistory)) continue;
             if (Suggest(context, route, routeHistory) is { } finding) findings.Add(finding);
         }

@@ -170,12 +170,23 @@ public sealed class RateLimitAdvisorTests(ITestOutputHelper output) : ConfigBuil
     }
 
     [Fact]
+    public void A_stopping_gateway_ends_the_replays_instead_of_finishing_them()
+    {
+        // The same data yields a suggestion (previous test); a cancelled run replays nothing and says so by throwing.
+        var data = new ArrivalData();
+        data.Legitimate(new Random(17), "reports", Start, 2 * 1440, 40, 1.5, groups: ["gold", "free"]);
+        using var stopping = new CancellationTokenSource();
+        stopping.Cancel();
+        Assert.ThrowsAny<OperationCanceledException>(() => Run(data, stopping.Token));
+    }
+
+    [Fact]
     public void Without_arrivals_there_is_nothing_to_say()
     {
         Assert.Empty(Run(new ArrivalData()));
     }
 
-    private List<Finding> Run(ArrivalData data)
+    private List<Finding> Run(ArrivalData data, CancellationToken cancellation = default)
     {
         var snapshot = BuildSnapshot(Config);
         var database = new AnalyticsDatabase(snapshot.Analytics!.Path);
@@ -187,6 +198,7 @@ public sealed class RateLimitAdvisorTests(ITestOutputHelper output) : ConfigBuil
             Settings = snapshot.Advice!,
             Analytics = AnalyticsSource.Local(database),
             Runtime = OfflineAdviceRuntime.Instance,
+            Cancellation = cancellation,
         };
         var findings = new RateLimitAdvisor(NullLogger<RateLimitAdvisor>.Instance).Detect(context).ToList();
         foreach (var finding in findings) output.WriteLine($"{finding.Kind} {finding.Subject} {finding.Confidence}: {finding.Title}");
