@@ -211,6 +211,9 @@ internal sealed record RouteOptions
 
     [Description("Keep the route's GET answers in memory as their Cache-Control allows (shared-cache rules: no private or no-store answers, Vary respected), per consumer on routes with auth only when asked.")]
     public RouteCacheOptions? Cache { get; init; }
+
+    [Description("Copy a share of the route's requests to another cluster (shadow traffic), fire-and-forget: the copy's answer is discarded and never delays the client.")]
+    public MirrorOptions? Mirror { get; init; }
 }
 
 internal enum HeaderMatchMode

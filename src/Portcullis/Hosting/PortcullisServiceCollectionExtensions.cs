@@ -276,6 +276,7 @@ public static class PortcullisServiceCollectionExtensions
         app.MapReverseProxy(pipeline =>
         {
             pipeline.UseMiddleware<RouteActionMiddleware>();
+            pipeline.UseMiddleware<MirrorMiddleware>(); // routes[].mirror: a copy after the route's header edits
             pipeline.UseMiddleware<Portcullis.Traffic.ClusterConcurrencyMiddleware>();
             pipeline.UseSessionAffinity();
             pipeline.UseMiddleware<RetryMiddleware>();

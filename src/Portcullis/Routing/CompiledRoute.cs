@@ -57,6 +57,9 @@ internal sealed class CompiledRoute
     /// <summary>The route's CORS policy, as the completed task the CORS middleware asks for (no allocation per request); null without `cors`.</summary>
     public Task<Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy?>? CorsTask { get; init; }
 
+    /// <summary>Null when the route has no `mirror`.</summary>
+    public CompiledMirror? Mirror { get; init; }
+
     /// <summary>Null when the route has no (enabled) `cache`.</summary>
     public CompiledCache? Cache { get; init; }
 

@@ -88,6 +88,7 @@ internal static class RoutesCompiler
             JsonLimits = CompiledJsonLimits.Compile(context, route.JsonLimits, path + ".jsonLimits"),
             Compression = CompiledCompression.Compile(context, route.Compression, path + ".compression"),
             Cache = CompiledCache.Compile(context, route.Cache, route, path + ".cache"),
+            Mirror = CompiledMirror.Compile(context, route.Mirror, path + ".mirror", inputs.ClusterNames),
             CorsTask = cors is null ? null : Task.FromResult<Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy?>(cors),
             SetHeaders = [.. setHeaders],
             RemoveHeaders = [.. route.RequestHeaders.Remove],
