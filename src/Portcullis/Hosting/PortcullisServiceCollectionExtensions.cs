@@ -192,6 +192,7 @@ public static class PortcullisServiceCollectionExtensions
 
             context.RequestTransforms.Add(new Portcullis.Observability.TraceContextRequestTransform());
             context.ResponseTransforms.Add(new Portcullis.Observability.UpstreamTimingResponseTransform());
+            context.ResponseTransforms.Add(new Portcullis.Routing.ResponseTransformsTransform());
             context.ResponseTransforms.Add(new Portcullis.Routing.ResponseHeaderTransform(context.Services.GetService<Portcullis.Observability.ResponseHeaderFindings>()));
         });
         services.Replace(ServiceDescriptor.Singleton<IForwarderHttpClientFactory, ConnectTimeoutHttpClientFactory>());

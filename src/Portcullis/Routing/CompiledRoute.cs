@@ -28,6 +28,15 @@ internal sealed class CompiledRoute
 
     public string[] RemoveHeaders { get; init; } = [];
 
+    /// <summary>transforms.response: headers set (replacing the upstream's), added, removed.</summary>
+    public (string Name, ValueTemplate Value)[] ResponseSet { get; init; } = [];
+
+    public (string Name, ValueTemplate Value)[] ResponseAdd { get; init; } = [];
+
+    public string[] ResponseRemove { get; init; } = [];
+
+    public bool HasResponseTransforms => ResponseSet.Length > 0 || ResponseAdd.Length > 0 || ResponseRemove.Length > 0;
+
     public RedirectOptions? Redirect { get; init; }
 
     public int FixedStatus { get; init; }
