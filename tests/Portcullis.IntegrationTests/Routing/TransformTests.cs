@@ -1,4 +1,5 @@
 using System.Net.Http.Headers;
+using Microsoft.AspNetCore.Http;
 using Portcullis.IntegrationTests.Infrastructure;
 
 namespace Portcullis.IntegrationTests.Routing;
