@@ -35,6 +35,11 @@ internal sealed class CompiledRoute
 
     public string[] ResponseRemove { get; init; } = [];
 
+    /// <summary>transforms.pathRewrite: applied after route matching, before forwarding (and before stripPrefix).</summary>
+    public System.Text.RegularExpressions.Regex? PathRewrite { get; init; }
+
+    public string PathReplacement { get; init; } = "";
+
     public bool HasResponseTransforms => ResponseSet.Length > 0 || ResponseAdd.Length > 0 || ResponseRemove.Length > 0;
 
     public RedirectOptions? Redirect { get; init; }

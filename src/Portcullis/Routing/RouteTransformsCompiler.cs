@@ -26,6 +26,34 @@ internal static class RouteTransformsCompiler
         return [.. compiled];
     }
 
+    /// <summary>A path regex, compiled NonBacktracking (linear time: no ReDoS); a bad one is reported with its offset.</summary>
+    public static System.Text.RegularExpressions.Regex? CompilePathRewrite(CompileContext context, PathRewriteOptions? rewrite, string path)
+    {
+        if (rewrite is null) return null;
+        if (string.IsNullOrEmpty(rewrite.Regex))
+        {
+            context.Error(path + ".regex", "pathRewrite has no regex", "e.g. regex: ^/v1/orders/(\\d+)$, replacement: /orders/$1");
+            return null;
+        }
+
+        if (!rewrite.Replacement.StartsWith('/')) context.Error(path + ".replacement", $"replacement '{rewrite.Replacement}' must start with '/'", "e.g. /orders/$1");
+        try
+        {
+            return new System.Text.RegularExpressions.Regex(rewrite.Regex,
+                System.Text.RegularExpressions.RegexOptions.NonBacktracking | System.Text.RegularExpressions.RegexOptions.CultureInvariant);
+        }
+        catch (System.Text.RegularExpressions.RegexParseException ex)
+        {
+            context.Error(path + ".regex", $"bad regex at character {ex.Offset + 1}: {ex.Error}", "backreferences, lookarounds and atomic groups are not supported (the regex runs without backtracking)");
+        }
+        catch (NotSupportedException ex)
+        {
+            context.Error(path + ".regex", $"regex not supported: {ex.Message}", "backreferences, lookarounds and atomic groups are not supported (the regex runs without backtracking)");
+        }
+
+        return null;
+    }
+
     /// <summary>YARP's own query transforms (QueryValueParameter / QueryRemoveParameter), run after route matching.</summary>
     public static void AddQueryTransforms(CompileContext context, QueryTransformOptions query, string path, List<Dictionary<string, string>> transforms)
     {

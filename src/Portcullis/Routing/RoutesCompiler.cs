@@ -91,6 +91,8 @@ internal static class RoutesCompiler
             ResponseSet = RouteTransformsCompiler.CompileHeaders(context, response.Set, path + ".transforms.response.set", inputs.Maps),
             ResponseAdd = RouteTransformsCompiler.CompileHeaders(context, response.Add, path + ".transforms.response.add", inputs.Maps),
             ResponseRemove = [.. response.Remove],
+            PathRewrite = RouteTransformsCompiler.CompilePathRewrite(context, route.Transforms.PathRewrite, path + ".transforms.pathRewrite"),
+            PathReplacement = route.Transforms.PathRewrite?.Replacement ?? "",
             Redirect = route.Redirect,
             FixedStatus = route.Respond?.Status ?? 0,
             FixedBody = Encoding.UTF8.GetBytes(route.Respond?.Body ?? ""),

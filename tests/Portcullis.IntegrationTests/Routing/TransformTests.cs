@@ -46,6 +46,11 @@ public sealed class TransformTests : IAsyncLifetime
                 transforms:
                   query: { set: { api-version: "2" }, remove: [debug] }
                 cluster: orders
+              - name: legacy
+                match: { pathPrefix: /v1/items }
+                transforms:
+                  pathRewrite: { regex: '^/v1/items/(?<id>[0-9]+)/(\w+)$', replacement: '/items/$${id}/detail/$2' }
+                cluster: orders
               - name: chatty
                 match: { pathPrefix: /chatty }
                 transforms:
@@ -110,5 +115,15 @@ public sealed class TransformTests : IAsyncLifetime
         Assert.False(response.Headers.Contains("X-Powered-By"));
         Assert.Equal(["chatty"], response.Headers.GetValues("X-Route"));
         Assert.Equal(["Accept", "Origin"], response.Headers.Vary);
+    }
+
+    [Fact]
+    public async Task PathRewrite_UsesNamedAndNumberedCaptures()
+    {
+        using var response = await _gateway.Client.GetAsync("/v1/items/42/price?x=1");
+        var seen = await UpstreamAnswer.ReadAsync(response);
+
+        Assert.Equal("/items/42/detail/price", seen.Path);
+        Assert.Equal("?x=1", seen.Query);
     }
 }

@@ -58,3 +58,49 @@ public sealed class TemplateTests
         Assert.Equal("a=1;b=" + new string('b', 600), template.Evaluate(context.Request));
     }
 }
+
+/// <summary>Bad templates and path regexes are refused at load with their file position.</summary>
+public sealed class TransformValidationTests() : ConfigBuildTestBase("portcullis-transforms-")
+{
+    private static string Yaml(string transforms) => $$"""
+        listeners:
+          - { name: public, address: "127.0.0.1:8080" }
+        routes:
+          - name: r
+            match: { pathPrefix: /r }
+            cluster: c
+            transforms:
+        {{transforms}}
+        clusters:
+          c: { destinations: ["http://127.0.0.1:9"] }
+        """;
+
+    [Theory]
+    [InlineData("^/a/(?=b)", "not supported")]
+    [InlineData("^/a/(\\d+", "bad regex at character")]
+    [InlineData("^/a/(x)\\1", "not supported")]
+    public void PathRewrite_BadRegex_IsRefusedWithPosition(string regex, string expected)
+    {
+        var error = SingleError(Build(Yaml($"      pathRewrite: {{ regex: '{regex}', replacement: /x }}")));
+
+        Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+        Assert.Equal(8, error.Line);
+    }
+
+    [Fact]
+    public void ResponseTemplate_ParseError_NamesTheCharacter()
+    {
+        var error = SingleError(Build(Yaml("      response: { set: { X-A: 'id ${claim:}' } }")));
+
+        Assert.Contains("at character 4", error.Message, StringComparison.Ordinal);
+        Assert.Equal(8, error.Line);
+    }
+
+    [Fact]
+    public void PathRewrite_NestedQuantifiers_LoadBecauseTheRegexCannotBacktrack()
+    {
+        var result = Build(Yaml("      pathRewrite: { regex: '^/(a+)+$', replacement: /$1 }"));
+
+        Assert.True(result.Succeeded);
+    }
+}

@@ -10,6 +10,18 @@ internal sealed record RouteTransformOptions
 
     [Description("Query parameters to set (literal values) or remove on the upstream request.")]
     public QueryTransformOptions Query { get; init; } = new();
+
+    [Description("Rewrite the path after route matching and before stripPrefix: a regex (NonBacktracking) and a replacement with $1 / ${name} captures.")]
+    public PathRewriteOptions? PathRewrite { get; init; }
+}
+
+internal sealed record PathRewriteOptions
+{
+    [Description("A .NET regular expression matched against the request path (run with RegexOptions.NonBacktracking: no backreferences or lookarounds).")]
+    public string Regex { get; init; } = "";
+
+    [Description("The replacement, with $1 or ${name} for captures, e.g. /v2/orders/$1.")]
+    public string Replacement { get; init; } = "";
 }
 
 internal sealed record ResponseTransformOptions
