@@ -49,7 +49,7 @@ public sealed class TransformTests : IAsyncLifetime
               - name: legacy
                 match: { pathPrefix: /v1/items }
                 transforms:
-                  pathRewrite: { regex: '^/v1/items/(?<id>[0-9]+)/(\w+)$', replacement: '/items/$${id}/detail/$2' }
+                  pathRewrite: { regex: '^/v1/items/(?<id>[0-9]+)/(\w+)$', replacement: '/items/$${id}/detail/$1' }
                 cluster: orders
               - name: chatty
                 match: { pathPrefix: /chatty }
