@@ -179,6 +179,9 @@ internal sealed record RouteOptions
     [Description("Remove this prefix from the path before proxying, e.g. /api.")]
     public string? StripPrefix { get; init; }
 
+    [Description("Response headers to set/add/remove and query parameters to set/remove (see docs/configuration.md, Transforms).")]
+    public RouteTransformOptions Transforms { get; init; } = new();
+
     [Description("Who may call this route. Without it the route is public; with it, everything not allowed is denied.")]
     public RouteAuthOptions? Auth { get; init; }
 
@@ -307,7 +310,7 @@ internal sealed record FixedResponseOptions
 
 internal sealed record RequestHeadersOptions
 {
-    [Description("Headers to set on the upstream request; values may contain ${map:...} lookups. A lookup that yields nothing leaves the header unset.")]
+    [Description("Headers to set on the upstream request (an inbound header of that name is replaced); values may contain ${consumer}, ${consumerGroup}, ${claim:NAME}, ${route}, ${requestId} and ${map:NAME(SOURCE)}. A part that yields nothing leaves the header unset.")]
     public IReadOnlyDictionary<string, string> Set { get; init; } = new Dictionary<string, string>();
 
     [Description("Headers to remove from the upstream request.")]

@@ -19,7 +19,7 @@ internal sealed partial class YamlConfigBinder
 
     /// <summary>
     /// Applies ${VAR}, ${env:VAR}, ${VAR:-default} and ${file:PATH} (a file's content, trailing newline removed;
-    /// relative to the file the value is written in); $${ writes a literal ${. ${map:...} is left for route templates.
+    /// relative to the file the value is written in); $${ writes a literal ${. ${map:...} and the template words (<see cref="TemplateWords"/>) are left for route templates.
     /// </summary>
     private string? Substitute(YamlScalarNode scalar, string path)
     {
@@ -39,6 +39,8 @@ internal sealed partial class YamlConfigBinder
             }
 
             var name = match.Groups["name"].Value;
+            // Route templates' own parts (${consumer}, ${route}, ...) stay for the template; ${env:NAME} still reads the variable.
+            if (!match.Groups["env"].Success && !match.Groups["default"].Success && TemplateWords.Contains(name)) return match.Value;
             var variable = _environment(name);
             if (!string.IsNullOrEmpty(variable)) return variable;
             if (match.Groups["default"].Success) return match.Groups["default"].Value;
@@ -76,6 +78,10 @@ internal sealed partial class YamlConfigBinder
         }
     }
 
-    [GeneratedRegex(@"\$\$\{|\$\{file:(?<file>[^}]+)\}|\$\{(?:env:)?(?<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?<default>[^}]*))?\}")]
+    /// <summary>Names that, written as ${NAME}, are route-template parts rather than environment variables.</summary>
+    internal static readonly System.Collections.Frozen.FrozenSet<string> TemplateWords =
+        System.Collections.Frozen.FrozenSet.ToFrozenSet(["consumer", "consumerGroup", "route", "requestId", "host", "path", "method", "ip"], StringComparer.Ordinal);
+
+    [GeneratedRegex(@"\$\$\{|\$\{file:(?<file>[^}]+)\}|\$\{(?<env>env:)?(?<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?<default>[^}]*))?\}")]
     private static partial Regex EnvironmentReference();
 }

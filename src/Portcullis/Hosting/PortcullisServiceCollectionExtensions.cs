@@ -196,6 +196,7 @@ public static class PortcullisServiceCollectionExtensions
 
             context.RequestTransforms.Add(new Portcullis.Observability.TraceContextRequestTransform());
             context.ResponseTransforms.Add(new Portcullis.Observability.UpstreamTimingResponseTransform());
+            context.ResponseTransforms.Add(new Portcullis.Routing.ResponseTransformsTransform());
             context.ResponseTransforms.Add(new Portcullis.Routing.ResponseHeaderTransform(context.Services.GetService<Portcullis.Observability.ResponseHeaderFindings>()));
             if (context.Route.OutputCachePolicy == RouteOutputCachePolicy.Name) context.ResponseTransforms.Add(new CacheDecisionTransform());
         });

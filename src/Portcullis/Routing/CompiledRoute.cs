@@ -28,6 +28,20 @@ internal sealed class CompiledRoute
 
     public string[] RemoveHeaders { get; init; } = [];
 
+    /// <summary>transforms.response: headers set (replacing the upstream's), added, removed.</summary>
+    public (string Name, ValueTemplate Value)[] ResponseSet { get; init; } = [];
+
+    public (string Name, ValueTemplate Value)[] ResponseAdd { get; init; } = [];
+
+    public string[] ResponseRemove { get; init; } = [];
+
+    /// <summary>transforms.pathRewrite: applied after route matching, before forwarding (and before stripPrefix).</summary>
+    public System.Text.RegularExpressions.Regex? PathRewrite { get; init; }
+
+    public string PathReplacement { get; init; } = "";
+
+    public bool HasResponseTransforms => ResponseSet.Length > 0 || ResponseAdd.Length > 0 || ResponseRemove.Length > 0;
+
     public RedirectOptions? Redirect { get; init; }
 
     public int FixedStatus { get; init; }

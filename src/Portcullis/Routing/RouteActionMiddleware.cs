@@ -102,6 +102,12 @@ internal sealed class RouteActionMiddleware(RequestDelegate next)
             }
         }
 
+        // YARP builds the upstream path from Request.Path, so the rewrite (matching is done) reaches the upstream.
+        if (route.PathRewrite is { } rewrite && context.Request.Path.Value is { } original && rewrite.IsMatch(original))
+        {
+            context.Request.Path = new PathString(rewrite.Replace(original, route.PathReplacement, 1));
+        }
+
         return Proxy(context, gateway, context.GetReverseProxyFeature());
     }
 

@@ -69,7 +69,8 @@ internal static class RoutesCompiler
         var (staticCluster, clusterTemplate) = route.Cluster is null ? (null, null) : CompileClusterTarget(context, route, path, inputs);
         var split = route.Split is null ? null : CompileSplit(context, route.Split, path + ".split", inputs.ClusterNames);
         var cors = CorsCompiler.Compile(context, route.Cors, path + ".cors");
-        var setHeaders = CompileSetHeaders(context, route, path, inputs.Maps);
+        var setHeaders = RouteTransformsCompiler.CompileHeaders(context, route.RequestHeaders.Set, path + ".requestHeaders.set", inputs.Maps);
+        var response = route.Transforms.Response;
         ValidateAction(context, route, path);
         var (rateLimits, quota, concurrency) = Traffic.TrafficCompiler.CompileRoute(context, route, path, inputs.Traffic);
         var compiled = new CompiledRoute
@@ -92,6 +93,11 @@ internal static class RoutesCompiler
             CorsTask = cors is null ? null : Task.FromResult<Microsoft.AspNetCore.Cors.Infrastructure.CorsPolicy?>(cors),
             SetHeaders = [.. setHeaders],
             RemoveHeaders = [.. route.RequestHeaders.Remove],
+            ResponseSet = RouteTransformsCompiler.CompileHeaders(context, response.Set, path + ".transforms.response.set", inputs.Maps),
+            ResponseAdd = RouteTransformsCompiler.CompileHeaders(context, response.Add, path + ".transforms.response.add", inputs.Maps),
+            ResponseRemove = [.. response.Remove],
+            PathRewrite = RouteTransformsCompiler.CompilePathRewrite(context, route.Transforms.PathRewrite, path + ".transforms.pathRewrite"),
+            PathReplacement = route.Transforms.PathRewrite?.Replacement ?? "",
             Redirect = route.Redirect,
             FixedStatus = route.Respond?.Status ?? 0,
             FixedBody = Encoding.UTF8.GetBytes(route.Respond?.Body ?? ""),
@@ -109,7 +115,7 @@ internal static class RoutesCompiler
             Match = match,
             CorsPolicy = route.Cors is null ? null : CorsCompiler.PolicyName,
             OutputCachePolicy = route.Cache is { Enabled: true } ? RouteOutputCachePolicy.Name : null,
-            Transforms = RouteTransforms(route),
+            Transforms = RouteTransforms(context, route, path),
         });
     }
 
@@ -192,6 +198,12 @@ internal static class RoutesCompiler
             return (route.Cluster, null);
         }
 
+        if (!template.IsBounded)
+        {
+            context.Error(path + ".cluster", "a cluster template may only use ${map:...} lookups", "the gateway checks every cluster a route can reach at load; map the value first, e.g. ${map:tier(consumer)}");
+            return (null, null);
+        }
+
         BindTemplate(context, template, maps, path + ".cluster");
         if (template.MapNames.All(maps.ContainsKey))
         {
@@ -205,25 +217,6 @@ internal static class RoutesCompiler
         }
 
         return (null, template);
-    }
-
-    private static List<(string, ValueTemplate)> CompileSetHeaders(CompileContext context, RouteOptions route, string path, Dictionary<string, CompiledMap> maps)
-    {
-        var setHeaders = new List<(string, ValueTemplate)>();
-        foreach (var (header, value) in route.RequestHeaders.Set)
-        {
-            var template = ValueTemplate.Parse(value, out var error);
-            if (template is null)
-            {
-                context.Error($"{path}.requestHeaders.set.{header}", $"bad header template: {error}");
-                continue;
-            }
-
-            BindTemplate(context, template, maps, $"{path}.requestHeaders.set.{header}");
-            setHeaders.Add((header, template));
-        }
-
-        return setHeaders;
     }
 
     private static void ValidateAction(CompileContext context, RouteOptions route, string path)
@@ -245,11 +238,12 @@ internal static class RoutesCompiler
         }
     }
 
-    private static List<Dictionary<string, string>>? RouteTransforms(RouteOptions route)
+    private static List<Dictionary<string, string>>? RouteTransforms(CompileContext context, RouteOptions route, string path)
     {
         var transforms = new List<Dictionary<string, string>>();
         if (route.StripPrefix is not null) transforms.Add(new() { ["PathRemovePrefix"] = route.StripPrefix });
         if (route.PreserveHost) transforms.Add(new() { ["RequestHeaderOriginalHost"] = "true" });
+        RouteTransformsCompiler.AddQueryTransforms(context, route.Transforms.Query, path + ".transforms.query", transforms);
         return transforms.Count > 0 ? transforms : null;
     }
 
