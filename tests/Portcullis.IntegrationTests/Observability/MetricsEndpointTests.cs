@@ -102,7 +102,8 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
           m7-api:
             destinations: ["{{_upstream.Url}}"]
             healthCheck:
-              active: { interval: 200ms, timeout: 200ms, unhealthyThreshold: 1, healthyThreshold: 1 }
+              # Probes every 2 s with 2 s to answer, not 200 ms: one slow probe on a loaded machine marked the only destination down (503).
+              active: { interval: 2s, timeout: 2s, unhealthyThreshold: 1, healthyThreshold: 1 }
           m7-dead: { destinations: ["http://127.0.0.1:{{_deadPort}}"] }
         """;
 
