@@ -65,6 +65,25 @@ internal sealed class CompiledRateLimit
         Instances = 1,
     };
 
+    /// <summary>A plan's own copy (plans.NAME.rateLimits): the same settings and texts, its counters named "policy@plan" so tiers never share a bucket.</summary>
+    public CompiledRateLimit ForPlan(string plan) => new()
+    {
+        Name = Name,
+        Counter = Name + "@" + plan,
+        Plan = plan,
+        Algorithm = Algorithm,
+        Limit = Limit,
+        Per = Per,
+        Capacity = Capacity,
+        Store = Store,
+        Mode = Mode,
+        SyncEvery = SyncEvery,
+        OnStoreFailure = OnStoreFailure,
+        Headers = Headers,
+        Key = Key,
+        Instances = Instances,
+    };
+
     /// <summary>limit ÷ instances, rounded up, at least 1.</summary>
     public static long ShareOf(long limit, int instances) => Math.Max(1, (limit + Math.Max(1, instances) - 1) / Math.Max(1, instances));
 
@@ -148,6 +167,21 @@ internal sealed class CompiledQuota
         Store = TrafficStore.Local,
         OnStoreFailure = OnStoreFailure,
         Key = Key,
+    };
+
+    /// <summary>A plan's own copy (plans.NAME.quota), counted as "quota@plan".</summary>
+    public CompiledQuota ForPlan(string plan) => new()
+    {
+        Name = Name,
+        Counter = Name + "@" + plan,
+        Plan = plan,
+        Limit = Limit,
+        Period = Period,
+        Zone = Zone,
+        Store = Store,
+        OnStoreFailure = OnStoreFailure,
+        Key = Key,
+        Instances = Instances,
     };
 
     public string Identity => $"{Counter}|{Limit}|{Period}|{Zone.Id}|{Store}";

@@ -43,14 +43,14 @@ internal static partial class PlanCompiler
             for (var i = 0; i < options.RateLimits.Count; i++)
             {
                 var limitName = options.RateLimits[i];
-                if (traffic.RateLimits.TryGetValue(limitName, out var policy)) limits.Add(Copy(policy, name));
+                if (traffic.RateLimits.TryGetValue(limitName, out var policy)) limits.Add(policy.ForPlan(name));
                 else if (!config.RateLimits.ContainsKey(limitName)) Unknown(context, $"{path}.rateLimits[{i}]", $"plan '{name}' names unknown rate limit '{limitName}'", limitName, config.RateLimits.Keys, "define it under rateLimits:");
             }
 
             CompiledQuota? quota = null;
             if (options.Quota is { } quotaName)
             {
-                if (traffic.Quotas.TryGetValue(quotaName, out var named)) quota = Copy(named, name);
+                if (traffic.Quotas.TryGetValue(quotaName, out var named)) quota = named.ForPlan(name);
                 else if (!config.Quotas.ContainsKey(quotaName)) Unknown(context, path + ".quota", $"plan '{name}' names unknown quota '{quotaName}'", quotaName, config.Quotas.Keys, "define it under quotas:");
             }
 
@@ -147,37 +147,4 @@ internal static partial class PlanCompiler
         var suggestion = YamlConfigBinder.Suggest(name, candidates);
         context.Error(path, message, suggestion is not null ? $"did you mean '{suggestion}'?" : hint);
     }
-
-    // A plan's own copy of a named policy: the same settings and texts, its counters named "policy@plan".
-    private static CompiledRateLimit Copy(CompiledRateLimit policy, string plan) => new()
-    {
-        Name = policy.Name,
-        Counter = policy.Name + "@" + plan,
-        Plan = plan,
-        Algorithm = policy.Algorithm,
-        Limit = policy.Limit,
-        Per = policy.Per,
-        Capacity = policy.Capacity,
-        Store = policy.Store,
-        Mode = policy.Mode,
-        SyncEvery = policy.SyncEvery,
-        OnStoreFailure = policy.OnStoreFailure,
-        Headers = policy.Headers,
-        Key = policy.Key,
-        Instances = policy.Instances,
-    };
-
-    private static CompiledQuota Copy(CompiledQuota quota, string plan) => new()
-    {
-        Name = quota.Name,
-        Counter = quota.Name + "@" + plan,
-        Plan = plan,
-        Limit = quota.Limit,
-        Period = quota.Period,
-        Zone = quota.Zone,
-        Store = quota.Store,
-        OnStoreFailure = quota.OnStoreFailure,
-        Key = quota.Key,
-        Instances = quota.Instances,
-    };
 }
