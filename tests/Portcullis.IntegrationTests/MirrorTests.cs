@@ -4,6 +4,7 @@ using System.Net;
 using System.Text;
 using Microsoft.AspNetCore.Http;
 using Portcullis.IntegrationTests.Infrastructure;
+using Portcullis.IntegrationTests.Observability;
 using Portcullis.Testing;
 
 namespace Portcullis.IntegrationTests;
@@ -107,6 +108,11 @@ public sealed class MirrorTests : IAsyncLifetime
         await Eventually.TrueAsync(() => _copies.Any(c => c.Target == "/all/after-large"), "the next request is copied");
         Assert.DoesNotContain(_copies, c => c.Target == "/all/upload");
         Assert.Equal(before + 1, _copies.Count);
+
+        // On /metrics: 21 copies sent, the large body dropped, none failed (the mirror's 500s are answers, discarded).
+        var samples = await PrometheusText.ScrapeAsync(_gateway.Admin);
+        double Mirror(string outcome) => samples.Sum("portcullis_mirror_requests_total", ("route", "all"), ("outcome", outcome));
+        Assert.Equal((21, 1, 0, 0), (Mirror("sent"), Mirror("dropped_body"), Mirror("dropped_concurrency"), Mirror("failed")));
     }
 
     [Fact]
@@ -149,5 +155,8 @@ public sealed class MirrorTests : IAsyncLifetime
         Assert.True(with < Math.Max(2 * without, without + 250), $"p99 {with:0.0} ms with a hanging mirror against {without:0.0} ms without");
         await Eventually.TrueAsync(() => Volatile.Read(ref _hangingOpen) == 4, "the cap's 4 copies are open");
         Assert.Equal(4, Volatile.Read(ref _hangingPeak));
+        var samples = await PrometheusText.ScrapeAsync(_gateway.Admin);
+        Assert.Equal(4, samples.Sum("portcullis_mirror_requests_total", ("route", "slow-mirror"), ("outcome", "sent")));
+        Assert.Equal(196, samples.Sum("portcullis_mirror_requests_total", ("route", "slow-mirror"), ("outcome", "dropped_concurrency")));
     }
 }

@@ -99,6 +99,8 @@ public static class PortcullisServiceCollectionExtensions
         AddMetrics<Portcullis.Tls.CertificateMetrics>(services);
         AddMetrics<Portcullis.Traffic.TrafficMetrics>(services);
         AddMetrics<Portcullis.Clusters.OutlierMetrics>(services);
+        services.TryAddSingleton<MirrorMetrics>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<Portcullis.Observability.IMetricsContributor, MirrorMetrics>(sp => sp.GetRequiredService<MirrorMetrics>()));
 
         if (options.ConfigureKestrel)
         {

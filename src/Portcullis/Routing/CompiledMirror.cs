@@ -6,8 +6,6 @@ namespace Portcullis.Routing;
 internal sealed class CompiledMirror
 {
     private int _inFlight;
-    private long _sent;
-    private long _dropped;
 
     public required string Cluster { get; init; }
 
@@ -20,26 +18,15 @@ internal sealed class CompiledMirror
 
     public required TimeSpan Timeout { get; init; }
 
-    /// <summary>Copies sent and dropped (at the cap, or for their body) since this snapshot.</summary>
-    public (long Sent, long Dropped) Counts => (Interlocked.Read(ref _sent), Interlocked.Read(ref _dropped));
-
-    /// <summary>Takes a slot for one copy; false (and counted as dropped) at the cap.</summary>
+    /// <summary>Takes a slot for one copy; false at the cap (copies in flight are per snapshot: a reload starts a new count).</summary>
     public bool TryEnter()
     {
-        if (Interlocked.Increment(ref _inFlight) <= MaxConcurrent)
-        {
-            Interlocked.Increment(ref _sent);
-            return true;
-        }
-
+        if (Interlocked.Increment(ref _inFlight) <= MaxConcurrent) return true;
         Interlocked.Decrement(ref _inFlight);
-        Interlocked.Increment(ref _dropped);
         return false;
     }
 
     public void Exit() => Interlocked.Decrement(ref _inFlight);
-
-    public void Dropped() => Interlocked.Increment(ref _dropped);
 
     public static CompiledMirror? Compile(CompileContext context, MirrorOptions? options, string path, IReadOnlySet<string> clusters)
     {

@@ -15,7 +15,7 @@ namespace Portcullis.Routing;
 /// The copy goes to a random available destination of the mirror cluster with the path and query as received,
 /// the request's headers (after the gateway's scrub and the route's edits) and X-Portcullis-Mirror: 1.
 /// </summary>
-internal sealed partial class MirrorMiddleware(RequestDelegate next, ILogger<MirrorMiddleware> logger)
+internal sealed partial class MirrorMiddleware(RequestDelegate next, MirrorMetrics metrics, ILogger<MirrorMiddleware> logger)
 {
     internal const string MarkerHeader = "X-Portcullis-Mirror";
 
@@ -30,10 +30,10 @@ internal sealed partial class MirrorMiddleware(RequestDelegate next, ILogger<Mir
         var gateway = context.Features.Get<GatewayFeature>();
         if (gateway?.ResolveRoute(context)?.Mirror is not { } mirror || (mirror.Share < 1 && Random.Shared.NextDouble() >= mirror.Share)) return next(context);
         if (gateway.RouteBinding?.Clusters.GetValueOrDefault(mirror.Cluster) is not { } cluster) return next(context);
-        return MirrorAsync(context, mirror, cluster);
+        return MirrorAsync(context, mirror, cluster, metrics.For(gateway.RouteName ?? ""));
     }
 
-    private async Task MirrorAsync(HttpContext context, CompiledMirror mirror, ClusterState cluster)
+    private async Task MirrorAsync(HttpContext context, CompiledMirror mirror, ClusterState cluster, MirrorMetrics.RouteCounts counts)
     {
         var request = context.Request;
         byte[]? body = null;
@@ -42,7 +42,7 @@ internal sealed partial class MirrorMiddleware(RequestDelegate next, ILogger<Mir
         {
             if (request.ContentLength is not { } length || length > mirror.MaxBodySize)
             {
-                mirror.Dropped();
+                Interlocked.Increment(ref counts.DroppedBody);
                 await next(context);
                 return;
             }
@@ -53,11 +53,19 @@ internal sealed partial class MirrorMiddleware(RequestDelegate next, ILogger<Mir
             request.Body.Position = 0;
         }
 
-        if (mirror.TryEnter())
+        if (!mirror.TryEnter())
         {
-            var copy = Copy(context, cluster, body);
-            if (copy is null) mirror.Exit();
-            else _ = SendAsync(cluster, copy, mirror, context.TraceIdentifier);
+            Interlocked.Increment(ref counts.DroppedConcurrency);
+        }
+        else if (Copy(context, cluster, body) is not { } copy)
+        {
+            mirror.Exit();
+            Interlocked.Increment(ref counts.Failed); // no available destination in the mirror cluster
+        }
+        else
+        {
+            Interlocked.Increment(ref counts.Sent);
+            _ = SendAsync(cluster, copy, mirror, counts, context.TraceIdentifier);
         }
 
         await next(context);
@@ -82,7 +90,7 @@ internal sealed partial class MirrorMiddleware(RequestDelegate next, ILogger<Mir
         return copy;
     }
 
-    private async Task SendAsync(ClusterState cluster, HttpRequestMessage copy, CompiledMirror mirror, string requestId)
+    private async Task SendAsync(ClusterState cluster, HttpRequestMessage copy, CompiledMirror mirror, MirrorMetrics.RouteCounts counts, string requestId)
     {
         try
         {
@@ -91,6 +99,7 @@ internal sealed partial class MirrorMiddleware(RequestDelegate next, ILogger<Mir
         }
         catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException)
         {
+            Interlocked.Increment(ref counts.Failed);
             Log.CopyFailed(logger, mirror.Cluster, requestId, ex.GetType().Name);
         }
         finally
