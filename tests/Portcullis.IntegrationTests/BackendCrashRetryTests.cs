@@ -10,8 +10,8 @@ namespace Portcullis.IntegrationTests;
 
 /// <summary>
 /// A backend that dies under in-flight requests on pooled keep-alive connections (issue 14, item 2):
-/// idempotent body-less requests that got no response byte are retried on another destination; a POST,
-/// a request whose body was streamed, or a response already under way is not. The failing backend is a
+/// idempotent requests that got no response byte and whose body is empty or was kept (retries.bufferBody) are
+/// retried on another destination; a POST, a request whose body was streamed, or a response already under way is not. The failing backend is a
 /// raw socket server so the fault (reset after the request arrived on a reused connection) is exact.
 /// </summary>
 public sealed class BackendCrashRetryTests(ITestOutputHelper output)
@@ -76,15 +76,32 @@ public sealed class BackendCrashRetryTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Put_whose_body_was_streamed_before_the_reset_is_not_retried()
+    public async Task Put_whose_body_was_kept_is_sent_again_to_the_healthy_destination()
     {
-        // PUT is idempotent, but its body has been read and sent: it cannot be sent again.
+        // 1,000 bytes declared: within retries.bufferBody (64 KiB by default), so kept as it was read.
         using var flaky = CrashingUpstream.Start(CrashingUpstream.Fault.ResetBeforeAnswer, 2);
         await using var healthy = await TestUpstream.StartAsync("b-healthy");
         await using var gateway = await StartGatewayAsync(flaky, healthy);
 
         Assert.Equal("a-flaky", await BodyAsync(gateway.Client, HttpMethod.Get, "/warm"));
         using var response = await gateway.Client.PutAsync("/items/1", new ByteArrayContent(new byte[1000]));
+        var answer = await UpstreamAnswer.ReadAsync(response);
+        Assert.Equal(("b-healthy", 1000L), (answer.Server, answer.BodyBytes));
+        Assert.Equal(2, flaky.Requests);
+        var line = await AccessLogFile.LineAsync(Path.Combine(gateway.Directory, "access.log"), AccessLogFile.RequestId(response));
+        Assert.Equal(2, line.GetProperty("attempts").GetInt32());
+    }
+
+    [Fact]
+    public async Task Put_whose_body_was_streamed_before_the_reset_is_not_retried()
+    {
+        // PUT is idempotent, but its body (over retries.bufferBody) has been read and sent: it cannot be sent again.
+        using var flaky = CrashingUpstream.Start(CrashingUpstream.Fault.ResetBeforeAnswer, 2);
+        await using var healthy = await TestUpstream.StartAsync("b-healthy");
+        await using var gateway = await StartGatewayAsync(flaky, healthy);
+
+        Assert.Equal("a-flaky", await BodyAsync(gateway.Client, HttpMethod.Get, "/warm"));
+        using var response = await gateway.Client.PutAsync("/items/1", new ByteArrayContent(new byte[100_000]));
         Dump(gateway);
 
         await AssertProblemAsync(response, 502, "upstream.error");

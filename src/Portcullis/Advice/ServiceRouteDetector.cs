@@ -27,7 +27,7 @@ internal sealed class ServiceRouteDetector : IAdviceDetector
         var config = context.Snapshot.Config;
         foreach (var (cluster, routes) in ServiceAdvice.RoutesByCluster(config))
         {
-            if (!config.Clusters.TryGetValue(cluster, out var clusterOptions) || clusterOptions.Retries <= 0) continue;
+            if (!config.Clusters.TryGetValue(cluster, out var clusterOptions) || clusterOptions.Retries.Attempts <= 0) continue;
             var unsafeOnly = routes.Where(r => r.Match.Methods.Count > 0 && r.Match.Methods.All(m => !Idempotent.Contains(m))).ToList();
             if (unsafeOnly.Count == 0) continue;
             var all = unsafeOnly.Count == routes.Count;
@@ -35,7 +35,7 @@ internal sealed class ServiceRouteDetector : IAdviceDetector
             var methods = string.Join(", ", unsafeOnly.SelectMany(r => r.Match.Methods).Select(m => m.ToUpperInvariant()).Distinct(StringComparer.Ordinal));
             var evidence = new Evidence(context.Now, context.Now,
             [
-                new("retries", clusterOptions.Retries, "retries"),
+                new("retries", clusterOptions.Retries.Attempts, "retries"),
                 new("routes with only non-idempotent methods", unsafeOnly.Count, "routes"),
                 new("routes to the cluster", routes.Count, "routes"),
             ])
@@ -43,7 +43,7 @@ internal sealed class ServiceRouteDetector : IAdviceDetector
                 Basis = "the configuration",
                 DashboardLink = DashboardLinks.Samples(context.WindowStart, context.Now, ("cluster", cluster)),
             };
-            var explanation = $"Cluster {cluster} has retries: {clusterOptions.Retries}, but route(s) {names} accept only {methods}. The gateway retries only idempotent methods "
+            var explanation = $"Cluster {cluster} has retries: {clusterOptions.Retries.Attempts}, but route(s) {names} accept only {methods}. The gateway retries only idempotent methods "
                 + "(GET, HEAD, OPTIONS, PUT, DELETE, TRACE): sending a POST or PATCH twice can do its work twice, so these requests fail on the first connection error "
                 + "instead of being retried, whatever the setting says. "
                 + (all ? "Every route to the cluster is of that kind, so the patch sets retries: 0 to say what actually happens; make the clients retry with an idempotency key if the upstream supports one."

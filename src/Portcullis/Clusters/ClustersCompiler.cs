@@ -146,7 +146,6 @@ internal static class ClustersCompiler
         var passive = options.HealthCheck.Passive;
         if (options.Timeouts.Connect <= TimeSpan.Zero) context.Error(path + ".timeouts.connect", "connect timeout must be greater than zero", "e.g. connect: 5s");
         if (options.Timeouts.Request <= TimeSpan.Zero) context.Error(path + ".timeouts.request", "request timeout must be greater than zero", "e.g. request: 100s");
-        if (options.Retries < 0) context.Error(path + ".retries", "retries cannot be negative", "0 disables retries");
         if (options.MaxConnectionsPerDestination < 0) context.Error(path + ".maxConnectionsPerDestination", "maxConnectionsPerDestination cannot be negative", "0 means unlimited");
         var consistentHash = CompileConsistentHash(context, options, path);
         CompileAffinity(context, options, path);
@@ -156,7 +155,7 @@ internal static class ClustersCompiler
         var compiled = new CompiledCluster
         {
             Name = name,
-            Retries = options.Retries,
+            Retry = CompiledRetryPolicy.Compile(context, options.Retries, path + ".retries"),
             UnhealthyThreshold = active?.UnhealthyThreshold ?? 2,
             HealthyThreshold = active?.HealthyThreshold ?? 1,
             PassiveFailures = passive?.Failures ?? 3,

@@ -7,7 +7,8 @@ internal sealed class CompiledCluster
 {
     public required string Name { get; init; }
 
-    public int Retries { get; init; }
+    /// <summary>The cluster's `retries` (attempts 0 when off).</summary>
+    public CompiledRetryPolicy Retry { get; init; } = CompiledRetryPolicy.None;
 
     public int UnhealthyThreshold { get; init; } = 2;
 

@@ -135,12 +135,12 @@ internal static class ConfigSchema
         return result;
     }
 
-    /// <summary>A plain string sets one property (a destination may be just its URL); a mapping sets them all.</summary>
+    /// <summary>A plain scalar sets one property (a destination may be just its URL, retries just a count); a mapping sets them all.</summary>
     private static JsonObject ScalarShorthand(Type type, ScalarShorthandAttribute shorthand, JsonObject objectSchema)
     {
         var target = type.GetProperty(shorthand.PropertyName)
             ?? throw new InvalidOperationException($"{type.Name} names unknown shorthand property {shorthand.PropertyName}");
-        var scalar = new JsonObject { ["type"] = "string" };
+        var scalar = new JsonObject { ["type"] = target.PropertyType == typeof(int) ? "integer" : "string" };
         var description = target.GetCustomAttribute<DescriptionAttribute>()?.Description;
         scalar["description"] = $"Shorthand for {{ {CamelCase(target.Name)}: ... }}." + (description is null ? "" : " " + description);
         return new JsonObject { ["oneOf"] = new JsonArray(scalar, objectSchema) };

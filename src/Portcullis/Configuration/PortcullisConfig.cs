@@ -284,8 +284,8 @@ internal sealed record ClusterOptions
     [Description("Upstream timeouts.")]
     public ClusterTimeoutOptions Timeouts { get; init; } = new();
 
-    [Description("How many other destinations an idempotent request (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) is retried on when connecting fails or, for a request without a body, when its connection is reset or closed before the response headers. Default 2; 0 disables.")]
-    public int Retries { get; init; } = 2;
+    [Description("Retries of idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, TRACE): on failed connections and lost ones by default, on chosen statuses and timeouts when asked, within a per-cluster budget. `retries: N` is short for { attempts: N }; 0 disables.")]
+    public RetryOptions Retries { get; init; } = new();
 
     [Description("HTTP version toward the upstream: http1 (default) or http2 (h2c with prior knowledge over cleartext, ALPN over TLS).")]
     public UpstreamHttpVersion HttpVersion { get; init; } = UpstreamHttpVersion.Http1;

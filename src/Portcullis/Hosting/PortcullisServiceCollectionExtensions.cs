@@ -197,6 +197,8 @@ public static class PortcullisServiceCollectionExtensions
             }
 
             context.RequestTransforms.Add(new Portcullis.Observability.TraceContextRequestTransform());
+            // First: a status the cluster retries is held back before any other transform writes to the response.
+            context.ResponseTransforms.Add(new Portcullis.Clusters.RetryStatusTransform(context.Services.GetService<TimeProvider>() ?? TimeProvider.System));
             context.ResponseTransforms.Add(new Portcullis.Observability.UpstreamTimingResponseTransform());
             context.ResponseTransforms.Add(new Portcullis.Routing.ResponseTransformsTransform());
             context.ResponseTransforms.Add(new Portcullis.Routing.ResponseHeaderTransform(context.Services.GetService<Portcullis.Observability.ResponseHeaderFindings>()));
@@ -210,6 +212,10 @@ public static class PortcullisServiceCollectionExtensions
             options.MaximumBodySize = CompiledCache.MaxEntrySize;
         });
         services.Replace(ServiceDescriptor.Singleton<IForwarderHttpClientFactory, ConnectTimeoutHttpClientFactory>());
+        // YARP's forwarder, given each try's own timer (clusters.*.retries.perTryTimeout, deadline).
+        var forwarder = services.Last(d => d.ServiceType == typeof(IHttpForwarder)).ImplementationType
+            ?? throw new InvalidOperationException("YARP's IHttpForwarder registration changed: expected an implementation type");
+        services.Replace(ServiceDescriptor.Singleton<IHttpForwarder>(sp => new Portcullis.Clusters.TryTimeoutForwarder((IHttpForwarder)ActivatorUtilities.CreateInstance(sp, forwarder))));
         services.TryAddSingleton<DestinationHealthHistory>();
         services.TryAddSingleton<DestinationCounterTable>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IActiveHealthCheckPolicy, ThresholdActiveHealthPolicy>());

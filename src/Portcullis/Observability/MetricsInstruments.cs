@@ -36,6 +36,7 @@ internal sealed class GatewayMetrics : IDisposable
     private readonly Counter<long> _storeUnavailable;
     private readonly Counter<long> _sessionStoreUnavailable;
     private readonly Counter<long> _upstreamRetries;
+    private readonly Counter<long> _upstreamRetriesDenied;
 
     public GatewayMetrics(IServiceProvider services, IMeterFactory? meterFactory = null)
     {
@@ -49,7 +50,8 @@ internal sealed class GatewayMetrics : IDisposable
         _authFailures = _meter.CreateCounter<long>("portcullis.auth.failures", "{request}", "Requests refused by authentication or authorization, by route and reason code.");
         _storeUnavailable = _meter.CreateCounter<long>("portcullis.traffic.store_unavailable", "{request}", "Decisions taken while the limit store could not answer, by route, decision (….open fail-open, ….local / ….local-exceeded the local share, ….store-unavailable fail-closed) and policy.");
         _sessionStoreUnavailable = _meter.CreateCounter<long>("portcullis.session.store_unavailable", "{request}", "Requests answered while the browser-session store (Redis) could not answer, by route and decision (session-check.refused, sign-in.refused, login.refused, logout.refused: all 503).");
-        _upstreamRetries = _meter.CreateCounter<long>("portcullis.upstream.retries", "{retry}", "Upstream attempts retried on another destination, by route, cluster and reason (connect-failure, reset-before-response).");
+        _upstreamRetries = _meter.CreateCounter<long>("portcullis.upstream.retries", "{retry}", "Upstream attempts retried, by route, cluster and reason (connect-failure, reset-before-response, timeout, status-NNN).");
+        _upstreamRetriesDenied = _meter.CreateCounter<long>("portcullis.upstream.retries_denied", "{retry}", "Retries the cluster's retries settings called for but did not make, by route, cluster and reason (budget: the retry budget was spent; deadline: retries.deadline had passed).");
         _trafficRejections = _meter.CreateCounter<long>("portcullis.traffic.rejections", "{request}", "Requests refused by rate limits, quotas or concurrency limits, by route, decision and policy.");
 
         _meter.CreateObservableCounter("portcullis.config.reloads", ObserveReloads, "{reload}", "Configuration reloads by result (ok, rejected).");
@@ -121,6 +123,11 @@ internal sealed class GatewayMetrics : IDisposable
     public void UpstreamRetried(string route, string cluster, string reason)
     {
         if (_upstreamRetries.Enabled) _upstreamRetries.Add(1, new TagList { { "route", route }, { "cluster", cluster }, { "reason", reason } });
+    }
+
+    public void UpstreamRetryDenied(string route, string cluster, string reason)
+    {
+        if (_upstreamRetriesDenied.Enabled) _upstreamRetriesDenied.Add(1, new TagList { { "route", route }, { "cluster", cluster }, { "reason", reason } });
     }
 
     private IEnumerable<Measurement<long>> ObserveReloads()

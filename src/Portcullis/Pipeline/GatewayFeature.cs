@@ -82,6 +82,21 @@ public sealed class GatewayFeature
     /// <summary>Upstream attempts made (1 + retries).</summary>
     public int Attempts { get; internal set; }
 
+    /// <summary>The cluster's retries while a try that may still be retried on its status is in flight (RetryMiddleware); null otherwise.</summary>
+    internal IStatusRetry? RetryOnStatus;
+
+    /// <summary>The try's stopwatch timestamp after which no retry may start (retries.deadline); 0 when none.</summary>
+    internal long RetryDeadline;
+
+    /// <summary>The status of the try's response that the retry transform held back to retry; 0 when none.</summary>
+    internal int RetryHeldStatus;
+
+    /// <summary>Why a retryable status was passed on instead of retried (budget, deadline); null when not.</summary>
+    internal string? RetryDenied;
+
+    /// <summary>The current try's timer (retries.perTryTimeout / deadline), disarmed when its response headers arrive; null when none.</summary>
+    internal CancellationTokenSource? TryTimer;
+
     /// <summary>Request body bytes read, when counted (a body without Content-Length, Observability.BodyByteCounting); −1 when not counted.</summary>
     internal long RequestBodyRead = -1;
 
@@ -166,4 +181,16 @@ public sealed class GatewayFeature
 
     /// <summary>From the first upstream attempt until the upstream's response headers (or failure); null when not proxied.</summary>
     public TimeSpan? UpstreamDuration => Times.Upstream;
+}
+
+/// <summary>
+/// What the retry stage lends the response stage for one try that may be retried on its status: whether a status
+/// is retried, and the cluster's retry budget to take one from.
+/// </summary>
+internal interface IStatusRetry
+{
+    bool RetriesStatus(int status);
+
+    /// <summary>Takes one retry from the budget at this second; false when the budget is spent.</summary>
+    bool TryTakeRetry(long second);
 }

@@ -17,7 +17,8 @@ internal sealed class ResponseHeaderTransform(ResponseHeaderFindings? counters) 
 
     public override async ValueTask ApplyAsync(ResponseTransformContext context)
     {
-        if (context.ProxyResponse is not { } upstream) return;
+        // Held back to be retried (RetryStatusTransform): the next try's answer is the one checked.
+        if (context.ProxyResponse is not { } upstream || context.SuppressResponseBody) return;
         var http = context.HttpContext;
         if (http.Features.Get<GatewayFeature>() is not { } gateway) return;
         var route = gateway.ResolveRoute(http);

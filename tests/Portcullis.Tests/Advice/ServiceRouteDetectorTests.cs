@@ -25,7 +25,7 @@ public sealed class ServiceRouteDetectorTests : ServiceAdviceTestBase
         Assert.Equal(2, findings.Count);
         Assert.All(findings, f => Assert.Equal(FindingKinds.RetryNonIdempotent, f.Kind));
         var writes = Assert.Single(findings, f => f.Subject.Name == "writes");
-        Assert.Equal(0, Apply(writes.Patch).Config.Clusters["writes"].Retries);
+        Assert.Equal(0, Apply(writes.Patch).Config.Clusters["writes"].Retries.Attempts);
 
         // Its GET route still uses the retries: reported, no patch.
         Assert.Null(Assert.Single(findings, f => f.Subject.Name == "mixed").Patch);

@@ -227,7 +227,7 @@ public sealed class ConfigDiffTests : IDisposable
                 healthCheck.active.interval: "5s" → "10s"
                 healthCheck.active.path: "/healthz" → "/health"
                 loadBalancing: "roundRobin" → "leastRequests"
-                retries: 2 → 0
+                retries.attempts: 2 → 0
                 timeouts.request: "100s" → "30s"
             1 to add, 1 to change, 0 to remove.
 

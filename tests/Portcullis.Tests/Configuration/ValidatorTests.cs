@@ -315,7 +315,7 @@ public sealed class ValidatorTests() : ConfigBuildTestBase("portcullis-validator
 
         var error = SingleError(result);
         AssertAt(error, 7, 14);
-        Assert.Equal("clusters.backend.retries: not an integer", error.Message);
+        Assert.Equal("clusters.backend.retries.attempts: not an integer", error.Message);
         Assert.Equal("expected an integer", error.Hint);
     }
 
