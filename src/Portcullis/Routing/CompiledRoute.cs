@@ -40,7 +40,10 @@ internal sealed class CompiledRoute
 
     public string PathReplacement { get; init; } = "";
 
-    public bool HasResponseTransforms => ResponseSet.Length > 0 || ResponseAdd.Length > 0 || ResponseRemove.Length > 0;
+    /// <summary>transforms.securityHeaders: the preset's headers this route adds when the answer lacks them (those it removes left out).</summary>
+    public SecurityHeader[] SecurityHeaders { get; init; } = [];
+
+    public bool HasResponseTransforms => ResponseSet.Length > 0 || ResponseAdd.Length > 0 || ResponseRemove.Length > 0 || SecurityHeaders.Length > 0;
 
     public RedirectOptions? Redirect { get; init; }
 

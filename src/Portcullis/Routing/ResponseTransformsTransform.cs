@@ -5,8 +5,9 @@ using Yarp.ReverseProxy.Transforms;
 namespace Portcullis.Routing;
 
 /// <summary>
-/// routes[].transforms.response: removes, sets and adds response headers after the upstream answered. Runs
-/// before the response-header policy, so the policy judges what the client will actually get.
+/// routes[].transforms.response: removes, sets and adds response headers after the upstream answered, then fills in
+/// the securityHeaders preset where the answer lacks a header. Runs before the response-header policy, so the
+/// policy judges what the client will actually get.
 /// </summary>
 internal sealed class ResponseTransformsTransform : ResponseTransform
 {
@@ -28,6 +29,11 @@ internal sealed class ResponseTransformsTransform : ResponseTransform
         foreach (var (name, template) in route.ResponseAdd)
         {
             if (template.Evaluate(http.Request) is { } value) headers[name] = StringValues.Concat(headers[name], value);
+        }
+
+        foreach (var header in route.SecurityHeaders)
+        {
+            if (header.AppliesTo(http.Request.IsHttps, headers)) headers[header.Name] = header.Value;
         }
 
         return ValueTask.CompletedTask;

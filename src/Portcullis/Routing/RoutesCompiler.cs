@@ -96,6 +96,7 @@ internal static class RoutesCompiler
             ResponseSet = RouteTransformsCompiler.CompileHeaders(context, response.Set, path + ".transforms.response.set", inputs.Maps),
             ResponseAdd = RouteTransformsCompiler.CompileHeaders(context, response.Add, path + ".transforms.response.add", inputs.Maps),
             ResponseRemove = [.. response.Remove],
+            SecurityHeaders = SecurityHeader.Preset(route.Transforms.SecurityHeaders, response),
             PathRewrite = RouteTransformsCompiler.CompilePathRewrite(context, route.Transforms.PathRewrite, path + ".transforms.pathRewrite"),
             PathReplacement = route.Transforms.PathRewrite?.Replacement ?? "",
             Redirect = route.Redirect,

@@ -13,6 +13,15 @@ internal sealed record RouteTransformOptions
 
     [Description("Rewrite the path after route matching and before stripPrefix: a regex (NonBacktracking) and a replacement with $1 / ${name} captures.")]
     public PathRewriteOptions? PathRewrite { get; init; }
+
+    [Description("default: add the usual security headers to upstream answers that lack them (X-Content-Type-Options: nosniff, Referrer-Policy: strict-origin-when-cross-origin, X-Frame-Options: SAMEORIGIN unless a CSP sets frame-ancestors, and Strict-Transport-Security over HTTPS). The upstream's own values, and the route's response.set/remove, win; Content-Security-Policy is passed through, never invented. Default off.")]
+    public SecurityHeadersPreset SecurityHeaders { get; init; } = SecurityHeadersPreset.Off;
+}
+
+internal enum SecurityHeadersPreset
+{
+    Off,
+    Default,
 }
 
 internal sealed record PathRewriteOptions
