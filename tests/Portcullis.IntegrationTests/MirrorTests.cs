@@ -54,18 +54,20 @@ public sealed class MirrorTests : IAsyncLifetime
                 Interlocked.Decrement(ref _hangingOpen);
             }
         };
-        _gateway = await TestGateway.StartAsync($$"""
-            routes:
-              - { name: all, match: { pathPrefix: /all }, mirror: { cluster: shadow, maxBodySize: 1KiB }, cluster: primary }
-              - { name: half, match: { pathPrefix: /half }, mirror: { cluster: shadow, percent: 50 }, cluster: primary }
-              - { name: slow-mirror, match: { pathPrefix: /hang }, mirror: { cluster: hanging, maxConcurrent: 4, timeout: 60s }, cluster: primary }
-              - { name: no-mirror, match: { pathPrefix: /plain }, cluster: primary }
-            clusters:
-              primary: { destinations: [{{_primary.Url}}] }
-              shadow: { destinations: [{{_shadow.Url}}] }
-              hanging: { destinations: [{{_hanging.Url}}] }
-            """);
+        _gateway = await TestGateway.StartAsync(Config(halfPercent: 50));
     }
+
+    private string Config(int halfPercent) => $$"""
+        routes:
+          - { name: all, match: { pathPrefix: /all }, mirror: { cluster: shadow, maxBodySize: 1KiB }, cluster: primary }
+          - { name: half, match: { pathPrefix: /half }, mirror: { cluster: shadow, percent: {{halfPercent}} }, cluster: primary }
+          - { name: slow-mirror, match: { pathPrefix: /hang }, mirror: { cluster: hanging, maxConcurrent: 4, timeout: 60s }, cluster: primary }
+          - { name: no-mirror, match: { pathPrefix: /plain }, cluster: primary }
+        clusters:
+          primary: { destinations: [{{_primary.Url}}] }
+          shadow: { destinations: [{{_shadow.Url}}] }
+          hanging: { destinations: [{{_hanging.Url}}] }
+        """;
 
     private static void InterlockedMax(ref int target, int value)
     {
@@ -129,6 +131,44 @@ public sealed class MirrorTests : IAsyncLifetime
         await Eventually.TrueAsync(() => _copies.Count >= 100, "at least a quarter copied");
         using var last = await _gateway.Client.GetAsync("/plain/flush");
         Assert.InRange(_copies.Count(c => c.Target.StartsWith("/half/", StringComparison.Ordinal)), 100, 300);
+    }
+
+    [Fact]
+    public async Task A_reload_changes_the_share_without_dropping_a_request()
+    {
+        using var stop = new CancellationTokenSource();
+        var failures = new ConcurrentQueue<string>();
+        var sent = 0;
+        var load = Task.Run(async () =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var n = Interlocked.Increment(ref sent);
+                using var response = await _gateway.Client.GetAsync($"/half/load-{n}");
+                if (response.StatusCode != HttpStatusCode.OK) failures.Enqueue($"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+            }
+        });
+        await Eventually.TrueAsync(() => Volatile.Read(ref sent) >= 20, "traffic before the reload");
+
+        // 50 % → 100 % while the traffic runs: every request answered, and from the new generation on every one copied.
+        var generation = _gateway.Generation;
+        await _gateway.WriteConfigAsync(Config(halfPercent: 100));
+        var (status, body) = await _gateway.ReloadAsync();
+        Assert.True(status == 200, body.ToString());
+        await _gateway.WaitForGenerationAsync(generation);
+        var during = Volatile.Read(ref sent);
+        await Eventually.TrueAsync(() => Volatile.Read(ref sent) >= during + 20, "traffic after the reload");
+        stop.Cancel();
+        await load;
+        Assert.Empty(failures);
+
+        for (var i = 0; i < 50; i++)
+        {
+            using var response = await _gateway.Client.GetAsync($"/half/after-{i}");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        await Eventually.TrueAsync(() => _copies.Count(c => c.Target.StartsWith("/half/after-", StringComparison.Ordinal)) == 50, "all 50 copied at 100 %");
     }
 
     [Fact]
