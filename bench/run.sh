@@ -10,6 +10,9 @@
 #              redis-server on a free loopback port, no persistence, and stops it on exit)
 #   portcullis-analytics  the same with analytics on (a DuckDB file next to its config; plain-small-c64 and
 #              jwt only: issue 16 asks for its cost in the same run)
+#   portcullis-base  Portcullis built from the commit in PORTCULLIS_BASE_REF (a git worktree under bench/out),
+#              same config, interleaved with the current tree: an A/B of two commits in one run (only
+#              when PORTCULLIS_BASE_REF is set)
 # in one invocation, interleaved in rounds (each round runs every system once, in a rotated order), and
 # reports medians. One nginx origin serves a small body (/small, also as /jwt/small and /key/small) and a
 # 4 KiB body (/4k); with the h2 scenario it also listens for h2c (prior knowledge) for the "direct" ceiling.
@@ -34,6 +37,7 @@
 # Optional environment for experiments:
 #   PORTCULLIS_ENV / BAREYARP_ENV   extra VAR=VALUE words for that process, e.g. PORTCULLIS_ENV="DOTNET_gcServer=1"
 #   PORTCULLIS_BENCH_ACCESS_LOG=0   the generated Portcullis config without its access log (on by default)
+#   PORTCULLIS_BASE_REF             a commit (or branch) to build as the portcullis-base system, e.g. 6b8e641
 #   PORTCULLIS_BENCH_YAML           a Portcullis config to use instead of the generated one; it can use
 #                                   ${BENCH_GATEWAY_PORT} and ${BENCH_ORIGIN_PORT}
 set -euo pipefail
@@ -51,8 +55,8 @@ declare -A SC_PATH=([plain-small-c64]=/small [plain-small-c256]=/small [plain-4k
 declare -A SC_CONNS=([plain-small-c64]=64 [plain-small-c256]=256 [plain-4k-c64]=64 [jwt]=64 [jwt-ratelimit]=64 [apikey]=64 [h2]=8 [tls]=64)
 H2_STREAMS=8
 declare -A NOT_YET=()
-ALL_SYSTEMS=(direct haproxy haproxy-1t nginx bareyarp portcullis portcullis-redis portcullis-analytics)
-declare -A SYS_LABEL=([direct]="direct (no proxy)" [haproxy]="HAProxy" [haproxy-1t]="HAProxy nbthread 1" [nginx]="nginx" [bareyarp]="bare YARP" [portcullis]="Portcullis" [portcullis-redis]="Portcullis, Redis store" [portcullis-analytics]="Portcullis, analytics on")
+ALL_SYSTEMS=(direct haproxy haproxy-1t nginx bareyarp portcullis portcullis-base portcullis-redis portcullis-analytics)
+declare -A SYS_LABEL=([direct]="direct (no proxy)" [haproxy]="HAProxy" [haproxy-1t]="HAProxy nbthread 1" [nginx]="nginx" [bareyarp]="bare YARP" [portcullis]="Portcullis" [portcullis-redis]="Portcullis, Redis store" [portcullis-analytics]="Portcullis, analytics on" [portcullis-base]="Portcullis at ${PORTCULLIS_BASE_REF:-base}")
 # jwt-ratelimit: the measured limit (never reached) and the probe route's limit (must refuse the 3rd request).
 # 1,000,000 per second is the most Portcullis's validation accepts (at most one request per microsecond).
 RL_LIMIT=1000000
@@ -66,6 +70,7 @@ na_reason() { # SCENARIO SYSTEM -> why SYSTEM cannot run SCENARIO ("" when it ca
     */haproxy-1t) [[ $1 == jwt || $1 == jwt-ratelimit ]] && echo "" || echo - ;;
     */portcullis-redis) [[ $1 == jwt-ratelimit ]] && echo "" || echo - ;;
     */portcullis-analytics) [[ $1 == plain-small-c64 || $1 == jwt ]] && echo "" || echo - ;;
+    */portcullis-base) [[ -n ${PORTCULLIS_BASE_REF:-} ]] && echo "" || echo - ;;
     jwt/direct | apikey/direct | jwt-ratelimit/direct) echo "not a proxy: nothing checks the credential" ;;
     tls/direct) echo "the origin serves cleartext only: nothing terminates TLS" ;;
     jwt/nginx | jwt-ratelimit/nginx) echo "open-source nginx cannot verify a JWT (auth_jwt is NGINX Plus only)" ;;
@@ -288,6 +293,22 @@ publish() { # project output-dir stamp-name executable inputs...
 }
 { runs_system portcullis || runs_system portcullis-redis || runs_system portcullis-analytics; } && publish src/Portcullis.Cli "$out/portcullis" portcullis portcullis \
   "$root/src" "$root/Directory.Build.props" "$root/Directory.Packages.props"
+if runs_system portcullis-base; then
+  # The base commit's tree in a detached worktree (re-made when the ref moves), published like the current one.
+  base_commit=$(git -C "$root" rev-parse --verify "${PORTCULLIS_BASE_REF}^{commit}") || die "PORTCULLIS_BASE_REF=$PORTCULLIS_BASE_REF is not a commit"
+  if [[ ! -x $out/portcullis-base/portcullis || $(cat "$out/.base-commit" 2>/dev/null) != "$base_commit" ]]; then
+    git -C "$root" worktree remove --force "$out/base-src" 2>/dev/null || rm -rf "$out/base-src"
+    git -C "$root" worktree prune
+    git -C "$root" worktree add --detach "$out/base-src" "$base_commit" >/dev/null 2>&1 || die "git worktree add of $base_commit failed"
+    log "publish portcullis at ${base_commit:0:12} (Release, ReadyToRun) -> bench/out/portcullis-base"
+    dotnet publish "$out/base-src/src/Portcullis.Cli" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+      --artifacts-path "$out/artifacts-base" -o "$out/portcullis-base" --nologo -v quiet -clp:ErrorsOnly >"$out/publish-base.log" 2>&1 ||
+      { tail -n 20 "$out/publish-base.log" >&2; die "publish of $base_commit failed; see bench/out/publish-base.log"; }
+    echo "$base_commit" >"$out/.base-commit"
+  else
+    log "publish portcullis at ${base_commit:0:12}: up to date"
+  fi
+fi
 runs_system bareyarp && publish bench/BareYarp "$out/bareyarp" bareyarp BareYarp \
   "$bench/BareYarp" "$root/Directory.Build.props" "$root/Directory.Packages.props"
 
@@ -705,7 +726,7 @@ EOF
       BG_PID=$!
       started_pids+=("$BG_PID")
       ;;
-    portcullis | portcullis-redis | portcullis-analytics)
+    portcullis | portcullis-redis | portcullis-analytics | portcullis-base)
       free_port port
       ((need_h2)) && free_port "H2PORT[$sys]"
       ((need_tls)) && free_port "TLSPORT[$sys]"
@@ -823,7 +844,7 @@ EOF
       fi
       # shellcheck disable=SC2086
       (cd "$dir" && exec env BENCH_GATEWAY_PORT="$port" BENCH_H2_PORT="${H2PORT[$sys]:-0}" BENCH_TLS_PORT="${TLSPORT[$sys]:-0}" BENCH_ORIGIN_PORT="$origin_port" BENCH_REDIS_PORT="$redis_port" ${PORTCULLIS_ENV:-} \
-        "$out/portcullis/portcullis" run -c "$dir/portcullis.yaml") >"$dir/portcullis.log" 2>&1 &
+        "$out/$([[ $sys == portcullis-base ]] && echo portcullis-base || echo portcullis)/portcullis" run -c "$dir/portcullis.yaml") >"$dir/portcullis.log" 2>&1 &
       BG_PID=$!
       started_pids+=("$BG_PID")
       ;;
@@ -1198,6 +1219,10 @@ fi
 for sc in plain-small-c64 jwt; do
   r=$(ratio "$sc" portcullis-analytics portcullis)
   [[ $r != - ]] && echo "- $sc: Portcullis with analytics on reached ${r}× the requests/s of Portcullis with it off in this run (issue 16: at least 0.95×)."
+done
+for sc in "${measured[@]}"; do
+  r=$(ratio "$sc" portcullis portcullis-base)
+  [[ $r != - ]] && echo "- $sc: Portcullis (this tree) reached ${r}× the requests/s of Portcullis at ${PORTCULLIS_BASE_REF} in this run."
 done
 while IFS=$'\t' read -r sc sys why; do echo "- $sc, $(label "$sc" "$sys"): n/a — $why"; done <"$na"
 for sc in "${not_yet[@]}"; do echo "- $sc: not yet — ${NOT_YET[$sc]}"; done
