@@ -179,10 +179,11 @@ internal sealed record AnalyticsQueryParameters
     /// <summary>How many steps [from, to) touches, the steps aligned to whole steps since the Unix epoch (days at UTC midnight).</summary>
     public static long Points(DateTime from, DateTime to, TimeSpan step) => FirstStep(to.AddTicks(-1), step) - FirstStep(from, step) + 1;
 
-    /// <summary>An ISO 8601 time (UTC, or with an offset), or now / now-15m / now-1h / now-24h / now-7d (any number of s, m, h, d).</summary>
+    /// <summary>An ISO 8601 time (UTC, or with an offset), or now / now-15m / now-1h / now-24h / now-7d (any number of s, m, h, d); -1h is short for now-1h.</summary>
     public static DateTime ParseTime(string name, string text, DateTime now)
     {
         if (text == "now") return now;
+        if (text.StartsWith('-')) text = "now" + text;
         if (text.StartsWith("now-", StringComparison.Ordinal) && text.Length > 5)
         {
             var unit = text[^1] switch { 's' => TimeSpan.FromSeconds(1), 'm' => TimeSpan.FromMinutes(1), 'h' => TimeSpan.FromHours(1), 'd' => TimeSpan.FromDays(1), _ => TimeSpan.Zero };
@@ -199,7 +200,7 @@ internal sealed record AnalyticsQueryParameters
             return time.UtcDateTime;
         }
 
-        throw new AnalyticsQueryException(name, $"'{name}' must be an ISO 8601 time such as 2026-12-04T10:00:00Z, or now, now-15m, now-1h, now-24h, now-7d");
+        throw new AnalyticsQueryException(name, $"'{name}' must be an ISO 8601 time such as 2026-12-04T10:00:00Z, or now, now-15m, now-1h, now-24h, now-7d (-1h is short for now-1h)");
     }
 
     private static StatusFilter ParseStatus(string text)

@@ -319,6 +319,10 @@ public sealed class AnalyticsQueryTests : IDisposable
         Assert.Equal((Now.AddHours(-1), Now), (p.From, p.To));
         p = AnalyticsQueryParameters.Parse(AnalyticsQueryKind.Summary, [KeyValuePair.Create("from", new[] { "now-7d" }), KeyValuePair.Create("to", new[] { "now-15m" })], Now);
         Assert.Equal((Now.AddDays(-7), Now.AddMinutes(-15)), (p.From, p.To));
+        // -1h is short for now-1h (a natural guess); "--1h" is not.
+        p = AnalyticsQueryParameters.Parse(AnalyticsQueryKind.Summary, [KeyValuePair.Create("from", new[] { "-7d" }), KeyValuePair.Create("to", new[] { "-15m" })], Now);
+        Assert.Equal((Now.AddDays(-7), Now.AddMinutes(-15)), (p.From, p.To));
+        Assert.Throws<AnalyticsQueryException>(() => AnalyticsQueryParameters.Parse(AnalyticsQueryKind.Summary, [KeyValuePair.Create("from", new[] { "--1h" })], Now));
         p = AnalyticsQueryParameters.Parse(AnalyticsQueryKind.Summary, [KeyValuePair.Create("from", new[] { "2026-12-04T11:00:00+01:00" }), KeyValuePair.Create("to", new[] { "2026-12-04T10:30:00" })], Now);
         Assert.Equal((Start, Start.AddMinutes(30)), (p.From, p.To));
         Assert.Equal(DateTimeKind.Utc, p.From.Kind);
