@@ -275,7 +275,10 @@ public static class PortcullisServiceCollectionExtensions
         app.UseRouting();
         app.UseMiddleware<RouteGenerationMiddleware>(); // the request's generation is its route's from here on
         app.UseResponseCompression(); // routes[].compression; every later answer of such a route, problem bodies included
-        app.UseCors(); // routes[].cors: preflights answered here, before auth; headers added to the rest
+        // routes[].cors: preflights answered here, before auth; headers added to the rest. Only for requests with an
+        // Origin header: CorsMiddleware takes its policy provider as an Invoke parameter, resolved from
+        // RequestServices, which creates (and disposes) a DI scope for every request it sees.
+        app.UseWhen(static context => context.Request.Headers.ContainsKey(Microsoft.Net.Http.Headers.HeaderNames.Origin), static cors => cors.UseCors());
         app.UseMiddleware<IdentityMiddleware>();
         app.UseMiddleware<Portcullis.Traffic.TrafficMiddleware>();
         app.UseMiddleware<RouteResponseMiddleware>();
