@@ -27,6 +27,8 @@ internal sealed partial class RetryMiddleware(RequestDelegate next, Observabilit
     private const string LostConnection = "reset-before-response";
     private const string TimedOut = "timeout";
 
+    internal static readonly TimeSpan LastStartMargin = TimeSpan.FromMilliseconds(10);
+
     public Task InvokeAsync(HttpContext context)
     {
         var gateway = context.Features.Get<GatewayFeature>();
@@ -48,6 +50,9 @@ internal sealed partial class RetryMiddleware(RequestDelegate next, Observabilit
     {
         var started = time.GetTimestamp();
         var deadline = policy.Deadline is { } limit ? started + (long)(limit.TotalSeconds * time.TimestampFrequency) : 0;
+        // No try starts in the deadline's last moments: a try's timer can fire a little early, and a try of a few
+        // milliseconds would only turn into a 504 of its own.
+        var lastStart = deadline == 0 ? 0 : deadline - (long)(LastStartMargin.TotalSeconds * time.TimestampFrequency);
         var body = PrepareBody(context, policy);
         var headersBefore = Save(context.Response.Headers);
         var candidates = proxy.AvailableDestinations;
@@ -58,7 +63,7 @@ internal sealed partial class RetryMiddleware(RequestDelegate next, Observabilit
             var last = attempt >= policy.Attempts;
             var timer = StartTimer(policy, deadline);
             gateway.TryTimer = timer;
-            gateway.RetryDeadline = deadline;
+            gateway.RetryDeadline = lastStart;
             gateway.RetryOnStatus = !last && body != Body.Streamed && policy.OnStatus ? policy : null;
             try
             {
@@ -93,7 +98,7 @@ internal sealed partial class RetryMiddleware(RequestDelegate next, Observabilit
                 if (ReasonFor(error, policy, body) is not { } found) return;
                 reason = found;
                 anyDestination = ReferenceEquals(found, TimedOut);
-                if (deadline != 0 && time.GetTimestamp() >= deadline)
+                if (lastStart != 0 && time.GetTimestamp() >= lastStart)
                 {
                     metrics.UpstreamRetryDenied(gateway.RouteName ?? "", cluster, DeniedDeadline);
                     return;

@@ -85,7 +85,7 @@ public sealed class GatewayFeature
     /// <summary>The cluster's retries while a try that may still be retried on its status is in flight (RetryMiddleware); null otherwise.</summary>
     internal IStatusRetry? RetryOnStatus;
 
-    /// <summary>The try's stopwatch timestamp after which no retry may start (retries.deadline); 0 when none.</summary>
+    /// <summary>The TimeProvider timestamp after which no retry may start (retries.deadline less a small margin); 0 when none.</summary>
     internal long RetryDeadline;
 
     /// <summary>The status of the try's response that the retry transform held back to retry; 0 when none.</summary>
