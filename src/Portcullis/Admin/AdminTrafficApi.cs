@@ -8,7 +8,8 @@ namespace Portcullis.Admin;
 
 /// <summary>
 /// The admin API's traffic views: stores, rate limits, quotas and concurrency limiters as they are now
-/// (GET /admin/traffic), and one key's use of a quota (GET /admin/quotas/{quota}?key=…).
+/// (GET /admin/traffic, plans' copies included), and one key's use of a quota (GET /admin/quotas/{quota}?key=…,
+/// a plan's copy as {quota}@{plan}).
 /// </summary>
 internal sealed class AdminTrafficApi(SnapshotStore store, TrafficStores traffic, TimeProvider time)
 {
@@ -39,10 +40,13 @@ internal sealed class AdminTrafficApi(SnapshotStore store, TrafficStores traffic
     private void WriteRateLimits(Utf8JsonWriter w, GatewaySnapshot snapshot)
     {
             w.WriteStartArray("rateLimits");
-            foreach (var (name, policy) in snapshot.RateLimits.OrderBy(p => p.Key, StringComparer.Ordinal))
+            // The named policies, then each plan's copies (counted apart as "policy@plan").
+            var planCopies = snapshot.Plans?.Plans.OrderBy(p => p.Key, StringComparer.Ordinal).SelectMany(p => p.Value.RateLimits) ?? [];
+            foreach (var policy in snapshot.RateLimits.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Value).Concat(planCopies))
             {
                 w.WriteStartObject();
-                w.WriteString("name", name);
+                w.WriteString("name", policy.Name);
+                WritePlan(w, policy.Plan, policy.Counter);
                 w.WriteString("algorithm", JsonNamingPolicy.CamelCase.ConvertName(policy.Algorithm.ToString()));
                 w.WriteNumber("limit", policy.Limit);
                 w.WriteString("per", DurationFormat.Format(policy.Per));
@@ -65,11 +69,14 @@ internal sealed class AdminTrafficApi(SnapshotStore store, TrafficStores traffic
     private void WriteQuotas(Utf8JsonWriter w, GatewaySnapshot snapshot, DateTimeOffset now)
     {
             w.WriteStartArray("quotas");
-            foreach (var (name, quota) in snapshot.Quotas.OrderBy(p => p.Key, StringComparer.Ordinal))
+            // The named quotas, then each plan's copy (counted apart as "quota@plan").
+            var planCopies = snapshot.Plans?.Plans.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Value.Quota).OfType<CompiledQuota>() ?? [];
+            foreach (var quota in snapshot.Quotas.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => p.Value).Concat(planCopies))
             {
                 var window = quota.WindowAt(now);
                 w.WriteStartObject();
-                w.WriteString("name", name);
+                w.WriteString("name", quota.Name);
+                WritePlan(w, quota.Plan, quota.Counter);
                 w.WriteNumber("limit", quota.Limit);
                 w.WriteString("period", JsonNamingPolicy.CamelCase.ConvertName(quota.Period.ToString()));
                 w.WriteString("timeZone", quota.Zone.Id);
@@ -121,6 +128,14 @@ internal sealed class AdminTrafficApi(SnapshotStore store, TrafficStores traffic
             w.WriteEndArray();
     }
 
+    // A plan's copy of a policy: the plan, and the counter name it is kept under (what /admin/quotas/{quota} takes).
+    private static void WritePlan(Utf8JsonWriter w, string? plan, string counter)
+    {
+        if (plan is null) return;
+        w.WriteString("plan", plan);
+        w.WriteString("counter", counter);
+    }
+
     // The Redis breaker as this policy sees it (closed: Redis decides; open: onStoreFailure decides) and,
     // for onStoreFailure: local, the share of the limit this instance enforces meanwhile.
     private void WriteBreaker(Utf8JsonWriter w, StoreFailureMode mode, long share)
@@ -129,14 +144,35 @@ internal sealed class AdminTrafficApi(SnapshotStore store, TrafficStores traffic
         if (mode == StoreFailureMode.Local) w.WriteNumber("localShare", share);
     }
 
-    // How much of a quota a key has used in the current window.
+    // How much of a quota a key has used in the current window. A plan's copy is addressed by its counter
+    // name, "quota@plan" (as /admin/traffic lists it and Redis keys it); a quota whose own name has an '@' wins.
     public async Task Quota(HttpContext context, string name)
     {
         var snapshot = store.Current;
         if (!snapshot.Quotas.TryGetValue(name, out var quota))
         {
-            await ProblemWriter.WriteAsync(context, 404, "Unknown quota", $"No quota is named '{name}'.", ReasonCodes.AdminQuotaUnknown);
-            return;
+            var at = name.LastIndexOf('@');
+            if (at < 0)
+            {
+                await ProblemWriter.WriteAsync(context, 404, "Unknown quota", $"No quota is named '{name}'.", ReasonCodes.AdminQuotaUnknown);
+                return;
+            }
+
+            var (quotaName, planName) = (name[..at], name[(at + 1)..]);
+            if (snapshot.Plans?.Plans.GetValueOrDefault(planName) is not { } plan)
+            {
+                await ProblemWriter.WriteAsync(context, 404, "Unknown plan", $"No plan is named '{planName}'.", ReasonCodes.AdminPlanUnknown);
+                return;
+            }
+
+            if (plan.Quota is not { } planQuota || !string.Equals(planQuota.Name, quotaName, StringComparison.Ordinal))
+            {
+                var counts = plan.Quota is { } other ? $"counts quota '{other.Name}' (address it as '{other.Counter}')" : "has no quota";
+                await ProblemWriter.WriteAsync(context, 404, "Unknown quota", $"Plan '{planName}' {counts}, not '{quotaName}'.", ReasonCodes.AdminQuotaUnknown);
+                return;
+            }
+
+            quota = planQuota;
         }
 
         var key = context.Request.Query["key"].ToString();
@@ -157,7 +193,8 @@ internal sealed class AdminTrafficApi(SnapshotStore store, TrafficStores traffic
 
         await AdminApi.Json(context, 200, w =>
         {
-            w.WriteString("quota", name);
+            w.WriteString("quota", quota.Name);
+            if (quota.Plan is not null) w.WriteString("plan", quota.Plan);
             w.WriteString("key", key);
             w.WriteString("window", window.Id);
             w.WriteString("windowStart", window.Start);

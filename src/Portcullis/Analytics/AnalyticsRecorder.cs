@@ -106,7 +106,7 @@ internal sealed class AnalyticsRecorder : IRequestCompletionObserver
             Client = gateway.ClientAddress(context),
             Method = request.Method,
             Host = request.Host.HasValue ? request.Host.Value : null,
-            Path = PathOf(request, gateway.RouteName, options),
+            Path = PathOf(request, gateway, options),
             Status = (short)status,
             Reason = ReasonOf(gateway),
             Auth = gateway.Auth.Reason?.Code,
@@ -122,10 +122,12 @@ internal sealed class AnalyticsRecorder : IRequestCompletionObserver
 
     // The route's template unless raw paths are asked for; a request no route matched has no template, so
     // its raw path is kept, capped. Never the query string (it can carry credentials and personal data).
-    internal static string PathOf(HttpRequest request, string? route, CompiledAnalytics options)
+    // A raw path is the client's, as the access log's `path`: before any route pathRewrite.
+    internal static string PathOf(HttpRequest request, GatewayFeature gateway, CompiledAnalytics options)
     {
+        var route = gateway.RouteName;
         if (!options.RawPaths && route is not null && options.RouteTemplates.TryGetValue(route, out var template)) return template;
-        var path = request.PathBase.HasValue ? (request.PathBase + request.Path).Value : request.Path.Value;
+        var path = request.PathBase.HasValue ? request.PathBase.Value + gateway.ClientPath(request) : gateway.ClientPath(request);
         if (string.IsNullOrEmpty(path)) return "/";
         return path.Length > MaxRawPathLength ? path[..MaxRawPathLength] : path;
     }

@@ -42,6 +42,9 @@ internal struct AccessLogEntry
     public string? Scheme;
     public string? Host;
     public string? Path;
+
+    /// <summary>The path sent upstream when the route's pathRewrite changed it; null otherwise.</summary>
+    public string? UpstreamPath;
     public string? Query;
     public string? Protocol;
     public int Status;

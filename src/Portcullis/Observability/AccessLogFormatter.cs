@@ -85,7 +85,11 @@ internal sealed class AccessLogFormatter : IDisposable
         if (Has(f, AccessLogFields.Method)) WriteOrNull(w, Names.Method, e.Method);
         if (Has(f, AccessLogFields.Scheme)) WriteOrNull(w, Names.Scheme, e.Scheme);
         if (Has(f, AccessLogFields.Host)) WriteOrNull(w, Names.Host, e.Host);
-        if (Has(f, AccessLogFields.Path)) WriteOrNull(w, Names.Path, e.Path);
+        if (Has(f, AccessLogFields.Path))
+        {
+            WriteOrNull(w, Names.Path, e.Path);
+            if (e.UpstreamPath is not null) w.WriteString(Names.UpstreamPath, e.UpstreamPath);
+        }
         if (Has(f, AccessLogFields.Query))
         {
             if (string.IsNullOrEmpty(e.Query)) w.WriteNull(Names.Query);
@@ -311,6 +315,7 @@ internal sealed class AccessLogFormatter : IDisposable
         public static readonly JsonEncodedText Scheme = JsonEncodedText.Encode("scheme");
         public static readonly JsonEncodedText Host = JsonEncodedText.Encode("host");
         public static readonly JsonEncodedText Path = JsonEncodedText.Encode("path");
+        public static readonly JsonEncodedText UpstreamPath = JsonEncodedText.Encode("upstreamPath");
         public static readonly JsonEncodedText Query = JsonEncodedText.Encode("query");
         public static readonly JsonEncodedText Protocol = JsonEncodedText.Encode("protocol");
         public static readonly JsonEncodedText Status = JsonEncodedText.Encode("status");

@@ -162,7 +162,9 @@ internal sealed class RequestObserver
             Method = request.Method,
             Scheme = request.Scheme,
             Host = request.Host.HasValue ? request.Host.Value : null,
-            Path = request.PathBase.HasValue ? (request.PathBase + request.Path).Value : request.Path.Value,
+            // What the client asked for; a route's pathRewrite changed Request.Path to what the upstream got.
+            Path = request.PathBase.HasValue ? request.PathBase.Value + gateway.ClientPath(request) : gateway.ClientPath(request),
+            UpstreamPath = gateway.PathBeforeRewrite is null ? null : request.Path.Value,
             Query = request.QueryString.HasValue ? request.QueryString.Value : null,
             Protocol = request.Protocol,
             Status = status,

@@ -60,6 +60,15 @@ public sealed class GatewayFeature
     /// <summary>A route matched and authentication passed: the request reached the traffic stage (with or without limits on its route). The advisor's arrivals count these.</summary>
     internal bool TrafficReached { get; set; }
 
+    /// <summary>
+    /// The path as the client sent it (after normalization: what routing saw), kept when the route's
+    /// pathRewrite changed <c>Request.Path</c>, which then holds the path sent upstream; null when no rewrite changed it.
+    /// </summary>
+    internal string? PathBeforeRewrite { get; set; }
+
+    /// <summary>The path the client asked for (what routing saw), without PathBase: the rewrite's input when there was one.</summary>
+    internal string? ClientPath(Microsoft.AspNetCore.Http.HttpRequest request) => PathBeforeRewrite ?? request.Path.Value;
+
     /// <summary>The caller's plan (`plans`) on a route plans apply to; null otherwise.</summary>
     public string? Plan { get; internal set; }
 

@@ -192,6 +192,7 @@ internal static class ReasonCodes
     public static readonly ReasonCode AdminUiCrossOrigin = new("admin.ui-cross-origin", 403, ReasonStage.Admin, "A dashboard sign-in or sign-out posted from another origin (a cross-site form).");
     public static readonly ReasonCode AdminNotFound = new("admin.not-found", 404, ReasonStage.Admin, "No admin endpoint has this method and path.");
     public static readonly ReasonCode AdminQuotaUnknown = new("admin.quota-unknown", 404, ReasonStage.Admin, "No quota has this name.");
+    public static readonly ReasonCode AdminPlanUnknown = new("admin.plan-unknown", 404, ReasonStage.Admin, "A quota lookup for a plan's copy (`/admin/quotas/{quota}@{plan}`) names no plan.");
     public static readonly ReasonCode AdminQuotaKeyMissing = new("admin.quota-key-missing", 400, ReasonStage.Admin, "A quota lookup without the counted key.");
     public static readonly ReasonCode AdminStoreUnavailable = new("admin.store-unavailable", 503, ReasonStage.Admin, "The quota's store cannot answer right now.");
     public static readonly ReasonCode AdminUnknownCluster = new("admin.unknown-cluster", 404, ReasonStage.Admin, "No cluster has this name.");

@@ -103,9 +103,15 @@ internal sealed class RouteActionMiddleware(RequestDelegate next)
         }
 
         // YARP builds the upstream path from Request.Path, so the rewrite (matching is done) reaches the upstream.
+        // The client's path is kept for the access log and analytics, which record what the client asked for.
         if (route.PathRewrite is { } rewrite && context.Request.Path.Value is { } original && rewrite.IsMatch(original))
         {
-            context.Request.Path = new PathString(rewrite.Replace(original, route.PathReplacement, 1));
+            var rewritten = rewrite.Replace(original, route.PathReplacement, 1);
+            if (!string.Equals(rewritten, original, StringComparison.Ordinal))
+            {
+                gateway.PathBeforeRewrite = original;
+                context.Request.Path = new PathString(rewritten);
+            }
         }
 
         return Proxy(context, gateway, context.GetReverseProxyFeature());

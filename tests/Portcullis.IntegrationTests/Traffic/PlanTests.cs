@@ -199,4 +199,93 @@ public sealed class PlanTests : IAsyncLifetime
         Assert.Single(lines, k => k.StartsWith("portcullis:rl:{per-consumer-small@free", StringComparison.Ordinal) && k.Contains("basic", StringComparison.Ordinal));
         Assert.Single(lines, k => k.StartsWith("portcullis:rl:{per-consumer-small@pro", StringComparison.Ordinal) && k.Contains("gold", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task The_admin_api_shows_each_plans_quota_and_rate_limits_and_one_keys_use_of_a_plan_quota()
+    {
+        // Each plan names its own quota (the pro one larger); the route has none, so every count below is the plan's.
+        var yaml = Config
+            .Replace("\nplans:\n", "\nquotas:\n  monthly-small: { limit: 3, period: month }\n  monthly-large: { limit: 10, period: month }\nplans:\n", StringComparison.Ordinal)
+            .Replace("free: { rateLimits: [per-consumer-small]", "free: { quota: monthly-small, rateLimits: [per-consumer-large]", StringComparison.Ordinal)
+            .Replace("pro: { rateLimits: [per-consumer-medium]", "pro: { quota: monthly-large, rateLimits: [per-consumer-large]", StringComparison.Ordinal);
+        var gateway = await StartAsync(yaml, ("ann", "free"), ("bob", "pro"));
+
+        const int BobUsed = 4, AnnUsed = 2;
+        for (var i = 0; i < BobUsed; i++)
+        {
+            using var response = await SendAsync("bob");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        for (var i = 0; i < AnnUsed; i++)
+        {
+            using var response = await SendAsync("ann");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+
+        // One key's use of a plan's quota, addressed by its counter name quota@plan.
+        using (var pro = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/quotas/monthly-large@pro?key=bob")))
+        {
+            Assert.Equal("monthly-large", pro.RootElement.GetProperty("quota").GetString());
+            Assert.Equal("pro", pro.RootElement.GetProperty("plan").GetString());
+            Assert.Equal(BobUsed, pro.RootElement.GetProperty("used").GetInt64());
+            Assert.Equal(10, pro.RootElement.GetProperty("limit").GetInt64());
+            Assert.Equal(10 - BobUsed, pro.RootElement.GetProperty("remaining").GetInt64());
+        }
+
+        using (var free = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/quotas/monthly-small@free?key=ann")))
+        {
+            Assert.Equal("free", free.RootElement.GetProperty("plan").GetString());
+            Assert.Equal(AnnUsed, free.RootElement.GetProperty("used").GetInt64());
+            Assert.Equal(3, free.RootElement.GetProperty("limit").GetInt64());
+        }
+
+        // Each plan's counter is its own: neither consumer has spent anything under the other's plan.
+        using (var bobOnFree = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/quotas/monthly-small@free?key=bob")))
+        {
+            Assert.Equal(0, bobOnFree.RootElement.GetProperty("used").GetInt64());
+        }
+
+        using (var annOnPro = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/quotas/monthly-large@pro?key=ann")))
+        {
+            Assert.Equal(0, annOnPro.RootElement.GetProperty("used").GetInt64());
+        }
+
+        // The named quota itself is not what plans count against.
+        using (var named = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/quotas/monthly-large?key=bob")))
+        {
+            Assert.Equal(0, named.RootElement.GetProperty("used").GetInt64());
+            Assert.False(named.RootElement.TryGetProperty("plan", out _));
+        }
+
+        await AssertProblemAsync(gateway, "/admin/quotas/monthly-large@gold?key=bob", "admin.plan-unknown");
+        await AssertProblemAsync(gateway, "/admin/quotas/monthly-small@pro?key=bob", "admin.quota-unknown");
+        await AssertProblemAsync(gateway, "/admin/quotas/monthly-large@enterprise?key=bob", "admin.quota-unknown");
+
+        // /admin/traffic lists each plan's copies with the plan, the counter and the limit the plan gets.
+        using var traffic = JsonDocument.Parse(await gateway.Admin.GetStringAsync("/admin/traffic"));
+        var quotas = traffic.RootElement.GetProperty("quotas").EnumerateArray().ToList();
+        var proQuota = Assert.Single(quotas, q => q.TryGetProperty("plan", out var plan) && plan.GetString() == "pro");
+        Assert.Equal("monthly-large", proQuota.GetProperty("name").GetString());
+        Assert.Equal("monthly-large@pro", proQuota.GetProperty("counter").GetString());
+        Assert.Equal(10, proQuota.GetProperty("limit").GetInt64());
+        var freeQuota = Assert.Single(quotas, q => q.TryGetProperty("plan", out var plan) && plan.GetString() == "free");
+        Assert.Equal("monthly-small@free", freeQuota.GetProperty("counter").GetString());
+        Assert.Equal(3, freeQuota.GetProperty("limit").GetInt64());
+        Assert.Equal(2, quotas.Count(q => !q.TryGetProperty("plan", out _)));
+
+        var rateLimits = traffic.RootElement.GetProperty("rateLimits").EnumerateArray().ToList();
+        var planLimits = rateLimits.Where(r => r.TryGetProperty("plan", out _)).Select(r => r.GetProperty("counter").GetString()).Order(StringComparer.Ordinal);
+        Assert.Equal(["per-consumer-large@enterprise", "per-consumer-large@free", "per-consumer-large@pro"], planLimits);
+        Assert.All(rateLimits.Where(r => r.TryGetProperty("plan", out _)), r => Assert.Equal(7, r.GetProperty("limit").GetInt64()));
+        Assert.Equal(3, rateLimits.Count(r => !r.TryGetProperty("plan", out _)));
+    }
+
+    private static async Task AssertProblemAsync(TestGateway gateway, string path, string reason)
+    {
+        using var response = await gateway.Admin.GetAsync(path);
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+        using var problem = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal(reason, problem.RootElement.GetProperty("reason").GetString());
+    }
 }
