@@ -82,6 +82,8 @@ internal sealed class CompiledRetryPolicy : Pipeline.IStatusRetry
                 case "connect-failure": connect = true; break;
                 case "reset": reset = true; break;
                 case "timeout": timeout = true; break;
+                case "5xx": statuses.AddRange(Enumerable.Range(500, 100)); break; // Envoy's names
+                case "gateway-error": statuses.AddRange([502, 503, 504]); break;
                 default:
                     if (int.TryParse(item, NumberStyles.None, CultureInfo.InvariantCulture, out var status) && status is >= FirstStatus and <= LastStatus)
                     {
@@ -95,7 +97,7 @@ internal sealed class CompiledRetryPolicy : Pipeline.IStatusRetry
                     else
                     {
                         context.Error($"{path}.on[{i}]", $"'{item}' is not something that can be retried",
-                            "connect-failure, reset, timeout, or a status 400-599 such as 502, 503, 504");
+                            "connect-failure, reset, timeout, 5xx, gateway-error (502, 503, 504), or a status 400-599 such as 503");
                     }
 
                     break;
@@ -123,6 +125,7 @@ internal sealed class CompiledRetryPolicy : Pipeline.IStatusRetry
             context.Error(path + ".bufferBody", "bufferBody must be between 0 and 16MiB", "e.g. bufferBody: 64KiB; bodies are held in memory per request in flight");
         }
 
+        statuses = [.. statuses.Distinct().Order()];
         return new CompiledRetryPolicy
         {
             Attempts = Math.Max(0, options.Attempts),

@@ -69,12 +69,23 @@ public sealed class RetryPolicyTests() : ConfigBuildTestBase("portcullis-retry-"
     }
 
     [Fact]
+    public void Envoys_status_groups_are_understood()
+    {
+        var result = Build(Head + "    retries: { on: [gateway-error, 503, 429] }\n");
+        Assert.True(result.Succeeded, Dump(result));
+        Assert.Equal([429, 502, 503, 504], result.Snapshot!.Clusters["a"].Retry.Statuses);
+        var all = Build(Head + "    retries: { on: [5xx] }\n").Snapshot!.Clusters["a"].Retry;
+        Assert.Equal(100, all.Statuses.Count);
+        Assert.True(all.RetriesStatus(500) && all.RetriesStatus(599) && !all.RetriesStatus(499));
+    }
+
+    [Fact]
     public void Every_bad_value_is_reported_at_its_position()
     {
         var result = Build(Head + """
                 retries:
                   attempts: -1
-                  on: [connect-failure, 5xx, 700]
+                  on: [connect-failure, 6xx, 700]
                   perTryTimeout: 0s
                   backoff: { base: 50ms, max: 10ms }
                   budget: { percent: 150, minPerSecond: -1 }
@@ -83,7 +94,7 @@ public sealed class RetryPolicyTests() : ConfigBuildTestBase("portcullis-retry-"
             """);
         Assert.False(result.Succeeded);
         AssertAt(ErrorContaining(result, "attempts cannot be negative"), 10, 17);
-        AssertAt(ErrorContaining(result, "'5xx' is not something"), 11, 29);
+        AssertAt(ErrorContaining(result, "'6xx' is not something"), 11, 29);
         AssertAt(ErrorContaining(result, "'700' is not something"), 11, 34);
         AssertAt(ErrorContaining(result, "perTryTimeout must be"), 12, 22);
         AssertAt(ErrorContaining(result, "backoff.max is below"), 13, 35);

@@ -13,7 +13,7 @@ internal sealed record RetryOptions
     [Description("Most extra tries after the first, for idempotent requests (GET, HEAD, OPTIONS, PUT, DELETE, TRACE). Default 2; 0 disables.")]
     public int Attempts { get; init; } = 2;
 
-    [Description("What is retried: connect-failure (no connection; always safe), reset (the connection was lost before the response headers), timeout (no response headers within perTryTimeout or timeouts.request), and response statuses such as 502, 503, 504. Default [connect-failure, reset].")]
+    [Description("What is retried: connect-failure (no connection; always safe), reset (the connection was lost before the response headers), timeout (no response headers within perTryTimeout or timeouts.request), response statuses such as 502, 503, 504, 5xx (500-599) and gateway-error (502, 503, 504). Default [connect-failure, reset].")]
     public IReadOnlyList<string> On { get; init; } = ["connect-failure", "reset"];
 
     [Description("Longest one try may wait for the response headers before it is abandoned (and retried, with `timeout` in `on`). Default none: timeouts.request applies.")]
