@@ -30,9 +30,20 @@ internal sealed class SecurityHeader(string name, string value, SecurityHeader.C
         return condition switch
         {
             Condition.HttpsOnly => https,
-            Condition.NoFrameAncestors => !headers.ContentSecurityPolicy.Any(csp => csp?.Contains("frame-ancestors", StringComparison.OrdinalIgnoreCase) == true),
+            Condition.NoFrameAncestors => !HasFrameAncestors(headers.ContentSecurityPolicy),
             _ => true,
         };
+    }
+
+    // A loop over the struct enumerator: LINQ's Any would box the StringValues on every answer.
+    private static bool HasFrameAncestors(StringValues policies)
+    {
+        foreach (var policy in policies)
+        {
+            if (policy?.Contains("frame-ancestors", StringComparison.OrdinalIgnoreCase) == true) return true;
+        }
+
+        return false;
     }
 
     private static readonly SecurityHeader[] Default =
