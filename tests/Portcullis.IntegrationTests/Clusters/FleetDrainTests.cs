@@ -106,6 +106,9 @@ public sealed class FleetDrainTests : IAsyncLifetime
         var clock = Stopwatch.StartNew();
         await Eventually.TrueAsync(async () => (await DestinationAsync(b, "two")).GetProperty("drained").GetBoolean(), "B applies the fleet drain");
         var applied = clock.Elapsed;
+        // The registry (what the admin view shows) changes a moment before the balancer's destination list is
+        // rebuilt from it; on a loaded machine a request can fall into that moment, so wait for the traffic too.
+        await Eventually.TrueAsync(async () => (await AnsweringAsync(b)).SetEquals(["one"]), "B stops sending to two");
         Assert.Equal(["one"], await AnsweringAsync(b));
         Assert.Equal(["one"], await AnsweringAsync(a));
         var listed = await DestinationAsync(b, "two");
@@ -115,6 +118,7 @@ public sealed class FleetDrainTests : IAsyncLifetime
         // A gateway started afterwards reads it at start; a reload keeps it.
         var c = await StartAsync(Yaml(redis, "c-audit.log"));
         await Eventually.TrueAsync(async () => (await DestinationAsync(c, "two")).GetProperty("drained").GetBoolean(), "a new gateway reads the fleet drain at start");
+        await Eventually.TrueAsync(async () => (await AnsweringAsync(c)).SetEquals(["one"]), "C stops sending to two");
         Assert.Equal(["one"], await AnsweringAsync(c));
         Assert.Equal(200, (await b.ReloadAsync()).Status);
         Assert.Equal(["one"], await AnsweringAsync(b));
@@ -126,6 +130,7 @@ public sealed class FleetDrainTests : IAsyncLifetime
         // Undrain for the fleet through B: A sends to "two" again.
         using (var undrain = await b.Admin.PostAsync("/admin/clusters/api/destinations/two/undrain?scope=fleet", null)) Assert.Equal(HttpStatusCode.OK, undrain.StatusCode);
         await Eventually.TrueAsync(async () => !(await DestinationAsync(a, "two")).GetProperty("drained").GetBoolean(), "A lifts the fleet drain");
+        await Eventually.TrueAsync(async () => (await AnsweringAsync(a)).Contains("two"), "A sends to two again");
         Assert.Equal(["one", "two"], (await AnsweringAsync(a)).Order());
         Assert.False((await DestinationAsync(a, "two")).TryGetProperty("drainedBy", out _));
 
