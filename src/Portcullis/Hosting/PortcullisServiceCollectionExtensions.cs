@@ -132,6 +132,8 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton<ReadinessWriter>();
         // The gateway's own paths are matched only as spelled (admin API, session paths, assertion JWKS).
         services.TryAddEnumerable(ServiceDescriptor.Singleton<MatcherPolicy, ExactPathMatcherPolicy>());
+        services.TryAddSingleton(static _ => RouteMatcherSettings.FromEnvironment());
+        services.TryAddSingleton<RouteTableSource>();
         // Readiness per capability, served at /readyz on the admin listener. The checks read state the
         // capabilities keep (no probes of their own) and the answer says what is wrong, so the health
         // service's own log lines (a warning per degraded check per probe) are left out.
@@ -272,6 +274,10 @@ public static class PortcullisServiceCollectionExtensions
         Portcullis.Identity.Sessions.SessionEndpoints.Map(app);
         ((IEndpointRouteBuilder)app).DataSources.Add(app.Services.GetRequiredService<AssertionJwksEndpoint>());
 
+        // Routes are matched by the gateway's route table (built in one pass on each reload); ASP.NET Core's routing
+        // middleware then sees the endpoint set and matches nothing itself (its DFA is never built).
+        var routeTable = app.Services.GetRequiredService<RouteTableSource>();
+        app.UseMiddleware<RouteTableMiddleware>();
         app.UseRouting();
         app.UseMiddleware<RouteGenerationMiddleware>(); // the request's generation is its route's from here on
         app.UseResponseCompression(); // routes[].compression; every later answer of such a route, problem bodies included
@@ -296,6 +302,7 @@ public static class PortcullisServiceCollectionExtensions
             pipeline.UsePassiveHealthChecks();
         }).Add(bindings.Bind);
         app.MapFallback("{**path}", NoRoute);
+        routeTable.Attach(new CompositeEndpointDataSource(((IEndpointRouteBuilder)app).DataSources));
         return app;
     }
 
