@@ -61,8 +61,11 @@ internal static partial class ConfigDiff
     {
         ArgumentNullException.ThrowIfNull(before);
         ArgumentNullException.ThrowIfNull(after);
-        var a = Node.Of(before.Source);
-        var b = Node.Of(after.Source);
+        return Compare(before, after, Node.Of(before.Source), Node.Of(after.Source));
+    }
+
+    private static ConfigDiffResult Compare(GatewaySnapshot before, GatewaySnapshot after, Node a, Node b)
+    {
         var changes = new List<ConfigChange>();
         foreach (var key in Keys(a, b))
         {

@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Routing.Matching;
@@ -95,46 +96,22 @@ internal sealed class RouteTable
 
     /// <summary>
     /// Builds the table of <paramref name="endpoints"/>, or returns why it cannot (an endpoint or a matcher policy
-    /// it does not know): then ASP.NET Core's matcher is used.
+    /// it does not know): then ASP.NET Core's matcher is used. Endpoints seen before (YARP keeps those of unchanged
+    /// routes across a reload) are taken prepared from <paramref name="prepared"/>.
     /// </summary>
-    public static RouteTable? Build(IReadOnlyList<Endpoint> endpoints, IEnumerable<MatcherPolicy> policies, ParameterPolicyFactory parameterPolicies, out string? unsupported)
+    public static RouteTable? Build(IReadOnlyList<Endpoint> endpoints, CandidateCache prepared, out string? unsupported)
     {
-        var selectors = new List<IEndpointSelectorPolicy>();
-        foreach (var policy in policies)
-        {
-            switch (policy)
-            {
-                case HttpMethodMatcherPolicy or HostMatcherPolicy or ExactPathMatcherPolicy:
-                    continue; // checked here, per candidate
-                case IEndpointSelectorPolicy selector when IsYarpRouteCondition(policy):
-                    selectors.Add(selector); // header and query conditions: YARP's own code, on the one candidate
-                    continue;
-            }
-
-            if ((policy is INodeBuilderPolicy node && node.AppliesToEndpoints(endpoints)) ||
-                (policy is IEndpointSelectorPolicy other && other.AppliesToEndpoints(endpoints)))
-            {
-                unsupported = $"matcher policy {policy.GetType().FullName}";
-                return null;
-            }
-        }
-
-        var built = new List<Candidate>(endpoints.Count);
+        var entries = new Entry[endpoints.Count];
         for (var i = 0; i < endpoints.Count; i++)
         {
-            if (endpoints[i] is not RouteEndpoint endpoint || endpoint.Metadata.GetMetadata<IDynamicEndpointMetadata>() is { IsDynamic: true })
-            {
-                unsupported = $"endpoint '{endpoints[i].DisplayName}' ({endpoints[i].GetType().Name})";
-                return null;
-            }
-
-            built.Add(Candidate.Create(endpoint, i, selectors, parameterPolicies));
+            var candidate = prepared.Get(endpoints[i], out unsupported);
+            if (candidate is null) return null;
+            entries[i] = new Entry(candidate.Endpoint.Order, candidate.Precedence, i, candidate);
         }
 
-        built.Sort(static (a, b) => a.Order != b.Order ? a.Order.CompareTo(b.Order)
-            : a.Precedence != b.Precedence ? a.Precedence.CompareTo(b.Precedence)
-            : a.Sequence.CompareTo(b.Sequence));
-        var candidates = built.ToArray();
+        Array.Sort(entries);
+        var candidates = new Candidate[entries.Length];
+        for (var i = 0; i < entries.Length; i++) candidates[i] = entries[i].Candidate;
 
         var anyHost = new SegmentIndexBuilder();
         var hosts = new Dictionary<string, SegmentIndexBuilder>(StringComparer.OrdinalIgnoreCase);
@@ -160,6 +137,79 @@ internal sealed class RouteTable
         return new RouteTable(candidates, anyHost.Build(),
             hosts.ToFrozenDictionary(h => h.Key, h => h.Value.Build(), StringComparer.OrdinalIgnoreCase),
             wildcards.ToFrozenDictionary(h => h.Key, h => h.Value.Build(), StringComparer.OrdinalIgnoreCase));
+    }
+
+    // Priority order: Order, then route-pattern precedence (lower is more specific), then the endpoints' order.
+    private readonly record struct Entry(int Order, decimal Precedence, int Sequence, Candidate Candidate) : IComparable<Entry>
+    {
+        public int CompareTo(Entry other) =>
+            Order != other.Order ? Order.CompareTo(other.Order)
+            : Precedence != other.Precedence ? Precedence.CompareTo(other.Precedence)
+            : Sequence.CompareTo(other.Sequence);
+    }
+
+    /// <summary>
+    /// Endpoints prepared for matching, kept as long as the endpoint lives: a reload that changes one route of
+    /// 50,000 prepares one. Also decides whether the table can hold an endpoint at all.
+    /// </summary>
+    internal sealed class CandidateCache
+    {
+        private readonly ConditionalWeakTable<Endpoint, Candidate> _prepared = new();
+        private readonly IEndpointSelectorPolicy[] _selectors;
+        private readonly MatcherPolicy[] _others;
+        private readonly ParameterPolicyFactory _parameterPolicies;
+
+        public CandidateCache(IEnumerable<MatcherPolicy> policies, ParameterPolicyFactory parameterPolicies)
+        {
+            _parameterPolicies = parameterPolicies;
+            var selectors = new List<IEndpointSelectorPolicy>();
+            var others = new List<MatcherPolicy>();
+            foreach (var policy in policies)
+            {
+                switch (policy)
+                {
+                    case HttpMethodMatcherPolicy or HostMatcherPolicy or ExactPathMatcherPolicy:
+                        continue; // checked by the candidate itself
+                    case IEndpointSelectorPolicy selector when IsYarpRouteCondition(policy):
+                        selectors.Add(selector); // header and query conditions: YARP's own code, on the one candidate
+                        continue;
+                    default:
+                        others.Add(policy);
+                        continue;
+                }
+            }
+
+            _selectors = [.. selectors];
+            _others = [.. others];
+        }
+
+        /// <summary>The endpoint prepared, or null with the reason when the table cannot hold it.</summary>
+        public Candidate? Get(Endpoint endpoint, out string? unsupported)
+        {
+            unsupported = null;
+            if (_prepared.TryGetValue(endpoint, out var known)) return known;
+            if (endpoint is not RouteEndpoint route || endpoint.Metadata.GetMetadata<IDynamicEndpointMetadata>() is { IsDynamic: true })
+            {
+                unsupported = $"endpoint '{endpoint.DisplayName}' ({endpoint.GetType().Name})";
+                return null;
+            }
+
+            // A matcher policy the table does not apply (content negotiation, Accepts, ...) that would act on it.
+            Endpoint[] one = [endpoint];
+            foreach (var policy in _others)
+            {
+                if ((policy is INodeBuilderPolicy node && node.AppliesToEndpoints(one)) ||
+                    (policy is IEndpointSelectorPolicy selector && selector.AppliesToEndpoints(one)))
+                {
+                    unsupported = $"matcher policy {policy.GetType().FullName} (endpoint '{endpoint.DisplayName}')";
+                    return null;
+                }
+            }
+
+            var candidate = Candidate.Create(route, _selectors, _parameterPolicies);
+            _prepared.AddOrUpdate(endpoint, candidate);
+            return candidate;
+        }
     }
 
     // YARP's header and query matcher policies are internal; they are the ones in its routing namespace.
@@ -225,21 +275,17 @@ internal sealed class RouteTable
         /// <summary>Run at once, as routing's short-circuit does (the gateway's own paths).</summary>
         public bool ShortCircuit { get; private set; }
 
-        internal int Order => Endpoint.Order;
-
         internal decimal Precedence { get; private init; }
-
-        internal int Sequence { get; private init; }
 
         internal string? FirstLiteral { get; private set; }
 
         /// <summary>The host names to index the endpoint under (wildcards by their ".suffix"), or null for any host.</summary>
         internal (string Name, bool Wildcard)[]? IndexHosts { get; private set; }
 
-        public static Candidate Create(RouteEndpoint endpoint, int sequence, IReadOnlyList<IEndpointSelectorPolicy> selectors, ParameterPolicyFactory parameterPolicies)
+        public static Candidate Create(RouteEndpoint endpoint, IReadOnlyList<IEndpointSelectorPolicy> selectors, ParameterPolicyFactory parameterPolicies)
         {
             var pattern = endpoint.RoutePattern;
-            var candidate = new Candidate(endpoint) { Precedence = pattern.InboundPrecedence, Sequence = sequence };
+            var candidate = new Candidate(endpoint) { Precedence = pattern.InboundPrecedence };
             candidate.PreparePath(pattern, parameterPolicies);
             candidate._exact = endpoint.Metadata.GetMetadata<ExactPathMetadata>();
             candidate.ShortCircuit = candidate._exact is not null;

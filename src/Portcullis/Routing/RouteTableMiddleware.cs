@@ -25,6 +25,7 @@ internal sealed record RouteMatcherSettings(bool UseRouteTable)
 internal sealed partial class RouteTableSource(RouteMatcherSettings settings, IEnumerable<MatcherPolicy> policies, ParameterPolicyFactory parameterPolicies,
     ILogger<RouteTableSource> logger)
 {
+    private readonly RouteTable.CandidateCache _prepared = new(policies, parameterPolicies);
     private readonly Lock _gate = new();
     private EndpointDataSource? _endpoints;
     private Built? _built;
@@ -63,7 +64,7 @@ internal sealed partial class RouteTableSource(RouteMatcherSettings settings, IE
     {
         var started = Stopwatch.GetTimestamp();
         var endpoints = source.Endpoints;
-        var table = RouteTable.Build(endpoints, policies, parameterPolicies, out var unsupported);
+        var table = RouteTable.Build(endpoints, _prepared, out var unsupported);
         if (table is null) Log.Unsupported(logger, unsupported!);
         else Log.Built(logger, table.Count, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         return new Built(table);
