@@ -63,8 +63,19 @@ internal sealed partial class RouteTableSource(RouteMatcherSettings settings, IE
     private Built Build(EndpointDataSource source)
     {
         var started = Stopwatch.GetTimestamp();
-        var endpoints = source.Endpoints;
-        var table = RouteTable.Build(endpoints, _prepared, out var unsupported);
+        RouteTable? table;
+        string? unsupported;
+        try
+        {
+            table = RouteTable.Build(source.Endpoints, _prepared, out unsupported);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // This runs inside YARP's reload (the endpoints' change callback): a failure here must not fail the
+            // reload; ASP.NET Core's matcher routes instead.
+            (table, unsupported) = (null, $"an endpoint ({ex.GetType().Name}: {ex.Message})");
+        }
+
         if (table is null) Log.Unsupported(logger, unsupported!);
         else Log.Built(logger, table.Count, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         return new Built(table);
