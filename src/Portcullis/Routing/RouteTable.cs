@@ -3,11 +3,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Routing.Matching;
-using Microsoft.AspNetCore.Routing.Patterns;
 using Microsoft.AspNetCore.Routing.Template;
-using Microsoft.Extensions.Primitives;
-using Microsoft.Net.Http.Headers;
-using Yarp.ReverseProxy.Model;
 
 namespace Portcullis.Routing;
 
