@@ -42,6 +42,7 @@ internal sealed partial class AdviceEngine(IEnumerable<IAdviceDetector> detector
             var started = Stopwatch.GetTimestamp();
             var runs = new List<DetectorRunInfo>(_detectors.Length);
             var found = new Dictionary<string, Finding>(StringComparer.Ordinal);
+            var foundBy = new Dictionary<string, string>(StringComparer.Ordinal); // finding id → detector name
             foreach (var detector in _detectors)
             {
                 context.Cancellation.ThrowIfCancellationRequested();
@@ -66,18 +67,20 @@ internal sealed partial class AdviceEngine(IEnumerable<IAdviceDetector> detector
                 var kept = 0;
                 foreach (var finding in findings)
                 {
-                    if (!found.TryAdd(finding.Id, WithValidPatch(context, detector, finding)))
+                    if (!found.TryAdd(finding.Id, finding))
                     {
                         if (_logged.Add("duplicate|" + finding.Id)) Log.DuplicateId(logger, detector.Name, finding.Id, finding.Kind);
                         continue;
                     }
 
+                    foundBy[finding.Id] = detector.Name;
                     kept++;
                 }
 
                 runs.Add(new DetectorRunInfo(detector.Name, Stopwatch.GetElapsedTime(detectorStarted), kept, error));
             }
 
+            WithValidPatches(context, found, foundBy);
             var previous = _current;
             var entries = new List<AdviceEntry>(found.Count);
             var fresh = new List<Finding>();
@@ -126,32 +129,55 @@ internal sealed partial class AdviceEngine(IEnumerable<IAdviceDetector> detector
         }
     }
 
-    // A patch is offered only if the config it makes validates; otherwise the finding goes out without it.
-    private Finding WithValidPatch(AdviceContext context, IAdviceDetector detector, Finding finding)
+    // A patch is offered only if the config it makes validates; otherwise the finding goes out without it. The
+    // run's patches are checked together (one compile when they all validate); one the budget left undecided goes
+    // out without its patch this run and with it once a later run has decided.
+    private void WithValidPatches(AdviceContext context, Dictionary<string, Finding> found, Dictionary<string, string> foundBy)
     {
-        if (finding.Patch is not { } patch) return finding;
-        PatchCheck check;
+        var patched = found.Values.Where(f => f.Patch is not null).ToList();
+        if (patched.Count == 0) return;
+        IReadOnlyDictionary<string, PatchVerdict> verdicts;
         try
         {
-            check = patches.Check(context.Snapshot, patch);
+            verdicts = patches.CheckAll(context.Snapshot, patched.Select(f => f.Patch!), context.Cancellation);
+        }
+        catch (OperationCanceledException) when (context.Cancellation.IsCancellationRequested)
+        {
+            throw;
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            check = new PatchCheck(null, null, [ex.GetType().Name + ": " + ex.Message]);
+            var failed = new PatchVerdict(null, [ex.GetType().Name + ": " + ex.Message]);
+            verdicts = patched.Select(f => f.Patch!.Yaml).Distinct(StringComparer.Ordinal).ToDictionary(y => y, _ => failed, StringComparer.Ordinal);
         }
 
-        if (check.Valid)
+        var main = Path.GetFullPath(context.Snapshot.Source.Paths[0]);
+        var undecided = 0;
+        foreach (var finding in patched)
         {
-            var file = ConfigProvenance.DisplayRelativeTo(Path.GetFullPath(context.Snapshot.Source.Paths[0]), check.TargetFile ?? Path.GetFullPath(context.Snapshot.Source.Paths[0]));
-            return finding with { Patch = patch with { File = file } };
+            var patch = finding.Patch!;
+            if (!verdicts.TryGetValue(patch.Yaml, out var verdict))
+            {
+                undecided++;
+                found[finding.Id] = finding with { Patch = null };
+                continue;
+            }
+
+            if (verdict.Valid)
+            {
+                found[finding.Id] = finding with { Patch = patch with { File = ConfigProvenance.DisplayRelativeTo(main, verdict.TargetFile!) } };
+                continue;
+            }
+
+            if (_logged.Add("patch|" + context.Snapshot.Fingerprint + "|" + finding.Id))
+            {
+                Log.PatchDropped(logger, foundBy[finding.Id], finding.Id, finding.Kind, string.Join("; ", verdict.Errors.Take(3)));
+            }
+
+            found[finding.Id] = finding with { Patch = null };
         }
 
-        if (_logged.Add("patch|" + context.Snapshot.Fingerprint + "|" + finding.Id))
-        {
-            Log.PatchDropped(logger, detector.Name, finding.Id, finding.Kind, string.Join("; ", check.Errors.Take(3)));
-        }
-
-        return finding with { Patch = null };
+        if (undecided > 0) Log.PatchesDeferred(logger, undecided, patches.CompilesPerRun);
     }
 
     private static DateTime Min(DateTime a, DateTime b) => a <= b ? a : b;
@@ -168,6 +194,9 @@ internal sealed partial class AdviceEngine(IEnumerable<IAdviceDetector> detector
 
         [LoggerMessage(9703, LogLevel.Warning, "Advice: detector {Detector} returned finding {Id} ({Kind}) already returned by an earlier detector this run; kept the first")]
         public static partial void DuplicateId(ILogger logger, string detector, string id, string kind);
+
+        [LoggerMessage(9707, LogLevel.Information, "Advice: {Count} findings go out without their patch this run: checking them needs more than the {Compiles} whole-config compiles a run may spend; later runs go on")]
+        public static partial void PatchesDeferred(ILogger logger, int count, int compiles);
 
         [LoggerMessage(9704, LogLevel.Error, "Advice: {Listener} failed on the published findings")]
         public static partial void ListenerFailed(ILogger logger, string listener, Exception exception);

@@ -14,11 +14,17 @@ internal static class ConfigPatcher
 {
     /// <summary>The config text with the patch merged in.</summary>
     /// <exception cref="ConfigPatchException">The config or the patch is not one YAML mapping.</exception>
-    public static string Apply(string configText, string patchYaml)
+    public static string Apply(string configText, string patchYaml) => ApplyAll(configText, [patchYaml]);
+
+    /// <summary>
+    /// The config text with every patch merged in, in order, on one parse of the config (the advisor checks a
+    /// run's patches together: one parse and one compile instead of one per patch).
+    /// </summary>
+    /// <exception cref="ConfigPatchException">The config or a patch is not one YAML mapping.</exception>
+    public static string ApplyAll(string configText, IEnumerable<string> patches)
     {
         var config = LoadMapping(configText, "the configuration", allowEmpty: true);
-        var patch = LoadMapping(patchYaml, "the patch", allowEmpty: false);
-        MergeMapping(config, patch);
+        foreach (var patchYaml in patches) MergeMapping(config, LoadMapping(patchYaml, "the patch", allowEmpty: false));
         var document = new YamlDocument(config);
         using var writer = new StringWriter();
         // Sequences indented under their key, as the examples and docs write them.

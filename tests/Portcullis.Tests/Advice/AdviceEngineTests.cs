@@ -121,6 +121,73 @@ public sealed class AdviceEngineTests() : ConfigBuildTestBase("portcullis-advice
     }
 
     [Fact]
+    public void ARunsPatchesAreCheckedTogetherAndEachBadOneIsFoundByHalving()
+    {
+        // 64 routes, a patch per route; three of them name a limit that does not exist.
+        const int Routes = 64;
+        var config = "listeners: [{ name: public, address: \"127.0.0.1:8080\" }]\n"
+            + "rateLimits:\n  known: { key: ip, limit: 10, per: 1s }\nroutes:\n"
+            + string.Concat(Enumerable.Range(0, Routes).Select(i => $"  - {{ name: r{i}, match: {{ pathPrefix: /r{i} }}, respond: {{ status: 200 }} }}\n"));
+        var result = Build(config);
+        Assert.True(result.Succeeded, Dump(result));
+        var snapshot = result.Snapshot!;
+        int[] bad = [5, 6, 41];
+        var findings = Enumerable.Range(0, Routes).Select(i => Findings.Make(FindingKinds.RateLimitSuggested, $"r{i}", Now,
+            new ConfigPatch($"routes:\n  - name: r{i}\n    rateLimits: [{(bad.Contains(i) ? "missing" + i : "known")}]\n", $"limits r{i}"))).ToList();
+        var logger = new ListLogger<AdviceEngine>();
+        var validator = new AdvicePatchValidator(null, null, _time, compilesPerRun: Routes);
+        var engine = new AdviceEngine([new ScriptedDetector("test") { Next = findings }], validator, logger);
+
+        var set = engine.Run(Context(snapshot));
+        var withoutPatch = set.Open.Where(e => e.Finding.Patch is null).Select(e => e.Finding.Subject.Name).Order(StringComparer.Ordinal);
+        Assert.Equal(bad.Select(i => $"r{i}").Order(StringComparer.Ordinal), withoutPatch);
+        Assert.All(set.Open.Where(e => e.Finding.Patch is not null), e => Assert.Equal("portcullis.yaml", e.Finding.Patch!.File));
+        Assert.Equal(bad.Length, logger.Lines.Count(l => l.Text.Contains("does not validate", StringComparison.Ordinal)));
+        // One compile per patch would be 64; halving costs at most 1 + 2·3·log2(64) = 37.
+        Assert.InRange(validator.Compiles, 2, 37);
+
+        // Verdicts are kept for the snapshot: the next run compiles nothing.
+        var before = validator.Compiles;
+        engine.Run(Context(snapshot));
+        Assert.Equal(before, validator.Compiles);
+    }
+
+    [Fact]
+    public void PatchesTheBudgetLeavesUndecidedGoOutWithoutAPatchAndALaterRunDecidesThem()
+    {
+        // Every other patch is bad: halving needs far more compiles than one run may spend.
+        const int Routes = 64;
+        var config = "listeners: [{ name: public, address: \"127.0.0.1:8080\" }]\n"
+            + "rateLimits:\n  known: { key: ip, limit: 10, per: 1s }\nroutes:\n"
+            + string.Concat(Enumerable.Range(0, Routes).Select(i => $"  - {{ name: r{i}, match: {{ pathPrefix: /r{i} }}, respond: {{ status: 200 }} }}\n"));
+        var result = Build(config);
+        Assert.True(result.Succeeded, Dump(result));
+        var snapshot = result.Snapshot!;
+        var findings = Enumerable.Range(0, Routes).Select(i => Findings.Make(FindingKinds.RateLimitSuggested, $"r{i}", Now,
+            new ConfigPatch($"routes:\n  - name: r{i}\n    rateLimits: [{(i % 2 == 1 ? "missing" : "known")}]\n", $"limits r{i}"))).ToList();
+        var logger = new ListLogger<AdviceEngine>();
+        var validator = new AdvicePatchValidator(null, null, _time, compilesPerRun: 12);
+        var engine = new AdviceEngine([new ScriptedDetector("test") { Next = findings }], validator, logger);
+
+        var first = engine.Run(Context(snapshot));
+        Assert.Equal(12, validator.Compiles);
+        var offered = first.Open.Count(e => e.Finding.Patch is not null);
+        Assert.InRange(offered, 0, Routes / 2 - 1);
+        Assert.Contains(logger.Lines, l => l.Text.Contains("without their patch this run", StringComparison.Ordinal));
+
+        var runs = 1;
+        FindingSet set = first;
+        while (set.Open.Count(e => e.Finding.Patch is not null) < Routes / 2 && runs < 30)
+        {
+            set = engine.Run(Context(snapshot));
+            runs++;
+        }
+
+        Assert.True(runs > 1 && runs < 30, $"runs: {runs}");
+        Assert.All(set.Open, e => Assert.Equal(int.Parse(e.Finding.Subject.Name[1..], System.Globalization.CultureInfo.InvariantCulture) % 2 == 0, e.Finding.Patch is not null));
+    }
+
+    [Fact]
     public void ListenersHearOfAFindingOnceWhileItStaysOpenAndAgainWhenItComesBack()
     {
         var snapshot = Snapshot();
