@@ -41,7 +41,36 @@ internal sealed class CompileContext
     public bool HasErrors => _diagnostics.Any(d => d.Severity == DiagnosticSeverity.Error);
 
     /// <summary>SHA-256 over everything in <see cref="FileContents"/>.</summary>
-    public string Fingerprint => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(string.Join("\0", FileContents))));
+    /// <remarks>
+    /// The same digest as hashing the contents joined with NUL, without building that string (a million-line map
+    /// file is 16 MB of text): each content is encoded in 64 KiB chunks into one incremental hash.
+    /// </remarks>
+    public string Fingerprint
+    {
+        get
+        {
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var encoder = Encoding.UTF8.GetEncoder();
+            var buffer = new byte[Encoding.UTF8.GetMaxByteCount(ChunkChars)];
+            for (var i = 0; i < FileContents.Count; i++)
+            {
+                if (i > 0) hash.AppendData([0]);
+                var text = FileContents[i].AsSpan();
+                do
+                {
+                    var chunk = text[..Math.Min(ChunkChars, text.Length)];
+                    text = text[chunk.Length..];
+                    var written = encoder.GetBytes(chunk, buffer, flush: text.IsEmpty);
+                    hash.AppendData(buffer, 0, written);
+                }
+                while (!text.IsEmpty);
+            }
+
+            return Convert.ToHexStringLower(hash.GetHashAndReset());
+        }
+    }
+
+    private const int ChunkChars = 32 * 1024;
 
     public void Error(string path, string message, string? hint = null)
     {

@@ -305,7 +305,7 @@ internal static partial class ConfigDiff
 
             // Entries are compared as compiled (map file plus inline), not as written in the config.
             var details = new List<string>();
-            if (before.Maps.TryGetValue(name, out var oldMap) && after.Maps.TryGetValue(name, out var newMap))
+            if (before.Maps.TryGetValue(name, out var oldMap) && after.Maps.TryGetValue(name, out var newMap) && !SameEntries(oldMap, newMap))
             {
                 var oldEntries = new Dictionary<string, string>(StringComparer.Ordinal);
                 foreach (var entry in oldMap.Entries) oldEntries.TryAdd(entry.Key, entry.Value);
@@ -330,6 +330,19 @@ internal static partial class ConfigDiff
             DiffFields(a, b, details, "entries");
             if (details.Count > 0) changes.Add(new ConfigChange(ChangeKind.Changed, MapSection, name, details));
         }
+    }
+
+    // The common case on a reload (a million-line map file unchanged): one pass, no dictionaries.
+    private static bool SameEntries(Routing.CompiledMap a, Routing.CompiledMap b)
+    {
+        if (ReferenceEquals(a, b)) return true;
+        if (a.Entries.Count != b.Entries.Count) return false;
+        for (var i = 0; i < a.Entries.Count; i++)
+        {
+            if (!string.Equals(a.Entries[i].Key, b.Entries[i].Key, StringComparison.Ordinal) || !string.Equals(a.Entries[i].Value, b.Entries[i].Value, StringComparison.Ordinal)) return false;
+        }
+
+        return true;
     }
 
     private static void CompareTrustedProxies(List<ConfigChange> changes, Node? x, Node? y)

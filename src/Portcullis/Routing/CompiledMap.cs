@@ -7,25 +7,35 @@ namespace Portcullis.Routing;
 /// <summary>A map file compiled into a lookup table at load time; lookups allocate nothing.</summary>
 internal sealed class CompiledMap
 {
-    private readonly FrozenDictionary<string, string> _exact;
     private readonly FrozenDictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> _exactBySpan;
+    private readonly Dictionary<string, string>.AlternateLookup<ReadOnlySpan<char>> _largeBySpan;
+    private readonly bool _large;
     private readonly (string Prefix, string Value)[] _prefixes;
     private readonly (Regex Pattern, string Value)[] _patterns;
     private readonly StringComparison _comparison;
+
+    /// <summary>
+    /// Above this many exact keys the table stays a <see cref="Dictionary{TKey, TValue}"/>: freezing analyses every
+    /// key (about a second per million) to save a few nanoseconds a lookup, and a million-line map must load in
+    /// well under two seconds.
+    /// </summary>
+    internal const int FreezeBelow = 65_536;
 
     public CompiledMap(string name, MapKind kind, bool ignoreCase, string? defaultValue, IReadOnlyList<MapEntry> entries)
     {
         Name = name;
         Kind = kind;
         Default = defaultValue;
-        EntryCount = (Entries = [.. entries]).Count;
+        EntryCount = (Entries = entries).Count;
         _comparison = ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
         var comparer = ignoreCase ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
-        var exact = new Dictionary<string, string>(comparer);
+        var exact = new Dictionary<string, string>(kind == MapKind.Exact ? entries.Count : 0, comparer);
         var prefixes = new List<(string, string)>();
         var patterns = new List<(Regex, string)>();
+        var values = new HashSet<string>(StringComparer.Ordinal);
         foreach (var entry in entries)
         {
+            values.Add(entry.Value);
             switch (kind)
             {
                 case MapKind.Exact:
@@ -40,12 +50,22 @@ internal sealed class CompiledMap
             }
         }
 
-        _exact = exact.ToFrozenDictionary(comparer);
-        _exactBySpan = _exact.GetAlternateLookup<ReadOnlySpan<char>>();
+        if (exact.Count < FreezeBelow)
+        {
+            var frozen = exact.ToFrozenDictionary(comparer);
+            _exactBySpan = frozen.GetAlternateLookup<ReadOnlySpan<char>>();
+        }
+        else
+        {
+            _largeBySpan = exact.GetAlternateLookup<ReadOnlySpan<char>>();
+            _large = true;
+        }
+
         // Longest prefix wins; a stable sort keeps file order among equal lengths.
         _prefixes = [.. prefixes.OrderByDescending(p => p.Item1.Length)];
         _patterns = [.. patterns];
-        Values = entries.Select(e => e.Value).Append(defaultValue).OfType<string>().Distinct(StringComparer.Ordinal).ToArray();
+        if (defaultValue is not null) values.Add(defaultValue);
+        Values = [.. values];
     }
 
     public string Name { get; }
@@ -68,7 +88,7 @@ internal sealed class CompiledMap
         switch (Kind)
         {
             case MapKind.Exact:
-                if (_exactBySpan.TryGetValue(key, out var value)) return value;
+                if (_large ? _largeBySpan.TryGetValue(key, out var value) : _exactBySpan.TryGetValue(key, out value)) return value;
                 break;
             case MapKind.Prefix:
                 foreach (var (prefix, prefixValue) in _prefixes)
@@ -99,31 +119,55 @@ internal static class MapFileParser
     {
         var entries = new List<MapEntry>();
         var seen = new Dictionary<string, int>(ignoreCase ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal);
+        // Values repeat (a million tenants, a few clusters): one string per distinct value.
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        var valuesBySpan = values.GetAlternateLookup<ReadOnlySpan<char>>();
         var lineNumber = 0;
-        foreach (var rawLine in text.Split('\n'))
+        var rest = text.AsSpan();
+        var more = true;
+        while (more)
         {
+            // Lines end at '\n' (carriage returns before it dropped), as in HAProxy; nothing else breaks a line.
+            ReadOnlySpan<char> line;
+            var end = rest.IndexOf('\n');
+            if (end < 0)
+            {
+                line = rest;
+                more = false;
+            }
+            else
+            {
+                line = rest[..end];
+                rest = rest[(end + 1)..];
+            }
+
+            line = line.TrimEnd('\r');
             lineNumber++;
-            var line = rawLine.TrimEnd('\r');
             var start = 0;
             while (start < line.Length && char.IsWhiteSpace(line[start])) start++;
             if (start == line.Length || line[start] == '#') continue;
             var keyEnd = start;
             while (keyEnd < line.Length && !char.IsWhiteSpace(line[keyEnd])) keyEnd++;
-            var key = line[start..keyEnd];
-            var value = line[keyEnd..].Trim();
-            if (value.Length == 0)
+            var key = line[start..keyEnd].ToString();
+            var valueSpan = line[keyEnd..].Trim();
+            if (valueSpan.IsEmpty)
             {
                 diagnostics.Add(new ConfigDiagnostic(file, lineNumber, start + 1, $"map entry '{key}' has no value", "write the key, whitespace, then the value: `v2 orders-v2`"));
                 continue;
             }
 
-            if (seen.TryGetValue(key, out var firstLine))
+            if (!seen.TryAdd(key, lineNumber))
             {
-                diagnostics.Add(new ConfigDiagnostic(file, lineNumber, start + 1, $"duplicate map key '{key}' (first on line {firstLine})", "remove one of the two lines"));
+                diagnostics.Add(new ConfigDiagnostic(file, lineNumber, start + 1, $"duplicate map key '{key}' (first on line {seen[key]})", "remove one of the two lines"));
                 continue;
             }
 
-            seen[key] = lineNumber;
+            if (!valuesBySpan.TryGetValue(valueSpan, out var value))
+            {
+                value = valueSpan.ToString();
+                values.Add(value, value);
+            }
+
             Regex? pattern = null;
             if (kind == MapKind.Regex)
             {

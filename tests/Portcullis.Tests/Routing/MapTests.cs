@@ -182,6 +182,39 @@ public sealed class MapTests
             d => Assert.Equal(("/etc/portcullis/v.map", 4, 1, "duplicate map key 'v1' (first on line 1)"), (d.File, d.Line, d.Column, d.Message)));
     }
 
+    [Fact]
+    public void MapFile_CarriageReturnsAndTheLastLineWithoutNewline_AreRead()
+    {
+        var diagnostics = new List<ConfigDiagnostic>();
+        var entries = MapFileParser.Parse("# tenants\r\nacme  c1\r\n\r\nglobex c2 \r\nlast c1", "t.map", MapKind.Exact, ignoreCase: false, diagnostics);
+
+        Assert.Empty(diagnostics);
+        Assert.Equal([("acme", "c1", 2), ("globex", "c2", 4), ("last", "c1", 5)], entries.Select(e => (e.Key, e.Value, e.Line)));
+        // One string per distinct value: a million tenants on a few clusters do not hold a million copies.
+        Assert.Same(entries[0].Value, entries[2].Value);
+    }
+
+    [Fact]
+    public void Map_Large_StaysADictionary_AndAnswersLikeASmallOne()
+    {
+        var count = CompiledMap.FreezeBelow + 1000;
+        var text = string.Concat(Enumerable.Range(0, count).Select(i => $"tenant{i} c{i % 7}\n"));
+        var diagnostics = new List<ConfigDiagnostic>();
+        var large = new CompiledMap("t", MapKind.Exact, ignoreCase: true, "none", MapFileParser.Parse(text, "t.map", MapKind.Exact, true, diagnostics));
+
+        Assert.Empty(diagnostics);
+        Assert.Equal(count, large.EntryCount);
+        Assert.Equal(["c0", "c1", "c2", "c3", "c4", "c5", "c6", "none"], large.Values.Order(StringComparer.Ordinal));
+        foreach (var i in new[] { 0, 1, 65_535, count - 1 })
+        {
+            Assert.Equal($"c{i % 7}", large.Lookup($"tenant{i}"));
+            Assert.Equal($"c{i % 7}", large.Lookup($"TENANT{i}"));
+            Assert.Equal($"c{i % 7}", large.Lookup($"x-tenant{i}-y".AsSpan(2, $"tenant{i}".Length)));
+        }
+
+        Assert.Equal("none", large.Lookup("tenant-1"));
+    }
+
     [Theory]
     [InlineData("^(unclosed x")]
     [InlineData("(a)\\1 x")]
