@@ -7,7 +7,12 @@
 #   requests per second on the first and on the last route (wrk, 1 thread, 16 connections, short), so
 #   matching cost flat in N shows as equal rates across rows.
 #
+# Then a second table for large data files: a map file of up to 1,000,000 lines and API key files of up to
+# 100,000 consumers (YAML and JSON), each behind one route, with the rate through the lookup.
+#
 #   bench/bigconfig.sh [N ...]          default: 10 1000 10000 50000
+# BIGCONFIG_MAP_ENTRIES (default "10 1000000") and BIGCONFIG_CONSUMERS (default "10 100000") size the data
+# table; set both empty to skip it.
 # Environment: BIGCONFIG_WRK_SECONDS (default 5; 0 skips the rate columns).
 # Everything started here is stopped on exit. Not a test: numbers depend on the machine (record them in
 # BENCHMARKS.md with the load average printed at the end).
@@ -87,5 +92,80 @@ for n in "${sizes[@]}"; do
   printf '| %s | %.2f s | %d MB | %.2f s | %d MB | %.2f s | %.2f s | %s | %s |\n' "$n" "$v_wall" $((v_rss / 1024)) \
     "$(echo "$first_ms / 1000" | bc -l)" "$rss_mb" "$(echo "$noop_ms / 1000" | bc -l)" "$(echo "$one_ms / 1000" | bc -l)" "$rps_first" "$rps_last"
 done
+
+# Large data files (issue 20): a map file of M lines looked up per request, and an API key file of K consumers
+# (YAML and JSON). One route each; validate, start → first answer, RSS, and the rate through the lookup, so a
+# flat lookup cost shows as equal rates across sizes.
+#   BIGCONFIG_MAP_ENTRIES (default "10 1000000"), BIGCONFIG_CONSUMERS (default "10 100000"); "" skips.
+map_sizes=${BIGCONFIG_MAP_ENTRIES-10 1000000}
+consumer_sizes=${BIGCONFIG_CONSUMERS-10 100000}
+
+generate_data() { # KIND SIZE PORT ADMIN → portcullis.yaml and its data file; prints the path and header to probe
+  python3 - "$@" "$echo_port" "$work" <<'PY'
+import hashlib, json, sys
+kind, size, port, admin, echo, work = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+head = f"listeners:\n  - {{ name: public, address: 127.0.0.1:{port} }}\n  - {{ name: admin, address: 127.0.0.1:{admin}, admin: true }}\n"
+clusters = "clusters:\n" + "".join(f"  c{c}: {{ destinations: [http://127.0.0.1:{echo}] }}\n" for c in range(10))
+if kind == "map":
+    with open(f"{work}/tenants.map", "w") as f:
+        for i in range(size): f.write(f"tenant{i} c{i % 10}\n")
+    config = head + "maps:\n  tenants: { file: tenants.map, default: c0 }\nroutes:\n" \
+        + "  - { name: tenant, match: { pathPrefix: /t }, cluster: \"${map:tenants(header:X-Tenant)}\" }\n" + clusters
+    probe = ("/t/x", f"X-Tenant: tenant{size - 1}")
+else:
+    name = "keys.json" if kind == "keys-json" else "keys.yaml"
+    consumers = {}
+    for i in range(size):
+        key = f"pck_{i:012x}_bigconfig-secret-{i}"
+        consumers[f"app{i}"] = {"group": f"g{i % 5}", "scopes": ["orders.read"],
+            "keys": [{"id": f"{i:012x}", "sha256": hashlib.sha256(key.encode()).hexdigest(), "created": "2026-03-02T09:00:00Z"}]}
+    with open(f"{work}/{name}", "w") as f:
+        if name.endswith(".json"):
+            json.dump({"consumers": consumers}, f, indent=2)
+        else:
+            f.write("consumers:\n")
+            for cid, c in consumers.items():
+                k = c["keys"][0]
+                f.write(f"  {cid}:\n    group: {c['group']}\n    scopes:\n    - orders.read\n    keys:\n    - id: {k['id']}\n      sha256: {k['sha256']}\n      created: {k['created']}\n")
+    config = head + f"identity:\n  apiKeys: {{ file: {name} }}\nroutes:\n" \
+        + "  - { name: keyed, match: { pathPrefix: /k }, auth: { apiKey: true }, cluster: c1 }\n" + clusters
+    probe = ("/k/x", f"X-Api-Key: pck_{size - 1:012x}_bigconfig-secret-{size - 1}")
+open(f"{work}/portcullis.yaml", "w").write(config)
+print(probe[0])
+print(probe[1])
+PY
+}
+
+echo
+echo "| data | entries | validate | validate RSS | run → first answer | RSS at first answer | rps through the lookup |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+data_rows=()
+for m in $map_sizes; do data_rows+=("map $m"); done
+for k in $consumer_sizes; do data_rows+=("keys-yaml $k" "keys-json $k"); done
+for row in "${data_rows[@]}"; do
+  read -r kind size <<<"$row"
+  free_port port; free_port admin
+  mapfile -t probe < <(generate_data "$kind" "$size" "$port" "$admin")
+  /usr/bin/time -f "%e %M" -o "$work/time" "$cli" validate -c "$work/portcullis.yaml" >/dev/null 2>"$work/validate.err" \
+    || die "validate failed for $kind $size: $(cat "$work/validate.err")"
+  read -r v_wall v_rss <"$work/time"
+  start=$(date +%s%N)
+  "$cli" run -c "$work/portcullis.yaml" >"$work/gateway-$kind-$size.log" 2>&1 & gw=$!; pids+=($gw)
+  url="http://127.0.0.1:$port${probe[0]}"
+  until curl -fs -o /dev/null -H "${probe[1]}" "$url"; do
+    kill -0 "$gw" 2>/dev/null || die "gateway exited for $kind $size: $(tail -5 "$work/gateway-$kind-$size.log")"
+    sleep 0.05
+  done
+  first_ms=$(ms_since "$start")
+  rss_mb=$(( $(awk '/VmRSS/ { print $2 }' "/proc/$gw/status") / 1024 ))
+  rps="-"
+  if ((wrk_seconds > 0)); then
+    rps=$(wrk -t1 -c16 -d"${wrk_seconds}s" -H "${probe[1]}" "$url" 2>/dev/null | awk '/Requests\/sec/ { printf "%d", $2 }')
+  fi
+  kill "$gw"; wait "$gw" 2>/dev/null || true
+  printf '| %s | %s | %.2f s | %d MB | %.2f s | %d MB | %s |\n' "$kind" "$size" "$v_wall" $((v_rss / 1024)) \
+    "$(echo "$first_ms / 1000" | bc -l)" "$rss_mb" "$rps"
+done
+
 echo
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"

@@ -26,31 +26,18 @@ internal static class ApiKeyFileStore
             return new ApiKeyFile();
         }
 
-        string text;
+        byte[] content;
         try
         {
-            text = File.ReadAllText(full);
+            content = File.ReadAllBytes(full);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             throw new KeysError($"{path}: cannot read API key file: {ex.Message}");
         }
 
-        // Blank, or nothing but comments: an empty store.
-        if (text.Split('\n').All(line => line.Trim().Length == 0 || line.TrimStart().StartsWith('#'))) return new ApiKeyFile();
-
         var diagnostics = new List<ConfigDiagnostic>();
-        var locations = new SourceLocations(path);
-        var file = new YamlConfigBinder(path, _ => null, diagnostics, locations).BindDocument<ApiKeyFile>(text);
-        if (file is not null)
-        {
-            CompiledApiKeys.Compile(new ApiKeyOptions(), file, (keyPath, message) =>
-            {
-                var (line, column) = locations.Of(keyPath);
-                diagnostics.Add(new ConfigDiagnostic(path, line, column, message));
-            });
-        }
-
+        var (file, _) = ApiKeyFileReader.Read(path, content, new ApiKeyOptions(), diagnostics);
         var errors = diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
         if (file is null || errors.Count > 0)
         {
@@ -63,20 +50,24 @@ internal static class ApiKeyFileStore
         return file;
     }
 
-    /// <summary>The file's text: header comment, then YAML with consumers in id order and keys in creation order.</summary>
-    public static string Serialize(ApiKeyFile file)
+    /// <summary>
+    /// The file's text, consumers in id order and keys in creation order: YAML after a header comment, or, for a
+    /// file named *.json, indented JSON with the same fields (JSON has no comments; its values are not expanded).
+    /// </summary>
+    public static string Serialize(ApiKeyFile file, bool json = false)
     {
+        var escape = json ? (Func<string?, string?>)(v => v) : Escape;
         var document = new FileDocument();
         foreach (var (id, consumer) in file.Consumers.OrderBy(c => c.Key, StringComparer.Ordinal))
         {
             document.Consumers[id] = new ConsumerDocument
             {
-                Name = Escape(consumer.Name),
-                Group = Escape(consumer.Group),
-                Scopes = consumer.Scopes.Count == 0 ? null : consumer.Scopes.Select(s => Escape(s)!).ToList(),
+                Name = escape(consumer.Name),
+                Group = escape(consumer.Group),
+                Scopes = consumer.Scopes.Count == 0 ? null : consumer.Scopes.Select(s => escape(s)!).ToList(),
                 Keys = consumer.Keys.Select(k => new KeyDocument
                 {
-                    Id = Escape(k.Id)!,
+                    Id = escape(k.Id)!,
                     Sha256 = k.Sha256,
                     Created = k.Created is { } c ? KeysCommand.Format(c) : null,
                     NotBefore = k.NotBefore is { } n ? KeysCommand.Format(n) : null,
@@ -84,6 +75,11 @@ internal static class ApiKeyFileStore
                     Revoked = k.Revoked ? true : null,
                 }).ToList(),
             };
+        }
+
+        if (json)
+        {
+            return System.Text.Json.JsonSerializer.Serialize(document, JsonWriting) + "\n";
         }
 
         var serializer = new SerializerBuilder()
@@ -95,13 +91,20 @@ internal static class ApiKeyFileStore
         return FileHeader + "\n" + serializer.Serialize(document);
     }
 
+    private static readonly System.Text.Json.JsonSerializerOptions JsonWriting = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.CamelCase,
+        DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull,
+    };
+
     /// <summary>The gateway's binder expands ${VAR} in values; keep a literal ${ literal.</summary>
     private static string? Escape(string? value) => value?.Replace("${", "$${", StringComparison.Ordinal);
 
     /// <summary>Writes atomically: a temporary file beside the target, flushed to disk, then renamed over it.</summary>
     public static void Save(string full, ApiKeyFile file)
     {
-        var text = Serialize(file);
+        var text = Serialize(file, ApiKeyFileReader.IsJson(full));
         var directory = Path.GetDirectoryName(full)!;
         var temporary = Path.Combine(directory, $".{Path.GetFileName(full)}.tmp-{Guid.NewGuid():N}");
         try

@@ -143,9 +143,17 @@ internal sealed class CompiledApiKeys
 
     public static CompiledApiKeys Compile(ApiKeyOptions options, ApiKeyFile file, Action<string, string> error)
     {
-        var keys = new Dictionary<KeyHash, ApiKeyEntry>();
+        var keys = new Dictionary<KeyHash, ApiKeyEntry>(file.Consumers.Values.Sum(c => c.Keys.Count));
+        // Consumers mostly share a few scope lists (tiers): one frozen set and one claim array per distinct list.
+        var scopeSets = new Dictionary<string, (FrozenSet<string> Set, string[] Claim)>(StringComparer.Ordinal);
         foreach (var (consumerId, consumer) in file.Consumers)
         {
+            var scopeKey = string.Join('\n', consumer.Scopes);
+            if (!scopeSets.TryGetValue(scopeKey, out var scopes))
+            {
+                scopeSets[scopeKey] = scopes = (consumer.Scopes.ToFrozenSet(StringComparer.Ordinal), [.. consumer.Scopes]);
+            }
+
             var identity = new CallerIdentity
             {
                 Kind = CredentialKind.ApiKey,
@@ -155,22 +163,21 @@ internal sealed class CompiledApiKeys
                 ConsumerGroup = consumer.Group,
                 // A key's consumer group is its only group, so routes' `groups:` rules apply to keys too.
                 Groups = consumer.Group is null ? [] : [consumer.Group],
-                Scopes = consumer.Scopes.ToFrozenSet(StringComparer.Ordinal),
+                Scopes = scopes.Set,
                 Claims = new Dictionary<string, string[]>
                 {
                     ["sub"] = [consumerId],
                     ["consumer"] = [consumerId],
                     ["group"] = consumer.Group is null ? [] : [consumer.Group],
-                    ["scope"] = [.. consumer.Scopes],
+                    ["scope"] = scopes.Claim,
                 }.ToFrozenDictionary(StringComparer.Ordinal),
             };
             for (var i = 0; i < consumer.Keys.Count; i++)
             {
                 var record = consumer.Keys[i];
-                var path = $"consumers.{consumerId}.keys[{i}]";
                 if (record.Sha256.Length != 64 || !IsHex(record.Sha256))
                 {
-                    error(path + ".sha256", $"key '{record.Id}' of consumer '{consumerId}' has no valid SHA-256 hash (64 hex digits)");
+                    error($"consumers.{consumerId}.keys[{i}].sha256", $"key '{record.Id}' of consumer '{consumerId}' has no valid SHA-256 hash (64 hex digits)");
                     continue;
                 }
 
@@ -193,7 +200,7 @@ internal sealed class CompiledApiKeys
                 if (keys.TryGetValue(hash, out var other))
                 {
                     // The same key listed twice: refusing the file is safer than guessing which record counts.
-                    error(path + ".sha256", $"key '{record.Id}' of consumer '{consumerId}' duplicates key '{other.KeyId}' of consumer '{other.Consumer}'");
+                    error($"consumers.{consumerId}.keys[{i}].sha256", $"key '{record.Id}' of consumer '{consumerId}' duplicates key '{other.KeyId}' of consumer '{other.Consumer}'");
                     continue;
                 }
 

@@ -170,7 +170,7 @@ internal static class IdentityCompiler
         if (identity.TokenCacheSize < 0) context.Error("identity.tokenCacheSize", "identity.tokenCacheSize cannot be negative");
     }
 
-    /// <summary>The API key file: its own YAML, reported at its own lines; watched and in the fingerprint.</summary>
+    /// <summary>The API key file (YAML, or JSON for large stores), reported at its own lines; watched and in the fingerprint.</summary>
     private static CompiledApiKeys? CompileApiKeys(CompileContext context, ApiKeyOptions apiKeyOptions)
     {
         var full = context.Loaded.Resolve(apiKeyOptions.File);
@@ -181,20 +181,13 @@ internal static class IdentityCompiler
             return null;
         }
 
+        var content = File.ReadAllBytes(full);
+        // Its hash, not its text, in the fingerprint: hashes of keys are not secrets, but 30 MB need not be copied.
+        context.FileContents.Add("apikeys:" + Convert.ToHexStringLower(SHA256.HashData(content)));
         var keyDiagnostics = new List<ConfigDiagnostic>();
-        var text = File.ReadAllText(full);
-        context.FileContents.Add(text);
-        var locations = new SourceLocations(full);
-        var keyFile = text.Split('\n').All(line => line.Trim().Length == 0 || line.TrimStart().StartsWith('#'))
-            ? new ApiKeyFile()
-            : new YamlConfigBinder(full, _ => null, keyDiagnostics, locations).BindDocument<ApiKeyFile>(text);
+        var (_, keys) = ApiKeyFileReader.Read(full, content, apiKeyOptions, keyDiagnostics);
         foreach (var d in keyDiagnostics) context.Add(d);
-        if (keyFile is null) return null;
-        return CompiledApiKeys.Compile(apiKeyOptions, keyFile, (keyPath, message) =>
-        {
-            var (line, column) = locations.Of(keyPath);
-            context.Add(new ConfigDiagnostic(full, line, column, message));
-        });
+        return keys;
     }
 
     private static Dictionary<string, CompiledIntrospector> CompileIntrospection(CompileContext context, IReadOnlyList<IntrospectionOptions> all)

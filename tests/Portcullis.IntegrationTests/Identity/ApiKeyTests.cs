@@ -396,3 +396,93 @@ public sealed class ApiKeyTests : IAsyncLifetime
         Assert.DoesNotContain("   at ", errors, StringComparison.Ordinal);
     }
 }
+
+/// <summary>A JSON key file (identity.apiKeys.file: keys.json): `portcullis keys` writes JSON, the running gateway reads it and follows its changes.</summary>
+public sealed class JsonApiKeyFileTests : IAsyncLifetime
+{
+    private TestUpstream _upstream = null!;
+    private TestGateway _gateway = null!;
+
+    private string KeyFile => Path.Combine(_gateway.Directory, "keys.json");
+
+    public async Task InitializeAsync()
+    {
+        _upstream = await TestUpstream.StartAsync("orders");
+        var config = $$"""
+            identity:
+              apiKeys: { file: keys.json }
+            routes:
+              - name: orders
+                match: { pathPrefix: /orders }
+                auth: { apiKey: true, scopes: [orders.read] }
+                cluster: orders
+            clusters:
+              orders:
+                destinations: [{{_upstream.Url}}]
+            """;
+        _gateway = await TestGateway.StartAsync(config, new Dictionary<string, string> { ["keys.json"] = "{ \"consumers\": {} }\n" });
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _gateway.DisposeAsync();
+        await _upstream.DisposeAsync();
+    }
+
+    private async Task<string> KeysAsync(params string[] args)
+    {
+        var generation = _gateway.Generation;
+        using var output = new StringWriter();
+        using var errors = new StringWriter();
+        var code = await PortcullisCli.RunAsync(["keys", args[0], "--file", KeyFile, .. args[1..]], output, errors);
+        Assert.True(code == 0, $"exit {code}: {errors}");
+        await _gateway.WaitForGenerationAsync(generation);
+        return output.ToString();
+    }
+
+    private async Task<HttpStatusCode> SendAsync(string key)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/orders/1");
+        request.Headers.TryAddWithoutValidation("X-Api-Key", key);
+        using var response = await _gateway.Client.SendAsync(request);
+        return response.StatusCode;
+    }
+
+    [Fact]
+    public async Task KeysWrittenAsJson_AuthenticateAtTheRunningGateway_AndARevocationApplies()
+    {
+        var output = await KeysAsync("create", "--consumer", "shop", "--group", "premium", "--scopes", "orders.read");
+        var key = output.Split('\n').Select(l => l.TrimEnd('\r')).Single(l => l.StartsWith("key: ", StringComparison.Ordinal))[5..];
+
+        var text = await File.ReadAllTextAsync(KeyFile);
+        using (var document = JsonDocument.Parse(text))
+        {
+            var shop = document.RootElement.GetProperty("consumers").GetProperty("shop");
+            Assert.Equal("premium", shop.GetProperty("group").GetString());
+            Assert.Equal(64, shop.GetProperty("keys")[0].GetProperty("sha256").GetString()!.Length);
+        }
+
+        Assert.DoesNotContain(key.Split('_', 3)[2], text, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, await SendAsync(key));
+        Assert.Equal(HttpStatusCode.Unauthorized, await SendAsync(key[..^1] + (key[^1] == 'A' ? 'B' : 'A')));
+
+        await KeysAsync("revoke", "--consumer", "shop");
+        Assert.Equal(HttpStatusCode.Unauthorized, await SendAsync(key));
+    }
+
+    [Fact]
+    public async Task ABrokenJsonFile_KeepsTheRunningKeys_AndTheReloadNamesTheLine()
+    {
+        var output = await KeysAsync("create", "--consumer", "shop", "--scopes", "orders.read");
+        var key = output.Split('\n').Select(l => l.TrimEnd('\r')).Single(l => l.StartsWith("key: ", StringComparison.Ordinal))[5..];
+        var good = await File.ReadAllTextAsync(KeyFile);
+
+        // A trailing comma after the last consumer: not JSON.
+        await File.WriteAllTextAsync(KeyFile, good.TrimEnd().TrimEnd('}').TrimEnd().TrimEnd('}') + "},\n}\n");
+        using var reload = await _gateway.Admin.PostAsync("/admin/reload", null);
+        var body = await reload.Content.ReadAsStringAsync();
+        Assert.NotEqual(HttpStatusCode.OK, reload.StatusCode);
+        Assert.Matches(@"keys\.json:\d+:\d+", body);
+        Assert.Equal(HttpStatusCode.OK, await SendAsync(key));
+    }
+}

@@ -452,6 +452,73 @@ public sealed class ApiKeyCommandTests : IDisposable
         Assert.Equal(broken, await File.ReadAllTextAsync(KeyFile));
     }
 
+    [Fact]
+    public async Task AJsonFile_IsWrittenAsJson_AndReadBack_ByTheCommandsAndTheGatewaysReader()
+    {
+        var jsonFile = Path.Combine(_directory, "keys.json");
+        var (code, output, errors) = await KeysAsync("create", "--file", jsonFile, "--consumer", "shop", "--group", "premium", "--scopes", "orders.read", "--expires", "90d");
+        Assert.True(code == 0, errors);
+        var key = Line(output, "key");
+        (code, _, errors) = await KeysAsync("create", "--file", jsonFile, "--consumer", "alpha", "--name", "Team ${X}");
+        Assert.True(code == 0, errors);
+
+        var text = await File.ReadAllTextAsync(jsonFile);
+        using (var document = JsonDocument.Parse(text))
+        {
+            Assert.Equal(["alpha", "shop"], document.RootElement.GetProperty("consumers").EnumerateObject().Select(c => c.Name));
+            // JSON values are not expanded, so a literal ${ is written as it is (YAML writes $${).
+            Assert.Equal("Team ${X}", document.RootElement.GetProperty("consumers").GetProperty("alpha").GetProperty("name").GetString());
+        }
+
+        Assert.DoesNotContain(key.Split('_', 3)[2], text, StringComparison.Ordinal);
+        var diagnostics = new List<ConfigDiagnostic>();
+        var (file, keys) = ApiKeyFileReader.Read(jsonFile, Encoding.UTF8.GetBytes(text), new ApiKeyOptions(), diagnostics);
+        Assert.Empty(diagnostics);
+        Assert.Equal(Start.AddDays(90), file!.Consumers["shop"].Keys[0].Expires);
+        var decision = keys!.Authenticate(key, Start);
+        Assert.True(decision.Allowed);
+        Assert.Equal("premium", decision.Identity!.ConsumerGroup);
+        Assert.Equal("Team ${X}", ApiKeyFileStore.Load(jsonFile, jsonFile, mustExist: true).Consumers["alpha"].Name);
+    }
+
+    [Theory]
+    [InlineData("{\n  \"consumers\": {\n    \"shop\": {\n      \"grup\": \"premium\"\n    }\n  }\n}\n", 4, "grup")]
+    [InlineData("{\n  \"consumers\": {\n    \"shop\": { \"keys\": [ { \"id\": \"abc\" } ], }\n  }\n}\n", 3, "")]
+    [InlineData("{ \"consumers\": { \"shop\": { \"keys\": [ { \"id\": \"abc\", \"created\": \"yesterday\" } ] } } }", 1, "created")]
+    public void ABrokenJsonFile_IsReportedAtItsLine(string text, int line, string mentions)
+    {
+        var diagnostics = new List<ConfigDiagnostic>();
+        var (file, keys) = ApiKeyFileReader.Read("keys.json", Encoding.UTF8.GetBytes(text), new ApiKeyOptions(), diagnostics);
+
+        Assert.Null(file);
+        Assert.Null(keys);
+        var error = Assert.Single(diagnostics);
+        Assert.Equal(("keys.json", line), (error.File, error.Line));
+        Assert.Contains(mentions, error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AWrongRecordInAJsonFile_IsReportedAtItsValue_AndAnEmptyOrBomPrefixedFileIsFine()
+    {
+        const string text = "{\n  \"consumers\": {\n    \"ok\": { \"keys\": [ { \"id\": \"a\", \"sha256\": \"" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" + "\" } ] },\n    \"shop\": {\n      \"keys\": [\n        { \"id\": \"b\",\n          \"sha256\": \"xyz\" }\n      ]\n    }\n  }\n}\n";
+        var diagnostics = new List<ConfigDiagnostic>();
+        ApiKeyFileReader.Read("keys.json", Encoding.UTF8.GetBytes(text), new ApiKeyOptions(), diagnostics);
+
+        var error = Assert.Single(diagnostics);
+        Assert.Equal((7, 21), (error.Line, error.Column));
+        Assert.Contains("key 'b' of consumer 'shop' has no valid SHA-256 hash", error.Message, StringComparison.Ordinal);
+
+        foreach (var empty in new[] { "", "  \n", "\uFEFF{ \"consumers\": {} }" })
+        {
+            diagnostics.Clear();
+            var (file, keys) = ApiKeyFileReader.Read("keys.json", [.. Encoding.UTF8.GetPreamble(), .. Encoding.UTF8.GetBytes(empty.TrimStart('\uFEFF'))], new ApiKeyOptions(), diagnostics);
+            Assert.Empty(diagnostics);
+            Assert.Empty(file!.Consumers);
+            Assert.Empty(keys!.Keys);
+        }
+    }
+
     private async Task<string> StateAsync(string keyId)
     {
         var (code, output, _) = await KeysAsync("list", "--file", KeyFile);

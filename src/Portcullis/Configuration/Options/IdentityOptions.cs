@@ -150,7 +150,7 @@ internal sealed record ApiKeyOptions
     [Description("Also accept the key from this query parameter (off by default: URLs end up in logs).")]
     public string? QueryParameter { get; init; }
 
-    [Description("YAML file of consumers and their key hashes, managed by `portcullis keys`. Reloaded when it changes.")]
+    [Description("File of consumers and their key hashes, managed by `portcullis keys`: YAML, or JSON when the name ends in .json (faster for large stores). Reloaded when it changes.")]
     [FilePath]
     public string File { get; init; } = "keys.yaml";
 }
