@@ -13,12 +13,9 @@ internal sealed class SnapshotStore : IProxyConfigProvider
     private volatile GatewaySnapshot? _current;
     private volatile ProxyConfigSnapshot? _proxyConfig;
 
-    // Which snapshot each route handed to YARP came from; entries go with the routes (when YARP and the
-    // snapshot let go of them).
-    private readonly ConditionalWeakTable<RouteConfig, GatewaySnapshot> _generations = new();
-
-    /// <summary>RouteConfig metadata key with the generation a route was published with.</summary>
-    internal const string GenerationKey = "Portcullis.Generation";
+    // Which snapshot each route handed to YARP came from; entries go with the routes. Weak: YARP keeps the config
+    // of a route no reload changed for as long as the route lives, and that must not keep its first snapshot alive.
+    private readonly ConditionalWeakTable<RouteConfig, WeakReference<GatewaySnapshot>> _generations = new();
 
     public SnapshotStore()
     {
@@ -55,8 +52,11 @@ internal sealed class SnapshotStore : IProxyConfigProvider
         previous.SignalChange();
     }
 
+    /// <summary>The snapshot a config handed to YARP was made from (null for one not published here).</summary>
+    internal static GatewaySnapshot? SnapshotOfConfig(IProxyConfig config) => (config as ProxyConfigSnapshot)?.Snapshot;
+
     /// <summary>The snapshot a route YARP runs was published with (null for a route not published here).</summary>
-    internal GatewaySnapshot? SnapshotOf(RouteConfig route) => _generations.TryGetValue(route, out var snapshot) ? snapshot : null;
+    internal GatewaySnapshot? SnapshotOf(RouteConfig route) => _generations.TryGetValue(route, out var published) && published.TryGetTarget(out var snapshot) ? snapshot : null;
 
     // The token source has no timer and no links, so it holds nothing to release; disposing it while YARP may
     // still register on its token (after the swap) would race, so it is left to the GC as YARP's own in-memory provider does.
@@ -65,27 +65,21 @@ internal sealed class SnapshotStore : IProxyConfigProvider
     {
         private readonly CancellationTokenSource _changed = new();
 
-        public ProxyConfigSnapshot(GatewaySnapshot snapshot, ConditionalWeakTable<RouteConfig, GatewaySnapshot> generations)
+        public ProxyConfigSnapshot(GatewaySnapshot snapshot, ConditionalWeakTable<RouteConfig, WeakReference<GatewaySnapshot>> generations)
         {
-            // Each route carries its generation, so YARP rebuilds every route's endpoint at each reload and the
-            // endpoint's metadata (Routing.RouteBinding) names the snapshot it belongs to, even for a route whose
-            // YARP-side settings did not change (its auth, limits or header edits may have).
-            var generation = snapshot.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            var routes = new RouteConfig[snapshot.ProxyRoutes.Count];
-            for (var i = 0; i < routes.Length; i++)
-            {
-                var route = snapshot.ProxyRoutes[i];
-                var metadata = route.Metadata is null ? new Dictionary<string, string>(StringComparer.Ordinal) : new Dictionary<string, string>(route.Metadata, StringComparer.Ordinal);
-                metadata[GenerationKey] = generation;
-                routes[i] = route with { Metadata = metadata };
-                generations.AddOrUpdate(routes[i], snapshot);
-            }
-
-            Routes = routes;
+            // The routes as compiled: one a reload did not change is equal to its previous config, so YARP keeps
+            // its endpoint (Routing.RouteBindings moves the endpoint's binding to this generation once YARP applied
+            // it). Each RouteConfig instance is mapped to its snapshot for the endpoints YARP does build.
+            Snapshot = snapshot;
+            var published = new WeakReference<GatewaySnapshot>(snapshot);
+            foreach (var route in snapshot.ProxyRoutes) generations.AddOrUpdate(route, published);
+            Routes = snapshot.ProxyRoutes;
             Clusters = snapshot.ProxyClusters;
             RevisionId = snapshot.Generation.ToString(System.Globalization.CultureInfo.InvariantCulture);
             ChangeToken = new CancellationChangeToken(_changed.Token);
         }
+
+        public GatewaySnapshot Snapshot { get; }
 
         public string RevisionId { get; }
 

@@ -186,6 +186,9 @@ public static class PortcullisServiceCollectionExtensions
     {
         services.TryAddSingleton<SnapshotStore>();
         services.TryAddSingleton<IProxyConfigProvider>(sp => sp.GetRequiredService<SnapshotStore>());
+        // Binds route endpoints to generations, and moves the endpoints YARP keeps across a reload to the new one.
+        services.TryAddSingleton<RouteBindings>();
+        services.AddSingleton<IConfigChangeListener>(sp => sp.GetRequiredService<RouteBindings>());
         services.TryAddSingleton<DrainRegistry>();
         services.TryAddSingleton<Portcullis.Observability.ResponseHeaderFindings>();
         services.AddReverseProxy().AddTransforms(context =>
@@ -290,7 +293,7 @@ public static class PortcullisServiceCollectionExtensions
         app.UseMiddleware<RouteResponseMiddleware>();
         app.UseMiddleware<JsonLimitsMiddleware>(); // routes[].jsonLimits, checked while the body streams
         app.UseOutputCache(); // routes[].cache: after auth and limits, so a cached answer goes only to an admitted caller
-        var bindings = new RouteBindings(store, app.Services.GetRequiredService<Yarp.ReverseProxy.IProxyStateLookup>());
+        var bindings = app.Services.GetRequiredService<RouteBindings>();
         app.MapReverseProxy(pipeline =>
         {
             pipeline.UseMiddleware<RouteActionMiddleware>();

@@ -36,7 +36,7 @@ public sealed class GatewayFeature
     {
         if (_routeResolved) return _binding;
         _routeResolved = true;
-        _binding = Microsoft.AspNetCore.Http.EndpointHttpContextExtensions.GetEndpoint(context)?.Metadata.GetMetadata<IRouteGeneration>();
+        _binding = Microsoft.AspNetCore.Http.EndpointHttpContextExtensions.GetEndpoint(context)?.Metadata.GetMetadata<IRouteGenerationSource>()?.Current;
         if (_binding is null) return null;
         RouteName = _binding.RouteId;
         Generation = _binding.Generation;

@@ -18,7 +18,18 @@ internal interface IRequestGeneration
 }
 
 /// <summary>
-/// What a route endpoint carries (endpoint metadata): the route's id and the generation it was published
+/// What a route endpoint carries (endpoint metadata): the binding of its route to the generation it serves
+/// now. YARP keeps the endpoint of a route a reload did not change, and the binding then moves to the new
+/// generation; a request reads <see cref="Current"/> once (<see cref="GatewayFeature.BindRoute"/>) and runs on
+/// that generation to the end.
+/// </summary>
+internal interface IRouteGenerationSource
+{
+    IRouteGeneration Current { get; }
+}
+
+/// <summary>
+/// A route's binding to one generation: the route's id and the generation it was published
 /// with. The request adopts that generation once routing matched (<see cref="GatewayFeature.BindRoute"/>);
 /// Routing's <c>ResolveRoute</c> / <c>RouteBinding</c> accessors give stages the compiled route.
 /// </summary>

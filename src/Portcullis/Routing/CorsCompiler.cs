@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Cors.Infrastructure;
 using Microsoft.AspNetCore.Http;
 using Portcullis.Configuration;
+using Portcullis.Pipeline;
 
 namespace Portcullis.Routing;
 
@@ -101,7 +102,11 @@ internal sealed class RouteCorsPolicyProvider : ICorsPolicyProvider
     private static readonly Task<CorsPolicy?> Placeholder = Task.FromResult<CorsPolicy?>(new CorsPolicy());
 
     public Task<CorsPolicy?> GetPolicyAsync(HttpContext context, string? policyName) =>
-        policyName == CorsCompiler.PolicyName && context.GetEndpoint()?.Metadata.GetMetadata<RouteBinding>()?.Route?.CorsTask is { } policy
+        policyName == CorsCompiler.PolicyName && RouteOf(context)?.CorsTask is { } policy
             ? policy
             : policyName == CorsCompiler.PolicyName ? Placeholder : Task.FromResult<CorsPolicy?>(null);
+
+    // The route in the generation the request bound (after routing); else the endpoint's current binding.
+    private static CompiledRoute? RouteOf(HttpContext context) =>
+        (context.Features.Get<GatewayFeature>()?.RouteBinding ?? context.GetEndpoint()?.Metadata.GetMetadata<RouteBindingSlot>()?.Current)?.Route;
 }
