@@ -37,6 +37,25 @@ free_port echo_port
 
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
+validate_config() { # LABEL → v_wall (s), v_rss (KB) of `portcullis validate` on $work/portcullis.yaml
+  /usr/bin/time -f "%e %M" -o "$work/time" "$cli" validate -c "$work/portcullis.yaml" >/dev/null 2>"$work/validate.err" \
+    || die "validate failed for $1: $(cat "$work/validate.err")"
+  read -r v_wall v_rss <"$work/time"
+}
+
+start_gateway() { # LABEL URL [CURL ARGS...] → gw (pid), first_ms (run → first 2xx on URL), rss_mb then
+  local label=$1 url=$2 start
+  shift 2
+  start=$(date +%s%N)
+  "$cli" run -c "$work/portcullis.yaml" >"$work/gateway-$label.log" 2>&1 & gw=$!; pids+=($gw)
+  until curl -fs -o /dev/null "$@" "$url"; do
+    kill -0 "$gw" 2>/dev/null || die "gateway exited for $label: $(tail -5 "$work/gateway-$label.log")"
+    sleep 0.05
+  done
+  first_ms=$(ms_since "$start")
+  rss_mb=$(( $(awk '/VmRSS/ { print $2 }' "/proc/$gw/status") / 1024 ))
+}
+
 generate() { # N PORT ADMIN → portcullis.yaml
   python3 - "$1" "$2" "$3" "$echo_port" >"$work/portcullis.yaml" <<'PY'
 import sys
@@ -62,19 +81,9 @@ echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for n in "${sizes[@]}"; do
   free_port port; free_port admin
   generate "$n" "$port" "$admin"
-  /usr/bin/time -f "%e %M" -o "$work/time" "$cli" validate -c "$work/portcullis.yaml" >/dev/null 2>"$work/validate.err" \
-    || die "validate failed for N=$n: $(cat "$work/validate.err")"
-  read -r v_wall v_rss <"$work/time"
-
-  start=$(date +%s%N)
-  "$cli" run -c "$work/portcullis.yaml" >"$work/gateway-$n.log" 2>&1 & gw=$!; pids+=($gw)
+  validate_config "N=$n"
   last="http://127.0.0.1:$port/svc$((n - 1))/api/x"
-  until curl -fs -o /dev/null "$last"; do
-    kill -0 "$gw" 2>/dev/null || die "gateway exited for N=$n: $(tail -5 "$work/gateway-$n.log")"
-    sleep 0.05
-  done
-  first_ms=$(ms_since "$start")
-  rss_mb=$(( $(awk '/VmRSS/ { print $2 }' "/proc/$gw/status") / 1024 ))
+  start_gateway "$n" "$last"
 
   start=$(date +%s%N)
   code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$admin/admin/reload")
@@ -146,18 +155,9 @@ for row in "${data_rows[@]}"; do
   read -r kind size <<<"$row"
   free_port port; free_port admin
   mapfile -t probe < <(generate_data "$kind" "$size" "$port" "$admin")
-  /usr/bin/time -f "%e %M" -o "$work/time" "$cli" validate -c "$work/portcullis.yaml" >/dev/null 2>"$work/validate.err" \
-    || die "validate failed for $kind $size: $(cat "$work/validate.err")"
-  read -r v_wall v_rss <"$work/time"
-  start=$(date +%s%N)
-  "$cli" run -c "$work/portcullis.yaml" >"$work/gateway-$kind-$size.log" 2>&1 & gw=$!; pids+=($gw)
+  validate_config "$kind $size"
   url="http://127.0.0.1:$port${probe[0]}"
-  until curl -fs -o /dev/null -H "${probe[1]}" "$url"; do
-    kill -0 "$gw" 2>/dev/null || die "gateway exited for $kind $size: $(tail -5 "$work/gateway-$kind-$size.log")"
-    sleep 0.05
-  done
-  first_ms=$(ms_since "$start")
-  rss_mb=$(( $(awk '/VmRSS/ { print $2 }' "/proc/$gw/status") / 1024 ))
+  start_gateway "$kind-$size" "$url" -H "${probe[1]}"
   rps="-"
   if ((wrk_seconds > 0)); then
     rps=$(wrk -t1 -c16 -d"${wrk_seconds}s" -H "${probe[1]}" "$url" 2>/dev/null | awk '/Requests\/sec/ { printf "%d", $2 }')

@@ -81,8 +81,13 @@ public sealed class UpstreamFailureLogTests
         }, "orders-v2 unhealthy", context: gateway.ClustersAndLogDump());
 
         // YARP's own route config names the map's first cluster (orders-v1); the map's default chooses orders-v2.
-        using var response = await gateway.Client.GetAsync("/orders/1");
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        // YARP marks the destination unhealthy (what /admin/clusters shows) a moment before it rebuilds the
+        // cluster's available destinations; on a busy machine a request can fall in between and try it (502).
+        await Eventually.TrueAsync(async () =>
+        {
+            using var response = await gateway.Client.GetAsync("/orders/1");
+            return response.StatusCode == HttpStatusCode.ServiceUnavailable;
+        }, "orders-v2 answers 503: no available destinations", context: gateway.ClustersAndLogDump());
 
         var lines = gateway.Logs.Lines.Where(l => l.Contains("No available destinations", StringComparison.Ordinal)).ToList();
         Assert.Contains(lines, l => l.Contains("cluster 'orders-v2'", StringComparison.Ordinal));

@@ -120,20 +120,29 @@ public sealed class AdviceEngineTests() : ConfigBuildTestBase("portcullis-advice
         Assert.Contains(logger.Lines, l => l.Level == LogLevel.Warning && l.Text.Contains("does not validate", StringComparison.Ordinal) && l.Text.Contains("no-such-limit", StringComparison.Ordinal));
     }
 
+    // Routes r0..rN-1 and a rate limit named "known".
+    private GatewaySnapshot RoutesWithAKnownLimit(int routes)
+    {
+        var result = Build("listeners: [{ name: public, address: \"127.0.0.1:8080\" }]\n"
+            + "rateLimits:\n  known: { key: ip, limit: 10, per: 1s }\nroutes:\n"
+            + string.Concat(Enumerable.Range(0, routes).Select(i => $"  - {{ name: r{i}, match: {{ pathPrefix: /r{i} }}, respond: {{ status: 200 }} }}\n")));
+        Assert.True(result.Succeeded, Dump(result));
+        return result.Snapshot!;
+    }
+
+    // A finding per route whose patch puts the named limit on it (a limit other than "known" does not validate).
+    private List<Finding> LimitFindings(int routes, Func<int, string> limitOf) =>
+        [.. Enumerable.Range(0, routes).Select(i => Findings.Make(FindingKinds.RateLimitSuggested, $"r{i}", Now,
+            new ConfigPatch($"routes:\n  - name: r{i}\n    rateLimits: [{limitOf(i)}]\n", $"limits r{i}")))];
+
     [Fact]
     public void ARunsPatchesAreCheckedTogetherAndEachBadOneIsFoundByHalving()
     {
         // 64 routes, a patch per route; three of them name a limit that does not exist.
         const int Routes = 64;
-        var config = "listeners: [{ name: public, address: \"127.0.0.1:8080\" }]\n"
-            + "rateLimits:\n  known: { key: ip, limit: 10, per: 1s }\nroutes:\n"
-            + string.Concat(Enumerable.Range(0, Routes).Select(i => $"  - {{ name: r{i}, match: {{ pathPrefix: /r{i} }}, respond: {{ status: 200 }} }}\n"));
-        var result = Build(config);
-        Assert.True(result.Succeeded, Dump(result));
-        var snapshot = result.Snapshot!;
+        var snapshot = RoutesWithAKnownLimit(Routes);
         int[] bad = [5, 6, 41];
-        var findings = Enumerable.Range(0, Routes).Select(i => Findings.Make(FindingKinds.RateLimitSuggested, $"r{i}", Now,
-            new ConfigPatch($"routes:\n  - name: r{i}\n    rateLimits: [{(bad.Contains(i) ? "missing" + i : "known")}]\n", $"limits r{i}"))).ToList();
+        var findings = LimitFindings(Routes, i => bad.Contains(i) ? "missing" + i : "known");
         var logger = new ListLogger<AdviceEngine>();
         var validator = new AdvicePatchValidator(null, null, _time, compilesPerRun: Routes);
         var engine = new AdviceEngine([new ScriptedDetector("test") { Next = findings }], validator, logger);
@@ -157,14 +166,8 @@ public sealed class AdviceEngineTests() : ConfigBuildTestBase("portcullis-advice
     {
         // Every other patch is bad: halving needs far more compiles than one run may spend.
         const int Routes = 64;
-        var config = "listeners: [{ name: public, address: \"127.0.0.1:8080\" }]\n"
-            + "rateLimits:\n  known: { key: ip, limit: 10, per: 1s }\nroutes:\n"
-            + string.Concat(Enumerable.Range(0, Routes).Select(i => $"  - {{ name: r{i}, match: {{ pathPrefix: /r{i} }}, respond: {{ status: 200 }} }}\n"));
-        var result = Build(config);
-        Assert.True(result.Succeeded, Dump(result));
-        var snapshot = result.Snapshot!;
-        var findings = Enumerable.Range(0, Routes).Select(i => Findings.Make(FindingKinds.RateLimitSuggested, $"r{i}", Now,
-            new ConfigPatch($"routes:\n  - name: r{i}\n    rateLimits: [{(i % 2 == 1 ? "missing" : "known")}]\n", $"limits r{i}"))).ToList();
+        var snapshot = RoutesWithAKnownLimit(Routes);
+        var findings = LimitFindings(Routes, i => i % 2 == 1 ? "missing" : "known");
         var logger = new ListLogger<AdviceEngine>();
         var validator = new AdvicePatchValidator(null, null, _time, compilesPerRun: 12);
         var engine = new AdviceEngine([new ScriptedDetector("test") { Next = findings }], validator, logger);
