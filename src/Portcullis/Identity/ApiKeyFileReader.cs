@@ -99,15 +99,53 @@ internal static class ApiKeyFileReader
         }
         catch (JsonException ex)
         {
-            // LineNumber and BytePositionInLine count from 0; a message without them is still worth reporting.
+            // LineNumber and BytePositionInLine count from 0. The serializer's own wording names .NET types, so
+            // the two cases a person makes (an unknown field, a value of the wrong kind) are said in the file's terms.
             var line = (int)(ex.LineNumber ?? 0) + 1;
             var column = (int)(ex.BytePositionInLine ?? 0) + 1;
-            var message = ex.Message;
-            var cut = message.IndexOf(" Path: ", StringComparison.Ordinal);
-            if (cut > 0) message = message[..cut];
-            diagnostics.Add(new ConfigDiagnostic(file, line, column, $"not a valid API key file{(ex.Path is { Length: > 1 } p ? $" at {p}" : "")}: {message}", "the JSON form has the YAML form's fields: { \"consumers\": { \"ID\": { \"scopes\": [...], \"keys\": [ { \"id\": ..., \"sha256\": ... } ] } } }"));
+            var path = ex.Path is { Length: > 2 } p ? p[2..] : null; // "$.consumers.shop.keys[0].id" → "consumers.shop…"
+            var (message, hint) = Describe(ex, path);
+            diagnostics.Add(new ConfigDiagnostic(file, line, column, message, hint));
             return null;
         }
+    }
+
+    private static readonly string[] RootFields = ["consumers"];
+    private static readonly string[] ConsumerFields = ["name", "group", "scopes", "keys"];
+    private static readonly string[] KeyFields = ["id", "sha256", "created", "notBefore", "expires", "revoked"];
+
+    private static (string Message, string? Hint) Describe(JsonException ex, string? path)
+    {
+        var field = path is null ? null : path[(path.LastIndexOf('.') + 1)..];
+        var depth = path is null ? 0 : path.Split('.').Length;
+        if (ex.Message.Contains("could not be mapped", StringComparison.Ordinal) && path is not null && field is not null)
+        {
+            string[] allowed = depth <= 1 ? RootFields : depth == 3 ? ConsumerFields : KeyFields;
+            var parent = depth <= 1 ? "the file" : path[..path.LastIndexOf('.')];
+            var suggestion = YamlConfigBinder.Suggest(field, allowed);
+            return ($"unknown field '{field}' in {parent}", suggestion is not null ? $"did you mean '{suggestion}'?" : "allowed fields here: " + string.Join(", ", allowed));
+        }
+
+        if (ex.Message.Contains("could not be converted", StringComparison.Ordinal) && path is not null)
+        {
+            var expected = field switch
+            {
+                "created" or "notBefore" or "expires" => "a date and time such as \"2026-12-31T23:59:59Z\"",
+                "revoked" => "true or false",
+                "scopes" => "a list of strings",
+                "consumers" => "an object of consumers by id",
+                "keys" => "a list of keys",
+                _ => depth == 2 ? "an object (a consumer)" : "a string",
+            };
+            return ($"{path}: not a valid value", "expected " + expected);
+        }
+
+        // Syntax: the reader's message, without its own position (the diagnostic has it).
+        var message = ex.Message;
+        var cut = message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        if (cut < 0) cut = message.IndexOf(" Path:", StringComparison.Ordinal);
+        if (cut > 0) message = message[..cut];
+        return ($"not valid JSON: {message}", "the file is { \"consumers\": { \"ID\": { \"scopes\": [...], \"keys\": [ { \"id\": ..., \"sha256\": ... } ] } } }");
     }
 
     private static bool OnlyCommentsOrBlank(string text)

@@ -482,9 +482,10 @@ public sealed class ApiKeyCommandTests : IDisposable
     }
 
     [Theory]
-    [InlineData("{\n  \"consumers\": {\n    \"shop\": {\n      \"grup\": \"premium\"\n    }\n  }\n}\n", 4, "grup")]
+    [InlineData("{\n  \"consumers\": {\n    \"shop\": {\n      \"grup\": \"premium\"\n    }\n  }\n}\n", 4, "unknown field 'grup' in consumers.shop")]
     [InlineData("{\n  \"consumers\": {\n    \"shop\": { \"keys\": [ { \"id\": \"abc\" } ], }\n  }\n}\n", 3, "")]
-    [InlineData("{ \"consumers\": { \"shop\": { \"keys\": [ { \"id\": \"abc\", \"created\": \"yesterday\" } ] } } }", 1, "created")]
+    [InlineData("{ \"consumers\": { \"shop\": { \"keys\": [ { \"id\": \"abc\", \"created\": \"yesterday\" } ] } } }", 1, "consumers.shop.keys[0].created: not a valid value")]
+    [InlineData("{ \"consumers\": { \"shop\": \"premium\" } }", 1, "consumers.shop: not a valid value")]
     public void ABrokenJsonFile_IsReportedAtItsLine(string text, int line, string mentions)
     {
         var diagnostics = new List<ConfigDiagnostic>();
@@ -496,6 +497,9 @@ public sealed class ApiKeyCommandTests : IDisposable
         Assert.Equal(("keys.json", line), (error.File, error.Line));
         Assert.Contains(mentions, error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", error.Message, StringComparison.Ordinal);
+        // Said in the file's terms: no .NET type names from the serializer.
+        Assert.DoesNotContain("Portcullis.", error.Message + error.Hint, StringComparison.Ordinal);
+        Assert.DoesNotContain("System.", error.Message + error.Hint, StringComparison.Ordinal);
     }
 
     [Fact]
