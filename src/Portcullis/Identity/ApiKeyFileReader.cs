@@ -37,37 +37,21 @@ internal static class ApiKeyFileReader
     {
         // UTF-8, a byte order mark allowed; JSON is read from the bytes as they are (no UTF-16 copy of 30 MB).
         var bytes = content.AsSpan().StartsWith(Encoding.UTF8.Preamble) ? content.AsMemory(Encoding.UTF8.Preamble.Length) : content.AsMemory();
-        if (!IsJson(file)) return Read(file, Encoding.UTF8.GetString(bytes.Span), options, diagnostics);
+        if (!IsJson(file)) return ReadYaml(file, Encoding.UTF8.GetString(bytes.Span), options, diagnostics);
         if (bytes.Span.Trim(" \t\r\n"u8).IsEmpty) return Empty(options);
         var parsed = ReadJson(file, bytes.Span, diagnostics);
         if (parsed is null) return (null, null);
         return (parsed, Compile(file, parsed, options, diagnostics, path => JsonPositions.Of(Encoding.UTF8.GetString(bytes.Span), path)));
     }
 
-    /// <summary><see cref="Read(string, byte[], ApiKeyOptions, List{ConfigDiagnostic})"/> for text already read.</summary>
-    public static (ApiKeyFile? File, CompiledApiKeys? Keys) Read(string file, string text, ApiKeyOptions options, List<ConfigDiagnostic> diagnostics)
+    // YAML: the gateway's binder, positions kept per path as it binds.
+    private static (ApiKeyFile? File, CompiledApiKeys? Keys) ReadYaml(string file, string text, ApiKeyOptions options, List<ConfigDiagnostic> diagnostics)
     {
-        if (IsJson(file) ? text.AsSpan().Trim().IsEmpty : OnlyCommentsOrBlank(text))
-        {
-            return Empty(options);
-        }
-
-        Func<string, (int Line, int Column)> locate;
-        ApiKeyFile? parsed;
-        if (IsJson(file))
-        {
-            parsed = ReadJson(file, Encoding.UTF8.GetBytes(text), diagnostics);
-            locate = path => JsonPositions.Of(text, path);
-        }
-        else
-        {
-            var locations = new SourceLocations(file);
-            parsed = new YamlConfigBinder(file, _ => null, diagnostics, locations).BindDocument<ApiKeyFile>(text);
-            locate = locations.Of;
-        }
-
+        if (OnlyCommentsOrBlank(text)) return Empty(options);
+        var locations = new SourceLocations(file);
+        var parsed = new YamlConfigBinder(file, _ => null, diagnostics, locations).BindDocument<ApiKeyFile>(text);
         if (parsed is null) return (null, null);
-        return (parsed, Compile(file, parsed, options, diagnostics, locate));
+        return (parsed, Compile(file, parsed, options, diagnostics, locations.Of));
     }
 
     // A new key file or an emptied one: no consumers, not an error.
