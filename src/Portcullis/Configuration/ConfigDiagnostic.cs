@@ -41,6 +41,9 @@ internal sealed class SourceLocations(string file)
     /// <param name="file">The file the path was written in; null for the main file.</param>
     internal void Add(string path, string? file, int line, int column) => _positions.TryAdd(path, (file, line, column));
 
+    /// <summary>The same main file without positions: every path then resolves to the file's first line.</summary>
+    internal SourceLocations FileOnly() => new(File);
+
     /// <summary>Line and column of the path, or of its nearest written ancestor.</summary>
     public (int Line, int Column) Of(string path)
     {

@@ -1,3 +1,4 @@
+using System.Collections.ObjectModel;
 using System.ComponentModel;
 
 namespace Portcullis.Configuration;
@@ -138,7 +139,7 @@ internal sealed record MapOptions
     public string? File { get; init; }
 
     [Description("Entries given inline instead of (or in addition to, after) the file.")]
-    public IReadOnlyDictionary<string, string> Entries { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Entries { get; init; } = ReadOnlyDictionary<string, string>.Empty;
 
     [Description("How keys match: exact (default), prefix (longest matching prefix wins) or regex (first matching line wins).")]
     public MapKind Kind { get; init; } = MapKind.Exact;
@@ -236,13 +237,13 @@ internal sealed record FixedResponseOptions
     public string ContentType { get; init; } = "text/plain; charset=utf-8";
 
     [Description("Extra response headers.")]
-    public IReadOnlyDictionary<string, string> Headers { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Headers { get; init; } = ReadOnlyDictionary<string, string>.Empty;
 }
 
 internal sealed record RequestHeadersOptions
 {
     [Description("Headers to set on the upstream request (an inbound header of that name is replaced); values may contain ${consumer}, ${consumerGroup}, ${claim:NAME}, ${route}, ${requestId} and ${map:NAME(SOURCE)}. A part that yields nothing leaves the header unset.")]
-    public IReadOnlyDictionary<string, string> Set { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Set { get; init; } = ReadOnlyDictionary<string, string>.Empty;
 
     [Description("Headers to remove from the upstream request.")]
     public IReadOnlyList<string> Remove { get; init; } = [];

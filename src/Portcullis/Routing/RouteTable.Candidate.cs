@@ -44,16 +44,31 @@ internal sealed partial class RouteTable
             var pattern = endpoint.RoutePattern;
             var candidate = new Candidate(endpoint) { Precedence = pattern.InboundPrecedence };
             candidate.PreparePath(pattern, parameterPolicies);
-            candidate._exact = endpoint.Metadata.GetMetadata<ExactPathMetadata>();
-            candidate.ShortCircuit = candidate._exact is not null;
-            if (endpoint.Metadata.GetMetadata<IHttpMethodMetadata>() is { HttpMethods.Count: > 0 } methods)
+            // One pass over the metadata, the last of each kind winning as with GetMetadata<T>. GetMetadata would
+            // add an entry per type to every endpoint's own cache: ~12 MB that outlive the build at 50,000 routes.
+            ExactPathMetadata? exact = null;
+            IHttpMethodMetadata? httpMethods = null;
+            IHostMetadata? hosts = null;
+            RouteModel? model = null;
+            foreach (var item in endpoint.Metadata)
+            {
+                // Not a switch: one object may carry several kinds.
+                if (item is ExactPathMetadata e) exact = e;
+                if (item is IHttpMethodMetadata m) httpMethods = m;
+                if (item is IHostMetadata h) hosts = h;
+                if (item is RouteModel r) model = r;
+            }
+
+            candidate._exact = exact;
+            candidate.ShortCircuit = exact is not null;
+            if (httpMethods is { HttpMethods.Count: > 0 } methods)
             {
                 candidate._methods = [.. methods.HttpMethods];
                 candidate._acceptCorsPreflight = methods.AcceptCorsPreflight;
             }
 
-            candidate.PrepareHosts(endpoint.Metadata.GetMetadata<IHostMetadata>()?.Hosts);
-            if (endpoint.Metadata.GetMetadata<RouteModel>()?.Config.Match is { } match && (match.Headers is { Count: > 0 } || match.QueryParameters is { Count: > 0 }))
+            candidate.PrepareHosts(hosts?.Hosts);
+            if (model?.Config.Match is { } match && (match.Headers is { Count: > 0 } || match.QueryParameters is { Count: > 0 }))
             {
                 candidate._selectors = [.. selectors];
             }

@@ -80,7 +80,9 @@ public sealed class ServiceAdviceIntegrationTests : IDisposable
             if (delay < TimeSpan.FromMilliseconds(900)) delay += TimeSpan.FromMilliseconds(100);
         });
         Assert.Equal(new FindingSubject(SubjectKind.Cluster, "slow"), finding.Subject);
-        Assert.InRange(finding.Evidence.Values.Single(v => v.Name == "p99 upstream latency").Value, 0.8, 1.0);
+        // Near the 1 s timeout: a request cut off by it is recorded at 1 s plus however late a busy machine ran the
+        // timer (1.08 s seen while a build ran beside the tests), so the upper bound has a margin.
+        Assert.InRange(finding.Evidence.Values.Single(v => v.Name == "p99 upstream latency").Value, 0.8, 1.5);
         Assert.NotNull(finding.Patch);
         Assert.Contains("request: 2s", finding.Patch.Yaml, StringComparison.Ordinal);
     }

@@ -1,3 +1,4 @@
+using System.Collections.ObjectModel;
 using System.ComponentModel;
 
 namespace Portcullis.Configuration;
@@ -56,7 +57,7 @@ internal sealed record SessionProviderOptions
     public IReadOnlyList<string> Scopes { get; init; } = ["openid", "profile", "email"];
 
     [Description("Extra parameters sent with every authorization request to this provider, e.g. { prompt: consent, acr_values: mfa }. The flow's own parameters (client_id, redirect_uri, scope, state, nonce, code_challenge ...) cannot be set here.")]
-    public IReadOnlyDictionary<string, string> AuthorizationParameters { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> AuthorizationParameters { get; init; } = ReadOnlyDictionary<string, string>.Empty;
 
     [Description("Gateway path the provider redirects back to (register it as a redirect URI). Default /.portcullis/callback/{name}.")]
     public string? CallbackPath { get; init; }

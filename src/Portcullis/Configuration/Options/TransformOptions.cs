@@ -1,3 +1,4 @@
+using System.Collections.ObjectModel;
 using System.ComponentModel;
 
 namespace Portcullis.Configuration;
@@ -36,10 +37,10 @@ internal sealed record PathRewriteOptions
 internal sealed record ResponseTransformOptions
 {
     [Description("Headers to set (replacing the upstream's); values may contain ${consumer}, ${consumerGroup}, ${claim:NAME}, ${route}, ${requestId}, ${map:NAME(SOURCE)}. A value with a missing part removes the header.")]
-    public IReadOnlyDictionary<string, string> Set { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Set { get; init; } = ReadOnlyDictionary<string, string>.Empty;
 
     [Description("Headers to append to the upstream's (templates as in set; a value with a missing part adds nothing).")]
-    public IReadOnlyDictionary<string, string> Add { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Add { get; init; } = ReadOnlyDictionary<string, string>.Empty;
 
     [Description("Headers to remove from the upstream's response, e.g. Server, X-Powered-By.")]
     public IReadOnlyList<string> Remove { get; init; } = [];
@@ -48,7 +49,7 @@ internal sealed record ResponseTransformOptions
 internal sealed record QueryTransformOptions
 {
     [Description("Query parameters to set on the upstream request (literal values; an inbound value is replaced).")]
-    public IReadOnlyDictionary<string, string> Set { get; init; } = new Dictionary<string, string>();
+    public IReadOnlyDictionary<string, string> Set { get; init; } = ReadOnlyDictionary<string, string>.Empty;
 
     [Description("Query parameters to remove from the upstream request.")]
     public IReadOnlyList<string> Remove { get; init; } = [];
