@@ -84,7 +84,7 @@ internal sealed class SnapshotBuilder
         }
 
         // Positions are needed only to report what this compile found. A snapshot keeps the file name alone: at
-        // 50,000 routes the positions are ~670,000 entries (~60 MB) that would live as long as the generation.
+        // 50,000 routes the positions are ~670,000 entries (~50 MB) that would live as long as the generation.
         var snapshot = new GatewaySnapshot(
             loaded with { Locations = loaded.Locations.FileOnly() },
             generation,
