@@ -25,7 +25,8 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
 
     public int CompilesPerRun => compilesPerRun;
 
-    private GatewaySnapshot? _cachedFor;
+    // Weak: the verdicts are for one generation, which they must not keep alive after a reload replaced it.
+    private readonly WeakReference<GatewaySnapshot?> _cachedFor = new(null);
     private Dictionary<string, PatchVerdict> _cache = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
 
@@ -42,9 +43,9 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
     {
         lock (_lock)
         {
-            if (!ReferenceEquals(_cachedFor, snapshot))
+            if (!_cachedFor.TryGetTarget(out var cachedFor) || !ReferenceEquals(cachedFor, snapshot))
             {
-                _cachedFor = snapshot;
+                _cachedFor.SetTarget(snapshot);
                 _cache = new(StringComparer.Ordinal);
             }
 
@@ -73,7 +74,7 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
             var budget = CompilesPerRun;
             foreach (var (target, group) in byTarget)
             {
-                Decide(snapshot.Source, target, group, knownToFail: false, ref budget, cancellation);
+                Decide(snapshot, target, group, knownToFail: false, ref budget, cancellation);
             }
 
             // What the budget left undecided stays out of the answer (and out of the cache: the next run goes on).
@@ -91,7 +92,7 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
 
     // Group testing: the group's patches merged and compiled at once; a failing group is halved. A half is not
     // compiled when its sibling passed and the parent failed (it must hold the failure).
-    private void Decide(LoadedConfig source, string target, List<string> group, bool knownToFail, ref int budget, CancellationToken cancellation)
+    private void Decide(GatewaySnapshot snapshot, string target, List<string> group, bool knownToFail, ref int budget, CancellationToken cancellation)
     {
         if (group.Count == 0) return;
         IReadOnlyList<string> errors;
@@ -105,7 +106,7 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
             cancellation.ThrowIfCancellationRequested();
             budget--;
             Interlocked.Increment(ref _compiles);
-            errors = Compile(source, target, group).Errors;
+            errors = Compile(snapshot.Source, target, group, snapshot).Errors;
         }
 
         if (errors.Count == 0)
@@ -123,9 +124,9 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
         var half = group.Count / 2;
         var left = group.GetRange(0, half);
         var right = group.GetRange(half, group.Count - half);
-        Decide(source, target, left, knownToFail: false, ref budget, cancellation);
+        Decide(snapshot, target, left, knownToFail: false, ref budget, cancellation);
         var leftPassed = left.TrueForAll(yaml => _cache.TryGetValue(yaml, out var v) && v.Valid);
-        Decide(source, target, right, knownToFail: leftPassed, ref budget, cancellation);
+        Decide(snapshot, target, right, knownToFail: leftPassed, ref budget, cancellation);
     }
 
     private static string? TargetOf(LoadedConfig source, string patchYaml, out string? error)
@@ -168,8 +169,9 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
         return Compile(source, target, [patch.Yaml]);
     }
 
-    // The target file's text with the patches merged, and the whole configuration loaded and compiled with it.
-    private PatchCheck Compile(LoadedConfig source, string target, IReadOnlyList<string> patches)
+    // The target file's text with the patches merged, and the whole configuration loaded and compiled with it
+    // (with the serving snapshot, when known, as the previous generation: what the patches leave alone is not validated again).
+    private PatchCheck Compile(LoadedConfig source, string target, IReadOnlyList<string> patches, GatewaySnapshot? serving = null)
     {
         var main = Path.GetFullPath(source.Paths[0]);
         string patched;
@@ -192,7 +194,7 @@ internal sealed class AdvicePatchValidator(Func<string, string?>? environment, I
         var env = environment ?? Environment.GetEnvironmentVariable;
         var diagnostics = new List<ConfigDiagnostic>();
         var loaded = ConfigLoader.Load(source.Paths, env, diagnostics, mainText: target == main ? patched : source.MainText, texts: texts);
-        var result = loaded is null ? new BuildResult(null, diagnostics) : new SnapshotBuilder(env, proxyValidator, time).Compile(loaded, 0, diagnostics);
+        var result = loaded is null ? new BuildResult(null, diagnostics) : new SnapshotBuilder(env, proxyValidator, time).Compile(loaded, 0, diagnostics, serving);
         var errors = result.Errors.Select(e => e.ToString()).ToList();
         return new PatchCheck(patched, result.Snapshot, errors) { TargetFile = target };
     }

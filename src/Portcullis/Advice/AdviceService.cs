@@ -20,8 +20,9 @@ internal sealed partial class AdviceService(
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        // Let the host finish starting (listeners bound) before the first run.
-        await Task.Yield();
+        // The first run waits for the host to have started (the first generation built and the listeners bound): at
+        // tens of thousands of routes its check of the patches costs as much as a reload, not to be paid during start.
+        await WhenStarted(stoppingToken);
         while (!stoppingToken.IsCancellationRequested)
         {
             var settings = store.Current.Advice;
@@ -33,7 +34,11 @@ internal sealed partial class AdviceService(
                     await Task.Factory.StartNew(() =>
                     {
                         BackgroundPriority.LowerCurrentThread();
-                        return RunOnce(stoppingToken);
+                        var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
+                        var findings = RunOnce(stoppingToken);
+                        // A run that compiled the whole config to check its patches leaves that compile's garbage.
+                        services.GetService<Configuration.HeapTrim>()?.AfterBuild("the advisor's run", GC.GetAllocatedBytesForCurrentThread() - allocatedBefore);
+                        return findings;
                     }, stoppingToken, TaskCreationOptions.LongRunning, TaskScheduler.Default);
                 }
                 catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -55,6 +60,16 @@ internal sealed partial class AdviceService(
                 return;
             }
         }
+    }
+
+    private async Task WhenStarted(CancellationToken stoppingToken)
+    {
+        await Task.Yield();
+        if (services.GetService<IHostApplicationLifetime>() is not { } lifetime || lifetime.ApplicationStarted.IsCancellationRequested) return;
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var onStarted = lifetime.ApplicationStarted.Register(() => started.TrySetResult());
+        using var onStopping = stoppingToken.Register(() => started.TrySetResult());
+        await started.Task;
     }
 
     /// <summary>One run over the current snapshot, the store and the live state; null while the advisor is off.</summary>

@@ -91,6 +91,12 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
 
     public ReloadResult LastResult { get; private set; }
 
+    /// <summary>Gives a large reload's garbage back to the operating system once the new snapshot serves; null: never.</summary>
+    public HeapTrim? Trim { get; init; }
+
+    // What the last build allocated on its thread (read after it completed).
+    private long _builtBytes;
+
     private long _applied;
     private long _rejected;
 
@@ -197,7 +203,10 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             // Committed before the swap, as the participants' state must be in place when the first request of
             // the new snapshot arrives (a new issuer's key cache, a new cluster's TLS runtime ...).
             Commit(prepared);
+            // YARP applies the new routes and the route table is rebuilt inside the swap, on this thread.
+            var swapStarted = GC.GetAllocatedBytesForCurrentThread();
             _store.Swap(next);
+            var allocated = _builtBytes + GC.GetAllocatedBytesForCurrentThread() - swapStarted;
             _pendingRestart = restart;
             // After the build: an edit made while it ran is the file watcher's to reload (its stamps were taken before).
             _inputs = Files.InputDigest.Of(next.Files);
@@ -210,6 +219,7 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             Interlocked.Increment(ref _applied);
             LastResult = new ReloadResult(true, true, next.Generation, trigger, now, build.Diagnostics, restart) { Participants = results };
             _audit?.RecordConfigChange(current, next, LastResult);
+            Trim?.AfterBuild($"the reload to generation {next.Generation}", allocated);
             return LastResult;
         }
         finally
@@ -222,7 +232,13 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
     {
         try
         {
-            return await Task.Run(() => _builder.Build(current.Source.Paths, current.Generation + 1), cancellationToken).ConfigureAwait(false);
+            return await Task.Run(() =>
+            {
+                var started = GC.GetAllocatedBytesForCurrentThread();
+                var result = _builder.Build(current.Source.Paths, current.Generation + 1, current);
+                _builtBytes = GC.GetAllocatedBytesForCurrentThread() - started;
+                return result;
+            }, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

@@ -44,15 +44,17 @@ internal sealed class SnapshotBuilder
     public BuildResult Build(string path, long generation = 1) => Build([path], generation);
 
     /// <summary>Builds from a main file and its overlays (each overriding the ones before it by name).</summary>
-    public BuildResult Build(IReadOnlyList<string> paths, long generation = 1)
+    /// <param name="previous">The generation serving now: its YARP objects are kept for routes and clusters that did not change.</param>
+    public BuildResult Build(IReadOnlyList<string> paths, long generation = 1, GatewaySnapshot? previous = null)
     {
         var diagnostics = new List<ConfigDiagnostic>();
         var loaded = ConfigLoader.Load(paths, _environment, diagnostics);
         if (loaded is not null && Rewrite is not null) loaded = loaded with { Config = Rewrite(loaded.Config) };
-        return loaded is null ? new BuildResult(null, diagnostics) : Compile(loaded, generation, diagnostics);
+        return loaded is null ? new BuildResult(null, diagnostics) : Compile(loaded, generation, diagnostics, previous);
     }
 
-    public BuildResult Compile(LoadedConfig loaded, long generation, List<ConfigDiagnostic> diagnostics)
+    /// <param name="previous">The generation serving now: its YARP objects are kept for routes and clusters that did not change.</param>
+    public BuildResult Compile(LoadedConfig loaded, long generation, List<ConfigDiagnostic> diagnostics, GatewaySnapshot? previous = null)
     {
         var context = new CompileContext(loaded, diagnostics, _environment, _time);
         var config = loaded.Config;
@@ -72,6 +74,13 @@ internal sealed class SnapshotBuilder
         var adminAuth = AdminCompiler.Compile(context, config.Admin.Auth, listeners);
         var clusterNames = clusters.Compiled.Select(c => c.Name).ToHashSet(StringComparer.Ordinal);
         var routes = RoutesCompiler.Compile(context, config.Routes, new RouteInputs(maps, clusterNames, credentials, traffic));
+
+        if (previous is not null && !context.HasErrors)
+        {
+            // The same objects for what did not change: YARP keeps their endpoints, and their validation is cached.
+            ValidatedProxyConfigs.Reuse(routes.Proxy, previous.ProxyRoutes);
+            ValidatedProxyConfigs.Reuse(clusters.Proxy, previous.ProxyClusters);
+        }
 
         if (_proxyValidator is not null && !context.HasErrors)
         {

@@ -37,11 +37,17 @@ public static class PortcullisServiceCollectionExtensions
 
         // Load now: an invalid file stops the host before anything listens (never half-configured).
         var store = new SnapshotStore();
-        using (var validation = new ServiceCollection().AddLogging().AddPortcullisProxy().BuildServiceProvider())
+        // Shared with the validation container below: YARP's first apply does not validate again what the compile accepted.
+        var validated = new ValidatedProxyConfigs();
+        services.AddSingleton(validated);
+        using (var validation = new ServiceCollection().AddLogging().AddSingleton(validated).AddPortcullisProxy().BuildServiceProvider())
         {
+            var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
             var result = new SnapshotBuilder(options.Environment, validation.GetRequiredService<IConfigValidator>()) { Rewrite = options.Rewrite }.Build([options.ConfigPath, .. options.Overlays]);
             if (result.Snapshot is null) throw new ConfigException(result.Diagnostics);
             store.Initialize(result.Snapshot, result.Diagnostics);
+            // This thread's own count: a process hosting several gateways (tests) must not count the others' starts.
+            services.AddSingleton(new StartBuildCost(GC.GetAllocatedBytesForCurrentThread() - allocatedBefore));
         }
 
         // Browser sign-in: authentication schemes for the providers of the first snapshot.
@@ -51,11 +57,13 @@ public static class PortcullisServiceCollectionExtensions
         services.AddSingleton(sp => new SnapshotBuilder(options.Environment, sp.GetRequiredService<IConfigValidator>(), sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton(sp => new ConfigReloader(sp.GetRequiredService<SnapshotStore>(), sp.GetRequiredService<SnapshotBuilder>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<ConfigReloader>>(), sp.GetRequiredService<TimeProvider>(),
-            sp.GetServices<ISnapshotParticipant>(), sp.GetService<Portcullis.Observability.AuditLog>()));
+            sp.GetServices<ISnapshotParticipant>(), sp.GetService<Portcullis.Observability.AuditLog>()) { Trim = sp.GetService<HeapTrim>() });
         services.AddHostedService(sp => sp.GetRequiredService<ConfigReloader>());
         // Shutdown: /readyz 503, limits.shutdownDelay, route listeners closed apart from the admin listener, logged.
         RouteListenerGate.DecorateTransports(services);
         services.AddHostedService<Portcullis.Hosting.GatewayShutdown>();
+        services.AddSingleton<HeapTrim>();
+        services.AddHostedService<GatewayWarmup>();
         AddAdminAndHealth(services);
         services.AddSingleton<Portcullis.Tls.CertificateStore>();
         services.AddSingleton<Portcullis.Upstream.UpstreamTlsStore>();
@@ -217,6 +225,12 @@ public static class PortcullisServiceCollectionExtensions
             options.MaximumBodySize = CompiledCache.MaxEntrySize;
         });
         services.Replace(ServiceDescriptor.Singleton<IForwarderHttpClientFactory, ConnectTimeoutHttpClientFactory>());
+        // YARP's validator, skipping the route and cluster objects it accepted before (unchanged across a reload).
+        services.TryAddSingleton<ValidatedProxyConfigs>();
+        var validator = services.Last(d => d.ServiceType == typeof(IConfigValidator)).ImplementationType
+            ?? throw new InvalidOperationException("YARP's IConfigValidator registration changed: expected an implementation type");
+        services.Replace(ServiceDescriptor.Singleton<IConfigValidator>(sp =>
+            new CachedConfigValidator((IConfigValidator)ActivatorUtilities.CreateInstance(sp, validator), sp.GetRequiredService<ValidatedProxyConfigs>())));
         // YARP's forwarder, given each try's own timer (clusters.*.retries.perTryTimeout, deadline).
         var forwarder = services.Last(d => d.ServiceType == typeof(IHttpForwarder)).ImplementationType
             ?? throw new InvalidOperationException("YARP's IHttpForwarder registration changed: expected an implementation type");
