@@ -30,9 +30,16 @@ internal sealed partial class HeapTrim : IDisposable
     private long _pendingBytes;
     private long _trims;
 
-    public HeapTrim(ILogger<HeapTrim> logger, TimeProvider time)
+    private readonly long _threshold;
+    private readonly TimeSpan _quietPeriod;
+
+    /// <param name="threshold">Bytes a build must allocate to be trimmed after; <see cref="Threshold"/> but in tests.</param>
+    /// <param name="quietPeriod">How long after the last large build to trim; <see cref="QuietPeriod"/> but in tests.</param>
+    public HeapTrim(ILogger<HeapTrim> logger, TimeProvider time, long threshold = Threshold, TimeSpan? quietPeriod = null)
     {
         _logger = logger;
+        _threshold = threshold;
+        _quietPeriod = quietPeriod ?? QuietPeriod;
         _timer = time.CreateTimer(static state => ((HeapTrim)state!).TrimPending(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
@@ -54,19 +61,19 @@ internal sealed partial class HeapTrim : IDisposable
     /// </summary>
     public void AfterBuild(string what, long allocatedBytes)
     {
-        if (allocatedBytes < Threshold) return;
+        if (allocatedBytes < _threshold) return;
         lock (_lock)
         {
             _pendingWhat = _pendingWhat is null ? what : $"{_pendingWhat}, {what}";
             _pendingBytes += allocatedBytes;
-            _timer.Change(QuietPeriod, Timeout.InfiniteTimeSpan);
+            _timer.Change(_quietPeriod, Timeout.InfiniteTimeSpan);
         }
     }
 
     /// <summary>Trims at once when <paramref name="allocatedBytes"/> reached <see cref="Threshold"/> (at start, while nothing is served).</summary>
     public void Now(string what, long allocatedBytes)
     {
-        if (allocatedBytes >= Threshold) Collect(what, allocatedBytes);
+        if (allocatedBytes >= _threshold) Collect(what, allocatedBytes);
     }
 
     private void TrimPending()
