@@ -92,18 +92,45 @@ internal sealed class ServiceHeaderDetector : IAdviceDetector
 
         // Config: a proxied cluster where neither it nor every route to it strips the leaking headers.
         var traffic = context.Analytics is null ? null : ServiceAdvice.ClusterTraffic(context, from);
+        var plain = new Dictionary<string, List<(string Cluster, long Requests)>>(StringComparer.OrdinalIgnoreCase);
+        var single = new List<(string Cluster, List<string> Missing, ResponseHeaderPolicyOptions? Existing, long Requests)>();
         foreach (var (cluster, routes) in ServiceAdvice.RoutesByCluster(config))
         {
             if (!config.Clusters.TryGetValue(cluster, out var clusterOptions)) continue;
             if (traffic is not null && traffic.GetValueOrDefault(cluster) < options.MinTrafficRequests) continue;
             var missing = options.LeakingHeaders.Where(h => !Strips(clusterOptions.ResponseHeaders, h) && !routes.All(r => Strips(r.ResponseHeaders, h))).ToList();
             if (missing.Count == 0) continue;
-            var existing = clusterOptions.ResponseHeaders;
+            var requests = traffic?.GetValueOrDefault(cluster) ?? 0;
+            if (clusterOptions.ResponseHeaders is null)
+            {
+                var key = string.Join('\n', missing);
+                if (!plain.TryGetValue(key, out var group)) plain[key] = group = [];
+                group.Add((cluster, requests));
+            }
+            else
+            {
+                single.Add((cluster, missing, clusterOptions.ResponseHeaders, requests));
+            }
+        }
+
+        foreach (var (key, group) in plain)
+        {
+            var missing = key.Split('\n').ToList();
+            if (group.Count > GroupAbove)
+            {
+                findings.Add(LeakingFromClusters(context, from, missing, group, traffic is not null));
+                continue;
+            }
+
+            foreach (var (cluster, requests) in group) single.Add((cluster, missing, null, requests));
+        }
+
+        foreach (var (cluster, missing, existing, requests) in single)
+        {
             ConfigPatch? patch = null;
             if (existing is null || existing.Action != ResponseHeaderAction.Block)
             {
-                var forbid = (existing?.Forbid ?? []).Concat(missing.Where(m => !(existing?.Forbid ?? []).Contains(m, StringComparer.OrdinalIgnoreCase))).ToList();
-                patch = new ConfigPatch(ServiceAdvice.ClusterPatch(cluster, $"responseHeaders:\n  forbid: {ServiceAdvice.FlowList(forbid)}\n  action: strip"),
+                patch = new ConfigPatch(ServiceAdvice.ClusterPatch(cluster, StripBody(existing, missing)),
                     $"strips {string.Join(", ", missing)} from the answers of cluster {cluster}" + (existing is { Action: ResponseHeaderAction.Log } ? " (its responseHeaders.action becomes strip)" : ""));
             }
 
@@ -111,13 +138,49 @@ internal sealed class ServiceHeaderDetector : IAdviceDetector
                 $"Nothing strips {string.Join(", ", missing)} from cluster {cluster}'s answers",
                 $"Answers from cluster {cluster} reach clients with whatever {string.Join(" and ", missing)} header the upstream sets: nothing in its responseHeaders (or its routes') forbids and strips them. "
                 + "They tell an attacker which server software and version to aim at. " + (patch is not null ? "The patch forbids them on the cluster with action strip." : "The cluster's responseHeaders blocks on findings, so there is no patch: add them to its forbid list if a 502 is what you want."),
-                new Evidence(from, context.Now, [new("headers not stripped", missing.Count, "headers"), new("requests", traffic?.GetValueOrDefault(cluster) ?? 0, "requests")])
+                new Evidence(from, context.Now, [new("headers not stripped", missing.Count, "headers"), new("requests", requests, "requests")])
                 {
                     Basis = traffic is null ? "the configuration" : "the configuration and the last day of traffic",
                     DashboardLink = DashboardLinks.Samples(from, context.Now, ("cluster", cluster)),
                 },
                 patch: patch, discriminator: "config"));
         }
+    }
+
+    /// <summary>
+    /// More clusters than this with the same headers unstripped (and no responseHeaders of their own) are one finding
+    /// with one patch: at 5,000 clusters, 5,000 findings saying the same thing bury everything else.
+    /// </summary>
+    internal const int GroupAbove = 10;
+
+    private static Finding LeakingFromClusters(AdviceContext context, DateTime from, List<string> missing, List<(string Cluster, long Requests)> group, bool fromTraffic)
+    {
+        var headers = string.Join(", ", missing);
+        var names = group.Select(g => g.Cluster).Order(StringComparer.Ordinal).ToList();
+        var patch = new System.Text.StringBuilder("clusters:\n");
+        var body = string.Join('\n', StripBody(null, missing).TrimEnd('\n').Split('\n').Select(line => "    " + line)) + "\n";
+        foreach (var name in names) patch.Append("  ").Append(ServiceAdvice.Yaml(name)).Append(":\n").Append(body);
+        var shown = string.Join(", ", names.Take(5)) + (names.Count > 5 ? $" and {ServiceAdvice.Number(names.Count - 5)} more" : "");
+        return ServiceAdvice.Make(context, FindingKinds.LeakingHeaders, FindingSeverity.Info, new FindingSubject(SubjectKind.Gateway, "clusters"),
+            $"Nothing strips {headers} from the answers of {ServiceAdvice.Number(names.Count)} clusters",
+            $"Answers from {ServiceAdvice.Number(names.Count)} clusters ({shown}) reach clients with whatever {string.Join(" and ", missing)} header the upstream sets: "
+            + "none of them has responseHeaders, and not every route to them strips these. They tell an attacker which server software and version to aim at. "
+            + "The patch forbids them on each of these clusters with action strip.",
+            new Evidence(from, context.Now, [new("clusters not stripping them", names.Count, "clusters"), new("headers not stripped", missing.Count, "headers"),
+                new("requests", group.Sum(g => g.Requests), "requests")])
+            {
+                Basis = fromTraffic ? "the configuration and the last day of traffic" : "the configuration",
+                DashboardLink = DashboardLinks.Samples(from, context.Now),
+            },
+            patch: new ConfigPatch(patch.ToString(), $"strips {headers} from the answers of {ServiceAdvice.Number(names.Count)} clusters"),
+            discriminator: "config:" + string.Join(",", missing));
+    }
+
+    // The cluster's responseHeaders with the missing headers forbidden and action strip (require and the rest kept by the merge).
+    private static string StripBody(ResponseHeaderPolicyOptions? existing, List<string> missing)
+    {
+        var forbid = (existing?.Forbid ?? []).Concat(missing.Where(m => !(existing?.Forbid ?? []).Contains(m, StringComparer.OrdinalIgnoreCase))).ToList();
+        return $"responseHeaders:\n  forbid: {ServiceAdvice.FlowList(forbid)}\n  action: strip";
     }
 
     private static bool Strips(ResponseHeaderPolicyOptions? policy, string header) =>

@@ -58,6 +58,40 @@ public sealed class ServiceHeaderDetectorTests : ServiceAdviceTestBase
     }
 
     [Fact]
+    public void ManyClustersLettingTheSameHeadersThroughAreOneFindingWithOnePatch()
+    {
+        var count = ServiceHeaderDetector.GroupAbove + 2;
+        var routes = string.Concat(Enumerable.Range(0, count).Select(i => $"  - {{ name: r{i}, match: {{ pathPrefix: /r{i} }}, cluster: c{i} }}\n"));
+        var clusters = string.Concat(Enumerable.Range(0, count).Select(i => $"  c{i}: {{ destinations: [\"http://127.0.0.1:{i + 1}\"] }}\n"));
+        var snapshot = Snapshot($$"""
+            listeners:
+              - { name: plain, address: "127.0.0.1:8080" }
+            routes:
+            {{routes}}  - { name: own, match: { pathPrefix: /own }, cluster: own }
+            clusters:
+            {{clusters}}  own: { destinations: ["http://127.0.0.1:99"], responseHeaders: { require: [Cache-Control] } }
+            """);
+        var findings = new ServiceHeaderDetector().Detect(Context(snapshot, store: false));
+
+        // The cluster with responseHeaders of its own keeps its finding; the others are one.
+        Assert.Equal(2, findings.Count);
+        Assert.Contains(findings, f => f.Subject == new FindingSubject(SubjectKind.Cluster, "own"));
+        var grouped = Assert.Single(findings, f => f.Subject.Kind == SubjectKind.Gateway);
+        Assert.Equal(FindingKinds.LeakingHeaders, grouped.Kind);
+        Assert.Equal(count, grouped.Evidence.Values.Single(v => v.Name == "clusters not stripping them").Value);
+        Assert.Contains($"{count} clusters", grouped.Title, StringComparison.Ordinal);
+        var patched = Apply(grouped.Patch).Config.Clusters;
+        for (var i = 0; i < count; i++)
+        {
+            var headers = patched[$"c{i}"].ResponseHeaders!;
+            Assert.Equal(["Server", "X-Powered-By"], headers.Forbid);
+            Assert.Equal(ResponseHeaderAction.Strip, headers.Action);
+        }
+
+        Assert.Empty(patched["own"].ResponseHeaders!.Forbid);
+    }
+
+    [Fact]
     public void ObservedFindingsOfTheGatewayAreReported()
     {
         var snapshot = Snapshot("""
