@@ -17,8 +17,8 @@ namespace Portcullis.Configuration;
 /// </summary>
 internal sealed partial class HeapTrim : IDisposable
 {
-    /// <summary>Bytes a build must have allocated before a trim pays for its pause (a reload of ~10,000 routes).</summary>
-    public const long Threshold = 256L << 20;
+    /// <summary>Bytes a build must have allocated before a trim pays for its pause (measured: a reload allocates ~14 MB at 1,000 routes, ~71 MB at 5,000, ~142 MB at 10,000).</summary>
+    public const long Threshold = 128L << 20;
 
     /// <summary>How long after the last large build the trim waits.</summary>
     public static readonly TimeSpan QuietPeriod = TimeSpan.FromSeconds(10);
