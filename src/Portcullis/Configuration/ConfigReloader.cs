@@ -7,36 +7,6 @@ using Portcullis.Pipeline;
 
 namespace Portcullis.Configuration;
 
-/// <summary>What a reload attempt did.</summary>
-internal sealed record ReloadResult(
-    bool Applied,
-    bool Changed,
-    long Generation,
-    string Trigger,
-    DateTimeOffset At,
-    IReadOnlyList<ConfigDiagnostic> Diagnostics,
-    IReadOnlyList<string> RestartRequired)
-{
-    /// <summary>Each participant's result (empty when nothing was prepared: unchanged or invalid file).</summary>
-    public IReadOnlyList<ParticipantResult> Participants { get; init; } = [];
-
-    /// <summary>Writes the reload answer's participants array (POST/GET /admin/reload, the audit log).</summary>
-    public void WriteParticipants(System.Text.Json.Utf8JsonWriter w)
-    {
-        w.WriteStartArray("participants");
-        foreach (var p in Participants)
-        {
-            w.WriteStartObject();
-            w.WriteString("name", p.Participant);
-            w.WriteString("result", p.Outcome);
-            if (p.Reason is not null) w.WriteString("reason", p.Reason);
-            w.WriteEndObject();
-        }
-
-        w.WriteEndArray();
-    }
-}
-
 /// <summary>
 /// Reloads the configuration on file change, SIGHUP or request: builds and validates a new snapshot off
 /// the request path, prepares every <see cref="ISnapshotParticipant"/> with it, and only when the file is
