@@ -64,9 +64,6 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
     /// <summary>Gives a large reload's garbage back to the operating system once the new snapshot serves; null: never.</summary>
     public HeapTrim? Trim { get; init; }
 
-    // What the last build allocated on its thread (read after it completed).
-    private long _builtBytes;
-
     private long _applied;
     private long _rejected;
 
@@ -136,7 +133,7 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
                 return LastResult;
             }
 
-            var build = await BuildAsync(current, trigger, cancellationToken).ConfigureAwait(false);
+            var (build, builtBytes) = await BuildAsync(current, trigger, cancellationToken).ConfigureAwait(false);
             var now = _time.GetUtcNow();
             if (build.Snapshot is not { } next) return Rejected(build, current, trigger, now, stamps);
 
@@ -176,7 +173,7 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             // YARP applies the new routes and the route table is rebuilt inside the swap, on this thread.
             var swapStarted = GC.GetAllocatedBytesForCurrentThread();
             _store.Swap(next);
-            var allocated = _builtBytes + GC.GetAllocatedBytesForCurrentThread() - swapStarted;
+            var allocated = builtBytes + GC.GetAllocatedBytesForCurrentThread() - swapStarted;
             _pendingRestart = restart;
             // After the build: an edit made while it ran is the file watcher's to reload (its stamps were taken before).
             _inputs = Files.InputDigest.Of(next.Files);
@@ -198,7 +195,8 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
         }
     }
 
-    private async Task<BuildResult> BuildAsync(GatewaySnapshot current, string trigger, CancellationToken cancellationToken)
+    // The build, and what it allocated on its own thread (for HeapTrim).
+    private async Task<(BuildResult Build, long AllocatedBytes)> BuildAsync(GatewaySnapshot current, string trigger, CancellationToken cancellationToken)
     {
         try
         {
@@ -206,8 +204,7 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             {
                 var started = GC.GetAllocatedBytesForCurrentThread();
                 var result = _builder.Build(current.Source.Paths, current.Generation + 1, current);
-                _builtBytes = GC.GetAllocatedBytesForCurrentThread() - started;
-                return result;
+                return (result, GC.GetAllocatedBytesForCurrentThread() - started);
             }, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
@@ -215,9 +212,9 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             // A bug in loading must not lose the reload silently (a file-change reload has nobody to
             // throw to) nor take the gateway down: reject it like any invalid file.
             Log.ReloadFailed(_logger, trigger, ex);
-            return new BuildResult(null, [new ConfigDiagnostic(current.Source.Path, 1, 1,
+            return (new BuildResult(null, [new ConfigDiagnostic(current.Source.Path, 1, 1,
                 $"the configuration could not be loaded: {ex.GetType().Name}: {ex.Message}",
-                "this is a bug in Portcullis; please report it with the file. The previous configuration keeps serving")]);
+                "this is a bug in Portcullis; please report it with the file. The previous configuration keeps serving")]), 0);
         }
     }
 

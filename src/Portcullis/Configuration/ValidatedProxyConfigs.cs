@@ -29,29 +29,22 @@ internal sealed class ValidatedProxyConfigs
     /// by that previous object (YARP's own equality, which is also how YARP decides to keep an endpoint; names and
     /// cluster names compared exactly, as YARP compares them without case).
     /// </summary>
-    public static void Reuse(List<RouteConfig> routes, IReadOnlyList<RouteConfig> previous)
-    {
-        if (previous.Count == 0) return;
-        var byId = new Dictionary<string, RouteConfig>(previous.Count, StringComparer.Ordinal);
-        foreach (var route in previous) byId[route.RouteId] = route;
-        for (var i = 0; i < routes.Count; i++)
-        {
-            if (byId.TryGetValue(routes[i].RouteId, out var old) && string.Equals(old.ClusterId, routes[i].ClusterId, StringComparison.Ordinal) && old.Equals(routes[i]))
-            {
-                routes[i] = old;
-            }
-        }
-    }
+    public static void Reuse(List<RouteConfig> routes, IReadOnlyList<RouteConfig> previous) =>
+        Reuse(routes, previous, static r => r.RouteId, static (old, next) => string.Equals(old.ClusterId, next.ClusterId, StringComparison.Ordinal) && old.Equals(next));
 
-    /// <inheritdoc cref="Reuse(List{RouteConfig}, IReadOnlyList{RouteConfig})"/>
-    public static void Reuse(List<ClusterConfig> clusters, IReadOnlyList<ClusterConfig> previous)
+    /// <summary>As for routes: each cluster equal to the previous generation's cluster of the same name becomes that object.</summary>
+    public static void Reuse(List<ClusterConfig> clusters, IReadOnlyList<ClusterConfig> previous) =>
+        Reuse(clusters, previous, static c => c.ClusterId, static (old, next) => old.Equals(next));
+
+    private static void Reuse<T>(List<T> items, IReadOnlyList<T> previous, Func<T, string> id, Func<T, T, bool> same)
+        where T : class
     {
         if (previous.Count == 0) return;
-        var byId = new Dictionary<string, ClusterConfig>(previous.Count, StringComparer.Ordinal);
-        foreach (var cluster in previous) byId[cluster.ClusterId] = cluster;
-        for (var i = 0; i < clusters.Count; i++)
+        var byId = new Dictionary<string, T>(previous.Count, StringComparer.Ordinal);
+        foreach (var item in previous) byId[id(item)] = item;
+        for (var i = 0; i < items.Count; i++)
         {
-            if (byId.TryGetValue(clusters[i].ClusterId, out var old) && old.Equals(clusters[i])) clusters[i] = old;
+            if (byId.TryGetValue(id(items[i]), out var old) && same(old, items[i])) items[i] = old;
         }
     }
 }
