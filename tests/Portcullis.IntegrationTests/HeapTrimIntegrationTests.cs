@@ -10,7 +10,9 @@ namespace Portcullis.IntegrationTests;
 /// <summary>
 /// The gateway gives a large build's memory back (issue 20): at start, before anything listens, and after a reload
 /// once the quiet period passed. The threshold is lowered to one byte here so a small config counts as large.
+/// The trims are real collections of this whole test process, so the test runs alone (<see cref="WholeHeapCollection"/>).
 /// </summary>
+[Collection(WholeHeapCollection.Name)]
 public sealed class HeapTrimIntegrationTests
 {
     [Fact]

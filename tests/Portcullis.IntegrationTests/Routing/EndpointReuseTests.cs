@@ -14,6 +14,7 @@ namespace Portcullis.IntegrationTests.Routing;
 /// so what changed outside YARP's view (a fixed answer, auth) still applies, and no older snapshot stays alive
 /// through the endpoints YARP kept.
 /// </summary>
+[Collection(WholeHeapCollection.Name)]
 public sealed class EndpointReuseTests
 {
     private static string Config(string upstream, string pathOfA, string answerOfC, bool authOnB) => $$"""
