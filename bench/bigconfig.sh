@@ -78,8 +78,8 @@ rate() { # URL → requests per second (wrk)
   wrk -t1 -c16 -d"${wrk_seconds}s" "$1" 2>/dev/null | awk '/Requests\/sec/ { printf "%d", $2 }'
 }
 
-echo "| routes | validate | validate RSS | run → first answer | RSS at first answer | RSS ${settle_seconds} s later | no-op reload | one-route reload | rps first route | rps last route |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| routes | validate | validate RSS | run → first answer | RSS at first answer | RSS ${settle_seconds} s later | no-op reload | one-route reload | its phases (ms) | rps first route | rps last route |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
 for n in "${sizes[@]}"; do
   free_port port; free_port admin
   generate "$n" "$port" "$admin"
@@ -96,15 +96,17 @@ for n in "${sizes[@]}"; do
 
   sed -i "s|pathPrefix: /svc0/api,|pathPrefix: /svc0/v2,|" "$work/portcullis.yaml"
   start=$(date +%s%N)
-  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$admin/admin/reload")
+  code=$(curl -s -o "$work/reload.json" -w '%{http_code}' -X POST "http://127.0.0.1:$admin/admin/reload")
   one_ms=$(ms_since "$start"); [[ $code == 200 ]] || die "one-route reload answered $code"
+  # Where the reload's time went, as its answer says (phasesMs), in ms.
+  phases=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])).get("phasesMs",{}); print(", ".join(f"{k} {v:.0f}" for k,v in p.items()) or "-")' "$work/reload.json")
   curl -fs -o /dev/null "http://127.0.0.1:$port/svc0/v2/x" || die "the changed route does not answer after its reload"
 
   rps_first=$(rate "http://127.0.0.1:$port/svc0/v2/x")
   rps_last=$(rate "$last")
   kill "$gw"; wait "$gw" 2>/dev/null || true
-  printf '| %s | %.2f s | %d MB | %.2f s | %d MB | %d MB | %.2f s | %.2f s | %s | %s |\n' "$n" "$v_wall" $((v_rss / 1024)) \
-    "$(echo "$first_ms / 1000" | bc -l)" "$rss_mb" "$rss_settled" "$(echo "$noop_ms / 1000" | bc -l)" "$(echo "$one_ms / 1000" | bc -l)" "$rps_first" "$rps_last"
+  printf '| %s | %.2f s | %d MB | %.2f s | %d MB | %d MB | %.2f s | %.2f s | %s | %s | %s |\n' "$n" "$v_wall" $((v_rss / 1024)) \
+    "$(echo "$first_ms / 1000" | bc -l)" "$rss_mb" "$rss_settled" "$(echo "$noop_ms / 1000" | bc -l)" "$(echo "$one_ms / 1000" | bc -l)" "$phases" "$rps_first" "$rps_last"
 done
 
 # Large data files (issue 20): a map file of M lines looked up per request, and an API key file of K consumers

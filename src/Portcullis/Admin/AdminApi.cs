@@ -304,6 +304,7 @@ internal sealed partial class AdminApi(
         w.WriteNumber("generation", result.Generation);
         w.WriteString("trigger", result.Trigger);
         w.WriteString("at", result.At);
+        result.WriteTimings(w);
         w.WriteStartArray("errors");
         foreach (var d in result.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error)) w.WriteStringValue(d.ToString());
         w.WriteEndArray();

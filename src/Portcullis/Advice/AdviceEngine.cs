@@ -40,6 +40,7 @@ internal sealed partial class AdviceEngine(IEnumerable<IAdviceDetector> detector
         lock (_run)
         {
             var started = Stopwatch.GetTimestamp();
+            var allocatedBefore = GC.GetAllocatedBytesForCurrentThread();
             var runs = new List<DetectorRunInfo>(_detectors.Length);
             var found = new Dictionary<string, Finding>(StringComparer.Ordinal);
             var foundBy = new Dictionary<string, string>(StringComparer.Ordinal); // finding id → detector name
@@ -47,6 +48,7 @@ internal sealed partial class AdviceEngine(IEnumerable<IAdviceDetector> detector
             {
                 context.Cancellation.ThrowIfCancellationRequested();
                 var detectorStarted = Stopwatch.GetTimestamp();
+                var detectorAllocated = GC.GetAllocatedBytesForCurrentThread();
                 IReadOnlyList<Finding> findings;
                 string? error = null;
                 try
@@ -77,7 +79,10 @@ internal sealed partial class AdviceEngine(IEnumerable<IAdviceDetector> detector
                     kept++;
                 }
 
-                runs.Add(new DetectorRunInfo(detector.Name, Stopwatch.GetElapsedTime(detectorStarted), kept, error));
+                runs.Add(new DetectorRunInfo(detector.Name, Stopwatch.GetElapsedTime(detectorStarted), kept, error)
+                {
+                    AllocatedBytes = GC.GetAllocatedBytesForCurrentThread() - detectorAllocated,
+                });
             }
 
             WithValidPatches(context, found, foundBy);
@@ -110,7 +115,10 @@ internal sealed partial class AdviceEngine(IEnumerable<IAdviceDetector> detector
                 else forgotten.Add(entry.Finding.Id);
             }
 
-            var info = new AdviceRunInfo(context.Now, Stopwatch.GetElapsedTime(started), runs);
+            var info = new AdviceRunInfo(context.Now, Stopwatch.GetElapsedTime(started), runs)
+            {
+                AllocatedBytes = GC.GetAllocatedBytesForCurrentThread() - allocatedBefore,
+            };
             var set = new FindingSet(context.Now, info, context.Analytics is not null, entries, forgotten);
             _current = set;
             foreach (var listener in _listeners)

@@ -119,6 +119,7 @@ internal static class FindingJson
         w.WriteStartObject("lastRun");
         w.WriteString("at", Utc(run.At));
         Number(w, "durationMs", Math.Round(run.Duration.TotalMilliseconds, 3));
+        w.WriteNumber("allocatedBytes", run.AllocatedBytes);
         w.WriteStartArray("detectors");
         foreach (var detector in run.Detectors)
         {
@@ -126,6 +127,7 @@ internal static class FindingJson
             w.WriteString("name", detector.Name);
             Number(w, "durationMs", Math.Round(detector.Duration.TotalMilliseconds, 3));
             w.WriteNumber("findings", detector.Findings);
+            w.WriteNumber("allocatedBytes", detector.AllocatedBytes);
             w.WriteString("error", detector.Error);
             w.WriteEndObject();
         }

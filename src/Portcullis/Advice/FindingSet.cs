@@ -45,7 +45,17 @@ internal sealed record AdviceEntry(Finding Finding, DateTime? ResolvedAt = null)
     public bool Resolved => ResolvedAt is not null;
 }
 
-/// <summary>One run: when, how long, and each detector's time, count and error (null when it ran fine).</summary>
-internal sealed record AdviceRunInfo(DateTime At, TimeSpan Duration, IReadOnlyList<DetectorRunInfo> Detectors);
+/// <summary>
+/// One run: when, how long, and each detector's time, count and error (null when it ran fine). Allocated bytes are
+/// counted on the run's thread: at tens of thousands of routes they say which detector grows an idle gateway's heap.
+/// </summary>
+internal sealed record AdviceRunInfo(DateTime At, TimeSpan Duration, IReadOnlyList<DetectorRunInfo> Detectors)
+{
+    /// <summary>What the run allocated, detectors and the patch check together.</summary>
+    public long AllocatedBytes { get; init; }
+}
 
-internal sealed record DetectorRunInfo(string Name, TimeSpan Duration, int Findings, string? Error);
+internal sealed record DetectorRunInfo(string Name, TimeSpan Duration, int Findings, string? Error)
+{
+    public long AllocatedBytes { get; init; }
+}

@@ -39,17 +39,22 @@ internal static class ConfigLoader
     /// </summary>
     /// <param name="mainText">The main file's text, when a changed copy is checked (with the includes and overlays from disk).</param>
     /// <param name="texts">Files (full paths) whose text is given rather than read from disk.</param>
-    public static LoadedConfig? Load(IReadOnlyList<string> paths, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics, string? mainText = null, IReadOnlyDictionary<string, string>? texts = null)
+    /// <param name="timings">Where a reload's parse and bind times go; null when nobody asks.</param>
+    public static LoadedConfig? Load(IReadOnlyList<string> paths, Func<string, string?> environment, List<ConfigDiagnostic> diagnostics, string? mainText = null, IReadOnlyDictionary<string, string>? texts = null,
+        ReloadTimings? timings = null)
     {
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         if (paths.Count == 0) throw new ArgumentException("at least one configuration file", nameof(paths));
         var path = paths[0];
         var locations = new SourceLocations(path);
         var binder = new YamlConfigBinder(path, environment, diagnostics, locations);
         var composer = new ConfigComposer(binder, mainText, texts);
         var root = composer.Compose(paths);
+        started = timings?.Add("parse", started) ?? started;
         if (root is null) return null;
         if (composer.Sources.Count > 1) binder.FileOf = composer.FileOf;
         var config = binder.BindRoot<PortcullisConfig>(root);
+        timings?.Add("bind", started);
         if (config is null) return null;
         var text = composer.Sources.Count == 1
             ? composer.Sources[0].Text

@@ -116,6 +116,8 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
     private async Task<ReloadResult> ReloadAsync(string trigger, bool onlyIfChanged, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var timings = new ReloadTimings();
         try
         {
             var current = _store.Current;
@@ -129,13 +131,13 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             {
                 RememberStamps(stamps);
                 Interlocked.Increment(ref _applied);
-                LastResult = new ReloadResult(true, false, current.Generation, trigger, _time.GetUtcNow(), _builtDiagnostics, _pendingRestart);
+                LastResult = new ReloadResult(true, false, current.Generation, trigger, _time.GetUtcNow(), _builtDiagnostics, _pendingRestart) { Duration = Elapsed(), Timings = timings };
                 return LastResult;
             }
 
-            var (build, builtBytes) = await BuildAsync(current, trigger, cancellationToken).ConfigureAwait(false);
+            var (build, builtBytes) = await BuildAsync(current, trigger, timings, cancellationToken).ConfigureAwait(false);
             var now = _time.GetUtcNow();
-            if (build.Snapshot is not { } next) return Rejected(build, current, trigger, now, stamps);
+            if (build.Snapshot is not { } next) return Rejected(build, current, trigger, now, stamps, Elapsed(), timings);
 
             if (next.Fingerprint == current.Fingerprint)
             {
@@ -145,16 +147,20 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
                 Interlocked.Increment(ref _applied);
                 _inputs = Files.InputDigest.Of(next.Files);
                 _builtDiagnostics = build.Diagnostics;
-                LastResult = new ReloadResult(true, false, current.Generation, trigger, now, build.Diagnostics, _pendingRestart);
+                LastResult = new ReloadResult(true, false, current.Generation, trigger, now, build.Diagnostics, _pendingRestart) { Duration = Elapsed(), Timings = timings };
                 return LastResult;
             }
 
             // Relative to what the gateway runs with, not to the previous snapshot: a change to a setting
             // read at start-up stays pending (and reported) until a restart, and undoing it needs none.
+            var phase = System.Diagnostics.Stopwatch.GetTimestamp();
             var pending = ConfigDiff.PendingRestart(_running, next);
             var restart = pending.Select(p => p.Setting).ToList();
+            phase = timings.Add("restartDiff", phase);
 
-            if (!TryPrepare(next, current, out var prepared, out var results))
+            var readied = TryPrepare(next, current, out var prepared, out var results);
+            phase = timings.Add("prepare", phase);
+            if (!readied)
             {
                 var (failed, reason) = (results[^1].Participant, results[^1].Reason);
                 Log.PrepareFailed(_logger, trigger, failed, reason ?? "", current.Generation);
@@ -163,16 +169,18 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
                 var diagnostics = build.Diagnostics.Append(new ConfigDiagnostic(current.Source.Path, 1, 1,
                     $"the reload could not be prepared: {failed}: {reason}",
                     "nothing was applied and the previous configuration keeps serving; fix the cause and reload again")).ToList();
-                LastResult = new ReloadResult(false, false, current.Generation, trigger, now, diagnostics, []) { Participants = results };
+                LastResult = new ReloadResult(false, false, current.Generation, trigger, now, diagnostics, []) { Participants = results, Duration = Elapsed(), Timings = timings };
                 return LastResult;
             }
 
             // Committed before the swap, as the participants' state must be in place when the first request of
             // the new snapshot arrives (a new issuer's key cache, a new cluster's TLS runtime ...).
             Commit(prepared);
+            phase = timings.Add("prepare", phase);
             // YARP applies the new routes and the route table is rebuilt inside the swap, on this thread.
             var swapStarted = GC.GetAllocatedBytesForCurrentThread();
             _store.Swap(next);
+            timings.Add("swap", phase);
             var allocated = builtBytes + GC.GetAllocatedBytesForCurrentThread() - swapStarted;
             _pendingRestart = restart;
             // After the build: an edit made while it ran is the file watcher's to reload (its stamps were taken before).
@@ -181,10 +189,11 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             Watch(next, stamps);
             foreach (var (setting, reason) in pending) Log.RestartRequired(_logger, setting, reason);
             foreach (var result in results.Where(r => r.Outcome == "restart-required")) Log.ParticipantRestartRequired(_logger, result.Participant, result.Reason ?? "");
+            var duration = Elapsed();
             Log.ReloadApplied(_logger, trigger, next.Generation, next.Routes.Count, next.Clusters.Count,
-                string.Join(", ", results.Select(r => r.Participant + " " + r.Outcome)));
+                string.Join(", ", results.Select(r => r.Participant + " " + r.Outcome)), duration.TotalMilliseconds, timings.ToString());
             Interlocked.Increment(ref _applied);
-            LastResult = new ReloadResult(true, true, next.Generation, trigger, now, build.Diagnostics, restart) { Participants = results };
+            LastResult = new ReloadResult(true, true, next.Generation, trigger, now, build.Diagnostics, restart) { Participants = results, Duration = duration, Timings = timings };
             _audit?.RecordConfigChange(current, next, LastResult);
             Trim?.AfterBuild($"the reload to generation {next.Generation}", allocated);
             return LastResult;
@@ -193,17 +202,19 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
         {
             _gate.Release();
         }
+
+        TimeSpan Elapsed() => System.Diagnostics.Stopwatch.GetElapsedTime(started);
     }
 
     // The build, and what it allocated on its own thread (for HeapTrim).
-    private async Task<(BuildResult Build, long AllocatedBytes)> BuildAsync(GatewaySnapshot current, string trigger, CancellationToken cancellationToken)
+    private async Task<(BuildResult Build, long AllocatedBytes)> BuildAsync(GatewaySnapshot current, string trigger, ReloadTimings timings, CancellationToken cancellationToken)
     {
         try
         {
             return await Task.Run(() =>
             {
                 var started = GC.GetAllocatedBytesForCurrentThread();
-                var result = _builder.Build(current.Source.Paths, current.Generation + 1, current);
+                var result = _builder.Build(current.Source.Paths, current.Generation + 1, current, timings);
                 return (result, GC.GetAllocatedBytesForCurrentThread() - started);
             }, cancellationToken).ConfigureAwait(false);
         }
@@ -218,7 +229,7 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
         }
     }
 
-    private ReloadResult Rejected(BuildResult build, GatewaySnapshot current, string trigger, DateTimeOffset now, Dictionary<string, FileStamp> stamps)
+    private ReloadResult Rejected(BuildResult build, GatewaySnapshot current, string trigger, DateTimeOffset now, Dictionary<string, FileStamp> stamps, TimeSpan duration, ReloadTimings timings)
     {
         var errors = build.Errors.ToList();
         Log.ReloadRejected(_logger, trigger, errors.Count, current.Generation);
@@ -226,7 +237,7 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
         // Remember what was rejected, so the stat poll does not reject the same files every interval.
         RememberStamps(stamps);
         Interlocked.Increment(ref _rejected);
-        LastResult = new ReloadResult(false, false, current.Generation, trigger, now, build.Diagnostics, []);
+        LastResult = new ReloadResult(false, false, current.Generation, trigger, now, build.Diagnostics, []) { Duration = duration, Timings = timings };
         return LastResult;
     }
 
@@ -353,8 +364,8 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(1001, LogLevel.Information, "Configuration reloaded ({Trigger}): generation {Generation}, {Routes} routes, {Clusters} clusters; {Participants}")]
-        public static partial void ReloadApplied(ILogger logger, string trigger, long generation, int routes, int clusters, string participants);
+        [LoggerMessage(1001, LogLevel.Information, "Configuration reloaded ({Trigger}): generation {Generation}, {Routes} routes, {Clusters} clusters; {Participants}; in {DurationMs:F0} ms ({Phases})")]
+        public static partial void ReloadApplied(ILogger logger, string trigger, long generation, int routes, int clusters, string participants, double durationMs, string phases);
 
         [LoggerMessage(1002, LogLevel.Error, "Configuration reload ({Trigger}) rejected with {Errors} error(s); generation {Generation} keeps serving")]
         public static partial void ReloadRejected(ILogger logger, string trigger, int errors, long generation);

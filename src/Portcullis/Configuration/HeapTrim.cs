@@ -4,37 +4,42 @@ using Microsoft.Extensions.Logging;
 namespace Portcullis.Configuration;
 
 /// <summary>
-/// Gives back to the operating system the memory a large configuration build grew the heap into. Loading and
+/// Gives back to the operating system the memory that configuration builds grew the heap into. Loading and
 /// compiling tens of thousands of routes allocates about a gigabyte that is garbage once the snapshot is swapped in
 /// (the YAML model, the bound records of the old generation), and the server GC keeps the memory it grew into: an
 /// idle gateway allocates little, so no collection ever shrinks it (at 50,000 routes: 970 MB resident for a 250 MB
-/// live heap, indefinitely). After a build that allocated at least <see cref="Threshold"/>, one blocking, compacting
-/// collection that decommits what it frees (<see cref="GCCollectionMode.Aggressive"/>) brings the process back to
-/// its live size. It pauses requests for about as long as a gen-2 collection of the live heap (0.2–0.6 s at 50,000
-/// routes on two cores), so it runs at start before the listeners open, and otherwise once builds have stopped for
-/// <see cref="QuietPeriod"/>: a burst of reloads keeps the grown heap (a reload into a trimmed heap spends about
-/// half its time waiting for the collections that grow it again). Small configurations never reach the threshold.
+/// live heap, indefinitely). Once builds (start, reloads, the advisor's runs) allocated <see cref="Threshold"/>
+/// since the last trim, one blocking, compacting collection that decommits what it frees
+/// (<see cref="GCCollectionMode.Aggressive"/>) brings the process back to its live size. Builds add up because the
+/// advisor's runs each leave a little (~15 MB at 50,000 routes) that no collection takes either, so resident memory
+/// would otherwise climb for as long as the gateway idles. The trim pauses requests for about as long as a gen-2
+/// collection of the live heap (0.2–0.6 s at 50,000 routes on two cores), so it runs at start before the listeners
+/// open, and otherwise once builds have stopped for <see cref="QuietPeriod"/>: a burst of reloads keeps the grown
+/// heap (a reload into a trimmed heap spends about half its time waiting for the collections that grow it again).
 /// </summary>
 internal sealed partial class HeapTrim : IDisposable
 {
-    /// <summary>Bytes a build must have allocated before a trim pays for its pause (measured: a reload allocates ~14 MB at 1,000 routes, ~71 MB at 5,000, ~142 MB at 10,000).</summary>
+    /// <summary>Bytes builds must have allocated since the last trim before one pays for its pause (measured: a reload allocates ~14 MB at 1,000 routes, ~71 MB at 5,000, ~142 MB at 10,000).</summary>
     public const long Threshold = 128L << 20;
 
-    /// <summary>How long after the last large build the trim waits.</summary>
+    /// <summary>How long after the last build the trim waits.</summary>
     public static readonly TimeSpan QuietPeriod = TimeSpan.FromSeconds(10);
 
     private readonly ILogger<HeapTrim> _logger;
     private readonly ITimer _timer;
     private readonly Lock _lock = new();
-    private string? _pendingWhat;
-    private long _pendingBytes;
+    // Builds since the last trim: how many, the last one's name, and what they allocated together.
+    private int _builds;
+    private string? _lastWhat;
+    private long _sinceTrim;
+    private bool _pending;
     private long _trims;
 
     private readonly long _threshold;
     private readonly TimeSpan _quietPeriod;
 
-    /// <param name="threshold">Bytes a build must allocate to be trimmed after; <see cref="Threshold"/> but in tests.</param>
-    /// <param name="quietPeriod">How long after the last large build to trim; <see cref="QuietPeriod"/> but in tests.</param>
+    /// <param name="threshold">Bytes builds must allocate to be trimmed after; <see cref="Threshold"/> but in tests.</param>
+    /// <param name="quietPeriod">How long after the last build to trim; <see cref="QuietPeriod"/> but in tests.</param>
     public HeapTrim(ILogger<HeapTrim> logger, TimeProvider time, long threshold = Threshold, TimeSpan? quietPeriod = null)
     {
         _logger = logger;
@@ -51,42 +56,62 @@ internal sealed partial class HeapTrim : IDisposable
     {
         get
         {
-            lock (_lock) return _pendingWhat is not null;
+            lock (_lock) return _pending;
         }
     }
 
     /// <summary>
-    /// <paramref name="what"/> allocated <paramref name="allocatedBytes"/>: at or above <see cref="Threshold"/>, a trim
-    /// runs <see cref="QuietPeriod"/> from now, unless another large build comes first (it then waits for that one).
+    /// <paramref name="what"/> allocated <paramref name="allocatedBytes"/>. Once builds allocated <see cref="Threshold"/>
+    /// since the last trim, one runs <see cref="QuietPeriod"/> from now, unless another build comes first (it then
+    /// waits for that one).
     /// </summary>
     public void AfterBuild(string what, long allocatedBytes)
     {
-        if (allocatedBytes < _threshold) return;
         lock (_lock)
         {
-            _pendingWhat = _pendingWhat is null ? what : $"{_pendingWhat}, {what}";
-            _pendingBytes += allocatedBytes;
+            Add(what, allocatedBytes);
+            if (_sinceTrim < _threshold) return;
+            _pending = true;
             _timer.Change(_quietPeriod, Timeout.InfiniteTimeSpan);
         }
     }
 
-    /// <summary>Trims at once when <paramref name="allocatedBytes"/> reached <see cref="Threshold"/> (at start, while nothing is served).</summary>
+    /// <summary>
+    /// The first generation was built and nothing is served yet: trims at once when builds reached
+    /// <see cref="Threshold"/>, and otherwise counts the start's allocation with the builds that follow.
+    /// </summary>
     public void Now(string what, long allocatedBytes)
     {
-        if (allocatedBytes >= _threshold) Collect(what, allocatedBytes);
+        lock (_lock)
+        {
+            Add(what, allocatedBytes);
+            if (_sinceTrim < _threshold) return;
+        }
+
+        TrimPending();
+    }
+
+    // Under _lock.
+    private void Add(string what, long allocatedBytes)
+    {
+        _builds++;
+        _lastWhat = what;
+        _sinceTrim += allocatedBytes;
     }
 
     private void TrimPending()
     {
-        string? what;
+        string what;
         long bytes;
         lock (_lock)
         {
-            (what, bytes) = (_pendingWhat, _pendingBytes);
-            (_pendingWhat, _pendingBytes) = (null, 0);
+            if (_lastWhat is null) return;
+            what = _builds == 1 ? _lastWhat : $"{_builds} builds (the last: {_lastWhat})";
+            bytes = _sinceTrim;
+            (_builds, _lastWhat, _sinceTrim, _pending) = (0, null, 0, false);
         }
 
-        if (what is not null) Collect(what, bytes);
+        Collect(what, bytes);
     }
 
     private void Collect(string what, long allocatedBytes)

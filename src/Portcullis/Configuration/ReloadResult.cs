@@ -10,6 +10,22 @@ internal sealed record ReloadResult(
     IReadOnlyList<ConfigDiagnostic> Diagnostics,
     IReadOnlyList<string> RestartRequired)
 {
+    /// <summary>From the reload's start (once no other reload ran) to its answer; zero for the start-up result.</summary>
+    public TimeSpan Duration { get; init; }
+
+    /// <summary>Where <see cref="Duration"/> went; null for the start-up result.</summary>
+    public ReloadTimings? Timings { get; init; }
+
+    /// <summary>Writes durationMs and phasesMs (when the reload measured them: not for the start-up result).</summary>
+    public void WriteTimings(System.Text.Json.Utf8JsonWriter w)
+    {
+        if (Timings is null) return;
+        w.WriteNumber("durationMs", Math.Round(Duration.TotalMilliseconds, 1));
+        w.WriteStartObject("phasesMs");
+        foreach (var (phase, elapsed) in Timings.Measured) w.WriteNumber(phase, Math.Round(elapsed.TotalMilliseconds, 1));
+        w.WriteEndObject();
+    }
+
     /// <summary>Each participant's result (empty when nothing was prepared: unchanged or invalid file).</summary>
     public IReadOnlyList<ParticipantResult> Participants { get; init; } = [];
 

@@ -105,6 +105,9 @@ public sealed class AdviceApiTests : IDisposable
         Assert.Equal(2, detector.GetProperty("findings").GetInt32());
         Assert.Equal(JsonValueKind.Null, detector.GetProperty("error").ValueKind);
         Assert.True(run.GetProperty("durationMs").GetDouble() >= 0);
+        // What the run allocated covers its detectors (and the patch check); the fixed detector builds two findings.
+        Assert.True(detector.GetProperty("allocatedBytes").GetInt64() > 0);
+        Assert.True(run.GetProperty("allocatedBytes").GetInt64() >= run.GetProperty("detectors").EnumerateArray().Sum(d => d.GetProperty("allocatedBytes").GetInt64()));
 
         // Warnings first.
         var findings = body.GetProperty("findings").EnumerateArray().ToList();

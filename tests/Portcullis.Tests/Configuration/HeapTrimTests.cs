@@ -13,14 +13,39 @@ public sealed class HeapTrimTests
     private readonly FakeTimeProvider _time = new();
 
     [Fact]
-    public void A_small_build_never_trims()
+    public void A_small_build_does_not_trim()
     {
         using var trim = new HeapTrim(NullLogger<HeapTrim>.Instance, _time);
-        trim.AfterBuild("a reload", HeapTrim.Threshold - 1);
-        trim.Now("start", HeapTrim.Threshold - 1);
+        trim.Now("start", HeapTrim.Threshold / 4);
+        trim.AfterBuild("a reload", HeapTrim.Threshold / 4);
         Assert.False(trim.Pending);
         _time.Advance(HeapTrim.QuietPeriod * 3);
         Assert.Equal(0, trim.Trims);
+    }
+
+    [Fact]
+    public void Small_builds_add_up_to_a_trim_once_together_they_reached_the_threshold()
+    {
+        // The advisor's runs each leave ~15 MB at 50,000 routes, and no collection takes it: resident memory climbed
+        // 364 → 421 MB in 3.5 idle minutes before builds added up.
+        var logs = new Advice.ListLogger<HeapTrim>();
+        using var trim = new HeapTrim(logs, _time);
+        trim.Now("start", HeapTrim.Threshold / 2);
+        Assert.Equal(0, trim.Trims);
+        trim.AfterBuild("the advisor's run", HeapTrim.Threshold / 4);
+        _time.Advance(HeapTrim.QuietPeriod * 3);
+        Assert.False(trim.Pending);
+
+        trim.AfterBuild("the advisor's run", HeapTrim.Threshold / 4);
+        Assert.True(trim.Pending);
+        _time.Advance(HeapTrim.QuietPeriod);
+        Assert.Equal(1, trim.Trims);
+        Assert.Contains("Heap trimmed after 3 builds (the last: the advisor's run): 128 MB allocated", string.Join("\n", logs.Lines.Select(l => l.Text)), StringComparison.Ordinal);
+
+        // Counted from the trim on: the builds before it do not count again.
+        trim.AfterBuild("the advisor's run", HeapTrim.Threshold / 2);
+        _time.Advance(HeapTrim.QuietPeriod * 3);
+        Assert.Equal(1, trim.Trims);
     }
 
     [Fact]
@@ -53,5 +78,7 @@ public sealed class HeapTrimTests
         trim.Now("start", HeapTrim.Threshold);
         Assert.Equal(1, trim.Trims);
         Assert.False(trim.Pending);
+        _time.Advance(HeapTrim.QuietPeriod * 3);
+        Assert.Equal(1, trim.Trims);
     }
 }
