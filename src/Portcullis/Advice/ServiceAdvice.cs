@@ -22,21 +22,25 @@ internal static class ServiceAdvice
             Patch = patch,
         };
 
-    /// <summary>The routes that send to each cluster, by cluster name.</summary>
-    public static Dictionary<string, List<RouteOptions>> RoutesByCluster(PortcullisConfig config)
+    /// <summary>
+    /// Each route with each cluster it sends to (its cluster, or each of its split's): the checks fold what they need
+    /// per cluster from it. The advisor runs every minute over the whole config, and a list of routes per cluster,
+    /// rebuilt each run, was most of what an idle gateway allocated at 50,000 routes (5 MB a run, never collected
+    /// while nothing else allocates).
+    /// </summary>
+    public static IEnumerable<(RouteOptions Route, string Cluster)> RouteClusters(PortcullisConfig config)
     {
-        var result = new Dictionary<string, List<RouteOptions>>(StringComparer.Ordinal);
         foreach (var route in config.Routes)
         {
-            IEnumerable<string> clusters = route.Cluster is { } cluster ? [cluster] : route.Split?.Clusters.Select(t => t.Cluster) ?? [];
-            foreach (var name in clusters)
+            if (route.Cluster is { } cluster)
             {
-                if (!result.TryGetValue(name, out var list)) result[name] = list = [];
-                list.Add(route);
+                yield return (route, cluster);
+            }
+            else if (route.Split is { } split)
+            {
+                foreach (var target in split.Clusters) yield return (route, target.Cluster);
             }
         }
-
-        return result;
     }
 
     /// <summary>Requests per cluster since <paramref name="from"/> (from the store's rollups); empty without a store.</summary>

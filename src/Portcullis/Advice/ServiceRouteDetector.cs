@@ -25,19 +25,36 @@ internal sealed class ServiceRouteDetector : IAdviceDetector
     private static void Retries(AdviceContext context, List<Finding> findings)
     {
         var config = context.Snapshot.Config;
-        foreach (var (cluster, routes) in ServiceAdvice.RoutesByCluster(config))
+        // The routes that take only non-idempotent methods, by cluster with retries (most configs have none), and only
+        // then how many routes each of those clusters has: this runs every minute over every route.
+        Dictionary<string, List<RouteOptions>>? unsafeByCluster = null;
+        foreach (var (route, cluster) in ServiceAdvice.RouteClusters(config))
         {
-            if (!config.Clusters.TryGetValue(cluster, out var clusterOptions) || clusterOptions.Retries.Attempts <= 0) continue;
-            var unsafeOnly = routes.Where(r => r.Match.Methods.Count > 0 && r.Match.Methods.All(m => !Idempotent.Contains(m))).ToList();
-            if (unsafeOnly.Count == 0) continue;
-            var all = unsafeOnly.Count == routes.Count;
+            if (!OnlyNonIdempotent(route.Match.Methods) || !config.Clusters.TryGetValue(cluster, out var options) || options.Retries.Attempts <= 0) continue;
+            unsafeByCluster ??= new(StringComparer.Ordinal);
+            if (!unsafeByCluster.TryGetValue(cluster, out var list)) unsafeByCluster[cluster] = list = [];
+            list.Add(route);
+        }
+
+        if (unsafeByCluster is null) return;
+        var routeCounts = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var (_, cluster) in ServiceAdvice.RouteClusters(config))
+        {
+            if (unsafeByCluster.ContainsKey(cluster)) routeCounts[cluster] = routeCounts.GetValueOrDefault(cluster) + 1;
+        }
+
+        foreach (var (cluster, unsafeOnly) in unsafeByCluster)
+        {
+            var clusterOptions = config.Clusters[cluster];
+            var routeCount = routeCounts[cluster];
+            var all = unsafeOnly.Count == routeCount;
             var names = string.Join(", ", unsafeOnly.Select(r => r.Name));
             var methods = string.Join(", ", unsafeOnly.SelectMany(r => r.Match.Methods).Select(m => m.ToUpperInvariant()).Distinct(StringComparer.Ordinal));
             var evidence = new Evidence(context.Now, context.Now,
             [
                 new("retries", clusterOptions.Retries.Attempts, "retries"),
                 new("routes with only non-idempotent methods", unsafeOnly.Count, "routes"),
-                new("routes to the cluster", routes.Count, "routes"),
+                new("routes to the cluster", routeCount, "routes"),
             ])
             {
                 Basis = "the configuration",
@@ -52,6 +69,18 @@ internal sealed class ServiceRouteDetector : IAdviceDetector
                 $"Retries on cluster {cluster} never apply to its {methods} route(s)", explanation, evidence,
                 patch: all ? new ConfigPatch(ServiceAdvice.ClusterPatch(cluster, "retries: 0"), $"sets clusters.{cluster}.retries to 0 (its routes take only {methods})") : null));
         }
+    }
+
+    // By index: an enumerator of the methods per route, every minute, is what this check is meant not to allocate.
+    private static bool OnlyNonIdempotent(IReadOnlyList<string> methods)
+    {
+        if (methods.Count == 0) return false;
+        for (var i = 0; i < methods.Count; i++)
+        {
+            if (Idempotent.Contains(methods[i])) return false;
+        }
+
+        return true;
     }
 
     private static void Siblings(AdviceContext context, List<Finding> findings)

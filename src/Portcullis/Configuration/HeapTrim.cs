@@ -9,10 +9,12 @@ namespace Portcullis.Configuration;
 /// (the YAML model, the bound records of the old generation), and the server GC keeps the memory it grew into: an
 /// idle gateway allocates little, so no collection ever shrinks it (at 50,000 routes: 970 MB resident for a 250 MB
 /// live heap, indefinitely). Once builds (start, reloads, the advisor's runs) allocated <see cref="Threshold"/>
-/// since the last trim, one blocking, compacting collection that decommits what it frees
+/// since the last collection, one blocking, compacting collection that decommits what it frees
 /// (<see cref="GCCollectionMode.Aggressive"/>) brings the process back to its live size. Builds add up because the
-/// advisor's runs each leave a little (~15 MB at 50,000 routes) that no collection takes either, so resident memory
-/// would otherwise climb for as long as the gateway idles. The trim pauses requests for about as long as a gen-2
+/// advisor's runs each leave a little that no collection takes while nothing else allocates, so resident memory
+/// would otherwise climb for as long as the gateway idles (~14 MB a minute at 50,000 routes before the service
+/// checks stopped rebuilding per-cluster lists). Any other collection restarts the count: a gateway under traffic
+/// collects its own garbage, the advisor's with it, and is not paused for it. The trim pauses requests for about as long as a gen-2
 /// collection of the live heap (0.2–0.6 s at 50,000 routes on two cores), so it runs at start before the listeners
 /// open, and otherwise once builds have stopped for <see cref="QuietPeriod"/>: a burst of reloads keeps the grown
 /// heap (a reload into a trimmed heap spends about half its time waiting for the collections that grow it again).
@@ -28,7 +30,9 @@ internal sealed partial class HeapTrim : IDisposable
     private readonly ILogger<HeapTrim> _logger;
     private readonly ITimer _timer;
     private readonly Lock _lock = new();
-    // Builds since the last trim: how many, the last one's name, and what they allocated together.
+    // Builds since the last collection: how many, the last one's name, and what they allocated together.
+    private readonly Func<int> _collections;
+    private int _collectionsSeen;
     private int _builds;
     private string? _lastWhat;
     private long _sinceTrim;
@@ -40,8 +44,11 @@ internal sealed partial class HeapTrim : IDisposable
 
     /// <param name="threshold">Bytes builds must allocate to be trimmed after; <see cref="Threshold"/> but in tests.</param>
     /// <param name="quietPeriod">How long after the last build to trim; <see cref="QuietPeriod"/> but in tests.</param>
-    public HeapTrim(ILogger<HeapTrim> logger, TimeProvider time, long threshold = Threshold, TimeSpan? quietPeriod = null)
+    /// <param name="collections">How many collections the process has run (<see cref="GC.CollectionCount"/> of gen 0, which counts them all); given in tests.</param>
+    public HeapTrim(ILogger<HeapTrim> logger, TimeProvider time, long threshold = Threshold, TimeSpan? quietPeriod = null, Func<int>? collections = null)
     {
+        _collections = collections ?? (static () => GC.CollectionCount(0));
+        _collectionsSeen = _collections();
         _logger = logger;
         _threshold = threshold;
         _quietPeriod = quietPeriod ?? QuietPeriod;
@@ -62,7 +69,7 @@ internal sealed partial class HeapTrim : IDisposable
 
     /// <summary>
     /// <paramref name="what"/> allocated <paramref name="allocatedBytes"/>. Once builds allocated <see cref="Threshold"/>
-    /// since the last trim, one runs <see cref="QuietPeriod"/> from now, unless another build comes first (it then
+    /// since the last collection, a trim runs <see cref="QuietPeriod"/> from now, unless another build comes first (it then
     /// waits for that one).
     /// </summary>
     public void AfterBuild(string what, long allocatedBytes)
@@ -91,9 +98,13 @@ internal sealed partial class HeapTrim : IDisposable
         TrimPending();
     }
 
-    // Under _lock.
+    // Under _lock. A collection since the last build took what the builds before it left (or will, being under way):
+    // count from this build on, unless a trim already waits for the quiet period.
     private void Add(string what, long allocatedBytes)
     {
+        var collections = _collections();
+        if (collections != _collectionsSeen && !_pending) (_builds, _lastWhat, _sinceTrim) = (0, null, 0);
+        _collectionsSeen = collections;
         _builds++;
         _lastWhat = what;
         _sinceTrim += allocatedBytes;
@@ -112,6 +123,7 @@ internal sealed partial class HeapTrim : IDisposable
         }
 
         Collect(what, bytes);
+        lock (_lock) _collectionsSeen = _collections();
     }
 
     private void Collect(string what, long allocatedBytes)

@@ -92,6 +92,61 @@ public sealed class ServiceHeaderDetectorTests : ServiceAdviceTestBase
     }
 
     [Fact]
+    public void WhatEveryRouteToAClusterStripsIsNotReportedForIt()
+    {
+        var snapshot = Snapshot("""
+            listeners:
+              - { name: plain, address: "127.0.0.1:8080" }
+            routes:
+              - { name: a1, match: { pathPrefix: /a1 }, cluster: half, responseHeaders: { forbid: [Server], action: strip } }
+              - { name: a2, match: { pathPrefix: /a2 }, cluster: half }
+              - { name: b1, match: { pathPrefix: /b1 }, cluster: both, responseHeaders: { forbid: [Server], action: strip } }
+              - { name: b2, match: { pathPrefix: /b2 }, cluster: both, responseHeaders: { forbid: [server, X-Debug], action: strip } }
+              - { name: logs, match: { pathPrefix: /c }, cluster: logged, responseHeaders: { forbid: [Server, X-Powered-By] } }
+              - { name: s, match: { pathPrefix: /s }, split: { clusters: [ { cluster: half, weight: 1 }, { cluster: split-only, weight: 1 } ] } }
+            clusters:
+              half: { destinations: ["http://127.0.0.1:1"] }
+              both: { destinations: ["http://127.0.0.1:2"] }
+              logged: { destinations: ["http://127.0.0.1:3"] }
+              split-only: { destinations: ["http://127.0.0.1:4"] }
+              unused: { destinations: ["http://127.0.0.1:5"] }
+            """);
+        var findings = new ServiceHeaderDetector().Detect(Context(snapshot, store: false));
+
+        // Routes that only log what they forbid strip nothing; a cluster no route sends to is not looked at.
+        string Missing(string cluster) => string.Join(", ", findings.Single(f => f.Subject.Name == cluster).Evidence.Values.Single(v => v.Name == "headers not stripped").Value);
+        Assert.Equal(["both", "half", "logged", "split-only"], findings.Select(f => f.Subject.Name).Order(StringComparer.Ordinal));
+        Assert.Equal("1", Missing("both"));
+        Assert.Contains("X-Powered-By", findings.Single(f => f.Subject.Name == "both").Title, StringComparison.Ordinal);
+        Assert.DoesNotContain("Server", findings.Single(f => f.Subject.Name == "both").Title, StringComparison.Ordinal);
+        Assert.Equal("2", Missing("half"));
+        Assert.Equal("2", Missing("logged"));
+        Assert.Equal("2", Missing("split-only"));
+    }
+
+    [Fact]
+    public void TheGroupedPatchIsBuiltAgainOnlyWhenItsClustersChange()
+    {
+        // It names every cluster (454 KB at 50,000 routes) and the advisor runs every minute.
+        string Config(int count) => $$"""
+            listeners:
+              - { name: plain, address: "127.0.0.1:8080" }
+            routes:
+            {{string.Concat(Enumerable.Range(0, count).Select(i => $"  - {{ name: r{i}, match: {{ pathPrefix: /r{i} }}, cluster: c{i} }}\n"))}}clusters:
+            {{string.Concat(Enumerable.Range(0, count).Select(i => $"  c{i}: {{ destinations: [\"http://127.0.0.1:{i + 1}\"] }}\n"))}}
+            """;
+        var detector = new ServiceHeaderDetector();
+        var first = Snapshot(Config(ServiceHeaderDetector.GroupAbove + 2));
+        var patch = Assert.Single(detector.Detect(Context(first, store: false))).Patch;
+        Assert.Same(patch, Assert.Single(detector.Detect(Context(first, store: false))).Patch);
+
+        var more = Snapshot(Config(ServiceHeaderDetector.GroupAbove + 3));
+        var changed = Assert.Single(detector.Detect(Context(more, store: false))).Patch!;
+        Assert.NotSame(patch, changed);
+        Assert.Contains($"c{ServiceHeaderDetector.GroupAbove + 2}:", changed.Yaml, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void ObservedFindingsOfTheGatewayAreReported()
     {
         var snapshot = Snapshot("""

@@ -28,7 +28,10 @@ public sealed class ServiceRouteDetectorTests : ServiceAdviceTestBase
         Assert.Equal(0, Apply(writes.Patch).Config.Clusters["writes"].Retries.Attempts);
 
         // Its GET route still uses the retries: reported, no patch.
-        Assert.Null(Assert.Single(findings, f => f.Subject.Name == "mixed").Patch);
+        var mixed = Assert.Single(findings, f => f.Subject.Name == "mixed");
+        Assert.Null(mixed.Patch);
+        Assert.Equal(1, mixed.Evidence.Values.Single(v => v.Name == "routes with only non-idempotent methods").Value);
+        Assert.Equal(2, mixed.Evidence.Values.Single(v => v.Name == "routes to the cluster").Value);
     }
 
     [Fact]
