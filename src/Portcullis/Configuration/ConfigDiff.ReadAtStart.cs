@@ -59,6 +59,13 @@ internal static partial class ConfigDiff
     };
 
     /// <summary>
+    /// Serializes the sections read at start once, as a reload's restart diff will: System.Text.Json builds its
+    /// metadata for the whole config model on first use (0.25–0.34 s on two cores, three quarters of the first reload
+    /// of a 10-route config), which the reloader has done after start rather than during the first reload.
+    /// </summary>
+    internal static void WarmUp(GatewaySnapshot running) => _ = Node.Of(ReadAtStartSections(running.Source));
+
+    /// <summary>
     /// The settings read at start-up that differ between what the gateway started with and
     /// <paramref name="next"/> (so a change stays reported until a restart, and undoing it needs none).
     /// </summary>

@@ -80,6 +80,18 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
         Watch(_store.Current);
         _inputs = Files.InputDigest.Of(_store.Current.Files);
         _builtDiagnostics = _store.StartupDiagnostics;
+        _ = Task.Run(() =>
+        {
+            try
+            {
+                ConfigDiff.WarmUp(_running);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // Only a head start: the first reload's diff reports whatever this would have.
+                Log.WarmUpFailed(_logger, ex);
+            }
+        }, CancellationToken.None);
         try
         {
             // Right before registering: with SIGHUP inherited as ignored, the registration would install nothing.
@@ -387,6 +399,9 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
 
         [LoggerMessage(1013, LogLevel.Warning, "Reload: {Participant} needs a restart to apply its change ({Reason})")]
         public static partial void ParticipantRestartRequired(ILogger logger, string participant, string reason);
+
+        [LoggerMessage(1014, LogLevel.Debug, "Warming the reload's restart diff failed; the first reload does it")]
+        public static partial void WarmUpFailed(ILogger logger, Exception exception);
 
         [LoggerMessage(1005, LogLevel.Error, "Configuration reload ({Trigger}) failed unexpectedly; the previous configuration keeps serving")]
         public static partial void ReloadFailed(ILogger logger, string trigger, Exception exception);
