@@ -55,6 +55,8 @@ internal sealed class GatewayMetrics : IDisposable
         _trafficRejections = _meter.CreateCounter<long>("portcullis.traffic.rejections", "{request}", "Requests refused by rate limits, quotas or concurrency limits, by route, decision and policy.");
 
         _meter.CreateObservableCounter("portcullis.config.reloads", ObserveReloads, "{reload}", "Configuration reloads by result (ok, rejected).");
+        _meter.CreateObservableGauge("portcullis.config.last_reload.duration", ObserveLastReload, "s", "How long the last reload took (applied, unchanged or rejected); absent before the first. Its phases are in GET /admin/reload.");
+        _meter.CreateObservableCounter("portcullis.heap.trims", ObserveHeapTrims, "{trim}", "Collections run to give a large build's memory back (HeapTrim, log event 1045); each paused requests.");
         _meter.CreateObservableCounter("portcullis.access_log.lines", ObserveAccessLog, "{line}", "Access-log lines by outcome (written, dropped, sampled_out, write_error, format_error).");
         // The other capabilities' observable instruments (destinations, issuer keys, token caches, certificates, Redis).
         foreach (var contributor in services.GetServices<IMetricsContributor>()) contributor.Register(_meter);
@@ -135,6 +137,18 @@ internal sealed class GatewayMetrics : IDisposable
         if (_services.GetService<ConfigReloader>() is not { } reloader) yield break;
         yield return new Measurement<long>(reloader.AppliedCount, new KeyValuePair<string, object?>("result", "ok"));
         yield return new Measurement<long>(reloader.RejectedCount, new KeyValuePair<string, object?>("result", "rejected"));
+    }
+
+    private IEnumerable<Measurement<double>> ObserveLastReload()
+    {
+        if (_services.GetService<ConfigReloader>() is not { LastResult.Timings: not null } reloader) yield break;
+        yield return new Measurement<double>(reloader.LastResult.Duration.TotalSeconds);
+    }
+
+    private IEnumerable<Measurement<long>> ObserveHeapTrims()
+    {
+        if (_services.GetService<HeapTrim>() is not { } trim) yield break;
+        yield return new Measurement<long>(trim.Trims);
     }
 
     private IEnumerable<Measurement<long>> ObserveAccessLog()

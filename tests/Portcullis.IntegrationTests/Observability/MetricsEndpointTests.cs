@@ -204,6 +204,11 @@ public sealed class MetricsEndpointTests : IAsyncLifetime
         var after = await PrometheusText.ScrapeAsync(_gateway.Admin);
         Assert.True(Reloads(after, "ok") - Reloads(before, "ok") >= 1);
         Assert.True(Reloads(after, "rejected") - Reloads(before, "rejected") >= 1);
+        // The last reload's duration (the rejected one: parsed, bound and compiled), and the heap trims: none for a
+        // config this small.
+        Assert.InRange(after.Sum("portcullis_config_last_reload_duration_seconds"), double.Epsilon, 60);
+        Assert.True(after.Has("portcullis_heap_trims_total"));
+        Assert.Equal(0, after.Sum("portcullis_heap_trims_total"));
     }
 
     [Fact]
