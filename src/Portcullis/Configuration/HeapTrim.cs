@@ -14,14 +14,15 @@ namespace Portcullis.Configuration;
 /// advisor's runs each leave a little that no collection takes while nothing else allocates, so resident memory
 /// would otherwise climb for as long as the gateway idles (~14 MB a minute at 50,000 routes before the service
 /// checks stopped rebuilding per-cluster lists). Any other collection restarts the count: a gateway under traffic
-/// collects its own garbage, the advisor's with it, and is not paused for it. The trim pauses requests for about as long as a gen-2
-/// collection of the live heap (0.2–0.6 s at 50,000 routes on two cores), so it runs at start before the listeners
-/// open, and otherwise once builds have stopped for <see cref="QuietPeriod"/>: a burst of reloads keeps the grown
-/// heap (a reload into a trimmed heap spends about half its time waiting for the collections that grow it again).
+/// collects its own garbage, the advisor's with it, and is not paused for it. The trim pauses requests for about as
+/// long as a gen-2 collection of the live heap (0.2–0.6 s at 50,000 routes on two cores), so it runs at start before
+/// the listeners open, and otherwise once builds have stopped for <see cref="QuietPeriod"/>: a burst of reloads keeps
+/// the grown heap (a reload into a trimmed heap spends about half its time waiting for the collections that grow it
+/// again).
 /// </summary>
 internal sealed partial class HeapTrim : IDisposable
 {
-    /// <summary>Bytes builds must have allocated since the last trim before one pays for its pause (measured: a reload allocates ~14 MB at 1,000 routes, ~71 MB at 5,000, ~142 MB at 10,000).</summary>
+    /// <summary>Bytes builds must have allocated since the last collection before a trim pays for its pause (measured: a reload allocates ~14 MB at 1,000 routes, ~71 MB at 5,000, ~142 MB at 10,000).</summary>
     public const long Threshold = 128L << 20;
 
     /// <summary>How long after the last build the trim waits.</summary>

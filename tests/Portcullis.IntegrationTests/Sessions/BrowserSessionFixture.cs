@@ -103,6 +103,24 @@ internal static class SessionSetup
         await page.ClickAsync("#signin");
     }
 
+    /// <summary>
+    /// Waits for the page to reach <paramref name="url"/> after a sign-in; on a timeout says where it is instead and
+    /// what it shows (a refused sign-in's problem body), with the gateway's log: "Timeout 45000ms exceeded" alone
+    /// left a CI failure unexplained.
+    /// </summary>
+    public static async Task ArriveAsync(IPage page, string url, TestGateway gateway)
+    {
+        try
+        {
+            await page.WaitForURLAsync(url);
+        }
+        catch (TimeoutException ex)
+        {
+            var body = await page.InnerTextAsync("body");
+            throw new TimeoutException($"{ex.Message}\nexpected {url}, the page is at {page.Url} showing: {body[..Math.Min(body.Length, 2000)]}\ngateway log:\n{gateway.Logs}", ex);
+        }
+    }
+
     /// <summary>The echo upstream's JSON answer shown in the page.</summary>
     public static async Task<UpstreamAnswer> UpstreamAnswerAsync(IPage page)
     {

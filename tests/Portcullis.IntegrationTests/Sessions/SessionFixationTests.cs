@@ -61,7 +61,7 @@ public sealed class SessionFixationTests : IAsyncLifetime
         var page = await _browser.NewPageAsync();
         await page.GotoAsync(_gateway.Url + "/app/start");
         await SessionSetup.SignInAsync(page, BrowserIdentityProvider.Alice);
-        await page.WaitForURLAsync(_gateway.Url + "/app/start");
+        await SessionSetup.ArriveAsync(page, _gateway.Url + "/app/start", _gateway);
         Assert.Equal("alice", (await SessionSetup.UpstreamAnswerAsync(page)).Header("X-Subject"));
         var old = (await page.Context.CookiesAsync()).Single(c => c.Name == cookieName).Value;
         Assert.Equal(HttpStatusCode.OK, (await GetAsync("/app/with-old", cookieName, old)).StatusCode);
@@ -70,7 +70,7 @@ public sealed class SessionFixationTests : IAsyncLifetime
         await page.Context.ClearCookiesAsync(new() { Name = BrowserIdentityProvider.CookieName });
         await page.GotoAsync(_gateway.Url + "/.portcullis/login/corp?rd=/contractors/start");
         await SessionSetup.SignInAsync(page, BrowserIdentityProvider.Bob);
-        await page.WaitForURLAsync(_gateway.Url + "/contractors/start");
+        await SessionSetup.ArriveAsync(page, _gateway.Url + "/contractors/start", _gateway);
         Assert.Equal("bob", (await SessionSetup.UpstreamAnswerAsync(page)).Header("X-Subject"));
         var fresh = (await page.Context.CookiesAsync()).Single(c => c.Name == cookieName).Value;
         Assert.NotEqual(old, fresh);
