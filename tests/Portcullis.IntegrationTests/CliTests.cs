@@ -412,6 +412,28 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Process_Run_WritesNoKeyMaterialToDisk()
+    {
+        // ASP.NET Core's default Data Protection writes its key ring, unencrypted, to ~/.aspnet/DataProtection-Keys
+        // when the host starts. The gateway's keys stay in memory: with HOME pointed at an empty folder, a gateway
+        // that started, served and stopped has left no file in it.
+        var home = Directory.CreateDirectory(Path.Combine(_directory, "home")).FullName;
+        var port = Ports.GetFree();
+        var path = Write("keys-at-rest.yaml", ValidConfig(port, "v1"));
+
+        using var gateway = CliProcess.StartWith(new Dictionary<string, string> { ["HOME"] = home }, "run", "-c", path);
+        await gateway.WaitForOutputAsync("serving", TimeSpan.FromSeconds(20));
+        using (var client = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}"), Timeout = TimeSpan.FromSeconds(5) })
+        {
+            Assert.Equal("v1", await client.GetStringAsync("/hello"));
+        }
+
+        gateway.Signal("TERM");
+        Assert.True(await gateway.WaitForExitAsync(TimeSpan.FromSeconds(15)), "did not stop on SIGTERM");
+        Assert.Empty(Directory.GetFiles(home, "*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
     public async Task Process_Run_ListenerPortInUse_Exits1WithoutStackTrace()
     {
         using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
@@ -521,8 +543,13 @@ internal sealed class CliProcess : IDisposable
 
     public static CliProcess Start(params string[] args) => StartUnder(null, args);
 
+    /// <summary>Starts it with extra environment variables.</summary>
+    public static CliProcess StartWith(IReadOnlyDictionary<string, string> environment, params string[] args) => StartProcess(null, args, environment);
+
     /// <summary>Starts it through <paramref name="wrapper"/> (e.g. nohup), which execs the dotnet host: same pid.</summary>
-    public static CliProcess StartUnder(string? wrapper, params string[] args)
+    public static CliProcess StartUnder(string? wrapper, params string[] args) => StartProcess(wrapper, args, null);
+
+    private static CliProcess StartProcess(string? wrapper, string[] args, IReadOnlyDictionary<string, string>? environment)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "portcullis.dll");
         Assert.True(File.Exists(dll), $"{dll} is missing: the test project must reference Portcullis.Cli");
@@ -540,6 +567,7 @@ internal sealed class CliProcess : IDisposable
         start.Environment["DOTNET_ENVIRONMENT"] = "Production";
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         start.Environment["DOTNET_NOLOGO"] = "1";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) start.Environment[name] = value;
 
         return Launch(start);
     }

@@ -298,6 +298,12 @@ internal static class SessionServiceCollectionExtensions
         services.AddHostedService(sp => sp.GetRequiredService<SessionDiscoveryMonitor>());
         services.AddSingleton<SessionGate>();
         services.AddSingleton<SignInStarter>();
+        // AddAuthentication registers the host's own Data Protection, whose default writes a key ring in plain XML
+        // to ~/.aspnet/DataProtection-Keys at start-up. Nothing of the gateway protects with it (sessions have
+        // their own provider, the admin UI an ephemeral one), so its keys live in memory only and die with the
+        // process. Configured first: the default setup looks for (and creates) the folder only when no repository is set.
+        services.Configure<Microsoft.AspNetCore.DataProtection.KeyManagement.KeyManagementOptions>(options => options.XmlRepository = new InMemoryKeyRepository());
+        services.AddDataProtection().UseEphemeralDataProtectionProvider();
         var authentication = services.AddAuthentication(); // the session endpoints need the handler provider even without providers
         if (initial.Sessions is not { Providers.Count: > 0 } sessions) return services;
 
@@ -313,5 +319,22 @@ internal static class SessionServiceCollectionExtensions
         }
 
         return services;
+    }
+}
+
+/// <summary>A Data Protection key repository that keeps its keys in memory: nothing is written to disk.</summary>
+internal sealed class InMemoryKeyRepository : Microsoft.AspNetCore.DataProtection.Repositories.IXmlRepository
+{
+    private readonly List<System.Xml.Linq.XElement> _elements = [];
+    private readonly Lock _lock = new();
+
+    public IReadOnlyCollection<System.Xml.Linq.XElement> GetAllElements()
+    {
+        lock (_lock) return [.. _elements.Select(e => new System.Xml.Linq.XElement(e))];
+    }
+
+    public void StoreElement(System.Xml.Linq.XElement element, string friendlyName)
+    {
+        lock (_lock) _elements.Add(new System.Xml.Linq.XElement(element));
     }
 }
