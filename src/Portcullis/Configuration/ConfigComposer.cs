@@ -1,9 +1,7 @@
-using YamlDotNet.RepresentationModel;
-
 namespace Portcullis.Configuration;
 
 /// <summary>
-/// Builds one YAML tree from several files before binding: a file's <c>include:</c> (files, folders of
+/// Builds one tree of <see cref="ConfigNode"/>s from several files before binding: a file's <c>include:</c> (files, folders of
 /// <c>*.yaml</c>/<c>*.yml</c> read in name order, or <c>*</c> patterns, relative to that file) adds to it, and
 /// each overlay (<c>-c base.yaml -c prod.yaml</c>) overrides what came before.
 /// <list type="bullet">
@@ -23,7 +21,7 @@ internal sealed class ConfigComposer
     private static readonly string[] YamlExtensions = [".yaml", ".yml"];
 
     private readonly YamlConfigBinder _binder;
-    private readonly Dictionary<YamlNode, string> _nodeFiles = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<ConfigNode, string> _nodeFiles = new(ReferenceEqualityComparer.Instance);
     private readonly Dictionary<string, string> _fullPaths = new(StringComparer.Ordinal);
     private readonly List<string> _reading = [];
 
@@ -46,18 +44,18 @@ internal sealed class ConfigComposer
     public List<string> Folders { get; } = [];
 
     /// <summary>The file a node was written in; null for the first file (which the binder names itself).</summary>
-    public string? FileOf(YamlNode node) => _nodeFiles.GetValueOrDefault(node);
+    public string? FileOf(ConfigNode node) => _nodeFiles.GetValueOrDefault(node);
 
     /// <summary>Which file wrote each part of <paramref name="root"/> (the tree <see cref="Compose"/> returned).</summary>
-    public ConfigProvenance Provenance(YamlNode root) => new(root,
+    public ConfigProvenance Provenance(ConfigNode root) => new(root,
         node => _nodeFiles.TryGetValue(node, out var display) ? _fullPaths[display] : null,
         Sources[0].Path,
         Sources.GroupBy(s => s.Path, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.First().Text, StringComparer.Ordinal));
 
     /// <summary>The composed tree; null when a file could not be read or parsed (diagnostics say why).</summary>
-    public YamlNode? Compose(IReadOnlyList<string> paths)
+    public ConfigNode? Compose(IReadOnlyList<string> paths)
     {
-        YamlNode? root = null;
+        ConfigNode? root = null;
         var failed = false;
         for (var i = 0; i < paths.Count; i++)
         {
@@ -76,7 +74,7 @@ internal sealed class ConfigComposer
     }
 
     /// <param name="display">The file's name as diagnostics show it (as given, or relative to the current folder).</param>
-    private YamlNode? Read(string path, string display, bool first, int depth, (YamlNode Node, string File)? from)
+    private ConfigNode? Read(string path, string display, bool first, int depth, (ConfigNode Node, string File)? from)
     {
         var full = Path.GetFullPath(path);
         if (_reading.Contains(full, StringComparer.Ordinal))
@@ -118,19 +116,20 @@ internal sealed class ConfigComposer
         var root = _binder.Parse(display, text);
         if (root is null) return null;
         if (!first) Map(root, display, full);
-        if (root is not YamlMappingNode mapping) return root;
+        if (root is not ConfigMapping mapping) return root;
 
-        var include = mapping.Children.FirstOrDefault(c => c.Key is YamlScalarNode { Value: "include" });
-        if (include.Key is null) return root;
-        mapping.Children.Remove(include.Key);
+        var includeIndex = mapping.IndexOf("include");
+        if (includeIndex < 0) return root;
+        var include = mapping.Children[includeIndex];
+        mapping.Children.RemoveAt(includeIndex);
         var file = display;
         var entries = include.Value switch
         {
-            YamlSequenceNode list => list.Children,
-            YamlScalarNode scalar => [scalar],
+            ConfigSequence list => list.Children,
+            ConfigScalar scalar => [scalar],
             _ => [],
         };
-        if (include.Value is YamlMappingNode)
+        if (include.Value is ConfigMapping)
         {
             _binder.ErrorIn(file, include.Value.Start.Line, include.Value.Start.Column, "include: expected a file, a folder or a list of them", "include: [conf.d/] or include: [services/*.yaml]");
             return null;
@@ -140,7 +139,7 @@ internal sealed class ConfigComposer
         var ok = true;
         foreach (var entry in entries)
         {
-            if (entry is not YamlScalarNode { Value: { Length: > 0 } name })
+            if (entry is not ConfigScalar { Value: { Length: > 0 } name })
             {
                 _binder.ErrorIn(file, entry.Start.Line, entry.Start.Column, "include: expected a file or folder name", null);
                 ok = false;
@@ -156,7 +155,7 @@ internal sealed class ConfigComposer
                     continue;
                 }
 
-                if (node is YamlScalarNode { Value: null or "" }) continue; // an empty file adds nothing
+                if (node is ConfigScalar { Value: null or "" }) continue; // an empty file adds nothing
                 ok &= Merge(root, node, overlay: false, "");
             }
         }
@@ -165,7 +164,7 @@ internal sealed class ConfigComposer
         return ok ? root : null;
     }
 
-    private List<string> Expand(string name, string directory, (YamlNode Node, string File) from)
+    private List<string> Expand(string name, string directory, (ConfigNode Node, string File) from)
     {
         var full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(name, directory));
         if (Directory.Exists(full))
@@ -201,31 +200,37 @@ internal sealed class ConfigComposer
     }
 
     /// <summary>Merges <paramref name="next"/> into <paramref name="into"/>; false after reporting a conflict.</summary>
-    private bool Merge(YamlNode into, YamlNode next, bool overlay, string path)
+    private bool Merge(ConfigNode into, ConfigNode next, bool overlay, string path)
     {
-        if (into is YamlMappingNode target && next is YamlMappingNode source)
+        if (into is ConfigMapping target && next is ConfigMapping source)
         {
             var ok = true;
-            var keys = new Dictionary<string, YamlNode>(StringComparer.Ordinal);
-            foreach (var key in target.Children.Keys)
+            var keys = new Dictionary<string, int>(StringComparer.Ordinal);
+            for (var i = 0; i < target.Children.Count; i++)
             {
-                if (key is YamlScalarNode { Value: { } n }) keys.TryAdd(n, key);
+                if (target.Children[i].Key is ConfigScalar { Value: { } n }) keys.TryAdd(n, i);
             }
 
             foreach (var (key, value) in source.Children)
             {
-                if (key is not YamlScalarNode { Value: { } name })
+                if (key is not ConfigScalar { Value: { } name })
                 {
-                    target.Children.Add(key, value); // the binder reports a key that is not a plain name
+                    target.Children.Add(new(key, value)); // the binder reports a key that is not a plain name
                     continue;
                 }
 
-                var existing = keys.TryGetValue(name, out var existingKey) ? new KeyValuePair<YamlNode, YamlNode>(existingKey, target.Children[existingKey]) : default;
                 var childPath = path.Length == 0 ? name : path + "." + name;
-                if (existing.Key is null) target.Children.Add(key, value);
-                else if (existing.Value is YamlMappingNode && value is YamlMappingNode) ok &= Merge(existing.Value, value, overlay, childPath);
-                else if (IsNamedList(existing.Value) && IsNamedList(value)) ok &= MergeNamed((YamlSequenceNode)existing.Value, (YamlSequenceNode)value, overlay, childPath);
-                else if (overlay) target.Children[existing.Key] = value;
+                if (!keys.TryGetValue(name, out var index))
+                {
+                    keys[name] = target.Children.Count;
+                    target.Children.Add(new(key, value));
+                    continue;
+                }
+
+                var existing = target.Children[index];
+                if (existing.Value is ConfigMapping && value is ConfigMapping) ok &= Merge(existing.Value, value, overlay, childPath);
+                else if (IsNamedList(existing.Value) && IsNamedList(value)) ok &= MergeNamed((ConfigSequence)existing.Value, (ConfigSequence)value, overlay, childPath);
+                else if (overlay) target.Children[index] = new(existing.Key, value);
                 else ok &= Conflict(childPath, existing.Value, value);
             }
 
@@ -236,7 +241,7 @@ internal sealed class ConfigComposer
         return Conflict(path.Length == 0 ? "document" : path, into, next);
     }
 
-    private bool MergeNamed(YamlSequenceNode into, YamlSequenceNode next, bool overlay, string path)
+    private bool MergeNamed(ConfigSequence into, ConfigSequence next, bool overlay, string path)
     {
         var ok = true;
         // By name in one pass (thousands of routes across conf.d files must not cost a scan each).
@@ -263,7 +268,7 @@ internal sealed class ConfigComposer
         return ok;
     }
 
-    private bool Conflict(string what, YamlNode first, YamlNode second, bool defined = false)
+    private bool Conflict(string what, ConfigNode first, ConfigNode second, bool defined = false)
     {
         var firstFile = FileOf(first) ?? _binder.File;
         _binder.ErrorIn(FileOf(second) ?? _binder.File, second.Start.Line, second.Start.Column,
@@ -279,21 +284,21 @@ internal sealed class ConfigComposer
         return relative.StartsWith("..", StringComparison.Ordinal) || Path.IsPathRooted(relative) ? full : relative;
     }
 
-    private static string Describe(string file, YamlNode node) => $"{file}:{node.Start.Line}:{node.Start.Column}";
+    private static string Describe(string file, ConfigNode node) => $"{file}:{node.Start.Line}:{node.Start.Column}";
 
-    private static bool IsNamedList(YamlNode node) =>
-        node is YamlSequenceNode { Children.Count: > 0 } list && list.Children.All(i => NameOf(i) is not null);
+    private static bool IsNamedList(ConfigNode node) =>
+        node is ConfigSequence { Children.Count: > 0 } list && list.Children.All(i => NameOf(i) is not null);
 
-    private static string? NameOf(YamlNode item) =>
-        item is YamlMappingNode mapping && mapping.Children.FirstOrDefault(c => c.Key is YamlScalarNode { Value: "name" }).Value is YamlScalarNode { Value: { Length: > 0 } name } ? name : null;
+    private static string? NameOf(ConfigNode item) =>
+        item is ConfigMapping mapping && mapping.ValueOf("name") is ConfigScalar { Value: { Length: > 0 } name } ? name : null;
 
-    private void Map(YamlNode root, string file, string full)
+    private void Map(ConfigNode root, string file, string full)
     {
         _fullPaths[file] = full;
         foreach (var node in root.AllNodes) _nodeFiles[node] = file;
     }
 
-    private void Report((YamlNode Node, string File)? from, string message, string? hint)
+    private void Report((ConfigNode Node, string File)? from, string message, string? hint)
     {
         if (from is { } at) _binder.ErrorIn(at.File, at.Node.Start.Line, at.Node.Start.Column, message, hint);
         else _binder.ErrorIn(_binder.File, 1, 1, message, hint);

@@ -10,16 +10,16 @@ namespace Portcullis.Configuration;
 /// </summary>
 internal sealed class ConfigProvenance
 {
-    private readonly YamlMappingNode? _root;
-    private readonly Func<YamlNode, string?> _fileOf;
+    private readonly ConfigMapping? _root;
+    private readonly Func<ConfigNode, string?> _fileOf;
 
     /// <param name="root">The composed tree.</param>
     /// <param name="fileOf">The full path of the file a node came from; null for the main file.</param>
     /// <param name="mainFile">The main file (full path).</param>
     /// <param name="texts">Every file read (full path) and its text as it was read.</param>
-    public ConfigProvenance(YamlNode root, Func<YamlNode, string?> fileOf, string mainFile, IReadOnlyDictionary<string, string> texts)
+    public ConfigProvenance(ConfigNode root, Func<ConfigNode, string?> fileOf, string mainFile, IReadOnlyDictionary<string, string> texts)
     {
-        _root = root as YamlMappingNode;
+        _root = root as ConfigMapping;
         _fileOf = fileOf;
         MainFile = mainFile;
         Texts = texts;
@@ -31,7 +31,7 @@ internal sealed class ConfigProvenance
     public IReadOnlyDictionary<string, string> Texts { get; }
 
     /// <summary>The file (full path) a node of the composed tree was written in.</summary>
-    public string FileOf(YamlNode node) => _fileOf(node) ?? MainFile;
+    public string FileOf(ConfigNode node) => _fileOf(node) ?? MainFile;
 
     /// <summary>
     /// The file a patch has to be written into: the one that defines every existing entry it changes. An entry is
@@ -62,13 +62,14 @@ internal sealed class ConfigProvenance
     }
 
     // depth: 0 the root, 1 a section (clusters, routes), 2 an entry (clusters.orders, routes[orders]) and below.
-    private void Walk(YamlNode composed, YamlNode patch, int depth, SortedSet<string> files)
+    // The composed tree is the loader's; the patch is YamlDotNet's model (ConfigPatcher writes it back as text).
+    private void Walk(ConfigNode composed, YamlNode patch, int depth, SortedSet<string> files)
     {
-        if (composed is YamlMappingNode mapping && patch is YamlMappingNode patchMapping)
+        if (composed is ConfigMapping mapping && patch is YamlMappingNode patchMapping)
         {
             foreach (var (key, value) in patchMapping.Children)
             {
-                var child = Child(mapping, (key as YamlScalarNode)?.Value);
+                var child = (key as YamlScalarNode)?.Value is { } name ? mapping.ValueOf(name) : null;
                 if (child is null)
                 {
                     if (depth >= 2 && !IsNull(value)) files.Add(FileOf(mapping)); // a key added to an existing entry
@@ -76,14 +77,14 @@ internal sealed class ConfigProvenance
                 }
 
                 if (IsNull(value)) files.Add(FileOf(child)); // removed
-                else if (child is YamlScalarNode { Value: var same } && value is YamlScalarNode { Value: var to } && same == to) continue; // unchanged (a named item's name)
+                else if (child is ConfigScalar { Value: var same } && value is YamlScalarNode { Value: var to } && same == to) continue; // unchanged (a named item's name)
                 else Walk(child, value, depth + 1, files);
             }
 
             return;
         }
 
-        if (composed is YamlSequenceNode sequence && patch is YamlSequenceNode patchSequence && patchSequence.Children.Count > 0
+        if (composed is ConfigSequence sequence && patch is YamlSequenceNode patchSequence && patchSequence.Children.Count > 0
             && patchSequence.Children.All(c => NameOf(c) is not null))
         {
             foreach (var item in patchSequence.Children)
@@ -117,6 +118,9 @@ internal sealed class ConfigProvenance
 
     private static string? NameOf(YamlNode item) =>
         item is YamlMappingNode mapping && Child(mapping, "name") is YamlScalarNode { Value: { Length: > 0 } name } ? name : null;
+
+    private static string? NameOf(ConfigNode item) =>
+        item is ConfigMapping mapping && mapping.ValueOf("name") is ConfigScalar { Value: { Length: > 0 } name } ? name : null;
 
     private static bool IsNull(YamlNode node) =>
         node is YamlScalarNode { Style: YamlDotNet.Core.ScalarStyle.Plain or YamlDotNet.Core.ScalarStyle.Any, Value: null or "" or "~" or "null" or "Null" or "NULL" };

@@ -1,7 +1,6 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using YamlDotNet.Core;
-using YamlDotNet.RepresentationModel;
 
 namespace Portcullis.Configuration;
 
@@ -71,7 +70,8 @@ internal sealed partial class YamlConfigBinder
         var message = ex.InnerException?.Message ?? ex.Message;
         // YamlDotNet prefixes messages with its own (Line: .., Col: ..) text; we print our own.
         message = PositionPrefix().Replace(message, "").Trim();
-        Error(line, column, $"malformed YAML: {message}", hint);
+        Error(line, column, $"malformed YAML: {message}",
+            message.StartsWith("Duplicate key", StringComparison.Ordinal) ? "a key may appear only once in a mapping: remove one of them or merge the two" : hint);
     }
 
     // The outermost '{' or '[' from the parser's mark on that is still open at the end (quotes and comments skipped).

@@ -1,7 +1,6 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using YamlDotNet.Core;
-using YamlDotNet.RepresentationModel;
 
 namespace Portcullis.Configuration;
 
@@ -21,7 +20,7 @@ internal sealed partial class YamlConfigBinder
     /// Applies ${VAR}, ${env:VAR}, ${VAR:-default} and ${file:PATH} (a file's content, trailing newline removed;
     /// relative to the file the value is written in); $${ writes a literal ${. ${map:...} and the template words (<see cref="TemplateWords"/>) are left for route templates.
     /// </summary>
-    private string? Substitute(YamlScalarNode scalar, string path)
+    private string? Substitute(ConfigScalar scalar, string path)
     {
         var value = scalar.Value ?? "";
         if (!value.Contains('$', StringComparison.Ordinal)) return value;
@@ -52,7 +51,7 @@ internal sealed partial class YamlConfigBinder
         return failed ? null : result;
     }
 
-    private string? ReadSecretFile(YamlScalarNode scalar, long column, string name, string path)
+    private string? ReadSecretFile(ConfigScalar scalar, long column, string name, string path)
     {
         var file = FileOf?.Invoke(scalar) ?? _file;
         var full = Path.GetFullPath(name, Path.GetDirectoryName(Path.GetFullPath(file))!);
