@@ -99,17 +99,21 @@ internal sealed class TrafficStores : IAsyncDisposable, ISnapshotParticipant
     // Rate limits, quotas, stores and concurrency as configured (secrets compared through the Redis options record).
     private static bool SameSettings(GatewaySnapshot a, GatewaySnapshot b)
     {
+        // The policies are few and nested: compared as JSON. Routes and clusters are compared by name and
+        // concurrency (a flat record) directly: serializing 50,000 routes took a tenth of a second per reload.
         static System.Text.Json.JsonElement Of(GatewaySnapshot s) => System.Text.Json.JsonSerializer.SerializeToElement(new
         {
             s.Config.RateLimits,
             s.Config.Quotas,
             s.Config.Plans,
             s.Config.Plan,
-            Routes = s.Config.Routes.Select(r => new { r.Name, r.Concurrency }),
-            Clusters = s.Config.Clusters.Select(c => new { c.Key, c.Value.Concurrency }),
         }, ConfigJson.Options);
 
-        return a.Config.Stores == b.Config.Stores && System.Text.Json.JsonElement.DeepEquals(Of(a), Of(b));
+        return a.Config.Stores == b.Config.Stores
+            && a.Config.Routes.Select(static r => (r.Name, r.Concurrency)).SequenceEqual(b.Config.Routes.Select(static r => (r.Name, r.Concurrency)))
+            && a.Config.Clusters.Count == b.Config.Clusters.Count
+            && a.Config.Clusters.All(c => b.Config.Clusters.TryGetValue(c.Key, out var other) && other.Concurrency == c.Value.Concurrency)
+            && System.Text.Json.JsonElement.DeepEquals(Of(a), Of(b));
     }
 
     private void Retire(RedisCounterStore? old)
