@@ -41,6 +41,8 @@ public sealed partial class ReloadTimingsTests
         var phases = Phases(body);
         Assert.Equal(["parse", "bind", "compile"], phases.Keys);
         Assert.All(phases.Values, ms => Assert.True(ms >= 0));
+        Assert.True(body.GetProperty("gcPauseMs").GetDouble() >= 0);
+        Assert.Equal(["gen0", "gen1", "gen2"], body.GetProperty("gcCollections").EnumerateObject().Select(p => p.Name));
         Assert.True(body.GetProperty("durationMs").GetDouble() >= phases.Values.Sum() - 0.5);
 
         // A valid change: every phase, in order. The file watcher may apply it before this call does (the call
@@ -63,6 +65,6 @@ public sealed partial class ReloadTimingsTests
         Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
     }
 
-    [GeneratedRegex(@"; in (?<total>\d+) ms \(parse \d+ ms, bind \d+ ms, compile \d+ ms, restartDiff \d+ ms, prepare \d+ ms, swap \d+ ms\)")]
+    [GeneratedRegex(@"; in (?<total>\d+) ms \(parse \d+ ms, bind \d+ ms, compile \d+ ms, restartDiff \d+ ms, prepare \d+ ms, swap \d+ ms; GC paused \d+ ms \(collections: gen0 \d+, gen1 \d+, gen2 \d+\)\)")]
     private static partial Regex AppliedLine();
 }

@@ -215,7 +215,11 @@ internal sealed partial class ConfigReloader : IHostedService, IDisposable
             _gate.Release();
         }
 
-        TimeSpan Elapsed() => System.Diagnostics.Stopwatch.GetElapsedTime(started);
+        TimeSpan Elapsed()
+        {
+            timings.Stop();
+            return System.Diagnostics.Stopwatch.GetElapsedTime(started);
+        }
     }
 
     // The build, and what it allocated on its own thread (for HeapTrim).

@@ -16,13 +16,20 @@ internal sealed record ReloadResult(
     /// <summary>Where <see cref="Duration"/> went; null for the start-up result.</summary>
     public ReloadTimings? Timings { get; init; }
 
-    /// <summary>Writes durationMs and phasesMs (when the reload measured them: not for the start-up result).</summary>
+    /// <summary>Writes durationMs, phasesMs, phasesAllocatedMB, gcPauseMs and gcCollections (when the reload measured them: not for the start-up result).</summary>
     public void WriteTimings(System.Text.Json.Utf8JsonWriter w)
     {
         if (Timings is null) return;
         w.WriteNumber("durationMs", Math.Round(Duration.TotalMilliseconds, 1));
         w.WriteStartObject("phasesMs");
         foreach (var (phase, elapsed) in Timings.Measured) w.WriteNumber(phase, Math.Round(elapsed.TotalMilliseconds, 1));
+        w.WriteEndObject();
+        w.WriteStartObject("phasesAllocatedMB");
+        foreach (var (phase, bytes) in Timings.Allocated) w.WriteNumber(phase, Math.Round(bytes / 1048576.0, 1));
+        w.WriteEndObject();
+        w.WriteNumber("gcPauseMs", Math.Round(Timings.GcPause.TotalMilliseconds, 1));
+        w.WriteStartObject("gcCollections");
+        for (var gen = 0; gen < 3; gen++) w.WriteNumber("gen" + gen, Timings.Collections[gen]);
         w.WriteEndObject();
     }
 
