@@ -35,7 +35,9 @@ internal static partial class ConfigDiff
             {
                 "listeners" => change.Section == ListenerSection
                     && (change.Kind != ChangeKind.Changed || !change.Details.All(IsReloadableListenerDetail)),
-                "limits" => change.Section == LimitsSection,
+                // trimHeapAfterBuilds is read at each build (HeapTrim), the rest by Kestrel at start.
+                "limits" => change.Section == LimitsSection
+                    && (change.Kind != ChangeKind.Changed || !change.Details.All(d => d.StartsWith("trimHeapAfterBuilds:", StringComparison.Ordinal))),
                 // Sections compared field by field: details are "path: old → new" relative to the section.
                 _ => change.Section == section && field is not null && change.Details.Any(d =>
                     d.StartsWith(field + ":", StringComparison.Ordinal) || d.StartsWith(field + ".", StringComparison.Ordinal)
@@ -51,7 +53,7 @@ internal static partial class ConfigDiff
         Config = new PortcullisConfig
         {
             Listeners = loaded.Config.Listeners,
-            Limits = loaded.Config.Limits,
+            Limits = loaded.Config.Limits with { TrimHeapAfterBuilds = true }, // read at each build, not at start
             Identity = loaded.Config.Identity,
             Observability = loaded.Config.Observability,
             Analytics = loaded.Config.Analytics,

@@ -56,6 +56,11 @@ internal sealed partial class HeapTrim : IDisposable
         _timer = time.CreateTimer(static state => ((HeapTrim)state!).TrimPending(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
+    /// <summary>Whether trimming is on (limits.trimHeapAfterBuilds of the serving snapshot); always on when null (tests).</summary>
+    public Func<bool>? Enabled { get; init; }
+
+    private bool Off => Enabled is { } enabled && !enabled();
+
     /// <summary>Trims done since start.</summary>
     public long Trims => Interlocked.Read(ref _trims);
 
@@ -77,6 +82,12 @@ internal sealed partial class HeapTrim : IDisposable
     {
         lock (_lock)
         {
+            if (Off)
+            {
+                Cancel();
+                return;
+            }
+
             Add(what, allocatedBytes);
             if (_sinceTrim < _threshold) return;
             _pending = true;
@@ -92,6 +103,12 @@ internal sealed partial class HeapTrim : IDisposable
     {
         lock (_lock)
         {
+            if (Off)
+            {
+                Cancel();
+                return;
+            }
+
             Add(what, allocatedBytes);
             if (_sinceTrim < _threshold) return;
         }
@@ -111,12 +128,20 @@ internal sealed partial class HeapTrim : IDisposable
         _sinceTrim += allocatedBytes;
     }
 
+    // Under _lock: trimming was turned off; nothing counted so far is trimmed for later.
+    private void Cancel()
+    {
+        (_builds, _lastWhat, _sinceTrim, _pending) = (0, null, 0, false);
+        _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
     private void TrimPending()
     {
         string what;
         long bytes;
         lock (_lock)
         {
+            if (Off) Cancel();
             if (_lastWhat is null) return;
             what = _builds == 1 ? _lastWhat : $"{_builds} builds (the last: {_lastWhat})";
             bytes = _sinceTrim;

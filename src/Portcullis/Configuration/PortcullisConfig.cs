@@ -123,6 +123,9 @@ internal sealed record LimitsOptions
 
     [Description("On SIGTERM, how long the route listeners keep accepting and serving before they stop (then shutdownTimeout applies): /readyz answers 503 at once and every response closes its connection (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY), so clients move while load balancers and Kubernetes endpoints catch up. Default 0s (stop accepting at once, as HAProxy and Traefik do by default); 5s to 10s behind Kubernetes.")]
     public TimeSpan ShutdownDelay { get; init; } = TimeSpan.Zero;
+
+    [Description("Give back the memory that large configuration builds grew the heap into: once start, reloads and advisor runs allocated 128 MB, one compacting collection runs 10s after the last of them (it pauses requests, ~0.2–0.6s at 50,000 routes on two cores). Default true. false keeps the grown heap: more resident memory (~1.2 GB rather than ~0.4 GB at 50,000 routes), and reloads that do not have to grow it again (a one-route reload at 50,000 routes: 1.4–1.9s rather than 2.2–3.4s). Takes effect at the next build.")]
+    public bool TrimHeapAfterBuilds { get; init; } = true;
 }
 
 internal enum MapKind

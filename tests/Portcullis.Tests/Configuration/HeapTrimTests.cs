@@ -99,6 +99,33 @@ public sealed class HeapTrimTests
     }
 
     [Fact]
+    public void Turned_off_it_counts_nothing_and_drops_a_trim_that_was_waiting()
+    {
+        // limits.trimHeapAfterBuilds: false, e.g. reloaded while a trim waited for its quiet period.
+        var enabled = true;
+        using var trim = new HeapTrim(new ListLogger<HeapTrim>(), _time, collections: () => _collections) { Enabled = () => enabled };
+        trim.AfterBuild("the reload to generation 2", HeapTrim.Threshold);
+        Assert.True(trim.Pending);
+        enabled = false;
+        _time.Advance(HeapTrim.QuietPeriod);
+        Assert.Equal(0, trim.Trims);
+        Assert.False(trim.Pending);
+
+        trim.Now("start", HeapTrim.Threshold * 2);
+        trim.AfterBuild("the reload to generation 3", HeapTrim.Threshold * 2);
+        Assert.False(trim.Pending);
+        _time.Advance(HeapTrim.QuietPeriod * 3);
+        Assert.Equal(0, trim.Trims);
+
+        // On again: what was built while it was off does not count.
+        enabled = true;
+        trim.AfterBuild("the reload to generation 4", HeapTrim.Threshold / 2);
+        Assert.False(trim.Pending);
+        trim.AfterBuild("the reload to generation 5", HeapTrim.Threshold / 2);
+        Assert.True(trim.Pending);
+    }
+
+    [Fact]
     public void At_start_a_large_build_trims_at_once()
     {
         using var trim = Trim();

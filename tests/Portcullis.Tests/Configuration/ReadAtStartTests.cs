@@ -71,6 +71,7 @@ public sealed partial class ReadAtStartTests : IDisposable
     [InlineData("observability: { metrics: { path: /stats } }")]
     [InlineData("identity: { assertion: { lifetime: 30s } }")]
     [InlineData("listeners:\n  - { name: public, address: 127.0.0.1:18080, dropUnderscoreHeaders: false }\n")]
+    [InlineData("limits: { trimHeapAfterBuilds: false }")]
     public void Settings_that_follow_reloads_need_no_restart(string section)
     {
         var running = Build("running", Base);
