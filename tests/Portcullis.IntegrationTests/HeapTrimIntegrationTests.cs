@@ -28,7 +28,7 @@ public sealed class HeapTrimIntegrationTests
             """;
         await using var gateway = await TestGateway.StartAsync(yaml, configureServices: services =>
             services.Replace(ServiceDescriptor.Singleton(sp => new HeapTrim(sp.GetRequiredService<ILogger<HeapTrim>>(), TimeProvider.System,
-                threshold: 1, quietPeriod: TimeSpan.FromMilliseconds(300)))));
+                threshold: 1, quietPeriod: TimeSpan.FromMilliseconds(300), store: sp.GetRequiredService<SnapshotStore>()))));
         var trim = gateway.Services.GetRequiredService<HeapTrim>();
         // At start, before the listeners opened: done by the time the gateway answers.
         Assert.Equal(1, trim.Trims);
@@ -40,6 +40,41 @@ public sealed class HeapTrimIntegrationTests
         await Eventually.TrueAsync(() => trim.Trims >= 2, "the trim after the reload", context: () => Task.FromResult(gateway.Logs.ToString()));
         Assert.Contains("Heap trimmed after the reload to generation", gateway.Logs.ToString(), StringComparison.Ordinal);
         using var response = await gateway.Client.GetAsync("/b/x");
+        Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task Turned_off_in_the_file_nothing_is_trimmed_until_a_reload_turns_it_on()
+    {
+        await using var upstream = await TestUpstream.StartAsync("u");
+        var yaml = $$"""
+            advice: { enabled: false }
+            limits: { trimHeapAfterBuilds: false }
+            routes:
+              - { name: a, match: { pathPrefix: /a }, cluster: c }
+            clusters:
+              c: { destinations: [{{upstream.Url}}] }
+            """;
+        await using var gateway = await TestGateway.StartAsync(yaml, configureServices: services =>
+            services.Replace(ServiceDescriptor.Singleton(sp => new HeapTrim(sp.GetRequiredService<ILogger<HeapTrim>>(), TimeProvider.System,
+                threshold: 1, quietPeriod: TimeSpan.FromMilliseconds(300), store: sp.GetRequiredService<SnapshotStore>()))));
+        var trim = gateway.Services.GetRequiredService<HeapTrim>();
+        Assert.Equal(0, trim.Trims);
+
+        // A reload that keeps it off: nothing waits to be trimmed after it.
+        await gateway.WriteConfigAsync(yaml.Replace("pathPrefix: /a", "pathPrefix: /b", StringComparison.Ordinal));
+        var (status, body) = await gateway.ReloadAsync();
+        Assert.Equal(200, status);
+        Assert.False(trim.Pending);
+        Assert.Equal(0, trim.Trims);
+
+        // Turned on by a reload, with no restart: the build after it counts, and is trimmed.
+        await gateway.WriteConfigAsync(yaml.Replace("trimHeapAfterBuilds: false", "trimHeapAfterBuilds: true", StringComparison.Ordinal));
+        (status, body) = await gateway.ReloadAsync();
+        Assert.Equal(200, status);
+        Assert.Empty(body.GetProperty("restartRequired").EnumerateArray());
+        await Eventually.TrueAsync(() => trim.Trims >= 1, "the trim after the reload that turned it on", context: () => Task.FromResult(gateway.Logs.ToString()));
+        using var response = await gateway.Client.GetAsync("/a/x");
         Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
     }
 }

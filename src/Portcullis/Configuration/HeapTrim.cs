@@ -46,8 +46,11 @@ internal sealed partial class HeapTrim : IDisposable
     /// <param name="threshold">Bytes builds must allocate to be trimmed after; <see cref="Threshold"/> but in tests.</param>
     /// <param name="quietPeriod">How long after the last build to trim; <see cref="QuietPeriod"/> but in tests.</param>
     /// <param name="collections">How many collections the process has run (<see cref="GC.CollectionCount"/> of gen 0, which counts them all); given in tests.</param>
-    public HeapTrim(ILogger<HeapTrim> logger, TimeProvider time, long threshold = Threshold, TimeSpan? quietPeriod = null, Func<int>? collections = null)
+    /// <param name="store">Whose serving snapshot says whether trimming is on (limits.trimHeapAfterBuilds); null: always on.</param>
+    public HeapTrim(ILogger<HeapTrim> logger, TimeProvider time, long threshold = Threshold, TimeSpan? quietPeriod = null, Func<int>? collections = null,
+        SnapshotStore? store = null)
     {
+        if (store is not null) Enabled = () => store.Current.Config.Limits.TrimHeapAfterBuilds;
         _collections = collections ?? (static () => GC.CollectionCount(0));
         _collectionsSeen = _collections();
         _logger = logger;
@@ -56,7 +59,7 @@ internal sealed partial class HeapTrim : IDisposable
         _timer = time.CreateTimer(static state => ((HeapTrim)state!).TrimPending(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
     }
 
-    /// <summary>Whether trimming is on (limits.trimHeapAfterBuilds of the serving snapshot); always on when null (tests).</summary>
+    /// <summary>Whether trimming is on (limits.trimHeapAfterBuilds of the serving snapshot); always on when null.</summary>
     public Func<bool>? Enabled { get; init; }
 
     private bool Off => Enabled is { } enabled && !enabled();

@@ -62,10 +62,8 @@ public static class PortcullisServiceCollectionExtensions
         // Shutdown: /readyz 503, limits.shutdownDelay, route listeners closed apart from the admin listener, logged.
         RouteListenerGate.DecorateTransports(services);
         services.AddHostedService<Portcullis.Hosting.GatewayShutdown>();
-        services.AddSingleton(sp => new HeapTrim(sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<HeapTrim>>(), sp.GetRequiredService<TimeProvider>())
-        {
-            Enabled = () => sp.GetRequiredService<SnapshotStore>().Current.Config.Limits.TrimHeapAfterBuilds,
-        });
+        services.AddSingleton(sp => new HeapTrim(sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<HeapTrim>>(), sp.GetRequiredService<TimeProvider>(),
+            store: sp.GetRequiredService<SnapshotStore>()));
         services.AddHostedService<GatewayWarmup>();
         AddAdminAndHealth(services);
         services.AddSingleton<Portcullis.Tls.CertificateStore>();

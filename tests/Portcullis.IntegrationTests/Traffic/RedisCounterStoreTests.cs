@@ -25,6 +25,7 @@ public sealed class SharedRedis : IAsyncLifetime
 /// the Lua scripts decide as RateLimitMath does, several stores (gateways) share one limit, quotas outlive
 /// a store, keys expire, and a dead or hung Redis never makes a call wait past the timeout.
 /// </summary>
+[Collection(Infrastructure.WholeHeapCollection.Name)] // its outage tests bound each call's latency: alone, not beside the browser tests
 public sealed class RedisCounterStoreTests(SharedRedis shared, ITestOutputHelper output) : IClassFixture<SharedRedis>, IAsyncLifetime
 {
     // Generous for correctness tests on a loaded 2-core machine; the outage tests set their own.
