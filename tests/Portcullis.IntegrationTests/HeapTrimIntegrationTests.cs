@@ -15,20 +15,27 @@ namespace Portcullis.IntegrationTests;
 [Collection(WholeHeapCollection.Name)]
 public sealed class HeapTrimIntegrationTests
 {
+    private static string Config(TestUpstream upstream, string limits) => $$"""
+        advice: { enabled: false }
+        {{limits}}
+        routes:
+          - { name: a, match: { pathPrefix: /a }, cluster: c }
+        clusters:
+          c: { destinations: [{{upstream.Url}}] }
+        """;
+
+    // The gateway's trim, reading limits.trimHeapAfterBuilds from its store, with a threshold of one byte (every
+    // build counts as large) and a short quiet period.
+    private static Task<TestGateway> StartAsync(string yaml) => TestGateway.StartAsync(yaml, configureServices: services =>
+        services.Replace(ServiceDescriptor.Singleton(sp => new HeapTrim(sp.GetRequiredService<ILogger<HeapTrim>>(), TimeProvider.System,
+            threshold: 1, quietPeriod: TimeSpan.FromMilliseconds(300), store: sp.GetRequiredService<SnapshotStore>()))));
+
     [Fact]
     public async Task The_start_and_a_reload_are_trimmed_after_and_requests_keep_being_served()
     {
         await using var upstream = await TestUpstream.StartAsync("u");
-        var yaml = $$"""
-            advice: { enabled: false }
-            routes:
-              - { name: a, match: { pathPrefix: /a }, cluster: c }
-            clusters:
-              c: { destinations: [{{upstream.Url}}] }
-            """;
-        await using var gateway = await TestGateway.StartAsync(yaml, configureServices: services =>
-            services.Replace(ServiceDescriptor.Singleton(sp => new HeapTrim(sp.GetRequiredService<ILogger<HeapTrim>>(), TimeProvider.System,
-                threshold: 1, quietPeriod: TimeSpan.FromMilliseconds(300), store: sp.GetRequiredService<SnapshotStore>()))));
+        var yaml = Config(upstream, "");
+        await using var gateway = await StartAsync(yaml);
         var trim = gateway.Services.GetRequiredService<HeapTrim>();
         // At start, before the listeners opened: done by the time the gateway answers.
         Assert.Equal(1, trim.Trims);
@@ -47,17 +54,8 @@ public sealed class HeapTrimIntegrationTests
     public async Task Turned_off_in_the_file_nothing_is_trimmed_until_a_reload_turns_it_on()
     {
         await using var upstream = await TestUpstream.StartAsync("u");
-        var yaml = $$"""
-            advice: { enabled: false }
-            limits: { trimHeapAfterBuilds: false }
-            routes:
-              - { name: a, match: { pathPrefix: /a }, cluster: c }
-            clusters:
-              c: { destinations: [{{upstream.Url}}] }
-            """;
-        await using var gateway = await TestGateway.StartAsync(yaml, configureServices: services =>
-            services.Replace(ServiceDescriptor.Singleton(sp => new HeapTrim(sp.GetRequiredService<ILogger<HeapTrim>>(), TimeProvider.System,
-                threshold: 1, quietPeriod: TimeSpan.FromMilliseconds(300), store: sp.GetRequiredService<SnapshotStore>()))));
+        var yaml = Config(upstream, "limits: { trimHeapAfterBuilds: false }");
+        await using var gateway = await StartAsync(yaml);
         var trim = gateway.Services.GetRequiredService<HeapTrim>();
         Assert.Equal(0, trim.Trims);
 
