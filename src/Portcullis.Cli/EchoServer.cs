@@ -20,7 +20,7 @@ public static class EchoServer
 
     public static WebApplication Create(string address, int port, string? name, bool h2c)
     {
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [] });
+        var builder = WebApplication.CreateSlimBuilder(HostDefaults.Options());
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(options =>
         {

@@ -52,7 +52,7 @@ internal static class ExplainCommand
         }
 
         var upstream = new RecordedUpstream();
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
+        var builder = WebApplication.CreateBuilder(HostDefaults.Options());
         builder.Logging.ClearProviders();
         builder.WebHost.UseTestServer();
         try

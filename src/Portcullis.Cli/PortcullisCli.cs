@@ -144,7 +144,7 @@ public static class PortcullisCli
     private static async Task<int> RunGatewayAsync(string[] paths, TextWriter output, TextWriter errors, CancellationToken cancellationToken)
     {
         var path = Name(paths);
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = [] });
+        var builder = WebApplication.CreateBuilder(HostDefaults.Options());
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(options =>
         {

@@ -434,6 +434,37 @@ public sealed class CliTests : IDisposable
     }
 
     [Fact]
+    public async Task Process_Run_DoesNotWatchItsWorkingDirectory()
+    {
+        // ASP.NET Core's host watches appsettings.json (unused here) with a recursive inotify watch of the working
+        // directory: started in /tmp, a gateway walked 10,596 directories at start. Only its own files are watched.
+        var port = Ports.GetFree();
+        var path = Write("no-watch.yaml", ValidConfig(port, "v1"));
+        using var gateway = CliProcess.Start("run", "-c", path);
+        await gateway.WaitForOutputAsync("serving", TimeSpan.FromSeconds(20));
+
+        // The process runs in this test's output folder (CliProcess), which has dozens of folders below it.
+        var directories = Directory.GetDirectories(AppContext.BaseDirectory, "*", SearchOption.AllDirectories).Length;
+        Assert.True(directories >= 20, $"the working directory has only {directories} folders: the test proves nothing");
+        var watches = InotifyWatches(gateway.Id);
+        Assert.True(watches < 10, $"{watches} inotify watches in a working directory of {directories} folders");
+        Assert.Equal("v1", await new HttpClient().GetStringAsync($"http://127.0.0.1:{port}/hello"));
+    }
+
+    // The inotify watches a process holds, from /proc/PID/fdinfo (one "inotify wd:" line per watch).
+    private static int InotifyWatches(int pid) => Directory.GetFiles($"/proc/{pid}/fdinfo").Sum(file =>
+    {
+        try
+        {
+            return File.ReadLines(file).Count(line => line.StartsWith("inotify wd:", StringComparison.Ordinal));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return 0; // closed meanwhile
+        }
+    });
+
+    [Fact]
     public async Task Process_Run_ListenerPortInUse_Exits1WithoutStackTrace()
     {
         using var taken = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
@@ -540,6 +571,8 @@ internal sealed class CliProcess : IDisposable
     public bool HasExited => _process.HasExited;
 
     public int ExitCode => _process.ExitCode;
+
+    public int Id => _process.Id;
 
     public static CliProcess Start(params string[] args) => StartUnder(null, args);
 
