@@ -448,7 +448,8 @@ public sealed class CliTests : IDisposable
         Assert.True(directories >= 20, $"the working directory has only {directories} folders: the test proves nothing");
         var watches = InotifyWatches(gateway.Id);
         Assert.True(watches < 10, $"{watches} inotify watches in a working directory of {directories} folders");
-        Assert.Equal("v1", await new HttpClient().GetStringAsync($"http://127.0.0.1:{port}/hello"));
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        Assert.Equal("v1", await client.GetStringAsync($"http://127.0.0.1:{port}/hello"));
     }
 
     // The inotify watches a process holds, from /proc/PID/fdinfo (one "inotify wd:" line per watch).

@@ -35,9 +35,8 @@ internal static partial class ConfigDiff
             {
                 "listeners" => change.Section == ListenerSection
                     && (change.Kind != ChangeKind.Changed || !change.Details.All(IsReloadableListenerDetail)),
-                // trimHeapAfterBuilds is read at each build (HeapTrim), the rest by Kestrel at start.
                 "limits" => change.Section == LimitsSection
-                    && (change.Kind != ChangeKind.Changed || !change.Details.All(d => d.StartsWith("trimHeapAfterBuilds:", StringComparison.Ordinal))),
+                    && (change.Kind != ChangeKind.Changed || !change.Details.All(d => IsDetailOf(d, ReloadableLimitsFields))),
                 // Sections compared field by field: details are "path: old → new" relative to the section.
                 _ => change.Section == section && field is not null && change.Details.Any(d =>
                     d.StartsWith(field + ":", StringComparison.Ordinal) || d.StartsWith(field + ".", StringComparison.Ordinal)
@@ -53,7 +52,7 @@ internal static partial class ConfigDiff
         Config = new PortcullisConfig
         {
             Listeners = loaded.Config.Listeners,
-            Limits = loaded.Config.Limits with { TrimHeapAfterBuilds = true }, // read at each build, not at start
+            Limits = loaded.Config.Limits,
             Identity = loaded.Config.Identity,
             Observability = loaded.Config.Observability,
             Analytics = loaded.Config.Analytics,

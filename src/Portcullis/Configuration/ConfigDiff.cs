@@ -20,9 +20,15 @@ internal static partial class ConfigDiff
     /// <summary>Listener fields applied per request from the current snapshot (the inbound header scrub), not by Kestrel.</summary>
     internal static readonly string[] ReloadableListenerFields = ["dropUnderscoreHeaders"];
 
-    internal static bool IsReloadableListenerDetail(string detail)
+    /// <summary>Limits read at each build (the heap trim), not by Kestrel at start.</summary>
+    internal static readonly string[] ReloadableLimitsFields = ["trimHeapAfterBuilds"];
+
+    internal static bool IsReloadableListenerDetail(string detail) => IsDetailOf(detail, ReloadableListenerFields);
+
+    /// <summary>Whether a change detail ("field: old → new", relative to its section) is about one of <paramref name="fields"/>.</summary>
+    internal static bool IsDetailOf(string detail, string[] fields)
     {
-        foreach (var field in ReloadableListenerFields)
+        foreach (var field in fields)
         {
             if (detail.StartsWith(field + ":", StringComparison.Ordinal)) return true;
         }
